@@ -1,0 +1,156 @@
+"""What every command shares: global options, the error boundary, output and progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import typer
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from mlkit.toolkit.config import Config
+    from sqlalchemy.engine import Engine
+
+
+@dataclass
+class GlobalOptions:
+    config_path: str | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
+    verbose: bool = False
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    root = ctx.find_root()
+    if not isinstance(root.obj, GlobalOptions):
+        root.obj = GlobalOptions()
+    return root.obj
+
+
+def load_config(ctx: typer.Context) -> Config:
+    from mlkit.toolkit.config import load_config as load
+
+    opts = options(ctx)
+    return load(opts.config_path, database_url=opts.database_url, redis_url=opts.redis_url)
+
+
+def open_engine(ctx: typer.Context, config: Config | None = None) -> Engine:
+    from mlkit.toolkit.db import make_engine
+
+    config = config or load_config(ctx)
+    return make_engine(config.database_url)
+
+
+class MlkitGroup(TyperGroup):
+    """The root group: turns failures into one `error:` line and exit code 1."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        from mlkit.toolkit.errors import MlkitError
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
+            raise
+        except MlkitError as exc:
+            fail(exc.message, exc.hint, verbose=options(ctx).verbose)
+        except KeyboardInterrupt:
+            err("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            message, hint = _describe_unexpected(exc)
+            fail(message, hint, verbose=options(ctx).verbose)
+
+
+def _describe_unexpected(exc: Exception) -> tuple[str, str]:
+    """Database errors from anywhere become the same friendly line `make_engine` gives."""
+    try:
+        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
+        DBAPIError = SQLAlchemyError = ()
+    if isinstance(exc, DBAPIError):
+        from mlkit.toolkit.db import explain_db_error
+
+        explained = explain_db_error(exc)
+        return explained.message, explained.hint or "run with --verbose for details"
+    if isinstance(exc, SQLAlchemyError):
+        return f"database error: {str(exc).splitlines()[0]}", "run with --verbose for details"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}:{where}", "check the path and its permissions"
+    return (
+        f"unexpected {type(exc).__name__}: {exc}",
+        "run with --verbose for the traceback and report it",
+    )
+
+
+def fail(message: str, hint: str | None = None, *, verbose: bool = False) -> None:
+    if verbose:
+        traceback.print_exc(file=sys.stderr)
+    err(f"error: {message}")
+    if hint:
+        err(f"hint: {hint}")
+    raise typer.Exit(1)
+
+
+def err(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def warn(text: str) -> None:
+    err(f"warning: {text}")
+
+
+def emit_json(document: Any) -> None:
+    """One JSON document on stdout and nothing else there."""
+    typer.echo(json.dumps(document, indent=2, default=str, sort_keys=False))
+
+
+def stdout_console():
+    from rich.console import Console
+
+    return Console()
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Any]:
+    """A callback `(label, done, total)` drawing a bar on stderr, silent when not a terminal."""
+    console = stderr_console()
+    if not enabled or not console.is_terminal:
+        yield lambda label, done, total: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    tasks: dict[str, Any] = {}
+    with Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+
+        def update(label: str, done: int, total: int | None) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done, total=total)
+
+        yield update

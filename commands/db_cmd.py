@@ -1,0 +1,91 @@
+"""`mlkit db`: create the schema, show what the database holds, print DDL."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ._common import emit_json, err, load_config, stdout_console
+
+app = typer.Typer(help="Create and inspect the database schema.", no_args_is_help=True)
+
+
+@app.command("init")
+def init(
+    ctx: typer.Context,
+    create_database: Annotated[
+        bool,
+        typer.Option("--create-database", help="Create the database itself on PostgreSQL/MySQL."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Create every missing table, index and the kpi_hourly view. Safe to run again.
+
+    Example: MLKIT_DATABASE_URL=postgresql+psycopg2://postgres@host/shop mlkit db init
+             --create-database
+    """
+    from mlkit.toolkit.db import create_database as create_db
+    from mlkit.toolkit.db import dialect_name, init_schema, make_engine, masked, parse_url
+
+    url = parse_url(load_config(ctx).database_url)
+    created_db = create_db(url) if create_database else False
+    engine = make_engine(url)
+    created = init_schema(engine)
+    result = {
+        "dialect": dialect_name(engine),
+        "database": masked(engine),
+        "database_created": created_db,
+        "tables_created": created,
+    }
+    if as_json:
+        emit_json(result)
+        return
+    if created_db:
+        err(f"created database {url.database}")
+    what = f"created {len(created)} tables" if created else "schema already up to date"
+    stdout_console().print(f"{result['database']} ({result['dialect']}): {what}")
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Dialect, masked URL and the row count of every table.
+
+    Example: mlkit db status --json
+    """
+    from mlkit.toolkit.db import dialect_name, make_engine, masked, table_counts
+
+    engine = make_engine(load_config(ctx).database_url)
+    counts = table_counts(engine)
+    document = {"dialect": dialect_name(engine), "database": masked(engine), "tables": counts}
+    if as_json:
+        emit_json(document)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{document['database']} ({document['dialect']})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in counts.items():
+        table.add_row(name, "missing" if rows is None else f"{rows:,}")
+    stdout_console().print(table)
+    if any(rows is None for rows in counts.values()):
+        err("hint: create the missing tables with `mlkit db init`")
+
+
+@app.command("ddl")
+def ddl(
+    dialect: Annotated[
+        str, typer.Option("--dialect", help="postgresql, mysql or sqlite.", metavar="DIALECT")
+    ],
+) -> None:
+    """Print the schema's DDL for a dialect (what sql/<dialect>.sql holds).
+
+    Example: mlkit db ddl --dialect mysql > schema.sql
+    """
+    from mlkit.toolkit.db import ddl as render
+
+    typer.echo(render(dialect), nl=False)

@@ -1,0 +1,74 @@
+"""The `mlkit` command: the root Typer app that joins one sub-app per area."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from mlkit.toolkit import __version__
+
+from . import config_cmd, db_cmd, demo_cmd, quickstart_cmd
+from ._common import GlobalOptions, MlkitGroup
+
+app = typer.Typer(
+    cls=MlkitGroup,
+    name="mlkit",
+    help="Train, validate and operate the ML models of a commerce platform from its database.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(demo_cmd.app, name="demo")
+app.command("quickstart")(quickstart_cmd.quickstart)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mlkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (else $MLKIT_CONFIG, ./config.yaml).",
+            metavar="PATH",
+        ),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database", help="Database URL; overrides config and environment.", metavar="URL"
+        ),
+    ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option("--redis", help="Redis URL; overrides config and environment.", metavar="URL"),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    ctx.obj = GlobalOptions(config, database, redis, verbose)
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+    )
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""mlkit's Textual dashboard: widgets that render what `mlkit.toolkit` queries return."""

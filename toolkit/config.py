@@ -1,0 +1,429 @@
+"""Effective configuration: flag > environment > config.yaml > built-in defaults.
+
+The file is found via an explicit path, then `$MLKIT_CONFIG`, then `./config.yaml`.
+String values may use `${VAR}` and `${VAR:-default}` (defaults may nest).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import MlkitError
+
+DEFAULT_HOME = "~/.local/share/mlkit"
+
+# The shape and types of every accepted key; the shipped config.yaml mirrors it.
+DEFAULTS: dict[str, Any] = {
+    "database": {
+        # One SQLAlchemy URL. Empty: built from host/port/name/user/password when
+        # `host` is set (the platform's DB_* variables), else the embedded SQLite file.
+        "url": "",
+        "driver": "postgresql+psycopg2",
+        "host": "",
+        "port": 5432,
+        "name": "ticketing",
+        "user": "postgres",
+        "password": "",
+        "sqlite_path": "",  # empty: <paths.home>/mlkit.db
+    },
+    "redis": {
+        "url": "",  # empty: built from host/port/password/db
+        "enabled": True,
+        "host": "localhost",
+        "port": 6379,
+        "password": "",
+        "db": 0,
+    },
+    "paths": {
+        "home": DEFAULT_HOME,
+        "artifacts": "",  # empty: <home>/artifacts
+        "datasets": "",  # empty: <home>/datasets
+        "logs": "",  # empty: <home>/logs
+    },
+    "fraud": {
+        # score >= block: BLOCKED; >= review: MANUAL_REVIEW; >= require_2fa: REQUIRE_2FA.
+        "threshold_block": 0.85,
+        "threshold_review": 0.65,
+        "threshold_2fa": 0.35,
+        "label_delay_days": 7.0,
+    },
+    "pricing": {
+        "policy": "thompson",
+        "surge_ratio": 1.1,
+        "early_bird_ratio": 0.95,
+        "epsilon": 0.1,
+    },
+    "recommender": {
+        "text_weight": 0.7,
+        "price_weight": 0.2,
+        "rating_weight": 0.1,
+    },
+    "training": {
+        "cooldown_minutes": 10,
+        "min_initial_train_samples": 400,
+        "min_rfe_samples": 150,
+        "max_baseline_features": 120,
+        "allow_fallback_execution": False,
+    },
+    "drift": {
+        "kl_threshold": 0.15,
+        "psi_threshold": 0.2,
+    },
+    "alerts": {
+        "webhook_url": "",
+        # The platform's own rules; each is recorded when it fires and when it resolves.
+        "rules": [
+            {
+                "name": "fraud_rate_spike",
+                "condition": "fraud_rate > 0.03",
+                "duration": "10m",
+                "severity": "high",
+            },
+            {
+                "name": "model_drift",
+                "condition": "kl_divergence > 0.15",
+                "duration": "1h",
+                "severity": "medium",
+            },
+            {
+                "name": "failed_login_attempts",
+                "condition": "failed_logins > 5",
+                "duration": "5m",
+                "severity": "high",
+            },
+            {
+                "name": "training_failed",
+                "condition": "training_failed > 0",
+                "duration": "1h",
+                "severity": "medium",
+            },
+        ],
+    },
+}
+
+ALERT_RULE_KEYS = {"name", "condition", "duration", "severity", "action", "enabled"}
+SECRET_KEYS = {"password", "webhook_url"}
+SUPPORTED_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb")
+
+# Environment variables that override a setting whatever the file says.
+ENV_OVERRIDES = {
+    "MLKIT_DATABASE_URL": ("database", "url"),
+    "MLKIT_REDIS_URL": ("redis", "url"),
+    "MLKIT_HOME": ("paths", "home"),
+    "MLKIT_ARTIFACTS_DIR": ("paths", "artifacts"),
+    "MLKIT_DATASETS_DIR": ("paths", "datasets"),
+    "MLKIT_LOGS_DIR": ("paths", "logs"),
+}
+
+_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Expand `${VAR}` and `${VAR:-default}`; a default may itself hold `${...}`."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        start = text.find("${", i)
+        if start < 0:
+            out.append(text[i:])
+            break
+        out.append(text[i:start])
+        depth, j = 1, start + 2
+        while j < len(text) and depth:
+            if text.startswith("${", j):
+                depth += 1
+                j += 2
+                continue
+            if text[j] == "}":
+                depth -= 1
+            j += 1
+        if depth:
+            raise ValueError(f"unclosed '${{' in {text!r}")
+        body = text[start + 2 : j - 1]
+        name, sep, default = body.partition(":-")
+        if not _VAR.fullmatch(name):
+            raise ValueError(f"bad variable name {name!r} in {text!r}")
+        value = env.get(name, "")
+        out.append(value if value != "" or not sep else interpolate(default, env))
+        i = j
+    return "".join(out)
+
+
+@dataclass
+class Config:
+    data: dict[str, Any]
+    source: Path | None = None  # the file read, if any
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self.data
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    @property
+    def home(self) -> Path:
+        return _expand(self.data["paths"]["home"])
+
+    def _path(self, key: str) -> Path:
+        value = self.data["paths"][key]
+        return _expand(value) if value else self.home / key
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self._path("artifacts")
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self._path("datasets")
+
+    @property
+    def logs_dir(self) -> Path:
+        return self._path("logs")
+
+    @property
+    def database_url(self) -> str:
+        db = self.data["database"]
+        if db["url"]:
+            return db["url"]
+        if db["host"]:
+            from sqlalchemy.engine import URL
+
+            return URL.create(
+                db["driver"],
+                username=db["user"] or None,
+                password=db["password"] or None,
+                host=db["host"],
+                port=int(db["port"]) if db["port"] else None,
+                database=db["name"] or None,
+            ).render_as_string(hide_password=False)
+        path = _expand(db["sqlite_path"]) if db["sqlite_path"] else self.home / "mlkit.db"
+        return f"sqlite:///{path}"
+
+    @property
+    def redis_url(self) -> str | None:
+        r = self.data["redis"]
+        if not r["enabled"]:
+            return None
+        if r["url"]:
+            return r["url"]
+        auth = f":{r['password']}@" if r["password"] else ""
+        return f"redis://{auth}{r['host']}:{int(r['port'])}/{int(r['db'])}"
+
+    def masked(self) -> dict[str, Any]:
+        """The configuration with every password and secret replaced, plus resolved values."""
+        data = _mask(copy.deepcopy(self.data))
+        data["effective"] = {
+            "config_file": str(self.source) if self.source else None,
+            "database_url": mask_url(self.database_url),
+            "redis_url": mask_url(self.redis_url) if self.redis_url else None,
+            "artifacts_dir": str(self.artifacts_dir),
+            "datasets_dir": str(self.datasets_dir),
+            "logs_dir": str(self.logs_dir),
+        }
+        return data
+
+
+def _expand(value: str) -> Path:
+    return Path(os.path.expanduser(value))
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***; safe to print or log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return url.replace(parts.netloc, f"{userinfo}:***@{netloc[1]}", 1)
+
+
+def _mask(node: Any) -> Any:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in SECRET_KEYS and value:
+                node[key] = "***"
+            elif key == "url" and isinstance(value, str):
+                node[key] = mask_url(value)
+            else:
+                _mask(value)
+    elif isinstance(node, list):
+        for item in node:
+            _mask(item)
+    return node
+
+
+def find_config_file(explicit: str | os.PathLike | None, env: Mapping[str, str]) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise MlkitError(f"config file {path} not found", hint="check the --config path")
+        return path
+    if env.get("MLKIT_CONFIG"):
+        path = Path(env["MLKIT_CONFIG"])
+        if not path.is_file():
+            raise MlkitError(
+                f"config file {path} (from MLKIT_CONFIG) not found",
+                hint="unset MLKIT_CONFIG or point it at an existing file",
+            )
+        return path
+    local = Path("config.yaml")
+    return local if local.is_file() else None
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    *,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Load the effective configuration; flags (database_url, redis_url) win over everything."""
+    env = dict(os.environ if env is None else env)
+    source = find_config_file(path, env)
+    data = copy.deepcopy(DEFAULTS)
+    if source is not None:
+        _merge_file(data, source, env)
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if env.get(var):
+            data[section][key] = env[var]
+    origin = {"database": origin_of(source), "redis": origin_of(source)}
+    for var, section in (("MLKIT_DATABASE_URL", "database"), ("MLKIT_REDIS_URL", "redis")):
+        if env.get(var):
+            origin[section] = var
+    if database_url:
+        data["database"]["url"] = database_url
+        origin["database"] = "--database"
+    if redis_url:
+        data["redis"]["url"] = redis_url
+        data["redis"]["enabled"] = True
+        origin["redis"] = "--redis"
+    config = Config(data=data, source=source, env=env)
+    _check_urls(config, origin)
+    return config
+
+
+def origin_of(source: Path | None) -> str:
+    return str(source) if source else "defaults"
+
+
+def _merge_file(data: dict[str, Any], source: Path, env: Mapping[str, str]) -> None:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise MlkitError(
+            f"{source}: invalid YAML{where}: {problem}", hint="fix the file or pass --config"
+        ) from None
+    except OSError as exc:
+        raise MlkitError(f"{source}: cannot read: {exc.strerror}") from None
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise MlkitError(f"{source}: expected a mapping of sections at the top level")
+    try:
+        _merge(data, raw, DEFAULTS, env, prefix="")
+    except ValueError as exc:
+        raise MlkitError(f"{source}: {exc}", hint="see `mlkit config show` for every key") from None
+
+
+def _merge(target: dict, given: dict, shape: dict, env: Mapping[str, str], prefix: str) -> None:
+    for key, value in given.items():
+        where = f"{prefix}{key}"
+        if key not in shape:
+            known = ", ".join(shape)
+            raise ValueError(f"unknown key '{where}' (known here: {known})")
+        default = shape[key]
+        if isinstance(default, dict):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ValueError(f"'{where}' must be a section of keys, got {value!r}")
+            _merge(target[key], value, default, env, prefix=f"{where}.")
+        elif key == "rules":
+            target[key] = _alert_rules(value, where, env)
+        else:
+            target[key] = _coerce(value, default, where, env)
+
+
+def _coerce(value: Any, default: Any, where: str, env: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        value = interpolate(value, env)
+    if value is None:
+        return default
+    kind = type(default)
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"true", "yes", "on", "1"}:
+                return True
+            if text in {"false", "no", "off", "0", ""}:
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(str(value).strip())
+        if kind is float:
+            return float(str(value).strip())
+        if isinstance(value, (dict, list)):
+            raise ValueError
+        return str(value)
+    except ValueError:
+        raise ValueError(f"'{where}' expects {kind.__name__}, got {value!r}") from None
+
+
+def _alert_rules(value: Any, where: str, env: Mapping[str, str]) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise ValueError(f"'{where}' must be a list of rules")
+    rules = []
+    for i, rule in enumerate(value):
+        if not isinstance(rule, dict) or "name" not in rule or "condition" not in rule:
+            raise ValueError(f"'{where}[{i}]' must be a mapping with 'name' and 'condition'")
+        unknown = set(rule) - ALERT_RULE_KEYS
+        if unknown:
+            raise ValueError(f"unknown key '{where}[{i}].{sorted(unknown)[0]}'")
+        rules.append({k: interpolate(v, env) if isinstance(v, str) else v for k, v in rule.items()})
+    return rules
+
+
+def _check_urls(config: Config, origin: dict[str, str]) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    where = f"{origin['database']}: "
+    url = config.database_url
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise MlkitError(
+            f"{where}invalid database URL {mask_url(url)!r}",
+            hint="use sqlite:///path.db, postgresql+psycopg2://user@host/db "
+            "or mysql+pymysql://user@host/db",
+        ) from None
+    if backend not in SUPPORTED_BACKENDS:
+        raise MlkitError(
+            f"{where}unsupported database dialect '{backend}'",
+            hint="mlkit supports sqlite, postgresql and mysql (mariadb) URLs",
+        )
+    where = f"{origin['redis']}: "
+    if config.redis_url:
+        parts = urlsplit(config.redis_url)
+        if parts.scheme not in {"redis", "rediss", "unix"}:
+            raise MlkitError(
+                f"{where}invalid Redis URL {mask_url(config.redis_url)!r}",
+                hint="use redis://[:password@]host:port/db",
+            )

@@ -1,0 +1,472 @@
+"""Engines, schema creation, DDL and each dialect's fastest bulk-load path."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from .config import SUPPORTED_BACKENDS, mask_url
+from .errors import MlkitError
+from .schema import metadata
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DIALECTS = ("postgresql", "mysql", "sqlite")
+KPI_VIEW = "kpi_hourly"
+# The KPI view covers the 30 days before the newest order, so it stays bounded as
+# orders grow and still shows data whose clock is not today's (demo worlds, backfills).
+KPI_WINDOW_DAYS = 30
+DRIVERS = {
+    "postgresql": "postgresql+psycopg2",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+}
+LOAD_CHUNK_ROWS = 100_000
+
+
+def parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise MlkitError(
+            f"invalid database URL {mask_url(url)!r}",
+            hint="use sqlite:///path.db, postgresql+psycopg2://user@host/db "
+            "or mysql+pymysql://user@host/db",
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise MlkitError(
+            f"unsupported database dialect '{backend}'",
+            hint="mlkit supports sqlite, postgresql and mysql (mariadb) URLs",
+        )
+    if "+" not in parsed.drivername and backend in DRIVERS:
+        parsed = parsed.set(drivername=DRIVERS[backend])
+    elif backend == "mariadb":
+        parsed = parsed.set(drivername="mysql+" + parsed.get_driver_name())
+    return parsed
+
+
+def dialect_name(engine_or_url: Engine | URL) -> str:
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else engine_or_url
+    return "mysql" if url.get_backend_name() == "mariadb" else url.get_backend_name()
+
+
+def masked(engine_or_url: Engine | URL | str) -> str:
+    if isinstance(engine_or_url, Engine):
+        return engine_or_url.url.render_as_string(hide_password=True)
+    if isinstance(engine_or_url, URL):
+        return engine_or_url.render_as_string(hide_password=True)
+    return mask_url(engine_or_url)
+
+
+def make_engine(url: str | URL, *, check: bool = True) -> Engine:
+    """An engine for the URL; with `check`, connect once so bad settings fail here, clearly."""
+    parsed = parse_url(url) if isinstance(url, str) else url
+    dialect = dialect_name(parsed)
+    kwargs: dict = {"pool_pre_ping": True}
+    if dialect == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            _sqlite_parent(parsed.database)
+        kwargs["connect_args"] = {"timeout": 30}
+    elif dialect == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": 5, "application_name": "mlkit"}
+    else:
+        kwargs["connect_args"] = {"connect_timeout": 5, "charset": "utf8mb4"}
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except NoSuchModuleError:
+        raise MlkitError(
+            f"no driver for {parsed.drivername!r}",
+            hint="use postgresql+psycopg2:// or mysql+pymysql://",
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise MlkitError(f"database driver {exc.name!r} is not installed") from None
+    if dialect == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    if check:
+        try:
+            with engine.connect():
+                pass
+        except DBAPIError as exc:
+            raise explain_db_error(exc, engine.url) from None
+    return engine
+
+
+def _sqlite_parent(database: str) -> None:
+    folder = Path(database).expanduser().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MlkitError(
+            f"cannot create the folder {str(folder)!r} for the SQLite database: {exc.strerror}",
+            hint="choose another path in the database URL or MLKIT_HOME",
+        ) from None
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the dashboard read while a cron job writes; foreign keys are off by default.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def explain_db_error(exc: DBAPIError, url: URL | None = None) -> MlkitError:
+    """Turn a driver error into one line a user can act on; never includes the password."""
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    if url is not None and url.password:
+        text = text.replace(str(url.password), "***")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if url is None:
+        where = "the configured server"
+    elif dialect_name(url) == "sqlite":
+        where = url.database or "memory"
+    else:
+        where = f"{url.host or 'localhost'}:{url.port or _default_port(url)}"
+    username = url.username if url is not None else None
+    database = url.database if url is not None else None
+    lowered = text.lower()
+    if any(s in lowered for s in ("password authentication failed", "access denied")) or re.search(
+        r"role .* does not exist", lowered
+    ):
+        return MlkitError(
+            f"authentication failed for user {username!r} at {where}",
+            hint="check the user and password (DB_PASSWORD or the database URL)",
+        )
+    if re.search(r"database .* does not exist|unknown database", lowered):
+        return MlkitError(
+            f"database {database!r} does not exist at {where}",
+            hint="create it with `mlkit db init --create-database`",
+        )
+    if any(
+        s in lowered
+        for s in (
+            "could not connect",
+            "connection refused",
+            "can't connect",
+            "could not translate host",
+            "name or service not known",
+            "timeout expired",
+            "timed out",
+        )
+    ):
+        return MlkitError(
+            f"cannot reach the database at {where}: {first}",
+            hint="is the server running, and are host and port right?",
+        )
+    if "unable to open database file" in lowered:
+        return MlkitError(
+            f"cannot open SQLite file {database!r}", hint="check the path and its permissions"
+        )
+    return MlkitError(f"database error: {first}")
+
+
+def _default_port(url: URL) -> int | str:
+    return {"postgresql": 5432, "mysql": 3306}.get(dialect_name(url), "-")
+
+
+def create_database(url: str | URL) -> bool:
+    """Create the URL's database on PostgreSQL/MySQL if missing; True if it was created."""
+    parsed = parse_url(url) if isinstance(url, str) else url
+    dialect = dialect_name(parsed)
+    name = parsed.database
+    if dialect == "sqlite":
+        if not name or name == ":memory:":
+            return False
+        path = Path(name).expanduser()
+        existed = path.exists()
+        _sqlite_parent(name)
+        return not existed
+    if not name:
+        raise MlkitError("the database URL names no database", hint="append /<name> to the URL")
+    # Connect to the server itself: PostgreSQL's maintenance database, MySQL with none.
+    server = parsed._replace(database="postgres" if dialect == "postgresql" else None)
+    engine = make_engine(server).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if dialect == "postgresql":
+                exists = conn.execute(
+                    sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+                ).first()
+                if exists:
+                    return False
+                conn.execute(sa.text(f'CREATE DATABASE "{_ident(name)}"'))
+                return True
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :n"),
+                {"n": name},
+            ).first()
+            conn.execute(
+                sa.text(
+                    f"CREATE DATABASE IF NOT EXISTS `{_ident(name)}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+            )
+            return not exists
+    except DBAPIError as exc:
+        raise explain_db_error(exc, parsed) from None
+    finally:
+        engine.dispose()
+
+
+def _ident(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_\-$]+", name):
+        raise MlkitError(
+            f"refusing to create database {name!r}",
+            hint="use letters, digits, '_', '-' or '$' in database names",
+        )
+    return name
+
+
+# ---------------------------------------------------------------- schema and DDL
+
+
+def kpi_view_sql(dialect: str) -> list[str]:
+    """Statements that create the hourly KPI view (materialized on PostgreSQL)."""
+    hour = {
+        "postgresql": "date_trunc('hour', o.created_at)",
+        "mysql": "DATE_ADD(DATE(o.created_at), INTERVAL HOUR(o.created_at) HOUR)",
+        "sqlite": "strftime('%Y-%m-%d %H:00:00', o.created_at)",
+    }[dialect]
+    since = {
+        "postgresql": f"(SELECT MAX(created_at) FROM orders) - INTERVAL '{KPI_WINDOW_DAYS} days'",
+        "mysql": f"(SELECT MAX(created_at) FROM orders) - INTERVAL {KPI_WINDOW_DAYS} DAY",
+        "sqlite": f"datetime((SELECT MAX(created_at) FROM orders), '-{KPI_WINDOW_DAYS} days')",
+    }[dialect]
+    decisions = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
+    decision_counts = ",\n".join(
+        f"    SUM(CASE WHEN p.decision = '{d}' THEN 1 ELSE 0 END) AS {d.lower()}_count"
+        for d in decisions
+    )
+    # Only an order's latest prediction counts, so re-scoring never double-counts.
+    body = f"""SELECT
+    {hour} AS hour,
+    COUNT(*) AS total_orders,
+    SUM(CASE WHEN o.status = 'COMPLETED' THEN 1 ELSE 0 END) AS completed_orders,
+    COUNT(DISTINCT o.buyer_wallet_id) AS unique_wallets,
+    SUM(CASE WHEN o.status = 'COMPLETED' THEN o.price ELSE 0 END) AS total_revenue,
+    COUNT(p.id) AS scored_orders,
+    AVG(p.fraud_score) AS avg_fraud_score,
+{decision_counts}
+FROM orders o
+LEFT JOIN fraud_predictions p ON p.order_id = o.order_id
+    AND p.id = (SELECT MAX(p2.id) FROM fraud_predictions p2 WHERE p2.order_id = o.order_id)
+WHERE o.created_at > {since}
+GROUP BY {hour}"""
+    if dialect == "postgresql":
+        return [
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {KPI_VIEW} AS\n{body}",
+            f"CREATE UNIQUE INDEX IF NOT EXISTS ix_{KPI_VIEW}_hour ON {KPI_VIEW} (hour)",
+        ]
+    if dialect == "mysql":
+        return [f"CREATE OR REPLACE VIEW {KPI_VIEW} AS\n{body}"]
+    return [f"CREATE VIEW IF NOT EXISTS {KPI_VIEW} AS\n{body}"]
+
+
+def ddl(dialect: str) -> str:
+    """The full DDL for a dialect: what `mlkit db ddl` prints and `sql/<dialect>.sql` holds."""
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    if dialect not in DIALECTS:
+        raise MlkitError(
+            f"unknown dialect {dialect!r}", hint=f"choose one of {', '.join(DIALECTS)}"
+        )
+    sa_dialect = _sa_dialect(dialect)
+    parts = [f"-- mlkit schema for {dialect}; generated by `mlkit db ddl --dialect {dialect}`."]
+    for table in metadata.sorted_tables:
+        create = str(CreateTable(table).compile(dialect=sa_dialect)).strip()
+        parts.append("\n".join(line.rstrip() for line in create.splitlines()) + ";")
+        for index in sorted(table.indexes, key=lambda i: i.name):
+            parts.append(str(CreateIndex(index).compile(dialect=sa_dialect)).strip() + ";")
+    parts.extend(stmt + ";" for stmt in kpi_view_sql(dialect))
+    return "\n\n".join(parts) + "\n"
+
+
+def _sa_dialect(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import psycopg2
+
+        return psycopg2.dialect()
+    if dialect == "mysql":
+        from sqlalchemy.dialects.mysql import pymysql
+
+        return pymysql.dialect()
+    from sqlalchemy.dialects.sqlite import pysqlite
+
+    return pysqlite.dialect()
+
+
+def init_schema(engine: Engine) -> list[str]:
+    """Create every missing table, index and the KPI view; return the tables created."""
+    dialect = dialect_name(engine)
+    try:
+        with engine.begin() as conn:
+            existing = set(sa.inspect(conn).get_table_names())
+            metadata.create_all(conn, checkfirst=True)
+            for stmt in kpi_view_sql(dialect):
+                conn.execute(sa.text(stmt))
+    except DBAPIError as exc:
+        raise explain_db_error(exc, engine.url) from None
+    return [t.name for t in metadata.sorted_tables if t.name not in existing]
+
+
+def refresh_kpi(engine: Engine) -> None:
+    """Recompute kpi_hourly where it is materialized (PostgreSQL); a plain view elsewhere."""
+    if dialect_name(engine) != "postgresql":
+        return
+    with engine.begin() as conn:
+        populated = conn.execute(
+            sa.text("SELECT ispopulated FROM pg_matviews WHERE matviewname = :v"), {"v": KPI_VIEW}
+        ).scalar()
+        concurrently = " CONCURRENTLY" if populated else ""
+        conn.execute(sa.text(f"REFRESH MATERIALIZED VIEW{concurrently} {KPI_VIEW}"))
+
+
+def table_counts(engine: Engine) -> dict[str, int | None]:
+    """Row count of every schema table; None for a table that does not exist yet."""
+    try:
+        with engine.connect() as conn:
+            existing = set(sa.inspect(conn).get_table_names())
+            counts: dict[str, int | None] = {}
+            for table in metadata.sorted_tables:
+                if table.name in existing:
+                    counts[table.name] = conn.execute(
+                        sa.select(sa.func.count()).select_from(table)
+                    ).scalar_one()
+                else:
+                    counts[table.name] = None
+            return dict(sorted(counts.items()))
+    except DBAPIError as exc:
+        raise explain_db_error(exc, engine.url) from None
+
+
+# ---------------------------------------------------------------- bulk loads
+
+
+def bulk_insert(
+    conn: sa.Connection,
+    table: sa.Table,
+    frame: pd.DataFrame,
+    *,
+    on_rows: Callable[[int], None] | None = None,
+) -> int:
+    """Append a frame to a table inside the caller's transaction, by the dialect's fastest path.
+
+    PostgreSQL: COPY from CSV; MySQL: multi-row INSERTs; SQLite: executemany. Rows go in
+    chunks, so memory stays flat however long the frame is.
+    """
+    if frame.empty:
+        return 0
+    columns = list(frame.columns)
+    unknown = [c for c in columns if c not in table.c]
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {unknown}")
+    copy = conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2"
+    for start in range(0, len(frame), LOAD_CHUNK_ROWS):
+        chunk = frame.iloc[start : start + LOAD_CHUNK_ROWS]
+        if copy:
+            _copy_chunk(conn, table, chunk)
+        else:
+            conn.execute(table.insert(), _records(table, chunk))
+        if on_rows:
+            on_rows(len(chunk))
+    return len(frame)
+
+
+def _copy_chunk(conn: sa.Connection, table: sa.Table, chunk: pd.DataFrame) -> None:
+    import json
+
+    import pandas as pd
+
+    out = chunk.copy()
+    for name in out.columns:
+        if isinstance(table.c[name].type, sa.JSON) and out[name].dtype == object:
+            out[name] = out[name].map(
+                lambda v: v if v is None or isinstance(v, str) else json.dumps(v)
+            )
+        elif pd.api.types.is_datetime64_any_dtype(out[name]):
+            out[name] = out[name].dt.strftime("%Y-%m-%d %H:%M:%S")
+    buffer = io.StringIO()
+    out.to_csv(buffer, index=False, header=False)
+    buffer.seek(0)
+    columns = ", ".join(f'"{c}"' for c in out.columns)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.copy_expert(f'COPY "{table.name}" ({columns}) FROM STDIN WITH (FORMAT csv)', buffer)
+    finally:
+        cursor.close()
+
+
+def _records(table: sa.Table, chunk: pd.DataFrame) -> list[dict]:
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    columns: dict[str, list] = {}
+    for name in chunk.columns:
+        series = chunk[name]
+        if pd.api.types.is_datetime64_any_dtype(series):
+            values = [None if pd.isna(v) else v.to_pydatetime() for v in series]
+        elif pd.api.types.is_bool_dtype(series):
+            values = [bool(v) for v in series.to_numpy()]
+        elif pd.api.types.is_integer_dtype(series):
+            values = series.astype(object).tolist()
+        elif pd.api.types.is_float_dtype(series):
+            arr = series.to_numpy(dtype=float)
+            values = [None if np.isnan(v) else v for v in arr.tolist()]
+        else:
+            values = [None if _is_missing(v) else v for v in series.astype(object)]
+            if isinstance(table.c[name].type, sa.JSON):
+                values = [json.loads(v) if isinstance(v, str) else v for v in values]
+        columns[name] = values
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN and pandas NA
+    except (TypeError, ValueError):
+        return False
+
+
+def sync_sequences(conn: sa.Connection, tables: list[sa.Table]) -> None:
+    """After loading explicit ids, move PostgreSQL's sequences past them (MySQL and SQLite
+    already continue after the largest id)."""
+    if conn.dialect.name != "postgresql":
+        return
+    for table in tables:
+        pk = list(table.primary_key.columns)
+        if len(pk) != 1 or not isinstance(pk[0].type, sa.Integer):
+            continue
+        column = pk[0].name
+        sequence = conn.execute(
+            sa.text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": column}
+        ).scalar()
+        if sequence:
+            conn.execute(
+                sa.text(
+                    f'SELECT setval(:s, COALESCE((SELECT MAX("{column}") '
+                    f'FROM "{table.name}"), 0) + 1, false)'
+                ),
+                {"s": sequence},
+            )
+
+
+def prepare_bulk_transaction(conn: sa.Connection) -> None:
+    """Settings for one large loading transaction; they end with it."""
+    if conn.dialect.name == "postgresql":
+        # Skips waiting for the WAL flush at commit: a crash loses the whole load, never half.
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")

@@ -1,0 +1,264 @@
+"""Fill a database with a reproducible demo world and the truth it was sampled from."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .. import schema
+from ..db import (
+    bulk_insert,
+    dialect_name,
+    init_schema,
+    prepare_bulk_transaction,
+    refresh_kpi,
+    sync_sequences,
+)
+from ..errors import MlkitError
+from .params import FAMILIES, SHIFTS, DemoParams
+
+# A fixed first day, so the same --seed gives the same rows on any day it is run.
+DEFAULT_START = datetime(2026, 1, 1)
+
+# Which generator module serves which family; fraud and pricing share one ticketing world.
+GENERATORS = {
+    "fraud": "ticketing",
+    "pricing": "ticketing",
+    "signal": "market",
+    "recommender": "shop",
+}
+
+# Tables a --replace clears per generator, including what mlkit derived from them.
+GENERATED_TABLES = {
+    "ticketing": (
+        "wallets", "events", "tickets", "orders", "ticket_transfers", "security_alerts",
+        "bot_detection", "security_events", "blacklisted_wallets", "admin_audit_log",
+        "fraud_predictions", "fraud_features", "etl_watermarks", "orders_archive",
+        "fraud_predictions_archive", "demo_truth_orders", "demo_truth_wallets",
+        "demo_truth_pricing",
+    ),
+    "market": ("market_data", "signals", "demo_truth_regimes"),
+    "shop": (
+        "products", "product_interactions", "product_reviews", "order_items", "cart_items",
+        "demo_truth_users",
+    ),
+}  # fmt: skip
+
+ProgressCallback = Callable[[str, int, int | None], None]
+
+
+@dataclass
+class SeedResult:
+    period: int
+    seed: int
+    start: datetime
+    end: datetime
+    families: tuple[str, ...]
+    rows: dict[str, int] = field(default_factory=dict)
+    generate_seconds: float = 0.0
+    load_seconds: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.generate_seconds + self.load_seconds
+
+    def as_dict(self) -> dict:
+        return {
+            "period": self.period,
+            "seed": self.seed,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "families": list(self.families),
+            "rows": self.rows,
+            "orders_per_second": round(self.rows.get("orders", 0) / self.seconds)
+            if self.seconds
+            else None,
+            "generate_seconds": round(self.generate_seconds, 2),
+            "load_seconds": round(self.load_seconds, 2),
+        }
+
+
+def parse_families(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return FAMILIES
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown or not names:
+        raise MlkitError(
+            f"unknown family {unknown[0]!r}" if unknown else "no family given",
+            hint=f"choose from {','.join(FAMILIES)}",
+        )
+    return names
+
+
+def parse_shifts(items: list[str] | None) -> dict[str, float]:
+    shifts: dict[str, float] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in SHIFTS:
+            raise MlkitError(
+                f"bad --shift {item!r}",
+                hint="use NAME=FACTOR with NAME one of " + ", ".join(SHIFTS),
+            )
+        try:
+            factor = float(value)
+        except ValueError:
+            raise MlkitError(f"bad --shift {item!r}: {value!r} is not a number") from None
+        if not factor > 0:
+            raise MlkitError(f"bad --shift {item!r}: the factor must be positive")
+        shifts[name] = factor
+    return shifts
+
+
+def seed_demo(
+    engine: Engine,
+    *,
+    orders: int | None = None,
+    days: float = 90,
+    seed: int = 42,
+    families: tuple[str, ...] = FAMILIES,
+    start: datetime | None = None,
+    append: bool = False,
+    replace: bool = False,
+    shift: dict[str, float] | None = None,
+    progress: ProgressCallback | None = None,
+) -> SeedResult:
+    """Generate one period of the demo world and load it in a single transaction."""
+    if days <= 0:
+        raise MlkitError("--days must be positive")
+    if orders is not None and orders < 100:
+        raise MlkitError("--orders must be at least 100", hint="the demo needs some history")
+    report = progress or (lambda label, done, total: None)
+    init_schema(engine)
+    with engine.connect() as conn:
+        worlds = conn.execute(
+            sa.select(schema.demo_worlds).order_by(schema.demo_worlds.c.run_id)
+        ).all()
+    if append and not worlds:
+        raise MlkitError("there is no demo world to append to", hint="run `mlkit demo seed` first")
+    if not append and worlds and not replace:
+        raise MlkitError(
+            "the database already holds a demo world",
+            hint="continue it with `mlkit demo seed --append --days D`, "
+            "or start over with `--replace`",
+        )
+    params = _plan(worlds if append else [], orders, days, seed, families, start, shift or {})
+    modules = {
+        name: importlib.import_module(f".{name}", __package__)
+        for name in dict.fromkeys(GENERATORS[f] for f in params.families)
+    }
+
+    result = SeedResult(params.period, params.seed, params.start, params.end, params.families)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        if replace and not append:
+            _clear(conn, modules)
+        frames: dict = {}
+        for name, module in modules.items():
+            report(f"generate {name}", 0, 1)
+            state = module.read_state(conn) if append else None
+            frames.update(module.generate(params, state))
+            report(f"generate {name}", 1, 1)
+        result.generate_seconds = time.perf_counter() - started
+
+        loading = time.perf_counter()
+        prepare_bulk_transaction(conn)
+        for table in schema.metadata.sorted_tables:
+            frame = frames.get(table.name)
+            if frame is None or frame.empty:
+                continue
+            done = 0
+
+            def advance(n: int, label: str = f"load {table.name}", total: int = len(frame)):
+                nonlocal done
+                done += n
+                report(label, done, total)
+
+            result.rows[table.name] = bulk_insert(conn, table, frame, on_rows=advance)
+        sync_sequences(conn, [schema.metadata.tables[name] for name in result.rows])
+        conn.execute(
+            schema.demo_worlds.insert().values(
+                run_id=params.period,
+                seed=params.seed,
+                families=",".join(params.families),
+                start_ts=params.start,
+                end_ts=params.end,
+                orders=result.rows.get("orders", 0),
+                params={
+                    "orders": params.orders,
+                    "days": params.days,
+                    "world_orders": params.world_orders,
+                    "shift": params.shift,
+                },
+                created_at=datetime.utcnow().replace(microsecond=0),
+            )
+        )
+    _after_load(engine, result.rows)
+    result.load_seconds = time.perf_counter() - loading
+    return result
+
+
+def _plan(
+    worlds: list,
+    orders: int | None,
+    days: float,
+    seed: int,
+    families: tuple[str, ...],
+    start: datetime | None,
+    shift: dict[str, float],
+) -> DemoParams:
+    """The parameters of the next period: a fresh world, or the continuation of the last one."""
+    if not worlds:
+        n = orders if orders is not None else 100_000
+        return DemoParams(
+            seed=seed,
+            orders=round(n * shift.get("volume", 1.0)),
+            days=days,
+            start=(start or DEFAULT_START).replace(microsecond=0),
+            families=families,
+            shift=shift,
+            period=0,
+            world_orders=n,
+        )
+    first, last = worlds[0], worlds[-1]
+    world_days = (first.end_ts - first.start_ts).total_seconds() / 86400
+    world_orders = int(first.params["world_orders"])
+    # Continue at the world's own pace unless told otherwise.
+    n = orders if orders is not None else max(100, round(world_orders * days / world_days))
+    return DemoParams(
+        seed=int(first.seed),
+        orders=round(n * shift.get("volume", 1.0)),
+        days=days,
+        start=last.end_ts + timedelta(seconds=1),
+        families=tuple(first.families.split(",")),
+        shift=shift,
+        period=int(last.run_id) + 1,
+        world_orders=world_orders,
+    )
+
+
+def _clear(conn: sa.Connection, modules: dict) -> None:
+    names = {t for name in modules for t in GENERATED_TABLES[name]} | {"demo_worlds"}
+    for table in reversed(schema.metadata.sorted_tables):
+        if table.name in names:
+            conn.execute(table.delete())
+
+
+def _after_load(engine: Engine, rows: dict[str, int]) -> None:
+    """Fresh planner statistics and KPIs, so the first queries on the new data are fast."""
+    dialect = dialect_name(engine)
+    if dialect == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for name in rows:
+                conn.exec_driver_sql(f'ANALYZE "{name}"')
+    elif dialect == "sqlite":
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    refresh_kpi(engine)
