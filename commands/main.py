@@ -72,3 +72,7 @@ def root(
 
 def run() -> None:
     app()
+
+
+if __name__ == "__main__":
+    run()

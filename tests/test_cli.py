@@ -1,0 +1,137 @@
+"""The command line's conventions: fast help, versions, `error:` lines and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlkit.toolkit import __version__
+
+HEAVY_MODULES = ("xgboost", "catboost", "sklearn", "pandas", "textual", "numpy")
+
+
+def run_mlkit(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed console entry point, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-c", "from mlkit.commands.main import run; run()", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_help_imports_no_heavy_library():
+    probe = (
+        "import sys\n"
+        "sys.argv = ['mlkit', '--help']\n"
+        "from mlkit.commands.main import run\n"
+        "try:\n    run()\nexcept SystemExit:\n    pass\n"
+        f"loaded = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
+        "print('LOADED', loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert "LOADED []" in result.stdout, result.stdout + result.stderr
+
+
+def test_every_group_answers_help_and_has_an_example(cli):
+    for group in ("config", "db", "demo"):
+        result = cli(group, "--help")
+        assert result.exit_code == 0, result.output
+    for command in (["db", "init"], ["db", "status"], ["db", "ddl"], ["demo", "seed"],
+                    ["config", "show"], ["quickstart"]):  # fmt: skip
+        result = cli(*command, "--help")
+        assert result.exit_code == 0
+        assert "Example" in result.stdout, f"`mlkit {' '.join(command)}` help lacks an example"
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"mlkit {__version__}"
+
+
+def test_usage_errors_exit_with_2(cli):
+    assert cli("db", "status", "--no-such-flag").exit_code == 2
+    assert cli("no-such-command").exit_code == 2
+
+
+def assert_one_error(result, *fragments: str) -> None:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len([line for line in lines if line.startswith("error: ")]) == 1, result.stderr
+    assert all(line.startswith(("error: ", "hint: ")) for line in lines), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unreachable_database_is_one_error_line():
+    result = run_mlkit("--database", "postgresql+psycopg2://u:pw1234@127.0.0.1:1/x", "db", "status")
+    assert_one_error(result, "cannot reach the database at 127.0.0.1:1")
+    assert "pw1234" not in result.stderr
+
+
+def test_wrong_password_is_one_error_line():
+    import sqlalchemy as sa
+    from conftest import MYSQL_SERVER, unavailable
+
+    try:
+        sa.create_engine(f"{MYSQL_SERVER}/").connect().close()
+    except Exception as exc:
+        unavailable(f"MySQL is not answering: {exc}")
+    url = MYSQL_SERVER.replace("root@", "root:definitely-wrong@") + "/test"
+    result = run_mlkit("--database", url, "db", "status")
+    assert_one_error(result, "authentication failed for user 'root'")
+    assert "definitely-wrong" not in result.stderr
+
+
+def test_unknown_dialect_is_one_error_line():
+    assert_one_error(
+        run_mlkit("--database", "oracle://scott:tiger@db/orcl", "db", "status"),
+        "unsupported database dialect 'oracle'",
+    )
+
+
+def test_malformed_yaml_is_one_error_line(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("redis:\n  port: [6379\n")
+    assert_one_error(run_mlkit("--config", str(config), "db", "status"), str(config))
+
+
+def test_missing_database_names_the_fix():
+    result = run_mlkit(
+        "--database", "postgresql+psycopg2://postgres@127.0.0.1/mlkit_no_such_db", "db", "status"
+    )
+    if "cannot reach" in result.stderr:
+        pytest.skip("PostgreSQL is not answering")
+    assert_one_error(result, "database 'mlkit_no_such_db' does not exist")
+    assert "--create-database" in result.stderr
+
+
+def test_verbose_shows_the_traceback():
+    result = run_mlkit("--verbose", "--database", "oracle://x@y/z", "db", "status")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+
+
+def test_db_init_and_status_on_the_default_sqlite_file(cli, tmp_path):
+    result = cli("db", "init", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["dialect"] == "sqlite"
+    assert Path(tmp_path / "home" / "mlkit.db").exists()
+    status = json.loads(cli("db", "status", "--json").stdout)
+    assert status["tables"]["orders"] == 0
+    again = json.loads(cli("db", "init", "--json").stdout)
+    assert again["tables_created"] == []
+
+
+def test_ddl_rejects_an_unknown_dialect(cli):
+    result = cli("db", "ddl", "--dialect", "oracle")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: unknown dialect 'oracle'")
