@@ -370,6 +370,7 @@ def bulk_insert(
     unknown = [c for c in columns if c not in table.c]
     if unknown:
         raise ValueError(f"{table.name} has no column(s) {unknown}")
+    frame = _integers_as_integers(table, frame)
     copy = conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2"
     for start in range(0, len(frame), LOAD_CHUNK_ROWS):
         chunk = frame.iloc[start : start + LOAD_CHUNK_ROWS]
@@ -380,6 +381,20 @@ def bulk_insert(
         if on_rows:
             on_rows(len(chunk))
     return len(frame)
+
+
+def _integers_as_integers(table: sa.Table, frame: pd.DataFrame) -> pd.DataFrame:
+    """Integer columns held as floats (NaN for NULL) or objects become nullable integers,
+    so COPY never sends "3.0" to a SMALLINT and drivers never see a NaN."""
+    import pandas as pd
+
+    converted = {}
+    for name in frame.columns:
+        if isinstance(table.c[name].type, sa.Integer) and not pd.api.types.is_integer_dtype(
+            frame[name]
+        ):
+            converted[name] = pd.to_numeric(frame[name]).astype("Int64")
+    return frame.assign(**converted) if converted else frame
 
 
 def _copy_chunk(conn: sa.Connection, table: sa.Table, chunk: pd.DataFrame) -> None:
@@ -420,7 +435,7 @@ def _records(table: sa.Table, chunk: pd.DataFrame) -> list[dict]:
         elif pd.api.types.is_bool_dtype(series):
             values = [bool(v) for v in series.to_numpy()]
         elif pd.api.types.is_integer_dtype(series):
-            values = series.astype(object).tolist()
+            values = [None if v is pd.NA else int(v) for v in series.astype(object)]
         elif pd.api.types.is_float_dtype(series):
             arr = series.to_numpy(dtype=float)
             values = [None if np.isnan(v) else v for v in arr.tolist()]

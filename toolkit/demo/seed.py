@@ -6,7 +6,7 @@ import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -236,7 +236,7 @@ def _plan(
         seed=int(first.seed),
         orders=round(n * shift.get("volume", 1.0)),
         days=days,
-        start=last.end_ts + timedelta(seconds=1),
+        start=last.end_ts,  # periods are half-open: [start, end)
         families=tuple(first.families.split(",")),
         shift=shift,
         period=int(last.run_id) + 1,

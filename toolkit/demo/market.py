@@ -1,0 +1,291 @@
+"""Demo world for the trading family: hourly OHLCV bars driven by hidden market regimes.
+
+Each symbol follows a Markov chain over bull / bear / flat regimes that last days. A regime
+sets the drift and the base volatility; on top of that a log-volatility AR(1) gives
+volatility clustering and Student-t shocks give fat tails. Because regimes persist, the
+return of the last two days says something about the next day, which is what a signal
+model can learn; the per-bar truth goes to `demo_truth_regimes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from scipy.signal import lfilter
+
+from ..schema import demo_truth_regimes, market_data
+from .params import DemoParams
+
+
+@dataclass(frozen=True)
+class SymbolSpec:
+    start_price: float
+    hourly_volatility: float  # typical log-return sd of one hourly bar
+    hourly_volume: float  # typical base-asset volume of one bar
+
+
+SYMBOLS: dict[str, SymbolSpec] = {
+    "BTCUSDT": SymbolSpec(60_000.0, 0.0060, 1_200.0),
+    "ETHUSDT": SymbolSpec(3_000.0, 0.0080, 15_000.0),
+    "SOLUSDT": SymbolSpec(150.0, 0.0110, 250_000.0),
+}
+
+REGIMES = ("bull", "flat", "bear")
+# Per regime, in units of the symbol's hourly volatility: drift per bar and volatility.
+# The drift is what makes momentum predictive: a fifth of a bar's sd per hour adds up to
+# a day's noise within a day or two, and regimes last about a week.
+REGIME_DRIFT = np.array([0.18, 0.0, -0.2])
+REGIME_VOLATILITY = np.array([0.9, 0.7, 1.35])
+REGIME_MEAN_HOURS = np.array([7.0, 5.0, 5.0]) * 24  # bull markets last longest
+
+LOG_VOL_PERSISTENCE = 0.97  # half-life of a volatility shock of about a day
+LOG_VOL_SD = 0.35  # stationary sd of log-volatility around its regime level
+SHOCK_DF = 4.0  # Student-t degrees of freedom: fat tails with a finite variance
+MARKET_FACTOR_SHARE = 0.6  # share of shock variance common to all symbols
+OPEN_GAP_SD = 0.0001  # an open differs from the previous close by about a basis point
+# Log price mean-reverts to the symbol's start price with a 20-day half-life, so trends
+# never carry a price to absurd levels however many periods are appended.
+REVERSION_PER_BAR = np.log(2) / (20 * 24)
+
+
+@dataclass(frozen=True)
+class SymbolState:
+    """The last bar of a symbol and the hidden state it was generated in."""
+
+    ts: datetime
+    close: float
+    regime: str
+    volatility: float  # hourly volatility of the last bar, including clustering
+
+
+@dataclass
+class MarketState:
+    """What an append needs to continue every symbol where the database left it."""
+
+    symbols: dict[str, SymbolState] = field(default_factory=dict)
+
+
+def read_state(conn: sa.Connection) -> MarketState:
+    """The last bar and the last regime of each symbol: two grouped queries."""
+    last_bar_ts = (
+        sa.select(market_data.c.symbol, sa.func.max(market_data.c.ts).label("ts"))
+        .group_by(market_data.c.symbol)
+        .subquery()
+    )
+    bars = conn.execute(
+        sa.select(market_data.c.symbol, market_data.c.ts, market_data.c.close).join(
+            last_bar_ts,
+            sa.and_(
+                market_data.c.symbol == last_bar_ts.c.symbol,
+                market_data.c.ts == last_bar_ts.c.ts,
+            ),
+        )
+    ).all()
+    last_truth_ts = (
+        sa.select(demo_truth_regimes.c.symbol, sa.func.max(demo_truth_regimes.c.ts).label("ts"))
+        .group_by(demo_truth_regimes.c.symbol)
+        .subquery()
+    )
+    truths = conn.execute(
+        sa.select(
+            demo_truth_regimes.c.symbol,
+            demo_truth_regimes.c.regime,
+            demo_truth_regimes.c.volatility,
+        ).join(
+            last_truth_ts,
+            sa.and_(
+                demo_truth_regimes.c.symbol == last_truth_ts.c.symbol,
+                demo_truth_regimes.c.ts == last_truth_ts.c.ts,
+            ),
+        )
+    ).all()
+    truth_by_symbol = {row.symbol: row for row in truths}
+    state = MarketState()
+    for row in bars:
+        spec = SYMBOLS.get(row.symbol)
+        truth = truth_by_symbol.get(row.symbol)
+        if truth is not None:
+            regime, volatility = truth.regime, float(truth.volatility)
+        else:
+            # Bars loaded without truth: resume in a calm market.
+            regime = "flat"
+            volatility = spec.hourly_volatility if spec else 0.01
+        state.symbols[row.symbol] = SymbolState(
+            ts=pd.Timestamp(row.ts).to_pydatetime(),
+            close=float(row.close),
+            regime=regime,
+            volatility=volatility,
+        )
+    return state
+
+
+def generate(params: DemoParams, state: MarketState | None) -> dict[str, pd.DataFrame]:
+    """Hourly bars of every symbol over [start, end), continuing `state` when given."""
+    rng = params.rng("market")
+    state = state or MarketState()
+    volatility_factor = params.factor("volatility")
+    volume_factor = params.factor("volume")
+
+    first_bar = pd.Timestamp(params.start).ceil("h")
+    # Never repeat a bar the database already has, should the periods overlap.
+    known_until = [symbol.ts for symbol in state.symbols.values() if symbol.ts is not None]
+    if known_until:
+        first_bar = max(
+            first_bar, pd.Timestamp(max(known_until)).floor("h") + pd.Timedelta(hours=1)
+        )
+    all_bars = pd.date_range(first_bar, pd.Timestamp(params.end), freq="h", inclusive="left")
+    n_bars = len(all_bars)
+    names = list(SYMBOLS)
+    n_symbols = len(names)
+    specs = [SYMBOLS[name] for name in names]
+    base_vol = np.array([spec.hourly_volatility for spec in specs])[:, None]
+
+    # Every random number is drawn up front in a fixed order: the same params give the
+    # same bars whatever code path follows.
+    start_jitter = rng.normal(0.0, 0.05, n_symbols)
+    fresh_regime = rng.choice(
+        len(REGIMES), n_symbols, p=REGIME_MEAN_HOURS / REGIME_MEAN_HOURS.sum()
+    )
+    max_segments = n_bars // 24 + 32
+    jump_steps = rng.integers(1, 3, (n_symbols, max_segments))
+    segment_uniforms = rng.random((n_symbols, max_segments))
+    log_vol_innovations = rng.normal(0.0, 1.0, (n_symbols, n_bars))
+    market_shocks = rng.standard_t(SHOCK_DF, n_bars)
+    own_shocks = rng.standard_t(SHOCK_DF, (n_symbols, n_bars))
+    open_gaps = rng.normal(0.0, OPEN_GAP_SD, (n_symbols, n_bars))
+    wick_draws = np.abs(rng.normal(0.0, 1.0, (2, n_symbols, n_bars)))
+    volume_noise = rng.normal(0.0, 0.25, (n_symbols, n_bars))
+
+    # Where each symbol resumes: the previous close and regime, or a fresh start.
+    previous = [state.symbols.get(name) for name in names]
+    last_close = np.array(
+        [
+            prev.close if prev else spec.start_price * np.exp(jitter)
+            for prev, spec, jitter in zip(previous, specs, start_jitter, strict=True)
+        ]
+    )
+    # A fresh symbol starts in a regime drawn by the share of time each one lasts.
+    first_regime = np.array(
+        [
+            REGIMES.index(prev.regime) if prev and prev.regime in REGIMES else fresh
+            for prev, fresh in zip(previous, fresh_regime, strict=True)
+        ]
+    )
+    # Log-volatility deviation of the last bar from the level this period would give it,
+    # so a volatility shift between periods fades in at the AR rate instead of jumping.
+    start_log_vol = np.zeros(n_symbols)
+    for row, (prev, spec) in enumerate(zip(previous, specs, strict=True)):
+        if prev is not None and prev.volatility > 0:
+            level = spec.hourly_volatility * REGIME_VOLATILITY[first_regime[row]]
+            deviation = np.log(prev.volatility / (level * volatility_factor)) + LOG_VOL_SD**2 / 2
+            start_log_vol[row] = np.clip(deviation, -2.0, 2.0)
+
+    # Regime path: the jump chain moves to one of the two other regimes with equal odds
+    # (a cyclic step of 1 or 2), and each visit lasts a geometric number of hours whose
+    # mean depends on the regime. Geometric holding times are memoryless, so a resumed
+    # regime simply gets a fresh duration.
+    segment_regimes = (
+        first_regime[:, None] + np.cumsum(jump_steps, axis=1) - jump_steps[:, :1]
+    ) % 3
+    stay_prob = 1.0 - 1.0 / REGIME_MEAN_HOURS[segment_regimes]
+    durations = 1 + np.floor(np.log1p(-segment_uniforms) / np.log(stay_prob)).astype(np.int64)
+    segment_ends = np.cumsum(durations, axis=1)
+    bar_index = np.arange(n_bars)
+    regime_index = np.empty((n_symbols, n_bars), dtype=np.int64)
+    for row in range(n_symbols):
+        segment_of_bar = np.searchsorted(segment_ends[row], bar_index, side="right")
+        regime_index[row] = segment_regimes[row, np.minimum(segment_of_bar, max_segments - 1)]
+
+    # Volatility clustering: AR(1) log-volatility run by lfilter, resumed from the last bar.
+    log_vol_step = LOG_VOL_SD * np.sqrt(1.0 - LOG_VOL_PERSISTENCE**2)
+    log_vol, _ = lfilter(
+        [1.0],
+        [1.0, -LOG_VOL_PERSISTENCE],
+        log_vol_step * log_vol_innovations,
+        axis=1,
+        zi=(LOG_VOL_PERSISTENCE * start_log_vol)[:, None],
+    )
+    volatility = (
+        base_vol
+        * REGIME_VOLATILITY[regime_index]
+        * np.exp(log_vol - LOG_VOL_SD**2 / 2)
+        * volatility_factor
+    )
+    drift = base_vol * REGIME_DRIFT[regime_index]
+
+    t_scale = np.sqrt(SHOCK_DF / (SHOCK_DF - 2.0))  # Student-t to unit variance
+    shocks = (
+        np.sqrt(MARKET_FACTOR_SHARE) * market_shocks[None, :]
+        + np.sqrt(1.0 - MARKET_FACTOR_SHARE) * own_shocks
+    ) / t_scale
+    log_returns = drift + volatility * shocks
+
+    # Log price relative to the anchor is an AR(1), run by lfilter like the volatility.
+    anchor = np.log([spec.start_price for spec in specs])[:, None]
+    pull = 1.0 - REVERSION_PER_BAR
+    deviation, _ = lfilter(
+        [1.0],
+        [1.0, -pull],
+        open_gaps + log_returns,
+        axis=1,
+        zi=pull * (np.log(last_close) - anchor[:, 0])[:, None],
+    )
+    previous_deviation = np.concatenate(
+        [(np.log(last_close) - anchor[:, 0])[:, None], deviation[:, :-1]], axis=1
+    )
+    reversion = -REVERSION_PER_BAR * previous_deviation
+    log_close = anchor + deviation
+    log_returns = log_returns + reversion
+    drift = drift + reversion
+    close = np.exp(log_close)
+    open_ = np.exp(log_close - log_returns)
+    # Wicks reach beyond the body by about half a bar's volatility.
+    high = np.maximum(open_, close) * np.exp(0.5 * volatility * wick_draws[0])
+    low = np.minimum(open_, close) * np.exp(-0.5 * volatility * wick_draws[1])
+
+    # Volume: busier in the European/US afternoon, on big moves and in volatile spells.
+    hours = all_bars.hour.to_numpy()
+    daily_cycle = 1.0 + 0.35 * np.cos(2 * np.pi * (hours - 15) / 24)
+    move_size = np.abs(log_returns) / volatility
+    hourly_volume = np.array([spec.hourly_volume for spec in specs])[:, None]
+    volume = (
+        hourly_volume
+        * daily_cycle[None, :]
+        * (0.5 + 0.6 * move_size)
+        * (volatility / (base_vol * volatility_factor)) ** 0.5
+        * np.exp(volume_noise)
+        * volume_factor
+    )
+
+    symbol_column = np.repeat(np.array(names, dtype=object), n_bars)
+    ts_column = np.tile(all_bars.to_numpy().astype("datetime64[us]"), n_symbols)
+    bars = pd.DataFrame(
+        {
+            "symbol": pd.array(symbol_column, dtype="str"),
+            "ts": ts_column,
+            "open": _round_price(open_.ravel()),
+            "high": _round_price(high.ravel()),
+            "low": _round_price(low.ravel()),
+            "close": _round_price(close.ravel()),
+            "volume": np.maximum(np.round(volume.ravel(), 4), 1e-4),
+        }
+    )
+    truth = pd.DataFrame(
+        {
+            "symbol": bars["symbol"].copy(),
+            "ts": bars["ts"].copy(),
+            "regime": pd.array(np.array(REGIMES, dtype=object)[regime_index.ravel()], dtype="str"),
+            "drift": drift.ravel(),
+            "volatility": volatility.ravel(),
+        }
+    )
+    return {"market_data": bars, "demo_truth_regimes": truth}
+
+
+def _round_price(values: np.ndarray) -> np.ndarray:
+    # Rounding is monotone, so high >= max(open, close) >= min(open, close) >= low survive it.
+    return np.round(values, 2)
