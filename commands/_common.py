@@ -14,8 +14,9 @@ import typer
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
-    from mlkit.toolkit.config import Config
     from sqlalchemy.engine import Engine
+
+    from mlkit.toolkit.config import Config
 
 
 @dataclass

@@ -15,7 +15,8 @@ def quickstart(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
-    """Initialise the configured database (SQLite by default), seed a demo world, summarise.
+    """Initialise the configured database (SQLite by default), seed a demo world, compute
+    the fraud features, summarise.
 
     Run it again to start over: the demo world is replaced.
 
@@ -23,6 +24,7 @@ def quickstart(
     """
     from mlkit.toolkit.db import dialect_name, init_schema, make_engine, masked, table_counts
     from mlkit.toolkit.demo.seed import seed_demo
+    from mlkit.toolkit.fraud.etl import resolve_range, run_etl
 
     config = load_config(ctx)
     engine = make_engine(config.database_url)
@@ -30,14 +32,17 @@ def quickstart(
     err(f"database: {masked(engine)}")
     with progress_bar() as progress:
         result = seed_demo(engine, orders=orders, seed=seed, replace=True, progress=progress)
+        etl_result = run_etl(engine, *resolve_range(engine, None, None), progress=progress)
     counts = table_counts(engine)
     document = {
         "database": masked(engine),
         "dialect": dialect_name(engine),
         "seed": result.as_dict(),
+        "etl": etl_result.as_dict(),
         "tables": counts,
         "next": [
             "mlkit db status",
+            "mlkit features show --order 1",
             "mlkit config show",
             "mlkit demo seed --append --days 7 --shift price=1.5",
         ],
@@ -49,5 +54,10 @@ def quickstart(
 
     print_seed_summary(document["seed"])
     console = stdout_console()
+    etl = document["etl"]
+    console.print(
+        f"etl: {etl['rows']:,} orders into fraud_features ({etl['labelled_rows']:,} labelled) "
+        f"in {etl['seconds']} s"
+    )
     console.print(f"\n[bold]mlkit is ready[/bold] on {document['database']}.")
     console.print("next: " + "  |  ".join(document["next"]))

@@ -143,8 +143,9 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 def cli():
     """Run `mlkit ...` in-process; returns the Result (exit_code, stdout, stderr)."""
-    from mlkit.commands.main import app
     from typer.testing import CliRunner
+
+    from mlkit.commands.main import app
 
     runner = CliRunner()
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from mlkit.toolkit import __version__
 
 HEAVY_MODULES = ("xgboost", "catboost", "sklearn", "pandas", "textual", "numpy")

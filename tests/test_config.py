@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mlkit.toolkit.config import DEFAULTS, interpolate, load_config
 from mlkit.toolkit.errors import MlkitError
 

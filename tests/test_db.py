@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+
 from mlkit.toolkit import db, schema
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"

@@ -8,11 +8,12 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
+
 from mlkit.toolkit import schema
 from mlkit.toolkit.demo import market
 from mlkit.toolkit.demo.market import MarketState, SymbolState
 from mlkit.toolkit.demo.params import DemoParams
-from scipy import stats
 
 START = datetime(2026, 1, 1)
 DAYS = 90

@@ -8,6 +8,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+
 from mlkit.toolkit import db, schema
 from mlkit.toolkit.demo.seed import parse_families, parse_shifts, seed_demo
 from mlkit.toolkit.errors import MlkitError

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+
 from mlkit.toolkit import schema
 from mlkit.toolkit.demo import shop
 from mlkit.toolkit.demo.params import DemoParams

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score
+
 from mlkit.toolkit import db, schema
 from mlkit.toolkit.demo import ticketing
 from mlkit.toolkit.demo.params import DemoParams
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score
 
 ORDERS = 60_000  # enough for the statistical checks, generated in a fraction of a second
 DAYS = 45

@@ -485,3 +485,41 @@ def prepare_bulk_transaction(conn: sa.Connection) -> None:
     if conn.dialect.name == "postgresql":
         # Skips waiting for the WAL flush at commit: a crash loses the whole load, never half.
         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
+# ---------------------------------------------------------------- bulk reads
+
+
+def read_frame(conn: sa.Connection, query: sa.Select) -> pd.DataFrame:
+    """A select's rows as a frame, typed by the select's columns; COPY on PostgreSQL."""
+    import pandas as pd
+
+    columns = list(query.selected_columns)
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":
+        sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        buffer = io.StringIO()
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
+        finally:
+            cursor.close()
+        buffer.seek(0)
+        text_columns = {c.name: "string" for c in columns if isinstance(c.type, sa.String)}
+        frame = pd.read_csv(buffer, dtype=text_columns, keep_default_na=False, na_values=[""])
+    else:
+        result = conn.execute(query)
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    for column in columns:
+        name = column.name
+        if isinstance(column.type, sa.DateTime):
+            frame[name] = pd.to_datetime(frame[name]).astype("datetime64[us]")
+        elif isinstance(column.type, sa.Boolean):
+            # PostgreSQL's CSV says t/f; the other drivers give bools or 0/1.
+            frame[name] = frame[name].map({"t": True, "f": False, True: True, False: False}).astype(
+                "boolean"
+            )
+        elif isinstance(column.type, sa.Integer):
+            frame[name] = pd.to_numeric(frame[name])
+        elif isinstance(column.type, (sa.Float, sa.Numeric)):
+            frame[name] = pd.to_numeric(frame[name]).astype(float)
+    return frame

@@ -1,0 +1,169 @@
+"""Fraud features: definitions checked against a per-order reference, and the leakage proof."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from mlkit.toolkit import schema
+from mlkit.toolkit.db import make_engine
+from mlkit.toolkit.demo.seed import seed_demo
+from mlkit.toolkit.errors import MlkitError
+from mlkit.toolkit.fraud import etl
+from mlkit.toolkit.fraud.columns import NUMERIC_FEATURES
+from mlkit.toolkit.fraud.features import compute_features
+
+WORLD_END = datetime(2026, 1, 21)
+FAR = datetime(2027, 1, 1)
+
+
+def stored_features(engine) -> pd.DataFrame:
+    table = schema.fraud_features
+    with engine.connect() as conn:
+        frame = pd.read_sql(sa.select(table).order_by(table.c.order_id), conn)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def world(engine):
+    seed_demo(engine, orders=3000, days=20, seed=5, families=("fraud",))
+    return etl.run_etl(engine, None, WORLD_END)
+
+
+def test_etl_stores_one_row_per_order_with_labels(engine, world):
+    features = stored_features(engine)
+    assert world.rows == len(features) == 3000
+    assert features["order_id"].is_unique
+    assert 0 < features["label"].astype(bool).sum() < 200
+    labelled = features[features["label"].astype(bool)]
+    assert (pd.to_datetime(labelled["label_available_at"]) > labelled["feature_ts"]).all()
+
+
+def test_rerun_is_idempotent(engine, world):
+    before = stored_features(engine)
+    etl.run_etl(engine, None, WORLD_END)
+    after = stored_features(engine)
+    pd.testing.assert_frame_equal(before.drop(columns="computed_at"),
+                                  after.drop(columns="computed_at"))  # fmt: skip
+
+
+def test_leakage_proof_later_rows_and_labels_never_change_earlier_features(engine, world):
+    """Append later orders of the same wallets and events plus labels that arrive later
+    (one on an already-featured order), rebuild: earlier vectors stay byte-for-byte equal."""
+    before = stored_features(engine)
+    seed_demo(engine, days=4, append=True)
+    first_order = int(before["order_id"].min())
+    with engine.begin() as conn:
+        conn.execute(
+            schema.security_alerts.insert().values(
+                order_id=first_order, wallet_id=int(before["wallet_id"].iloc[0]),
+                alert_type="chargeback", severity="high", confirmed_fraud=True,
+                label_available_at=WORLD_END + timedelta(days=1),
+            )
+        )  # fmt: skip
+    etl.run_etl(engine, None, FAR)
+    after = stored_features(engine)
+    assert len(after) > len(before)
+    after_old = after[after["order_id"].isin(before["order_id"])].reset_index(drop=True)
+    assert bool(after_old.loc[after_old.order_id == first_order, "label"].iloc[0])
+    for column in (*NUMERIC_FEATURES, "wallet_id", "event_id"):
+        old = before[column].to_numpy(dtype=float)
+        new = after_old[column].to_numpy(dtype=float)
+        assert old.tobytes() == new.tobytes(), f"{column} changed for earlier orders"
+    assert (before["feature_ts"] == after_old["feature_ts"]).all()
+
+
+def test_since_last_continues_from_the_watermark(engine, world):
+    assert etl.read_watermark(engine) == FAR
+    with pytest.raises(MlkitError, match="no orders between"):
+        etl.run_etl(engine, FAR, FAR + timedelta(days=1))
+
+
+def test_range_arguments_are_checked(engine):
+    now = datetime(2026, 6, 1)
+    assert etl.resolve_range(engine, "30d", None, now=now) == (now - timedelta(days=30), now)
+    for bad, message in (("soon", "cannot read --since"), ("2026-07-01", "in the future")):
+        with pytest.raises(MlkitError, match=message):
+            etl.resolve_range(engine, bad, None, now=now)
+
+
+def test_missing_tables_point_to_db_init(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(MlkitError, match="missing table") as caught:
+        etl.run_etl(engine, None, FAR)
+    assert "mlkit db init" in caught.value.hint
+
+
+# ---------------------------------------------------------------- definitions, order by order
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('ref')}/ref.db")
+    seed_demo(engine, orders=4000, days=15, seed=21, families=("fraud",))
+    with engine.connect() as conn:
+        return etl.extract(conn, FAR)
+
+
+def reference_features(src, order) -> dict:
+    """The definitions of features.py, written the slow obvious way for one order."""
+    o = src.orders
+    t = order.created_at
+    wallet = o[(o.buyer_wallet_id == order.buyer_wallet_id) & (o.created_at < t)]
+    event = src.events.set_index("event_id").loc[order.event_id]
+    sold = o[(o.event_id == order.event_id) & (o.created_at < t) & (o.status == "COMPLETED")
+             & ~o.is_resale.astype(bool)]  # fmt: skip
+    labels = src.labels.merge(o[["order_id", "event_id"]], on="order_id")
+    available = labels[(labels.label_available_at < t) & (labels.order_id != order.order_id)]
+    edges = src.transfers[src.transfers.transferred_at < t]
+    partners = set(edges.loc[edges.from_wallet_id == order.buyer_wallet_id, "to_wallet_id"]) | set(
+        edges.loc[edges.to_wallet_id == order.buyer_wallet_id, "from_wallet_id"]
+    )
+    return {
+        "txn_velocity_1h": len(wallet[wallet.created_at >= t - timedelta(hours=1)]),
+        "event_popularity_score": len(sold) / event.capacity,
+        "price_deviation_ratio": order.price / event.base_price - 1,
+        "cross_event_attendance": wallet.loc[wallet.status == "COMPLETED", "event_id"].nunique(),
+        "payment_method_diversity": len(set(wallet.payment_method) | {order.payment_method}),
+        "social_graph_centrality": len(partners),
+        "wallet_labels_7d": int(((available.wallet_id == order.buyer_wallet_id)
+                                 & (available.label_available_at >= t - timedelta(days=7))).sum()),
+        "event_labels_30d": int(((available.event_id == order.event_id)
+                                 & (available.label_available_at >= t - timedelta(days=30))).sum()),
+    }  # fmt: skip
+
+
+def test_vectorised_features_match_the_per_order_definitions(sources):
+    computed = compute_features(sources).set_index("order_id")
+    rng = np.random.default_rng(0)
+    busy = sources.orders.groupby("buyer_wallet_id")["order_id"].transform("count") > 3
+    picks = pd.concat([
+        sources.orders[busy].sample(40, random_state=1),
+        sources.orders.sample(40, random_state=2),
+        sources.orders[sources.orders.is_resale.astype(bool)].sample(10, random_state=3),
+    ])  # fmt: skip
+    del rng
+    for order in picks.itertuples():
+        expected = reference_features(sources, order)
+        row = computed.loc[order.order_id]
+        for name, value in expected.items():
+            assert row[name] == pytest.approx(value), (order.order_id, name)
+
+
+def test_a_later_order_never_changes_an_earlier_vector_in_memory(sources):
+    cut = sources.orders["created_at"].quantile(0.5)
+    from dataclasses import replace
+
+    early = replace(
+        sources,
+        orders=sources.orders[sources.orders.created_at < cut],
+        transfers=sources.transfers[sources.transfers.transferred_at < cut],
+        labels=sources.labels[sources.labels.label_available_at < cut],
+    )
+    small = compute_features(early).set_index("order_id")
+    full = compute_features(sources).set_index("order_id").loc[small.index]
+    pd.testing.assert_frame_equal(small[list(NUMERIC_FEATURES)], full[list(NUMERIC_FEATURES)])

@@ -1,0 +1,1 @@
+"""The fraud family: leakage-free features, ETL, training sets."""

@@ -1,0 +1,288 @@
+"""Fraud features, each known at the order's timestamp, computed set-based with numpy.
+
+"Before t" always means strictly earlier than the order's own timestamp t: rows stamped at
+the same second as the order, the order's own label and anything later never contribute.
+The order's own attributes (price, payment method, resale flag) are known at t.
+
+Feature definitions (units in brackets):
+- txn_velocity_1h: the wallet's orders (any status) in [t - 1 h, t).
+- wallet_age_days: t minus the wallet's creation time [days].
+- avg_ticket_hold_time: mean time the wallet held a ticket before reselling it, over its
+  resales completed before t [hours]; NaN without past resales.
+- event_popularity_score: the event's completed primary sales before t over its capacity.
+- price_deviation_ratio: price / event base price - 1.
+- cross_event_attendance: distinct events the wallet completed a purchase for before t.
+- geo_velocity_flag: 1 when the implied speed from the wallet's previous order (before t)
+  to this one exceeds 900 km/h, else 0; NaN without a previous order or location.
+- payment_method_diversity: distinct payment methods over the wallet's orders before t and
+  this order's own method.
+- social_graph_centrality: degree of the wallet in the ticket-transfer graph as it stood
+  before t (distinct counterparties it sent tickets to or received them from). Degree is
+  the approximation used: it updates per edge, needs no whole-graph recomputation per order,
+  and tracks the hub-like behaviour of resellers that eigenvector centrality would.
+- time_to_first_resale: for the wallet's first resale completed before t, the time from
+  buying that ticket to reselling it [hours]; never the current ticket's own future.
+- wallet_labels_{1,7,30}d / event_labels_{1,7,30}d: fraud labels on the wallet's orders / on
+  orders of the event whose label became available in [t - window, t), the order's own
+  label excluded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .columns import LABEL_HISTORY_WINDOWS_DAYS
+
+HOUR = 3600
+DAY = 86_400
+JET_SPEED_KMH = 900.0
+_SHIFT = np.int64(32)  # group id in the high bits, seconds since the base in the low 32
+
+
+@dataclass
+class FraudSources:
+    """Everything the features of a set of orders are computed from.
+
+    orders: order_id, buyer_wallet_id, seller_wallet_id, event_id, ticket_id, price,
+        payment_method, is_resale, status, geo_lat, geo_lon, created_at; all orders before
+        the end of the range, since history counts.
+    wallets: wallet_id, created_at. events: event_id, base_price, capacity.
+    transfers: from_wallet_id, to_wallet_id, transferred_at.
+    labels: order_id, wallet_id, label_available_at (confirmed fraud labels only).
+    """
+
+    orders: pd.DataFrame
+    wallets: pd.DataFrame
+    events: pd.DataFrame
+    transfers: pd.DataFrame
+    labels: pd.DataFrame
+
+
+def _seconds(values) -> np.ndarray:
+    return pd.to_datetime(pd.Series(values)).to_numpy(dtype="datetime64[s]").astype(np.int64)
+
+
+class _Timeline:
+    """Timestamps of events per group, sorted, to count and look up "before t" quickly."""
+
+    def __init__(self, groups: np.ndarray, times: np.ndarray, base: int, values=None):
+        keys = (groups.astype(np.int64) << _SHIFT) | (times - base)
+        order = np.argsort(keys, kind="stable")
+        self.order = order  # row of each sorted position
+        self.keys = keys[order]
+        self.base = base
+        self.values = None if values is None else np.asarray(values, dtype=float)[order]
+        # Running sums restart per group, so a group's sums never depend on other groups'
+        # rows: adding later data elsewhere cannot change a float's last bit here.
+        self.group_cumsum = (
+            None
+            if values is None
+            else pd.Series(self.values).groupby(self.keys >> _SHIFT).cumsum().to_numpy()
+        )
+
+    def _query(self, groups: np.ndarray, times: np.ndarray) -> np.ndarray:
+        return (groups.astype(np.int64) << _SHIFT) | (times - self.base)
+
+    def count_before(self, groups, times, window: int | None = None) -> np.ndarray:
+        """Events of the group in [t - window, t) (all before t without a window)."""
+        q = self._query(groups, times)
+        end = np.searchsorted(self.keys, q, side="left")
+        if window is None:
+            start = np.searchsorted(self.keys, groups.astype(np.int64) << _SHIFT, side="left")
+        else:
+            lower = np.maximum(times - window, self.base)
+            start = np.searchsorted(self.keys, self._query(groups, lower), side="left")
+        return end - start
+
+    def sum_before(self, groups, times) -> tuple[np.ndarray, np.ndarray]:
+        q = self._query(groups, times)
+        end = np.searchsorted(self.keys, q, side="left")
+        start = np.searchsorted(self.keys, groups.astype(np.int64) << _SHIFT, side="left")
+        count = end - start
+        total = np.where(count > 0, self.group_cumsum[np.maximum(end - 1, 0)], 0.0)
+        return count, total
+
+    def last_before(self, groups, times) -> np.ndarray:
+        """Index (into the sorted timeline) of the group's latest event before t, or -1."""
+        q = self._query(groups, times)
+        idx = np.searchsorted(self.keys, q, side="left") - 1
+        same = idx >= 0
+        same[same] = (self.keys[idx[same]] >> _SHIFT) == groups[same].astype(np.int64)
+        return np.where(same, idx, -1)
+
+    def first_index(self, groups) -> np.ndarray:
+        start = np.searchsorted(self.keys, groups.astype(np.int64) << _SHIFT, side="left")
+        ok = start < len(self.keys)
+        ok[ok] = (self.keys[start[ok]] >> _SHIFT) == groups[ok].astype(np.int64)
+        return np.where(ok, start, -1)
+
+
+def _first_times(groups: np.ndarray, items: np.ndarray, times: np.ndarray):
+    """The first time each (group, item) pair occurs: distinct counts become event counts."""
+    frame = pd.DataFrame({"g": groups, "i": items, "t": times})
+    first = frame.groupby(["g", "i"], sort=False)["t"].min().reset_index()
+    return first["g"].to_numpy(), first["i"].to_numpy(), first["t"].to_numpy()
+
+
+def _codes(*columns: pd.Series) -> list[np.ndarray]:
+    """Dense integer codes shared by several id columns (ids may be large or sparse)."""
+    stacked = pd.concat([pd.Series(c, dtype="float64") for c in columns], ignore_index=True)
+    codes, _ = pd.factorize(stacked, use_na_sentinel=True)
+    out, offset = [], 0
+    for c in columns:
+        out.append(codes[offset : offset + len(c)].astype(np.int64))
+        offset += len(c)
+    return out
+
+
+def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    lat1, lon1, lat2, lon2 = (
+        np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2)
+    )
+    a = (
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6371.0 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None) -> pd.DataFrame:
+    """Feature rows (order_id, wallet_id, event_id, feature_ts, features...) for the target
+    orders (default: every order in `sources.orders`)."""
+    orders = sources.orders.sort_values(["created_at", "order_id"], kind="stable")
+    orders = orders.reset_index(drop=True)
+    t = _seconds(orders["created_at"])
+    transfers_t = _seconds(sources.transfers["transferred_at"])
+    labels_t = _seconds(sources.labels["label_available_at"])
+    wallet_created = _seconds(sources.wallets["created_at"])
+    window_max = max(LABEL_HISTORY_WINDOWS_DAYS) * DAY
+    base = int(min([t.min(initial=0), transfers_t.min(initial=t.min(initial=0)),
+                    labels_t.min(initial=t.min(initial=0))])) - window_max - 1  # fmt: skip
+
+    buyer, seller, tr_from, tr_to, label_wallet = _codes(
+        orders["buyer_wallet_id"],
+        orders["seller_wallet_id"],
+        sources.transfers["from_wallet_id"],
+        sources.transfers["to_wallet_id"],
+        sources.labels["wallet_id"],
+    )
+    event = pd.factorize(orders["event_id"])[0].astype(np.int64)
+    completed = (orders["status"] == "COMPLETED").to_numpy()
+    resale = orders["is_resale"].astype(bool).to_numpy()
+    features: dict[str, np.ndarray] = {}
+
+    every_order = _Timeline(buyer, t, base)
+    features["txn_velocity_1h"] = every_order.count_before(buyer, t, HOUR).astype(float)
+
+    created = pd.Series(wallet_created, index=sources.wallets["wallet_id"].to_numpy())
+    wallet_birth = created.reindex(orders["buyer_wallet_id"].to_numpy()).to_numpy(dtype=float)
+    features["wallet_age_days"] = (t - wallet_birth) / DAY
+
+    events = sources.events.set_index("event_id")
+    capacity = events["capacity"].reindex(orders["event_id"]).to_numpy(dtype=float)
+    base_price = events["base_price"].reindex(orders["event_id"]).to_numpy(dtype=float)
+    primary_sales = completed & ~resale
+    sales = _Timeline(event[primary_sales], t[primary_sales], base)
+    features["event_popularity_score"] = sales.count_before(event, t) / capacity
+    features["price_deviation_ratio"] = orders["price"].to_numpy(dtype=float) / base_price - 1.0
+
+    g, _, first = _first_times(buyer[completed], event[completed], t[completed])
+    features["cross_event_attendance"] = (
+        _Timeline(g, first, base).count_before(buyer, t).astype(float)
+    )
+
+    # Geo velocity: distance and time from the wallet's previous order.
+    previous = every_order.last_before(buyer, t)
+    has_prev = previous >= 0
+    prev_row = np.where(has_prev, every_order.order[np.maximum(previous, 0)], 0)
+    lat = orders["geo_lat"].to_numpy(dtype=float)
+    lon = orders["geo_lon"].to_numpy(dtype=float)
+    km = _haversine_km(lat[prev_row], lon[prev_row], lat, lon)
+    hours = (t - t[prev_row]) / HOUR
+    with np.errstate(divide="ignore", invalid="ignore"):
+        speed = km / hours
+    flag = (speed > JET_SPEED_KMH).astype(float)
+    flag[~has_prev | np.isnan(km)] = np.nan
+    features["geo_velocity_flag"] = flag
+
+    method = pd.factorize(orders["payment_method"])[0].astype(np.int64)
+    g, m, first = _first_times(buyer, method, t)
+    seen_before = _Timeline(g, first, base).count_before(buyer, t)
+    first_use = pd.Series(first, index=pd.MultiIndex.from_arrays([g, m]))
+    own_first = first_use.reindex(pd.MultiIndex.from_arrays([buyer, method])).to_numpy()
+    features["payment_method_diversity"] = (seen_before + (own_first >= t)).astype(float)
+
+    # Transfer graph degree before t: both ends of every edge see the other.
+    ends = np.concatenate([tr_from, tr_to])
+    others = np.concatenate([tr_to, tr_from])
+    when = np.concatenate([transfers_t, transfers_t])
+    known = (ends >= 0) & (others >= 0)
+    g, _, first = _first_times(ends[known], others[known], when[known])
+    features["social_graph_centrality"] = (
+        _Timeline(g, first, base).count_before(buyer, t).astype(float)
+    )
+
+    # Resales: how long the seller held the ticket (its previous completed sale to them).
+    ticket = orders["ticket_id"].to_numpy(dtype=float)
+    sold = completed & ~np.isnan(ticket)
+    sold_rows = np.flatnonzero(sold)
+    ticket_code = pd.factorize(ticket[sold_rows])[0].astype(np.int64)
+    ticket_line = _Timeline(ticket_code, t[sold_rows], base)
+    resale_rows = np.flatnonzero(sold & resale)
+    resale_ticket = pd.Series(ticket_code, index=sold_rows).reindex(resale_rows).to_numpy()
+    acquired = ticket_line.last_before(resale_ticket, t[resale_rows])
+    valid = acquired >= 0
+    acquired_row = sold_rows[ticket_line.order[np.maximum(acquired, 0)]]
+    valid &= buyer[acquired_row] == seller[resale_rows]
+    hold_hours = (t[resale_rows] - t[acquired_row]) / HOUR
+    resale_seller, resale_t, hold_hours = (
+        seller[resale_rows][valid], t[resale_rows][valid], hold_hours[valid]
+    )  # fmt: skip
+    holds = _Timeline(resale_seller, resale_t, base, values=hold_hours)
+    count, total = holds.sum_before(buyer, t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        features["avg_ticket_hold_time"] = np.where(count > 0, total / count, np.nan)
+    first_idx = holds.first_index(buyer)
+    first_time = np.where(first_idx >= 0, holds.keys[np.maximum(first_idx, 0)] & 0xFFFFFFFF, -1)
+    has_first = (first_idx >= 0) & (first_time + base < t)
+    features["time_to_first_resale"] = np.where(
+        has_first, holds.values[np.maximum(first_idx, 0)], np.nan
+    )
+
+    # Label history: labels available in [t - w, t), minus the order's own label.
+    label_order = sources.labels["order_id"].to_numpy()
+    order_event = pd.Series(event, index=orders["order_id"].to_numpy())
+    label_event = order_event.reindex(label_order).to_numpy(dtype=float)
+    own_label_t = (
+        pd.Series(labels_t, index=label_order).groupby(level=0).min()
+        .reindex(orders["order_id"].to_numpy()).to_numpy(dtype=float)
+    )  # fmt: skip
+    wallet_labels = _Timeline(label_wallet[label_wallet >= 0], labels_t[label_wallet >= 0], base)
+    has_event = ~np.isnan(label_event)
+    event_labels = _Timeline(label_event[has_event].astype(np.int64), labels_t[has_event], base)
+    for days in LABEL_HISTORY_WINDOWS_DAYS:
+        window = days * DAY
+        own = ((own_label_t >= t - window) & (own_label_t < t)).astype(int)
+        wallet_count = wallet_labels.count_before(buyer, t, window)
+        features[f"wallet_labels_{days}d"] = (wallet_count - own).astype(float)
+        features[f"event_labels_{days}d"] = (
+            event_labels.count_before(event, t, window) - own
+        ).astype(float)
+
+    frame = pd.DataFrame(
+        {
+            "order_id": orders["order_id"].to_numpy(dtype=np.int64),
+            "wallet_id": orders["buyer_wallet_id"].to_numpy(dtype=np.int64),
+            "event_id": orders["event_id"].to_numpy(dtype=np.int64),
+            "feature_ts": orders["created_at"].to_numpy(),
+            **features,
+            "payment_method": orders["payment_method"].to_numpy(),
+            "is_resale": resale,
+        }
+    )
+    if target_ids is not None:
+        frame = frame[frame["order_id"].isin(target_ids)]
+    return frame.reset_index(drop=True)
