@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from mlkit.toolkit import __version__
 
-from . import config_cmd, db_cmd, demo_cmd, quickstart_cmd
+from . import (
+    config_cmd,
+    dataset_cmd,
+    db_cmd,
+    demo_cmd,
+    etl_cmd,
+    features_cmd,
+    inspect_cmd,
+    quickstart_cmd,
+)
 from ._common import GlobalOptions, MlkitGroup
 
 app = typer.Typer(
@@ -22,6 +32,10 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(demo_cmd.app, name="demo")
+app.add_typer(inspect_cmd.app, name="inspect")
+app.add_typer(etl_cmd.app, name="etl")
+app.add_typer(features_cmd.app, name="features")
+app.add_typer(dataset_cmd.app, name="dataset")
 app.command("quickstart")(quickstart_cmd.quickstart)
 
 

@@ -16,7 +16,7 @@ def quickstart(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Initialise the configured database (SQLite by default), seed a demo world, compute
-    the fraud features, summarise.
+    the fraud features, snapshot a training set, summarise.
 
     Run it again to start over: the demo world is replaced.
 
@@ -24,6 +24,7 @@ def quickstart(
     """
     from mlkit.toolkit.db import dialect_name, init_schema, make_engine, masked, table_counts
     from mlkit.toolkit.demo.seed import seed_demo
+    from mlkit.toolkit.fraud.dataset import build_fraud_dataset
     from mlkit.toolkit.fraud.etl import resolve_range, run_etl
 
     config = load_config(ctx)
@@ -33,16 +34,26 @@ def quickstart(
     with progress_bar() as progress:
         result = seed_demo(engine, orders=orders, seed=seed, replace=True, progress=progress)
         etl_result = run_etl(engine, *resolve_range(engine, None, None), progress=progress)
+    dataset = build_fraud_dataset(
+        engine,
+        config.datasets_dir,
+        since=None,
+        until=None,
+        label_delay_days=config.get("fraud.label_delay_days"),
+        set_current=True,
+    )
     counts = table_counts(engine)
     document = {
         "database": masked(engine),
         "dialect": dialect_name(engine),
         "seed": result.as_dict(),
         "etl": etl_result.as_dict(),
+        "dataset": dataset.as_dict(),
         "tables": counts,
         "next": [
             "mlkit db status",
             "mlkit features show --order 1",
+            "mlkit inspect dataset --pointer current",
             "mlkit config show",
             "mlkit demo seed --append --days 7 --shift price=1.5",
         ],
@@ -58,6 +69,10 @@ def quickstart(
     console.print(
         f"etl: {etl['rows']:,} orders into fraud_features ({etl['labelled_rows']:,} labelled) "
         f"in {etl['seconds']} s"
+    )
+    data = document["dataset"]
+    console.print(
+        f"dataset: {data['rows']:,} rows ({data['label_counts']['1']:,} fraud) at {data['path']}"
     )
     console.print(f"\n[bold]mlkit is ready[/bold] on {document['database']}.")
     console.print("next: " + "  |  ".join(document["next"]))

@@ -187,6 +187,11 @@ def test_quickstart_leaves_every_table_with_demo_data(cli, tmp_path):
     assert set(tables) == set(schema.metadata.tables)
     assert tables["orders"] == 3000
     assert tables["products"] > 0 and tables["market_data"] > 0
+    assert document["etl"]["rows"] == tables["fraud_features"] == 3000
+    assert document["dataset"]["rows"] > 0
+    inspected = cli("inspect", "dataset", "--pointer", "current", "--json", "--strict")
+    assert inspected.exit_code == 0, inspected.output
+    assert json.loads(inspected.stdout)["rows"] == document["dataset"]["rows"]
     # Run again: it starts over instead of failing.
     again = cli("quickstart", "--orders", "1000", "--json")
     assert again.exit_code == 0, again.output

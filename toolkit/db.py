@@ -515,8 +515,8 @@ def read_frame(conn: sa.Connection, query: sa.Select) -> pd.DataFrame:
             frame[name] = pd.to_datetime(frame[name]).astype("datetime64[us]")
         elif isinstance(column.type, sa.Boolean):
             # PostgreSQL's CSV says t/f; the other drivers give bools or 0/1.
-            frame[name] = frame[name].map({"t": True, "f": False, True: True, False: False}).astype(
-                "boolean"
+            frame[name] = (
+                frame[name].map({"t": True, "f": False, True: True, False: False}).astype("boolean")
             )
         elif isinstance(column.type, sa.Integer):
             frame[name] = pd.to_numeric(frame[name])

@@ -1,0 +1,73 @@
+"""`mlkit dataset`: versioned, point-in-time training sets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ._common import emit_json, load_config, stdout_console
+
+app = typer.Typer(help="Build versioned training-set snapshots.", no_args_is_help=True)
+
+
+@app.command("build")
+def build(
+    ctx: typer.Context,
+    family: Annotated[str, typer.Argument(help="Model family: fraud.")],
+    since: Annotated[
+        str | None, typer.Option("--since", help="30d, 2026-01-01 [default: every order].")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="End, exclusive.")] = None,
+    label_cutoff: Annotated[
+        str | None,
+        typer.Option(
+            "--label-cutoff", help="Labels available after this do not count [default: now]."
+        ),
+    ] = None,
+    set_current: Annotated[
+        bool, typer.Option("--set-current", help="Also move the _CURRENT pointer here.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Snapshot a training set as Parquet with a manifest under the datasets directory.
+
+    Orders are as-of-joined to the feature rows known at their moment; a label counts when
+    it was available at the label cut-off, and orders younger than fraud.label_delay_days
+    at the cut-off are left out (their labels may still arrive). _LATEST always moves.
+
+    Example: mlkit dataset build fraud --since 90d --set-current
+    """
+    from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.errors import MlkitError
+    from mlkit.toolkit.fraud.dataset import build_fraud_dataset
+    from mlkit.toolkit.fraud.etl import parse_moment, utcnow
+
+    if family != "fraud":
+        raise MlkitError(f"no dataset builder for {family!r}", hint="families with one: fraud")
+    config = load_config(ctx)
+    now = utcnow().replace(microsecond=0)
+    moments = {
+        name: parse_moment(value, now=now, option=f"--{name.replace('_', '-')}") if value else None
+        for name, value in (("since", since), ("until", until), ("label_cutoff", label_cutoff))
+    }
+    result = build_fraud_dataset(
+        make_engine(config.database_url),
+        config.datasets_dir,
+        since=moments["since"],
+        until=moments["until"],
+        label_cutoff=moments["label_cutoff"],
+        label_delay_days=config.get("fraud.label_delay_days"),
+        set_current=set_current,
+    )
+    document = result.as_dict()
+    if as_json:
+        emit_json(document)
+        return
+    counts = document["label_counts"]
+    stdout_console().print(
+        f"dataset {document['run_id']}: {document['rows']:,} rows "
+        f"({counts['1']:,} fraud / {counts['0']:,} not), {document['time_range']['start']} .. "
+        f"{document['time_range']['end']}, labels as of {document['label_cutoff']}\n"
+        f"  {document['path']}"
+    )

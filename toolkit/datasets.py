@@ -1,0 +1,131 @@
+"""Versioned training-set snapshots: as-of joins, Parquet files, manifests, pointers.
+
+A snapshot lives in `<datasets>/<name>/dt=<date>/run_id=<id>/` as `data.parquet` and
+`manifest.json`. `_LATEST` (moved by every build) and `_CURRENT` (moved on request) hold
+the snapshot's path relative to `<datasets>/<name>/`. Every file is written to a temporary
+name first and renamed, so a reader never sees half a snapshot or half a pointer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MlkitError
+
+POINTERS = {"latest": "_LATEST", "current": "_CURRENT"}
+_BY_SHIFT = np.int64(32)
+
+
+def asof_join_index(left_by, left_on, right_by, right_on) -> np.ndarray:
+    """For each left row, the index of the right row with the same `by` and the greatest
+    `on` <= the left row's `on` (the latest one known at that moment), or -1.
+
+    `by` and `on` are non-negative integers below 2**31 and 2**32; ties on `on` resolve to
+    the right row that comes last in the right frame's order.
+    """
+    right_keys = (np.asarray(right_by, np.int64) << _BY_SHIFT) | np.asarray(right_on, np.int64)
+    order = np.argsort(right_keys, kind="stable")
+    sorted_keys = right_keys[order]
+    left_by = np.asarray(left_by, np.int64)
+    left_keys = (left_by << _BY_SHIFT) | np.asarray(left_on, np.int64)
+    position = np.searchsorted(sorted_keys, left_keys, side="right") - 1
+    found = position >= 0
+    found[found] = (sorted_keys[position[found]] >> _BY_SHIFT) == left_by[found]
+    return np.where(found, order[np.maximum(position, 0)], -1)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_snapshot(
+    datasets_dir: Path,
+    name: str,
+    frame,
+    manifest: dict,
+    *,
+    set_current: bool = False,
+    now: datetime | None = None,
+) -> Path:
+    """Write frame + manifest as a new snapshot and move the pointers; returns its folder."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    now = now or datetime.now(UTC)
+    run_id = manifest.get("run_id") or new_run_id(now)
+    root = Path(datasets_dir) / name
+    relative = Path(f"dt={now:%Y-%m-%d}") / f"run_id={run_id}"
+    final = root / relative
+    if final.exists():
+        raise MlkitError(f"snapshot {final} already exists")
+    staging = root / f".staging-{run_id}"
+    try:
+        staging.mkdir(parents=True)
+        data = staging / "data.parquet"
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), data)
+        manifest = {**manifest, "name": name, "run_id": run_id, "sha256": sha256_file(data)}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, final)
+    except OSError as exc:
+        raise MlkitError(
+            f"cannot write the snapshot under {root}: {exc.strerror}",
+            hint="check the datasets directory (MLKIT_DATASETS_DIR) and free space",
+        ) from None
+    finally:
+        if staging.exists():
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    _atomic_write_text(root / POINTERS["latest"], f"{relative.as_posix()}\n")
+    if set_current:
+        _atomic_write_text(root / POINTERS["current"], f"{relative.as_posix()}\n")
+    return final
+
+
+def resolve_pointer(datasets_dir: Path, name: str, pointer: str) -> Path:
+    """The snapshot folder a pointer (`latest` or `current`) names."""
+    if pointer not in POINTERS:
+        raise MlkitError(f"unknown pointer {pointer!r}", hint="use latest or current")
+    file = Path(datasets_dir) / name / POINTERS[pointer]
+    if not file.is_file():
+        raise MlkitError(
+            f"no {pointer} {name} dataset ({file} is missing)",
+            hint=f"build one with `mlkit dataset build {name}`"
+            + (" --set-current" if pointer == "current" else ""),
+        )
+    target = Path(datasets_dir) / name / file.read_text().strip()
+    if not (target / "data.parquet").is_file():
+        raise MlkitError(f"{file} points at {target}, which holds no data.parquet")
+    return target
