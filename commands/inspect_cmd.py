@@ -31,6 +31,7 @@ def dataset(
         typer.Argument(
             help="A snapshot directory or its data.parquet (default: --pointer latest).",
             show_default=False,
+            metavar="PATH",
         ),
     ] = None,
     pointer: Annotated[
@@ -82,6 +83,14 @@ def _num(value: Any, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _cell(value: Any) -> str:
+    from rich.markup import escape
+
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return "-" if value is None else escape(str(value))
+
+
 def render(report: dict[str, Any], console: Console) -> None:
     """The report as Rich sections: overview, nulls, amount, leakage, samples, checks."""
     from rich.markup import escape
@@ -100,7 +109,7 @@ def render(report: dict[str, Any], console: Console) -> None:
     overview.add_column(style="bold")
     overview.add_column()
     labels = report["label_distribution"]
-    rate = "-" if labels["rate"] is None else f"{labels['rate']:.4%}"
+    rate = "-" if labels["rate"] is None else f"{labels['rate']:.3%}"
     counts = ", ".join(f"{key}: {count:,}" for key, count in labels["counts"].items())
     span = report["time_range"]
     dups = report["duplicates"]
@@ -162,7 +171,7 @@ def render(report: dict[str, Any], console: Console) -> None:
         scores.add_row(item["feature"], _num(item["auc"], 3), verdict)
     console.print(scores)
     if leakage["label_history_means"]:
-        history = Table(title="label-history features: mean by label (a gap is a hint)")
+        history = Table(title="label-history means by label (a gap is a hint)")
         history.add_column("feature")
         history.add_column("label 0", justify="right")
         history.add_column("label 1", justify="right")
@@ -178,9 +187,11 @@ def render(report: dict[str, Any], console: Console) -> None:
         shown = ("order_id", "wallet_id", "event_id", "event_ts", "amount", "payment_method")
         sample = Table(title="samples")
         for key in (*shown, "label"):
-            sample.add_column(key)
+            sample.add_column(
+                key, justify="left" if key in ("event_ts", "payment_method") else "right"
+            )
         for row in rows:
-            sample.add_row(*(escape(str(row.get(key, ""))) for key in (*shown, "label")))
+            sample.add_row(*(_cell(row.get(key)) for key in (*shown, "label")))
         console.print(sample)
 
     console.print("[bold]checks[/bold]")

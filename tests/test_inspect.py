@@ -255,7 +255,7 @@ def test_bad_inputs_are_one_error_line(tmp_path, cli):
     partial = tmp_path / "partial.parquet"
     fraud_frame().drop(columns=["label", "feature_ts"]).to_parquet(partial)
     assert_one_error(cli("inspect", "dataset", str(partial)), "feature_ts, label")
-    with pytest.raises(MlkitError, match="unknown dataset pointer"):
+    with pytest.raises(MlkitError, match="unknown pointer"):
         inspect_dataset(pointer="newest", datasets_dir=tmp_path)
 
 
@@ -267,3 +267,20 @@ def test_rank_auc_matches_scikit_learn_with_ties():
     scores = np.round(rng.normal(size=300) + target, 1)  # rounding makes ties
     assert rank_auc(scores, target) == pytest.approx(roc_auc_score(target, scores))
     assert rank_auc(scores, np.zeros(300, dtype=bool)) is None
+
+
+def test_naive_timestamps_nullable_flags_and_empty_data_do_not_break(tmp_path):
+    frame = fraud_frame()
+    for column in ("event_ts", "feature_ts", "label_available_at"):
+        frame[column] = frame[column].dt.tz_localize(None)
+    frame["is_resale"] = pd.array([None, *frame["is_resale"][1:]], dtype="boolean")
+    report = inspect_dataset(write_snapshot(tmp_path, frame, label_cutoff="2026-01-20T00:00:00"))
+    assert failed(report) == set()
+    assert report["time_range"]["min"] == frame["event_ts"].min().tz_localize("UTC").isoformat()
+    scored = {item["feature"] for item in report["leakage"]["single_feature_auc"]["features"]}
+    assert {"is_resale", "amount"} <= scored
+
+    empty = inspect_dataset(write_snapshot(tmp_path / "e", frame.iloc[:0]))
+    assert empty["rows"] == 0 and empty["amount"]["count"] == 0
+    assert failed(empty) == {"labels"}
+    json.dumps(empty, allow_nan=False)

@@ -400,18 +400,22 @@ def _integers_as_integers(table: sa.Table, frame: pd.DataFrame) -> pd.DataFrame:
 def _copy_chunk(conn: sa.Connection, table: sa.Table, chunk: pd.DataFrame) -> None:
     import json
 
-    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
 
-    out = chunk.copy()
-    for name in out.columns:
-        if isinstance(table.c[name].type, sa.JSON) and out[name].dtype == object:
-            out[name] = out[name].map(
-                lambda v: v if v is None or isinstance(v, str) else json.dumps(v)
-            )
-        elif pd.api.types.is_datetime64_any_dtype(out[name]):
-            out[name] = out[name].dt.strftime("%Y-%m-%d %H:%M:%S")
-    buffer = io.StringIO()
-    out.to_csv(buffer, index=False, header=False)
+    out = chunk
+    json_columns = [n for n in out.columns if isinstance(table.c[n].type, sa.JSON)]
+    if json_columns:
+        out = out.assign(**{
+            n: out[n].map(lambda v: None if _is_missing(v) or v is None
+                          else v if isinstance(v, str) else json.dumps(v))
+            for n in json_columns
+        })  # fmt: skip
+    # Arrow's CSV writer is an order of magnitude faster than DataFrame.to_csv, writes
+    # NULL as an empty field and quotes every string, so an empty string stays one.
+    buffer = io.BytesIO()
+    arrow = pa.Table.from_pandas(out, preserve_index=False)
+    pacsv.write_csv(arrow, buffer, pacsv.WriteOptions(include_header=False))
     buffer.seek(0)
     columns = ", ".join(f'"{c}"' for c in out.columns)
     cursor = conn.connection.driver_connection.cursor()

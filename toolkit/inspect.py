@@ -6,7 +6,6 @@ Timestamps are compared in UTC (naive values are taken to be UTC already).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "manifest.json"
-POINTER_FILES = {"latest": "_LATEST", "current": "_CURRENT"}
 AUC_THRESHOLD = 0.98
 SAMPLES_PER_CLASS = 3
 ID_COLUMNS = ("order_id", "wallet_id", "event_id")
@@ -33,32 +31,6 @@ NOT_FEATURES = frozenset((*ID_COLUMNS, "label"))
 
 def build_hint(name: str) -> str:
     return f"build one with `mlkit dataset build {name}`"
-
-
-def resolve_pointer(datasets_dir: str | Path, pointer: str = "latest", name: str = "fraud") -> Path:
-    """The snapshot directory a `_LATEST`/`_CURRENT` pointer file names."""
-    key = pointer.lower()
-    if key not in POINTER_FILES:
-        raise MlkitError(
-            f"unknown dataset pointer {pointer!r}", hint="use --pointer latest or --pointer current"
-        )
-    root = Path(datasets_dir) / name
-    pointer_file = root / POINTER_FILES[key]
-    if not pointer_file.is_file():
-        raise MlkitError(
-            f"no {key} {name} dataset: pointer file {pointer_file} does not exist",
-            hint=build_hint(name),
-        )
-    lines = pointer_file.read_text(encoding="utf-8").strip().splitlines()
-    if not lines or not lines[0].strip():
-        raise MlkitError(f"pointer file {pointer_file} is empty", hint=build_hint(name))
-    snapshot = root / lines[0].strip()
-    if not snapshot.exists():
-        raise MlkitError(
-            f"pointer file {pointer_file} names {lines[0].strip()}, which does not exist",
-            hint=build_hint(name),
-        )
-    return snapshot
 
 
 def locate_snapshot(path: str | Path) -> tuple[Path, Path | None]:
@@ -101,9 +73,11 @@ def inspect_dataset(
     if path is None:
         if datasets_dir is None:
             raise MlkitError("no dataset path and no datasets directory to resolve a pointer in")
-        pointer = pointer or "latest"
-        path = resolve_pointer(datasets_dir, pointer, name)
-        pointer_info = {"name": pointer.lower(), "target": str(path)}
+        from .datasets import resolve_pointer
+
+        pointer = (pointer or "latest").lower()
+        path = resolve_pointer(Path(datasets_dir), name, pointer)
+        pointer_info = {"name": pointer, "target": str(path)}
     data_file, manifest_file = locate_snapshot(path)
     frame, schema = read_dataset(data_file, name=name)
     manifest = check_manifest(data_file, manifest_file, rows=len(frame))
@@ -163,7 +137,9 @@ def read_dataset(data_file: Path, *, name: str = "fraud") -> tuple[pd.DataFrame,
 
 def check_manifest(data_file: Path, manifest_file: Path | None, *, rows: int) -> dict[str, Any]:
     """What manifest.json promises against what data.parquet holds (sha256, row count)."""
-    actual_sha = file_sha256(data_file)
+    from .datasets import sha256_file
+
+    actual_sha = sha256_file(data_file)
     result: dict[str, Any] = {
         "path": str(manifest_file) if manifest_file else None,
         "present": manifest_file is not None,
@@ -196,14 +172,6 @@ def check_manifest(data_file: Path, manifest_file: Path | None, *, rows: int) ->
     expected_rows = document.get("rows")
     result["rows"].update(expected=expected_rows, ok=expected_rows == rows)
     return result
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def utc_naive(values: Any) -> pd.Series:
@@ -271,9 +239,11 @@ def label_distribution(label: pd.Series) -> dict[str, Any]:
 
 def duplicates(frame: pd.DataFrame) -> dict[str, Any]:
     order_dups = frame["order_id"].duplicated(keep="first")
+    # A fully duplicated row repeats its order_id, so only those rows need comparing whole.
+    repeated = frame[frame["order_id"].duplicated(keep=False)]
     return {
         "order_id": int(order_dups.sum()),
-        "rows": int(frame.duplicated(keep="first").sum()),
+        "rows": int(repeated.duplicated(keep="first").sum()),
         "examples": frame.loc[order_dups, "order_id"].drop_duplicates().head(5).tolist(),
     }
 
@@ -442,7 +412,7 @@ def checks(report: dict[str, Any], frame: pd.DataFrame) -> list[dict[str, Any]]:
     elif len(labels["counts"]) < 2:
         check("labels", False, f"one class only ({next(iter(labels['counts']))})")
     else:
-        check("labels", True, f"{labels['positives']:,} positives, rate {labels['rate']:.4%}")
+        check("labels", True, f"{labels['positives']:,} positives, rate {labels['rate']:.3%}")
 
     manifest = report["manifest"]
     sha = manifest["sha256"]

@@ -65,6 +65,17 @@ def _seconds(values) -> np.ndarray:
     return pd.to_datetime(pd.Series(values)).to_numpy(dtype="datetime64[s]").astype(np.int64)
 
 
+class _Queries:
+    """Moments to ask about, per group, with the order that visits them sorted by (group,
+    time): binary searches that walk the timeline in one direction stay in cache, several
+    times faster on a million rows. Shifting every time by a constant keeps that order."""
+
+    def __init__(self, groups: np.ndarray, times: np.ndarray):
+        self.groups = groups.astype(np.int64)
+        self.times = times
+        self.order = np.lexsort((times, self.groups))
+
+
 class _Timeline:
     """Timestamps of events per group, sorted, to count and look up "before t" quickly."""
 
@@ -83,40 +94,37 @@ class _Timeline:
             else pd.Series(self.values).groupby(self.keys >> _SHIFT).cumsum().to_numpy()
         )
 
-    def _query(self, groups: np.ndarray, times: np.ndarray) -> np.ndarray:
-        return (groups.astype(np.int64) << _SHIFT) | (times - self.base)
-
-    def count_before(self, groups, times, window: int | None = None) -> np.ndarray:
-        """Events of the group in [t - window, t) (all before t without a window)."""
-        q = self._query(groups, times)
-        end = np.searchsorted(self.keys, q, side="left")
-        if window is None:
-            start = np.searchsorted(self.keys, groups.astype(np.int64) << _SHIFT, side="left")
+    def _search(self, q: _Queries, offset: int | None = 0) -> np.ndarray:
+        """Position of (group, t - offset) in the timeline; offset None: the group's start."""
+        if offset is None:
+            needles = q.groups << _SHIFT
         else:
-            lower = np.maximum(times - window, self.base)
-            start = np.searchsorted(self.keys, self._query(groups, lower), side="left")
-        return end - start
+            needles = (q.groups << _SHIFT) | np.maximum(q.times - offset - self.base, 0)
+        found = np.empty(len(needles), dtype=np.int64)
+        found[q.order] = np.searchsorted(self.keys, needles[q.order], side="left")
+        return found
 
-    def sum_before(self, groups, times) -> tuple[np.ndarray, np.ndarray]:
-        q = self._query(groups, times)
-        end = np.searchsorted(self.keys, q, side="left")
-        start = np.searchsorted(self.keys, groups.astype(np.int64) << _SHIFT, side="left")
-        count = end - start
+    def count_before(self, q: _Queries, window: int | None = None) -> np.ndarray:
+        """Events of the group in [t - window, t) (all before t without a window)."""
+        return self._search(q) - self._search(q, window)
+
+    def sum_before(self, q: _Queries) -> tuple[np.ndarray, np.ndarray]:
+        end = self._search(q)
+        count = end - self._search(q, None)
         total = np.where(count > 0, self.group_cumsum[np.maximum(end - 1, 0)], 0.0)
         return count, total
 
-    def last_before(self, groups, times) -> np.ndarray:
+    def last_before(self, q: _Queries) -> np.ndarray:
         """Index (into the sorted timeline) of the group's latest event before t, or -1."""
-        q = self._query(groups, times)
-        idx = np.searchsorted(self.keys, q, side="left") - 1
+        idx = self._search(q) - 1
         same = idx >= 0
-        same[same] = (self.keys[idx[same]] >> _SHIFT) == groups[same].astype(np.int64)
+        same[same] = (self.keys[idx[same]] >> _SHIFT) == q.groups[same]
         return np.where(same, idx, -1)
 
-    def first_index(self, groups) -> np.ndarray:
-        start = np.searchsorted(self.keys, groups.astype(np.int64) << _SHIFT, side="left")
+    def first_index(self, q: _Queries) -> np.ndarray:
+        start = self._search(q, None)
         ok = start < len(self.keys)
-        ok[ok] = (self.keys[start[ok]] >> _SHIFT) == groups[ok].astype(np.int64)
+        ok[ok] = (self.keys[start[ok]] >> _SHIFT) == q.groups[ok]
         return np.where(ok, start, -1)
 
 
@@ -173,9 +181,10 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     completed = (orders["status"] == "COMPLETED").to_numpy()
     resale = orders["is_resale"].astype(bool).to_numpy()
     features: dict[str, np.ndarray] = {}
+    by_wallet, by_event = _Queries(buyer, t), _Queries(event, t)
 
     every_order = _Timeline(buyer, t, base)
-    features["txn_velocity_1h"] = every_order.count_before(buyer, t, HOUR).astype(float)
+    features["txn_velocity_1h"] = every_order.count_before(by_wallet, HOUR).astype(float)
 
     created = pd.Series(wallet_created, index=sources.wallets["wallet_id"].to_numpy())
     wallet_birth = created.reindex(orders["buyer_wallet_id"].to_numpy()).to_numpy(dtype=float)
@@ -186,16 +195,16 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     base_price = events["base_price"].reindex(orders["event_id"]).to_numpy(dtype=float)
     primary_sales = completed & ~resale
     sales = _Timeline(event[primary_sales], t[primary_sales], base)
-    features["event_popularity_score"] = sales.count_before(event, t) / capacity
+    features["event_popularity_score"] = sales.count_before(by_event) / capacity
     features["price_deviation_ratio"] = orders["price"].to_numpy(dtype=float) / base_price - 1.0
 
     g, _, first = _first_times(buyer[completed], event[completed], t[completed])
     features["cross_event_attendance"] = (
-        _Timeline(g, first, base).count_before(buyer, t).astype(float)
+        _Timeline(g, first, base).count_before(by_wallet).astype(float)
     )
 
     # Geo velocity: distance and time from the wallet's previous order.
-    previous = every_order.last_before(buyer, t)
+    previous = every_order.last_before(by_wallet)
     has_prev = previous >= 0
     prev_row = np.where(has_prev, every_order.order[np.maximum(previous, 0)], 0)
     lat = orders["geo_lat"].to_numpy(dtype=float)
@@ -210,7 +219,7 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
 
     method = pd.factorize(orders["payment_method"])[0].astype(np.int64)
     g, m, first = _first_times(buyer, method, t)
-    seen_before = _Timeline(g, first, base).count_before(buyer, t)
+    seen_before = _Timeline(g, first, base).count_before(by_wallet)
     first_use = pd.Series(first, index=pd.MultiIndex.from_arrays([g, m]))
     own_first = first_use.reindex(pd.MultiIndex.from_arrays([buyer, method])).to_numpy()
     features["payment_method_diversity"] = (seen_before + (own_first >= t)).astype(float)
@@ -222,7 +231,7 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     known = (ends >= 0) & (others >= 0)
     g, _, first = _first_times(ends[known], others[known], when[known])
     features["social_graph_centrality"] = (
-        _Timeline(g, first, base).count_before(buyer, t).astype(float)
+        _Timeline(g, first, base).count_before(by_wallet).astype(float)
     )
 
     # Resales: how long the seller held the ticket (its previous completed sale to them).
@@ -233,7 +242,7 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     ticket_line = _Timeline(ticket_code, t[sold_rows], base)
     resale_rows = np.flatnonzero(sold & resale)
     resale_ticket = pd.Series(ticket_code, index=sold_rows).reindex(resale_rows).to_numpy()
-    acquired = ticket_line.last_before(resale_ticket, t[resale_rows])
+    acquired = ticket_line.last_before(_Queries(resale_ticket, t[resale_rows]))
     valid = acquired >= 0
     acquired_row = sold_rows[ticket_line.order[np.maximum(acquired, 0)]]
     valid &= buyer[acquired_row] == seller[resale_rows]
@@ -242,10 +251,10 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
         seller[resale_rows][valid], t[resale_rows][valid], hold_hours[valid]
     )  # fmt: skip
     holds = _Timeline(resale_seller, resale_t, base, values=hold_hours)
-    count, total = holds.sum_before(buyer, t)
+    count, total = holds.sum_before(by_wallet)
     with np.errstate(divide="ignore", invalid="ignore"):
         features["avg_ticket_hold_time"] = np.where(count > 0, total / count, np.nan)
-    first_idx = holds.first_index(buyer)
+    first_idx = holds.first_index(by_wallet)
     first_time = np.where(first_idx >= 0, holds.keys[np.maximum(first_idx, 0)] & 0xFFFFFFFF, -1)
     has_first = (first_idx >= 0) & (first_time + base < t)
     features["time_to_first_resale"] = np.where(
@@ -266,10 +275,10 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     for days in LABEL_HISTORY_WINDOWS_DAYS:
         window = days * DAY
         own = ((own_label_t >= t - window) & (own_label_t < t)).astype(int)
-        wallet_count = wallet_labels.count_before(buyer, t, window)
+        wallet_count = wallet_labels.count_before(by_wallet, window)
         features[f"wallet_labels_{days}d"] = (wallet_count - own).astype(float)
         features[f"event_labels_{days}d"] = (
-            event_labels.count_before(event, t, window) - own
+            event_labels.count_before(by_event, window) - own
         ).astype(float)
 
     frame = pd.DataFrame(

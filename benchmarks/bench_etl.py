@@ -1,0 +1,82 @@
+"""`mlkit etl run` over 1,000,000 demo orders on PostgreSQL, beside reading them once.
+
+Targets: <= 60 s, and <= 5 x the time of `COPY (SELECT <the order columns>) TO STDOUT`
+on the same database in the same run.
+
+Run: python benchmarks/bench_etl.py [--orders 1000000] [--database URL (reuse a seeded one)]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+import sqlalchemy as sa
+
+TARGET_S = 60.0
+TARGET_RATIO = 5.0
+SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+
+
+def mlkit(url: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "mlkit.commands.main", "--database", url, *args],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return done.stdout
+
+
+def copy_out_seconds(url: str) -> float:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()
+        started = time.perf_counter()
+        cursor.copy_expert(
+            "COPY (SELECT order_id, buyer_wallet_id, seller_wallet_id, event_id, ticket_id, price,"
+            " payment_method, is_resale, status, geo_lat, geo_lon, created_at FROM orders)"
+            " TO STDOUT WITH (FORMAT csv)",
+            io.StringIO(),
+        )
+        elapsed = time.perf_counter() - started
+    engine.dispose()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--database", help="an already seeded database to reuse")
+    args = parser.parse_args()
+    admin = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    name = None
+    url = args.database
+    if url is None:
+        name = f"mlkit_bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = f"{SERVER}/{name}"
+        mlkit(url, "demo", "seed", "--orders", str(args.orders), "--families", "fraud")
+    try:
+        copy_s = min(copy_out_seconds(url) for _ in range(3))
+        started = time.perf_counter()
+        result = json.loads(mlkit(url, "etl", "run", "--json"))
+        etl_s = time.perf_counter() - started
+    finally:
+        if name:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    ratio = etl_s / copy_s
+    ok = etl_s <= TARGET_S and ratio <= TARGET_RATIO
+    print(f"mlkit etl run: {result['rows']:,} orders in {etl_s:.1f} s wall "
+          f"({result['rows'] / etl_s:,.0f} orders/s; target <= {TARGET_S:.0f} s)")  # fmt: skip
+    print(f"reference, COPY (SELECT the same order columns) TO STDOUT: {copy_s:.2f} s")
+    print(f"ratio: {ratio:.1f} x (target <= {TARGET_RATIO:.0f} x) {'ok' if ok else 'SLOW'}")
+
+
+if __name__ == "__main__":
+    main()
