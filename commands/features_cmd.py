@@ -6,9 +6,48 @@ from typing import Annotated
 
 import typer
 
-from ._common import emit_json, load_config, stdout_console
+from ._common import emit_json, load_config, progress_bar, stdout_console
 
-app = typer.Typer(help="Show stored fraud features.", no_args_is_help=True)
+app = typer.Typer(help="Stored fraud features and their online copy in Redis.",
+                  no_args_is_help=True)  # fmt: skip
+
+
+@app.command("materialize")
+def materialize(
+    ctx: typer.Context,
+    ttl: Annotated[
+        int | None,
+        typer.Option("--ttl", help="Seconds each key lives [default: fraud.online_ttl_seconds]."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Write each wallet's history to Redis (features:wallet:<id>) for online scoring.
+
+    Online features of a new order are computed from it while fresh, else from the
+    database, with the same definitions as `mlkit etl run`.
+
+    Example: mlkit features materialize --ttl 600
+    """
+    import time
+
+    from mlkit.toolkit.cache import redis_client
+    from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.fraud.online import materialize as write_states
+
+    config = load_config(ctx)
+    client = redis_client(config.redis_url)
+    seconds = ttl if ttl is not None else config.get("fraud.online_ttl_seconds")
+    started = time.perf_counter()
+    with progress_bar() as progress:
+        count = write_states(make_engine(config.database_url), client, seconds, progress=progress)
+    document = {"wallets": count, "ttl_seconds": seconds,
+                "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
+    if as_json:
+        emit_json(document)
+        return
+    stdout_console().print(
+        f"materialized {count:,} wallets to Redis (TTL {seconds} s) in {document['seconds']} s"
+    )
 
 
 @app.command("show")

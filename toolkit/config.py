@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "threshold_review": 0.65,
         "threshold_2fa": 0.35,
         "label_delay_days": 7.0,
+        "online_ttl_seconds": 300,
     },
     "pricing": {
         "policy": "thompson",

@@ -111,8 +111,16 @@ class _Timeline:
     def sum_before(self, q: _Queries) -> tuple[np.ndarray, np.ndarray]:
         end = self._search(q)
         count = end - self._search(q, None)
+        if len(self.keys) == 0:
+            return count, np.zeros(len(count))
         total = np.where(count > 0, self.group_cumsum[np.maximum(end - 1, 0)], 0.0)
         return count, total
+
+    def value_at(self, index: np.ndarray) -> np.ndarray:
+        """The value at sorted positions; NaN where the index is -1."""
+        if len(self.keys) == 0:
+            return np.full(len(index), np.nan)
+        return np.where(index >= 0, self.values[np.maximum(index, 0)], np.nan)
 
     def last_before(self, q: _Queries) -> np.ndarray:
         """Index (into the sorted timeline) of the group's latest event before t, or -1."""
@@ -255,11 +263,11 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     with np.errstate(divide="ignore", invalid="ignore"):
         features["avg_ticket_hold_time"] = np.where(count > 0, total / count, np.nan)
     first_idx = holds.first_index(by_wallet)
-    first_time = np.where(first_idx >= 0, holds.keys[np.maximum(first_idx, 0)] & 0xFFFFFFFF, -1)
-    has_first = (first_idx >= 0) & (first_time + base < t)
-    features["time_to_first_resale"] = np.where(
-        has_first, holds.values[np.maximum(first_idx, 0)], np.nan
-    )
+    first_time = np.full(len(t), -1, dtype=np.int64)
+    found = first_idx >= 0
+    first_time[found] = holds.keys[first_idx[found]] & 0xFFFFFFFF
+    first_idx = np.where(found & (first_time + base < t), first_idx, -1)
+    features["time_to_first_resale"] = holds.value_at(first_idx)
 
     # Label history: labels available in [t - w, t), minus the order's own label.
     label_order = sources.labels["order_id"].to_numpy()

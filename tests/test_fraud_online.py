@@ -1,0 +1,82 @@
+"""Online features (Redis or database) agree with the batch path on the same orders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from mlkit.toolkit import schema
+from mlkit.toolkit.demo.seed import seed_demo
+from mlkit.toolkit.fraud import etl
+from mlkit.toolkit.fraud.columns import NUMERIC_FEATURES
+from mlkit.toolkit.fraud.online import ORDER_COLUMNS, WALLET_KEY, materialize, online_features
+
+
+@pytest.fixture(scope="module")
+def world(engine):
+    seed_demo(engine, orders=2500, days=20, seed=13, families=("fraud",))
+    etl.run_etl(engine, None, datetime(2026, 3, 1))
+    with engine.connect() as conn:
+        orders = pd.read_sql(sa.select(schema.orders), conn)
+        stored = pd.read_sql(sa.select(schema.fraud_features), conn).set_index("order_id")
+    busy = orders.groupby("buyer_wallet_id")["order_id"].transform("count") >= 3
+    picks = pd.concat([orders[busy].sample(15, random_state=4), orders.sample(10, random_state=5),
+                       orders[orders.is_resale.astype(bool)].head(5)])  # fmt: skip
+    return picks, stored
+
+
+def assert_same(online: dict, stored: pd.Series, order_id: int) -> None:
+    for name in NUMERIC_FEATURES:
+        a, b = online[name], stored[name]
+        assert (np.isnan(a) and pd.isna(b)) or a == pytest.approx(b, rel=1e-12), (order_id, name)
+
+
+def as_request(order) -> dict:
+    request = {name: getattr(order, name) for name in ORDER_COLUMNS}
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in request.items()}
+
+
+def test_online_from_the_database_matches_batch(engine, world):
+    picks, stored = world
+    for order in picks.itertuples():
+        features, source = online_features(engine, as_request(order))
+        assert source == "database"
+        assert_same(features, stored.loc[order.order_id], order.order_id)
+
+
+def test_online_from_redis_matches_batch(engine, world, redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    assert materialize(engine, client, ttl_seconds=300) > 0
+    picks, stored = world
+    wallet = int(picks.iloc[0].buyer_wallet_id)
+    assert 0 < client.ttl(WALLET_KEY.format(wallet)) <= 300
+    for order in picks.itertuples():
+        features, source = online_features(engine, as_request(order), client=client)
+        assert source == "redis"
+        assert_same(features, stored.loc[order.order_id], order.order_id)
+
+
+def test_a_new_order_without_an_id_is_scored_from_its_history(engine, world):
+    picks, _ = world
+    order = as_request(picks.iloc[0:1].itertuples().__next__())
+    order["order_id"] = None
+    order["created_at"] = datetime(2026, 2, 1)
+    features, _ = online_features(engine, order)
+    assert features["order_id"] is None
+    assert features["wallet_age_days"] > 0
+
+
+def test_materialize_command_and_missing_redis(cli, engine, world, redis_url):
+    url = engine.url.render_as_string(hide_password=False)
+    result = cli("--database", url, "--redis", redis_url, "features", "materialize", "--json")
+    assert result.exit_code == 0, result.output
+    assert '"wallets"' in result.stdout
+    down = cli("--database", url, "--redis", "redis://127.0.0.1:1/0", "features", "materialize")
+    assert down.exit_code == 1
+    assert down.stderr.startswith("error: cannot reach Redis at redis://127.0.0.1:1/0")
