@@ -21,60 +21,35 @@ import numpy as np
 from .errors import MlkitError
 
 POINTERS = {"latest": "_LATEST", "current": "_CURRENT"}
-_BY_SHIFT = np.int64(32)
-
-
-def _stable_argsort_small(values: np.ndarray) -> np.ndarray:
-    """Stable argsort of non-negative integers below 2**32 in two 16-bit radix passes
-    (numpy sorts 16-bit keys by radix sort: linear time, no comparisons)."""
-    values = np.asarray(values, dtype=np.uint32)
-    if len(values) == 0 or values.max() < 1 << 16:
-        return np.argsort(values.astype(np.uint16), kind="stable")
-    low_first = np.argsort((values & 0xFFFF).astype(np.uint16), kind="stable")
-    high = (values[low_first] >> 16).astype(np.uint16)
-    return low_first[np.argsort(high, kind="stable")]
-
-
-def _sorted_by_on(on: np.ndarray) -> np.ndarray | None:
-    """None when `on` is already ascending, else the order that sorts it."""
-    return None if len(on) < 2 or bool(np.all(on[1:] >= on[:-1])) else np.argsort(on, kind="stable")
 
 
 def asof_join_index(left_by, left_on, right_by, right_on) -> np.ndarray:
     """For each left row, the index of the right row with the same `by` and the greatest
     `on` <= the left row's `on` (the latest one known at that moment), or -1.
 
-    `by` are non-negative integers below 2**32, `on` any sortable numbers; ties on `on`
-    resolve to the right row that comes last in the right frame's order. Linear passes
-    after sorting by `on` (free when the frames come sorted by time, as from SQL).
+    Ties on `on` resolve to the right row that comes last in the right frame's order.
+    pandas' merge_asof does the matching (one pass in C over both sides sorted by `on`);
+    sides that are not sorted yet are sorted here first.
     """
-    left_by, right_by = np.asarray(left_by), np.asarray(right_by)
-    left_on, right_on = np.asarray(left_on), np.asarray(right_on)
-    right_order = _sorted_by_on(right_on)
-    if right_order is not None:
-        right_by, right_on = right_by[right_order], right_on[right_order]
-    left_order = _sorted_by_on(left_on)
-    if left_order is not None:
-        left_by, left_on = left_by[left_order], left_on[left_order]
-    # How many right rows each left row may see, then the last of them with its `by`:
-    # right rows grouped by `by` keep ascending positions, so one search finds it.
-    visible = np.searchsorted(right_on, left_on, side="right").astype(np.int64)
-    by_right = _stable_argsort_small(right_by)
-    right_keys = (right_by[by_right].astype(np.int64) << _BY_SHIFT) | by_right
-    by_left = _stable_argsort_small(left_by)
-    needles = (left_by[by_left].astype(np.int64) << _BY_SHIFT) | visible[by_left]
-    position = np.searchsorted(right_keys, needles, side="left") - 1
-    found = position >= 0
-    found[found] = (right_keys[position[found]] >> _BY_SHIFT) == (needles[found] >> _BY_SHIFT)
-    match = np.full(len(left_on), -1, dtype=np.int64)
-    match[by_left] = np.where(found, by_right[np.maximum(position, 0)], -1)
-    if right_order is not None:
-        match = np.where(match >= 0, right_order[np.maximum(match, 0)], -1)
-    if left_order is not None:
-        unsorted = np.empty_like(match)
-        unsorted[left_order] = match
-        match = unsorted
-    return match
+    import pandas as pd
+
+    # copy=False: the frames wrap the caller's arrays instead of stacking them into blocks.
+    left = pd.DataFrame({"by": np.asarray(left_by), "on": np.asarray(left_on)}, copy=False)
+    right = pd.DataFrame({"by": np.asarray(right_by), "on": np.asarray(right_on),
+                          "index": np.arange(len(right_by), dtype=np.int64)}, copy=False)  # fmt: skip
+    if not right["on"].is_monotonic_increasing:
+        right = right.sort_values("on", kind="stable")
+    left_order = None
+    if not left["on"].is_monotonic_increasing:
+        left_order = np.argsort(left["on"].to_numpy(), kind="stable")
+        left = left.iloc[left_order]
+    matched = pd.merge_asof(left, right, on="on", by="by", direction="backward")
+    found = matched["index"].fillna(-1).to_numpy(dtype=np.int64)
+    if left_order is None:
+        return found
+    out = np.empty_like(found)
+    out[left_order] = found
+    return out
 
 
 def new_run_id(now: datetime | None = None) -> str:
