@@ -35,8 +35,10 @@ def asof_join_index(left_by, left_on, right_by, right_on) -> np.ndarray:
 
     # copy=False: the frames wrap the caller's arrays instead of stacking them into blocks.
     left = pd.DataFrame({"by": np.asarray(left_by), "on": np.asarray(left_on)}, copy=False)
-    right = pd.DataFrame({"by": np.asarray(right_by), "on": np.asarray(right_on),
-                          "index": np.arange(len(right_by), dtype=np.int64)}, copy=False)  # fmt: skip
+    positions = np.arange(len(right_by), dtype=np.int64)
+    right = pd.DataFrame(
+        {"by": np.asarray(right_by), "on": np.asarray(right_on), "index": positions}, copy=False
+    )
     if not right["on"].is_monotonic_increasing:
         right = right.sort_values("on", kind="stable")
     left_order = None
