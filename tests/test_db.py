@@ -137,3 +137,24 @@ def test_kpi_view_aggregates_orders_with_their_latest_prediction(engine):
     assert (first["approved_count"], first["blocked_count"], first["scored_orders"]) == (1, 1, 2)
     assert float(first["total_revenue"]) == 30.0
     assert rows[1]["completed_orders"] == 0
+
+
+def test_read_frame_types_columns_alike_on_every_dialect(engine):
+    frame = pd.DataFrame(
+        {
+            "id": [50, 51],
+            "event_type": ["", "x"],  # an empty string is not NULL
+            "severity": [None, "high"],
+            "created_at": pd.to_datetime(["2026-05-01 00:00:00", "2026-05-02 03:04:05"]),
+        }
+    )
+    with engine.begin() as conn:
+        db.bulk_insert(conn, schema.security_events, frame)
+    t = schema.security_events
+    query = sa.select(t.c.id, t.c.event_type, t.c.severity, t.c.created_at).where(t.c.id >= 50)
+    with engine.connect() as conn:
+        got = db.read_frame(conn, query.order_by(t.c.id))
+    assert got["event_type"].tolist() == ["", "x"]
+    assert pd.isna(got["severity"].iloc[0]) and got["severity"].iloc[1] == "high"
+    assert got["created_at"].tolist() == list(frame["created_at"])
+    assert got["id"].tolist() == [50, 51]

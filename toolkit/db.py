@@ -494,6 +494,26 @@ def prepare_bulk_transaction(conn: sa.Connection) -> None:
 # ---------------------------------------------------------------- bulk reads
 
 
+def _read_copy_csv(data: io.BytesIO, columns: list) -> pd.DataFrame:
+    """Parse COPY's CSV with Arrow (multi-threaded C++); an unquoted empty field is NULL,
+    a quoted one an empty string, as COPY writes them."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    text = {c.name: pa.string() for c in columns if isinstance(c.type, (sa.String, sa.Text))}
+    table = pacsv.read_csv(
+        data,
+        convert_options=pacsv.ConvertOptions(
+            column_types=text,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+    return table.to_pandas()
+
+
 def read_frame(conn: sa.Connection, query: sa.Select) -> pd.DataFrame:
     """A select's rows as a frame, typed by the select's columns; COPY on PostgreSQL."""
     import pandas as pd
@@ -501,15 +521,14 @@ def read_frame(conn: sa.Connection, query: sa.Select) -> pd.DataFrame:
     columns = list(query.selected_columns)
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":
         sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        buffer = io.StringIO()
+        buffer = io.BytesIO()
         cursor = conn.connection.driver_connection.cursor()
         try:
             cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
         finally:
             cursor.close()
         buffer.seek(0)
-        text_columns = {c.name: "string" for c in columns if isinstance(c.type, sa.String)}
-        frame = pd.read_csv(buffer, dtype=text_columns, keep_default_na=False, na_values=[""])
+        frame = _read_copy_csv(buffer, columns)
     else:
         result = conn.execute(query)
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -198,11 +199,6 @@ def run_etl(
             frame["computed_at"] = utcnow().replace(microsecond=0)
             table = schema.fraud_features
             prepare_bulk_transaction(conn)
-            # Upsert by order id: the range's rows are replaced as a whole, in this transaction.
-            delete = table.delete().where(table.c.feature_ts < until)
-            if since is not None:
-                delete = delete.where(table.c.feature_ts >= since)
-            conn.execute(delete)
             written = 0
 
             def advance(n: int) -> None:
@@ -210,7 +206,9 @@ def run_etl(
                 written += n
                 report("load features", written, len(frame))
 
-            bulk_insert(conn, table, frame, on_rows=advance)
+            # Upsert by order id: the range's rows are replaced as a whole, in this transaction.
+            with _replacing(conn, table, since, until):
+                bulk_insert(conn, table, frame, on_rows=advance)
             _move_watermark(conn, until)
             report("extract", 3, 3)
     except sa.exc.DBAPIError as exc:
@@ -223,6 +221,29 @@ def run_etl(
         history_rows=len(sources.orders),
         seconds=time.perf_counter() - started,
     )
+
+
+@contextmanager
+def _replacing(conn: sa.Connection, table: sa.Table, since: datetime | None, until: datetime):
+    """Remove the range's rows before the load. A whole-table rebuild on PostgreSQL
+    truncates and rebuilds the secondary indexes once after the load instead of row by
+    row; PostgreSQL's DDL is transactional, so a failure still restores everything."""
+    everything = since is None and not conn.execute(
+        sa.select(table.c.order_id).where(table.c.feature_ts >= until).limit(1)
+    ).first()
+    if not (everything and conn.dialect.name == "postgresql"):
+        delete = table.delete().where(table.c.feature_ts < until)
+        if since is not None:
+            delete = delete.where(table.c.feature_ts >= since)
+        conn.execute(delete)
+        yield
+        return
+    conn.exec_driver_sql(f'TRUNCATE "{table.name}"')
+    for index in table.indexes:
+        conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index.name}"')
+    yield
+    for index in table.indexes:
+        index.create(conn)
 
 
 def _move_watermark(conn: sa.Connection, until: datetime) -> None:
