@@ -167,3 +167,15 @@ def test_a_later_order_never_changes_an_earlier_vector_in_memory(sources):
     small = compute_features(early).set_index("order_id")
     full = compute_features(sources).set_index("order_id").loc[small.index]
     pd.testing.assert_frame_equal(small[list(NUMERIC_FEATURES)], full[list(NUMERIC_FEATURES)])
+
+
+def test_null_source_columns_are_named(sources):
+    from dataclasses import replace
+
+    from mlkit.toolkit.fraud.etl import _check_nulls
+
+    broken = sources.orders.copy()
+    broken.loc[broken.index[:3], "payment_method"] = None
+    with pytest.raises(MlkitError, match=r"3 row\(s\) of orders.payment_method are NULL"):
+        _check_nulls(replace(sources, orders=broken))
+    _check_nulls(sources)  # optional columns (geo, seller, ticket) may be NULL
