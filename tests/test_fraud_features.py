@@ -179,3 +179,15 @@ def test_null_source_columns_are_named(sources):
     with pytest.raises(MlkitError, match=r"3 row\(s\) of orders.payment_method are NULL"):
         _check_nulls(replace(sources, orders=broken))
     _check_nulls(sources)  # optional columns (geo, seller, ticket) may be NULL
+
+
+def test_two_runs_at_once_wait_for_each_other(engine, world):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(etl.run_etl, engine, None, FAR) for _ in range(2)]
+        results = [run.result(timeout=120) for run in runs]
+    assert results[0].rows == results[1].rows
+    with engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(schema.fraud_features)).scalar()
+    assert count == results[0].rows

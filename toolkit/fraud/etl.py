@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
-from ..db import bulk_insert, explain_db_error, prepare_bulk_transaction, read_frame
+from ..db import bulk_insert, explain_db_error, lock_job, prepare_bulk_transaction, read_frame
 from ..errors import MlkitError
 
 JOB = "fraud_features"
@@ -179,6 +179,7 @@ def run_etl(
     _require_tables(engine)
     try:
         with engine.begin() as conn:
+            lock_job(conn, JOB)
             report("extract", 0, 3)
             sources = extract(conn, until)
             created = sources.orders["created_at"]
@@ -228,9 +229,12 @@ def _replacing(conn: sa.Connection, table: sa.Table, since: datetime | None, unt
     """Remove the range's rows before the load. A whole-table rebuild on PostgreSQL
     truncates and rebuilds the secondary indexes once after the load instead of row by
     row; PostgreSQL's DDL is transactional, so a failure still restores everything."""
-    everything = since is None and not conn.execute(
-        sa.select(table.c.order_id).where(table.c.feature_ts >= until).limit(1)
-    ).first()
+    everything = (
+        since is None
+        and not conn.execute(
+            sa.select(table.c.order_id).where(table.c.feature_ts >= until).limit(1)
+        ).first()
+    )
     if not (everything and conn.dialect.name == "postgresql"):
         delete = table.delete().where(table.c.feature_ts < until)
         if since is not None:
