@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from mlkit.toolkit.config import Config
+
+
+# The same `--json` flag on every command: one JSON document on stdout, nothing else there.
+JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
 
 
 @dataclass
@@ -101,10 +105,6 @@ def fail(message: str, hint: str | None = None, *, verbose: bool = False) -> Non
 
 def err(text: str) -> None:
     typer.echo(text, err=True)
-
-
-def warn(text: str) -> None:
-    err(f"warning: {text}")
 
 
 def emit_json(document: Any) -> None:

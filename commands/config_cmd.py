@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from ._common import emit_json, load_config, stdout_console
+from ._common import JsonFlag, emit_json, load_config, stdout_console
 
 app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 
@@ -14,7 +12,7 @@ app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True
 @app.command("show")
 def show(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Print the effective configuration, every password masked.
 

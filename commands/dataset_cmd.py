@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import emit_json, load_config, stdout_console
+from ._common import JsonFlag, emit_json, load_config, stdout_console
 
 app = typer.Typer(help="Build versioned training-set snapshots.", no_args_is_help=True)
 
@@ -28,7 +28,7 @@ def build(
     set_current: Annotated[
         bool, typer.Option("--set-current", help="Also move the _CURRENT pointer here.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Snapshot a training set as Parquet with a manifest under the datasets directory.
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import emit_json, err, load_config, stdout_console
+from ._common import JsonFlag, emit_json, err, load_config, stdout_console
 
 app = typer.Typer(help="Create and inspect the database schema.", no_args_is_help=True)
 
@@ -18,7 +18,7 @@ def init(
         bool,
         typer.Option("--create-database", help="Create the database itself on PostgreSQL/MySQL."),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create every missing table, index and the kpi_hourly view. Safe to run again.
 
@@ -50,7 +50,7 @@ def init(
 @app.command("status")
 def status(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Dialect, masked URL and the row count of every table.
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import emit_json, load_config, progress_bar, stdout_console
+from ._common import JsonFlag, emit_json, load_config, progress_bar, stdout_console
 
 app = typer.Typer(help="Generate demo data with ground truth.", no_args_is_help=True)
 
@@ -50,7 +50,7 @@ def seed(
             metavar="NAME=FACTOR",
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Fill the database with a realistic demo world for all four model families.
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import emit_json, load_config, progress_bar, stdout_console
+from ._common import JsonFlag, emit_json, load_config, progress_bar, stdout_console
 
 app = typer.Typer(help="Extract orders, compute leakage-free features, load them.",
                   no_args_is_help=True)  # fmt: skip
@@ -25,7 +25,7 @@ def run(
     until: Annotated[
         str | None, typer.Option("--until", help="End of the range, exclusive [default: now].")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Compute the features of orders in [since, until) and upsert them by order id.
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import emit_json, load_config, progress_bar, stdout_console
+from ._common import JsonFlag, emit_json, load_config, progress_bar, stdout_console
 
 app = typer.Typer(help="Stored fraud features and their online copy in Redis.",
                   no_args_is_help=True)  # fmt: skip
@@ -19,7 +19,7 @@ def materialize(
         int | None,
         typer.Option("--ttl", help="Seconds each key lives [default: fraud.online_ttl_seconds]."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write each wallet's history to Redis (features:wallet:<id>) for online scoring.
 
@@ -54,7 +54,7 @@ def materialize(
 def show(
     ctx: typer.Context,
     order: Annotated[int, typer.Option("--order", help="Order id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Print one order's feature vector as stored by `mlkit etl run`.
 

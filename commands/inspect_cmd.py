@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import emit_json, err, load_config, stdout_console
+from ._common import JsonFlag, emit_json, err, load_config, stdout_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -43,7 +43,7 @@ def dataset(
     samples: Annotated[
         int, typer.Option("--samples", min=0, help="Sample rows shown per class.")
     ] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonFlag = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when any check fails (for cron and CI).")
     ] = False,

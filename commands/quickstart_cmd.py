@@ -6,14 +6,14 @@ from typing import Annotated
 
 import typer
 
-from ._common import emit_json, err, load_config, progress_bar, stdout_console
+from ._common import JsonFlag, emit_json, err, load_config, progress_bar, stdout_console
 
 
 def quickstart(
     ctx: typer.Context,
     orders: Annotated[int, typer.Option("--orders", help="Demo orders to generate.")] = 50_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Initialise the configured database (SQLite by default), seed a demo world, compute
     the fraud features, snapshot a training set, summarise.
