@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "threshold_2fa": 0.35,
         "label_delay_days": 7.0,
         "online_ttl_seconds": 300,
+        "min_auc_pr": 0.2,  # the gate `mlkit validate` and `promote` apply
     },
     "pricing": {
         "policy": "thompson",

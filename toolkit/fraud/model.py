@@ -1,0 +1,214 @@
+"""The fraud models: XGBoost (imbalance-aware, calibrated) and a logistic-regression
+baseline, both behind one small interface the scorer and `predict` share.
+
+Models never query the database: they take frames with the dataset's columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .columns import NUMERIC_FEATURES
+
+MODEL_KINDS = ("xgboost", "logreg")
+CATEGORICAL = "payment_method"
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50.0, 50.0)))
+
+
+@dataclass
+class XGBoostFraud:
+    """Gradient-boosted trees on the numeric features, `is_resale` and one-hot payment
+    methods. Trained with positives up-weighted (scale_pos_weight), then Platt-scaled on
+    the validation split, so scores are probabilities the decision thresholds can use."""
+
+    max_depth: int = 5
+    learning_rate: float = 0.05
+    num_boost_round: int = 800
+    early_stopping_rounds: int = 60
+    seed: int = 0
+    categories_: list[str] = field(default_factory=list)
+    calibration_: tuple[float, float] = (1.0, 0.0)
+    booster_: object = None
+    best_iteration_: int = 0
+    scale_pos_weight_: float = 1.0
+
+    filename = "model.ubj"
+
+    def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        numeric = frame[list(NUMERIC_FEATURES)].to_numpy(dtype=np.float32)
+        resale = frame["is_resale"].astype(bool).to_numpy(dtype=np.float32)[:, None]
+        methods = frame[CATEGORICAL].astype(object).to_numpy()
+        onehot = np.stack([methods == c for c in self.categories_], axis=1).astype(np.float32)
+        return np.hstack([numeric, resale, onehot])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [*NUMERIC_FEATURES, "is_resale", *[f"payment_method={c}" for c in self.categories_]]
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame) -> XGBoostFraud:
+        import xgboost as xgb
+
+        self.categories_ = sorted(train[CATEGORICAL].dropna().astype(str).unique())
+        y_train, y_valid = train["label"].to_numpy(), valid["label"].to_numpy()
+        positives = max(int(y_train.sum()), 1)
+        self.scale_pos_weight_ = (len(y_train) - positives) / positives
+        dtrain = xgb.DMatrix(self._matrix(train), label=y_train, feature_names=self.feature_names)
+        dvalid = xgb.DMatrix(self._matrix(valid), label=y_valid, feature_names=self.feature_names)
+        params = {
+            "objective": "binary:logistic",
+            "eval_metric": "aucpr",
+            "tree_method": "hist",
+            "max_depth": self.max_depth,
+            "eta": self.learning_rate,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "min_child_weight": 2.0,
+            "scale_pos_weight": self.scale_pos_weight_,
+            "seed": self.seed,
+            "nthread": 2,
+        }
+        self.booster_ = xgb.train(
+            params,
+            dtrain,
+            num_boost_round=self.num_boost_round,
+            evals=[(dvalid, "valid")],
+            early_stopping_rounds=self.early_stopping_rounds,
+            verbose_eval=False,
+        )
+        self.best_iteration_ = int(self.booster_.best_iteration)
+        self.calibration_ = _platt(self._margin(valid), y_valid)
+        return self
+
+    def _margin(self, frame: pd.DataFrame) -> np.ndarray:
+        import xgboost as xgb
+
+        matrix = xgb.DMatrix(self._matrix(frame), feature_names=self.feature_names)
+        return self.booster_.predict(
+            matrix, output_margin=True, iteration_range=(0, self.best_iteration_ + 1)
+        )
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        a, b = self.calibration_
+        return _sigmoid(a * self._margin(frame) + b)
+
+    def params(self) -> dict:
+        return {
+            "model": "xgboost",
+            "max_depth": self.max_depth,
+            "learning_rate": self.learning_rate,
+            "best_iteration": self.best_iteration_,
+            "scale_pos_weight": round(self.scale_pos_weight_, 4),
+            "categories": self.categories_,
+            "calibration": list(self.calibration_),
+        }
+
+    def save(self, path: Path) -> None:
+        self.booster_.save_model(str(path))
+
+    @classmethod
+    def load(cls, path: Path, params: dict) -> XGBoostFraud:
+        import xgboost as xgb
+
+        model = cls(max_depth=params["max_depth"], learning_rate=params["learning_rate"])
+        model.booster_ = xgb.Booster()
+        model.booster_.load_model(str(path))
+        model.best_iteration_ = int(params["best_iteration"])
+        model.categories_ = list(params["categories"])
+        model.calibration_ = tuple(params["calibration"])
+        return model
+
+
+@dataclass
+class LogRegFraud:
+    """The baseline: one scikit-learn Pipeline (numeric imputation + scaling, categorical
+    imputation + one-hot, logistic regression), so training and inference share every step."""
+
+    C: float = 1.0
+    pipeline_: object = None
+    filename = "model.joblib"
+
+    @staticmethod
+    def _columns() -> list[str]:
+        return [*NUMERIC_FEATURES, "is_resale", CATEGORICAL]
+
+    def _inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame[self._columns()].copy()
+        out["is_resale"] = out["is_resale"].astype(float)
+        out[CATEGORICAL] = out[CATEGORICAL].astype(object)
+        return out
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> LogRegFraud:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline, make_pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        numeric = [*NUMERIC_FEATURES, "is_resale"]
+        prepare = ColumnTransformer(
+            [
+                (
+                    "numeric",
+                    make_pipeline(
+                        SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                    ),
+                    numeric,
+                ),
+                (
+                    "categorical",
+                    make_pipeline(
+                        SimpleImputer(strategy="constant", fill_value="missing"),
+                        OneHotEncoder(handle_unknown="ignore"),
+                    ),
+                    [CATEGORICAL],
+                ),
+            ]
+        )
+        self.pipeline_ = Pipeline(
+            [("prepare", prepare), ("model", LogisticRegression(C=self.C, max_iter=2000))]
+        )
+        self.pipeline_.fit(self._inputs(train), train["label"].to_numpy())
+        return self
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.pipeline_.predict_proba(self._inputs(frame))[:, 1]
+
+    def params(self) -> dict:
+        return {"model": "logreg", "C": self.C}
+
+    def save(self, path: Path) -> None:
+        import joblib
+
+        joblib.dump(self.pipeline_, path)
+
+    @classmethod
+    def load(cls, path: Path, params: dict) -> LogRegFraud:
+        import joblib
+
+        model = cls(C=params.get("C", 1.0))
+        model.pipeline_ = joblib.load(path)
+        return model
+
+
+def _platt(margin: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Fit p = sigmoid(a * margin + b) on held-out rows (Platt scaling)."""
+    from sklearn.linear_model import LogisticRegression
+
+    fit = LogisticRegression(C=100.0, max_iter=1000).fit(margin.reshape(-1, 1), labels)
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+
+def model_class(kind: str):
+    return {"xgboost": XGBoostFraud, "logreg": LogRegFraud}[kind]
+
+
+def load_model(path: Path, params: dict):
+    """Deserialise a verified artifact (callers check its sha256 first)."""
+    return model_class(params["model"]).load(path, params)
