@@ -16,7 +16,12 @@ from . import (
     etl_cmd,
     features_cmd,
     inspect_cmd,
+    models_cmd,
     quickstart_cmd,
+    score_cmd,
+    status_cmd,
+    train_cmd,
+    validate_cmd,
 )
 from ._common import GlobalOptions, MlkitGroup
 
@@ -36,6 +41,12 @@ app.add_typer(inspect_cmd.app, name="inspect")
 app.add_typer(etl_cmd.app, name="etl")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(dataset_cmd.app, name="dataset")
+app.add_typer(train_cmd.app, name="train")
+app.add_typer(validate_cmd.app, name="validate")
+app.add_typer(score_cmd.score_app, name="score")
+app.add_typer(score_cmd.predict_app, name="predict")
+app.add_typer(models_cmd.app, name="models")
+app.command("status")(status_cmd.status)
 app.command("quickstart")(quickstart_cmd.quickstart)
 
 

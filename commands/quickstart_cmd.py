@@ -16,7 +16,8 @@ def quickstart(
     as_json: JsonFlag = False,
 ) -> None:
     """Initialise the configured database (SQLite by default), seed a demo world, compute
-    the fraud features, snapshot a training set, summarise.
+    the fraud features, snapshot a training set, train, validate and promote the fraud
+    model, score every order, summarise.
 
     Run it again to start over: the demo world is replaced.
 
@@ -26,6 +27,10 @@ def quickstart(
     from mlkit.toolkit.demo.seed import seed_demo
     from mlkit.toolkit.fraud.dataset import build_fraud_dataset
     from mlkit.toolkit.fraud.etl import resolve_range, run_etl
+    from mlkit.toolkit.fraud.pipeline import train_fraud_model
+    from mlkit.toolkit.fraud.scoring import Thresholds, score_orders
+    from mlkit.toolkit.registry import promote
+    from mlkit.toolkit.validation import validation_failures
 
     config = load_config(ctx)
     engine = make_engine(config.database_url)
@@ -42,6 +47,17 @@ def quickstart(
         label_delay_days=config.get("fraud.label_delay_days"),
         set_current=True,
     )
+    # Train on that snapshot, promote to candidate (validated), then to prod, and score.
+    trained = train_fraud_model(engine, config, dataset="current", alias="candidate", force=True)
+    prod = promote(
+        engine,
+        "fraud",
+        trained["version"],
+        "prod",
+        validate=lambda mv: validation_failures(engine, mv, config),
+        reason="mlkit quickstart",
+    )
+    scored = score_orders(engine, prod, Thresholds.from_config(config))
     counts = table_counts(engine)
     document = {
         "database": masked(engine),
@@ -49,11 +65,19 @@ def quickstart(
         "seed": result.as_dict(),
         "etl": etl_result.as_dict(),
         "dataset": dataset.as_dict(),
+        "model": {k: trained[k] for k in ("model", "version", "kind", "alias", "artifact")}
+        | {
+            "metrics": {k: v for k, v in trained["metrics"].items() if isinstance(v, float)},
+            "prod": prod.version,
+        },
+        "scoring": scored.as_dict(),
         "tables": counts,
         "next": [
             "mlkit db status",
             "mlkit features show --order 1",
             "mlkit inspect dataset --pointer current",
+            "mlkit models list",
+            "mlkit status",
             "mlkit config show",
             "mlkit demo seed --append --days 7 --shift price=1.5",
         ],
@@ -73,6 +97,17 @@ def quickstart(
     data = document["dataset"]
     console.print(
         f"dataset: {data['rows']:,} rows ({data['label_counts']['1']:,} fraud) at {data['path']}"
+    )
+    model, metrics = document["model"], document["model"]["metrics"]
+    oracle = f" (oracle {metrics['oracle_auc_pr']:.3f})" if "oracle_auc_pr" in metrics else ""
+    console.print(
+        f"model: fraud:{model['version']} ({model['kind']}) test AUC-PR {metrics['auc_pr']:.3f}"
+        f"{oracle}, validated, prod -> v{model['prod']}"
+    )
+    scoring = document["scoring"]
+    console.print(
+        f"scored {scoring['rows']:,} orders into fraud_predictions: "
+        + ", ".join(f"{k} {v:,}" for k, v in scoring["decisions"].items())
     )
     console.print(f"\n[bold]mlkit is ready[/bold] on {document['database']}.")
     console.print("next: " + "  |  ".join(document["next"]))

@@ -179,20 +179,22 @@ def test_families_and_shift_arguments_are_checked():
 
 
 def test_quickstart_leaves_every_table_with_demo_data(cli, tmp_path):
-    result = cli("quickstart", "--orders", "3000", "--json")
+    result = cli("quickstart", "--orders", "12000", "--json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["dialect"] == "sqlite"
     tables = document["tables"]
     assert set(tables) == set(schema.metadata.tables)
-    assert tables["orders"] == 3000
+    assert tables["orders"] == 12000
     assert tables["products"] > 0 and tables["market_data"] > 0
-    assert document["etl"]["rows"] == tables["fraud_features"] == 3000
+    assert document["etl"]["rows"] == tables["fraud_features"] == 12000
     assert document["dataset"]["rows"] > 0
+    assert document["model"]["prod"] == document["model"]["version"]
+    assert document["scoring"]["rows"] == 12000
     inspected = cli("inspect", "dataset", "--pointer", "current", "--json", "--strict")
     assert inspected.exit_code == 0, inspected.output
     assert json.loads(inspected.stdout)["rows"] == document["dataset"]["rows"]
     # Run again: it starts over instead of failing.
-    again = cli("quickstart", "--orders", "1000", "--json")
+    again = cli("quickstart", "--orders", "12000", "--seed", "5", "--json")
     assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout)["tables"]["orders"] == 1000
+    assert json.loads(again.stdout)["tables"]["orders"] == 12000

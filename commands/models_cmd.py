@@ -1,0 +1,296 @@
+"""`mlkit models`: the registry's versions, their aliases and the history of every move."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ._common import JsonFlag, emit_json, err, load_config, stdout_console
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from mlkit.toolkit.config import Config
+    from mlkit.toolkit.registry import ModelVersion
+
+app = typer.Typer(
+    help="List, show, promote and roll back registered model versions.", no_args_is_help=True
+)
+
+AliasOption = Annotated[
+    str, typer.Option("--alias", "-a", help="The alias to move, e.g. prod or candidate.")
+]
+# Metrics worth a column in `models list`, in this order, when a version has them.
+LIST_METRICS = ("auc_pr", "auc_roc", "f1", "oracle_auc_pr", "accuracy", "rmse")
+
+
+def _engine(ctx: typer.Context) -> tuple[Engine, Config]:
+    from mlkit.toolkit.db import make_engine
+
+    config = load_config(ctx)
+    return make_engine(config.database_url), config
+
+
+def iso(value: Any) -> Any:
+    """Datetimes as ISO-8601 strings for JSON, recursively."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: iso(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [iso(v) for v in value]
+    return value
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}" if value else "-"
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value)
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Argument(help="Only this model (default: every model).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every registered version with its aliases, key metrics and creation time.
+
+    Example: mlkit models list fraud --json
+    """
+    from mlkit.toolkit.registry import list_versions
+
+    engine, _ = _engine(ctx)
+    versions = list_versions(engine, name)
+    if as_json:
+        emit_json([mv.as_dict() for mv in versions])
+        return
+    if not versions:
+        err(f"no version of {name} is registered" if name else "no model is registered yet")
+        err("hint: train one with `mlkit train fraud`")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    shown = [m for m in LIST_METRICS if any(m in mv.metrics for mv in versions)][:3]
+    table = Table(title="registered models")
+    table.add_column("model", no_wrap=True)
+    table.add_column("version", no_wrap=True)
+    table.add_column("aliases")
+    for metric in shown:
+        table.add_column(metric, justify="right", no_wrap=True)
+    table.add_column("created (UTC)")
+    table.add_column("dataset", overflow="fold")
+    for mv in versions:
+        table.add_row(
+            mv.name,
+            f"v{mv.version}",
+            ", ".join(mv.aliases) or "-",
+            *(_num(mv.metrics.get(m)) for m in shown),
+            f"{mv.created_at:%Y-%m-%d %H:%M}" if mv.created_at else "-",
+            escape(_short(mv.dataset_ref)),
+        )
+    stdout_console().print(table)
+
+
+def _short(text: str | None, width: int = 40) -> str:
+    """A dataset reference by its last path parts (`dt=.../run_id=...`)."""
+    if not text:
+        return "-"
+    tail = "/".join(text.replace("\\", "/").rstrip("/").split("/")[-2:])
+    return tail if len(tail) <= width else "…" + tail[-(width - 1) :]
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="fraud@prod, fraud:3 or fraud (the latest).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """One version in full: artifact and its sha256 check, metrics, params, features.
+
+    Example: mlkit models show fraud@prod
+    """
+    from mlkit.toolkit.errors import MlkitError
+    from mlkit.toolkit.registry import artifact_path_verified, resolve
+
+    engine, _ = _engine(ctx)
+    mv = resolve(engine, ref)
+    try:
+        artifact_path_verified(mv)
+        check = "ok"
+    except MlkitError as exc:
+        check = exc.message
+    document = {**mv.as_dict(), "artifact_check": check}
+    if as_json:
+        emit_json(document)
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = stdout_console()
+    table = Table(title=f"{mv.ref}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    rows = [
+        ("family", mv.family),
+        ("aliases", ", ".join(mv.aliases) or "-"),
+        ("created (UTC)", _when(mv.created_at)),
+        ("artifact", str(mv.artifact_path)),
+        ("sha256", mv.sha256),
+        ("artifact check", check),
+        ("dataset", mv.dataset_ref or "-"),
+        ("features", f"{len(mv.features)}: {', '.join(mv.features[:12])}"
+         + (" …" if len(mv.features) > 12 else "")),
+        ("input example", f"{len(mv.input_example)} row(s)"),
+    ]  # fmt: skip
+    for key, value in rows:
+        table.add_row(key, escape(value))
+    console.print(table)
+    for title, values, fmt in (("metrics", mv.metrics, _num), ("params", mv.params, str)):
+        if not values:
+            continue
+        sub = Table(title=title)
+        sub.add_column("name")
+        sub.add_column("value", justify="right", overflow="fold")
+        for key, value in values.items():
+            sub.add_row(escape(str(key)), escape(fmt(value)))
+        console.print(sub)
+
+
+def _validator(engine: Engine, config: Config) -> Callable[[ModelVersion], list[str]] | None:
+    """`mlkit.toolkit.validation.validation_failures`, when that module is installed."""
+    try:
+        from mlkit.toolkit.validation import validation_failures
+    except ImportError:
+        return None
+    return lambda mv: validation_failures(engine, mv, config)
+
+
+def _alias_now(engine: Engine, name: str, alias: str) -> int | None:
+    from mlkit.toolkit.errors import MlkitError
+    from mlkit.toolkit.registry import resolve
+
+    try:
+        return resolve(engine, f"{name}@{alias}").version
+    except MlkitError:
+        return None
+
+
+def _report_move(name: str, alias: str, before: int | None, mv: ModelVersion, as_json: bool):
+    document = {
+        "name": name,
+        "alias": alias,
+        "from_version": before,
+        "to_version": mv.version,
+        "moved": before != mv.version,
+        "model": mv.as_dict(),
+    }
+    if as_json:
+        emit_json(document)
+    elif before == mv.version:
+        stdout_console().print(f"{name}@{alias} already points at v{mv.version}; nothing moved")
+    else:
+        was = f"v{before}" if before is not None else "nothing"
+        stdout_console().print(f"{name}@{alias}: {was} → v{mv.version}")
+
+
+@app.command("promote")
+def promote(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name, e.g. fraud.")],
+    version: Annotated[int, typer.Argument(help="Version number to point the alias at.")],
+    alias: AliasOption,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why, recorded in the alias history.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Point an alias at a version after it passes validation; the move is recorded.
+
+    A version that fails validation (sha256, loading, features, metric gates) is refused
+    and the alias stays where it was.
+
+    Example: mlkit models promote fraud 3 --alias prod --reason "better AUC-PR"
+    """
+    from mlkit.toolkit import registry
+
+    engine, config = _engine(ctx)
+    before = _alias_now(engine, name, alias)
+    mv = registry.promote(
+        engine, name, version, alias, reason=reason, validate=_validator(engine, config)
+    )
+    _report_move(name, alias, before, mv, as_json)
+
+
+@app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name, e.g. fraud.")],
+    alias: AliasOption,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why, recorded in the alias history.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Move an alias back to the version it named before its latest move.
+
+    Example: mlkit models rollback fraud --alias prod
+    """
+    from mlkit.toolkit import registry
+
+    engine, _ = _engine(ctx)
+    before = _alias_now(engine, name, alias)
+    mv = registry.rollback(engine, name, alias, reason=reason)
+    _report_move(name, alias, before, mv, as_json)
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name, e.g. fraud.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Every alias move of a model, oldest first: when, who, from which version to which.
+
+    Example: mlkit models history fraud --json
+    """
+    from mlkit.toolkit import registry
+
+    engine, _ = _engine(ctx)
+    rows = registry.history(engine, name)
+    if as_json:
+        emit_json(iso(rows))
+        return
+    if not rows:
+        err(f"no alias of {name} has been moved yet")
+        err(f"hint: `mlkit models promote {name} N --alias candidate`")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"alias history of {name}")
+    for column in ("changed (UTC)", "alias", "action", "from", "to", "by", "reason"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            _when(row["changed_at"]),
+            row["alias"],
+            row["action"],
+            f"v{row['from_version']}" if row["from_version"] is not None else "-",
+            f"v{row['to_version']}" if row["to_version"] is not None else "-",
+            escape(row["changed_by"]),
+            escape(row["reason"] or ""),
+        )
+    stdout_console().print(table)

@@ -1,0 +1,211 @@
+"""Training runs on every dialect: the record, the cooldown, the lock, and `mlkit status`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from mlkit.toolkit import registry
+from mlkit.toolkit.errors import MlkitError
+from mlkit.toolkit.runs import training_run, training_status
+from mlkit.toolkit.schema import training_runs
+
+
+def unique() -> str:
+    return f"r{uuid.uuid4().hex[:8]}"
+
+
+def runs_of(engine, name: str) -> list:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(training_runs)
+            .where(training_runs.c.model_name == name)
+            .order_by(training_runs.c.run_id)
+        ).fetchall()
+
+
+def test_a_run_is_visible_while_running_and_ok_afterwards(engine):
+    name = unique()
+    with training_run(engine, name, cooldown_seconds=600) as run:
+        (row,) = runs_of(engine, name)
+        assert row.status == "running" and row.run_id == run.run_id
+        assert row.finished_at is None and row.host
+        run.finish(n_samples=1000, n_features=12)
+        run.finish(version=3, class_distribution={"0": 990, "1": 10}, metrics={"auc_pr": 0.8})
+    (row,) = runs_of(engine, name)
+    assert row.status == "ok" and row.version == 3
+    assert (row.n_samples, row.n_features) == (1000, 12)
+    assert row.class_distribution == {"0": 990, "1": 10}
+    assert row.metrics == {"auc_pr": 0.8}
+    assert row.finished_at >= row.started_at.replace(microsecond=0)
+    assert row.duration_seconds >= 0 and row.last_error is None and row.next_retry_at is None
+
+
+def test_failure_records_error_and_cooldown_which_force_overrides(engine):
+    name = unique()
+    with pytest.raises(MlkitError), training_run(engine, name, cooldown_seconds=600) as run:
+        run.finish(n_samples=5)
+        raise MlkitError("the dataset has one class only\n(all 0)")
+    (row,) = runs_of(engine, name)
+    assert row.status == "failed" and row.n_samples == 5
+    assert row.last_error == "the dataset has one class only (all 0)"
+    assert row.next_retry_at - row.finished_at > timedelta(seconds=590)
+
+    with (
+        pytest.raises(MlkitError, match=r"cooling down.*next retry at") as refused,
+        training_run(engine, name, cooldown_seconds=600),
+    ):
+        pass  # pragma: no cover
+    assert "--force" in refused.value.hint
+    assert len(runs_of(engine, name)) == 1  # a refused run leaves no row
+
+    with training_run(engine, name, cooldown_seconds=600, force=True):
+        pass
+    assert [r.status for r in runs_of(engine, name)] == ["failed", "ok"]
+    # After a success there is no cooldown any more.
+    with training_run(engine, name, cooldown_seconds=600):
+        pass
+
+
+def test_other_errors_are_recorded_by_type_without_their_text(engine):
+    name = unique()
+    with (
+        pytest.raises(ValueError),
+        training_run(engine, name, cooldown_seconds=0),
+    ):
+        raise ValueError("postgresql://user:secret@host/db")
+    (row,) = runs_of(engine, name)
+    assert row.last_error == "ValueError" and row.next_retry_at is None
+    with training_run(engine, name, cooldown_seconds=0):  # no cooldown configured
+        pass
+
+
+def test_a_second_concurrent_run_is_refused(engine):
+    name = unique()
+    started, release = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def first() -> None:
+        try:
+            with training_run(engine, name, cooldown_seconds=60) as run:
+                outcome["run_id"] = run.run_id
+                started.set()
+                release.wait(10)
+        except BaseException as exc:  # pragma: no cover - surfaced by the asserts
+            outcome["error"] = exc
+            started.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert started.wait(10)
+        with (
+            pytest.raises(MlkitError, match=r"another `mlkit train .*` is running") as refused,
+            training_run(engine, name, cooldown_seconds=60),
+        ):
+            pass  # pragma: no cover
+        assert f"run {outcome['run_id']}, started at" in str(refused.value)
+        # Another model trains meanwhile.
+        with training_run(engine, unique(), cooldown_seconds=60):
+            pass
+    finally:
+        release.set()
+        thread.join(10)
+    assert "error" not in outcome
+    assert [r.status for r in runs_of(engine, name)] == ["ok"]
+    with training_run(engine, name, cooldown_seconds=60):  # the lock was released
+        pass
+
+
+def test_a_run_left_running_by_a_dead_process_is_closed(engine):
+    name = unique()
+    with engine.begin() as conn:
+        conn.execute(
+            training_runs.insert().values(
+                model_name=name, status="running", started_at=registry.utcnow()
+            )
+        )
+    with training_run(engine, name, cooldown_seconds=600):
+        pass
+    stale, current = runs_of(engine, name)
+    assert stale.status == "failed" and "interrupted" in stale.last_error
+    assert current.status == "ok"
+
+
+def _status_fixture(engine, tmp_path, name: str) -> None:
+    for payload in (b"a", b"b"):
+        registry.register_model(
+            engine, tmp_path, name=name, family=name, write_artifact=lambda p, b=payload:
+            p.write_bytes(b), filename="model.joblib", metrics={}, params={}, features=[],
+            input_example=[], dataset_ref=None,
+        )  # fmt: skip
+    registry.promote(engine, name, 1, "prod")
+    registry.promote(engine, name, 2, "candidate")
+    with training_run(engine, name, cooldown_seconds=600) as run:
+        run.finish(version=2, n_samples=100, metrics={"auc_pr": 0.9})
+    with pytest.raises(MlkitError), training_run(engine, name, cooldown_seconds=600):
+        raise MlkitError("boom")
+
+
+def test_training_status_shape(engine, tmp_path):
+    name, idle = unique(), unique()
+    _status_fixture(engine, tmp_path, name)
+    status = training_status(engine, families=(name, idle))
+    assert set(status) == {name, idle}
+    info = status[name]
+    assert info["is_trained"] and info["latest_version"] == 2
+    assert (info["prod"], info["candidate"]) == (1, 2)
+    last = info["last_training"]
+    assert last["status"] == "failed" and last["last_error"] == "boom"
+    assert set(last) >= {"run_id", "status", "started_at", "finished_at", "duration_seconds",
+                         "n_samples", "metrics", "last_error"}  # fmt: skip
+    assert info["last_success"]["metrics"] == {"auc_pr": 0.9}
+    assert info["last_success"]["n_samples"] == 100
+    assert info["cooldown"] is True and info["next_retry_at"] > registry.utcnow()
+    assert status[idle] == {
+        "is_trained": False, "latest_version": None, "prod": None, "candidate": None,
+        "last_training": None, "last_success": None, "cooldown": False, "next_retry_at": None,
+    }  # fmt: skip
+    assert set(training_status(engine)) == {"fraud", "pricing", "signal", "recommender"}
+
+
+def test_cli_status(engine, cli):
+    url = engine.url.render_as_string(hide_password=False)
+    result = cli("status", "--json", env={"MLKIT_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert list(document) == ["fraud", "pricing", "signal", "recommender"]
+    for info in document.values():
+        assert set(info) >= {"is_trained", "prod", "candidate", "latest_version",
+                             "last_training", "cooldown", "next_retry_at"}  # fmt: skip
+    human = cli("status", env={"MLKIT_DATABASE_URL": url})
+    assert human.exit_code == 0, human.output
+    assert "fraud" in human.stdout and "recommender" in human.stdout
+
+
+def test_cli_status_with_runs(engine, tmp_path, cli, monkeypatch):
+    import mlkit.toolkit.runs as runs
+
+    name = unique()
+    _status_fixture(engine, tmp_path, name)
+    monkeypatch.setattr(runs, "FAMILIES", (name,))
+    monkeypatch.setattr(training_status, "__defaults__", ((name,),))
+    url = engine.url.render_as_string(hide_password=False)
+    result = cli("status", "--json", env={"MLKIT_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)[name]
+    assert info["cooldown"] is True and "T" in info["next_retry_at"]
+    human = cli("status", env={"MLKIT_DATABASE_URL": url})
+    assert human.exit_code == 0, human.output
+    assert "boom" in human.stdout and "cooldown" in human.stdout
+
+
+def test_status_without_schema_says_db_init(tmp_path, cli):
+    result = cli("status", env={"MLKIT_DATABASE_URL": f"sqlite:///{tmp_path}/empty.db"})
+    assert result.exit_code == 1
+    assert "mlkit db init" in result.stderr

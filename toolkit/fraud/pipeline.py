@@ -1,0 +1,129 @@
+"""`mlkit train fraud` end to end: dataset, training run, registry, alias."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .. import schema
+from ..datasets import resolve_pointer
+from ..errors import MlkitError
+from .columns import FEATURES
+
+log = logging.getLogger("mlkit.train")
+
+
+def dataset_path(engine: Engine, config, dataset: str) -> Path:
+    """A pointer (latest, current) or a path; builds a dataset when there is none yet."""
+    if dataset not in ("latest", "current"):
+        return Path(dataset)
+    try:
+        return resolve_pointer(config.datasets_dir, "fraud", dataset)
+    except MlkitError:
+        if dataset == "current" and (config.datasets_dir / "fraud" / "_LATEST").is_file():
+            raise
+    from .dataset import build_fraud_dataset
+
+    log.info("[TRAIN] No fraud dataset yet: building one")
+    return build_fraud_dataset(
+        engine,
+        config.datasets_dir,
+        since=None,
+        until=None,
+        label_delay_days=config.get("fraud.label_delay_days"),
+        set_current=True,
+    ).path
+
+
+def demo_truth(engine: Engine, order_ids) -> pd.DataFrame | None:
+    """The generator's true probabilities, when this is a demo database (else None)."""
+    t = schema.demo_truth_orders
+    with engine.connect() as conn:
+        if "demo_truth_orders" not in sa.inspect(conn).get_table_names():
+            return None
+        frame = pd.read_sql(sa.select(t.c.order_id, t.c.fraud_probability), conn)
+    frame = frame[frame["order_id"].isin(order_ids)]
+    return frame if len(frame) else None
+
+
+def train_fraud_model(
+    engine: Engine,
+    config,
+    *,
+    dataset: str = "latest",
+    kind: str = "xgboost",
+    alias: str | None = "candidate",
+    force: bool = False,
+) -> dict:
+    from ..registry import promote, register_model
+    from ..runs import training_run
+    from ..validation import validation_failures
+    from .train import fit_fraud, load_dataset, oracle_metrics
+
+    cooldown = int(config.get("training.cooldown_minutes")) * 60
+    with training_run(engine, "fraud", cooldown_seconds=cooldown, force=force) as run:
+        path = dataset_path(engine, config, dataset)
+        frame, manifest = load_dataset(path)
+        result = fit_fraud(frame, kind, config.get("fraud.label_delay_days"))
+        metrics = dict(result.metrics)
+        truth = demo_truth(engine, result.split.test["order_id"])
+        if truth is not None:
+            metrics |= oracle_metrics(truth, result.split.test)
+            log.info(
+                "[TRAIN] Oracle (true probabilities) test AUC-PR %.4f",
+                metrics.get("oracle_auc_pr", float("nan")),
+            )
+        metrics["split"] = result.split.describe()
+        example = result.split.test.head(5)[list(FEATURES)]
+        example = example.astype(object).where(example.notna(), None).to_dict("records")
+        mv = register_model(
+            engine,
+            config.artifacts_dir,
+            name="fraud",
+            family="fraud",
+            write_artifact=result.model.save,
+            filename=result.model.filename,
+            metrics=metrics,
+            params=result.model.params(),
+            features=list(FEATURES),
+            input_example=example,
+            dataset_ref=str(path),
+        )
+        counts = frame["label"].value_counts()
+        run.finish(
+            version=mv.version,
+            n_samples=len(frame),
+            n_features=len(FEATURES),
+            class_distribution={"fraud": int(counts.get(1, 0)), "legit": int(counts.get(0, 0))},
+            metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
+        )
+    promoted = None
+    if alias:
+        try:
+            promote(
+                engine,
+                "fraud",
+                mv.version,
+                alias,
+                validate=lambda version: validation_failures(engine, version, config),
+                reason=f"trained on {manifest.get('run_id', path.name)}",
+            )
+        except MlkitError as exc:
+            raise MlkitError(
+                f"registered fraud:{mv.version} but left {alias} where it was: {exc.message}",
+                hint=exc.hint,
+            ) from None
+        promoted = alias
+    return {
+        "model": "fraud",
+        "version": mv.version,
+        "kind": kind,
+        "metrics": metrics,
+        "alias": promoted,
+        "artifact": str(mv.artifact_path),
+        "dataset": str(path),
+    }

@@ -1,0 +1,84 @@
+"""Checks a model version must pass before it serves: `mlkit validate` and `promote`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import MlkitError
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def validate_version(mv, config, *, min_auc_pr: float | None = None) -> list[Check]:
+    """sha256, loading, feature list, a prediction on the stored example, metric gates.
+    The artifact is checked byte for byte before anything is deserialised."""
+    from .registry import artifact_path_verified
+
+    checks: list[Check] = []
+    try:
+        artifact_path_verified(mv)
+        checks.append(Check("sha256", True, f"{mv.sha256[:12]}… matches {mv.artifact_path}"))
+    except MlkitError as exc:
+        return [Check("sha256", False, exc.message)]
+    if mv.family != "fraud":
+        return checks
+    import pandas as pd
+
+    from .fraud.columns import FEATURES
+    from .fraud.model import load_model
+
+    try:
+        model = load_model(mv.artifact_path, mv.params)
+        checks.append(Check("loads", True, f"{mv.params.get('model')} model loaded"))
+    except Exception as exc:  # any failure to load is a failed check, not a crash
+        return [*checks, Check("loads", False, f"{type(exc).__name__}: {exc}")]
+    current = list(FEATURES)
+    same = list(mv.features or []) == current
+    checks.append(
+        Check(
+            "features",
+            same,
+            "match the current definitions"
+            if same
+            else f"model has {mv.features}, current definitions are {current}",
+        )
+    )
+    try:
+        scores = model.predict_proba(pd.DataFrame(mv.input_example))
+        sane = len(scores) == len(mv.input_example) and bool(np.all((scores >= 0) & (scores <= 1)))
+        checks.append(
+            Check(
+                "predicts",
+                sane,
+                f"{len(scores)} example rows scored in [0, 1]"
+                if sane
+                else f"bad scores on the input example: {scores}",
+            )
+        )
+    except Exception as exc:
+        checks.append(Check("predicts", False, f"{type(exc).__name__}: {exc}"))
+    gate = min_auc_pr if min_auc_pr is not None else config.get("fraud.min_auc_pr")
+    auc_pr = (mv.metrics or {}).get("auc_pr")
+    passed = auc_pr is not None and auc_pr >= gate
+    checks.append(
+        Check(
+            "auc_pr",
+            passed,
+            f"test AUC-PR {auc_pr if auc_pr is None else round(auc_pr, 4)}"
+            f" {'>=' if passed else '<'} gate {gate}",
+        )
+    )
+    return checks
+
+
+def validation_failures(engine, mv, config) -> list[str]:
+    """What `promote` refuses a version for (empty: it may be promoted)."""
+    del engine  # the checks need the version and its artifact only
+    return [f"{c.name}: {c.detail}" for c in validate_version(mv, config) if not c.ok]
