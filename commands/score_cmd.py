@@ -74,7 +74,7 @@ def predict_fraud(
         request = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MlkitError(
-            f"the order is not valid JSON: {exc.msg} at column {exc.colno}",
+            f"the order is not valid JSON ({exc.msg}, column {exc.colno})",
             hint="pass one JSON object",
         ) from None
     if not isinstance(request, dict):
