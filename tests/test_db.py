@@ -158,3 +158,17 @@ def test_read_frame_types_columns_alike_on_every_dialect(engine):
     assert pd.isna(got["severity"].iloc[0]) and got["severity"].iloc[1] == "high"
     assert got["created_at"].tolist() == list(frame["created_at"])
     assert got["id"].tolist() == [50, 51]
+
+
+def test_init_adds_indexes_missing_from_older_tables(engine):
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "DROP INDEX ix_orders_seller"
+                + (" ON orders" if engine.dialect.name == "mysql" else "")
+            )
+        )
+    db.init_schema(engine)
+    with engine.connect() as conn:
+        names = {ix["name"] for ix in sa.inspect(conn).get_indexes("orders")}
+    assert "ix_orders_seller" in names

@@ -312,6 +312,11 @@ def init_schema(engine: Engine) -> list[str]:
         with engine.begin() as conn:
             existing = set(sa.inspect(conn).get_table_names())
             metadata.create_all(conn, checkfirst=True)
+            # Tables made by an older mlkit get the indexes added since.
+            for table in metadata.sorted_tables:
+                if table.name in existing:
+                    for index in table.indexes:
+                        index.create(conn, checkfirst=True)
             for stmt in kpi_view_sql(dialect):
                 conn.execute(sa.text(stmt))
     except DBAPIError as exc:

@@ -90,6 +90,8 @@ orders = sa.Table(
     sa.Index("ix_orders_created_at", "created_at"),
     sa.Index("ix_orders_wallet_created", "buyer_wallet_id", "created_at"),
     sa.Index("ix_orders_event_created", "event_id", "created_at"),
+    # A wallet's resales as seller: online features read a wallet's history by both ends.
+    sa.Index("ix_orders_seller", "seller_wallet_id"),
 )
 
 ticket_transfers = sa.Table(

@@ -130,8 +130,13 @@ def extract(conn: sa.Connection, until: datetime):
     return sources
 
 
-def label_query(available_before: datetime | None = None) -> sa.Select:
-    """Confirmed fraud labels (alerts and bot detections) with the time each became usable."""
+def label_query(
+    available_before: datetime | None = None,
+    wallet_ids: list[int] | None = None,
+    order_ids: sa.Select | None = None,
+) -> sa.Select:
+    """Confirmed fraud labels (alerts and bot detections) with the time each became usable.
+    Filters go into both branches of the union, where the indexes are."""
     a, b = schema.security_alerts, schema.bot_detection
     alerts = sa.select(a.c.order_id, a.c.wallet_id, a.c.label_available_at).where(
         a.c.confirmed_fraud.is_(True), a.c.order_id.is_not(None)
@@ -142,6 +147,12 @@ def label_query(available_before: datetime | None = None) -> sa.Select:
     if available_before is not None:
         alerts = alerts.where(a.c.label_available_at < available_before)
         bots = bots.where(b.c.label_available_at < available_before)
+    if wallet_ids is not None:
+        alerts = alerts.where(a.c.wallet_id.in_(wallet_ids))
+        bots = bots.where(b.c.wallet_id.in_(wallet_ids))
+    if order_ids is not None:
+        alerts = alerts.where(a.c.order_id.in_(order_ids))
+        bots = bots.where(b.c.order_id.in_(order_ids))
     union = sa.union_all(alerts, bots).subquery("labels")
     return sa.select(union.c.order_id, union.c.wallet_id, union.c.label_available_at)
 

@@ -52,8 +52,7 @@ def wallet_histories(conn: sa.Connection, wallet_ids: Iterable[int]) -> dict[str
             sa.or_(t.c.from_wallet_id.in_(ids), t.c.to_wallet_id.in_(ids))
         ),
     )
-    labels = label_query().subquery()
-    wallet_labels = read_frame(conn, sa.select(labels).where(labels.c.wallet_id.in_(ids)))
+    wallet_labels = read_frame(conn, label_query(wallet_ids=ids))
     return {"orders": orders, "wallets": wallets, "transfers": transfers, "labels": wallet_labels}
 
 
@@ -63,12 +62,8 @@ def _event_history(conn: sa.Connection, event_id: int) -> dict[str, pd.DataFrame
     events = read_frame(
         conn, sa.select(e.c.event_id, e.c.base_price, e.c.capacity).where(e.c.event_id == event_id)
     )
-    labels = label_query().subquery()
-    event_labels = read_frame(
-        conn,
-        sa.select(labels).where(labels.c.order_id.in_(sa.select(o.c.order_id).where(
-            o.c.event_id == event_id))),
-    )  # fmt: skip
+    event_orders = sa.select(o.c.order_id).where(o.c.event_id == event_id)
+    event_labels = read_frame(conn, label_query(order_ids=event_orders))
     return {"orders": orders, "events": events, "labels": event_labels}
 
 
