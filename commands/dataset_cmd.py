@@ -38,15 +38,16 @@ def build(
 
     Example: mlkit dataset build fraud --since 90d --set-current
     """
+    from mlkit.toolkit.clock import utcnow
     from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.errors import MlkitError
     from mlkit.toolkit.fraud.dataset import build_fraud_dataset
-    from mlkit.toolkit.fraud.etl import parse_moment, utcnow
+    from mlkit.toolkit.fraud.etl import parse_moment
 
     if family != "fraud":
         raise MlkitError(f"no dataset builder for {family!r}", hint="families with one: fraud")
     config = load_config(ctx)
-    now = utcnow().replace(microsecond=0)
+    now = utcnow()
     moments = {
         name: parse_moment(value, now=now, option=f"--{name.replace('_', '-')}") if value else None
         for name, value in (("since", since), ("until", until), ("label_cutoff", label_cutoff))

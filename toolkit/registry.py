@@ -21,7 +21,7 @@ import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from .clock import utcnow
 from .datasets import _atomic_write_text, sha256_file
 from .db import lock_job
 from .errors import MlkitError
@@ -39,11 +40,6 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 _REGISTER_ATTEMPTS = 5
-
-
-def utcnow() -> datetime:
-    """Now as naive UTC, the way every timestamp is stored."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def json_safe(value: Any) -> Any:
@@ -222,7 +218,7 @@ def register_model(
 
 def _commit_version(engine: Engine, root: Path, staging: Path, metadata: dict) -> ModelVersion:
     name = metadata["name"]
-    created_at = utcnow().replace(microsecond=0)
+    created_at = utcnow()
     final: Path | None = None
     try:
         with engine.begin() as conn:

@@ -25,9 +25,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from .clock import utcnow
 from .db import dialect_name, explain_db_error
 from .errors import MlkitError
-from .registry import json_safe, utcnow
+from .registry import json_safe
 from .schema import model_aliases, model_versions, training_runs
 
 log = logging.getLogger(__name__)

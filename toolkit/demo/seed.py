@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
+from ..clock import utcnow
 from ..db import (
     bulk_insert,
     dialect_name,
@@ -197,7 +198,7 @@ def seed_demo(
                     "world_orders": params.world_orders,
                     "shift": params.shift,
                 },
-                created_at=datetime.utcnow().replace(microsecond=0),
+                created_at=utcnow(),
             )
         )
     _after_load(engine, result.rows)

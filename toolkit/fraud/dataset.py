@@ -19,11 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
+from ..clock import utcnow
 from ..datasets import asof_join_index, write_snapshot
 from ..db import read_frame
 from ..errors import MlkitError
 from .columns import DATASET_COLUMNS, FEATURES
-from .etl import label_query, utcnow
+from .etl import label_query
 
 NAME = "fraud"
 
@@ -51,7 +52,7 @@ def build_fraud_dataset(
     set_current: bool = False,
 ) -> DatasetResult:
     started = time.perf_counter()
-    cutoff = label_cutoff or utcnow().replace(microsecond=0)
+    cutoff = label_cutoff or utcnow()
     mature_before = cutoff - timedelta(days=label_delay_days)
     end = min(until, mature_before) if until else mature_before
     o, f = schema.orders, schema.fraud_features
@@ -95,7 +96,7 @@ def build_fraud_dataset(
 
     counts = frame["label"].value_counts()
     manifest = {
-        "created_at": utcnow().replace(microsecond=0).isoformat(),
+        "created_at": utcnow().isoformat(),
         "rows": len(frame),
         "columns": list(frame.columns),
         "feature_columns": list(FEATURES),

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
+from ..clock import utcnow
 from ..db import bulk_insert, explain_db_error, lock_job, prepare_bulk_transaction, read_frame
 from ..errors import MlkitError
 
@@ -27,10 +28,6 @@ REQUIRED = {
     "wallets": ("wallet_id", "created_at"),
     "events": ("event_id", "base_price", "capacity"),
 }  # fmt: skip
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def parse_moment(text: str, *, now: datetime, option: str) -> datetime:
@@ -85,7 +82,7 @@ def read_watermark(engine: Engine) -> datetime | None:
 def resolve_range(
     engine: Engine, since: str | None, until: str | None, now: datetime | None = None
 ) -> tuple[datetime | None, datetime]:
-    now = now or utcnow().replace(microsecond=0)
+    now = now or utcnow()
     end = parse_moment(until, now=now, option="--until") if until else now
     if since is None:
         start = None
@@ -208,7 +205,7 @@ def run_etl(
             all_labels = order_labels(conn, target)
             frame["label_available_at"] = frame["order_id"].map(all_labels)
             frame["label"] = frame["label_available_at"].notna()
-            frame["computed_at"] = utcnow().replace(microsecond=0)
+            frame["computed_at"] = utcnow()
             table = schema.fraud_features
             prepare_bulk_transaction(conn)
             written = 0
@@ -263,7 +260,7 @@ def _replacing(conn: sa.Connection, table: sa.Table, since: datetime | None, unt
 
 def _move_watermark(conn: sa.Connection, until: datetime) -> None:
     table = schema.etl_watermarks
-    now = utcnow().replace(microsecond=0)
+    now = utcnow()
     updated = conn.execute(
         table.update().where(table.c.job == JOB).values(watermark=until, updated_at=now)
     ).rowcount

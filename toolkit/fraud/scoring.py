@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
+from ..clock import utcnow
 from ..db import bulk_insert, lock_job, read_frame
 from ..errors import MlkitError
 from .columns import FEATURES
-from .etl import utcnow
 from .model import load_model
 
 DECISIONS = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
@@ -107,7 +107,7 @@ def score_orders(
                 "decision": decisions,
                 "features": features.to_dict("records"),
                 "model_version": label,
-                "created_at": utcnow().replace(microsecond=0),
+                "created_at": utcnow(),
             }
         )
         p = schema.fraud_predictions
