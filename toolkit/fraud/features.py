@@ -154,7 +154,7 @@ def _codes(*columns: pd.Series) -> list[np.ndarray]:
     return out
 
 
-def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     lat1, lon1, lat2, lon2 = (
         np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2)
     )
@@ -217,7 +217,7 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     prev_row = np.where(has_prev, every_order.order[np.maximum(previous, 0)], 0)
     lat = orders["geo_lat"].to_numpy(dtype=float)
     lon = orders["geo_lon"].to_numpy(dtype=float)
-    km = _haversine_km(lat[prev_row], lon[prev_row], lat, lon)
+    km = haversine_km(lat[prev_row], lon[prev_row], lat, lon)
     hours = (t - t[prev_row]) / HOUR
     with np.errstate(divide="ignore", invalid="ignore"):
         speed = km / hours

@@ -2,15 +2,16 @@
 
 A wallet's history (its orders as buyer or seller, its transfers, the labels on it) is
 read from Redis (`features:wallet:<id>`, written by `materialize`) when present, else
-from the database; the event's history always comes from the database. The new order is
-appended to those rows and `compute_features` runs on them, so online and batch can never
-disagree on what a feature means.
+from the database; the event's facts are three small aggregate queries. The definitions
+are those of `features.py`, written for one order; tests compare the two paths on the
+same orders.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -19,8 +20,10 @@ from sqlalchemy.engine import Engine
 
 from .. import schema
 from ..db import read_frame
+from ..errors import MlkitError
+from .columns import LABEL_HISTORY_WINDOWS_DAYS
 from .etl import label_query
-from .features import FraudSources, compute_features
+from .features import DAY, HOUR, JET_SPEED_KMH, haversine_km
 
 WALLET_KEY = "features:wallet:{}"
 ORDER_COLUMNS = ("order_id", "buyer_wallet_id", "seller_wallet_id", "event_id", "ticket_id",
@@ -56,15 +59,38 @@ def wallet_histories(conn: sa.Connection, wallet_ids: Iterable[int]) -> dict[str
     return {"orders": orders, "wallets": wallets, "transfers": transfers, "labels": wallet_labels}
 
 
-def _event_history(conn: sa.Connection, event_id: int) -> dict[str, pd.DataFrame]:
+def _event_facts(conn: sa.Connection, event_id: int, moment) -> dict:
+    """What the event features need, as aggregates: sales before the moment, the event's
+    price and capacity, and the times of its labels that became available in the window."""
     o, e = schema.orders, schema.events
-    orders = read_frame(conn, _orders_select().where(o.c.event_id == event_id))
-    events = read_frame(
-        conn, sa.select(e.c.event_id, e.c.base_price, e.c.capacity).where(e.c.event_id == event_id)
+    event = conn.execute(
+        sa.select(e.c.base_price, e.c.capacity).where(e.c.event_id == event_id)
+    ).first()
+    if event is None:
+        raise MlkitError(f"event {event_id} does not exist", hint="check the order's event_id")
+    sales = conn.execute(
+        sa.select(sa.func.count()).where(
+            o.c.event_id == event_id,
+            o.c.status == "COMPLETED",
+            o.c.is_resale.is_(False),
+            o.c.created_at < moment,
+        )
+    ).scalar_one()
+    labels = label_query(
+        available_before=moment, order_ids=sa.select(o.c.order_id).where(o.c.event_id == event_id)
+    ).subquery()
+    window_start = moment - timedelta(days=max(LABEL_HISTORY_WINDOWS_DAYS))
+    times = (
+        conn.execute(
+            sa.select(labels.c.label_available_at).where(
+                labels.c.label_available_at >= window_start
+            )
+        )
+        .scalars()
+        .all()
     )
-    event_orders = sa.select(o.c.order_id).where(o.c.event_id == event_id)
-    event_labels = read_frame(conn, label_query(order_ids=event_orders))
-    return {"orders": orders, "events": events, "labels": event_labels}
+    return {"base_price": float(event.base_price), "capacity": float(event.capacity),
+            "sales_before": int(sales), "label_times": list(times)}  # fmt: skip
 
 
 def _encode(frames: dict[str, pd.DataFrame]) -> str:
@@ -124,6 +150,7 @@ def online_features(engine: Engine, order: dict, client=None) -> tuple[dict, str
     """The features of `order` (a mapping of ORDER_COLUMNS; order_id may be missing) and
     where the wallet's history came from: "redis" or "database"."""
     wallet_id = int(order["buyer_wallet_id"])
+    moment = pd.Timestamp(order["created_at"]).to_pydatetime().replace(tzinfo=None)
     cached = None
     if client is not None:
         try:
@@ -137,30 +164,80 @@ def online_features(engine: Engine, order: dict, client=None) -> tuple[dict, str
         else:
             wallet = _split_by_wallet(wallet_histories(conn, [wallet_id]), wallet_id)
             source = "database"
-        event = _event_history(conn, int(order["event_id"]))
-    moment = pd.Timestamp(order["created_at"]).to_datetime64()
-    new = dict(order)
-    new.setdefault("order_id", None)
-    # A not-yet-stored order gets an id below every real one; rows at or after its moment
-    # are dropped, since no feature may see them.
-    new_id = -1 if new["order_id"] is None else int(new["order_id"])
-    new["order_id"] = new_id
-    history = pd.concat([wallet["orders"], event["orders"]], ignore_index=True)
-    history = history[(history.created_at < moment) & (history.order_id != new_id)]
-    history = history.drop_duplicates("order_id")
-    orders = pd.concat([history, pd.DataFrame([new], columns=list(ORDER_COLUMNS))],
-                       ignore_index=True)  # fmt: skip
-    orders["created_at"] = pd.to_datetime(orders["created_at"]).astype("datetime64[us]")
-    orders["is_resale"] = orders["is_resale"].astype(bool)
-    labels = pd.concat([wallet["labels"], event["labels"]], ignore_index=True).drop_duplicates()
-    sources = FraudSources(
-        orders=orders,
-        wallets=wallet["wallets"],
-        events=event["events"],
-        transfers=wallet["transfers"],
-        labels=labels[labels.label_available_at < moment],
-    )
-    row = compute_features(sources, target_ids=np.array([new_id])).iloc[0].to_dict()
-    if order.get("order_id") is None:
-        row["order_id"] = None
+        event = _event_facts(conn, int(order["event_id"]), moment)
+    row = features_of_one_order(order, moment, wallet, event)
     return row, source
+
+
+def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: dict) -> dict:
+    """The definitions of features.py, for one order from one wallet's history and the
+    event's aggregates; a test holds both paths to the same values."""
+    t = pd.Timestamp(moment)
+    wallet_id = int(order["buyer_wallet_id"])
+    own_id = order.get("order_id")
+    rows = wallet["orders"]
+    rows = rows[(rows["created_at"] < t) & (rows["order_id"] != (own_id or -1))]
+    rows = rows.sort_values(["created_at", "order_id"], kind="stable")
+    buys = rows[rows["buyer_wallet_id"] == wallet_id]
+    completed = buys[buys["status"] == "COMPLETED"]
+    hour_ago = t - pd.Timedelta(hours=1)
+    created = wallet["wallets"]["created_at"]
+    features = {
+        "txn_velocity_1h": float((buys["created_at"] >= hour_ago).sum()),
+        "wallet_age_days": (t - created.iloc[0]).total_seconds() / DAY if len(created) else np.nan,
+        "event_popularity_score": event["sales_before"] / event["capacity"],
+        "price_deviation_ratio": float(order["price"]) / event["base_price"] - 1.0,
+        "cross_event_attendance": float(completed["event_id"].nunique()),
+        "payment_method_diversity": float(
+            len(set(buys["payment_method"].dropna()) | {order["payment_method"]})
+        ),
+    }
+    features["geo_velocity_flag"] = np.nan
+    lat, lon = order.get("geo_lat"), order.get("geo_lon")
+    if len(buys) and lat is not None and lon is not None:
+        previous = buys.iloc[-1]
+        km = float(haversine_km(previous["geo_lat"], previous["geo_lon"], lat, lon))
+        hours = (t - previous["created_at"]).total_seconds() / HOUR
+        if not np.isnan(km):
+            features["geo_velocity_flag"] = float(km / hours > JET_SPEED_KMH)
+    transfers = wallet["transfers"]
+    transfers = transfers[transfers["transferred_at"] < t]
+    partners = set(transfers.loc[transfers["from_wallet_id"] == wallet_id, "to_wallet_id"]) | set(
+        transfers.loc[transfers["to_wallet_id"] == wallet_id, "from_wallet_id"]
+    )
+    features["social_graph_centrality"] = float(len(partners))
+    holds = _hold_hours(rows, wallet_id)
+    features["avg_ticket_hold_time"] = float(np.mean(holds)) if holds else np.nan
+    features["time_to_first_resale"] = holds[0] if holds else np.nan
+    label_times = wallet["labels"]["label_available_at"]
+    label_times = label_times[label_times < t]
+    event_times = pd.Series(event["label_times"], dtype="datetime64[us]")
+    for days in LABEL_HISTORY_WINDOWS_DAYS:
+        since = t - pd.Timedelta(days=days)
+        features[f"wallet_labels_{days}d"] = float((label_times >= since).sum())
+        features[f"event_labels_{days}d"] = float(
+            ((event_times >= since) & (event_times < t)).sum()
+        )
+    return {
+        "order_id": own_id,
+        "wallet_id": wallet_id,
+        "event_id": int(order["event_id"]),
+        "feature_ts": moment,
+        **features,
+        "payment_method": order["payment_method"],
+        "is_resale": bool(order.get("is_resale") or False),
+    }
+
+
+def _hold_hours(rows: pd.DataFrame, wallet_id: int) -> list[float]:
+    """For the wallet's completed resales in time order: hours since it bought that ticket."""
+    sold = rows[(rows["status"] == "COMPLETED") & rows["ticket_id"].notna()]
+    resales = sold[sold["is_resale"].astype(bool) & (sold["seller_wallet_id"] == wallet_id)]
+    holds = []
+    for resale in resales.itertuples():
+        before = sold[
+            (sold["ticket_id"] == resale.ticket_id) & (sold["created_at"] < resale.created_at)
+        ]
+        if len(before) and before.iloc[-1]["buyer_wallet_id"] == wallet_id:
+            holds.append((resale.created_at - before.iloc[-1]["created_at"]).total_seconds() / HOUR)
+    return holds
