@@ -49,6 +49,9 @@ def test_models_learn_and_round_trip_through_their_artifact(frame, kind, tmp_pat
     assert metrics["auc_pr"] > 5 * base_rate
     assert metrics["auc_roc"] > 0.8
     assert sum(metrics["confusion_matrix"].values()) == len(result.split.test)
+    rows = result.split.test.head(20)
+    one_by_one = [result.model.predict_one(row) for row in rows.to_dict("records")]
+    np.testing.assert_allclose(one_by_one, result.model.predict_proba(rows), rtol=1e-5)
     path = tmp_path / result.model.filename
     result.model.save(path)
     again = load_model(path, result.model.params())

@@ -98,6 +98,20 @@ class XGBoostFraud:
         a, b = self.calibration_
         return _sigmoid(a * self._margin(frame) + b)
 
+    def predict_one(self, features: dict) -> float:
+        """One order's score without frames: a numpy row straight into the booster."""
+        values = [features.get(name) for name in NUMERIC_FEATURES]
+        row = [np.nan if v is None else float(v) for v in values]
+        row.append(float(bool(features.get("is_resale"))))
+        row.extend(float(features.get(CATEGORICAL) == c) for c in self.categories_)
+        margin = self.booster_.inplace_predict(
+            np.asarray([row], dtype=np.float32),
+            iteration_range=(0, self.best_iteration_ + 1),
+            predict_type="margin",
+        )
+        a, b = self.calibration_
+        return float(_sigmoid(a * np.asarray(margin, dtype=float) + b)[0])
+
     def params(self) -> dict:
         return {
             "model": "xgboost",
@@ -179,6 +193,9 @@ class LogRegFraud:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         return self.pipeline_.predict_proba(self._inputs(frame))[:, 1]
+
+    def predict_one(self, features: dict) -> float:
+        return float(self.predict_proba(pd.DataFrame([features]))[0])
 
     def params(self) -> dict:
         return {"model": "logreg", "C": self.C}

@@ -10,10 +10,10 @@ same orders.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -23,12 +23,23 @@ from ..db import read_frame
 from ..errors import MlkitError
 from .columns import LABEL_HISTORY_WINDOWS_DAYS
 from .etl import label_query
-from .features import DAY, HOUR, JET_SPEED_KMH, haversine_km
+from .features import DAY, HOUR, JET_SPEED_KMH
 
 WALLET_KEY = "features:wallet:{}"
-ORDER_COLUMNS = ("order_id", "buyer_wallet_id", "seller_wallet_id", "event_id", "ticket_id",
-                 "price", "payment_method", "is_resale", "status", "geo_lat", "geo_lon",
-                 "created_at")  # fmt: skip
+ORDER_COLUMNS = (
+    "order_id",
+    "buyer_wallet_id",
+    "seller_wallet_id",
+    "event_id",
+    "ticket_id",
+    "price",
+    "payment_method",
+    "is_resale",
+    "status",
+    "geo_lat",
+    "geo_lon",
+    "created_at",
+)
 TIME_COLUMNS = {"created_at", "transferred_at", "label_available_at"}
 MATERIALIZE_CHUNK = 5_000
 
@@ -89,8 +100,12 @@ def _event_facts(conn: sa.Connection, event_id: int, moment) -> dict:
         .scalars()
         .all()
     )
-    return {"base_price": float(event.base_price), "capacity": float(event.capacity),
-            "sales_before": int(sales), "label_times": list(times)}  # fmt: skip
+    return {
+        "base_price": float(event.base_price),
+        "capacity": float(event.capacity),
+        "sales_before": int(sales),
+        "label_times": list(times),
+    }
 
 
 def _encode(frames: dict[str, pd.DataFrame]) -> str:
@@ -104,15 +119,44 @@ def _encode(frames: dict[str, pd.DataFrame]) -> str:
     return json.dumps(document, separators=(",", ":"))
 
 
-def _decode(text: str) -> dict[str, pd.DataFrame]:
-    frames = {}
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _decode(text: str) -> dict[str, list[dict]]:
+    """A materialized wallet as plain rows: a handful of dicts is faster than frames."""
+    tables = {}
     for name, part in json.loads(text).items():
-        frame = pd.DataFrame(part["data"], columns=part["columns"])
-        for column in frame.columns:
-            if column in TIME_COLUMNS:
-                frame[column] = pd.to_datetime(frame[column], unit="s").astype("datetime64[us]")
-        frames[name] = frame
-    return frames
+        columns = part["columns"]
+        rows = [dict(zip(columns, values, strict=True)) for values in part["data"]]
+        for row in rows:
+            for column in TIME_COLUMNS.intersection(row):
+                if row[column] is not None:
+                    row[column] = _EPOCH + timedelta(seconds=row[column])
+        tables[name] = rows
+    return tables
+
+
+def _wallet_rows(conn: sa.Connection, wallet_id: int) -> dict[str, list[dict]]:
+    """One wallet's history as plain rows, in four indexed queries."""
+    o, w, t = schema.orders, schema.wallets, schema.ticket_transfers
+
+    def rows(query) -> list[dict]:
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+    return {
+        "orders": rows(
+            _orders_select().where(
+                sa.or_(o.c.buyer_wallet_id == wallet_id, o.c.seller_wallet_id == wallet_id)
+            )
+        ),
+        "wallets": rows(sa.select(w.c.wallet_id, w.c.created_at).where(w.c.wallet_id == wallet_id)),
+        "transfers": rows(
+            sa.select(t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at).where(
+                sa.or_(t.c.from_wallet_id == wallet_id, t.c.to_wallet_id == wallet_id)
+            )
+        ),
+        "labels": rows(label_query(wallet_ids=[wallet_id])),
+    }
 
 
 def _split_by_wallet(history: dict[str, pd.DataFrame], wallet_id: int) -> dict[str, pd.DataFrame]:
@@ -162,61 +206,79 @@ def online_features(engine: Engine, order: dict, client=None) -> tuple[dict, str
             wallet = _decode(cached.decode() if isinstance(cached, bytes) else cached)
             source = "redis"
         else:
-            wallet = _split_by_wallet(wallet_histories(conn, [wallet_id]), wallet_id)
+            wallet = _wallet_rows(conn, wallet_id)
             source = "database"
         event = _event_facts(conn, int(order["event_id"]), moment)
     row = features_of_one_order(order, moment, wallet, event)
     return row, source
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _km(lat1, lon1, lat2, lon2) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (lat1, lon1, lat2, lon2))
+    a = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6371.0 * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
+
+
 def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: dict) -> dict:
-    """The definitions of features.py, for one order from one wallet's history and the
-    event's aggregates; a test holds both paths to the same values."""
-    t = pd.Timestamp(moment)
+    """The definitions of features.py, for one order from one wallet's history (plain rows)
+    and the event's aggregates; a test holds both paths to the same values."""
+    t = moment
     wallet_id = int(order["buyer_wallet_id"])
     own_id = order.get("order_id")
-    rows = wallet["orders"]
-    rows = rows[(rows["created_at"] < t) & (rows["order_id"] != (own_id or -1))]
-    rows = rows.sort_values(["created_at", "order_id"], kind="stable")
-    buys = rows[rows["buyer_wallet_id"] == wallet_id]
-    completed = buys[buys["status"] == "COMPLETED"]
-    hour_ago = t - pd.Timedelta(hours=1)
-    created = wallet["wallets"]["created_at"]
+    rows = [r for r in wallet["orders"] if r["created_at"] < t and r["order_id"] != own_id]
+    rows.sort(key=lambda r: (r["created_at"], r["order_id"]))
+    buys = [r for r in rows if r["buyer_wallet_id"] == wallet_id]
+    hour_ago = t - timedelta(hours=1)
+    created = wallet["wallets"][0]["created_at"] if wallet["wallets"] else None
     features = {
-        "txn_velocity_1h": float((buys["created_at"] >= hour_ago).sum()),
-        "wallet_age_days": (t - created.iloc[0]).total_seconds() / DAY if len(created) else np.nan,
+        "txn_velocity_1h": float(sum(1 for r in buys if r["created_at"] >= hour_ago)),
+        "wallet_age_days": (t - created).total_seconds() / DAY if created else math.nan,
         "event_popularity_score": event["sales_before"] / event["capacity"],
         "price_deviation_ratio": float(order["price"]) / event["base_price"] - 1.0,
-        "cross_event_attendance": float(completed["event_id"].nunique()),
-        "payment_method_diversity": float(
-            len(set(buys["payment_method"].dropna()) | {order["payment_method"]})
+        "cross_event_attendance": float(
+            len({r["event_id"] for r in buys if r["status"] == "COMPLETED"})
         ),
+        "payment_method_diversity": float(
+            len(
+                {r["payment_method"] for r in buys if r["payment_method"]}
+                | {order["payment_method"]}
+            )
+        ),
+        "geo_velocity_flag": math.nan,
     }
-    features["geo_velocity_flag"] = np.nan
     lat, lon = order.get("geo_lat"), order.get("geo_lon")
-    if len(buys) and lat is not None and lon is not None:
-        previous = buys.iloc[-1]
-        km = float(haversine_km(previous["geo_lat"], previous["geo_lon"], lat, lon))
-        hours = (t - previous["created_at"]).total_seconds() / HOUR
-        if not np.isnan(km):
+    if buys and not (_missing(lat) or _missing(lon)):
+        previous = buys[-1]
+        if not (_missing(previous["geo_lat"]) or _missing(previous["geo_lon"])):
+            km = _km(previous["geo_lat"], previous["geo_lon"], float(lat), float(lon))
+            hours = (t - previous["created_at"]).total_seconds() / HOUR
             features["geo_velocity_flag"] = float(km / hours > JET_SPEED_KMH)
-    transfers = wallet["transfers"]
-    transfers = transfers[transfers["transferred_at"] < t]
-    partners = set(transfers.loc[transfers["from_wallet_id"] == wallet_id, "to_wallet_id"]) | set(
-        transfers.loc[transfers["to_wallet_id"] == wallet_id, "from_wallet_id"]
-    )
+    partners = set()
+    for edge in wallet["transfers"]:
+        if edge["transferred_at"] < t:
+            if edge["from_wallet_id"] == wallet_id:
+                partners.add(edge["to_wallet_id"])
+            if edge["to_wallet_id"] == wallet_id:
+                partners.add(edge["from_wallet_id"])
     features["social_graph_centrality"] = float(len(partners))
     holds = _hold_hours(rows, wallet_id)
-    features["avg_ticket_hold_time"] = float(np.mean(holds)) if holds else np.nan
-    features["time_to_first_resale"] = holds[0] if holds else np.nan
-    label_times = wallet["labels"]["label_available_at"]
-    label_times = label_times[label_times < t]
-    event_times = pd.Series(event["label_times"], dtype="datetime64[us]")
+    features["avg_ticket_hold_time"] = sum(holds) / len(holds) if holds else math.nan
+    features["time_to_first_resale"] = holds[0] if holds else math.nan
+    wallet_times = [
+        lab["label_available_at"] for lab in wallet["labels"] if lab["label_available_at"] < t
+    ]
     for days in LABEL_HISTORY_WINDOWS_DAYS:
-        since = t - pd.Timedelta(days=days)
-        features[f"wallet_labels_{days}d"] = float((label_times >= since).sum())
+        since = t - timedelta(days=days)
+        features[f"wallet_labels_{days}d"] = float(sum(1 for x in wallet_times if x >= since))
         features[f"event_labels_{days}d"] = float(
-            ((event_times >= since) & (event_times < t)).sum()
+            sum(1 for x in event["label_times"] if since <= x < t)
         )
     return {
         "order_id": own_id,
@@ -229,15 +291,18 @@ def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: di
     }
 
 
-def _hold_hours(rows: pd.DataFrame, wallet_id: int) -> list[float]:
+def _hold_hours(rows: list[dict], wallet_id: int) -> list[float]:
     """For the wallet's completed resales in time order: hours since it bought that ticket."""
-    sold = rows[(rows["status"] == "COMPLETED") & rows["ticket_id"].notna()]
-    resales = sold[sold["is_resale"].astype(bool) & (sold["seller_wallet_id"] == wallet_id)]
+    sold = [r for r in rows if r["status"] == "COMPLETED" and not _missing(r["ticket_id"])]
     holds = []
-    for resale in resales.itertuples():
-        before = sold[
-            (sold["ticket_id"] == resale.ticket_id) & (sold["created_at"] < resale.created_at)
+    for resale in sold:
+        if not resale["is_resale"] or resale["seller_wallet_id"] != wallet_id:
+            continue
+        before = [
+            r
+            for r in sold
+            if r["ticket_id"] == resale["ticket_id"] and r["created_at"] < resale["created_at"]
         ]
-        if len(before) and before.iloc[-1]["buyer_wallet_id"] == wallet_id:
-            holds.append((resale.created_at - before.iloc[-1]["created_at"]).total_seconds() / HOUR)
+        if before and before[-1]["buyer_wallet_id"] == wallet_id:
+            holds.append((resale["created_at"] - before[-1]["created_at"]).total_seconds() / HOUR)
     return holds

@@ -156,7 +156,7 @@ class FraudPredictor:
         request["is_resale"] = bool(request.get("is_resale") or False)
         request["status"] = request.get("status") or "PENDING"
         features, source = online_features(self.engine, request, client=self.redis)
-        score = float(self.model.predict_proba(pd.DataFrame([features]))[0])
+        score = self.model.predict_one(features)
         clean = {
             k: (None if isinstance(v, float) and np.isnan(v) else v)
             for k, v in features.items()
