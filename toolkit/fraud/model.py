@@ -25,10 +25,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 @dataclass
 class XGBoostFraud:
     """Gradient-boosted trees on the numeric features, `is_resale` and one-hot payment
-    methods. Trained with positives up-weighted (scale_pos_weight), then Platt-scaled on
-    the validation split, so scores are probabilities the decision thresholds can use."""
+    methods. Trained with positives up-weighted by sqrt(negatives / positives) (the full
+    ratio scored lower on validation AUC-PR in a grid on the demo data), then Platt-scaled
+    on the validation split, so scores are probabilities the decision thresholds can use."""
 
-    max_depth: int = 5
+    max_depth: int = 3
+    min_child_weight: float = 10.0
     learning_rate: float = 0.05
     num_boost_round: int = 800
     early_stopping_rounds: int = 60
@@ -58,7 +60,7 @@ class XGBoostFraud:
         self.categories_ = sorted(train[CATEGORICAL].dropna().astype(str).unique())
         y_train, y_valid = train["label"].to_numpy(), valid["label"].to_numpy()
         positives = max(int(y_train.sum()), 1)
-        self.scale_pos_weight_ = (len(y_train) - positives) / positives
+        self.scale_pos_weight_ = ((len(y_train) - positives) / positives) ** 0.5
         dtrain = xgb.DMatrix(self._matrix(train), label=y_train, feature_names=self.feature_names)
         dvalid = xgb.DMatrix(self._matrix(valid), label=y_valid, feature_names=self.feature_names)
         params = {
@@ -69,7 +71,7 @@ class XGBoostFraud:
             "eta": self.learning_rate,
             "subsample": 0.8,
             "colsample_bytree": 0.8,
-            "min_child_weight": 2.0,
+            "min_child_weight": self.min_child_weight,
             "scale_pos_weight": self.scale_pos_weight_,
             "seed": self.seed,
             "nthread": 2,
@@ -116,6 +118,7 @@ class XGBoostFraud:
         return {
             "model": "xgboost",
             "max_depth": self.max_depth,
+            "min_child_weight": self.min_child_weight,
             "learning_rate": self.learning_rate,
             "best_iteration": self.best_iteration_,
             "scale_pos_weight": round(self.scale_pos_weight_, 4),
