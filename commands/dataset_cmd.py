@@ -41,7 +41,7 @@ def build(
     from mlkit.toolkit.clock import utcnow
     from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.errors import MlkitError
-    from mlkit.toolkit.fraud.dataset import build_fraud_dataset
+    from mlkit.toolkit.fraud.dataset import build_from_config
     from mlkit.toolkit.fraud.etl import parse_moment
 
     if family != "fraud":
@@ -52,14 +52,8 @@ def build(
         name: parse_moment(value, now=now, option=f"--{name.replace('_', '-')}") if value else None
         for name, value in (("since", since), ("until", until), ("label_cutoff", label_cutoff))
     }
-    result = build_fraud_dataset(
-        make_engine(config.database_url),
-        config.datasets_dir,
-        since=moments["since"],
-        until=moments["until"],
-        label_cutoff=moments["label_cutoff"],
-        label_delay_days=config.get("fraud.label_delay_days"),
-        set_current=set_current,
+    result = build_from_config(
+        make_engine(config.database_url), config, **moments, set_current=set_current
     )
     document = result.as_dict()
     if as_json:

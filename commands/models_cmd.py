@@ -23,6 +23,9 @@ app = typer.Typer(
 AliasOption = Annotated[
     str, typer.Option("--alias", "-a", help="The alias to move, e.g. prod or candidate.")
 ]
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="Why, recorded in the alias history.")
+]
 # Metrics worth a column in `models list`, in this order, when a version has them.
 LIST_METRICS = ("auc_pr", "auc_roc", "f1", "oracle_auc_pr", "accuracy", "rmse")
 
@@ -212,9 +215,7 @@ def promote(
     name: Annotated[str, typer.Argument(help="Model name, e.g. fraud.")],
     version: Annotated[int, typer.Argument(help="Version number to point the alias at.")],
     alias: AliasOption,
-    reason: Annotated[
-        str | None, typer.Option("--reason", help="Why, recorded in the alias history.")
-    ] = None,
+    reason: ReasonOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Point an alias at a version after it passes validation; the move is recorded.
@@ -239,9 +240,7 @@ def rollback(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name, e.g. fraud.")],
     alias: AliasOption,
-    reason: Annotated[
-        str | None, typer.Option("--reason", help="Why, recorded in the alias history.")
-    ] = None,
+    reason: ReasonOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Move an alias back to the version it named before its latest move.

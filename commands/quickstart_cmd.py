@@ -25,7 +25,7 @@ def quickstart(
     """
     from mlkit.toolkit.db import dialect_name, init_schema, make_engine, masked, table_counts
     from mlkit.toolkit.demo.seed import seed_demo
-    from mlkit.toolkit.fraud.dataset import build_fraud_dataset
+    from mlkit.toolkit.fraud.dataset import build_from_config
     from mlkit.toolkit.fraud.etl import resolve_range, run_etl
     from mlkit.toolkit.fraud.pipeline import train_fraud_model
     from mlkit.toolkit.fraud.scoring import Thresholds, score_orders
@@ -39,14 +39,7 @@ def quickstart(
     with progress_bar() as progress:
         result = seed_demo(engine, orders=orders, seed=seed, replace=True, progress=progress)
         etl_result = run_etl(engine, *resolve_range(engine, None, None), progress=progress)
-    dataset = build_fraud_dataset(
-        engine,
-        config.datasets_dir,
-        since=None,
-        until=None,
-        label_delay_days=config.get("fraud.label_delay_days"),
-        set_current=True,
-    )
+    dataset = build_from_config(engine, config, set_current=True)
     # Train on that snapshot, promote to candidate (validated), then to prod, and score.
     trained = train_fraud_model(engine, config, dataset="current", alias="candidate", force=True)
     prod = promote(

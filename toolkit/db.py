@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -403,19 +404,13 @@ def _integers_as_integers(table: sa.Table, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _copy_chunk(conn: sa.Connection, table: sa.Table, chunk: pd.DataFrame) -> None:
-    import json
-
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     out = chunk
     json_columns = [n for n in out.columns if isinstance(table.c[n].type, sa.JSON)]
     if json_columns:
-        out = out.assign(**{
-            n: out[n].map(lambda v: None if _is_missing(v) or v is None
-                          else v if isinstance(v, str) else json.dumps(v))
-            for n in json_columns
-        })  # fmt: skip
+        out = out.assign(**{n: out[n].map(_json_text) for n in json_columns})
     # Arrow's CSV writer is an order of magnitude faster than DataFrame.to_csv, writes
     # NULL as an empty field and quotes every string, so an empty string stays one.
     buffer = io.BytesIO()
@@ -431,8 +426,6 @@ def _copy_chunk(conn: sa.Connection, table: sa.Table, chunk: pd.DataFrame) -> No
 
 
 def _records(table: sa.Table, chunk: pd.DataFrame) -> list[dict]:
-    import json
-
     import numpy as np
     import pandas as pd
 
@@ -449,7 +442,7 @@ def _records(table: sa.Table, chunk: pd.DataFrame) -> list[dict]:
             arr = series.to_numpy(dtype=float)
             values = [None if np.isnan(v) else v for v in arr.tolist()]
         else:
-            values = [None if _is_missing(v) else v for v in series.astype(object)]
+            values = [None if is_missing(v) else v for v in series.astype(object)]
             if isinstance(table.c[name].type, sa.JSON):
                 values = [json.loads(v) if isinstance(v, str) else v for v in values]
         columns[name] = values
@@ -457,7 +450,14 @@ def _records(table: sa.Table, chunk: pd.DataFrame) -> list[dict]:
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
-def _is_missing(value) -> bool:
+def _json_text(value) -> str | None:
+    if is_missing(value):
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def is_missing(value) -> bool:
+    """None, NaN or pandas NA: what a database stores as NULL."""
     if value is None:
         return True
     try:

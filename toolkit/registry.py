@@ -117,7 +117,10 @@ class ModelVersion:
 
 
 def _from_row(row: Any, aliases: list[str] | None = None) -> ModelVersion:
-    m = row._mapping
+    return _from_mapping(row._mapping, aliases)
+
+
+def _from_mapping(m: Any, aliases: list[str] | None = None) -> ModelVersion:
     return ModelVersion(
         name=m["name"],
         version=int(m["version"]),
@@ -230,21 +233,25 @@ def _commit_version(engine: Engine, root: Path, staging: Path, metadata: dict) -
             ).scalar()
             version = int(current or 0) + 1
             final = root / f"v{version}"
-            conn.execute(
-                model_versions.insert().values(
-                    name=name,
-                    version=version,
-                    family=metadata["family"],
-                    artifact_path=str(final / metadata["filename"]),
-                    sha256=metadata["sha256"],
-                    metrics=metadata["metrics"],
-                    params=metadata["params"],
-                    features=metadata["features"],
-                    input_example=metadata["input_example"],
-                    dataset_ref=metadata["dataset_ref"],
-                    created_at=created_at,
+            row = {
+                key: metadata[key]
+                for key in (
+                    "family",
+                    "sha256",
+                    "metrics",
+                    "params",
+                    "features",
+                    "input_example",
+                    "dataset_ref",
                 )
-            )
+            }
+            row |= {
+                "name": name,
+                "version": version,
+                "created_at": created_at,
+                "artifact_path": str(final / metadata["filename"]),
+            }
+            conn.execute(model_versions.insert().values(**row))
             document = {**metadata, "version": version, "created_at": created_at.isoformat()}
             _atomic_write_text(
                 staging / "metadata.json", json.dumps(document, indent=2, sort_keys=True) + "\n"
@@ -261,20 +268,7 @@ def _commit_version(engine: Engine, root: Path, staging: Path, metadata: dict) -
             # The rename happened but the commit did not: put the folder back for cleanup.
             os.replace(final, staging)
         raise
-    return ModelVersion(
-        name=name,
-        version=version,
-        family=metadata["family"],
-        artifact_path=final / metadata["filename"],
-        sha256=metadata["sha256"],
-        metrics=metadata["metrics"],
-        params=metadata["params"],
-        features=metadata["features"],
-        input_example=metadata["input_example"],
-        dataset_ref=metadata["dataset_ref"],
-        created_at=created_at,
-        aliases=[],
-    )
+    return _from_mapping(row)
 
 
 # ---------------------------------------------------------------- reading

@@ -127,6 +127,27 @@ def build_fraud_dataset(
     return DatasetResult(path, written, time.perf_counter() - started)
 
 
+def build_from_config(
+    engine: Engine,
+    config,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    label_cutoff: datetime | None = None,
+    set_current: bool = False,
+) -> DatasetResult:
+    """`build_fraud_dataset` with the configured datasets folder and label delay."""
+    return build_fraud_dataset(
+        engine,
+        config.datasets_dir,
+        since=since,
+        until=until,
+        label_cutoff=label_cutoff,
+        label_delay_days=config.get("fraud.label_delay_days"),
+        set_current=set_current,
+    )
+
+
 def join_features(
     entities: pd.DataFrame, feature_rows: pd.DataFrame
 ) -> tuple[pd.DataFrame, np.ndarray]:

@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
-from ..db import read_frame
+from ..db import is_missing, read_frame
 from ..errors import MlkitError
 from .columns import LABEL_HISTORY_WINDOWS_DAYS
 from .etl import label_query
-from .features import DAY, HOUR, JET_SPEED_KMH
+from .features import DAY, HOUR, JET_SPEED_KMH, haversine_km
 
 WALLET_KEY = "features:wallet:{}"
 ORDER_COLUMNS = (
@@ -213,19 +213,6 @@ def online_features(engine: Engine, order: dict, client=None) -> tuple[dict, str
     return row, source
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _km(lat1, lon1, lat2, lon2) -> float:
-    lat1, lon1, lat2, lon2 = map(math.radians, (lat1, lon1, lat2, lon2))
-    a = (
-        math.sin((lat2 - lat1) / 2) ** 2
-        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * 6371.0 * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
-
-
 def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: dict) -> dict:
     """The definitions of features.py, for one order from one wallet's history (plain rows)
     and the event's aggregates; a test holds both paths to the same values."""
@@ -254,10 +241,12 @@ def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: di
         "geo_velocity_flag": math.nan,
     }
     lat, lon = order.get("geo_lat"), order.get("geo_lon")
-    if buys and not (_missing(lat) or _missing(lon)):
+    if buys and not (is_missing(lat) or is_missing(lon)):
         previous = buys[-1]
-        if not (_missing(previous["geo_lat"]) or _missing(previous["geo_lon"])):
-            km = _km(previous["geo_lat"], previous["geo_lon"], float(lat), float(lon))
+        if not (is_missing(previous["geo_lat"]) or is_missing(previous["geo_lon"])):
+            km = float(
+                haversine_km(previous["geo_lat"], previous["geo_lon"], float(lat), float(lon))
+            )
             hours = (t - previous["created_at"]).total_seconds() / HOUR
             features["geo_velocity_flag"] = float(km / hours > JET_SPEED_KMH)
     partners = set()
@@ -293,7 +282,7 @@ def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: di
 
 def _hold_hours(rows: list[dict], wallet_id: int) -> list[float]:
     """For the wallet's completed resales in time order: hours since it bought that ticket."""
-    sold = [r for r in rows if r["status"] == "COMPLETED" and not _missing(r["ticket_id"])]
+    sold = [r for r in rows if r["status"] == "COMPLETED" and not is_missing(r["ticket_id"])]
     holds = []
     for resale in sold:
         if not resale["is_resale"] or resale["seller_wallet_id"] != wallet_id:

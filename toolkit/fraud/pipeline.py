@@ -26,17 +26,10 @@ def dataset_path(engine: Engine, config, dataset: str) -> Path:
     except MlkitError:
         if dataset == "current" and (config.datasets_dir / "fraud" / "_LATEST").is_file():
             raise
-    from .dataset import build_fraud_dataset
+    from .dataset import build_from_config
 
     log.info("[TRAIN] No fraud dataset yet: building one")
-    return build_fraud_dataset(
-        engine,
-        config.datasets_dir,
-        since=None,
-        until=None,
-        label_delay_days=config.get("fraud.label_delay_days"),
-        set_current=True,
-    ).path
+    return build_from_config(engine, config, set_current=True).path
 
 
 def demo_truth(engine: Engine, order_ids) -> pd.DataFrame | None:
