@@ -157,8 +157,10 @@ _FLAT_DEMAND = 0.3  # share of a sale's demand spread evenly; the rest ramps up 
 _JET_SPEED_KMH = 900.0
 _POPCOUNT = np.array([bin(i).count("1") for i in range(64)])  # of a 6-bit payment-method mask
 
-# True fraud logit: an intercept, terms an order's features can see before it is placed,
-# the latent kind of the wallet acting (the seller of a resale) and unobservable noise.
+# True fraud logit: an intercept, terms an order's features can see before it is placed and
+# the latent kind of the wallet acting (the seller of a resale), which its behaviour betrays.
+# No private per-order noise: the truth is the best probability anyone could know, so the
+# oracle it gives is one a model can approach, not one that knows what no data shows.
 _FRAUD_LOGIT = {
     "intercept": -7.0,
     "log_velocity_1h": 1.1,  # log1p(orders of the buyer in the previous hour)
@@ -167,7 +169,6 @@ _FRAUD_LOGIT = {
     "jet_speed": 2.0,  # faster than a plane since the previous order
     "resale_markup": 1.3,  # resale price above 1.3x face value
     "log_quick_resales": 0.6,  # log1p(the actor's tickets resold within 48 h, before)
-    "noise_sd": 0.6,
 }
 _KIND_LOGIT = np.array([0.0, 1.8, 2.8])
 
@@ -1276,7 +1277,6 @@ def _fraud_truth(rng: np.random.Generator, features: dict) -> dict:
         + c["resale_markup"] * np.clip(features["markup"] - 1.3, 0, None)
         + c["log_quick_resales"] * np.log1p(features["quick_resales"])
         + _KIND_LOGIT[features["actor_kind"]]
-        + rng.normal(0, c["noise_sd"], n)
     )
     probability = 1 / (1 + np.exp(-logit))
     return {"probability": probability, "is_fraud": rng.random(n) < probability}

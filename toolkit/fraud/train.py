@@ -167,7 +167,7 @@ def fit_fraud(frame: pd.DataFrame, kind: str, label_delay_days: float, seed: int
     cls = model_class(kind)
     model = cls(seed=seed) if kind == "xgboost" else cls()
     model.fit(split.train, split.valid)
-    threshold = best_f1_threshold(split.valid["label"].to_numpy(), model.predict_proba(split.valid))
+    threshold = best_f1_threshold(split.valid["label"].to_numpy(), model.validation_scores_)
     labels = split.test["label"].to_numpy()
     scores = model.predict_proba(split.test)
     k = max(10, min(100, len(labels) // 100))
