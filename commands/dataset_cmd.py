@@ -38,11 +38,10 @@ def build(
 
     Example: mlkit dataset build fraud --since 90d --set-current
     """
-    from mlkit.toolkit.clock import utcnow
+    from mlkit.toolkit.clock import parse_moment, utcnow
     from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.errors import MlkitError
     from mlkit.toolkit.fraud.dataset import build_from_config
-    from mlkit.toolkit.fraud.etl import parse_moment
 
     if family != "fraud":
         raise MlkitError(f"no dataset builder for {family!r}", hint="families with one: fraud")

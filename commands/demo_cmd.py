@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, progress_bar, stdout_console
+from ._common import JsonFlag, emit_json, err, load_config, progress_bar, stdout_console
 
 app = typer.Typer(help="Generate demo data with ground truth.", no_args_is_help=True)
 
@@ -105,4 +105,67 @@ def print_seed_summary(document: dict) -> None:
     console.print(
         f"generated in {document['generate_seconds']} s, loaded in {document['load_seconds']} s"
         + (f" ({rate:,} orders/s)" if rate else "")
+    )
+
+
+@app.command("stream")
+def stream(
+    ctx: typer.Context,
+    rate: Annotated[float, typer.Option("--rate", help="Orders per second.")] = 20.0,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Seconds to run (default: until Ctrl-C).")
+    ] = 60.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Place live demo orders, score them with the prod fraud model, reward the bandit.
+
+    Orders are stamped now, so `mlkit dashboard` in another terminal moves. Ctrl-C stops
+    after the current second's orders are written.
+
+    Example: mlkit demo stream --rate 20 --duration 60
+    """
+    import signal
+    import sys
+
+    from mlkit.toolkit.cache import redis_client
+    from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.demo.stream import DemoStream
+    from mlkit.toolkit.errors import MlkitError
+
+    if not 0 < rate <= 1000:
+        raise MlkitError(f"--rate {rate} is out of range", hint="give 0 < rate <= 1000 per second")
+    config = load_config(ctx)
+    streamer = DemoStream(
+        make_engine(config.database_url), config,
+        redis_client(config.redis_url, required=False), seed=seed,
+    )  # fmt: skip
+    if streamer.predictor is None:
+        err("warning: no fraud@prod model: orders are not scored (run: mlkit quickstart)")
+    stop = {"requested": False}
+
+    def request_stop(signum, frame) -> None:
+        stop["requested"] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C is final
+
+    def report(t) -> None:
+        err(f"streamed {t.orders:,} orders in {t.seconds:.0f} s ({t.completed:,} completed, "
+            f"{t.scored:,} scored)")  # fmt: skip
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        totals = streamer.run(
+            rate, duration,
+            on_tick=report if sys.stderr.isatty() else None,
+            should_stop=lambda: stop["requested"],
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if as_json:
+        emit_json(totals.as_dict())
+        return
+    stdout_console().print(
+        f"streamed {totals.orders:,} orders in {totals.seconds:.0f} s: "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(totals.decisions.items()))
+        + (f"; arms {', '.join(f'{k} {v}' for k, v in sorted(totals.arms.items()))}")
     )

@@ -9,16 +9,27 @@ import typer
 from mlkit.toolkit import __version__
 
 from . import (
+    alerts_cmd,
     config_cmd,
+    cron_cmd,
+    dashboard_cmd,
     dataset_cmd,
     db_cmd,
     demo_cmd,
+    drift_cmd,
     etl_cmd,
     features_cmd,
+    ingest_cmd,
     inspect_cmd,
+    kpi_cmd,
+    mab_cmd,
+    migrate_cmd,
     models_cmd,
     quickstart_cmd,
+    recommend_cmd,
+    retention_cmd,
     score_cmd,
+    signal_cmd,
     status_cmd,
     train_cmd,
     validate_cmd,
@@ -46,8 +57,20 @@ app.add_typer(validate_cmd.app, name="validate")
 app.add_typer(score_cmd.score_app, name="score")
 app.add_typer(score_cmd.predict_app, name="predict")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(drift_cmd.app, name="drift")
+app.add_typer(alerts_cmd.app, name="alerts")
+app.add_typer(retention_cmd.app, name="retention")
+app.add_typer(kpi_cmd.app, name="kpi")
+app.add_typer(cron_cmd.app, name="cron")
+app.add_typer(ingest_cmd.app, name="ingest")
+app.add_typer(signal_cmd.app, name="signal")
+app.add_typer(mab_cmd.app, name="mab")
+app.add_typer(recommend_cmd.app, name="recommend")
+app.add_typer(recommend_cmd.export_app, name="export")
 app.command("status")(status_cmd.status)
 app.command("quickstart")(quickstart_cmd.quickstart)
+app.command("migrate")(migrate_cmd.migrate)
+app.command("dashboard")(dashboard_cmd.dashboard)
 
 
 def _show_version(value: bool) -> None:

@@ -8,6 +8,8 @@ import typer
 
 from ._common import JsonFlag, emit_json, err, load_config, progress_bar, stdout_console
 
+DEMO_SIGNAL_SYMBOL = "BTCUSDT"
+
 
 def quickstart(
     ctx: typer.Context,
@@ -17,19 +19,25 @@ def quickstart(
 ) -> None:
     """Initialise the configured database (SQLite by default), seed a demo world, compute
     the fraud features, snapshot a training set, train, validate and promote the fraud
-    model, score every order, summarise.
+    model, score every order, train the recommender, learn the pricing bandit, run one
+    trading signal on the demo bars (training its model first), summarise.
 
     Run it again to start over: the demo world is replaced.
 
     Example: mlkit quickstart
     """
+    from mlkit.toolkit.cache import redis_client
     from mlkit.toolkit.db import dialect_name, init_schema, make_engine, masked, table_counts
     from mlkit.toolkit.demo.seed import seed_demo
     from mlkit.toolkit.fraud.dataset import build_from_config
     from mlkit.toolkit.fraud.etl import resolve_range, run_etl
     from mlkit.toolkit.fraud.pipeline import train_fraud_model
     from mlkit.toolkit.fraud.scoring import Thresholds, score_orders
+    from mlkit.toolkit.pricing.train import train_bandit
+    from mlkit.toolkit.recommender.serve import Recommender
+    from mlkit.toolkit.recommender.train import train_recommender
     from mlkit.toolkit.registry import promote
+    from mlkit.toolkit.signal.run import run_signal
     from mlkit.toolkit.validation import validation_failures
 
     config = load_config(ctx)
@@ -51,6 +59,18 @@ def quickstart(
         reason="mlkit quickstart",
     )
     scored = score_orders(engine, prod, Thresholds.from_config(config))
+    # The recommender from the shop's interactions, and one user's picks.
+    shop = train_recommender(engine, config, days=90, force=True)
+    recommender = Recommender.open(engine, config)
+    shopper = int(recommender.model.user_ids[0])
+    picks = recommender.for_user(shopper, 3)
+    # The pricing bandit from the same orders, state into Redis when it answers.
+    bandit = train_bandit(
+        engine, config, redis_client(config.redis_url, required=False), since="365d", force=True
+    )
+    # One trading signal on the demo's hourly bars: trains signal-BTCUSDT first when it has
+    # no model yet (the automatic initial training), else uses it.
+    signal = run_signal(engine, config, DEMO_SIGNAL_SYMBOL)
     counts = table_counts(engine)
     document = {
         "database": masked(engine),
@@ -64,13 +84,34 @@ def quickstart(
             "prod": prod.version,
         },
         "scoring": scored.as_dict(),
+        "recommender": {
+            "version": shop["version"],
+            "metrics": shop["metrics"],
+            "user_id": shopper,
+            "items": picks["items"],
+        },
+        "bandit": {
+            "version": bandit["version"],
+            "offers": bandit["offers"],
+            "best_arm": bandit["metrics"]["best_arm"],
+            "mean_reward": bandit["metrics"]["mean_reward"],
+        },
+        "signal": {
+            k: signal[k]
+            for k in ("symbol", "ts", "signal", "confidence", "fallback", "model_version")
+        }
+        | {"training": signal["training"]["outcome"]},
         "tables": counts,
+        "live": "mlkit demo stream --rate 20 --duration 600 &  mlkit dashboard",
         "next": [
             "mlkit db status",
             "mlkit features show --order 1",
             "mlkit inspect dataset --pointer current",
             "mlkit models list",
             "mlkit status",
+            "mlkit signal status",
+            "mlkit mab stats",
+            f"mlkit recommend user {shopper}",
             "mlkit config show",
             "mlkit demo seed --append --days 7 --shift price=1.5",
         ],
@@ -102,5 +143,24 @@ def quickstart(
         f"scored {scoring['rows']:,} orders into fraud_predictions: "
         + ", ".join(f"{k} {v:,}" for k, v in scoring["decisions"].items())
     )
+    rec = document["recommender"]
+    console.print(
+        f"recommender: recommender:{rec['version']} HitRate@10 "
+        f"{rec['metrics']['hit_rate_at_10']:.3f} (popular "
+        f"{rec['metrics']['popular_hit_rate_at_10']:.3f}); for user {rec['user_id']}: "
+        + "; ".join(f"{i['name']} ({i['reason']})" for i in rec["items"])
+    )
+    mab = document["bandit"]
+    console.print(
+        f"bandit: pricing:{mab['version']} from {mab['offers']:,} offers, best arm "
+        f"{mab['best_arm']} (mean reward {mab['mean_reward'][mab['best_arm']]:.4f})"
+    )
+    sig = document["signal"]
+    console.print(
+        f"signal: {sig['symbol']} {sig['signal']} at {sig['confidence']:.1f}% for the bar of "
+        f"{sig['ts']} from {'the fallback' if sig['fallback'] else sig['model_version']}"
+        + (" (trained first)" if sig["training"] == "trained" else "")
+    )
     console.print(f"\n[bold]mlkit is ready[/bold] on {document['database']}.")
     console.print("next: " + "  |  ".join(document["next"]))
+    console.print(f"watch it live: {document['live']}")

@@ -28,9 +28,8 @@ def score_fraud(
 
     Example: mlkit score fraud --since 1d --model fraud@prod
     """
-    from mlkit.toolkit.clock import utcnow
+    from mlkit.toolkit.clock import parse_moment, utcnow
     from mlkit.toolkit.db import make_engine
-    from mlkit.toolkit.fraud.etl import parse_moment
     from mlkit.toolkit.fraud.scoring import Thresholds, score_orders
     from mlkit.toolkit.registry import resolve
 

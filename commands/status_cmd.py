@@ -45,6 +45,17 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                 hint="create them with `mlkit db init`",
             ) from None
         raise explained from None
+    if "pricing" in document:
+        document["pricing"]["bandit"] = _bandit(engine, config)
+    if "signal" in document:
+        from mlkit.toolkit.signal.run import family_training_status
+
+        # Signal models are per symbol (signal-BTCUSDT...): the family is trained if any is.
+        symbols = family_training_status(engine)
+        document["signal"]["symbols"] = symbols
+        document["signal"]["is_trained"] = document["signal"]["is_trained"] or any(
+            entry["is_trained"] for entry in symbols.values()
+        )
     if as_json:
         emit_json(iso(document))
         return
@@ -85,9 +96,45 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                 f"run {success['run_id']} at {_when(success['finished_at'])}"
                 + (f" → v{success['version']}" if success["version"] is not None else ""),
             )
+        bandit = info.get("bandit")
+        if bandit and bandit["best_arm"]:
+            best = bandit["arms"][bandit["best_arm"]]
+            table.add_row(
+                "bandit",
+                f"best {bandit['best_arm']} (mean reward {best['mean']:.4f}, "
+                f"{best['share']:.0%} of pulls) · {bandit['total_pulls']:,} pulls · "
+                f"state from {bandit['source']}",
+            )
+        for symbol, entry in (info.get("symbols") or {}).items():
+            table.add_row(symbol, _symbol_line(entry))
         if info["cooldown"]:
             table.add_row("cooldown", f"[yellow]until {_when(info['next_retry_at'])}[/yellow]")
         console.print(table)
+
+
+def _bandit(engine, config) -> dict | None:
+    """The pricing bandit's arms as `mlkit mab stats` reports them (None when untrained)."""
+    from mlkit.toolkit.cache import redis_client
+    from mlkit.toolkit.pricing.service import stats_report
+    from mlkit.toolkit.pricing.state import BanditStore
+
+    store = BanditStore(engine, redis_client(config.redis_url, required=False))
+    return stats_report(*store.read()) if store.is_trained() else None
+
+
+def _symbol_line(entry: dict[str, Any]) -> str:
+    """One signal symbol: its prod version, last run and any cooldown, on one line."""
+    from rich.markup import escape
+
+    run = entry["last_training"]
+    parts = [f"prod {_version(entry['prod'])}" if entry["is_trained"] else "not trained"]
+    if run is not None:
+        parts.append(f"last run {run['status']} at {_when(run['started_at'])}")
+        if run["last_error"]:
+            parts.append(f"[red]{escape(run['last_error'])}[/red]")
+    if entry["cooldown"]:
+        parts.append(f"[yellow]cooldown until {_when(entry['next_retry_at'])}[/yellow]")
+    return " · ".join(parts)
 
 
 def _metrics(metrics: dict[str, Any], limit: int = 6) -> str:

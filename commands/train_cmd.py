@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, stdout_console
+from ._common import JsonFlag, emit_json, err, load_config, stdout_console
 
 app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
 
@@ -58,3 +58,194 @@ def fraud(
         f"AUC-ROC {m['auc_roc']:.4f}, F1 {m['f1']:.4f} at {m['threshold']:.3f}"
         + (f"; {result['alias']} -> v{result['version']}" if result["alias"] else "")
     )
+
+
+@app.command("mab")
+def mab(
+    ctx: typer.Context,
+    since: Annotated[
+        str, typer.Option("--since", help="History window: 90d counts back from the newest order.")
+    ] = "90d",
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="thompson, ucb1 or egreedy.")
+    ] = None,
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="Alias for the new version; '' for none.")
+    ] = "prod",
+    force: Annotated[bool, typer.Option("--force", help="Ignore a failure cooldown.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Learn the pricing bandit from order history and save its arms (Redis + database).
+
+    Strategy from price / base price (> pricing.surge_ratio surge_pricing, < early_bird_ratio
+    early_bird, exactly base baseline, else ml_pricing). Reward per primary order:
+    revenue (price / base) x conversion (1 completed, 0 failed or refunded) x
+    (1 + popularity), popularity = the event's tickets sold before / capacity; divided by
+    the window's 99.9th percentile and clipped to [0, 1]. The first fifth of the window
+    initialises the arms, the rest is replayed day by day as online learning.
+
+    Example: mlkit train mab --since 90d --policy thompson --json
+    """
+    from mlkit.toolkit.cache import redis_client
+    from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.pricing.train import train_bandit
+
+    config = load_config(ctx)
+    redis = redis_client(config.redis_url, required=False)
+    if redis is None:
+        err("warning: Redis is unavailable: the bandit state is saved to the database only")
+    result = train_bandit(
+        make_engine(config.database_url), config, redis,
+        since=since, policy=policy, alias=alias or None, force=force,
+    )  # fmt: skip
+    if as_json:
+        emit_json(result)
+        return
+    m = result["metrics"]
+    replay = m["policy_replay_reward"]
+    stdout_console().print(
+        f"pricing:{result['version']} ({result['policy']}) from {result['offers']:,} offers: "
+        f"best arm {m['best_arm']} (mean reward {m['mean_reward'][m['best_arm']]:.4f}); "
+        f"replay reward {'n/a' if replay is None else f'{replay:.4f}'} vs logged "
+        f"{m['logged_reward']:.4f}"
+        + (f"; {result['alias']} -> v{result['version']}" if result["alias"] else "")
+    )
+
+
+@app.command("signal")
+def signal(
+    ctx: typer.Context,
+    symbol: Annotated[str, typer.Option("--symbol", help="The symbol, e.g. BTCUSDT.")],
+    alias: Annotated[
+        str | None,
+        typer.Option(
+            "--alias", help="Alias to move to the new version if it validates; '' for none."
+        ),
+    ] = "prod",
+    force: Annotated[bool, typer.Option("--force", help="Ignore a failure cooldown.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train the symbol's CatBoost SELL / HOLD / BUY model from market_data and register it.
+
+    About 440 indicators from past bars, sanitised; labels from the forward return over
+    signal.horizon_bars cut at training-period quantiles; RFE when the selection rows
+    reach training.min_rfe_samples, else the training.max_baseline_features most
+    important features; balanced class weights. Metrics come from a walk-forward with a
+    purge gap of the horizon: accuracy, macro-F1, per class, and a backtest beside buy
+    and hold and the SMA/RSI fallback. Refused below training.min_initial_train_samples bars.
+
+    Example: mlkit train signal --symbol BTCUSDT --json
+    """
+    from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.signal.train import train_signal_model
+
+    config = load_config(ctx)
+    result = train_signal_model(
+        make_engine(config.database_url), config, symbol, alias=alias or None, force=force
+    )
+    if as_json:
+        emit_json(result)
+        return
+    m, bt = result["metrics"], result["metrics"]["backtest"]
+    stdout_console().print(
+        f"{result['ref']}: {result['samples']:,} samples, {result['raw_features']} -> "
+        f"{result['features']} features ({result['selection']['method']}); walk-forward "
+        f"accuracy {m['accuracy']:.3f} (majority {m['majority_accuracy']:.3f}), macro-F1 "
+        f"{m['macro_f1']:.3f}; backtest {bt['model']['return']:+.2%} vs buy and hold "
+        f"{bt['buy_and_hold']['return']:+.2%}, fallback {bt['fallback']['return']:+.2%}"
+        + (f"; {result['alias']} -> v{result['version']}" if result["alias"] else "")
+    )
+
+
+@app.command("recommender")
+def recommender(
+    ctx: typer.Context,
+    days: Annotated[
+        float, typer.Option("--days", help="Interactions window, back from the newest one.")
+    ] = 90,
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="Alias for the new version; '' for none.")
+    ] = "prod",
+    force: Annotated[bool, typer.Option("--force", help="Ignore a failure cooldown.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train the content-based recommender and register it.
+
+    TF-IDF over name, category, gender, colour, material and size; z-scored log-price
+    proximity; rating / 5; blended by recommender.*_weight (0.7 / 0.2 / 0.1). User
+    profiles weight purchase > add_to_cart > rate (by rating) > view, and recency. Metrics
+    on a time-based holdout (each user's latest fifth): HitRate@10, NDCG@10, coverage,
+    beside a popularity baseline. A failed run leaves the serving version in place.
+
+    Example: mlkit train recommender --days 90 --json
+    """
+    from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.recommender.train import train_recommender
+
+    config = load_config(ctx)
+    result = train_recommender(
+        make_engine(config.database_url), config, days=days, alias=alias or None, force=force
+    )
+    if as_json:
+        emit_json(result)
+        return
+    m = result["metrics"]
+    stdout_console().print(
+        f"recommender:{result['version']} on {result['products']:,} products, "
+        f"{result['interactions']:,} interactions: HitRate@10 {m['hit_rate_at_10']:.3f} "
+        f"(popular {m['popular_hit_rate_at_10']:.3f}), NDCG@10 {m['ndcg_at_10']:.3f}, "
+        f"coverage {m['catalog_coverage']:.1%}"
+        + (f"; {result['alias']} -> v{result['version']}" if result["alias"] else "")
+    )
+
+
+@app.command("all")
+def train_all(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Train every family in turn: fraud, pricing, recommender, then signal for each symbol
+    with market data, each with its own command's defaults.
+
+    A failure is recorded and the next family trains anyway; a model cooling down after a
+    failed run, being trained elsewhere, or without data is skipped. Prints a summary;
+    exit 1 if any failed.
+
+    Example: mlkit train all --json
+    """
+    from mlkit.toolkit.cache import redis_client
+    from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.train_all import train_all as run_all
+
+    config = load_config(ctx)
+    redis = redis_client(config.redis_url, required=False)
+    if redis is None:
+        err("warning: Redis is unavailable: the bandit state is saved to the database only")
+    document = run_all(
+        make_engine(config.database_url),
+        config,
+        redis=redis,
+        on_start=lambda item: err(f"training {item.model} ..."),
+    )
+    if as_json:
+        emit_json(document)
+    else:
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(title="train all", title_justify="left")
+        for name in ("family", "model", "status", "seconds", "detail"):
+            table.add_column(name, overflow="fold")
+        colours = {"ok": "green", "failed": "red", "skipped": "yellow"}
+        for r in document["results"]:
+            table.add_row(
+                r["family"],
+                r["model"],
+                f"[{colours[r['status']]}]{r['status']}[/{colours[r['status']]}]",
+                "-" if r["seconds"] is None else f"{r['seconds']:.1f}",
+                escape(r["detail"] or ""),
+            )
+        console = stdout_console()
+        console.print(table)
+        console.print(
+            f"{document['ok']} trained, {document['failed']} failed, {document['skipped']} skipped"
+        )
+    if document["failed"]:
+        raise typer.Exit(1)

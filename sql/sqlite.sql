@@ -10,6 +10,25 @@ CREATE TABLE admin_audit_log (
 	PRIMARY KEY (id)
 );
 
+CREATE TABLE alerts (
+	alert_id INTEGER NOT NULL,
+	rule VARCHAR(64) NOT NULL,
+	severity VARCHAR(16) NOT NULL,
+	status VARCHAR(16) NOT NULL,
+	expression VARCHAR(128) NOT NULL,
+	value DOUBLE,
+	threshold DOUBLE NOT NULL,
+	message VARCHAR(512) NOT NULL,
+	fired_at DATETIME NOT NULL,
+	last_seen_at DATETIME NOT NULL,
+	resolved_at DATETIME,
+	PRIMARY KEY (alert_id)
+);
+
+CREATE INDEX ix_alerts_rule_status ON alerts (rule, status);
+
+CREATE INDEX ix_alerts_status_fired ON alerts (status, fired_at);
+
 CREATE TABLE bandit_arms (
 	bandit VARCHAR(64) NOT NULL,
 	arm VARCHAR(32) NOT NULL,
@@ -106,6 +125,28 @@ CREATE TABLE demo_worlds (
 	created_at DATETIME NOT NULL,
 	PRIMARY KEY (run_id)
 );
+
+CREATE TABLE drift_checks (
+	check_id INTEGER NOT NULL,
+	model_ref VARCHAR(96) NOT NULL,
+	reference VARCHAR(1024),
+	window_text VARCHAR(32) NOT NULL,
+	window_start DATETIME NOT NULL,
+	window_end DATETIME NOT NULL,
+	reference_rows BIGINT NOT NULL,
+	current_rows BIGINT NOT NULL,
+	features_checked INTEGER NOT NULL,
+	features_drifted INTEGER NOT NULL,
+	drifted BOOLEAN NOT NULL,
+	max_kl DOUBLE,
+	max_psi DOUBLE,
+	kl_threshold DOUBLE NOT NULL,
+	seconds DOUBLE,
+	checked_at DATETIME NOT NULL,
+	PRIMARY KEY (check_id)
+);
+
+CREATE INDEX ix_drift_checks_checked ON drift_checks (checked_at);
 
 CREATE TABLE etl_watermarks (
 	job VARCHAR(64) NOT NULL,
@@ -346,6 +387,13 @@ CREATE TABLE security_events (
 
 CREATE INDEX ix_security_events_type_created ON security_events (event_type, created_at);
 
+CREATE TABLE signal_state (
+	symbol VARCHAR(20) NOT NULL,
+	untrained_predictions BIGINT NOT NULL,
+	updated_at DATETIME NOT NULL,
+	PRIMARY KEY (symbol)
+);
+
 CREATE TABLE signals (
 	id INTEGER NOT NULL,
 	symbol VARCHAR(20) NOT NULL,
@@ -418,6 +466,26 @@ CREATE TABLE cart_items (
 );
 
 CREATE INDEX ix_cart_items_user ON cart_items (user_id);
+
+CREATE TABLE drift_results (
+	check_id INTEGER NOT NULL,
+	feature VARCHAR(64) NOT NULL,
+	kind VARCHAR(16) NOT NULL,
+	psi DOUBLE,
+	kl DOUBLE,
+	test VARCHAR(16) NOT NULL,
+	statistic DOUBLE,
+	p_value DOUBLE,
+	threshold DOUBLE NOT NULL,
+	drifted BOOLEAN NOT NULL,
+	reasons VARCHAR(64),
+	reference_mean DOUBLE,
+	current_mean DOUBLE,
+	reference_missing DOUBLE,
+	current_missing DOUBLE,
+	PRIMARY KEY (check_id, feature),
+	FOREIGN KEY(check_id) REFERENCES drift_checks (check_id)
+);
 
 CREATE TABLE model_aliases (
 	name VARCHAR(64) NOT NULL,

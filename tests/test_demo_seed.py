@@ -178,7 +178,8 @@ def test_families_and_shift_arguments_are_checked():
         parse_families("fraud,crypto")
 
 
-def test_quickstart_leaves_every_table_with_demo_data(cli, tmp_path):
+def test_quickstart_leaves_every_table_with_demo_data(cli, tmp_path, redis_url, monkeypatch):
+    monkeypatch.setenv("MLKIT_REDIS_URL", redis_url)
     result = cli("quickstart", "--orders", "12000", "--json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
@@ -191,6 +192,12 @@ def test_quickstart_leaves_every_table_with_demo_data(cli, tmp_path):
     assert document["dataset"]["rows"] > 0
     assert document["model"]["prod"] == document["model"]["version"]
     assert document["scoring"]["rows"] == 12000
+    recommended = document["recommender"]
+    assert recommended["metrics"]["hit_rate_at_10"] > 0 and len(recommended["items"]) == 3
+    bandit = document["bandit"]
+    assert bandit["offers"] > 5000 and bandit["best_arm"] in bandit["mean_reward"]
+    stats = json.loads(cli("mab", "stats", "--json").stdout)
+    assert stats["source"] == "redis" and stats["total_pulls"] == bandit["offers"]
     inspected = cli("inspect", "dataset", "--pointer", "current", "--json", "--strict")
     assert inspected.exit_code == 0, inspected.output
     assert json.loads(inspected.stdout)["rows"] == document["dataset"]["rows"]

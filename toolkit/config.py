@@ -60,12 +60,15 @@ DEFAULTS: dict[str, Any] = {
         "policy": "thompson",
         "surge_ratio": 1.1,
         "early_bird_ratio": 0.95,
+        "surge_multiplier": 1.25,
+        "early_bird_multiplier": 0.85,
         "epsilon": 0.1,
     },
     "recommender": {
         "text_weight": 0.7,
         "price_weight": 0.2,
         "rating_weight": 0.1,
+        "recency_half_life_days": 30,
     },
     "training": {
         "cooldown_minutes": 10,
@@ -73,10 +76,70 @@ DEFAULTS: dict[str, Any] = {
         "min_rfe_samples": 150,
         "max_baseline_features": 120,
         "allow_fallback_execution": False,
+        "retry_cooldown_sec": 600,  # signal: wait after a failed automatic training
+    },
+    "signal": {
+        # Labels: forward log return over horizon_bars, cut at the sell/buy quantiles of
+        # the training period (below sell: SELL, above buy: BUY, else HOLD).
+        "horizon_bars": 24,
+        "sell_quantile": 0.33,
+        "buy_quantile": 0.67,
+        "walk_forward_folds": 3,
+        "test_fraction": 0.2,
+        "max_missing_share": 0.5,
+        "trade_cost_bps": 5.0,
+        "iterations": 300,
+        "learning_rate": 0.05,
+        "depth": 6,
+        "border_count": 32,
+        "bootstrap_type": "Bernoulli",
+        "subsample": 0.8,
+        "random_seed": 0,
+        "thread_count": 2,
+        "rfe_algorithm": "RecursiveByLossFunctionChange",
+        "rfe_features": 40,
+        "rfe_steps": 3,
+        "selection_iterations": 60,
     },
     "drift": {
-        "kl_threshold": 0.15,
+        "model": "fraud@prod",
+        "window": "7d",  # back from the newest order
+        "kl_threshold": 0.15,  # the platform's model_drift rule
         "psi_threshold": 0.2,
+        "bins": 10,  # quantile bins of the training snapshot, shared by both sides
+        "large_sample": 5000,  # from this many rows on the smaller side: Wasserstein, not KS
+        "p_value": 0.01,  # small samples: KS (chi-square for categories) p-value below this
+        "wasserstein_threshold": 0.1,  # in training standard deviations
+    },
+    "retention": {
+        "older_than": "365d",  # back from now
+        "batch_size": 10000,  # orders per transaction
+    },
+    # `mlkit cron show`: a schedule per job; "" leaves the job out.
+    "cron": {
+        "etl": "0 2 * * *",
+        "kpi_refresh": "*/5 * * * *",
+        "retention": "0 3 * * 0",
+        "train_fraud": "0 4 1,15 * *",  # every two weeks
+        "train_pricing": "30 3 * * 0",
+        "train_recommender": "30 2 * * *",
+        "signals": "1 * * * *",
+        "drift": "10 * * * *",
+        "alerts": "15 * * * *",
+    },
+    # The trading system's MySQL (MYSQL_* variables): `mlkit migrate`'s default target
+    # when enabled.
+    "mysql": {
+        "enabled": False,
+        "host": "",
+        "port": 3306,
+        "user": "",
+        "password": "",
+        "db": "",
+        "charset": "utf8mb4",
+    },
+    "migrate": {
+        "batch_size": 1000,  # rows per insert batch and per commit
     },
     "alerts": {
         "webhook_url": "",

@@ -253,6 +253,16 @@ signals = sa.Table(
     sa.Index("ix_signals_symbol_ts", "symbol", "ts"),
 )
 
+# Per symbol: how many signals came from the fallback while no model was trained, so the
+# "model is not trained" warning can be logged every 10th time across separate runs.
+signal_state = sa.Table(
+    "signal_state",
+    metadata,
+    sa.Column("symbol", sa.String(20), primary_key=True),
+    sa.Column("untrained_predictions", sa.BigInteger(), nullable=False, default=0),
+    _ts("updated_at", nullable=False),
+)
+
 # ---------------------------------------------------------------- e-shop (recommender)
 
 products = sa.Table(
@@ -454,6 +464,69 @@ migration_progress = sa.Table(
     sa.Column("rows_copied", sa.BigInteger(), nullable=False, default=0),
     sa.Column("rows_total", sa.BigInteger()),
     _ts("updated_at", nullable=False),
+)
+
+# One row per `mlkit drift check`: the model, the windows compared and the verdict.
+drift_checks = sa.Table(
+    "drift_checks",
+    metadata,
+    sa.Column("check_id", BIGID, primary_key=True, autoincrement=True),
+    sa.Column("model_ref", sa.String(96), nullable=False),  # name:version, never an alias
+    sa.Column("reference", sa.String(1024)),  # the training snapshot compared against
+    sa.Column("window_text", sa.String(32), nullable=False),  # as given, e.g. 7d
+    _ts("window_start", nullable=False),
+    _ts("window_end", nullable=False),
+    sa.Column("reference_rows", sa.BigInteger(), nullable=False),
+    sa.Column("current_rows", sa.BigInteger(), nullable=False),
+    sa.Column("features_checked", sa.Integer(), nullable=False),
+    sa.Column("features_drifted", sa.Integer(), nullable=False),
+    sa.Column("drifted", sa.Boolean(), nullable=False),
+    sa.Column("max_kl", sa.Double()),
+    sa.Column("max_psi", sa.Double()),
+    sa.Column("kl_threshold", sa.Double(), nullable=False),
+    sa.Column("seconds", sa.Double()),
+    _ts("checked_at", nullable=False),
+    sa.Index("ix_drift_checks_checked", "checked_at"),
+)
+
+# Per feature of a check: PSI and KL on shared bins, and the size-aware test that was used.
+drift_results = sa.Table(
+    "drift_results",
+    metadata,
+    sa.Column("check_id", BIGID, sa.ForeignKey("drift_checks.check_id"), primary_key=True),
+    sa.Column("feature", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # numeric | categorical
+    sa.Column("psi", sa.Double()),
+    sa.Column("kl", sa.Double()),
+    sa.Column("test", sa.String(16), nullable=False),  # ks | wasserstein | chi2 | psi
+    sa.Column("statistic", sa.Double()),
+    sa.Column("p_value", sa.Double()),
+    sa.Column("threshold", sa.Double(), nullable=False),
+    sa.Column("drifted", sa.Boolean(), nullable=False),
+    sa.Column("reasons", sa.String(64)),  # which measures crossed their threshold
+    sa.Column("reference_mean", sa.Double()),
+    sa.Column("current_mean", sa.Double()),
+    sa.Column("reference_missing", sa.Double()),  # share of NULLs
+    sa.Column("current_missing", sa.Double()),
+)
+
+# Alert rules as they fire and resolve: one row per episode, never one per evaluation.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("alert_id", BIGID, primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # firing | resolved
+    sa.Column("expression", sa.String(128), nullable=False),  # the rule's condition
+    sa.Column("value", sa.Double()),  # the latest value seen while firing
+    sa.Column("threshold", sa.Double(), nullable=False),
+    sa.Column("message", sa.String(512), nullable=False),
+    _ts("fired_at", nullable=False),
+    _ts("last_seen_at", nullable=False),
+    _ts("resolved_at"),
+    sa.Index("ix_alerts_status_fired", "status", "fired_at"),
+    sa.Index("ix_alerts_rule_status", "rule", "status"),
 )
 
 # ---------------------------------------------------------------- demo truth (models never read it)

@@ -27,6 +27,10 @@ def validate_version(mv, config, *, min_auc_pr: float | None = None) -> list[Che
         checks.append(Check("sha256", True, f"{mv.sha256[:12]}… matches {mv.artifact_path}"))
     except MlkitError as exc:
         return [Check("sha256", False, exc.message)]
+    if mv.family == "signal":
+        from .signal.model import validation_checks
+
+        return checks + [Check(*check) for check in validation_checks(mv)]
     if mv.family != "fraud":
         return checks
     import pandas as pd

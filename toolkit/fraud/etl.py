@@ -3,18 +3,17 @@ replace the range's rows in one transaction, move the watermark."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
-from ..clock import utcnow
+from ..clock import parse_moment, utcnow
 from ..db import bulk_insert, explain_db_error, lock_job, prepare_bulk_transaction, read_frame
 from ..errors import MlkitError
 
@@ -28,27 +27,6 @@ REQUIRED = {
     "wallets": ("wallet_id", "created_at"),
     "events": ("event_id", "base_price", "capacity"),
 }  # fmt: skip
-
-
-def parse_moment(text: str, *, now: datetime, option: str) -> datetime:
-    """`30d`, `12h`, `2026-01-01`, `2026-01-01T06:00:00`: a naive UTC moment."""
-    match = re.fullmatch(r"\s*(\d+)\s*([dhm])\s*", text)
-    if match:
-        amount, unit = int(match.group(1)), match.group(2)
-        return now - timedelta(**{{"d": "days", "h": "hours", "m": "minutes"}[unit]: amount})
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise MlkitError(
-            f"cannot read {option} {text!r}",
-            hint=f"use a duration like 30d or 12h, or a date like 2026-01-01 ({option} last "
-            "continues from the watermark)"
-            if option == "--since"
-            else "use a duration like 30d or a date like 2026-01-01",
-        ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
 
 
 @dataclass
@@ -89,7 +67,9 @@ def resolve_range(
     elif since.strip() == "last":
         start = read_watermark(engine)
     else:
-        start = parse_moment(since, now=now, option="--since")
+        start = parse_moment(
+            since, now=now, option="--since", hint=" (--since last continues from the watermark)"
+        )
         if start > now:
             raise MlkitError(
                 f"--since {since!r} is in the future ({start:%Y-%m-%d %H:%M})",

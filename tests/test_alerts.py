@@ -1,0 +1,313 @@
+"""Alert rules on every dialect: each metric, firing once, resolving, the webhook, the CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from mlkit.toolkit.alerts import check_alerts, firing_alerts, parse_rules
+from mlkit.toolkit.clock import utcnow
+from mlkit.toolkit.config import load_config
+from mlkit.toolkit.errors import MlkitError
+from mlkit.toolkit.schema import (
+    alerts,
+    drift_checks,
+    drift_results,
+    fraud_predictions,
+    security_events,
+    training_runs,
+)
+
+RULES = {
+    "fraud": {"name": "fraud_rate_spike", "condition": "fraud_rate > 0.03", "duration": "10m",
+              "severity": "high"},
+    "drift": {"name": "model_drift", "condition": "kl_divergence > 0.15", "duration": "1h",
+              "severity": "medium"},
+    "logins": {"name": "failed_login_attempts", "condition": "failed_logins > 5",
+               "duration": "5m", "severity": "high"},
+    "training": {"name": "training_failed", "condition": "training_failed > 0",
+                 "duration": "1h", "severity": "medium"},
+}  # fmt: skip
+
+
+def config_with(*rules: str, webhook: str = ""):
+    config = load_config()
+    config.data["alerts"]["rules"] = [RULES[r] for r in rules]
+    config.data["alerts"]["webhook_url"] = webhook
+    return config
+
+
+@pytest.fixture(autouse=True)
+def empty_tables(engine):
+    with engine.begin() as conn:
+        for table in (alerts, drift_results, drift_checks, fraud_predictions, security_events,
+                      training_runs):  # fmt: skip
+            conn.execute(table.delete())
+
+
+def alert_rows(engine) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(alerts).order_by(alerts.c.alert_id)).all()
+
+
+def add_predictions(engine, decisions: list[str], at) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            fraud_predictions.insert(),
+            [
+                {"order_id": i + 1, "fraud_score": 0.9 if d == "BLOCKED" else 0.1,
+                 "decision": d, "model_version": "fraud:1", "created_at": at}
+                for i, d in enumerate(decisions)
+            ],
+        )  # fmt: skip
+
+
+def test_fraud_rate_fires_once_keeps_firing_and_resolves(engine):
+    config = config_with("fraud")
+    now = utcnow()
+    # 2 of 20 flagged = 10 % > 3 %; REQUIRE_2FA does not count as flagged.
+    add_predictions(engine, ["BLOCKED", "MANUAL_REVIEW"] + ["REQUIRE_2FA"] * 3
+                    + ["APPROVED"] * 15, now - timedelta(minutes=2))  # fmt: skip
+    # Outside the 10-minute window: ignored.
+    add_predictions(engine, ["BLOCKED"] * 50, now - timedelta(minutes=30))
+    first = check_alerts(engine, config, now=now)
+    (rule,) = first["rules"]
+    assert rule["value"] == pytest.approx(0.1) and rule["firing"]
+    assert first["firing"] == first["fired"] == ["fraud_rate_spike"]
+    (row,) = alert_rows(engine)
+    assert row.status == "firing" and row.fired_at == now and row.resolved_at is None
+    assert row.threshold == 0.03 and row.severity == "high" and "2 of 20" in row.message
+
+    later = now + timedelta(minutes=1)
+    second = check_alerts(engine, config, now=later)
+    assert second["firing"] == ["fraud_rate_spike"] and second["fired"] == []
+    (row,) = alert_rows(engine)  # still one row, refreshed
+    assert row.status == "firing" and row.fired_at == now and row.last_seen_at == later
+
+    quiet = now + timedelta(minutes=20)  # nothing scored in the window: no data
+    third = check_alerts(engine, config, now=quiet)
+    assert third["firing"] == [] and third["resolved"] == ["fraud_rate_spike"]
+    assert third["rules"][0]["value"] is None
+    (row,) = alert_rows(engine)
+    assert row.status == "resolved" and row.resolved_at == quiet
+
+    fourth = check_alerts(engine, config, now=now + timedelta(minutes=1, seconds=30))
+    assert fourth["fired"] == ["fraud_rate_spike"]
+    assert [r.status for r in alert_rows(engine)] == ["resolved", "firing"]
+
+
+def test_failed_logins_count_per_source_in_the_window(engine):
+    config = config_with("logins")
+    now = utcnow()
+
+    def events(ip: str, n: int, minutes_ago: float = 1, kind: str = "failed_login"):
+        return [
+            {"event_type": kind, "severity": "high", "source_ip": ip, "user_id": "0xabc",
+             "created_at": now - timedelta(minutes=minutes_ago, seconds=i)}
+            for i in range(n)
+        ]  # fmt: skip
+
+    rows = events("10.0.0.1", 5) + events("10.0.0.2", 5) + events("10.0.0.3", 9, 30)
+    rows += events("10.0.0.4", 9, kind="password_reset")
+    with engine.begin() as conn:
+        conn.execute(security_events.insert(), rows)
+    result = check_alerts(engine, config, now=now)
+    assert result["rules"][0]["value"] == 5 and not result["firing"]
+    with engine.begin() as conn:
+        conn.execute(security_events.insert(), events("10.0.0.2", 1, minutes_ago=0.1))
+    result = check_alerts(engine, config, now=now)
+    assert result["rules"][0]["value"] == 6 and result["firing"] == ["failed_login_attempts"]
+    assert "10.0.0.2" in result["rules"][0]["message"]
+
+
+def test_model_drift_reads_the_latest_drift_check(engine):
+    config = config_with("drift")
+    assert check_alerts(engine, config)["rules"][0]["value"] is None  # no check yet
+
+    def add_check(max_kl: float) -> None:
+        now = utcnow()
+        with engine.begin() as conn:
+            check_id = conn.execute(
+                drift_checks.insert().values(
+                    model_ref="fraud:1",
+                    reference="/x",
+                    window_text="7d",
+                    window_start=now,
+                    window_end=now,
+                    reference_rows=10,
+                    current_rows=10,
+                    features_checked=1,
+                    features_drifted=int(max_kl > 0.15),
+                    drifted=max_kl > 0.15,
+                    max_kl=max_kl,
+                    max_psi=max_kl,
+                    kl_threshold=0.15,
+                    checked_at=now,
+                )
+            ).inserted_primary_key[0]
+            conn.execute(drift_results.insert().values(
+                check_id=check_id, feature="wallet_age_days", kind="numeric", psi=max_kl,
+                kl=max_kl, test="ks", threshold=0.01, drifted=max_kl > 0.15,
+            ))  # fmt: skip
+
+    add_check(0.4)
+    fired = check_alerts(engine, config)
+    assert fired["firing"] == ["model_drift"] and "wallet_age_days" in fired["rules"][0]["message"]
+    add_check(0.05)
+    assert check_alerts(engine, config)["resolved"] == ["model_drift"]
+
+
+def test_training_failed_counts_models_whose_latest_run_failed(engine):
+    config = config_with("training")
+    now = utcnow()
+
+    def run(name: str, status: str, minutes_ago: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(training_runs.insert().values(
+                model_name=name, status=status, started_at=now - timedelta(minutes=minutes_ago),
+                last_error="boom" if status == "failed" else None,
+            ))  # fmt: skip
+
+    run("fraud", "failed", 30)
+    run("fraud", "ok", 20)  # fixed since: does not count
+    run("pricing", "failed", 10)
+    result = check_alerts(engine, config)
+    assert result["rules"][0]["value"] == 1 and result["firing"] == ["training_failed"]
+    assert "pricing" in result["rules"][0]["message"]
+    run("pricing", "ok", 5)
+    assert check_alerts(engine, config)["resolved"] == ["training_failed"]
+
+
+def test_firing_alerts_newest_first_and_a_removed_rule_resolves(engine):
+    now = utcnow()
+    add_predictions(engine, ["BLOCKED"] * 3, now - timedelta(minutes=1))
+    with engine.begin() as conn:
+        conn.execute(training_runs.insert().values(model_name="fraud", status="failed",
+                                                   started_at=now))  # fmt: skip
+    check_alerts(engine, config_with("training"), now=now - timedelta(seconds=30))
+    check_alerts(engine, config_with("training", "fraud"), now=now)
+    firing = firing_alerts(engine)
+    assert [a["rule"] for a in firing] == ["fraud_rate_spike", "training_failed"]
+    assert set(firing[0]) == {"rule", "severity", "value", "threshold", "message", "fired_at"}
+    assert firing[0]["fired_at"] == now and firing[0]["value"] == 1.0
+    assert [a["rule"] for a in firing_alerts(engine, limit=1)] == ["fraud_rate_spike"]
+    result = check_alerts(engine, config_with("fraud"), now=now)
+    assert result["resolved"] == ["training_failed"]
+    assert [a["rule"] for a in firing_alerts(engine)] == ["fraud_rate_spike"]
+
+
+def test_firing_alerts_is_empty_before_the_table_exists(tmp_path):
+    from mlkit.toolkit.db import make_engine
+
+    assert firing_alerts(make_engine(f"sqlite:///{tmp_path}/empty.db")) == []
+
+
+def test_two_checks_at_once_open_one_alert(engine):
+    config = config_with("fraud")
+    now = utcnow()
+    add_predictions(engine, ["BLOCKED"] * 4, now - timedelta(minutes=1))
+    errors = []
+
+    def check() -> None:
+        try:
+            check_alerts(engine, config, now=now)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(alert_rows(engine)) == 1
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list] = []
+
+    def do_POST(self):  # the http.server API names it
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhook_hears_fired_and_resolved_and_a_dead_one_only_warns(engine):
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Hook.received.clear()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        now = utcnow()
+        add_predictions(engine, ["BLOCKED"] * 2, now - timedelta(minutes=1))
+        fired = check_alerts(engine, config_with("fraud", webhook=url), now=now)
+        assert fired["webhook_notified"]
+        check_alerts(engine, config_with("fraud", webhook=url), now=now)  # no change: silent
+        check_alerts(engine, config_with("fraud", webhook=url), now=now + timedelta(hours=1))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [(len(p["fired"]), len(p["resolved"])) for p in _Hook.received] == [(1, 0), (0, 1)]
+    assert _Hook.received[0]["fired"][0]["rule"] == "fraud_rate_spike"
+    add_predictions(engine, ["BLOCKED"], now + timedelta(hours=2))
+    dead = check_alerts(engine, config_with("fraud", webhook="http://127.0.0.1:9/"),
+                        now=now + timedelta(hours=2, minutes=1))  # fmt: skip
+    assert dead["firing"] and not dead["webhook_notified"]
+    assert dead["warnings"] and "webhook" in dead["warnings"][0]
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"name": "x", "condition": "fraud_rate >> 3"}, "cannot read condition"),
+        ({"name": "x", "condition": "fraud_rate > 1.2.3"}, "cannot read condition"),
+        ({"name": "x", "condition": "p95_latency > 100"}, "unknown metric 'p95_latency'"),
+        ({"name": "x", "condition": "fraud_rate > 0.1", "duration": "soon"}, "duration"),
+        ({"name": "", "condition": "fraud_rate > 0.1"}, "needs a name"),
+    ],
+)
+def test_bad_rules_are_named(rule, message):
+    with pytest.raises(MlkitError, match=message):
+        parse_rules([rule])
+
+
+def test_disabled_rules_are_skipped_and_duplicates_refused():
+    rules = parse_rules([{**RULES["fraud"], "enabled": False}, RULES["drift"]])
+    assert [r.name for r in rules] == ["model_drift"]
+    assert rules[0].threshold == 0.15 and rules[0].duration == timedelta(hours=1)
+    with pytest.raises(MlkitError, match="also called"):
+        parse_rules([RULES["drift"], RULES["drift"]])
+
+
+def test_cli_exit_codes_json_and_list(engine, cli, database_url, tmp_path):
+    result = cli("--database", database_url, "alerts", "check", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert {r["rule"] for r in document["rules"]} == {r["name"] for r in RULES.values()}
+    assert document["firing"] == []
+
+    add_predictions(engine, ["BLOCKED"] * 2, utcnow() - timedelta(minutes=1))
+    result = cli("--database", database_url, "alerts", "check")
+    assert result.exit_code == 3, result.output
+    assert "fraud_rate_spike" in result.stdout and "FIRING" in result.stdout
+    listed = cli("--database", database_url, "alerts", "list", "--json")
+    assert [a["rule"] for a in json.loads(listed.stdout)["alerts"]] == ["fraud_rate_spike"]
+    history = cli("--database", database_url, "alerts", "list", "--all")
+    assert history.exit_code == 0 and "fraud_rate_spike" in history.stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"alerts": {"rules": [{"name": "x", "condition": "cpu > 1"}]}}))
+    result = cli("--config", str(bad), "--database", database_url, "alerts", "check")
+    assert result.exit_code == 1 and "unknown metric 'cpu'" in result.stderr

@@ -1,0 +1,206 @@
+"""`mlkit dashboard` driven by Textual's pilot against real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from conftest import drop_database, make_database
+from rich.console import Console
+
+from mlkit.toolkit import schema
+from mlkit.toolkit.config import load_config
+from mlkit.toolkit.db import init_schema, make_engine, refresh_kpi
+from mlkit.toolkit.demo.seed import seed_demo
+from mlkit.toolkit.monitor import DECISIONS, FLAGGED
+from mlkit.toolkit.pricing.state import BanditStore
+from mlkit.toolkit.pricing.train import train_bandit
+
+REFRESH = 0.3
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """PostgreSQL with a demo world, predictions for its last week, a trained bandit."""
+    url = make_database("postgresql", tmp_path_factory.mktemp("pg"))
+    engine = make_engine(url)
+    init_schema(engine)
+    seed_demo(engine, orders=3000, days=30, seed=21, families=("fraud", "pricing"))
+    o = schema.orders
+    with engine.begin() as conn:
+        orders = pd.DataFrame(conn.execute(sa.select(o.c.order_id, o.c.created_at)).all())
+        newest = orders["created_at"].max()
+        recent = orders[orders["created_at"] > newest - timedelta(days=7)]
+        decisions = [DECISIONS[::-1][i % 7] if i % 7 < 4 else "APPROVED"
+                     for i in recent["order_id"]]  # fmt: skip
+        conn.execute(schema.fraud_predictions.insert(), [
+            {"order_id": int(i), "fraud_score": 0.5, "decision": d, "model_version": "fraud:1",
+             "created_at": t}
+            for i, d, t in zip(recent["order_id"], decisions, recent["created_at"], strict=True)
+        ])  # fmt: skip
+    refresh_kpi(engine)  # as cron does every 5 minutes; the panel reads whole hours there
+    expected = pd.Series(decisions).value_counts()
+    yield engine, url, expected
+    engine.dispose()
+    drop_database(url)
+
+
+def text_of(app, selector: str) -> str:
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(app.query_one(selector).content)
+    return console.export_text()
+
+
+async def wait_for_refresh(app, pilot, after: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while app.refreshes <= after:
+        assert time.monotonic() < deadline, "no refresh arrived"
+        await pilot.pause(0.05)
+
+
+async def test_panels_show_the_seeded_figures_and_follow_updates(seeded, redis_url, monkeypatch):
+    from mlkit.dashboard.app import Dashboard
+
+    engine, url, expected = seeded
+    monkeypatch.setenv("MLKIT_HOME", "home")
+    config = load_config(database_url=url)
+    import redis as redis_lib
+
+    store = BanditStore(engine, redis_lib.Redis.from_url(redis_url))
+    train_bandit(engine, config, store.redis, since="365d", force=True)
+
+    app = Dashboard(url, redis_url, REFRESH)
+    async with app.run_test(size=(180, 50)) as pilot:
+        await wait_for_refresh(app, pilot, 0)
+        fraud = text_of(app, "#fraud")
+        seven_days = next(line for line in fraud.splitlines() if line.strip().startswith("7d"))
+        for decision in DECISIONS:
+            assert f"{int(expected.get(decision, 0)):,}" in seven_days
+        flagged = sum(int(expected.get(d, 0)) for d in FLAGGED) / int(expected.sum())
+        assert f"{flagged:.2%}" in seven_days
+        assert "as of" in fraud  # the demo's orders are older than a week
+        assert "latest blocked" in text_of(app, "#blocked")
+
+        bandit = text_of(app, "#bandit")
+        states = store.read_database()
+        for arm, state in states.items():
+            assert arm in bandit and f"{state.pulls:,}" in bandit, bandit
+        best = max(states, key=lambda a: states[a].mean)
+        assert f"{best} *" in bandit and "live from redis" in bandit, bandit
+
+        training = text_of(app, "#training")
+        pricing = next(line for line in training.splitlines() if line.strip().startswith("pricing"))
+        assert "v1" in pricing and "ok" in pricing
+        assert "untrained" in next(line for line in training.splitlines() if "recommender" in line)
+        assert "Redis ok" in text_of(app, "#top")
+
+        # A reward recorded elsewhere shows at the next refresh.
+        before = states["early_bird"].pulls
+        store.record("early_bird", 1.0)
+        await wait_for_refresh(app, pilot, app.refreshes)
+        await wait_for_refresh(app, pilot, app.refreshes)
+        assert f"{before + 1:,}" in text_of(app, "#bandit")
+
+        # p pauses polling; p again resumes.
+        await pilot.press("p")
+        await pilot.pause(0.1)
+        paused_at = app.refreshes
+        await pilot.pause(REFRESH * 4)
+        assert app.refreshes == paused_at and "paused" in text_of(app, "#top")
+        await pilot.press("p")
+        await wait_for_refresh(app, pilot, paused_at)
+
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+        assert "HelpScreen" in type(app.screen).__name__
+        await pilot.press("x")
+        await pilot.pause(0.1)
+
+        await pilot.press("q")
+        await pilot.pause(0.2)
+    assert not app.is_running
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    import redis as redis_lib
+
+    client = redis_lib.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            return server
+        except redis_lib.RedisError:
+            time.sleep(0.05)
+    raise AssertionError("private redis-server did not start")
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
+async def test_redis_stopped_degrades_the_bandit_panel_and_it_recovers(seeded):
+    from mlkit.dashboard.app import Dashboard
+
+    _, url, _ = seeded
+    port = free_port()
+    server = start_redis(port)
+    app = Dashboard(url, f"redis://127.0.0.1:{port}/0", REFRESH)
+    try:
+        async with app.run_test(size=(180, 50)) as pilot:
+            await wait_for_refresh(app, pilot, 0)
+            assert "Redis ok" in text_of(app, "#top")
+            server.kill()
+            server.wait()
+            await wait_for_refresh(app, pilot, app.refreshes)
+            await wait_for_refresh(app, pilot, app.refreshes)
+            assert "Redis disconnected, retrying" in text_of(app, "#top")
+            bandit = text_of(app, "#bandit")
+            assert "from the database" in bandit and "baseline" in bandit
+            server = start_redis(port)
+            await wait_for_refresh(app, pilot, app.refreshes)
+            await wait_for_refresh(app, pilot, app.refreshes)
+            assert "Redis ok" in text_of(app, "#top")
+            await pilot.press("q")
+    finally:
+        server.kill()
+
+
+async def test_sqlite_without_redis_and_a_database_that_goes_away(tmp_path):
+    from mlkit.dashboard.app import Dashboard
+
+    path = tmp_path / "mlkit.db"
+    init_schema(make_engine(f"sqlite:///{path}"))
+    app = Dashboard(f"sqlite:///{path}", None, REFRESH)
+    async with app.run_test(size=(180, 50)) as pilot:
+        await wait_for_refresh(app, pilot, 0)
+        assert "no orders yet" in text_of(app, "#fraud")
+        assert "Redis disabled" in text_of(app, "#bandit")
+        assert "Redis disabled" in text_of(app, "#top")
+        path.rename(tmp_path / "away.db")
+        # A server going away also ends its connections; SQLite's pooled ones would keep
+        # reading the moved file, so drop them as a server would.
+        app.source.engine.dispose()
+        await wait_for_refresh(app, pilot, app.refreshes)
+        await wait_for_refresh(app, pilot, app.refreshes)
+        assert "database disconnected, retrying" in text_of(app, "#fraud")
+        assert "database disconnected, retrying" in text_of(app, "#training")
+        path.unlink(missing_ok=True)  # the empty file SQLite made meanwhile
+        (tmp_path / "away.db").rename(path)
+        await wait_for_refresh(app, pilot, app.refreshes)
+        await wait_for_refresh(app, pilot, app.refreshes)
+        assert "no orders yet" in text_of(app, "#fraud")
+        await pilot.press("q")

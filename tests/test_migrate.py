@@ -1,0 +1,437 @@
+"""`mlkit migrate` on real MariaDB and PostgreSQL: every column type round-trips with equal
+checksums, dry runs write nothing, killed runs resume to the same result, bad input gives
+one clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import drop_database, make_database
+
+SERVERS = ("mysql", "postgresql")
+LONG_TEXT = "x" * 99_990 + "😀 end"  # 100,000 characters, a 4-byte one among them
+SEQUENCE_HIGH = 900  # AUTOINCREMENT ids handed out before the last rows were deleted
+
+
+def build_source(path: Path) -> Path:
+    """A SQLite file with every type the migration handles, stored the ways SQLite allows."""
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE customers (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            email VARCHAR(40) UNIQUE,
+            bio TEXT,
+            photo BLOB,
+            active BOOLEAN,
+            balance NUMERIC(12, 2),
+            score REAL,
+            big BIGINT,
+            joined DATE,
+            seen_at DATETIME,
+            paid_at TIMESTAMP,
+            clicked_at TIMESTAMP,
+            meta JSON
+        );
+        CREATE UNIQUE INDEX ux_customers_bio ON customers (bio);
+        CREATE TABLE "order" (
+            id INTEGER PRIMARY KEY,
+            customer_id INTEGER NOT NULL REFERENCES customers (id),
+            "total amount" NUMERIC(10, 2),
+            "group" TEXT
+        );
+        CREATE INDEX ix_order_customer ON "order" (customer_id);
+        CREATE TABLE pairs (a TEXT, b INTEGER, v TEXT, PRIMARY KEY (a, b));
+        CREATE TABLE events_log (msg TEXT, level INTEGER, at DATETIME);
+        """
+    )
+    customers = []
+    for i in range(1, 301):
+        customers.append(
+            (
+                i,
+                f"name {i} Zoë 😀" if i % 2 else f"Name {i}",
+                f"user{i}@example.org" if i % 7 else None,
+                LONG_TEXT if i == 5 else f"bio {i}",
+                bytes([i % 256, 0, 255]) * (i % 4),
+                i % 2,
+                round(i * 1.25, 2),
+                i / 7 if i % 11 else None,
+                2**62 + i,
+                f"2024-01-{i % 28 + 1:02d}",
+                f"2024-02-03 04:05:06.{i:06d}",
+                1_700_000_000 + i,  # epoch seconds
+                1_700_000_000_000 + i,  # epoch milliseconds
+                json.dumps({"i": i, "tags": ["a", "b"], "ok": True}),
+            )
+        )
+    conn.executemany(f"INSERT INTO customers VALUES ({', '.join('?' * 14)})", customers)
+    conn.execute("INSERT INTO customers (id, name) VALUES (?, 'gone')", (SEQUENCE_HIGH,))
+    conn.execute("DELETE FROM customers WHERE id = ?", (SEQUENCE_HIGH,))
+    conn.executemany(
+        'INSERT INTO "order" VALUES (?, ?, ?, ?)',
+        [(i, i % 300 + 1, round(i * 0.5, 2), "g" if i % 2 else None) for i in range(1, 501)],
+    )
+    # 'a' and 'A' are different keys in SQLite: they must stay so on MySQL.
+    conn.executemany(
+        "INSERT INTO pairs VALUES (?, ?, ?)",
+        [(k, n, f"{k}{n}") for k in ("a", "A", "a ", "b") for n in range(3)],
+    )
+    conn.executemany(
+        "INSERT INTO events_log VALUES (?, ?, ?)",
+        [("dup", 1, "2024-05-05 10:00:00")] * 3 + [(f"m{i}", i, None) for i in range(40)],
+    )
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def source_db(tmp_path) -> Path:
+    return build_source(tmp_path / "source.db")
+
+
+@pytest.fixture(params=SERVERS)
+def target_url(request, tmp_path):
+    url = make_database(request.param, tmp_path)
+    yield url
+    drop_database(url)
+
+
+def run_json(cli, *args: str) -> tuple[int, dict, str]:
+    result = cli("migrate", *args, "--json")
+    document = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    return result.exit_code, document, result.stderr
+
+
+def test_every_type_round_trips_with_identical_checksums(cli, source_db, target_url):
+    code, doc, stderr = run_json(cli, "--source", f"sqlite:///{source_db}", "--target", target_url)
+    assert code == 0, stderr
+    assert doc["ok"] and not doc["mismatched_tables"]
+    tables = {t["table"]: t for t in doc["tables"]}
+    assert set(tables) == {"customers", "order", "pairs", "events_log"}
+    for table in tables.values():
+        assert table["verify"]["ok"], table
+        assert table["verify"]["source_checksum"] == table["verify"]["target_checksum"]
+    engine = sa.create_engine(target_url)
+    with engine.connect() as conn:
+        bio, name, paid, clicked, active, balance, meta = conn.execute(
+            sa.text(
+                "SELECT bio, name, paid_at, clicked_at, active, balance, meta FROM customers "
+                "WHERE id = 5"
+            )
+        ).one()
+        assert bio == LONG_TEXT  # whole, 4-byte character included
+        assert name == "name 5 Zoë 😀"
+        assert str(paid) == "2023-11-14 22:13:25"
+        assert str(clicked) == "2023-11-14 22:13:20.005000"
+        assert bool(active) is True and float(balance) == 6.25
+        assert (json.loads(meta) if isinstance(meta, str) else meta)["tags"] == ["a", "b"]
+        # The reserved-word table with a quoted column, and the table without a key.
+        assert conn.execute(sa.text(f"SELECT COUNT(*) FROM {_q(conn, 'order')}")).scalar() == 500
+        assert (
+            conn.execute(sa.text("SELECT COUNT(*) FROM events_log WHERE msg = 'dup'")).scalar() == 3
+        )
+        # Keys differing only in case or trailing space stay distinct.
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM pairs")).scalar() == 12
+        # Ids continue after the highest ever handed out, not after MAX(id).
+        conn.execute(sa.text("INSERT INTO customers (name) VALUES ('new')"))
+        new_id = conn.execute(sa.text("SELECT MAX(id) FROM customers")).scalar()
+        assert new_id == SEQUENCE_HIGH + 1
+        # The unique index over a 100,000-character text keeps whole-value uniqueness.
+        with pytest.raises(sa.exc.IntegrityError):
+            conn.execute(
+                sa.text("INSERT INTO customers (name, bio) VALUES ('x', :b)"), {"b": LONG_TEXT}
+            )
+        conn.rollback()
+        inspector = sa.inspect(conn)
+        fks = inspector.get_foreign_keys("order")
+        assert [(fk["referred_table"], fk["constrained_columns"]) for fk in fks] == [
+            ("customers", ["customer_id"])
+        ]
+    engine.dispose()
+
+
+def _q(conn, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote_identifier(name)
+
+
+def test_dry_run_writes_nothing_anywhere(cli, source_db, target_url):
+    before = source_db.read_bytes()
+    code, doc, stderr = run_json(
+        cli, "--source", f"sqlite:///{source_db}", "--target", target_url, "--dry-run"
+    )
+    assert code == 0, stderr
+    assert doc["dry_run"] is True
+    customers = next(t for t in doc["tables"] if t["table"] == "customers")
+    assert customers["rows"] == 300 and customers["batches"] == 1
+    assert any("CREATE TABLE" in s for s in customers["ddl"])
+    assert source_db.read_bytes() == before
+    assert not Path(f"{source_db}-wal").exists()
+    engine = sa.create_engine(target_url)
+    assert sa.inspect(engine).get_table_names() == []
+    engine.dispose()
+
+
+def test_mysql_long_text_becomes_mediumtext_and_unique_index_uses_a_hash(cli, source_db, tmp_path):
+    url = make_database("mysql", tmp_path)
+    try:
+        result = cli("migrate", "--source", f"sqlite:///{source_db}", "--target", url, "--dry-run")
+        assert result.exit_code == 0, result.stderr
+        assert "bio MEDIUMTEXT" in result.stdout
+        assert "CREATE UNIQUE INDEX ux_customers_bio ON customers (bio_sha256)" in result.stdout
+        assert "GENERATED ALWAYS AS (SHA2(`bio`, 256)) STORED" in result.stdout
+        assert "`order`" in result.stdout and "`total amount`" in result.stdout
+    finally:
+        drop_database(url)
+
+
+def test_non_empty_target_is_refused_without_resume_or_replace(cli, source_db, target_url):
+    args = ("--source", f"sqlite:///{source_db}", "--target", target_url, "--tables", "pairs")
+    assert cli("migrate", *args).exit_code == 0
+    again = cli("migrate", *args)
+    assert again.exit_code == 1
+    assert "target tables are not empty: pairs (12 rows)" in again.stderr
+    assert "--resume" in again.stderr
+    replaced = cli("migrate", *args, "--replace")
+    assert replaced.exit_code == 0, replaced.stderr
+
+
+def _progress(url: str, table: str) -> tuple[str, int] | None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.text("SELECT status, rows_copied FROM migration_progress WHERE table_name = :t"),
+                {"t": table},
+            ).first()
+            return (row[0], row[1]) if row else None
+    except sa.exc.DBAPIError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def _big_source(path: Path, rows: int) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE ticks (id INTEGER PRIMARY KEY, symbol TEXT, price REAL, ts DATETIME)"
+    )
+    conn.execute("CREATE TABLE tape (symbol TEXT, qty INTEGER)")  # no primary key
+    conn.executemany(
+        "INSERT INTO ticks VALUES (?, ?, ?, ?)",
+        ((i, f"S{i % 50}", i * 0.01, f"2024-01-01 00:00:{i % 60:02d}") for i in range(1, rows + 1)),
+    )
+    conn.executemany("INSERT INTO tape VALUES (?, ?)", ((f"S{i % 7}", i % 3) for i in range(rows)))
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize("killed_table", ["ticks", "tape"])
+def test_killed_migration_resumes_without_duplicates_or_gaps(tmp_path, target_url, killed_table):
+    rows = 40_000
+    source = _big_source(tmp_path / "big.db", rows)
+    args = [
+        sys.executable, "-m", "mlkit.commands.main", "migrate", "--source",
+        f"sqlite:///{source}", "--target", target_url, "--batch-size", "200", "--no-verify",
+    ]  # fmt: skip
+    env = {**os.environ, "MLKIT_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            state = _progress(target_url, killed_table)
+            if state and state[0] == "copying" and 0 < state[1] < rows // 2:
+                break
+            assert proc.poll() is None, "the migration ended before it could be killed"
+            time.sleep(0.01)
+        else:
+            pytest.fail("the migration never reached the table")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    status, copied = _progress(target_url, killed_table)
+    assert status == "copying" and 0 < copied < rows
+    refused = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "--resume" in refused.stderr
+    resumed = subprocess.run(
+        [*args[:-1], "--resume", "--json"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    doc = json.loads(resumed.stdout)
+    tables = {t["table"]: t for t in doc["tables"]}
+    assert tables[killed_table]["status"] == "resumed"
+    for table in tables.values():
+        assert table["verify"]["ok"], table
+        assert table["verify"]["target_rows"] == rows
+    engine = sa.create_engine(target_url)
+    with engine.connect() as conn:
+        distinct = conn.execute(sa.text("SELECT COUNT(DISTINCT id) FROM ticks")).scalar()
+        assert distinct == rows
+    engine.dispose()
+
+
+def test_values_the_target_cannot_hold_fail_or_go_to_the_reject_file(cli, tmp_path):
+    path = tmp_path / "dirty.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE prices (id INTEGER PRIMARY KEY, qty INTEGER, amount NUMERIC(8, 2))")
+    conn.executemany(
+        "INSERT INTO prices VALUES (?, ?, ?)",
+        [(1, 5, 1.5), (2, "lots", 2.0), (3, 7, 3.25), (4, 8, 0.125), (5, 9, 4.0)],
+    )
+    conn.commit()
+    conn.close()
+    url = make_database("mysql", tmp_path)
+    try:
+        args = ("--source", f"sqlite:///{path}", "--target", url)
+        failed = cli("migrate", *args)
+        assert failed.exit_code == 1
+        assert "prices: row [2] cannot go into the target" in failed.stderr
+        assert "'lots' is not an integer" in failed.stderr
+        rejects = tmp_path / "rejects.jsonl"
+        code, doc, stderr = run_json(
+            cli, *args, "--replace", "--on-error", "skip", "--reject-file", str(rejects)
+        )
+        assert code == 0, stderr
+        table = doc["tables"][0]
+        assert table["copied"] == 3 and table["rejected"] == 2
+        assert table["verify"]["ok"] and table["verify"]["rejected"] == 2
+        lines = [json.loads(line) for line in rejects.read_text().splitlines()]
+        assert [line["key"] for line in lines] == [[2], [4]]
+        assert "not an integer" in lines[0]["reason"]
+        assert "more than 2 decimal places" in lines[1]["reason"]
+    finally:
+        drop_database(url)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_table_not_in_the_source_lists_the_tables(cli, source_db, tmp_path):
+    result = cli(
+        "migrate", "--source", f"sqlite:///{source_db}", "--target",
+        f"sqlite:///{tmp_path}/t.db", "--tables", "nope",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "'nope' not in the source; it has: customers, events_log, order, pairs" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "t.db").exists()
+
+
+def test_unreachable_target_writes_nothing_and_hides_the_password(cli, source_db, tmp_path):
+    before = source_db.read_bytes()
+    result = cli(
+        "migrate", "--source", f"sqlite:///{source_db}",
+        "--target", "mysql+pymysql://root:s3cret-pw@127.0.0.1:1/shop",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "cannot reach the database at 127.0.0.1:1" in result.stderr
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert source_db.read_bytes() == before
+
+
+def test_source_that_is_not_a_database(cli, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("just some text, not a database\n")
+    for source in (f"sqlite:///{notes}", str(notes)):
+        result = cli("migrate", "--source", source, "--target", f"sqlite:///{tmp_path}/t.db")
+        assert result.exit_code == 1
+        assert "is not a SQLite database" in result.stderr
+    missing = cli(
+        "migrate", "--source", f"sqlite:///{tmp_path}/missing.db", "--target", "sqlite:///x.db"
+    )
+    assert missing.exit_code == 1 and "does not exist" in missing.stderr
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_read_only_target_is_one_clear_error(cli, source_db, tmp_path):
+    url = make_database("postgresql", tmp_path)
+    try:
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            name = sa.engine.make_url(url).database
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+        engine.dispose()
+        result = cli("migrate", "--source", f"sqlite:///{source_db}", "--target", url)
+        assert result.exit_code == 1
+        assert "is read-only" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        drop_database(url)
+
+
+def test_mysql_variables_make_the_default_target(cli, source_db, tmp_path, monkeypatch):
+    url = make_database("mysql", tmp_path)
+    try:
+        parsed = sa.engine.make_url(url)
+        monkeypatch.setenv("MYSQL_ENABLED", "true")
+        monkeypatch.setenv("MYSQL_HOST", parsed.host)
+        monkeypatch.setenv("MYSQL_PORT", str(parsed.port or 3306))
+        monkeypatch.setenv("MYSQL_USER", parsed.username)
+        monkeypatch.setenv("MYSQL_PASSWORD", "")
+        monkeypatch.setenv("MYSQL_DB", parsed.database)
+        monkeypatch.setenv("MYSQL_CHARSET", "utf8mb4")
+        monkeypatch.setenv("MLKIT_CONFIG", str(Path(__file__).resolve().parents[1] / "config.yaml"))
+        code, doc, stderr = run_json(cli, "--source", str(source_db), "--tables", "pairs")
+        assert code == 0, stderr
+        assert doc["target"].endswith(f"/{parsed.database}?charset=utf8mb4")
+        monkeypatch.delenv("MYSQL_HOST")
+        monkeypatch.delenv("MYSQL_DB")
+        missing = cli("migrate", "--source", str(source_db))
+        assert missing.exit_code == 1
+        assert "MYSQL_HOST, MYSQL_DB are not set" in missing.stderr
+    finally:
+        drop_database(url)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_mlkit_commands_work_on_a_migrated_mlkit_database(cli, tmp_path, server):
+    """mlkit's own SQLite database, moved: status and the registry read the same."""
+    home_db = tmp_path / "home" / "mlkit.db"
+    seeded = cli("demo", "seed", "--orders", "1500", "--json")
+    assert seeded.exit_code == 0, seeded.stderr
+    from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.registry import register_model
+
+    engine = make_engine(f"sqlite:///{home_db}")
+    register_model(
+        engine,
+        tmp_path / "home" / "artifacts",
+        name="fraud",
+        family="fraud",
+        write_artifact=lambda path: path.write_text('{"trees": []}'),
+        filename="model.json",
+        metrics={"auc_pr": 0.42},
+        features=["amount", "hour"],
+    )
+    engine.dispose()
+    url = make_database(server, tmp_path)
+    try:
+        code, doc, stderr = run_json(cli, "--source", f"sqlite:///{home_db}", "--target", url)
+        assert code == 0, stderr
+        assert doc["ok"] and "migration_progress" in doc["tables_not_copied"]
+        for args in (("status", "--json"), ("models", "list", "--json")):
+            on_sqlite = cli(*args)
+            on_target = cli("--database", url, *args)
+            assert on_target.exit_code == 0, on_target.stderr
+            assert json.loads(on_target.stdout) == json.loads(on_sqlite.stdout)
+        counts = cli("--database", url, "db", "status", "--json")
+        assert counts.exit_code == 0
+        assert json.loads(counts.stdout)["tables"]["orders"] == 1500
+    finally:
+        drop_database(url)

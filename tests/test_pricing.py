@@ -1,0 +1,254 @@
+"""The pricing bandit: history, rewards, exact concurrent updates, Redis loss, commands."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from mlkit.toolkit import schema
+from mlkit.toolkit.config import load_config
+from mlkit.toolkit.demo.seed import seed_demo
+from mlkit.toolkit.pricing.history import ARMS, infer_arms, load_history
+from mlkit.toolkit.pricing.policies import choose, simulate
+from mlkit.toolkit.pricing.state import KEY_PREFIX, BanditStore
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture(scope="module")
+def world(engine):
+    seed_demo(engine, orders=4000, days=40, seed=5, families=("pricing",))
+    return engine
+
+
+def redis_of(url):
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
+def env_for(engine, redis_url: str) -> dict:
+    return {
+        "MLKIT_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        "MLKIT_REDIS_URL": redis_url,
+    }
+
+
+def test_strategy_from_price_over_base():
+    price = np.array([100.0, 111.0, 110.0, 94.0, 95.0, 100.004, 104.0])
+    base = np.full(len(price), 100.0)
+    arms = [ARMS[i] for i in infer_arms(price, base, surge=1.1, early=0.95)]
+    assert arms == ["baseline", "surge_pricing", "ml_pricing", "early_bird", "ml_pricing",
+                    "baseline", "ml_pricing"]  # fmt: skip
+
+
+def test_history_infers_the_arm_the_demo_used_and_popularity_before_the_order(world):
+    with world.connect() as conn:
+        frame = load_history(conn, None, surge=1.1, early=0.95)
+        truth = pd.read_sql(
+            sa.select(schema.demo_truth_orders.c.order_id, schema.demo_truth_orders.c.pricing_arm),
+            conn,
+        )
+        orders = pd.read_sql(
+            sa.select(schema.orders).where(schema.orders.c.is_resale == sa.false()), conn
+        )
+    joined = frame.merge(truth, on="order_id")
+    assert len(joined) == len(frame) > 1000
+    assert (joined["arm"].map(lambda i: ARMS[i]) == joined["pricing_arm"]).all()
+    # popularity: completed primary sales of the event strictly before the order
+    orders = orders.sort_values(["created_at", "order_id"])
+    done = (orders["status"] == "COMPLETED").astype(int)
+    orders["sold_before"] = done.groupby(orders["event_id"]).cumsum() - done
+    expected = frame[["order_id"]].merge(orders[["order_id", "sold_before"]], on="order_id")
+    assert (frame["sold_before"].to_numpy() == expected["sold_before"].to_numpy()).all()
+    assert set(frame["status"]) <= {"COMPLETED", "FAILED", "REFUNDED"}
+    assert frame["created_at"].is_monotonic_increasing
+    assert ((frame["combined"] > 0) == (frame["status"] == "COMPLETED")).all()
+
+
+def _reward_worker(url: str, redis_url: str, rewards: list[float], start) -> None:
+    from mlkit.toolkit.cache import redis_client
+    from mlkit.toolkit.db import make_engine
+
+    store = BanditStore(make_engine(url), redis_client(redis_url))
+    start.wait()
+    for r in rewards:
+        store.record("surge_pricing", r)
+
+
+def test_concurrent_rewards_add_up_exactly_in_redis_and_database(world, redis_url):
+    store = BanditStore(world, redis_of(redis_url))
+    store.reset()
+    before = store.read_database()["surge_pricing"]
+    url = world.url.render_as_string(hide_password=False)
+    context = multiprocessing.get_context("fork")  # children open their own connections
+    start = context.Event()
+    # 8 x 1,000 on PostgreSQL, the platform's database; fewer elsewhere to keep the suite
+    # fast. Rewards are exact binary fractions, so "exact" means exact.
+    updates = 1000 if world.dialect.name == "postgresql" else 250
+    per_process = [[(i * 7 + p) % 9 / 8 for i in range(updates)] for p in range(8)]
+    workers = [
+        context.Process(target=_reward_worker, args=(url, redis_url, rewards, start))
+        for rewards in per_process
+    ]
+    for w in workers:
+        w.start()
+    start.set()
+    for w in workers:
+        w.join(180)
+        assert w.exitcode == 0
+    expected_sum = sum(map(sum, per_process))
+    db = store.read_database()["surge_pricing"]
+    assert db.pulls - before.pulls == 8 * updates
+    assert db.reward_sum - before.reward_sum == expected_sum
+    cached = json.loads(redis_of(redis_url).get(KEY_PREFIX + "surge_pricing"))
+    assert cached["pulls"] == db.pulls
+    assert cached["reward_sum"] == db.reward_sum
+    assert cached["alpha"] == db.alpha and cached["beta"] == db.beta
+
+
+def test_train_then_flush_redis_and_stats_come_back_from_the_database(world, redis_url, cli):
+    env = env_for(world, redis_url)
+    trained = cli("train", "mab", "--since", "1000d", "--json", env=env)
+    assert trained.exit_code == 0, trained.output
+    result = json.loads(trained.stdout)
+    assert result["model"] == "pricing" and result["alias"] == "prod"
+    assert sum(a["pulls"] for a in result["arms"].values()) == result["offers"]
+    metrics = result["metrics"]
+    assert metrics["replay_days"] > 10 and metrics["replay_matched"] > 0
+    assert metrics["best_arm"] in ARMS
+
+    live = json.loads(cli("mab", "stats", "--json", env=env).stdout)
+    assert live["source"] == "redis"
+    assert {a: s["pulls"] for a, s in live["arms"].items()} == {
+        a: s["pulls"] for a, s in result["arms"].items()
+    }
+    redis_of(redis_url).flushdb()
+    reloaded = cli("mab", "stats", "--json", env=env)
+    assert reloaded.exit_code == 0, reloaded.output
+    again = json.loads(reloaded.stdout)
+    assert again["source"] == "database"
+    assert again["arms"] == live["arms"]
+    assert (
+        json.loads(redis_of(redis_url).get(KEY_PREFIX + "baseline"))["pulls"]
+        == (live["arms"]["baseline"]["pulls"])
+    )
+
+    status = json.loads(cli("status", "--json", env=env).stdout)
+    assert status["pricing"]["is_trained"] is True
+    assert status["pricing"]["bandit"]["best_arm"] == live["best_arm"]
+
+
+def test_recommend_prices_within_the_chosen_strategy(world, redis_url, cli):
+    env = env_for(world, redis_url)
+    with world.connect() as conn:
+        event_id, base = conn.execute(
+            sa.select(schema.events.c.event_id, schema.events.c.base_price).limit(1)
+        ).one()
+    config = load_config(env={"MLKIT_HOME": "."})
+    seen = set()
+    for policy in ("thompson", "ucb1", "egreedy"):
+        out = cli("mab", "recommend", "--event", str(event_id), "--policy", policy, "--json",
+                  env=env)  # fmt: skip
+        assert out.exit_code == 0, out.output
+        pick = json.loads(out.stdout)
+        seen.add(pick["strategy"])
+        ratio = pick["price"] / float(base)
+        arm = ARMS[infer_arms(np.array([pick["price"]]), np.array([float(base)]),
+                              config.get("pricing.surge_ratio"),
+                              config.get("pricing.early_bird_ratio"))[0]]  # fmt: skip
+        assert arm == pick["strategy"], (ratio, pick)
+    assert seen
+
+
+def test_bad_input_changes_nothing(world, redis_url, cli):
+    env = env_for(world, redis_url)
+    store = BanditStore(world, redis_of(redis_url))
+    before = store.read_database()
+    with world.connect() as conn:
+        event_id = conn.execute(sa.select(schema.events.c.event_id).limit(1)).scalar_one()
+    cases = [
+        (["--event", str(event_id), "--arm", "discount", "--reward", "1"], "unknown arm"),
+        (["--event", "99999999", "--arm", "baseline", "--reward", "1"], "no event"),
+        (["--event", str(event_id), "--arm", "baseline", "--reward", "1.5"], "outside [0, 1]"),
+        (["--event", str(event_id), "--arm", "baseline", "--reward", "nan"], "outside [0, 1]"),
+    ]
+    for args, message in cases:
+        out = cli("mab", "reward", *args, env=env)
+        assert out.exit_code == 1 and message in out.stderr, out.output
+        assert "Traceback" not in out.output
+    redis_of(redis_url).set(KEY_PREFIX + "baseline", b"{not json")
+    out = cli("mab", "reward", "--event", str(event_id), "--arm", "baseline", "--reward", "1",
+              env=env)  # fmt: skip
+    assert out.exit_code == 1 and "mab:baseline is not a bandit state" in out.stderr
+    stats = cli("mab", "stats", env=env)
+    assert stats.exit_code == 1 and "not a bandit state" in stats.stderr
+    assert store.read_database() == before
+
+
+def test_without_redis_everything_runs_on_the_database_with_a_warning(world, cli):
+    env = env_for(world, UNREACHABLE_REDIS)
+    before = BanditStore(world).read_database()["ml_pricing"]
+    with world.connect() as conn:
+        event_id = conn.execute(sa.select(schema.events.c.event_id).limit(1)).scalar_one()
+    out = cli("mab", "reward", "--event", str(event_id), "--arm", "ml_pricing", "--reward",
+              "0.5", "--json", env=env)  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "warning: Redis unreachable" in out.stderr
+    assert json.loads(out.stdout)["pulls"] == before.pulls + 1
+    stats = json.loads(cli("mab", "stats", "--json", env=env).stdout)
+    assert stats["source"] == "database"
+    assert stats["arms"]["ml_pricing"]["pulls"] == before.pulls + 1
+
+
+def test_reset_needs_yes_and_clears_both_stores(world, redis_url, cli):
+    env = env_for(world, redis_url)
+    BanditStore(world, redis_of(redis_url)).record("early_bird", 1.0)
+    refused = cli("mab", "reset", env=env)
+    assert refused.exit_code == 1 and "--yes" in refused.stderr
+    assert cli("mab", "reset", "--yes", env=env).exit_code == 0
+    assert redis_of(redis_url).keys(KEY_PREFIX + "*") == []
+    stats = json.loads(cli("mab", "stats", "--json", env=env).stdout)
+    assert stats["total_pulls"] == 0 and stats["best_arm"] is None
+
+
+def test_policies_find_the_best_arm():
+    rates = np.array([0.05, 0.04, 0.03, 0.02])
+    for policy in ("thompson", "ucb1", "egreedy"):
+        result = simulate(policy, rates, 20_000, seed=3)
+        assert sum(result["pulls"]) == 20_000
+        assert result["best_arm"] == 0 and result["best_arm_share"] > 0.3, policy
+        # pulling arms uniformly loses 0.015 per step
+        assert 0 < result["cumulative_regret"] < 0.015 * 20_000 * 0.8, policy
+    # Thompson beats pulling arms uniformly by far (regret 0.015 per step).
+    assert simulate("thompson", rates, 20_000, seed=4)["cumulative_regret"] < 150
+
+
+def test_a_batch_of_choices_follows_the_posterior():
+    rng = np.random.default_rng(0)
+    pulls, sums = np.array([1000.0, 1000.0]), np.array([600.0, 400.0])
+    picks = choose("thompson", pulls, sums, rng, size=500)
+    assert picks.shape == (500,) and (picks == 0).mean() > 0.99
+
+
+def test_simulate_command(cli, world):
+    out = cli("mab", "simulate", "--arms", "0.05,0.04,0.03,0.02", "--horizon", "5000", "--seed",
+              "1", "--policy", "thompson", "--json")  # fmt: skip
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert set(result) >= {"cumulative_regret", "pulls", "best_arm_share"}
+    assert sum(result["pulls"].values()) == 5000
+    args = ("--arms", "0.05,0.04,0.03,0.02", "--horizon", "5000", "--seed", "1", "--json")
+    assert json.loads(cli("mab", "simulate", *args, "--policy", "thompson").stdout) == result
+    url = world.url.render_as_string(hide_password=False)
+    demo = cli("mab", "simulate", "--from-demo", "--horizon", "3000", "--json",
+               env={"MLKIT_DATABASE_URL": url})  # fmt: skip
+    assert demo.exit_code == 0, demo.output
+    assert set(json.loads(demo.stdout)["pulls"]) == set(ARMS)
+    bad = cli("mab", "simulate", "--arms", "0.5,x")
+    assert bad.exit_code == 1 and "cannot read --arms" in bad.stderr

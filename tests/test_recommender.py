@@ -1,0 +1,161 @@
+"""The recommender: export, training with a holdout, serving, cold start and fallback."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from mlkit.toolkit import schema
+from mlkit.toolkit.demo.seed import seed_demo
+from mlkit.toolkit.recommender.model import RecommenderModel, fit, top_n
+
+UNREACHABLE = "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere"
+
+
+@pytest.fixture(scope="module")
+def shop(engine):
+    seed_demo(engine, orders=30000, seed=9, families=("recommender",))
+    return engine
+
+
+def env_for(engine) -> dict:
+    return {"MLKIT_DATABASE_URL": engine.url.render_as_string(hide_password=False)}
+
+
+def catalogue(n: int = 40) -> pd.DataFrame:
+    colors = np.array(["Red", "Blue", "Green", "Black"])[np.arange(n) % 4]
+    categories = np.array(["Shirts", "Jeans"])[(np.arange(n) // 4) % 2]
+    return pd.DataFrame({
+        "product_id": np.arange(1, n + 1),
+        "name": [f"{c} {k} {i}" for i, (c, k) in enumerate(zip(colors, categories, strict=True))],
+        "category": categories, "gender": "U", "color": colors, "material": "Cotton",
+        "size": "M", "price": 30.0 + np.arange(n),
+    })  # fmt: skip
+
+
+def test_a_profile_of_red_shirts_recommends_red_shirts(tmp_path):
+    products = catalogue()
+    red_shirts = products[(products.color == "Red") & (products.category == "Shirts")]
+    seen = red_shirts.product_id.to_numpy()[:3]
+    interactions = pd.DataFrame({
+        "user_id": 1, "product_id": seen, "interaction_type": ["view", "purchase", "view"],
+        "rating": None, "created_at": pd.to_datetime(["2026-03-01", "2026-03-02", "2026-03-03"]),
+    })  # fmt: skip
+    model = fit(products, interactions, pd.DataFrame(columns=["product_id", "rating"]))
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = RecommenderModel.load(path)
+    row = loaded.user_index(1)
+    profile = loaded.profiles[row].toarray().ravel()
+    scores = loaded.user_scores(profile, loaded.user_price_z[row])
+    best = top_n(scores, 2, loaded.bought[row].indices)
+    picked = products.set_index("product_id").loc[loaded.product_ids[best]]
+    assert (picked.color == "Red").all() and (picked.category == "Shirts").all()
+    assert seen[1] not in loaded.product_ids[best]  # bought
+    assert np.allclose(scores, model.user_scores(profile, model.user_price_z[row]))
+    assert loaded.window_end.startswith("2026-03-03")
+
+
+def test_train_recommend_and_the_holdout_metrics(shop, cli):
+    env = env_for(shop)
+    out = cli("train", "recommender", "--days", "90", "--json", env=env)
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    metrics = result["metrics"]
+    assert {"hit_rate_at_10", "ndcg_at_10", "popular_hit_rate_at_10", "catalog_coverage"} <= set(
+        metrics
+    )
+    assert 0 < metrics["hit_rate_at_10"] <= 1 and 0 < metrics["catalog_coverage"] <= 1
+    assert result["alias"] == "prod"
+
+    with shop.connect() as conn:
+        i = schema.product_interactions
+        buyer, bought = conn.execute(
+            sa.select(i.c.user_id, i.c.product_id)
+            .where(i.c.interaction_type == "purchase")
+            .limit(1)
+        ).one()
+        purchases = set(conn.execute(
+            sa.select(i.c.product_id).where(i.c.user_id == buyer,
+                                            i.c.interaction_type == "purchase")
+        ).scalars())  # fmt: skip
+    recs = json.loads(cli("recommend", "user", str(buyer), "-n", "20", "--json", env=env).stdout)
+    assert recs["cold_start"] is False and len(recs["items"]) == 20
+    assert not purchases & {item["product_id"] for item in recs["items"]}
+    assert all({"product_id", "score", "reason"} <= set(item) for item in recs["items"])
+
+    similar = json.loads(
+        cli("recommend", "product", str(bought), "-n", "5", "--json", env=env).stdout
+    )
+    assert len(similar["items"]) == 5 and bought not in [i["product_id"] for i in similar["items"]]
+    scores = [i["score"] for i in similar["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+    cold = cli("recommend", "user", "987654321", "--json", env=env)
+    assert cold.exit_code == 0 and json.loads(cold.stdout)["cold_start"] is True
+    assert "no history" in cold.stderr
+
+    category = similar["items"][0]["category"]
+    popular = json.loads(cli("recommend", "popular", "--category", category, "-n", "3", "--json",
+                             env=env).stdout)  # fmt: skip
+    assert {i["category"] for i in popular["items"]} == {category}
+
+    for args, message in ((["product", "987654321"], "unknown product"),
+                          (["user", "1", "-n", "0"], "out of range"),
+                          (["user", "1", "-n", "101"], "out of range"),
+                          (["popular", "--category", "Mars"], "unknown category")):  # fmt: skip
+        bad = cli("recommend", *args, env=env)
+        assert bad.exit_code == 1 and message in bad.stderr, bad.output
+
+    # A failed retraining leaves the serving version in place.
+    failed = cli("train", "recommender", "--days", "-1", env=env)
+    assert failed.exit_code == 1 and "--days must be positive" in failed.stderr
+    again = json.loads(cli("recommend", "user", str(buyer), "--json", env=env).stdout)
+    assert again["model"] == f"recommender:{result['version']}"
+
+    # The database gone: the last good artifact serves, and says so.
+    down = cli("recommend", "user", str(buyer), "-n", "20", "--json",
+               env={"MLKIT_DATABASE_URL": UNREACHABLE})  # fmt: skip
+    assert down.exit_code == 0, down.output
+    assert "database unreachable" in down.stderr and "last good artifact" in down.stderr
+    assert json.loads(down.stdout)["items"] == recs["items"]
+
+
+def test_no_database_and_no_artifact_is_a_clear_error(cli):
+    out = cli("recommend", "popular", env={"MLKIT_DATABASE_URL": UNREACHABLE})
+    assert out.exit_code == 1
+    assert "unreachable" in out.stderr and "no recommender artifact" in out.stderr
+    assert "Traceback" not in out.output
+
+
+def test_export_in_the_shape_of_the_shop_endpoint(shop, cli, tmp_path):
+    env = env_for(shop)
+    out = cli("export", "training-data", "--days", "30", env=env)
+    assert out.exit_code == 0, out.output
+    document = json.loads(out.stdout)
+    assert set(document) == {"products", "interactions", "metadata"}
+    product = document["products"][0]
+    assert {"id", "name", "category__name", "price", "gender", "color", "material", "size",
+            "avg_rating", "review_count", "interaction_count"} <= set(product)  # fmt: skip
+    meta = document["metadata"]
+    assert meta["total_products"] == len(document["products"])
+    assert meta["total_interactions"] == len(document["interactions"]) > 0
+    assert meta["date_range_days"] == 30
+    assert sum(p["interaction_count"] for p in document["products"]) == meta["total_interactions"]
+    times = pd.to_datetime([i["created_at"] for i in document["interactions"]])
+    assert (times.max() - times.min()).days <= 30
+
+    target = tmp_path / "export"
+    written = cli("export", "training-data", "--days", "30", "--format", "csv", "--out",
+                  str(target), env=env)  # fmt: skip
+    assert written.exit_code == 0, written.output
+    assert len(pd.read_csv(target / "interactions.csv")) == meta["total_interactions"]
+    assert json.loads((target / "metadata.json").read_text())["total_products"] == len(
+        pd.read_csv(target / "products.csv")
+    )
+    refused = cli("export", "training-data", "--format", "parquet", env=env)
+    assert refused.exit_code == 1 and "--out" in refused.stderr

@@ -1,0 +1,121 @@
+"""The signal training pipeline on bars in memory: it finds structure where there is some,
+stays at chance when the labels are shuffled (a leakage check), selects features by RFE
+or by importance per the guards, and logs the [TRAIN] lines users know."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlkit.toolkit.signal.labels import CLASSES
+from mlkit.toolkit.signal.model import ModelSettings
+from mlkit.toolkit.signal.train import TrainSettings, fit_signal, prepare, walk_forward
+
+FAST = TrainSettings(
+    horizon=12,
+    folds=3,
+    test_fraction=0.3,
+    model=ModelSettings(
+        iterations=60, learning_rate=0.15, depth=4, selection_iterations=20, rfe_features=20,
+        rfe_steps=2,
+    ),
+)  # fmt: skip
+
+
+def cyclic_bars(n: int, period: int = 120, seed: int = 0) -> pd.DataFrame:
+    """Prices riding a slow cycle plus noise: the next `horizon` bars' move depends on the
+    phase, which past bars reveal."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    log_close = np.log(100.0) + 0.06 * np.sin(2 * np.pi * t / period) + rng.normal(0, 0.004, n)
+    close = np.exp(log_close)
+    open_ = np.r_[close[0], close[:-1]]
+    spread = np.exp(np.abs(rng.normal(0, 0.002, (2, n))))
+    return pd.DataFrame(
+        {
+            "ts": pd.date_range("2025-01-01", periods=n, freq="h"),
+            "open": open_,
+            "high": np.maximum(open_, close) * spread[0],
+            "low": np.minimum(open_, close) / spread[1],
+            "close": close,
+            "volume": rng.lognormal(5, 0.3, n),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    return prepare(cyclic_bars(3000), FAST)
+
+
+def expected_chance(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Accuracy of predictions independent of the truth, with these class frequencies."""
+    k = len(CLASSES)
+    true_share = np.bincount(y_true, minlength=k) / len(y_true)
+    pred_share = np.bincount(y_pred, minlength=k) / len(y_pred)
+    return float(true_share @ pred_share)
+
+
+def test_walk_forward_learns_real_structure(prepared):
+    result = walk_forward(prepared, FAST)
+    assert result.metrics["accuracy"] > 0.6
+    assert result.metrics["accuracy"] > expected_chance(result.y_true, result.y_pred) + 0.2
+    assert result.metrics["macro_f1"] > 0.55
+
+
+def test_shuffled_labels_leave_walk_forward_accuracy_at_chance(prepared):
+    """If any test label reached training (overlapping folds, thresholds or selection
+    fitted on test rows), CatBoost would recall shuffled labels above chance."""
+    rng = np.random.default_rng(7)
+    shuffled = replace(prepared, returns=rng.permutation(prepared.returns))
+    result = walk_forward(shuffled, FAST)
+    chance = expected_chance(result.y_true, result.y_pred)
+    assert len(result.y_true) == round(len(prepared) * FAST.test_fraction)
+    assert abs(result.metrics["accuracy"] - chance) < 0.06, (result.metrics["accuracy"], chance)
+    assert abs(result.metrics["accuracy"] - 1 / 3) < 0.08
+
+
+def test_rfe_with_enough_samples_importance_below_the_guard(prepared):
+    rfe = walk_forward(prepared, FAST)
+    assert rfe.selection.method == "rfe"
+    assert len(rfe.selection.features) == FAST.model.rfe_features
+    assert set(rfe.selection.features) <= set(rfe.sanitization.kept)
+    guarded = replace(
+        FAST, model=replace(FAST.model, min_rfe_samples=10_000, max_baseline_features=30)
+    )
+    baseline = walk_forward(prepared, guarded)
+    assert baseline.selection.method == "importance"
+    assert len(baseline.selection.features) == 30
+    assert "min_rfe_samples 10000" in baseline.selection.reason
+
+
+def test_fit_logs_train_lines_and_reports_what_status_shows(caplog):
+    bars = cyclic_bars(700, seed=3)
+    with caplog.at_level(logging.INFO, logger="mlkit.train"):
+        fit = fit_signal(bars, FAST)
+    lines = [r.getMessage() for r in caplog.records if r.name == "mlkit.train"]
+    assert lines[0] == "[TRAIN] Preparing features and labels..."
+    assert re.fullmatch(rf"\[TRAIN\] Raw features: {fit.raw_features}, samples: 700", lines[1])
+    dropped = 700 - fit.n_samples
+    assert f"[TRAIN] Samples after dropna: {fit.n_samples} (dropped {dropped})" in lines
+    distribution = ", ".join(f"{k}: {v}" for k, v in fit.class_distribution.items())
+    assert f"[TRAIN] Class distribution - {distribution}" in lines
+    assert re.fullmatch(r"SELL: \d+, HOLD: \d+, BUY: \d+", distribution)
+    assert f"[TRAIN] Final dataset: {fit.n_samples} samples with {len(fit.features)} features" in (
+        lines
+    )
+    assert sum(fit.class_distribution.values()) == fit.n_samples
+    assert set(fit.class_weights) == set(CLASSES)
+    assert all(w >= 1.0 for w in fit.class_weights.values())  # Balanced: up-weights rarer
+    assert fit.walk.sanitization.as_dict()["dropped"]["constant"] == ["minute_of_hour"]
+    params = fit.params(FAST)
+    assert "subsample" in params["catboost"] and params["catboost"]["bootstrap_type"] == "Bernoulli"
+    assert params["thresholds"]["sell"] < 0 < params["thresholds"]["buy"]
+    backtest = fit.walk.metrics["backtest"]
+    assert set(backtest) >= {"model", "fallback", "buy_and_hold"}
+    assert fit.walk.metrics["per_class"]["BUY"]["support"] > 0

@@ -1,0 +1,494 @@
+"""Feature drift: a model's training snapshot against the features of recent orders.
+
+Per feature, both sides are counted on the same bins (quantiles of the training snapshot,
+or its distinct values when there are few, plus a bin for missing values) and compared by
+
+- PSI = sum (q - p) ln(q / p), the population stability index;
+- KL(recent || training) = sum q ln(q / p), the platform's `model_drift` measure;
+- a size-aware test: below `drift.large_sample` rows on the smaller side, the two-sample
+  Kolmogorov-Smirnov test (chi-square for categories), which is drift when its p-value is
+  below `drift.p_value`; from there on every difference is "significant", so the
+  Wasserstein distance divided by the training standard deviation (PSI for categories)
+  is held against a size of shift instead.
+
+A feature drifts when any of the three crosses its threshold; the reasons say which.
+Everything is vectorised: each column is sorted once per side and the bins, KS and
+Wasserstein are read off the sorted arrays.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .clock import parse_moment, utcnow
+from .errors import MlkitError
+from .schema import drift_checks, drift_results, fraud_features, orders
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Fewer recent rows than this and PSI/KL on ten bins are mostly sampling noise.
+MIN_CURRENT_ROWS = 100
+# Pseudo-count per bin, so a bin empty on one side gives a large but finite divergence.
+PSEUDO_COUNT = 0.5
+MISSING = "<missing>"
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    kl_threshold: float = 0.15
+    psi_threshold: float = 0.2
+    bins: int = 10
+    large_sample: int = 5000
+    p_value: float = 0.01
+    wasserstein_threshold: float = 0.1
+
+    @classmethod
+    def from_config(cls, config) -> DriftSettings:
+        settings = cls(
+            kl_threshold=float(config.get("drift.kl_threshold")),
+            psi_threshold=float(config.get("drift.psi_threshold")),
+            bins=int(config.get("drift.bins")),
+            large_sample=int(config.get("drift.large_sample")),
+            p_value=float(config.get("drift.p_value")),
+            wasserstein_threshold=float(config.get("drift.wasserstein_threshold")),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        problems = []
+        if self.bins < 2:
+            problems.append(f"drift.bins must be at least 2 (got {self.bins})")
+        if not 0 < self.p_value < 1:
+            problems.append(f"drift.p_value must be between 0 and 1 (got {self.p_value})")
+        for name in ("kl_threshold", "psi_threshold", "wasserstein_threshold"):
+            if getattr(self, name) <= 0:
+                problems.append(f"drift.{name} must be positive (got {getattr(self, name)})")
+        if self.large_sample < 1:
+            problems.append(f"drift.large_sample must be positive (got {self.large_sample})")
+        if problems:
+            raise MlkitError("; ".join(problems), hint="fix the drift: section of the config")
+
+
+# ---------------------------------------------------------------- measures
+
+
+def _divergences(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float]:
+    """PSI and KL(current || reference) of two histograms over the same bins."""
+    used = (ref_counts + cur_counts) > 0  # a bin empty on both sides says nothing
+    ref = ref_counts[used].astype(float) + PSEUDO_COUNT
+    cur = cur_counts[used].astype(float) + PSEUDO_COUNT
+    p = ref / ref.sum()
+    q = cur / cur.sum()
+    log_ratio = np.log(q / p)
+    psi = float(np.sum((q - p) * log_ratio))
+    kl = float(np.sum(q * log_ratio))
+    # Identical histograms give exactly zero, not a rounding error's -1e-17.
+    return max(psi, 0.0), max(kl, 0.0)
+
+
+def _edges(ref_sorted: np.ndarray, bins: int) -> np.ndarray:
+    """Bin edges from the reference: its quantiles, or its distinct values when ties
+    collapse the quantiles (flags, small counts), so each value keeps a bin of its own."""
+    n = len(ref_sorted)
+    positions = np.floor(np.linspace(0, 1, bins + 1)[1:-1] * (n - 1)).astype(np.int64)
+    edges = np.unique(ref_sorted[positions])
+    if len(edges) < bins - 1:
+        distinct = ref_sorted[np.concatenate(([True], np.diff(ref_sorted) != 0))]
+        if len(distinct) <= 2 * bins:
+            return distinct
+    return edges
+
+
+def _sorted_counts(values_sorted: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts in (-inf, e0), [e0, e1), ..., [e_last, inf) of an already sorted array."""
+    positions = np.searchsorted(values_sorted, edges, side="left")
+    return np.diff(np.concatenate(([0], positions, [len(values_sorted)])))
+
+
+def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
+    """The 1-Wasserstein distance of two samples given sorted: the area between their
+    empirical CDFs, from one merge of the two arrays."""
+    merged = np.concatenate((u, v))
+    order = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
+    values = merged[order]
+    taken_u = np.cumsum(order < len(u))[:-1]  # values of u at or below each merged value
+    taken_v = np.arange(1, len(merged)) - taken_u
+    gap = np.abs(taken_u / len(u) - taken_v / len(v))
+    return float(np.dot(gap, np.diff(values)))
+
+
+def compare_numeric(
+    name: str, reference: np.ndarray, current: np.ndarray, settings: DriftSettings
+) -> dict[str, Any]:
+    reference = np.asarray(reference, dtype=float)
+    current = np.asarray(current, dtype=float)
+    ref_missing, cur_missing = np.isnan(reference), np.isnan(current)
+    ref_sorted = np.sort(reference[~ref_missing])
+    cur_sorted = np.sort(current[~cur_missing])
+    if len(ref_sorted):
+        edges = _edges(ref_sorted, settings.bins)
+        ref_counts = np.append(_sorted_counts(ref_sorted, edges), ref_missing.sum())
+        cur_counts = np.append(_sorted_counts(cur_sorted, edges), cur_missing.sum())
+    else:  # never seen in training: only the missing share can be compared
+        ref_counts = np.array([0, ref_missing.sum()])
+        cur_counts = np.array([len(cur_sorted), cur_missing.sum()])
+    psi, kl = _divergences(ref_counts, cur_counts)
+    smaller = min(len(ref_sorted), len(cur_sorted))
+    p_value = statistic = None
+    if smaller == 0:
+        test, threshold, test_drifted = "ks", settings.p_value, False
+    elif smaller < settings.large_sample:
+        test, threshold = "ks", settings.p_value
+        from scipy import stats  # only here: importing it costs most of a second
+
+        # The asymptotic p-value: exact is slow for hundreds of rows and fails on ties.
+        result = stats.ks_2samp(ref_sorted, cur_sorted, method="asymp")
+        statistic, p_value = float(result.statistic), float(result.pvalue)
+        test_drifted = p_value < threshold
+    else:
+        test, threshold = "wasserstein", settings.wasserstein_threshold
+        spread = float(np.std(ref_sorted))
+        # Constant in training: the raw distance (any move is a move of that size).
+        statistic = wasserstein_sorted(ref_sorted, cur_sorted) / (spread if spread > 0 else 1.0)
+        test_drifted = statistic > threshold
+    return _verdict(
+        name, "numeric", psi, kl, test, statistic, p_value, threshold, test_drifted, settings,
+        reference_mean=float(ref_sorted.mean()) if len(ref_sorted) else None,
+        current_mean=float(cur_sorted.mean()) if len(cur_sorted) else None,
+        reference_missing=float(ref_missing.mean()) if len(reference) else None,
+        current_missing=float(cur_missing.mean()) if len(current) else None,
+    )  # fmt: skip
+
+
+def compare_categorical(
+    name: str, reference: pd.Series, current: pd.Series, settings: DriftSettings
+) -> dict[str, Any]:
+    import pandas as pd
+
+    ref_counts = _category_counts(reference)
+    cur_counts = _category_counts(current)
+    categories = sorted(set(ref_counts.index) | set(cur_counts.index))
+    ref = ref_counts.reindex(categories, fill_value=0).to_numpy()
+    cur = cur_counts.reindex(categories, fill_value=0).to_numpy()
+    psi, kl = _divergences(ref, cur)
+    smaller = min(len(reference), len(current))
+    statistic = p_value = None
+    if smaller < settings.large_sample:
+        test, threshold = "chi2", settings.p_value
+        used = (ref + cur) > 0
+        if used.sum() >= 2:
+            from scipy import stats
+
+            result = stats.chi2_contingency(np.vstack((ref[used], cur[used])))
+            statistic, p_value = float(result.statistic), float(result.pvalue)
+        test_drifted = p_value is not None and p_value < threshold
+    else:
+        test, threshold = "psi", settings.psi_threshold
+        statistic, test_drifted = psi, psi > threshold
+    missing = (
+        float(pd.isna(reference).mean()) if len(reference) else None,
+        float(pd.isna(current).mean()) if len(current) else None,
+    )
+    return _verdict(
+        name, "categorical", psi, kl, test, statistic, p_value, threshold, test_drifted,
+        settings, reference_missing=missing[0], current_missing=missing[1],
+    )  # fmt: skip
+
+
+def _category_counts(values: pd.Series) -> pd.Series:
+    """Counts per category as text (True/False for flags), missing values as MISSING."""
+    counts = values.value_counts(dropna=False)
+    labels = [MISSING if _is_missing(label) else str(label) for label in counts.index]
+    return counts.groupby(labels).sum()
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(value != value) or value is None  # NaN and pandas NA
+    except (TypeError, ValueError):
+        return True  # pandas NA refuses to be a bool
+
+
+def _verdict(
+    name: str,
+    kind: str,
+    psi: float,
+    kl: float,
+    test: str,
+    statistic: float | None,
+    p_value: float | None,
+    threshold: float,
+    test_drifted: bool,
+    settings: DriftSettings,
+    **summary: float | None,
+) -> dict[str, Any]:
+    reasons = []
+    if kl > settings.kl_threshold:
+        reasons.append("kl")
+    if psi > settings.psi_threshold:
+        reasons.append("psi")
+    if test_drifted and test not in reasons:
+        reasons.append(test)
+    return {
+        "feature": name,
+        "kind": kind,
+        "psi": psi,
+        "kl": kl,
+        "test": test,
+        "statistic": statistic,
+        "p_value": p_value,
+        "threshold": threshold,
+        "drifted": bool(reasons),
+        "reasons": reasons,
+        "reference_mean": summary.get("reference_mean"),
+        "current_mean": summary.get("current_mean"),
+        "reference_missing": summary.get("reference_missing"),
+        "current_missing": summary.get("current_missing"),
+    }
+
+
+def compare_frames(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: list[str],
+    settings: DriftSettings,
+    categorical: tuple[str, ...] | set[str] = (),
+) -> list[dict[str, Any]]:
+    """One result per feature, in the order given; features compare in parallel threads
+    (numpy's sorts release the GIL)."""
+
+    def one(name: str) -> dict[str, Any]:
+        return _compare_column(name, reference[name], current[name], settings, categorical)
+
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        return list(pool.map(one, features))
+
+
+def _workers() -> int:
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cpus or 1))
+
+
+def _compare_column(
+    name: str, ref: pd.Series, cur: pd.Series, settings: DriftSettings, categorical
+) -> dict[str, Any]:
+    import pandas as pd
+
+    numeric = (
+        name not in categorical
+        and pd.api.types.is_numeric_dtype(ref)
+        and not pd.api.types.is_bool_dtype(ref)
+    )
+    if not numeric:
+        return compare_categorical(name, ref, cur, settings)
+    return compare_numeric(
+        name,
+        ref.to_numpy(dtype=float, na_value=np.nan),
+        pd.to_numeric(cur).to_numpy(dtype=float, na_value=np.nan),
+        settings,
+    )
+
+
+# ---------------------------------------------------------------- the check
+
+
+def _read_reference(path_text: str | None, ref: str, features: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    if not path_text:
+        raise MlkitError(
+            f"{ref} records no training snapshot to compare with",
+            hint="retrain it (`mlkit train fraud`) so the version names its dataset",
+        )
+    path = Path(path_text)
+    data_file = path / "data.parquet" if path.is_dir() else path
+    if not data_file.is_file():
+        raise MlkitError(
+            f"the training snapshot of {ref} is gone: {data_file} does not exist",
+            hint="restore the datasets directory, or retrain and check the new version",
+        )
+    try:
+        return pd.read_parquet(data_file, columns=features)
+    except Exception as exc:  # pyarrow raises several types for a bad or foreign file
+        raise MlkitError(
+            f"cannot read the training snapshot of {ref} at {data_file}: {exc}",
+            hint="rebuild the dataset with `mlkit dataset build fraud` and retrain",
+        ) from None
+
+
+def _read_current(
+    engine: Engine, window: str, features: list[str]
+) -> tuple[pd.DataFrame, datetime, datetime, int]:
+    """Feature rows of the orders in the window, the window's bounds and its order count."""
+    from .db import read_frame
+
+    with engine.connect() as conn:
+        newest = conn.execute(sa.select(sa.func.max(orders.c.created_at))).scalar()
+        if newest is None:
+            raise MlkitError("there are no orders to check", hint="load orders first")
+        start = parse_moment(window, now=newest, option="--window")
+        if start >= newest:
+            raise MlkitError(
+                f"--window {window!r} starts at {start:%Y-%m-%d %H:%M}, not before the newest "
+                f"order ({newest:%Y-%m-%d %H:%M})",
+                hint="use a duration like 7d (back from the newest order) or an earlier date",
+            )
+        n_orders = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(orders)
+            .where(orders.c.created_at >= start, orders.c.created_at <= newest)
+        ).scalar_one()
+        columns = [fraud_features.c[name] for name in features]
+        frame = read_frame(
+            conn,
+            sa.select(*columns).where(
+                fraud_features.c.feature_ts >= start, fraud_features.c.feature_ts <= newest
+            ),
+        )
+    return frame, start, newest, int(n_orders)
+
+
+def run_drift_check(
+    engine: Engine,
+    config,
+    *,
+    model: str | None = None,
+    window: str | None = None,
+    record: bool = True,
+) -> dict[str, Any]:
+    """Compare `model`'s training snapshot with the features of the orders of the last
+    `window` (back from the newest order); record the check and return it."""
+    from .fraud.columns import CATEGORICAL_FEATURES, FEATURES
+    from .registry import resolve
+
+    started = time.perf_counter()
+    settings = DriftSettings.from_config(config)
+    model = model or str(config.get("drift.model"))
+    window = window or str(config.get("drift.window"))
+    mv = resolve(engine, model)
+    if mv.family != "fraud":
+        raise MlkitError(
+            f"{mv.ref} is a {mv.family} model: drift checks compare order features",
+            hint="check a fraud model, e.g. --model fraud@prod",
+        )
+    features = [f for f in (mv.features or FEATURES) if f in FEATURES]
+    if not features:
+        raise MlkitError(f"{mv.ref} lists none of the fraud features to compare")
+    # The snapshot's Parquet read overlaps the database read (both release the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_read_reference, mv.dataset_ref, mv.ref, features)
+        current, start, end, n_orders = _read_current(engine, window, features)
+        reference = pending.result()
+    warnings = []
+    if len(current) < MIN_CURRENT_ROWS:
+        raise MlkitError(
+            f"only {len(current)} orders with features since {start:%Y-%m-%d %H:%M} "
+            f"({n_orders} orders in the window); at least {MIN_CURRENT_ROWS} are needed",
+            hint="widen --window, or compute features of new orders: mlkit etl run --since last",
+        )
+    if len(reference) < MIN_CURRENT_ROWS:
+        raise MlkitError(
+            f"the training snapshot of {mv.ref} holds only {len(reference)} rows",
+            hint="retrain on a larger dataset",
+        )
+    if len(current) < n_orders:
+        warnings.append(
+            f"{n_orders - len(current):,} of {n_orders:,} orders in the window have no "
+            "features yet: run `mlkit etl run --since last`"
+        )
+    results = compare_frames(reference, current, features, settings, CATEGORICAL_FEATURES)
+    drifted = [r["feature"] for r in results if r["drifted"]]
+    document = {
+        "check_id": None,
+        "model": mv.ref,
+        "reference": str(mv.dataset_ref),
+        "window": {"text": window, "start": start, "end": end},
+        "reference_rows": len(reference),
+        "current_rows": len(current),
+        "orders_in_window": n_orders,
+        "drifted": bool(drifted),
+        "features_drifted": drifted,
+        "max_kl": max(r["kl"] for r in results),
+        "max_psi": max(r["psi"] for r in results),
+        "thresholds": {
+            "kl": settings.kl_threshold,
+            "psi": settings.psi_threshold,
+            "ks_p_value": settings.p_value,
+            "wasserstein": settings.wasserstein_threshold,
+            "large_sample": settings.large_sample,
+        },
+        "features": results,
+        "warnings": warnings,
+        "checked_at": utcnow(),
+        "seconds": None,
+    }
+    document["seconds"] = round(time.perf_counter() - started, 3)
+    if record:
+        document["check_id"] = _record(engine, document)
+    return document
+
+
+def _record(engine: Engine, document: dict[str, Any]) -> int:
+    with engine.begin() as conn:
+        check_id = conn.execute(
+            drift_checks.insert().values(
+                model_ref=document["model"],
+                reference=document["reference"][:1024],
+                window_text=document["window"]["text"][:32],
+                window_start=document["window"]["start"],
+                window_end=document["window"]["end"],
+                reference_rows=document["reference_rows"],
+                current_rows=document["current_rows"],
+                features_checked=len(document["features"]),
+                features_drifted=len(document["features_drifted"]),
+                drifted=document["drifted"],
+                max_kl=document["max_kl"],
+                max_psi=document["max_psi"],
+                kl_threshold=document["thresholds"]["kl"],
+                seconds=document["seconds"],
+                checked_at=document["checked_at"],
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            drift_results.insert(),
+            [
+                {
+                    "check_id": check_id,
+                    **{k: v for k, v in r.items() if k != "reasons"},
+                    "reasons": ",".join(r["reasons"]) or None,
+                }
+                for r in document["features"]
+            ],
+        )
+    return int(check_id)
+
+
+def latest_drift_check(engine: Engine) -> dict[str, Any] | None:
+    """The newest recorded check with its drifted features, or None (none yet, or no table)."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(drift_checks.name):
+            return None
+        row = conn.execute(
+            sa.select(drift_checks).order_by(drift_checks.c.check_id.desc()).limit(1)
+        ).first()
+        if row is None:
+            return None
+        drifted = conn.execute(
+            sa.select(drift_results.c.feature)
+            .where(drift_results.c.check_id == row.check_id, drift_results.c.drifted.is_(True))
+            .order_by(drift_results.c.kl.desc())
+        ).scalars()
+        return {**row._asdict(), "features_drifted_names": list(drifted)}

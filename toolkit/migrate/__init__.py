@@ -1,0 +1,17 @@
+"""Move a database to another one (SQLite, PostgreSQL, MySQL in any direction): tables
+translated by reflection, rows streamed in committed batches that a crash can resume,
+and both sides compared by order-independent checksums afterwards."""
+
+from __future__ import annotations
+
+from .copy import MigrationOptions, MigrationReport, migrate
+from .plan import build_plan, open_source, open_target
+
+__all__ = [
+    "MigrationOptions",
+    "MigrationReport",
+    "build_plan",
+    "migrate",
+    "open_source",
+    "open_target",
+]

@@ -1,0 +1,1 @@
+"""The pricing family: a multi-armed bandit over pricing strategies."""

@@ -1,0 +1,168 @@
+"""What `mlkit mab` does online: recommend a strategy and price, report the arms,
+simulate policies. Importable by a backend as is."""
+
+from __future__ import annotations
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .. import schema
+from ..errors import MlkitError
+from .history import ARMS
+from .policies import check_policy, choose, posterior_interval, simulate
+from .state import ArmState, BanditStore
+
+
+def strategy_price(arm: str, base_price: float, sell_through: float, config) -> float:
+    """The price a strategy asks: surge and early bird apply their configured multiplier;
+    ml_pricing moves between the early-bird and surge thresholds with the event's
+    sell-through, so it always reads back as ml_pricing."""
+    surge = float(config.get("pricing.surge_ratio"))
+    early = float(config.get("pricing.early_bird_ratio"))
+    if arm == "surge_pricing":
+        ratio = float(config.get("pricing.surge_multiplier"))
+    elif arm == "early_bird":
+        ratio = float(config.get("pricing.early_bird_multiplier"))
+    elif arm == "ml_pricing":
+        low, high = early + 0.01, surge - 0.01
+        ratio = low + (high - low) * min(max(sell_through, 0.0), 1.0)
+        if abs(ratio - 1.0) < 1e-9:
+            ratio += 0.01
+    else:
+        ratio = 1.0
+    return round(base_price * ratio, 2)
+
+
+def event_demand(engine: Engine, event_id: int) -> dict:
+    """An event's base price, capacity and completed primary sales so far (indexed)."""
+    e, o = schema.events, schema.orders
+    with engine.connect() as conn:
+        event = conn.execute(
+            sa.select(e.c.event_id, e.c.name, e.c.event_type, e.c.base_price, e.c.capacity).where(
+                e.c.event_id == event_id
+            )
+        ).first()
+        if event is None:
+            raise MlkitError(f"no event {event_id}", hint="check the id in the events table")
+        sold = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(o)
+            .where(o.c.event_id == event_id, o.c.status == "COMPLETED", o.c.is_resale == sa.false())
+        ).scalar_one()
+    return {**event._asdict(), "sold": int(sold)}
+
+
+def recommend(
+    engine: Engine,
+    store: BanditStore,
+    config,
+    event_id: int,
+    *,
+    policy: str | None = None,
+    rng: np.random.Generator | None = None,
+) -> dict:
+    policy = check_policy(policy or config.get("pricing.policy"))
+    event = event_demand(engine, event_id)
+    states, source = store.read()
+    pulls, sums = _arrays(states)
+    arm = ARMS[int(choose(policy, pulls, sums, rng or np.random.default_rng(),
+                          epsilon=float(config.get("pricing.epsilon"))))]  # fmt: skip
+    base = float(event["base_price"])
+    sell_through = event["sold"] / event["capacity"] if event["capacity"] else 0.0
+    return {
+        "event_id": event["event_id"],
+        "event": event["name"],
+        "strategy": arm,
+        "price": strategy_price(arm, base, sell_through, config),
+        "base_price": base,
+        "sell_through": round(sell_through, 4),
+        "policy": policy,
+        "trained": sum(s.pulls for s in states.values()) > 0,
+        "source": source,
+    }
+
+
+def stats_report(states: dict[str, ArmState], source: str) -> dict:
+    """Per arm: pulls, mean, share of pulls, 90 % posterior interval; the best arm."""
+    pulls, sums = _arrays(states)
+    total = pulls.sum()
+    interval = posterior_interval(pulls, sums)
+    best = max(states, key=lambda a: states[a].mean) if total else None
+    arms = {}
+    for i, (arm, state) in enumerate(states.items()):
+        arms[arm] = state.as_dict() | {
+            "share": float(pulls[i] / total) if total else 0.0,
+            "interval_90": [float(interval[i, 0]), float(interval[i, 1])],
+            "best": arm == best,
+        }
+    return {"bandit": "pricing", "source": source, "total_pulls": int(total),
+            "best_arm": best, "arms": arms}  # fmt: skip
+
+
+def parse_rates(text: str) -> np.ndarray:
+    try:
+        rates = np.array([float(x) for x in text.split(",") if x.strip()])
+    except ValueError:
+        raise MlkitError(
+            f"cannot read --arms {text!r}", hint="e.g. --arms 0.05,0.04,0.03,0.02"
+        ) from None
+    if len(rates) < 2 or not np.all((rates >= 0) & (rates <= 1)):
+        raise MlkitError("--arms needs two or more success rates in [0, 1]",
+                         hint="e.g. --arms 0.05,0.04,0.03,0.02")  # fmt: skip
+    return rates
+
+
+def demo_environment(engine: Engine) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The demo truth's arms: conversion averaged over event types, and each arm's mean
+    price ratio scaled so the best-paying conversion is worth 1."""
+    t = schema.demo_truth_pricing
+    with engine.connect() as conn:
+        if "demo_truth_pricing" not in sa.inspect(conn).get_table_names():
+            rows = []
+        else:
+            rows = conn.execute(sa.select(t.c.arm, t.c.conversion, t.c.mean_price_ratio)).all()
+    if not rows:
+        raise MlkitError("this database holds no demo truth for pricing",
+                         hint="seed one with: mlkit demo seed")  # fmt: skip
+    conversion = {arm: [] for arm in ARMS}
+    ratio = {}
+    for arm, conv, price_ratio in rows:
+        conversion[arm].append(conv)
+        ratio[arm] = price_ratio
+    rates = np.array([np.mean(conversion[a]) for a in ARMS])
+    scale = np.array([ratio[a] for a in ARMS])
+    return list(ARMS), rates, scale / scale.max()
+
+
+def run_simulation(
+    names: list[str],
+    rates: np.ndarray,
+    *,
+    horizon: int,
+    seed: int,
+    policy: str,
+    epsilon: float,
+    scale: np.ndarray | None = None,
+) -> dict:
+    check_policy(policy)
+    if horizon < 1:
+        raise MlkitError("--horizon must be at least 1")
+    result = simulate(policy, rates, horizon, seed, epsilon=epsilon, reward_scale=scale)
+    value = rates * (scale if scale is not None else 1.0)
+    return {
+        "policy": policy,
+        "horizon": horizon,
+        "seed": seed,
+        "arms": {n: float(v) for n, v in zip(names, value, strict=True)},
+        "cumulative_regret": result["cumulative_regret"],
+        "pulls": dict(zip(names, result["pulls"], strict=True)),
+        "best_arm": names[result["best_arm"]],
+        "best_arm_share": result["best_arm_share"],
+    }
+
+
+def _arrays(states: dict[str, ArmState]) -> tuple[np.ndarray, np.ndarray]:
+    pulls = np.array([float(s.pulls) for s in states.values()])
+    sums = np.array([s.reward_sum for s in states.values()])
+    return pulls, sums

@@ -1,0 +1,1 @@
+"""The recommender family: content-based product recommendations."""

@@ -1,0 +1,212 @@
+"""Serving recommendations: from the registry's version when the database answers, from
+the last good artifact on disk when it does not (and the caller is told so)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .. import schema
+from ..config import mask_url
+from ..db import explain_db_error
+from ..errors import MlkitError
+from .model import RecommenderModel, interaction_weights, top_n
+from .train import LAST_GOOD
+
+MAX_N = 100
+RECENT_LIMIT = 500  # a user's newest interactions read live on top of the model
+
+
+@dataclass
+class Recommender:
+    model: RecommenderModel
+    ref: str
+    engine: Engine | None  # None when serving from the fallback artifact
+    warning: str | None = None
+    half_life_days: float = 30.0
+
+    # ------------------------------------------------------------ loading
+
+    @classmethod
+    def open(cls, engine: Engine, config, ref: str = "recommender@prod") -> Recommender:
+        from ..registry import artifact_path_verified, resolve
+
+        half_life = float(config.get("recommender.recency_half_life_days"))
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.select(1))
+        except sa.exc.DBAPIError as exc:
+            return cls._fallback(config, engine, exc, half_life)
+        mv = resolve(engine, ref)
+        model = RecommenderModel.load(artifact_path_verified(mv))
+        return cls(model, mv.ref, engine, half_life_days=half_life)
+
+    @classmethod
+    def _fallback(cls, config, engine: Engine, exc: Exception, half_life: float) -> Recommender:
+        from ..registry import ModelVersion, artifact_path_verified
+
+        why = explain_db_error(exc, engine.url).message
+        pointer = Path(config.artifacts_dir).expanduser() / "recommender" / LAST_GOOD
+        if not pointer.is_file():
+            raise MlkitError(
+                f"the database at {mask_url(str(engine.url))} is unreachable ({why}) and "
+                "there is no recommender artifact on this machine to fall back on",
+                hint="start the database, then train one: mlkit train recommender",
+            )
+        saved = json.loads(pointer.read_text())
+        mv = ModelVersion(
+            "recommender",
+            int(saved["version"]),
+            "recommender",
+            Path(saved["artifact_path"]),
+            saved["sha256"],
+        )
+        model = RecommenderModel.load(artifact_path_verified(mv))
+        warning = (
+            f"database unreachable ({why}): serving {mv.ref}, the last good artifact "
+            f"({saved.get('created_at')}), without interactions since it was trained"
+        )
+        return cls(model, mv.ref, None, warning, half_life)
+
+    # ------------------------------------------------------------ recommendations
+
+    def _items(self, indices: np.ndarray, scores: np.ndarray, reasons: list[str]) -> list[dict]:
+        return [
+            {
+                "product_id": int(self.model.product_ids[i]),
+                "name": str(self.model.names[i]),
+                "category": str(self.model.categories[i]),
+                "score": round(float(scores[i]), 6),
+                "reason": reason,
+            }
+            for i, reason in zip(indices, reasons, strict=True)
+        ]
+
+    def similar(self, product_id: int, n: int = 10) -> dict:
+        check_n(n)
+        index = self.model.product_index(product_id)
+        if index is None:
+            raise MlkitError(
+                f"unknown product {product_id}", hint="product ids come from the products table"
+            )
+        scores = self.model.product_scores(index)
+        best = top_n(scores, n, np.array([index]))
+        reasons = [self._why_similar(index, j) for j in best]
+        return {
+            "product_id": product_id,
+            "model": self.ref,
+            "items": self._items(best, scores, reasons),
+        }
+
+    def for_user(self, user_id: int, n: int = 10) -> dict:
+        check_n(n)
+        m = self.model
+        row = m.user_index(user_id)
+        recent = self._recent(user_id)
+        if row is None and recent.empty:
+            result = self.popular(n)
+            for item in result["items"]:
+                item["reason"] = "popular (no history for this user yet)"
+            return {"user_id": user_id, "model": self.ref, "cold_start": True, **result}
+        # The user's history as (product index, weight) pairs: the model's row plus what
+        # happened since it was trained. Everything below touches only those products.
+        if row is not None:
+            start, end = m.history.indptr[row], m.history.indptr[row + 1]
+            touched, weight = m.history.indices[start:end], m.history.data[start:end]
+            bought = set(m.bought[row].indices.tolist())
+        else:
+            touched, weight, bought = np.zeros(0, np.int32), np.zeros(0), set()
+        if not recent.empty:
+            position = np.searchsorted(m.product_ids, recent["product_id"].to_numpy(np.int64))
+            position = np.clip(position, 0, len(m.product_ids) - 1)
+            known = m.product_ids[position] == recent["product_id"].to_numpy(np.int64)
+            extra = interaction_weights(recent[known], pd.Timestamp.now(), self.half_life_days)
+            touched = np.concatenate([touched, position[known]])
+            weight = np.concatenate([weight, extra])
+            purchased = (recent["interaction_type"] == "purchase").to_numpy() & known
+            bought.update(position[purchased].tolist())
+        profile = np.asarray(m.tfidf[touched].T @ weight, dtype=float).ravel()
+        norm = np.linalg.norm(profile)
+        profile = profile / norm if norm else profile
+        target_z = float(weight @ m.price_z[touched] / weight.sum()) if weight.sum() else 0.0
+        scores = m.user_scores(profile, target_z)
+        best = top_n(scores, n, np.fromiter(bought, dtype=np.int64))
+        anchors = np.unique(touched[np.argsort(-weight)[:20]])
+        reasons = self._why_for_user(best, anchors)
+        return {
+            "user_id": user_id,
+            "model": self.ref,
+            "cold_start": False,
+            "items": self._items(best, scores, reasons),
+        }
+
+    def popular(self, n: int = 10, category: str | None = None) -> dict:
+        check_n(n)
+        m = self.model
+        scores = m.popularity.astype(float)
+        exclude = None
+        if category is not None:
+            matches = np.char.lower(m.categories) == category.lower()
+            if not matches.any():
+                known = ", ".join(sorted(set(m.categories.tolist())))
+                raise MlkitError(f"unknown category {category!r}", hint=f"categories: {known}")
+            exclude = np.flatnonzero(~matches)
+        best = top_n(scores, n, exclude)
+        reasons = [f"popular{' in ' + str(m.categories[j]) if category else ''}" for j in best]
+        return {
+            "model": self.ref,
+            "category": category,
+            "items": self._items(best, scores, reasons),
+        }
+
+    # ------------------------------------------------------------ helpers
+
+    def _recent(self, user_id: int) -> pd.DataFrame:
+        """The user's interactions newer than the model (none when serving the fallback)."""
+        columns = ["product_id", "interaction_type", "rating", "created_at"]
+        if self.engine is None:
+            return pd.DataFrame(columns=columns)
+        i = schema.product_interactions
+        trained_until = pd.Timestamp(self.model.window_end) if self.model.window_end else None
+        query = (
+            sa.select(i.c.product_id, i.c.interaction_type, i.c.rating, i.c.created_at)
+            .where(i.c.user_id == user_id)
+            .order_by(i.c.created_at.desc())
+            .limit(RECENT_LIMIT)
+        )
+        if trained_until is not None:
+            query = query.where(i.c.created_at > trained_until)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(query).all(), columns=columns)
+
+    def _why_similar(self, a: int, b: int) -> str:
+        m = self.model
+        parts = (
+            [f"same {', '.join(m.shared_attributes(a, b))}"] if m.shared_attributes(a, b) else []
+        )
+        if abs(m.price_z[a] - m.price_z[b]) < 0.25:
+            parts.append("similar price")
+        return "; ".join(parts) or "similar description"
+
+    def _why_for_user(self, best: np.ndarray, anchors: np.ndarray) -> list[str]:
+        """For each pick, the history item it is most like (one sparse product)."""
+        m = self.model
+        if not len(anchors):
+            return ["matches your profile"] * len(best)
+        similarity = (m.tfidf[anchors] @ m.tfidf[best].T).toarray()
+        closest = anchors[similarity.argmax(axis=0)]
+        return [
+            "in your history, not bought yet" if j in anchors else f"like {m.names[c]}"
+            for j, c in zip(best, closest, strict=True)
+        ]
+
+
+def check_n(n: int) -> None:
+    if not 1 <= n <= MAX_N:
+        raise MlkitError(f"-n {n} is out of range", hint=f"ask for 1 to {MAX_N} items")

@@ -1,0 +1,357 @@
+"""Data retention: old orders and predictions move to their archive tables.
+
+Orders older than the cut-off go to `orders_archive` together with their predictions
+(`fraud_predictions_archive`), in batches of consecutive order ids (keyset, never OFFSET).
+Each batch is one transaction that copies, checks that every row it is about to delete
+is in the archive, and deletes; so a crash at any moment leaves each row in exactly one
+place, and a rerun carries on where the last committed batch ended. Rows already in the
+archive (a batch that committed just before a crash was reported) are not copied twice.
+Predictions older than the cut-off whose order is gone follow in a second pass.
+
+Runs hold a job lock for their whole length, so two started at once (cron and a
+person) run one after the other; the second finds nothing left to move.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .clock import parse_moment, utcnow
+from .db import dialect_name
+from .errors import MlkitError
+from .schema import fraud_predictions, fraud_predictions_archive, orders, orders_archive
+
+# Archiving anything younger is almost certainly a typo (0d, 1h).
+MIN_AGE = timedelta(days=1)
+JOB_LOCK_WAIT_SECONDS = 3600
+
+
+# ---------------------------------------------------------------- a lock held for a whole job
+
+
+def _job_lock_path(engine: Engine, job: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", job)
+    database = engine.url.database
+    if not database or database == ":memory:":
+        return Path(tempfile.gettempdir()) / f"mlkit-memory.job-{safe}.lock"
+    db = Path(database).expanduser().resolve()
+    return db.with_name(f"{db.name}.job-{safe}.lock")
+
+
+@contextmanager
+def job_lock(engine: Engine, job: str, *, wait: bool = True) -> Iterator[None]:
+    """Hold `job`'s lock across transactions: a PostgreSQL advisory lock or a MySQL named
+    lock on a connection kept for the job, or an flock beside the SQLite file. A second
+    holder waits (or, with wait=False, is refused at once)."""
+    dialect = dialect_name(engine)
+    busy = MlkitError(
+        f"another {job} run is in progress", hint="wait for it to finish, then run again"
+    )
+    if dialect == "sqlite":
+        import fcntl
+
+        path = _job_lock_path(engine, job)
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise busy from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return
+    key = f"mlkit:job:{job}"
+    if len(key) > 64:  # MySQL's limit for lock names
+        key = f"mlkit:job:{hashlib.sha1(key.encode()).hexdigest()}"
+    conn = engine.connect()
+    try:
+        if dialect == "postgresql":
+            sql = "SELECT pg_advisory_lock(hashtext(:k))" if wait else (
+                "SELECT pg_try_advisory_lock(hashtext(:k))"
+            )  # fmt: skip
+            got = conn.execute(sa.text(sql), {"k": key}).scalar()
+            got = True if wait else got
+        else:
+            got = conn.execute(
+                sa.text("SELECT GET_LOCK(:k, :t)"),
+                {"k": key, "t": JOB_LOCK_WAIT_SECONDS if wait else 0},
+            ).scalar()
+        conn.commit()  # the lock belongs to the session, not to this transaction
+        if got not in (True, 1):
+            raise busy
+        try:
+            yield
+        finally:
+            unlock = (
+                "SELECT pg_advisory_unlock(hashtext(:k))"
+                if dialect == "postgresql"
+                else "SELECT RELEASE_LOCK(:k)"
+            )
+            try:
+                conn.execute(sa.text(unlock), {"k": key})
+                conn.commit()
+            except Exception:  # the server drops the lock with the session anyway
+                conn.invalidate()
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- retention
+
+
+def cutoff_of(older_than: str, now: datetime) -> datetime:
+    cutoff = parse_moment(older_than, now=now, option="--older-than")
+    if cutoff > now - MIN_AGE:
+        raise MlkitError(
+            f"--older-than {older_than!r} would archive rows younger than a day "
+            f"(cut-off {cutoff:%Y-%m-%d %H:%M})",
+            hint="use a duration like 365d, or a date at least a day ago",
+        )
+    return cutoff
+
+
+def _counts(conn: sa.Connection) -> dict[str, int]:
+    return {
+        t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+        for t in (orders, orders_archive, fraud_predictions, fraud_predictions_archive)
+    }
+
+
+def _require_tables(engine: Engine) -> None:
+    with engine.connect() as conn:
+        existing = set(sa.inspect(conn).get_table_names())
+    missing = [
+        t.name
+        for t in (orders, orders_archive, fraud_predictions, fraud_predictions_archive)
+        if t.name not in existing
+    ]
+    if missing:
+        raise MlkitError(
+            f"missing table(s): {', '.join(missing)}", hint="create them with `mlkit db init`"
+        )
+
+
+def _orphan_predictions(cutoff: datetime):
+    """Predictions older than the cut-off whose order is no longer live."""
+    p = fraud_predictions
+    return sa.and_(
+        p.c.created_at < cutoff,
+        ~sa.exists().where(orders.c.order_id == p.c.order_id),
+    )
+
+
+def _plan(conn: sa.Connection, cutoff: datetime) -> dict[str, int]:
+    def count(table: sa.Table, where) -> int:
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one()
+        )
+
+    old_orders = sa.select(orders.c.order_id).where(orders.c.created_at < cutoff)
+    p = fraud_predictions
+    # Two disjoint sets counted apart: one OR of both defeats the planners' (anti-)joins.
+    return {
+        "orders": count(orders, orders.c.created_at < cutoff),
+        "predictions": count(p, p.c.order_id.in_(old_orders))
+        + count(p, _orphan_predictions(cutoff)),
+    }
+
+
+def _mismatch(text: str) -> MlkitError:
+    """A batch would delete a row it did not find in the archive: it is rolled back."""
+    return MlkitError(
+        f"retention batch rolled back, nothing lost: {text}",
+        hint="another process may be writing the archive tables; run again when it is done",
+    )
+
+
+def _copy_then_delete(
+    conn: sa.Connection,
+    source: sa.Table,
+    archive: sa.Table,
+    key: str,
+    where: sa.ColumnElement,
+    now: datetime,
+) -> int:
+    """Copy the rows of `source` matching `where` into `archive` (those not there yet),
+    check that every one is archived, then delete them; returns the rows moved."""
+    names = [c.name for c in source.columns]
+    pending = int(
+        conn.execute(sa.select(sa.func.count()).select_from(source).where(where)).scalar_one()
+    )
+    if pending == 0:
+        return 0
+    rows = sa.select(
+        *[source.c[n] for n in names], sa.literal(now, sa.DateTime()).label("archived_at")
+    ).where(where)
+    insert = _insert_missing(conn, source, archive, key, [*names, "archived_at"], rows)
+    inserted = conn.execute(insert).rowcount
+    archived = inserted
+    if inserted != pending:  # some were archived before: count them all in the archive
+        archived = int(
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(source.join(archive, archive.c[key] == source.c[key]))
+                .where(where)
+            ).scalar_one()
+        )
+    if archived != pending:
+        raise _mismatch(f"{source.name}: {pending} rows to move but {archived} archived")
+    deleted = conn.execute(source.delete().where(where)).rowcount
+    if deleted != pending:
+        raise _mismatch(f"{source.name}: {pending} rows to move but {deleted} deleted")
+    return pending
+
+
+def _insert_missing(
+    conn: sa.Connection, source: sa.Table, archive: sa.Table, key: str, names: list, rows
+):
+    """INSERT ... SELECT that skips rows whose key is archived already, through the key's
+    index: ON CONFLICT DO NOTHING on PostgreSQL and SQLite (an anti-join there is planned
+    on the archive's stale statistics, as a scan per row), NOT EXISTS on MySQL."""
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(archive).from_select(names, rows).on_conflict_do_nothing(index_elements=[key])
+    return archive.insert().from_select(
+        names, rows.where(~sa.exists().where(archive.c[key] == source.c[key]))
+    )
+
+
+def _order_batch(conn: sa.Connection, cutoff: datetime, after: int, size: int) -> int | None:
+    """The highest order id of the next batch of old orders after `after`, or None."""
+    ids = (
+        sa.select(orders.c.order_id)
+        .where(orders.c.created_at < cutoff, orders.c.order_id > after)
+        .order_by(orders.c.order_id)
+        .limit(size)
+        .subquery()
+    )
+    return conn.execute(sa.select(sa.func.max(ids.c.order_id))).scalar()
+
+
+def _prediction_batch(conn: sa.Connection, cutoff: datetime, after: int, size: int) -> int | None:
+    p = fraud_predictions
+    ids = (
+        sa.select(p.c.id)
+        .where(_orphan_predictions(cutoff), p.c.id > after)
+        .order_by(p.c.id)
+        .limit(size)
+        .subquery()
+    )
+    return conn.execute(sa.select(sa.func.max(ids.c.id))).scalar()
+
+
+def run_retention(
+    engine: Engine,
+    *,
+    older_than: str = "365d",
+    batch_size: int = 10_000,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    on_batch: Callable[[int, dict[str, int]], None] | None = None,
+) -> dict[str, Any]:
+    """Move orders older than the cut-off (with their predictions) and orphaned old
+    predictions into the archive tables, `batch_size` rows per transaction.
+
+    `on_batch(batch_number, moved_so_far)` is called after each committed batch.
+    """
+    if batch_size < 1:
+        raise MlkitError(f"the batch size must be at least 1 (got {batch_size})")
+    started = time.perf_counter()
+    now = now or utcnow()
+    cutoff = cutoff_of(older_than, now)
+    _require_tables(engine)
+    with engine.connect() as conn:
+        before = _counts(conn)
+        plan = _plan(conn, cutoff)
+    document: dict[str, Any] = {
+        "dry_run": dry_run,
+        "cutoff": cutoff,
+        "older_than": older_than,
+        "batch_size": batch_size,
+        "to_move": plan,
+        "moved": {"orders": 0, "predictions": 0},
+        "batches": 0,
+        "before": before,
+    }
+    if dry_run:
+        document["seconds"] = round(time.perf_counter() - started, 3)
+        return document
+    moved = document["moved"]
+    with job_lock(engine, "retention"):
+        last = 0
+        while True:
+            with engine.begin() as conn:
+                high = _order_batch(conn, cutoff, last, batch_size)
+                if high is None:
+                    break
+                batch = sa.and_(
+                    orders.c.order_id > last,
+                    orders.c.order_id <= high,
+                    orders.c.created_at < cutoff,
+                )
+                p = fraud_predictions
+                # The id range lets the planners read predictions through their order index.
+                batch_predictions = sa.and_(
+                    p.c.order_id > last,
+                    p.c.order_id <= high,
+                    p.c.order_id.in_(sa.select(orders.c.order_id).where(batch)),
+                )
+                # Predictions first: they point at the orders of the batch.
+                moved_predictions = _copy_then_delete(
+                    conn, p, fraud_predictions_archive, "id", batch_predictions, now
+                )
+                moved_orders = _copy_then_delete(conn, orders, orders_archive, "order_id",
+                                                 batch, now)  # fmt: skip
+            last = high
+            moved["orders"] += moved_orders
+            moved["predictions"] += moved_predictions
+            document["batches"] += 1
+            if on_batch is not None:
+                on_batch(document["batches"], dict(moved))
+        last = 0
+        while True:
+            with engine.begin() as conn:
+                high = _prediction_batch(conn, cutoff, last, batch_size)
+                if high is None:
+                    break
+                p = fraud_predictions
+                batch = sa.and_(p.c.id > last, p.c.id <= high, _orphan_predictions(cutoff))
+                moved["predictions"] += _copy_then_delete(
+                    conn, p, fraud_predictions_archive, "id", batch, now
+                )
+            last = high
+            document["batches"] += 1
+            if on_batch is not None:
+                on_batch(document["batches"], dict(moved))
+    with engine.connect() as conn:
+        after = _counts(conn)
+    document["after"] = after
+    # Live + archive stays the same for both tables (unless other jobs wrote meanwhile).
+    document["conserved"] = all(
+        before[live] + before[archive] == after[live] + after[archive]
+        for live, archive in (
+            ("orders", "orders_archive"),
+            ("fraud_predictions", "fraud_predictions_archive"),
+        )
+    )
+    seconds = time.perf_counter() - started
+    document["seconds"] = round(seconds, 3)
+    total = moved["orders"] + moved["predictions"]
+    document["rows_per_second"] = round(total / seconds) if seconds > 0 and total else None
+    return document

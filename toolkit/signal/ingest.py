@@ -1,0 +1,282 @@
+"""`mlkit ingest market`: OHLCV bars from a CSV file into `market_data`.
+
+The whole file is read and checked before anything is written; a file with any bad row
+writes nothing and the error names the lines (line 1 is the header). Column names are
+matched case-insensitively with common variants (Date, Datetime, Timestamp, open_time,
+Open, o, Vol, ...); a separate date and time column pair is joined. Timestamps may be
+ISO dates or datetimes (an offset is converted to UTC) or epoch seconds / milliseconds /
+microseconds. The good file is upserted on (symbol, ts) in one transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from ..db import explain_db_error
+from ..errors import MlkitError
+from .market import PRICE_COLUMNS, normalize_symbol, upsert_bars
+
+# Accepted header names per column, after lower-casing and turning spaces/dashes into "_".
+COLUMN_NAMES: dict[str, tuple[str, ...]] = {
+    "ts": ("ts", "timestamp", "datetime", "date_time", "time_stamp", "open_time",
+           "opentime", "time_open", "date", "time"),
+    "open": ("open", "o", "open_price", "opening_price"),
+    "high": ("high", "h", "high_price", "max"),
+    "low": ("low", "l", "low_price", "min"),
+    "close": ("close", "c", "close_price", "closing_price", "last", "price", "adj_close"),
+    "volume": ("volume", "vol", "v", "base_volume", "volume_base", "qty", "quantity"),
+}  # fmt: skip
+SYMBOL_NAMES = ("symbol", "ticker", "pair", "instrument")
+MAX_LISTED = 5  # bad lines named in the error; the rest are counted
+
+
+@dataclass
+class IngestResult:
+    symbol: str
+    path: str
+    rows: int
+    new: int
+    existing: int
+    first_ts: object
+    last_ts: object
+    columns: dict[str, str]
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {
+            "symbol": self.symbol,
+            "file": self.path,
+            "rows": self.rows,
+            "new": self.new,
+            "updated": self.existing,
+            "first_ts": self.first_ts.isoformat() if self.first_ts is not None else None,
+            "last_ts": self.last_ts.isoformat() if self.last_ts is not None else None,
+            "columns": self.columns,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[\s\-/]+", "_", str(name).strip().lower().strip("<>\"'"))
+
+
+def map_columns(headers: list[str], where: str) -> dict[str, str]:
+    """Our column -> the file's header; raises naming every missing one."""
+    by_normal: dict[str, str] = {}
+    for header in headers:
+        by_normal.setdefault(_normal(header), header)
+    mapping: dict[str, str] = {}
+    for column, variants in COLUMN_NAMES.items():
+        for variant in variants:
+            if variant in by_normal and by_normal[variant] not in mapping.values():
+                mapping[column] = by_normal[variant]
+                break
+    # A date column and a time column side by side: the timestamp is both.
+    if _normal(mapping.get("ts", "")) == "date" and "time" in by_normal:
+        mapping["time"] = by_normal["time"]
+    missing = [c for c in COLUMN_NAMES if c not in mapping]
+    if missing:
+        shown = ", ".join(repr(h) for h in headers) or "none"
+        wanted = "; ".join(
+            f"{'date' if c == 'ts' else c}: {'/'.join(COLUMN_NAMES[c][:4])}" for c in missing
+        )
+        raise MlkitError(
+            f"{where}: missing column(s) {', '.join('date' if c == 'ts' else c for c in missing)}"
+            f" (header has {shown})",
+            hint=f"name them like {wanted} (any case)",
+        )
+    return mapping
+
+
+def parse_timestamps(raw: pd.Series) -> pd.Series:
+    """Naive UTC timestamps; NaT where a value cannot be read."""
+    text = raw.astype("string").str.strip()
+    numeric = pd.to_numeric(text, errors="coerce")
+    if text.notna().any() and numeric[text.notna()].notna().all():
+        # Epoch numbers; the unit follows from the magnitude (s, ms or us since 1970).
+        magnitude = numeric.abs().max()
+        unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us"
+        parsed = pd.to_datetime(numeric, unit=unit, errors="coerce", utc=True)
+    else:
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        retry = parsed.isna() & text.notna()
+        if retry.any():
+            parsed = parsed.copy()
+            parsed[retry] = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
+    return parsed.dt.tz_localize(None).astype("datetime64[us]")
+
+
+def _delimiter(path: Path) -> str:
+    """Comma unless the header line is plainly separated by semicolons or tabs."""
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        header = handle.readline()
+    for candidate in (",", ";", "\t"):
+        if candidate in header:
+            return candidate
+    return ","
+
+
+class _Problems:
+    """Bad lines found by whole-column checks; keeps the first few messages per check."""
+
+    def __init__(self, line_numbers: np.ndarray):
+        self.line_numbers = line_numbers
+        self.messages: list[tuple[int, str]] = []
+        self.total = 0
+
+    def add(self, mask, describe) -> None:
+        """`describe(position)` words the problem of the row at that position."""
+        positions = np.flatnonzero(np.asarray(mask, dtype=bool))
+        if len(positions) == 0:
+            return
+        self.total += len(positions)
+        for position in positions[:MAX_LISTED]:
+            self.messages.append((int(self.line_numbers[position]), describe(position)))
+
+    def raise_if_any(self, where: str) -> None:
+        if not self.messages:
+            return
+        self.messages.sort()
+        shown = "; ".join(f"line {line}: {text}" for line, text in self.messages[:MAX_LISTED])
+        hidden = self.total - min(len(self.messages), MAX_LISTED)
+        extra = f" (and {hidden} more problem{'s' if hidden > 1 else ''})" if hidden else ""
+        raise MlkitError(
+            f"{where}: {shown}{extra}; nothing was written",
+            hint="fix or remove those lines and run the same command again",
+        )
+
+
+def read_market_csv(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The file's bars (ts, open, high, low, close, volume; time-ordered, plus the file's
+    symbol column when it has one) and the header each came from, once every check passed."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise MlkitError(f"{where}: no such file", hint="check the --csv path")
+    try:
+        raw = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            sep=_delimiter(path),
+            encoding="utf-8-sig",
+        )
+    except pd.errors.EmptyDataError:
+        raise MlkitError(f"{where}: the file is empty", hint="expect a header line") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        detail = " ".join(str(exc).split())
+        raise MlkitError(f"{where}: not a readable CSV file: {detail}") from None
+    mapping = map_columns(list(raw.columns), where)
+    line_numbers = np.arange(len(raw)) + 2  # the header is line 1
+    cells = raw.apply(lambda column: column.str.strip())
+    blank = (cells == "").all(axis=1).to_numpy()
+    cells, line_numbers = cells.loc[~blank].reset_index(drop=True), line_numbers[~blank]
+    if cells.empty:
+        raise MlkitError(f"{where}: no data rows after the header")
+    problems = _Problems(line_numbers)
+
+    ts_text = cells[mapping["ts"]]
+    if "time" in mapping:
+        ts_text = ts_text + " " + cells[mapping["time"]]
+    ts_text = ts_text.str.strip()
+    ts = parse_timestamps(ts_text.where(ts_text != ""))
+    ts_values = ts_text.to_numpy()
+    problems.add(
+        ts.isna(),
+        lambda i: f"cannot read the date {ts_values[i]!r}" if ts_values[i] else "empty date",
+    )
+
+    values: dict[str, np.ndarray] = {}
+    for column in PRICE_COLUMNS:
+        text = cells[mapping[column]].to_numpy()
+        number = pd.to_numeric(
+            cells[mapping[column]].where(cells[mapping[column]] != ""), errors="coerce"
+        ).to_numpy(dtype=float)
+        values[column] = number
+
+        def not_a_number(i, column=column, text=text):
+            return f"{column} {text[i]!r} is not a number" if text[i] else f"empty {column}"
+
+        problems.add(~np.isfinite(number), not_a_number)
+        with np.errstate(invalid="ignore"):
+            if column == "volume":
+                problems.add(number < 0, lambda i, n=number: f"negative volume {n[i]:g}")
+            else:
+                problems.add(
+                    number <= 0,
+                    lambda i, n=number, c=column: (
+                        f"{'negative' if n[i] < 0 else 'zero'} {c} price {n[i]:g}"
+                    ),
+                )
+    o, h, lo, c = (values[n] for n in ("open", "high", "low", "close"))
+    with np.errstate(invalid="ignore"):
+        valid = np.logical_and.reduce([np.isfinite(x) & (x > 0) for x in (o, h, lo, c)])
+        inconsistent = valid & ((h < np.maximum.reduce([o, c, lo])) | (lo > np.minimum(o, c)))
+    problems.add(
+        inconsistent, lambda i: f"high {h[i]:g} and low {lo[i]:g} do not bound open and close"
+    )
+
+    known = ts.notna()
+    first_line = pd.Series(line_numbers).where(known).groupby(ts).transform("first").to_numpy()
+    repeated = (known & ts.duplicated(keep="first")).to_numpy()
+    problems.add(
+        repeated,
+        lambda i: (
+            f"duplicate timestamp {pd.Timestamp(ts.iloc[i]).isoformat(sep=' ')} "
+            f"(first on line {int(first_line[i])})"
+        ),
+    )
+    problems.raise_if_any(where)
+
+    bars = pd.DataFrame({"ts": ts.to_numpy(), **values})
+    symbol_header = next((h for h in raw.columns if _normal(h) in SYMBOL_NAMES), None)
+    if symbol_header is not None:
+        mapping["symbol"] = symbol_header
+        bars["file_symbol"] = cells[symbol_header].str.upper().to_numpy()
+        bars["line"] = line_numbers
+    return bars.sort_values("ts", kind="stable", ignore_index=True), mapping
+
+
+def ingest_market_csv(engine: Engine, path: str | Path, symbol: str) -> IngestResult:
+    """Check the whole file, then upsert its bars for `symbol` in one transaction."""
+    from sqlalchemy.exc import DBAPIError
+
+    started = time.perf_counter()
+    symbol = normalize_symbol(symbol)
+    bars, mapping = read_market_csv(path)
+    if "file_symbol" in bars:
+        other = bars["file_symbol"] != symbol
+        if other.any():
+            lines = sorted(int(n) for n in bars.loc[other, "line"])[:MAX_LISTED]
+            found = bars.loc[other, "file_symbol"].iloc[0]
+            raise MlkitError(
+                f"{path}: line {lines[0]}: symbol {found!r} is not {symbol}"
+                + (f" (also lines {', '.join(map(str, lines[1:]))})" if len(lines) > 1 else "")
+                + "; nothing was written",
+                hint="split the file per symbol, or pass the symbol it holds with --symbol",
+            )
+        bars = bars.drop(columns=["file_symbol", "line"])
+    try:
+        with engine.begin() as conn:
+            counts = upsert_bars(conn, symbol, bars)
+    except DBAPIError as exc:
+        raise explain_db_error(exc, engine.url) from None
+    return IngestResult(
+        symbol=symbol,
+        path=str(path),
+        rows=counts["rows"],
+        new=counts["new"],
+        existing=counts["existing"],
+        first_ts=bars["ts"].iloc[0].to_pydatetime(),
+        last_ts=bars["ts"].iloc[-1].to_pydatetime(),
+        columns={k: str(v) for k, v in mapping.items()},
+        seconds=time.perf_counter() - started,
+    )

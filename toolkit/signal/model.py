@@ -1,0 +1,326 @@
+"""CatBoost for SELL / HOLD / BUY: parameters that never conflict, feature selection (RFE or
+importance-based), and the verified loading of a registered model."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import MlkitError
+from .labels import CLASSES
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from catboost import CatBoostClassifier
+
+log = logging.getLogger("mlkit.train")
+
+FILENAME = "model.cbm"
+RFE_ALGORITHMS = (
+    "RecursiveByLossFunctionChange",
+    "RecursiveByPredictionValuesChange",
+    "RecursiveByShapValues",
+)
+# Bootstrap types that sample rows and so accept `subsample`; Bayesian weighs rows instead
+# (bagging_temperature) and No samples nothing: CatBoost refuses `subsample` with those.
+SUBSAMPLING_BOOTSTRAPS = ("Bernoulli", "MVS", "Poisson")
+BOOTSTRAPS = (*SUBSAMPLING_BOOTSTRAPS, "Bayesian", "No")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What `signal.*` in the configuration says about the model and its selection."""
+
+    iterations: int = 300
+    learning_rate: float = 0.05
+    depth: int = 6
+    border_count: int = 32
+    bootstrap_type: str = "Bernoulli"
+    subsample: float = 0.8
+    bagging_temperature: float = 1.0
+    random_seed: int = 0
+    thread_count: int = 2
+    rfe_algorithm: str = "RecursiveByLossFunctionChange"
+    rfe_features: int = 40
+    rfe_steps: int = 3
+    selection_iterations: int = 60
+    selection_learning_rate: float = 0.15
+    min_rfe_samples: int = 150
+    max_baseline_features: int = 120
+
+    @classmethod
+    def from_config(cls, config) -> ModelSettings:
+        s = config.get("signal")
+        t = config.get("training")
+        return cls(
+            iterations=int(s["iterations"]),
+            learning_rate=float(s["learning_rate"]),
+            depth=int(s["depth"]),
+            border_count=int(s["border_count"]),
+            bootstrap_type=str(s["bootstrap_type"]),
+            subsample=float(s["subsample"]),
+            random_seed=int(s["random_seed"]),
+            thread_count=int(s["thread_count"]),
+            rfe_algorithm=str(s["rfe_algorithm"]),
+            rfe_features=int(s["rfe_features"]),
+            rfe_steps=int(s["rfe_steps"]),
+            selection_iterations=int(s["selection_iterations"]),
+            min_rfe_samples=int(t["min_rfe_samples"]),
+            max_baseline_features=int(t["max_baseline_features"]),
+        )
+
+
+def catboost_params(settings: ModelSettings, *, iterations: int | None = None, **extra) -> dict:
+    """CatBoost multi-class parameters with balanced class weights. `subsample` goes in only
+    with a bootstrap that samples rows (Bernoulli, MVS, Poisson); with Bayesian the
+    bagging temperature does that job instead."""
+    if settings.bootstrap_type not in BOOTSTRAPS:
+        raise MlkitError(
+            f"unknown signal.bootstrap_type {settings.bootstrap_type!r}",
+            hint=f"use one of {', '.join(BOOTSTRAPS)}",
+        )
+    params: dict[str, Any] = {
+        "loss_function": "MultiClass",
+        "iterations": int(iterations if iterations is not None else settings.iterations),
+        "learning_rate": settings.learning_rate,
+        "depth": settings.depth,
+        "border_count": settings.border_count,
+        "auto_class_weights": "Balanced",
+        "bootstrap_type": settings.bootstrap_type,
+        "random_seed": settings.random_seed,
+        "thread_count": settings.thread_count,
+        "allow_writing_files": False,
+        "logging_level": "Silent",
+    }
+    if settings.bootstrap_type in SUBSAMPLING_BOOTSTRAPS:
+        params["subsample"] = settings.subsample
+    elif settings.bootstrap_type == "Bayesian":
+        params["bagging_temperature"] = settings.bagging_temperature
+    params.update(extra)
+    return params
+
+
+def fit_classifier(
+    X: pd.DataFrame, y: np.ndarray, settings: ModelSettings, **overrides
+) -> CatBoostClassifier:
+    from catboost import CatBoostClassifier
+
+    present = np.unique(y)
+    if len(present) < len(CLASSES):
+        missing = [CLASSES[i] for i in range(len(CLASSES)) if i not in present]
+        raise MlkitError(
+            f"the training labels lack class(es) {', '.join(missing)}",
+            hint="load more varied history or widen signal.sell_quantile / buy_quantile",
+        )
+    model = CatBoostClassifier(**catboost_params(settings, **overrides))
+    model.fit(X, y)
+    return model
+
+
+def class_weights(model: CatBoostClassifier) -> dict[str, float]:
+    """The weights CatBoost's auto_class_weights gave each class, by class name."""
+    weights = model.get_all_params().get("class_weights") or [1.0] * len(CLASSES)
+    return {CLASSES[i]: round(float(w), 6) for i, w in enumerate(weights)}
+
+
+def predict_proba(model: CatBoostClassifier, X: pd.DataFrame) -> np.ndarray:
+    """Probabilities in CLASSES order, whatever order the model keeps its classes in."""
+    raw = model.predict_proba(X)
+    order = [int(c) for c in model.classes_]
+    out = np.zeros((len(X), len(CLASSES)))
+    out[:, order] = raw
+    return out
+
+
+# ---------------------------------------------------------------- feature selection
+
+
+@dataclass
+class Selection:
+    method: str  # rfe | importance
+    features: list[str]
+    reason: str
+    seconds: float = 0.0
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "selected": len(self.features),
+            "reason": self.reason,
+            "seconds": round(self.seconds, 3),
+            **self.details,
+        }
+
+
+def select_features(
+    X: pd.DataFrame, y: np.ndarray, settings: ModelSettings, *, gap: int
+) -> Selection:
+    """RFE when the selection rows reach `min_rfe_samples`, else the most important
+    features of one fit, at most `max_baseline_features` of them.
+
+    RFE is CatBoost's recursive elimination (`rfe_algorithm`), judged on the last fifth of
+    the rows, held out with a `gap`-row purge so no training label overlaps it.
+    """
+    import time
+
+    started = time.perf_counter()
+    names = list(X.columns)
+    n = len(X)
+    eval_rows = max(1, n // 5)
+    fit_rows = n - eval_rows - gap
+    target = min(settings.rfe_features, len(names))
+    if n >= settings.min_rfe_samples and fit_rows >= eval_rows and target < len(names):
+        selection = _rfe(X, y, settings, fit_rows=fit_rows, eval_start=n - eval_rows)
+        selection.reason = f"{n} samples >= training.min_rfe_samples {settings.min_rfe_samples}"
+    else:
+        why = (
+            f"{n} samples < training.min_rfe_samples {settings.min_rfe_samples}"
+            if n < settings.min_rfe_samples
+            else f"{n} samples leave too few for RFE's held-out rows"
+            if fit_rows < eval_rows
+            else f"only {len(names)} features"
+        )
+        selection = _by_importance(X, y, settings)
+        selection.reason = why
+    selection.seconds = time.perf_counter() - started
+    return selection
+
+
+def _rfe(
+    X: pd.DataFrame, y: np.ndarray, settings: ModelSettings, *, fit_rows: int, eval_start: int
+) -> Selection:
+    from catboost import CatBoostClassifier, EFeaturesSelectionAlgorithm, EShapCalcType
+
+    if settings.rfe_algorithm not in RFE_ALGORITHMS:
+        raise MlkitError(
+            f"unknown signal.rfe_algorithm {settings.rfe_algorithm!r}",
+            hint=f"use one of {', '.join(RFE_ALGORITHMS)}",
+        )
+    target = min(settings.rfe_features, X.shape[1])
+    log.info(
+        "[TRAIN] RFE (%s): %d -> %d features on %d samples",
+        settings.rfe_algorithm,
+        X.shape[1],
+        target,
+        fit_rows,
+    )
+    model = CatBoostClassifier(
+        **catboost_params(
+            settings,
+            iterations=settings.selection_iterations,
+            learning_rate=settings.selection_learning_rate,
+        )
+    )
+    y_fit, y_eval = y[:fit_rows], y[eval_start:]
+    if len(np.unique(y_fit)) < len(CLASSES):
+        raise MlkitError("the feature-selection rows lack a class; load more varied history")
+    result = model.select_features(
+        X.iloc[:fit_rows],
+        y_fit,
+        eval_set=(X.iloc[eval_start:], y_eval),
+        features_for_select=list(range(X.shape[1])),
+        num_features_to_select=target,
+        steps=max(1, settings.rfe_steps),
+        algorithm=getattr(EFeaturesSelectionAlgorithm, settings.rfe_algorithm),
+        shap_calc_type=EShapCalcType.Approximate,
+        train_final_model=False,
+        logging_level="Silent",
+        plot=False,
+    )
+    selected = [str(name) for name in result["selected_features_names"]]
+    return Selection(
+        "rfe",
+        selected,
+        reason="",
+        details={"algorithm": settings.rfe_algorithm, "steps": settings.rfe_steps},
+    )
+
+
+def _by_importance(X: pd.DataFrame, y: np.ndarray, settings: ModelSettings) -> Selection:
+    cap = min(settings.max_baseline_features, X.shape[1])
+    log.info(
+        "[TRAIN] Importance-based selection: top %d of %d features on %d samples",
+        cap,
+        X.shape[1],
+        len(X),
+    )
+    model = fit_classifier(
+        X,
+        y,
+        settings,
+        iterations=settings.selection_iterations,
+        learning_rate=settings.selection_learning_rate,
+    )
+    importance = np.asarray(model.get_feature_importance(), dtype=float)
+    # Stable order: by importance, ties by column position.
+    order = np.lexsort((np.arange(len(importance)), -importance))[:cap]
+    return Selection(
+        "importance",
+        [X.columns[i] for i in sorted(order)],
+        reason="",
+        details={"cap": settings.max_baseline_features},
+    )
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_signal_model(mv) -> CatBoostClassifier:
+    """The CatBoost model of a registered version, after its sha256 matched."""
+    from catboost import CatBoostClassifier
+
+    from ..registry import artifact_path_verified
+
+    path = artifact_path_verified(mv)
+    model = CatBoostClassifier()
+    try:
+        model.load_model(str(path), format="cbm")
+    except Exception as exc:  # CatBoostError on a file that is not a model
+        raise MlkitError(f"cannot load {mv.ref} from {path}: {exc}") from None
+    return model
+
+
+def validation_checks(mv) -> list[tuple[str, bool, str]]:
+    """(name, ok, detail) checks of a registered signal version once its sha256 matched:
+    it loads, it uses the features it lists, it gives probabilities on its stored example."""
+    import pandas as pd
+
+    try:
+        model = load_signal_model(mv)
+    except Exception as exc:  # any failure to load is a failed check, not a crash
+        return [("loads", False, f"{type(exc).__name__}: {exc}")]
+    checks = [("loads", True, "CatBoost model loaded")]
+    names = list(model.feature_names_ or [])
+    same = bool(mv.features) and names == list(mv.features)
+    checks.append(
+        (
+            "features",
+            same,
+            f"{len(names)} features as registered"
+            if same
+            else f"model uses {names[:5]}..., registry lists {list(mv.features)[:5]}...",
+        )
+    )
+    try:
+        example = pd.DataFrame(mv.input_example, columns=list(mv.features)).astype(float)
+        probabilities = predict_proba(model, example)
+        sane = len(example) > 0 and bool(
+            np.all((probabilities >= 0) & (probabilities <= 1))
+            and np.allclose(probabilities.sum(axis=1), 1.0)
+        )
+        checks.append(
+            (
+                "predicts",
+                sane,
+                f"{len(example)} example rows give SELL/HOLD/BUY probabilities"
+                if sane
+                else f"bad probabilities on the input example: {probabilities}",
+            )
+        )
+    except Exception as exc:
+        checks.append(("predicts", False, f"{type(exc).__name__}: {exc}"))
+    return checks

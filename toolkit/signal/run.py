@@ -1,0 +1,414 @@
+"""`mlkit signal run` and `mlkit signal status`: a signal for a symbol's latest bar, trained
+first when possible, the fallback when not, and what the family knows about itself.
+
+While a symbol has no `prod` model, each run first considers an automatic initial
+training: only when no cooldown of a failed run lasts and the symbol has at least
+`training.min_initial_train_samples` bars. A failed training starts the cooldown
+(`training.retry_cooldown_sec`) and the run carries on with the fallback signal, which
+is marked `fallback: true` and may execute only when `training.allow_fallback_execution`
+says so. Every fallback signal counts in `signal_state`; the "model is not trained"
+warning is logged on the 1st, 11th, 21st, ... of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ..clock import utcnow
+from ..errors import MlkitError
+from ..registry import ModelVersion, json_safe, resolve
+from ..schema import market_data, model_versions, signal_state, signals, training_runs
+from .fallback import MIN_BARS, latest_fallback
+from .indicators import PREDICTION_LOOKBACK, compute_features
+from .labels import CLASSES
+from .market import (
+    count_bars,
+    load_bars,
+    model_name,
+    normalize_symbol,
+    symbols_overview,
+    upsert_statement,
+)
+
+log = logging.getLogger("mlkit.signal")
+train_log = logging.getLogger("mlkit.train")
+
+SERVING_ALIAS = "prod"
+WARN_EVERY = 10
+
+
+def ensure_tables(engine: Engine) -> None:
+    """The schema must exist; `signal_state` came after `signals`, so it is created in
+    databases initialised before it."""
+    tables = set(sa.inspect(engine).get_table_names())
+    missing = [t.name for t in (market_data, signals, training_runs) if t.name not in tables]
+    if missing:
+        raise MlkitError(
+            f"table(s) {', '.join(missing)} missing in this database",
+            hint="create them with `mlkit db init`",
+        )
+    if signal_state.name not in tables:
+        signal_state.create(engine, checkfirst=True)
+
+
+def serving_version(engine: Engine, symbol: str) -> ModelVersion | None:
+    try:
+        return resolve(engine, f"{model_name(symbol)}@{SERVING_ALIAS}")
+    except MlkitError:
+        return None
+
+
+# ---------------------------------------------------------------- why there is no model
+
+
+def _last_runs(engine: Engine, name: str) -> tuple:
+    """The latest run and the latest successful run of a model (either may be None)."""
+    with engine.connect() as conn:
+        last = conn.execute(
+            sa.select(training_runs)
+            .where(training_runs.c.model_name == name)
+            .order_by(training_runs.c.run_id.desc())
+            .limit(1)
+        ).first()
+        ok = conn.execute(
+            sa.select(training_runs)
+            .where(training_runs.c.model_name == name, training_runs.c.status == "ok")
+            .order_by(training_runs.c.run_id.desc())
+            .limit(1)
+        ).first()
+    return last, ok
+
+
+def _cooldown_until(last_run) -> datetime | None:
+    if (
+        last_run is not None
+        and last_run.status == "failed"
+        and last_run.next_retry_at is not None
+        and last_run.next_retry_at > utcnow()
+    ):
+        return last_run.next_retry_at
+    return None
+
+
+def untrained_reason(config, n_bars: int, last_run) -> tuple[str, str]:
+    """(code, sentence) saying why a symbol has no model; the code is one of
+    insufficient_samples, training_cooldown, training_failed, never_trained."""
+    minimum = int(config.get("training.min_initial_train_samples"))
+    until = _cooldown_until(last_run)
+    if until is not None:
+        wait = int((until - utcnow()).total_seconds()) + 1
+        return (
+            "training_cooldown",
+            f"training run {last_run.run_id} failed ({last_run.last_error}); next retry at "
+            f"{until:%Y-%m-%d %H:%M:%S} UTC (in {wait} s)",
+        )
+    if n_bars < minimum:
+        return (
+            "insufficient_samples",
+            f"{n_bars} bars < training.min_initial_train_samples {minimum}: no training attempted",
+        )
+    if last_run is not None and last_run.status == "failed":
+        return (
+            "training_failed",
+            f"training run {last_run.run_id} failed ({last_run.last_error}); the next run retries",
+        )
+    return "never_trained", "no model yet; the next `mlkit signal run` trains one"
+
+
+# ---------------------------------------------------------------- signal run
+
+
+def _initial_training(engine: Engine, config, symbol: str, n_bars: int) -> dict:
+    """Train when allowed; never raises for a training problem (the fallback serves)."""
+    from .train import train_signal_model
+
+    last_run, _ = _last_runs(engine, model_name(symbol))
+    code, why = untrained_reason(config, n_bars, last_run)
+    if code in ("training_cooldown", "insufficient_samples"):
+        train_log.info("[TRAIN] No initial training for %s: %s", symbol, why)
+        return {"attempted": False, "outcome": "skipped", "reason": code, "detail": why}
+    train_log.info("[TRAIN] No model for %s yet: initial training on %d bars", symbol, n_bars)
+    started = []
+    try:
+        trained = train_signal_model(
+            engine, config, symbol, alias=SERVING_ALIAS, on_started=lambda: started.append(1)
+        )
+    except Exception as exc:  # the run recorded it; a trading loop must go on
+        message = exc.message if isinstance(exc, MlkitError) else f"{type(exc).__name__}: {exc}"
+        if not started:  # refused before it began: another run holds the lock
+            train_log.info("[TRAIN] Initial training for %s not started: %s", symbol, message)
+            return {
+                "attempted": False,
+                "outcome": "skipped",
+                "reason": "training_running",
+                "detail": message,
+            }
+        last_run, _ = _last_runs(engine, model_name(symbol))
+        retry = last_run.next_retry_at if last_run is not None else None
+        train_log.warning(
+            "[TRAIN] Initial training for %s failed: %s; next retry at %s",
+            symbol,
+            message,
+            f"{retry:%Y-%m-%d %H:%M:%S} UTC" if retry else "the next run",
+        )
+        return {
+            "attempted": True,
+            "outcome": "failed",
+            "reason": "training_failed",
+            "detail": message,
+            "next_retry_at": retry,
+        }
+    return {
+        "attempted": True,
+        "outcome": "trained",
+        "version": trained["version"],
+        "ref": trained["ref"],
+        "metrics": {k: trained["metrics"][k] for k in ("accuracy", "macro_f1")},
+    }
+
+
+def _model_signal(mv: ModelVersion, bars) -> dict:
+    from .model import load_signal_model, predict_proba
+
+    model = load_signal_model(mv)
+    features = compute_features(bars)
+    missing = [name for name in mv.features if name not in features.columns]
+    if missing:
+        raise MlkitError(
+            f"{mv.ref} expects features the current code does not compute: {missing[:5]}",
+            hint=f"retrain: mlkit train signal --symbol {mv.params.get('symbol', '')}",
+        )
+    probabilities = predict_proba(model, features.iloc[[-1]][list(mv.features)])[0]
+    best = int(probabilities.argmax())
+    return {
+        "signal": CLASSES[best],
+        "confidence": round(100.0 * float(probabilities[best]), 2),
+        "probabilities": {
+            name: round(float(p), 4) for name, p in zip(CLASSES, probabilities, strict=True)
+        },
+    }
+
+
+def _count_untrained(conn: sa.Connection, symbol: str) -> int:
+    """One more fallback signal for the symbol; the new count (atomic across processes)."""
+    now = utcnow()
+    stmt = upsert_statement(
+        conn,
+        signal_state,
+        ["symbol"],
+        {
+            "untrained_predictions": lambda _: signal_state.c.untrained_predictions + 1,
+            "updated_at": lambda proposed: proposed.updated_at,
+        },
+    )
+    conn.execute(stmt, {"symbol": symbol, "untrained_predictions": 1, "updated_at": now})
+    return int(
+        conn.execute(
+            sa.select(signal_state.c.untrained_predictions).where(signal_state.c.symbol == symbol)
+        ).scalar_one()
+    )
+
+
+def run_signal(engine: Engine, config, symbol: str, *, train: bool = True) -> dict:
+    """The signal of the latest bar of `symbol`, stored in `signals` (a re-run for the same
+    bar replaces its row)."""
+    symbol = normalize_symbol(symbol)
+    ensure_tables(engine)
+    n_bars = count_bars(engine, symbol)
+    if n_bars == 0:
+        raise MlkitError(
+            f"no market data for {symbol}",
+            hint=f"load bars with `mlkit ingest market --csv FILE --symbol {symbol}`",
+        )
+    mv = serving_version(engine, symbol)
+    training: dict = {"attempted": False, "outcome": "not_needed"}
+    if mv is None and train:
+        training = _initial_training(engine, config, symbol, n_bars)
+        if training["outcome"] == "trained":
+            mv = serving_version(engine, symbol)
+    bars = load_bars(engine, symbol, last=PREDICTION_LOOKBACK)
+    last_bar = bars.iloc[-1]
+    allow_fallback = bool(config.get("training.allow_fallback_execution"))
+    document: dict = {"symbol": symbol, "ts": last_bar["ts"].to_pydatetime()}
+    document["close"] = float(last_bar["close"])
+    if mv is not None:
+        document |= _model_signal(mv, bars)
+        document |= {"fallback": False, "model_version": mv.ref}
+        reason = None
+    else:
+        fallback = latest_fallback(bars["close"])
+        if fallback is None:
+            raise MlkitError(
+                f"{symbol} has {n_bars} bars; the fallback signal needs at least {MIN_BARS} "
+                f"(SMA {MIN_BARS}) and no model is trained",
+                hint=f"load more history with `mlkit ingest market --csv FILE --symbol {symbol}`",
+            )
+        last_run, _ = _last_runs(engine, model_name(symbol))
+        reason = untrained_reason(config, n_bars, last_run)
+        document |= fallback | {
+            "probabilities": None,
+            "fallback": True,
+            "fallback_reason": {"code": reason[0], "detail": reason[1]},
+            "model_version": None,
+        }
+    document["allow_fallback_execution"] = allow_fallback
+    document["execution_allowed"] = (not document["fallback"]) or allow_fallback
+    with engine.begin() as conn:
+        conn.execute(
+            signals.delete().where(signals.c.symbol == symbol, signals.c.ts == document["ts"])
+        )
+        conn.execute(
+            signals.insert().values(
+                symbol=symbol,
+                ts=document["ts"],
+                signal=document["signal"],
+                confidence=document["confidence"],
+                fallback=document["fallback"],
+                model_version=document["model_version"],
+                created_at=utcnow(),
+            )
+        )
+        warnings = _count_untrained(conn, symbol) if document["fallback"] else None
+    if warnings is not None and warnings % WARN_EVERY == 1:
+        log.warning(
+            "Model is not trained for %s (%s): fallback signal %s at %.1f%% confidence "
+            "(untrained prediction %d; this warning is logged every %dth time)",
+            symbol,
+            reason[0],
+            document["signal"],
+            document["confidence"],
+            warnings,
+            WARN_EVERY,
+        )
+    document["prediction_warning_count"] = (
+        warnings if warnings is not None else _warning_count(engine, symbol)
+    )
+    document["training"] = training
+    return json_safe(document)
+
+
+def _warning_count(engine: Engine, symbol: str) -> int:
+    with engine.connect() as conn:
+        value = conn.execute(
+            sa.select(signal_state.c.untrained_predictions).where(signal_state.c.symbol == symbol)
+        ).scalar()
+    return int(value or 0)
+
+
+# ---------------------------------------------------------------- status
+
+
+def signal_symbols(engine: Engine) -> list[str]:
+    """Symbols with bars, a model or a training run."""
+    return sorted(set(symbols_overview(engine)) | set(_model_symbols(engine)))
+
+
+def _model_symbols(engine: Engine) -> list[str]:
+    """Symbols whose signal model has a version or a training run."""
+    with engine.connect() as conn:
+        names = conn.execute(
+            sa.union(
+                sa.select(model_versions.c.name).where(model_versions.c.name.like("signal-%")),
+                sa.select(training_runs.c.model_name).where(
+                    training_runs.c.model_name.like("signal-%")
+                ),
+            )
+        ).scalars()
+        return sorted(name.removeprefix("signal-") for name in names)
+
+
+def symbol_status(engine: Engine, config, symbol: str, overview: dict | None = None) -> dict:
+    symbol = normalize_symbol(symbol)
+    name = model_name(symbol)
+    overview = overview if overview is not None else symbols_overview(engine)
+    bars = overview.get(symbol, {"bars": 0, "first_ts": None, "last_ts": None})
+    mv = serving_version(engine, symbol)
+    last_run, last_ok = _last_runs(engine, name)
+    with engine.connect() as conn:
+        last_signal = conn.execute(
+            sa.select(signals)
+            .where(signals.c.symbol == symbol)
+            .order_by(signals.c.ts.desc(), signals.c.id.desc())
+            .limit(1)
+        ).first()
+        warnings = conn.execute(
+            sa.select(signal_state.c.untrained_predictions).where(signal_state.c.symbol == symbol)
+        ).scalar()
+    until = _cooldown_until(last_run)
+    params = mv.params if mv is not None else {}
+    reason = None if mv is not None else untrained_reason(config, bars["bars"], last_run)
+    trained_run = last_ok if last_ok is not None else last_run
+    return json_safe(
+        {
+            "symbol": symbol,
+            "model": name,
+            "is_trained": mv is not None,
+            "fallback_active": mv is None,
+            "untrained_reason": None
+            if reason is None
+            else {"code": reason[0], "detail": reason[1]},
+            "model_version": mv.ref if mv is not None else None,
+            "bars": bars["bars"],
+            "first_bar": bars["first_ts"],
+            "last_bar": bars["last_ts"],
+            "last_training_time": (last_run.finished_at or last_run.started_at)
+            if last_run is not None
+            else None,
+            "last_training_status": last_run.status if last_run is not None else None,
+            "samples_in_last_train": int(trained_run.n_samples or 0)
+            if trained_run is not None
+            else 0,
+            "class_distribution": (trained_run.class_distribution or {})
+            if trained_run is not None
+            else {},
+            "class_weights": params.get("class_weights", {}),
+            "training_cooldown_active": until is not None,
+            "next_retry_at": until,
+            "last_training_error": last_run.last_error
+            if last_run is not None and last_run.status == "failed"
+            else None,
+            "sanitization": params.get("sanitization"),
+            "selection": params.get("selection"),
+            "metrics": {
+                k: v
+                for k, v in (mv.metrics if mv is not None else {}).items()
+                if k in ("accuracy", "macro_f1", "majority_accuracy", "backtest")
+            },
+            "prediction_warning_count": int(warnings or 0),
+            "allow_fallback_execution": bool(config.get("training.allow_fallback_execution")),
+            "retry_cooldown_sec": int(config.get("training.retry_cooldown_sec")),
+            "last_signal": None
+            if last_signal is None
+            else {
+                "ts": last_signal.ts,
+                "signal": last_signal.signal,
+                "confidence": last_signal.confidence,
+                "fallback": bool(last_signal.fallback),
+                "model_version": last_signal.model_version,
+            },
+        }
+    )
+
+
+def signal_status(engine: Engine, config, symbol: str | None = None) -> dict[str, dict]:
+    """Per symbol (one, or every symbol with bars or a model): the status fields."""
+    ensure_tables(engine)
+    overview = symbols_overview(engine)
+    symbols = [normalize_symbol(symbol)] if symbol else signal_symbols(engine)
+    return {s: symbol_status(engine, config, s, overview) for s in symbols}
+
+
+def family_training_status(engine: Engine) -> dict[str, dict]:
+    """`mlkit status`'s view of the signal family: per symbol with a model or a training
+    run, the same fields as every family (trained, prod, last run, cooldown...)."""
+    from ..runs import training_status
+
+    names = [f"signal-{symbol}" for symbol in _model_symbols(engine)]
+    if not names:
+        return {}
+    status = training_status(engine, names)
+    return {name.removeprefix("signal-"): status[name] for name in names}

@@ -1,0 +1,184 @@
+"""`mlkit train all`: every family in turn, one failure never stopping the others.
+
+Order: fraud, pricing, recommender, then a signal model per symbol with market data.
+A model whose last run failed and is still cooling down is skipped (so is one another
+process is training right now, or one without the data it learns from); everything else
+is trained with the same defaults as its own `mlkit train <family>` command.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .errors import MlkitError
+from .schema import orders, product_interactions
+
+log = logging.getLogger("mlkit.train")
+
+Trainer = Callable[[], dict]
+
+
+@dataclass
+class Planned:
+    family: str
+    model: str  # the registry name, as training_runs records it
+    train: Trainer | None  # None: skipped for `reason`
+    reason: str | None = None
+
+
+def _has_rows(engine: Engine, table: sa.Table) -> bool:
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(table.name):
+            return False
+        first = conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first()
+        return first is not None
+
+
+def default_plan(engine: Engine, config, redis=None) -> list[Planned]:
+    """What `train all` trains, with each family's usual training function."""
+
+    def fraud() -> dict:
+        from .fraud.pipeline import train_fraud_model
+
+        return train_fraud_model(engine, config)
+
+    def pricing() -> dict:
+        from .pricing.train import train_bandit
+
+        return train_bandit(engine, config, redis)
+
+    def recommender() -> dict:
+        from .recommender.train import train_recommender
+
+        return train_recommender(engine, config)
+
+    has_orders = _has_rows(engine, orders)
+    no_orders = "no orders to learn from"
+    plan = [
+        Planned("fraud", "fraud", fraud if has_orders else None, None if has_orders else no_orders),
+        Planned("pricing", "pricing", pricing if has_orders else None,
+                None if has_orders else no_orders),
+    ]  # fmt: skip
+    has_interactions = _has_rows(engine, product_interactions)
+    plan.append(
+        Planned("recommender", "recommender", recommender if has_interactions else None,
+                None if has_interactions else "no product interactions to learn from")
+    )  # fmt: skip
+    plan += _signal_plan(engine, config)
+    return plan
+
+
+def _signal_plan(engine: Engine, config) -> list[Planned]:
+    from .signal.market import model_name, symbols_overview
+
+    with engine.connect() as conn:
+        has_market = sa.inspect(conn).has_table("market_data")
+    symbols = symbols_overview(engine) if has_market else {}
+    if not symbols:
+        return [Planned("signal", "signal", None, "no market data (mlkit ingest market)")]
+    minimum = int(config.get("training.min_initial_train_samples"))
+    plan = []
+    for symbol, info in symbols.items():
+
+        def train(symbol: str = symbol) -> dict:
+            from .signal.train import train_signal_model
+
+            return train_signal_model(engine, config, symbol)
+
+        if info["bars"] < minimum:
+            plan.append(
+                Planned("signal", model_name(symbol), None,
+                        f"{info['bars']} bars, fewer than training.min_initial_train_samples "
+                        f"({minimum})")
+            )  # fmt: skip
+        else:
+            plan.append(Planned("signal", model_name(symbol), train))
+    return plan
+
+
+def _describe(engine: Engine, exc: Exception) -> str:
+    """One line, never a password: database errors as `explain_db_error` words them."""
+    from sqlalchemy.exc import DBAPIError
+
+    from .db import explain_db_error
+
+    if isinstance(exc, DBAPIError):
+        return explain_db_error(exc, engine.url).message
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+
+
+def _outcome(result: dict) -> tuple[int | None, str]:
+    version = result.get("version")
+    alias = result.get("alias")
+    detail = f"v{version}" if version is not None else "trained"
+    if alias:
+        detail += f", {alias} -> v{version}"
+    return version, detail
+
+
+def train_all(
+    engine: Engine,
+    config,
+    *,
+    redis=None,
+    plan: list[Planned] | None = None,
+    on_start: Callable[[Planned], None] | None = None,
+) -> dict[str, Any]:
+    """Train each planned model in turn; returns one entry per model and the totals."""
+    from .runs import training_status
+
+    plan = default_plan(engine, config, redis) if plan is None else plan
+    names = [p.model for p in plan if p.train is not None]
+    status = training_status(engine, names) if names else {}
+    results = []
+    for item in plan:
+        entry: dict[str, Any] = {
+            "family": item.family,
+            "model": item.model,
+            "status": "skipped",
+            "version": None,
+            "seconds": None,
+            "detail": item.reason,
+        }
+        results.append(entry)
+        if item.train is None:
+            continue
+        info = status.get(item.model, {})
+        if info.get("cooldown"):
+            retry = info.get("next_retry_at")
+            entry["detail"] = (
+                f"cooling down after a failed run until {retry:%Y-%m-%d %H:%M:%S} UTC"
+                if retry
+                else "cooling down after a failed run"
+            )
+            continue
+        if on_start is not None:
+            on_start(item)
+        started = time.perf_counter()
+        try:
+            result = item.train()
+        except MlkitError as exc:
+            entry["seconds"] = round(time.perf_counter() - started, 3)
+            if exc.message.startswith("another `mlkit train"):
+                entry["detail"] = exc.message  # someone else is training it right now
+                continue
+            entry["status"], entry["detail"] = "failed", exc.message
+            log.warning("[TRAIN] %s failed: %s", item.model, exc.message)
+            continue
+        except Exception as exc:  # one family's bug must not stop the others
+            entry["seconds"] = round(time.perf_counter() - started, 3)
+            entry["status"], entry["detail"] = "failed", _describe(engine, exc)
+            log.warning("[TRAIN] %s failed", item.model, exc_info=True)
+            continue
+        entry["seconds"] = round(time.perf_counter() - started, 3)
+        entry["status"] = "ok"
+        entry["version"], entry["detail"] = _outcome(result or {})
+    totals = {s: sum(1 for r in results if r["status"] == s) for s in ("ok", "failed", "skipped")}
+    return {"results": results, **totals}
