@@ -41,7 +41,8 @@ def run(
     engine = make_engine(load_config(ctx).database_url)
     start, end = resolve_range(engine, since, until)
     with progress_bar() as progress:
-        result = run_etl(engine, start, end, progress=progress)
+        incremental = since is not None and since.strip() == "last"
+        result = run_etl(engine, start, end, progress=progress, allow_empty=incremental)
     document = result.as_dict()
     if as_json:
         emit_json(document)

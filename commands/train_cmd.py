@@ -10,6 +10,12 @@ from ._common import JsonFlag, emit_json, err, load_config, stdout_console
 
 app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
 
+AliasOption = Annotated[
+    str | None,
+    typer.Option("--alias", help="Alias to move to the new version if it validates; '' for none."),
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="Ignore a failure cooldown.")]
+
 
 @app.command("fraud")
 def fraud(
@@ -18,13 +24,8 @@ def fraud(
         str, typer.Option("--dataset", help="latest, current or a snapshot PATH.")
     ] = "latest",
     model: Annotated[str, typer.Option("--model", help="xgboost or logreg.")] = "xgboost",
-    alias: Annotated[
-        str | None,
-        typer.Option(
-            "--alias", help="Alias to move to the new version if it validates; '' for none."
-        ),
-    ] = "candidate",
-    force: Annotated[bool, typer.Option("--force", help="Ignore a failure cooldown.")] = False,
+    alias: AliasOption = "candidate",
+    force: ForceOption = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the fraud model on a time-ordered split and register it.
@@ -69,10 +70,8 @@ def mab(
     policy: Annotated[
         str | None, typer.Option("--policy", help="thompson, ucb1 or egreedy.")
     ] = None,
-    alias: Annotated[
-        str | None, typer.Option("--alias", help="Alias for the new version; '' for none.")
-    ] = "prod",
-    force: Annotated[bool, typer.Option("--force", help="Ignore a failure cooldown.")] = False,
+    alias: AliasOption = "prod",
+    force: ForceOption = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Learn the pricing bandit from order history and save its arms (Redis + database).
@@ -116,13 +115,8 @@ def mab(
 def signal(
     ctx: typer.Context,
     symbol: Annotated[str, typer.Option("--symbol", help="The symbol, e.g. BTCUSDT.")],
-    alias: Annotated[
-        str | None,
-        typer.Option(
-            "--alias", help="Alias to move to the new version if it validates; '' for none."
-        ),
-    ] = "prod",
-    force: Annotated[bool, typer.Option("--force", help="Ignore a failure cooldown.")] = False,
+    alias: AliasOption = "prod",
+    force: ForceOption = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the symbol's CatBoost SELL / HOLD / BUY model from market_data and register it.
@@ -163,10 +157,8 @@ def recommender(
     days: Annotated[
         float, typer.Option("--days", help="Interactions window, back from the newest one.")
     ] = 90,
-    alias: Annotated[
-        str | None, typer.Option("--alias", help="Alias for the new version; '' for none.")
-    ] = "prod",
-    force: Annotated[bool, typer.Option("--force", help="Ignore a failure cooldown.")] = False,
+    alias: AliasOption = "prod",
+    force: ForceOption = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the content-based recommender and register it.

@@ -93,13 +93,13 @@ def test_config_file_found_through_mlkit_config_then_working_directory(tmp_path,
 def test_values_are_coerced_to_the_default_type(tmp_path):
     file = tmp_path / "c.yaml"
     file.write_text(
-        "redis:\n  port: ${RP:-6380}\n  enabled: 'no'\ntraining:\n  cooldown_minutes: '15'\n"
+        "redis:\n  port: ${RP:-6380}\n  enabled: 'no'\ntraining:\n  retry_cooldown_sec: '900'\n"
     )
     config = load_config(file, env={})
     assert config.get("redis.port") == 6380
     assert config.get("redis.enabled") is False
     assert config.redis_url is None
-    assert config.get("training.cooldown_minutes") == 15
+    assert config.get("training.retry_cooldown_sec") == 900
 
 
 @pytest.mark.parametrize(

@@ -71,12 +71,11 @@ DEFAULTS: dict[str, Any] = {
         "recency_half_life_days": 30,
     },
     "training": {
-        "cooldown_minutes": 10,
         "min_initial_train_samples": 400,
         "min_rfe_samples": 150,
         "max_baseline_features": 120,
         "allow_fallback_execution": False,
-        "retry_cooldown_sec": 600,  # signal: wait after a failed automatic training
+        "retry_cooldown_sec": 600,  # after a failed training of any family
     },
     "signal": {
         # Labels: forward log return over horizon_bars, cut at the sell/buy quantiles of

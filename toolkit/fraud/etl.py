@@ -158,8 +158,12 @@ def run_etl(
     since: datetime | None,
     until: datetime,
     progress: ProgressCallback | None = None,
+    *,
+    allow_empty: bool = False,
 ) -> EtlResult:
-    """Compute and store the features of orders in [since, until); idempotent."""
+    """Compute and store the features of orders in [since, until); idempotent. With
+    `allow_empty` (an incremental run from the watermark) a range without orders is a
+    quiet no-op instead of an error: cron's nightly run on a night without sales."""
     from .features import compute_features
 
     report = progress or (lambda label, done, total: None)
@@ -174,6 +178,9 @@ def run_etl(
             target = sources.orders["order_id"].to_numpy()
             if since is not None:
                 target = target[(created >= since).to_numpy()]
+            if len(target) == 0 and allow_empty:
+                return EtlResult(since, until, 0, 0, len(sources.orders),
+                                 time.perf_counter() - started)  # fmt: skip
             if len(target) == 0:
                 raise MlkitError(
                     f"no orders between {since or 'the beginning'} and {until}",

@@ -57,7 +57,7 @@ def train_fraud_model(
     from ..validation import validation_failures
     from .train import fit_fraud, load_dataset, oracle_metrics
 
-    cooldown = int(config.get("training.cooldown_minutes")) * 60
+    cooldown = int(config.get("training.retry_cooldown_sec"))
     with training_run(engine, "fraud", cooldown_seconds=cooldown, force=force) as run:
         path = dataset_path(engine, config, dataset)
         frame, manifest = load_dataset(path)

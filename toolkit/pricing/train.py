@@ -79,6 +79,7 @@ def train_bandit(
 ) -> dict:
     from ..registry import promote, register_model
     from ..runs import training_run
+    from ..validation import validation_failures
 
     policy = check_policy(policy or config.get("pricing.policy"))
     surge, early = (
@@ -86,7 +87,7 @@ def train_bandit(
         float(config.get("pricing.early_bird_ratio")),
     )
     epsilon = float(config.get("pricing.epsilon"))
-    cooldown = int(config.get("training.cooldown_minutes")) * 60
+    cooldown = int(config.get("training.retry_cooldown_sec"))
     with training_run(engine, "pricing", cooldown_seconds=cooldown, force=force) as run:
         with engine.connect() as conn:
             newest = conn.execute(sa.select(sa.func.max(schema.orders.c.created_at))).scalar()
@@ -170,7 +171,8 @@ def train_bandit(
                 k: v for k, v in figures.items() if isinstance(v, float)}},
         )  # fmt: skip
     if alias:
-        promote(engine, "pricing", mv.version, alias, reason=f"trained on {len(frame)} offers")
+        promote(engine, "pricing", mv.version, alias, reason=f"trained on {len(frame)} offers",
+                validate=lambda version: validation_failures(engine, version, config))  # fmt: skip
     return {
         "model": "pricing",
         "version": mv.version,

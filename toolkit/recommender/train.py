@@ -114,10 +114,11 @@ def train_recommender(
 ) -> dict:
     from ..registry import promote, register_model
     from ..runs import training_run
+    from ..validation import validation_failures
 
     weights = config_weights(config)
     half_life = float(config.get("recommender.recency_half_life_days"))
-    cooldown = int(config.get("training.cooldown_minutes")) * 60
+    cooldown = int(config.get("training.retry_cooldown_sec"))
     with training_run(engine, "recommender", cooldown_seconds=cooldown, force=force) as run:
         data = load_shop_data(engine, days)
         if data.products.empty or data.interactions.empty:
@@ -183,7 +184,8 @@ def train_recommender(
             metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
         )
     if alias:
-        promote(engine, "recommender", mv.version, alias, reason=f"trained on {days:g} days")
+        promote(engine, "recommender", mv.version, alias, reason=f"trained on {days:g} days",
+                validate=lambda version: validation_failures(engine, version, config))  # fmt: skip
         if alias == "prod":
             remember_last_good(config.artifacts_dir, mv)
     return {
