@@ -73,7 +73,12 @@ def migrate(
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option("--batch-size", min=1, help="Rows per batch and commit [default: 1000]."),
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Rows per batch and commit [default: migrate.batch_size, 1000; MySQL's "
+            "LOAD DATA up to 50,000 as row width allows].",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show DDL, rows and batches; write nothing.")
@@ -143,7 +148,8 @@ def migrate(
         target=target,
         tables=tables or None,
         exclude=exclude or None,
-        batch_size=batch_size or int(config.data["migrate"]["batch_size"]),
+        batch_size=batch_size,
+        default_batch_size=int(config.data["migrate"]["batch_size"]),
         dry_run=dry_run,
         resume=resume,
         replace=replace,

@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -272,6 +273,8 @@ def test_killed_migration_resumes_without_duplicates_or_gaps(tmp_path, target_ur
         [*args[:-1], "--resume", "--json"], env=env, capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
+    # The killed run's folder of LOAD DATA files is swept by the next run.
+    assert not list(Path(tempfile.gettempdir()).glob(f"mlkit-load-{proc.pid}-*"))
     doc = json.loads(resumed.stdout)
     tables = {t["table"]: t for t in doc["tables"]}
     assert tables[killed_table]["status"] == "resumed"
@@ -285,7 +288,8 @@ def test_killed_migration_resumes_without_duplicates_or_gaps(tmp_path, target_ur
     engine.dispose()
 
 
-def test_values_the_target_cannot_hold_fail_or_go_to_the_reject_file(cli, tmp_path):
+@pytest.mark.parametrize("server", ["mysql", "postgresql", "sqlite"])
+def test_values_the_target_cannot_hold_fail_or_go_to_the_reject_file(cli, tmp_path, server):
     path = tmp_path / "dirty.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE prices (id INTEGER PRIMARY KEY, qty INTEGER, amount NUMERIC(8, 2))")
@@ -295,7 +299,7 @@ def test_values_the_target_cannot_hold_fail_or_go_to_the_reject_file(cli, tmp_pa
     )
     conn.commit()
     conn.close()
-    url = make_database("mysql", tmp_path)
+    url = make_database(server, tmp_path)
     try:
         args = ("--source", f"sqlite:///{path}", "--target", url)
         failed = cli("migrate", *args)
@@ -435,3 +439,185 @@ def test_mlkit_commands_work_on_a_migrated_mlkit_database(cli, tmp_path, server)
         assert json.loads(counts.stdout)["tables"]["orders"] == 1500
     finally:
         drop_database(url)
+
+
+# ---------------------------------------------------------------- MySQL's LOAD DATA path
+
+AWKWARD_TEXTS = [
+    "tab\there",
+    "line\nbreak",
+    "cr\rreturn\r\n",
+    "back\\slash",
+    "\\N",  # LOAD DATA's own NULL marker, as text
+    "NULL",
+    "\\\\N",
+    "nul\x00byte",
+    "ctrl-z\x1a",
+    "",
+    "  spaces kept  ",
+    "4-byte 😀 and Zoë",
+    "\\",
+    "ends with a backslash\\",
+    "\\t is not a tab",
+    "all\t\n\\\r\x00at once",
+    None,
+]
+AWKWARD_BLOBS = [b"\x00", b"", b"\x00\xff\x00", None, b"\t\n\\N", bytes(range(256))]
+
+
+def test_mysql_load_data_keeps_awkward_text_and_bytes_exact(cli, tmp_path):
+    path = tmp_path / "awkward.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE awkward (id INTEGER PRIMARY KEY, body TEXT, tag VARCHAR(20), data BLOB, "
+        "n INTEGER, amount NUMERIC(8, 2), at DATETIME, paid INTEGER, ratio REAL)"
+    )
+    rows = [
+        (
+            i,
+            text,
+            "NULL" if i % 3 == 0 else None,
+            AWKWARD_BLOBS[i % len(AWKWARD_BLOBS)],
+            None if i % 4 == 0 else -i,
+            [0.5, 197, None, -0.0, 12.25][i % 5],
+            None if i % 5 == 0 else f"2024-03-{i % 28 + 1:02d} 10:11:12",
+            1_700_000_000 + i,
+            [0.1, None, -0.0, 1e300, 3][i % 5],
+        )
+        for i, text in enumerate(AWKWARD_TEXTS, start=1)
+    ]
+    conn.executemany("INSERT INTO awkward VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+    url = make_database("mysql", tmp_path)
+    try:
+        code, doc, stderr = run_json(cli, "--source", f"sqlite:///{path}", "--target", url)
+        assert code == 0, stderr
+        table = doc["tables"][0]
+        assert table["writer"] == "LOAD DATA LOCAL INFILE"
+        assert table["copied"] == len(rows) and table["verify"]["ok"], table
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            back = conn.execute(
+                sa.text("SELECT id, body, tag, data, n, at FROM awkward ORDER BY id")
+            ).all()
+        engine.dispose()
+        for (i, text, tag, data, n, _amount, at, _paid, _ratio), got in zip(
+            rows, back, strict=True
+        ):
+            assert got.id == i
+            assert got.body == text, i  # \N and NULL stay text; None stays NULL
+            assert got.tag == tag
+            assert got.data == data  # zero bytes and the empty blob included
+            assert got.n == n
+            assert (str(got.at) if got.at else None) == at
+    finally:
+        drop_database(url)
+
+
+def test_mysql_load_data_refused_values_fail_or_go_to_the_reject_file(cli, tmp_path):
+    """A value the converter lets through but the target refuses (a target column narrower
+    than the data): LOAD DATA only warns, so the batch goes again by INSERT, which names
+    the row."""
+    path = tmp_path / "notes.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany(
+        "INSERT INTO notes VALUES (?, ?)",
+        [(1, "ok"), (2, "fine"), (3, "far too long"), (4, "\\N"), (5, None)],
+    )
+    conn.commit()
+    conn.close()
+    url = make_database("mysql", tmp_path)
+    try:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE notes (id BIGINT PRIMARY KEY, body VARCHAR(5))"))
+        args = ("--source", f"sqlite:///{path}", "--target", url)
+        failed = cli("migrate", *args)
+        assert failed.exit_code == 1
+        assert "notes: row [3] cannot go into the target" in failed.stderr
+        assert "Data too long" in failed.stderr
+        rejects = tmp_path / "rejects.jsonl"
+        code, doc, stderr = run_json(
+            cli, *args, "--on-error", "skip", "--reject-file", str(rejects)
+        )
+        assert code == 0, stderr
+        table = doc["tables"][0]
+        assert table["writer"] == "LOAD DATA LOCAL INFILE"
+        assert table["copied"] == 4 and table["rejected"] == 1
+        assert table["verify"]["ok"] and table["verify"]["rejected"] == 1
+        lines = [json.loads(line) for line in rejects.read_text().splitlines()]
+        assert [line["key"] for line in lines] == [[3]]
+        assert "Data too long" in lines[0]["reason"]
+        with engine.connect() as conn:
+            back = conn.execute(sa.text("SELECT id, body FROM notes ORDER BY id")).all()
+        assert [tuple(r) for r in back] == [(1, "ok"), (2, "fine"), (4, "\\N"), (5, None)]
+        engine.dispose()
+    finally:
+        drop_database(url)
+
+
+def test_column_shortcuts_agree_with_the_converters():
+    """The whole-column shortcuts give what converting value by value gives, or None (then
+    the values go one by one, and a bad one is refused there)."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    from mlkit.toolkit.migrate.reflect import ColumnSpec
+    from mlkit.toolkit.migrate.values import (
+        NORMALISERS,
+        RejectValue,
+        column_shortcut,
+        make_converter,
+        normalise_column,
+        normalised_shortcut,
+        row_hasher,
+        sum_row_hashes,
+    )
+
+    cases = [
+        (ColumnSpec("a", "decimal", "NUMERIC(8, 2)", precision=8, scale=2),
+         [[0.5, 197, -0.0, 12.25, 0, -5], [0.125], [1e6], [1e20], ["1.5"], [True]]),
+        (ColumnSpec("f", "float", "REAL"),
+         [[0.1, -0.0, 1e300, 3, 2**60 + 1], [float("inf")], [float("nan")], ["x"]]),
+        (ColumnSpec("d", "datetime", "DATETIME"),
+         [["2024-02-29 23:59:59", "1000-01-01 00:00:00"], ["2024-01-01 10:00:00.123456"],
+          ["2024-02-30 00:00:00"], ["0999-12-31 00:00:00"], ["2024-01-01T10:00:00"],
+          ["2024-01-01 10:00:00+02:00"], ["2024-01-01 24:00:00"], ["2024-01-01 10:00:00.123"],
+          ["2024-01-01 10:00:00", 5]]),
+        (ColumnSpec("e", "datetime", "TIMESTAMP", epoch_unit="s"),
+         [[0, 1_700_000_005, -86_401, 253_402_300_799], [-30_610_224_001], [253_402_300_800],
+          [True], [1.5]]),
+        (ColumnSpec("g", "date", "DATE"), [["2024-02-29", "1970-01-01"], ["2023-02-29"]]),
+    ]  # fmt: skip
+    for col, batches in cases:
+        convert = make_converter(col, "sqlite", "mysql")
+        texts_of, normal_of = column_shortcut(col, "mysql"), normalised_shortcut(col, "mysql")
+        for values in batches:
+            try:
+                converted = [convert(v) for v in values]
+            except RejectValue:
+                assert texts_of(values) is None and normal_of(values) is None, values
+                continue
+            texts, normal = texts_of(values), normal_of(values)
+            if texts is not None:
+                parse = {"decimal": Decimal, "float": float}.get(col.kind)
+                if parse is not None:
+                    assert [parse(t) for t in texts] == [parse(str(v)) for v in converted]
+                else:
+                    got = [datetime.fromisoformat(t) for t in texts]
+                    want = [datetime.fromisoformat(str(v)) for v in converted]
+                    assert got == want, values
+            if normal is not None:
+                assert normal == [NORMALISERS[col.kind](v) for v in converted], values
+    # Column-wise hashing sums to the row-by-row checksum, NULLs included.
+    columns = [ColumnSpec("i", "int", "INTEGER"), ColumnSpec("t", "text", "TEXT"),
+               ColumnSpec("b", "blob", "BLOB"), ColumnSpec("r", "float", "REAL")]  # fmt: skip
+    rows = [(1, "a\x1fb", b"\x00", -0.0), (None, None, None, None), (2**62, "😀", b"", 0.1)]
+    hasher = row_hasher(columns)
+    by_row = sum(hasher(r) for r in rows) % 2**64
+    texts = [
+        normalise_column(c, s.kind) for c, s in zip(zip(*rows, strict=True), columns, strict=True)
+    ]
+    assert sum_row_hashes(texts) == by_row

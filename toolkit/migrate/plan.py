@@ -31,6 +31,10 @@ MYSQL_VARCHAR_MAX = 255
 MYSQL_ROW_BYTES = 60_000  # below InnoDB's 65,535-byte row limit for inline columns
 # PostgreSQL's btree refuses entries over ~2,700 bytes; longer text is indexed by md5().
 PG_INDEX_BYTES = 2000
+# MySQL's LOAD DATA pays a fixed cost per statement and commit: when no --batch-size is
+# given its batches hold up to this many rows, and no more than about this many bytes.
+LOAD_BATCH_ROWS = 50_000
+LOAD_BATCH_BYTES = 32 * 1024 * 1024
 # The resume key is stored as JSON in migration_progress.last_key, VARCHAR(255).
 KEY_JSON_MAX = 255
 IDENT_MAX = 63
@@ -44,6 +48,7 @@ class TargetInfo:
     engine: Engine | None  # None while the target database does not exist yet
     exists: bool
     flavor: str = ""  # mariadb | mysql8 | mysql for MySQL servers
+    load_data: bool = False  # the server takes LOAD DATA LOCAL INFILE from this client
 
     @property
     def text_collation(self) -> str | None:
@@ -64,6 +69,7 @@ class TablePlan:
     foreign_keys: list[sa.ForeignKeyConstraint]  # added after every table's data
     strategy: str  # "keyset": resumable batches by key; "single": one transaction
     batches: int
+    batch_rows: int  # rows per batch and commit
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -88,7 +94,7 @@ class Plan:
     tables: list[TablePlan]
     views: list[str]
     skipped: list[str]
-    batch_size: int
+    batch_size: int | None
 
 
 # ---------------------------------------------------------------- opening both ends
@@ -148,11 +154,12 @@ def open_target(text: str, *, create: bool) -> TargetInfo:
         if not exists and not create:
             return TargetInfo(url, dialect, None, False)
         return TargetInfo(url, dialect, make_engine(url), exists)
-    engine = make_engine(url, check=False)
+    engine = _with_local_infile(make_engine(url, check=False))
     try:
         with engine.connect() as conn:
             flavor = _flavor(conn)
-        return TargetInfo(url, dialect, engine, True, flavor)
+            load_data = _load_data(conn)
+        return TargetInfo(url, dialect, engine, True, flavor, load_data)
     except DBAPIError as exc:
         explained = explain_db_error(exc, url)
         engine.dispose()
@@ -161,15 +168,39 @@ def open_target(text: str, *, create: bool) -> TargetInfo:
     # The server answers but the database is missing.
     if create:
         create_database(url)
-        engine = make_engine(url)
+        engine = _with_local_infile(make_engine(url))
         with engine.connect() as conn:
             flavor = _flavor(conn)
-        return TargetInfo(url, dialect, engine, False, flavor)
+            load_data = _load_data(conn)
+        return TargetInfo(url, dialect, engine, False, flavor, load_data)
     server = make_engine(url._replace(database="postgres" if dialect == "postgresql" else None))
+    server = _with_local_infile(server)
     with server.connect() as conn:
         flavor = _flavor(conn)
+        load_data = _load_data(conn)
     server.dispose()
-    return TargetInfo(url, dialect, None, False, flavor)
+    return TargetInfo(url, dialect, None, False, flavor, load_data)
+
+
+def _with_local_infile(engine: Engine) -> Engine:
+    """PyMySQL sends a file for LOAD DATA LOCAL only when the connection allows it; only the
+    migration's own target engine does (the server names the file it asks for, and these
+    connections run nothing but the migration's statements)."""
+    if engine.dialect.name == "mysql" and engine.dialect.driver == "pymysql":
+
+        @sa.event.listens_for(engine, "do_connect")
+        def allow(_dialect, _record, _cargs, cparams) -> None:
+            cparams["local_infile"] = True
+
+        engine.dispose()  # a connection pooled before the listener would lack it
+    return engine
+
+
+def _load_data(conn: sa.Connection) -> bool:
+    """LOAD DATA LOCAL needs the server's local_infile on and a driver that sends files."""
+    if conn.dialect.name != "mysql" or conn.dialect.driver != "pymysql":
+        return False
+    return bool(conn.exec_driver_sql("SELECT @@GLOBAL.local_infile").scalar())
 
 
 def _flavor(conn: sa.Connection) -> str:
@@ -222,8 +253,11 @@ def build_plan(
     *,
     tables: list[str] | None = None,
     exclude: list[str] | None = None,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
+    default_batch_size: int = 1000,
 ) -> Plan:
+    """`batch_size` None: `default_batch_size` rows a batch, or for MySQL's LOAD DATA as many
+    as fit LOAD_BATCH_BYTES (at least the default, at most LOAD_BATCH_ROWS)."""
     try:
         available, views = list_tables(source)
         chosen, skipped = select_tables(available, tables, exclude)
@@ -233,7 +267,17 @@ def build_plan(
     source_dialect = source.dialect.name
     meta = sa.MetaData()
     used_names: set[str] = set()
-    plans = [_table_plan(s, meta, target, source_dialect, batch_size, used_names) for s in specs]
+    plans = [
+        _table_plan(
+            s,
+            meta,
+            target,
+            source_dialect,
+            batch_size or _auto_batch_rows(s, target, default_batch_size),
+            used_names,
+        )
+        for s in specs
+    ]
     migrated = {p.name for p in plans}
     for p in plans:
         _foreign_keys(p, meta, migrated, used_names, target.dialect)
@@ -345,7 +389,19 @@ def _table_plan(
     if spec.sqlite_sequence and spec.primary_key:
         notes.append(f"ids continue after {spec.sqlite_sequence:,} (sqlite_sequence)")
     batches = math.ceil(spec.rows / batch_size) if spec.rows else 0
-    return TablePlan(spec, table, indexes, [], strategy, batches, notes)
+    return TablePlan(spec, table, indexes, [], strategy, batches, batch_size, notes)
+
+
+def _auto_batch_rows(spec: TableSpec, target: TargetInfo, default: int) -> int:
+    """Rows per batch without --batch-size. LOAD DATA's cost is mostly per statement and
+    commit, so its batches grow until the widest row the table holds, times the batch, reaches
+    LOAD_BATCH_BYTES: memory stays bounded by bytes, not rows."""
+    if not target.load_data:
+        return default
+    # Widest tab-separated line: text may double when escaped, blobs go as hex.
+    # Numbers and dates are measured on SQLite only: 32 bytes covers their text.
+    widest = sum(2 * max(c.max_bytes, 32) + 1 for c in spec.columns)
+    return max(default, min(LOAD_BATCH_ROWS, LOAD_BATCH_BYTES // widest))
 
 
 def _q(target: TargetInfo, name: str) -> str:

@@ -4,13 +4,19 @@ canonical text so equal values hash equal whatever dialect they came from."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
+from itertools import repeat
 from typing import Any
+
+import numpy as np
 
 from .reflect import ColumnSpec
 
@@ -366,6 +372,74 @@ def row_hasher(columns: Sequence[ColumnSpec]) -> Callable[[Sequence[Any]], int]:
     return hash_row
 
 
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Copies and checksums allocate hundreds of thousands of tuples a batch, none of them
+    in a cycle; at the collector's default (a pass every 700 allocations) a third of their
+    time went to scanning the batch in flight again and again."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], 100_000), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def normalise_column(values: Sequence[Any], kind: str) -> list[str]:
+    """A column of values (a batch of rows at a time) normalised as row_hasher does one by
+    one: the common types go through one C-level `map` per column instead of a Python call
+    per value, everything else through the same normaliser."""
+    present = [v for v in values if v is not None] if None in values else values
+    types = set(map(type, present))
+    if kind == "text" and types <= {str}:
+        texts = present
+    elif kind == "int" and types <= {int}:
+        texts = list(map(int.__repr__, present))
+    elif kind == "float" and types <= {float}:
+        texts = list(map(float.__repr__, present))
+        if "-0.0" in texts:
+            texts = ["0.0" if t == "-0.0" else t for t in texts]
+    elif kind == "blob" and types <= {bytes}:
+        texts = list(map(bytes.hex, present))
+    else:
+        texts = list(map(NORMALISERS[kind], present))
+    if len(present) == len(values):
+        return texts if isinstance(texts, list) else list(texts)
+    following = iter(texts).__next__
+    return [NULL_MARK if v is None else following() for v in values]
+
+
+def converted_column(
+    values: Sequence[Any], kind: str, convert: Converter | None, shortcut: Shortcut | None
+) -> list[str]:
+    """normalise_column of the converted values, by the shortcut when it covers them.
+    Raises RejectValue for a value the converter refuses."""
+    if convert is None:
+        return normalise_column(values, kind)
+    if shortcut is not None:
+        present = [v for v in values if v is not None] if None in values else values
+        texts = shortcut(present)
+        if texts is not None:
+            if len(present) == len(values):
+                return texts
+            following = iter(texts).__next__
+            return [NULL_MARK if v is None else following() for v in values]
+    return normalise_column(list(map(convert, values)), kind)
+
+
+def sum_row_hashes(columns: Sequence[Sequence[str]]) -> int:
+    """The sum (mod 2**64) of row_hasher's hashes over rows given as normalised columns."""
+    blake = hashlib.blake2b
+    digests = b"".join(
+        [
+            blake(line.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+            for line in map(SEPARATOR.join, zip(*columns, strict=True))
+        ]
+    )
+    # Unsigned 64-bit addition wraps around: the same sum as adding the ints mod 2**64.
+    return int(np.frombuffer(digests, dtype="<u8").sum(dtype=np.uint64))
+
+
 def raw_row_hasher(width: int) -> Callable[[Sequence[Any]], int]:
     """A hash of the row exactly as the source stored it; identifies rejected rows."""
 
@@ -388,3 +462,180 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     return repr(value)
+
+
+# ---------------------------------------------------------------- whole-column shortcuts
+#
+# For the commonest ways SQLite stores numbers and dates, a column's worth of raw values
+# turned at once into the text of what the converter would make of them. Each one checks
+# that it covers every value exactly and otherwise returns None: the caller then converts
+# value by value, which also names a value the target cannot hold.
+
+Shortcut = Callable[[Sequence[Any]], list[str] | None]
+
+
+def column_shortcut(col: ColumnSpec, target: str) -> Shortcut | None:
+    """Texts of the converted values as the target parses them back (the shortest exact
+    form of a double, ISO dates and times), for a column whose values pass a converter."""
+    kind = col.kind
+    min_year = MIN_YEAR.get(target, 1)
+    if kind == "float":
+        return _floats
+    if kind == "decimal":
+        precision, scale = col.precision or 38, col.scale or 0
+        if scale >= 1 and precision > scale:
+            return _Decimals(precision - scale, scale)
+    elif kind == "datetime" and col.epoch_unit == "s" and not col.timezone:
+        return _EpochSeconds(min_year)
+    elif kind in ("date", "datetime") and not col.timezone:
+        return _IsoTexts(kind, min_year)
+    return None
+
+
+def normalised_shortcut(col: ColumnSpec, target: str) -> Shortcut | None:
+    """Normalised texts (as the normalisers make them) of the converted values, built on
+    column_shortcut."""
+    texts = column_shortcut(col, target)
+    if texts is None:
+        return None
+    if col.kind == "float":
+        return _normal_floats
+    if col.kind == "decimal":
+        return lambda values: _normal_decimals(texts(values))
+    if col.kind == "datetime":
+        return lambda values: _with_microseconds(texts(values))
+    return texts  # dates: already YYYY-MM-DD
+
+
+def _floats(values: Sequence[Any]) -> list[str] | None:
+    """Doubles as Python writes them (shortest exact form), integers kept in a REAL column
+    as digits (the target rounds them to the same double float() does); infinity and NaN
+    go to the converter, which refuses them."""
+    if not set(map(type, values)) <= {float, int}:
+        return None
+    texts = list(map(repr, values))
+    return None if "n" in "".join(texts) else texts
+
+
+def _normal_floats(values: Sequence[Any]) -> list[str] | None:
+    if not set(map(type, values)) <= {float, int}:
+        return None
+    texts = list(map(repr, map(float, values)))
+    if "n" in "".join(texts):
+        return None
+    return ["0.0" if t == "-0.0" else t for t in texts] if "-0.0" in texts else texts
+
+
+class _Decimals:
+    """Numbers for a DECIMAL(p, s) whose shortest form already fits, no more than s places
+    and p - s integer digits: exactly the values the converter passes unchanged or pads."""
+
+    def __init__(self, integer_digits: int, scale: int):
+        one = f"-?[0-9]{{1,{integer_digits}}}(?:\\.[0-9]{{1,{scale}}})?"
+        self.pattern = re.compile(f"{one}(?:\\n{one})*")
+
+    def __call__(self, values: Sequence[Any]) -> list[str] | None:
+        if not values:
+            return []
+        if not set(map(type, values)) <= {float, int}:
+            return None
+        texts = list(map(repr, values))
+        return texts if self.pattern.fullmatch("\n".join(texts)) else None
+
+
+def _normal_decimals(texts: list[str] | None) -> list[str] | None:
+    """_norm_decimal on plain decimal texts: no trailing zeros or point, no minus zero."""
+    if texts is None:
+        return None
+    out = [t.rstrip("0").rstrip(".") if "." in t else t for t in texts]
+    return ["0" if t in ("-0", "") else t for t in out] if "-0" in out else out
+
+
+def _with_microseconds(texts: list[str] | None) -> list[str] | None:
+    if texts is None:
+        return None
+    return [t + ".000000" if len(t) == 19 else t for t in texts]
+
+
+# Width of the text -> the character each position must hold.
+_ISO_SHAPES = {
+    "date": {10: {4: "-", 7: "-"}},
+    "datetime": {
+        19: {4: "-", 7: "-", 10: " ", 13: ":", 16: ":"},
+        26: {4: "-", 7: "-", 10: " ", 13: ":", 16: ":", 19: "."},
+    },
+}
+
+
+class _IsoTexts:
+    """Text dates already in ISO form (YYYY-MM-DD, optionally with HH:MM:SS and six
+    fraction digits, no zone) stay as they are once they parse: the converter would turn
+    them into the same value, and every target reads them back as that value."""
+
+    def __init__(self, kind: str, min_year: int):
+        self.shapes = _ISO_SHAPES[kind]
+        self.parse = date.fromisoformat if kind == "date" else datetime.fromisoformat
+        self.floor = f"{min_year:04d}"
+
+    def __call__(self, values: Sequence[Any]) -> list[str] | None:
+        if not values:
+            return []
+        try:
+            widths = set(map(len, values))
+        except TypeError:
+            return None
+        marks = self.shapes.get(widths.pop()) if len(widths) == 1 else None
+        if marks is None:
+            return None
+        try:
+            joined = "\n".join(values)
+        except TypeError:  # not all text
+            return None
+        stride, n = len(values[0]) + 1, len(values)
+        if any(joined[at::stride] != mark * n for at, mark in marks.items()):
+            return None
+        try:
+            list(map(self.parse, values))  # the calendar: no 2024-02-30, no hour 24
+        except ValueError:
+            return None
+        return list(values) if min(values) >= self.floor else None
+
+
+class _EpochSeconds:
+    """Whole epoch seconds as 'YYYY-MM-DD HH:MM:SS', from a string per day and per second
+    of the day instead of a datetime per value."""
+
+    HIGH = 253_402_300_799  # 9999-12-31 23:59:59, Python's last
+
+    def __init__(self, min_year: int):
+        self.low = (date(min_year, 1, 1) - EPOCH.date()).days * 86_400
+        self.days: dict[int, str] = {}
+
+    def day(self, number: int) -> str:
+        if len(self.days) > 100_000:
+            self.days.clear()
+        text = self.days[number] = (EPOCH.date() + timedelta(days=number)).isoformat() + " "
+        return text
+
+    def __call__(self, values: Sequence[Any]) -> list[str] | None:
+        if not values:
+            return []
+        if set(map(type, values)) != {int} or min(values) < self.low or max(values) > self.HIGH:
+            return None
+        days, day, clock = self.days, self.day, _seconds_of_day()
+        out = []
+        append = out.append
+        for number, second in map(divmod, values, repeat(86_400)):
+            append((days.get(number) or day(number)) + clock[second])
+        return out
+
+
+_CLOCK: list[str] = []
+
+
+def _seconds_of_day() -> list[str]:
+    if not _CLOCK:
+        _CLOCK.extend(
+            f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)
+        )
+    return _CLOCK
