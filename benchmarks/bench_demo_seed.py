@@ -14,27 +14,11 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 
 import sqlalchemy as sa
+from _scratch import scratch_postgres
 
 TARGET_S = 60.0
-
-
-def admin(server: str) -> sa.Engine:
-    return sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-
-
-def create_database(server: str) -> str:
-    name = f"mlkit_bench_{uuid.uuid4().hex[:8]}"
-    with admin(server).connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    return name
-
-
-def drop_database(server: str, name: str) -> None:
-    with admin(server).connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def server_side_floor(url: str, rows: int) -> float:
@@ -89,9 +73,7 @@ def main() -> None:
     parser.add_argument("--server", default="postgresql+psycopg2://postgres@127.0.0.1:5432")
     args = parser.parse_args()
 
-    name = create_database(args.server)
-    url = f"{args.server}/{name}"
-    try:
+    with scratch_postgres(args.server) as url:
         subprocess.run([sys.executable, "-m", "mlkit.commands.main", "--database", url, "db",
                         "init"], check=True, capture_output=True)  # fmt: skip
         started = time.perf_counter()
@@ -105,8 +87,6 @@ def main() -> None:
         total_rows = sum(result["rows"].values())
         floor = server_side_floor(url, args.orders)
         naive = row_by_row_rate(url)
-    finally:
-        drop_database(args.server, name)
 
     verdict = "ok" if wall <= TARGET_S else "SLOW"
     print(f"mlkit demo seed --orders {args.orders:,} into PostgreSQL: {wall:.1f} s wall "

@@ -16,10 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
 import sqlalchemy as sa
+from _scratch import scratch_postgres
 
 TARGET_S = 10.0
 SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
@@ -78,17 +79,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--database", help="an already seeded database (with features) to reuse")
     args = parser.parse_args()
-    admin = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
     home = tempfile.TemporaryDirectory(prefix="mlkit-bench-drift-")
     os.environ["MLKIT_HOME"] = home.name
-    name = None
-    url = args.database
-    try:
-        if url is None:
-            name = f"mlkit_bench_{uuid.uuid4().hex[:8]}"
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            url = f"{SERVER}/{name}"
+    given = args.database
+    with home, nullcontext(given) if given else scratch_postgres(SERVER) as url:
+        if not given:
             print(f"seeding {args.orders:,} orders, computing features ...", file=sys.stderr)
             mlkit(url, "demo", "seed", "--orders", str(args.orders), "--families", "fraud")
             mlkit(url, "etl", "run")
@@ -105,11 +100,6 @@ def main() -> None:
             (reference_seconds(url, snapshot, document["window"]["start"]) for _ in range(2)),
             key=lambda pair: pair[0],
         )
-    finally:
-        if name:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        home.cleanup()
     ok = wall_s <= TARGET_S
     print(f"mlkit drift check: {document['current_rows']:,} recent orders x "
           f"{len(document['features'])} features against a {document['reference_rows']:,}-row "

@@ -14,9 +14,10 @@ import json
 import subprocess
 import sys
 import time
-import uuid
+from contextlib import nullcontext
 
 import sqlalchemy as sa
+from _scratch import scratch_postgres
 
 TARGET_S = 60.0
 TARGET_RATIO = 5.0
@@ -73,25 +74,15 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--database", help="an already seeded database to reuse")
     args = parser.parse_args()
-    admin = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    name = None
-    url = args.database
-    if url is None:
-        name = f"mlkit_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = f"{SERVER}/{name}"
-        mlkit(url, "demo", "seed", "--orders", str(args.orders), "--families", "fraud")
-    try:
+    given = args.database
+    with nullcontext(given) if given else scratch_postgres(SERVER) as url:
+        if not given:
+            mlkit(url, "demo", "seed", "--orders", str(args.orders), "--families", "fraud")
         copy_s = min(copy_out_seconds(url) for _ in range(3))
         floor_s = server_side_write_seconds(url, args.orders)
         started = time.perf_counter()
         result = json.loads(mlkit(url, "etl", "run", "--json"))
         etl_s = time.perf_counter() - started
-    finally:
-        if name:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     ratio = etl_s / copy_s
     ok = etl_s <= TARGET_S and ratio <= TARGET_RATIO
     print(f"mlkit etl run: {result['rows']:,} orders in {etl_s:.1f} s wall "

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine
 
 from .clock import utcnow
 from .errors import MlkitError
+from .fraud.columns import FLAGGED
 from .schema import (
     alerts,
     drift_checks,
@@ -43,7 +44,6 @@ from .schema import (
 
 log = logging.getLogger(__name__)
 
-FLAGGED_DECISIONS = ("BLOCKED", "MANUAL_REVIEW")
 FAILED_LOGIN_TYPES = ("failed_login", "login_failed")
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -137,7 +137,7 @@ def parse_rules(raw: list[dict[str, Any]]) -> list[Rule]:
 
 def _fraud_rate(conn: sa.Connection, rule: Rule, now: datetime) -> Measurement:
     p = fraud_predictions
-    flagged = sa.func.sum(sa.case((p.c.decision.in_(FLAGGED_DECISIONS), 1), else_=0))
+    flagged = sa.func.sum(sa.case((p.c.decision.in_(FLAGGED), 1), else_=0))
     scored, hits = conn.execute(
         sa.select(sa.func.count(), flagged).where(
             p.c.created_at > now - rule.duration, p.c.created_at <= now

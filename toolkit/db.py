@@ -243,10 +243,11 @@ def kpi_view_sql(dialect: str) -> list[str]:
         "mysql": f"(SELECT MAX(created_at) FROM orders) - INTERVAL {KPI_WINDOW_DAYS} DAY",
         "sqlite": f"datetime((SELECT MAX(created_at) FROM orders), '-{KPI_WINDOW_DAYS} days')",
     }[dialect]
-    decisions = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
+    from .fraud.columns import DECISIONS
+
     decision_counts = ",\n".join(
         f"    SUM(CASE WHEN p.decision = '{d}' THEN 1 ELSE 0 END) AS {d.lower()}_count"
-        for d in decisions
+        for d in DECISIONS
     )
     # Only an order's latest prediction counts, so re-scoring never double-counts.
     body = f"""SELECT

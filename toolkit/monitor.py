@@ -24,9 +24,8 @@ from sqlalchemy.engine import Engine
 from . import schema
 from .clock import utcnow
 from .db import KPI_VIEW, dialect_name
+from .fraud.columns import DECISIONS, FLAGGED
 
-DECISIONS = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
-FLAGGED = ("MANUAL_REVIEW", "BLOCKED")
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 SPARK_HOURS = 48
 LATEST_BLOCKED = 8

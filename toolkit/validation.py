@@ -82,6 +82,20 @@ def validate_version(mv, config, *, min_auc_pr: float | None = None) -> list[Che
     return checks
 
 
+def promote_trained(engine, config, mv, alias: str, reason: str) -> None:
+    """Move `alias` to a freshly trained version once it validates; on refusal the error
+    says the version is registered and the alias stayed where it was."""
+    from .registry import promote
+
+    try:
+        promote(engine, mv.name, mv.version, alias, reason=reason,
+                validate=lambda version: validation_failures(engine, version, config))  # fmt: skip
+    except MlkitError as exc:
+        raise MlkitError(
+            f"registered {mv.ref} but left {alias} where it was: {exc.message}", hint=exc.hint
+        ) from None
+
+
 def validation_failures(engine, mv, config) -> list[str]:
     """What `promote` refuses a version for (empty: it may be promoted)."""
     del engine  # the checks need the version and its artifact only

@@ -27,3 +27,8 @@ FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 # Columns of a fraud training set (a dataset snapshot), in order.
 DATASET_KEYS = ("order_id", "wallet_id", "event_id", "event_ts", "feature_ts")
 DATASET_COLUMNS = (*DATASET_KEYS, *FEATURES, "amount", "label", "label_available_at")
+
+# Decisions a score maps to, mildest first; the flagged ones count as fraud in rates and
+# alert rules (the dashboard's fraud rate and the `fraud_rate` alert share this).
+DECISIONS = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
+FLAGGED = ("MANUAL_REVIEW", "BLOCKED")

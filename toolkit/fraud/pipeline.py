@@ -52,9 +52,9 @@ def train_fraud_model(
     alias: str | None = "candidate",
     force: bool = False,
 ) -> dict:
-    from ..registry import promote, register_model
+    from ..registry import register_model
     from ..runs import training_run
-    from ..validation import validation_failures
+    from ..validation import promote_trained
     from .train import fit_fraud, load_dataset, oracle_metrics
 
     cooldown = int(config.get("training.retry_cooldown_sec"))
@@ -96,20 +96,8 @@ def train_fraud_model(
         )
     promoted = None
     if alias:
-        try:
-            promote(
-                engine,
-                "fraud",
-                mv.version,
-                alias,
-                validate=lambda version: validation_failures(engine, version, config),
-                reason=f"trained on {manifest.get('run_id', path.name)}",
-            )
-        except MlkitError as exc:
-            raise MlkitError(
-                f"registered fraud:{mv.version} but left {alias} where it was: {exc.message}",
-                hint=exc.hint,
-            ) from None
+        reason = f"trained on {manifest.get('run_id', path.name)}"
+        promote_trained(engine, config, mv, alias, reason=reason)
         promoted = alias
     return {
         "model": "fraud",

@@ -15,10 +15,8 @@ from .. import schema
 from ..clock import utcnow
 from ..db import bulk_insert, lock_job, read_frame
 from ..errors import MlkitError
-from .columns import FEATURES
+from .columns import DECISIONS, FEATURES
 from .model import load_model
-
-DECISIONS = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
 
 
 @dataclass(frozen=True)

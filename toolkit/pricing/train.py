@@ -77,9 +77,9 @@ def train_bandit(
     force: bool = False,
     seed: int = 0,
 ) -> dict:
-    from ..registry import promote, register_model
+    from ..registry import register_model
     from ..runs import training_run
-    from ..validation import validation_failures
+    from ..validation import promote_trained
 
     policy = check_policy(policy or config.get("pricing.policy"))
     surge, early = (
@@ -171,8 +171,7 @@ def train_bandit(
                 k: v for k, v in figures.items() if isinstance(v, float)}},
         )  # fmt: skip
     if alias:
-        promote(engine, "pricing", mv.version, alias, reason=f"trained on {len(frame)} offers",
-                validate=lambda version: validation_failures(engine, version, config))  # fmt: skip
+        promote_trained(engine, config, mv, alias, reason=f"trained on {len(frame)} offers")
     return {
         "model": "pricing",
         "version": mv.version,

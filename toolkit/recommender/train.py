@@ -112,9 +112,9 @@ def config_weights(config) -> tuple[float, float, float]:
 def train_recommender(
     engine: Engine, config, *, days: float = 90, alias: str | None = "prod", force: bool = False
 ) -> dict:
-    from ..registry import promote, register_model
+    from ..registry import register_model
     from ..runs import training_run
-    from ..validation import validation_failures
+    from ..validation import promote_trained
 
     weights = config_weights(config)
     half_life = float(config.get("recommender.recency_half_life_days"))
@@ -184,8 +184,7 @@ def train_recommender(
             metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
         )
     if alias:
-        promote(engine, "recommender", mv.version, alias, reason=f"trained on {days:g} days",
-                validate=lambda version: validation_failures(engine, version, config))  # fmt: skip
+        promote_trained(engine, config, mv, alias, reason=f"trained on {days:g} days")
         if alias == "prod":
             remember_last_good(config.artifacts_dir, mv)
     return {

@@ -356,9 +356,9 @@ def train_signal_model(
     `on_started` is called once the run is recorded, i.e. a failure after it starts the
     cooldown.
     """
-    from ..registry import promote, register_model
+    from ..registry import register_model
     from ..runs import training_run
-    from ..validation import validation_failures
+    from ..validation import promote_trained
     from .market import count_bars, load_bars, model_name, normalize_symbol
     from .run import ensure_tables
 
@@ -414,20 +414,7 @@ def train_signal_model(
     log.info("[TRAIN] Registered %s in %.1f s", mv.ref, fit.seconds["total"])
     promoted = None
     if alias:
-        try:
-            promote(
-                engine,
-                name,
-                mv.version,
-                alias,
-                validate=lambda version: validation_failures(engine, version, config),
-                reason=f"trained on {n_bars} bars of {symbol}",
-            )
-        except MlkitError as exc:
-            raise MlkitError(
-                f"registered {mv.ref} but left {alias} where it was: {exc.message}",
-                hint=exc.hint,
-            ) from None
+        promote_trained(engine, config, mv, alias, reason=f"trained on {n_bars} bars of {symbol}")
         promoted = alias
     return {
         "model": name,
