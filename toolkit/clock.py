@@ -1,15 +1,39 @@
-"""The one clock: naive UTC to the second, the way every timestamp is stored."""
+"""The one clock: naive UTC to the second, the way every timestamp is stored.
+
+`MLKIT_NOW` (an ISO moment, e.g. `2026-03-01T02:00:00`; an offset is converted to UTC)
+sets the clock for a whole process: demos, backfills and the simulated fortnight run every
+command "as of" that moment without patching code. Unset, the clock is the wall clock.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, timedelta
 
 from .errors import MlkitError
 
+NOW_VARIABLE = "MLKIT_NOW"
+
 
 def utcnow() -> datetime:
+    fixed = os.environ.get(NOW_VARIABLE, "").strip()
+    if fixed:
+        return _fixed_now(fixed)
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def _fixed_now(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise MlkitError(
+            f"cannot read {NOW_VARIABLE}={text!r}",
+            hint="use an ISO moment like 2026-03-01T02:00:00, or unset it for the wall clock",
+        ) from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.replace(microsecond=0)
 
 
 def parse_moment(text: str, *, now: datetime, option: str, hint: str = "") -> datetime:

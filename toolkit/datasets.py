@@ -13,11 +13,12 @@ import json
 import os
 import secrets
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from .clock import utcnow
 from .errors import MlkitError
 
 POINTERS = {"latest": "_LATEST", "current": "_CURRENT"}
@@ -55,7 +56,7 @@ def asof_join_index(left_by, left_on, right_by, right_on) -> np.ndarray:
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     return f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
@@ -94,7 +95,7 @@ def write_snapshot(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     run_id = manifest.get("run_id") or new_run_id(now)
     root = Path(datasets_dir) / name
     relative = Path(f"dt={now:%Y-%m-%d}") / f"run_id={run_id}"

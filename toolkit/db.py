@@ -92,6 +92,7 @@ def make_engine(url: str | URL, *, check: bool = True) -> Engine:
         raise MlkitError(f"database driver {exc.name!r} is not installed") from None
     if dialect == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+    register_numpy_scalars()
     if check:
         try:
             with engine.connect():
@@ -99,6 +100,56 @@ def make_engine(url: str | URL, *, check: bool = True) -> Engine:
         except DBAPIError as exc:
             raise explain_db_error(exc, engine.url) from None
     return engine
+
+
+_NUMPY_REGISTERED = False
+
+
+def register_numpy_scalars() -> None:
+    """Teach every driver numpy's scalars, once per process, so no write path depends on
+    remembering `.item()`: numpy 2's repr (`np.float64(0.5)`) reached psycopg2 as SQL text,
+    PyMySQL quotes unknown types as strings and sqlite3 refuses them. NaN becomes NULL
+    everywhere, as a missing value does in every frame we load."""
+    global _NUMPY_REGISTERED
+    if _NUMPY_REGISTERED:
+        return
+    import sqlite3
+
+    import numpy as np
+
+    floats = (np.float16, np.float32, np.float64, np.longdouble)
+    integers = tuple(np.sctypeDict[f"{sign}int{bits}"] for sign in ("", "u")
+                     for bits in (8, 16, 32, 64))  # fmt: skip
+    scalars = (*floats, *integers, np.bool_)
+
+    def plain(value):
+        item = value.item()
+        return None if isinstance(item, float) and item != item else item
+
+    for kind in scalars:
+        sqlite3.register_adapter(kind, plain)
+    try:
+        from psycopg2.extensions import AsIs, adapt, register_adapter
+    except ImportError:
+        pass
+    else:
+        for kind in scalars:
+            register_adapter(
+                kind, lambda v: adapt(plain(v)) if plain(v) is not None else AsIs("NULL")
+            )
+    try:
+        from pymysql import converters
+    except ImportError:
+        pass
+    else:
+
+        def escape(value, mapping=None):
+            return converters.escape_item(plain(value), "utf8mb4", mapping)
+
+        for table in (converters.encoders, converters.conversions):
+            for kind in scalars:
+                table[kind] = escape
+    _NUMPY_REGISTERED = True
 
 
 def _sqlite_parent(database: str) -> None:
