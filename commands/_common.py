@@ -29,6 +29,7 @@ class GlobalOptions:
     database_url: str | None = None
     redis_url: str | None = None
     verbose: bool = False
+    as_of: str | None = None  # the clock's moment for this process (MLKIT_NOW), when given
 
 
 def options(ctx: typer.Context) -> GlobalOptions:
@@ -112,16 +113,57 @@ def emit_json(document: Any) -> None:
     typer.echo(json.dumps(document, indent=2, default=str, sort_keys=False))
 
 
-def stdout_console():
-    from rich.console import Console
+# Pipes and log files (cron's) get whole table rows instead of Rich's 80 columns.
+_PIPE_WIDTH = 10_000
 
-    return Console()
+
+def stdout_console():
+    return _console(stderr=False)
 
 
 def stderr_console():
+    return _console(stderr=True)
+
+
+def _console(*, stderr: bool):
     from rich.console import Console
 
-    return Console(stderr=True)
+    console = Console(stderr=stderr)
+    if console.is_terminal:
+        return console
+    return Console(file=_StrippedLines(stderr=stderr), width=_PIPE_WIDTH)
+
+
+class _StrippedLines:
+    """A text stream writing each line to stdout or stderr without its trailing spaces,
+    which Rich adds to pad titles and cells out to the (wide) console width."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._pending = ""
+
+    @property
+    def _target(self):
+        return sys.stderr if self._stderr else sys.stdout
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._target, "encoding", None) or "utf-8"
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        if lines:
+            self._target.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._target.write(self._pending)
+            self._pending = ""
+        self._target.flush()
 
 
 @contextmanager

@@ -1,12 +1,14 @@
-"""`mlkit cron`: the platform's schedule as a crontab block."""
+"""`mlkit cron`: the platform's schedule as a crontab block, and the wrapper each line calls."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config
+from ._common import JsonFlag, emit_json, err, load_config, options
 
 app = typer.Typer(help="The crontab block for the platform's schedule.", no_args_is_help=True)
 
@@ -25,18 +27,24 @@ def show(
     (one line per symbol with market data), drift and alerts hourly; schedules from the
     `cron:` config section ("" leaves a job out).
 
-    Each line calls mlkit and the config by absolute path under `flock -n` (a run still
-    going makes the next skip) and appends to <logs>/<job>.log. --install replaces the
-    block between its marker comments in `crontab -l` (or appends it) and keeps every
-    other line; installing twice changes nothing. $MLKIT_CRONTAB_CMD replaces `crontab`.
+    Each line is `<schedule> [NAME=value ...] /abs/mlkit --config /abs/config cron run
+    <job>`: it carries the variables the config file reads and the MLKIT_* overrides set
+    now, never a password or token (those go in <home>/cron.env or $MLKIT_ENV_FILE, chmod
+    600, which `cron run` loads). Lines whose jobs would reach another database under
+    cron's bare environment are refused. --install replaces the block between its marker
+    comments in `crontab -l` (or appends it) and keeps every other line; installing twice
+    changes nothing. $MLKIT_CRONTAB_CMD replaces `crontab`.
 
     Example: mlkit cron show --install
     """
     from mlkit.toolkit.cron import build_block, install_block
 
     config = load_config(ctx)
+    opts = options(ctx)
     symbols, warnings = _symbols(config)
-    document = build_block(config, symbols=symbols)
+    document = build_block(
+        config, symbols=symbols, database_flag=opts.database_url, redis_flag=opts.redis_url
+    )
     document["warnings"] = warnings + document["warnings"]
     if install:
         document["install"] = install_block(
@@ -53,11 +61,49 @@ def show(
         err("crontab updated" if changed else "crontab already holds this block: unchanged")
 
 
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="The job: etl, train_fraud, signals_BTCUSDT, ...")],
+) -> None:
+    """Run one job of the block as cron does: what every crontab line calls.
+
+    Creates <logs>/locks, takes <logs>/locks/<job>.lock without waiting (a run still
+    going makes this one log `skipped` and exit 0), loads <home>/cron.env (or
+    $MLKIT_ENV_FILE; refused when group or others may read it) for the variables not
+    already set, runs the job's mlkit commands and appends each output line to
+    <logs>/<job>.log with a timestamp, between `start:` and `end: <outcome> (exit N)`
+    lines. Exit 0, 3 when drift/alerts report something, else 1 with one summary line on
+    stderr (cron mails it to MAILTO); nothing else is printed.
+
+    Example: mlkit cron run etl
+    """
+    from mlkit.toolkit.jobrun import run_job
+
+    opts = options(ctx)
+    result = run_job(
+        job,
+        config_path=opts.config_path,
+        database_url=opts.database_url,
+        redis_url=opts.redis_url,
+        verbose=opts.verbose,
+        env=dict(os.environ),
+    )
+    if result.summary:
+        err(result.summary)
+    raise typer.Exit(result.exit_code)
+
+
 def _symbols(config) -> tuple[list[str], list[str]]:
     """Symbols with market data, for the hourly signal lines; none when unreadable."""
+    from sqlalchemy.engine import make_url
+
     from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.errors import MlkitError
 
+    url = make_url(config.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").expanduser().is_file():
+        return [], []  # no database yet: reading it would create an empty file
     try:
         engine = make_engine(config.database_url)
         import sqlalchemy as sa

@@ -1,9 +1,13 @@
 """The platform's schedule as a crontab block, and its idempotent merge into a crontab.
 
-Every line runs `mlkit` by its absolute path with the absolute config path, under
-`flock -n` on a lock file of its own (a run still going makes the next one skip instead
-of piling up), appending stdout and stderr to a log file per job. The block sits between
-two marker comments; installing replaces what is between them and keeps every other line.
+Every line calls one wrapper, `<schedule> [NAME=value ...] /abs/mlkit --config /abs/config.yaml
+cron run <job>` (see `toolkit.jobrun`), which creates the log folder, takes the job's lock,
+timestamps every log line and reports a failure in one line on stderr for cron's MAILTO.
+The line carries the environment the jobs need: the variables the config file reads and
+the MLKIT_* overrides that are set now, never a secret (those go into the env file that
+`cron run` loads, `<home>/cron.env` or $MLKIT_ENV_FILE). A block whose jobs would reach a
+different database under cron's bare environment is refused. The block sits between two
+marker comments; installing replaces what is between them and keeps every other line.
 The crontab program is `crontab` (`crontab -l` to read, `crontab -` to write), or the
 command in $MLKIT_CRONTAB_CMD.
 """
@@ -14,6 +18,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,11 +26,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .config import SECRET_KEYS, Config, load_config, mask_url
 from .errors import MlkitError
 
 BEGIN = "# >>> mlkit: managed by `mlkit cron show --install`; edits here are replaced >>>"
 END = "# <<< mlkit <<<"
-# Environment that would change which database or home a job uses; cron starts without it.
+# Overrides that change which database, home or env file a job uses; cron starts without them.
 CARRIED_ENV = (
     "MLKIT_HOME",
     "MLKIT_DATABASE_URL",
@@ -33,7 +39,17 @@ CARRIED_ENV = (
     "MLKIT_ARTIFACTS_DIR",
     "MLKIT_DATASETS_DIR",
     "MLKIT_LOGS_DIR",
+    "MLKIT_ENV_FILE",
 )
+PATH_ENV = {"MLKIT_HOME", "MLKIT_ARTIFACTS_DIR", "MLKIT_DATASETS_DIR", "MLKIT_LOGS_DIR",
+            "MLKIT_ENV_FILE"}  # fmt: skip
+# Per run, never for every run of a line: the simulated clock, the crontab program.
+NEVER_CARRIED = {"MLKIT_NOW", "MLKIT_CRONTAB_CMD", "MLKIT_CONFIG"}
+ENV_FILE_VARIABLE = "MLKIT_ENV_FILE"
+ENV_FILE_NAME = "cron.env"
+_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|API_KEY|PRIVATE_KEY", re.I)
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+_ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)")
 _FIELD = re.compile(r"[0-9*/,\-A-Za-z]+")
 
 
@@ -43,9 +59,13 @@ class Job:
     schedule: str
     commands: tuple[tuple[str, ...], ...]  # mlkit arguments; more than one run in sequence
     comment: str
+    # The documented non-failure exit code of the job's check, and the word its log uses.
+    notice_exit: int | None = None
+    notice: str = ""
 
 
-def _jobs(config, symbols: list[str]) -> list[Job]:
+def all_jobs(config: Config, symbols: list[str]) -> list[Job]:
+    """Every job, scheduled or not ("" in the config leaves a job out of the block)."""
     get = config.get
     jobs = [
         Job("etl", get("cron.etl"), (("etl", "run", "--since", "last"),),
@@ -54,9 +74,9 @@ def _jobs(config, symbols: list[str]) -> list[Job]:
             "the kpi_hourly view"),
         Job("retention", get("cron.retention"), (("retention", "run"),),
             "old orders and predictions into the archive tables"),
-        Job("train_fraud", get("cron.train_fraud"),
-            (("dataset", "build", "fraud"), ("train", "fraud", "--alias", "prod")),
-            "a fresh snapshot and the fraud model; prod moves only if it validates"),
+        Job("train_fraud", get("cron.train_fraud"), (("train", "fraud", "--alias", "prod"),),
+            "features caught up, a fresh snapshot and the fraud model; prod moves only if "
+            "it validates"),
         Job("train_pricing", get("cron.train_pricing"), (("train", "mab"),),
             "the pricing bandit"),
         Job("train_recommender", get("cron.train_recommender"), (("train", "recommender"),),
@@ -68,11 +88,25 @@ def _jobs(config, symbols: list[str]) -> list[Job]:
         jobs.append(Job(f"signals_{symbol}", get("cron.signals"), (run,), comment))
     jobs += [
         Job("drift", get("cron.drift"), (("drift", "check"),),
-            "training snapshot against recent orders; exit 3 when drifted"),
+            "training snapshot against recent orders; exit 3 when drifted", 3, "drifted"),
         Job("alerts", get("cron.alerts"), (("alerts", "check"),),
-            "the alert rules; exit 3 while any fires"),
+            "the alert rules; exit 3 while any fires", 3, "alerting"),
     ]  # fmt: skip
-    return [job for job in jobs if str(job.schedule).strip()]
+    return jobs
+
+
+def _jobs(config: Config, symbols: list[str]) -> list[Job]:
+    return [job for job in all_jobs(config, symbols) if str(job.schedule).strip()]
+
+
+def find_job(config: Config, name: str) -> Job:
+    """The job `cron run NAME` runs; `signals_<SYMBOL>` for any symbol."""
+    symbols = [name.removeprefix("signals_")] if name.startswith("signals_") else []
+    for job in all_jobs(config, [s for s in symbols if s]):
+        if job.name == name:
+            return job
+    known = [job.name for job in all_jobs(config, [])] + ["signals_<SYMBOL>"]
+    raise MlkitError(f"no cron job named {name!r}", hint=f"known jobs: {', '.join(known)}")
 
 
 def check_schedule(name: str, schedule: str) -> str:
@@ -104,14 +138,256 @@ def mlkit_executable() -> list[str]:
     return [str(Path(sys.executable).resolve()), "-m", "mlkit.commands.main"]
 
 
+# ---------------------------------------------------------------- the env file
+
+
+def env_file_path(config: Config, env: dict[str, str] | None = None) -> Path:
+    """$MLKIT_ENV_FILE, else `<home>/cron.env`."""
+    env = os.environ if env is None else env
+    given = env.get(ENV_FILE_VARIABLE, "").strip()
+    return Path(given).expanduser() if given else config.home / ENV_FILE_NAME
+
+
+def read_env_file(path: Path, *, required: bool = False) -> dict[str, str]:
+    """KEY=value lines (`#` comments, blank lines, optional `export ` and quotes); {} when
+    the file does not exist (unless `required`). Refused when group or others may open it:
+    it holds the passwords the crontab must not."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if required:
+            raise MlkitError(
+                f"env file {path} (from {ENV_FILE_VARIABLE}) not found",
+                hint=f"create it (KEY=value lines, chmod 600) or unset {ENV_FILE_VARIABLE}",
+            ) from None
+        return {}
+    except OSError as exc:
+        raise MlkitError(f"cannot read the env file {path}: {exc.strerror}") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise MlkitError(
+            f"env file {path} is open to group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}): chmod 600 it, it holds secrets",
+            hint=f"chmod 600 {shlex.quote(str(path))}",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MlkitError(f"cannot read the env file {path}: {exc.strerror}") from None
+    values = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _ENV_LINE.fullmatch(line)
+        if match is None:  # the line may hold a secret: name its number, never its text
+            raise MlkitError(
+                f"env file {path}, line {number}: not a KEY=value line",
+                hint="one KEY=value per line; # starts a comment",
+            )
+        name, value = match.group(1), match.group(2).strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name] = value
+    return values
+
+
+# ---------------------------------------------------------------- the environment of a line
+
+
+def is_secret(name: str, value: str) -> bool:
+    """A password-like name, or a URL with a password in it."""
+    if _SECRET_NAME.search(name):
+        return True
+    return "://" in value and _url_password(value) is not None
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url.strip()).password
+    except ValueError:
+        return None
+
+
+def config_variables(source: Path | None) -> dict[str, str]:
+    """The variables the config file reads (`${VAR...}`, defaults included), each with
+    what it feeds: "secret" (a password or webhook key), "path" (under `paths:` or
+    `sqlite_path`), else "plain"."""
+    if source is None:
+        return {}
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}  # load_config has already said what is wrong with the file
+    found: dict[str, str] = {}
+    rank = {"plain": 0, "path": 1, "secret": 2}
+
+    def walk(node: Any, keys: tuple[str, ...]) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*keys, str(key)))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, keys)
+        elif isinstance(node, str):
+            last = keys[-1] if keys else ""
+            if last in SECRET_KEYS:
+                kind = "secret"
+            elif (keys[:1] == ("paths",)) or last == "sqlite_path":
+                kind = "path"
+            else:
+                kind = "plain"
+            for name in _REFERENCE.findall(node):
+                if rank[kind] > rank[found.get(name, "plain")] or name not in found:
+                    found[name] = kind
+
+    walk(raw, ())
+    return found
+
+
+def _absolute_sqlite(url: str) -> str:
+    """A relative SQLite URL made absolute against this directory (cron's is the home)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    path, _, query = url[len(prefix) :].partition("?")
+    if not path or path == ":memory:" or path.startswith("/"):
+        return url
+    absolute = str(Path(path).expanduser().resolve())
+    return prefix + absolute + (f"?{query}" if query else "")
+
+
+@dataclass(frozen=True)
+class LineEnvironment:
+    carried: dict[str, str]  # NAME -> value written on every line
+    secrets: list[str]  # set now, secret, so only the env file may hold them
+    missing_secrets: list[str]  # of those, the ones the env file does not hold yet
+    env_file: Path
+
+
+def line_environment(config: Config, env: dict[str, str]) -> LineEnvironment:
+    """What each line carries, and which secrets belong in the env file instead."""
+    kinds = dict.fromkeys(CARRIED_ENV, "plain") | config_variables(config.source)
+    carried, secrets = {}, []
+    for name, kind in kinds.items():
+        value = env.get(name, "")
+        if not value or name in NEVER_CARRIED:
+            continue
+        if kind == "secret" or is_secret(name, value):
+            secrets.append(name)
+            continue
+        if kind == "path" or name in PATH_ENV:
+            value = str(Path(value).expanduser().resolve())
+        elif "://" in value:
+            value = _absolute_sqlite(value)
+        carried[name] = value
+    env_file = env_file_path(config, env)
+    if ENV_FILE_VARIABLE in carried:
+        env_file = Path(carried[ENV_FILE_VARIABLE])
+    in_file = read_env_file(env_file, required=ENV_FILE_VARIABLE in carried)
+    missing = [name for name in secrets if name not in in_file]
+    return LineEnvironment(carried, secrets, missing, env_file)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    path = url.partition("?")[0].removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
+    return Path(path).expanduser() if path and path != ":memory:" else None
+
+
+def _without_password(url: str | None) -> str | None:
+    if not url or _url_password(url) is None:
+        return url
+    parts = urlsplit(url)
+    user, _, host = parts.netloc.rpartition("@")
+    return url.replace(parts.netloc, f"{user.split(':', 1)[0]}@{host}", 1)
+
+
+def check_bare_environment(
+    config: Config,
+    plan: LineEnvironment,
+    *,
+    env: dict[str, str],
+    database_flag: str | None = None,
+    redis_flag: str | None = None,
+) -> list[str]:
+    """Refuse (MlkitError) when the jobs, seeing only what the line carries plus the env
+    file, would use another database than the one in effect now; warnings for Redis."""
+    bare = {name: env[name] for name in ("HOME", "PATH", "SHELL") if name in env}
+    bare |= plan.carried
+    try:
+        in_file = read_env_file(plan.env_file)
+    except MlkitError:
+        in_file = {}
+    bare |= {k: v for k, v in in_file.items() if k not in bare or not bare[k]}
+    differing = sorted(k for k, v in in_file.items() if env.get(k, "") not in ("", v))
+    differing += sorted(
+        k for k in in_file if not env.get(k) and k in config_variables(config.source)
+    )
+    if plan.missing_secrets:
+        hint = (
+            f"put {', '.join(plan.missing_secrets)} in {plan.env_file} (KEY=value lines, "
+            "chmod 600), which `mlkit cron run` loads"
+        )
+    elif differing:
+        hint = (
+            f"{plan.env_file} sets {', '.join(differing)} for cron, and this shell does "
+            "not (or differently): export the same values here and run it again"
+        )
+    else:
+        hint = (
+            "set the database in the config file, or export the variables it reads when "
+            "you run `mlkit cron show`"
+        )
+    try:
+        seen = load_config(config.source, env=bare, database_url=database_flag,
+                           redis_url=redis_flag)  # fmt: skip
+    except MlkitError as exc:
+        raise MlkitError(
+            f"under cron's bare environment the jobs could not load their config: {exc.message}",
+            hint=hint,
+        ) from None
+    relative = [str(path) for path in (seen.home, _sqlite_path(seen.database_url))
+                if path is not None and not path.is_absolute()]  # fmt: skip
+    if relative:
+        raise MlkitError(
+            f"{relative[0]} is a relative path, and cron runs the jobs in your home directory",
+            hint="make paths.home and database paths absolute in the config file",
+        )
+    now_url = _absolute_sqlite(config.database_url)
+    cron_url = _absolute_sqlite(seen.database_url)
+    if _without_password(now_url) != _without_password(cron_url):
+        raise MlkitError(
+            f"under cron's bare environment the jobs would use {mask_url(cron_url)}, not "
+            f"{mask_url(now_url)}: refusing to print lines that write elsewhere",
+            hint=hint,
+        )
+    warnings = []
+    if _without_password(config.redis_url) != _without_password(seen.redis_url):
+        shown = mask_url(seen.redis_url) if seen.redis_url else "none"
+        warnings.append(
+            f"under cron's bare environment the jobs would use Redis {shown}, not "
+            f"{mask_url(config.redis_url) if config.redis_url else 'none'} ({hint})"
+        )
+    return warnings
+
+
+# ---------------------------------------------------------------- the block
+
+
 def build_block(
-    config,
+    config: Config,
     *,
     symbols: list[str],
     env: dict[str, str] | None = None,
     executable: list[str] | None = None,
+    database_flag: str | None = None,
+    redis_flag: str | None = None,
 ) -> dict[str, Any]:
-    """The crontab block for the configured schedule, with what each line runs."""
+    """The crontab block for the configured schedule, with what each line runs.
+
+    `database_flag` / `redis_flag` are the global `--database` / `--redis` given now: the
+    lines pass them on (refused when they hold a password)."""
     env = dict(os.environ if env is None else env)
     executable = executable or mlkit_executable()
     logs = config.logs_dir.expanduser().resolve()
@@ -125,32 +401,33 @@ def build_block(
             "no config file is in use: the jobs run with the built-in defaults; write one "
             "(e.g. copy config.yaml) and pass --config to pin it"
         )
-    assignments = []
-    for name in CARRIED_ENV:
-        value = env.get(name)
+    for option, value in (("--database", database_flag), ("--redis", redis_flag)):
         if not value:
             continue
-        if "://" in value and urlsplit(value).password:
-            warnings.append(
-                f"{name} holds a password and is not copied into the crontab: put the URL "
-                "in the config file (cron does not see your shell's environment)"
+        if _url_password(value) is not None:
+            raise MlkitError(
+                f"{option} holds a password, which a crontab line must not",
+                hint="read the URL from a variable in the config file and put that variable "
+                "in the env file `mlkit cron run` loads (chmod 600)",
             )
-            continue
-        if name in ("MLKIT_HOME", "MLKIT_ARTIFACTS_DIR", "MLKIT_DATASETS_DIR", "MLKIT_LOGS_DIR"):
-            value = str(Path(value).expanduser().resolve())
-        assignments.append(f"{name}={shlex.quote(value)}")
+        prefix += [option, _absolute_sqlite(value)]
+    plan = line_environment(config, env)
+    warnings += check_bare_environment(
+        config, plan, env=env, database_flag=database_flag, redis_flag=redis_flag
+    )
+    if plan.missing_secrets:
+        warnings.append(
+            f"{', '.join(plan.missing_secrets)} stay out of the crontab (secrets): put them "
+            f"in {plan.env_file} as KEY=value lines and `chmod 600` it; `mlkit cron run` "
+            "loads it"
+        )
+    assignments = [f"{name}={shlex.quote(value)}" for name, value in plan.carried.items()]
     lines = [BEGIN]
     described = []
     for job in _jobs(config, symbols):
         schedule = check_schedule(job.name, job.schedule)
-        log_file = logs / f"{job.name}.log"
-        lock_file = locks / f"{job.name}.lock"
-        runs = [" ".join(shlex.quote(part) for part in [*prefix, *args]) for args in job.commands]
-        body = runs[0] if len(runs) == 1 else "sh -c " + shlex.quote(" && ".join(runs))
-        command = " ".join(
-            [*assignments, "flock", "-n", shlex.quote(str(lock_file)), body,
-             ">>", shlex.quote(str(log_file)), "2>&1"]
-        ).replace("%", "\\%")  # cron turns an unescaped % into a newline  # fmt: skip
+        parts = [*assignments, *(shlex.quote(p) for p in [*prefix, "cron", "run", job.name])]
+        command = " ".join(parts).replace("%", "\\%")  # cron turns a bare % into a newline
         lines.append(f"# {job.name}: {job.comment}")
         lines.append(f"{schedule} {command}")
         described.append(
@@ -158,8 +435,9 @@ def build_block(
                 "name": job.name,
                 "schedule": schedule,
                 "command": command,
-                "log": str(log_file),
-                "lock": str(lock_file),
+                "runs": [" ".join(["mlkit", *args]) for args in job.commands],
+                "log": str(logs / f"{job.name}.log"),
+                "lock": str(locks / f"{job.name}.lock"),
             }
         )
     if not symbols:
@@ -173,6 +451,9 @@ def build_block(
         "jobs": described,
         "logs_dir": str(logs),
         "locks_dir": str(locks),
+        "env_file": str(plan.env_file),
+        "carried_env": sorted(plan.carried),
+        "env_file_needs": plan.secrets,
         "warnings": warnings,
     }
 
