@@ -120,8 +120,10 @@ def stream(
 ) -> None:
     """Place live demo orders, score them with the prod fraud model, reward the bandit.
 
-    Orders are stamped now, so `mlkit dashboard` in another terminal moves. Ctrl-C stops
-    after the current second's orders are written.
+    Traffic has the demo world's shape: normal buyers, scalper-bot bursts from new wallets
+    and stolen-payment sessions, in the seeded shares, with labels that arrive days later.
+    Orders are stamped by the clock, so `mlkit dashboard` in another terminal moves. Ctrl-C
+    stops after the current second's orders are written.
 
     Example: mlkit demo stream --rate 20 --duration 60
     """
@@ -149,8 +151,9 @@ def stream(
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C is final
 
     def report(t) -> None:
+        flagged = t.decisions.get("BLOCKED", 0) + t.decisions.get("MANUAL_REVIEW", 0)
         err(f"streamed {t.orders:,} orders in {t.seconds:.0f} s ({t.completed:,} completed, "
-            f"{t.scored:,} scored)")  # fmt: skip
+            f"{t.scored:,} scored, {flagged:,} blocked or in review)")  # fmt: skip
 
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
@@ -164,8 +167,12 @@ def stream(
     if as_json:
         emit_json(totals.as_dict())
         return
+    document = totals.as_dict()
     stdout_console().print(
-        f"streamed {totals.orders:,} orders in {totals.seconds:.0f} s: "
+        f"streamed {totals.orders:,} orders in {totals.seconds:.0f} s "
+        f"({document['rate']} per second, asked {rate:g}): "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(totals.decisions.items()))
-        + (f"; arms {', '.join(f'{k} {v}' for k, v in sorted(totals.arms.items()))}")
+        + f"; buyers {', '.join(f'{k} {v:,}' for k, v in totals.kinds.items())}"
+        + f"; {totals.new_wallets:,} new wallets, {totals.labels:,} labels to come"
+        + f"; arms {', '.join(f'{k} {v:,}' for k, v in sorted(totals.arms.items()))}"
     )
