@@ -77,10 +77,10 @@ def all_jobs(config: Config, symbols: list[str]) -> list[Job]:
         Job("train_fraud", get("cron.train_fraud"), (("train", "fraud", "--alias", "prod"),),
             "features caught up, a fresh snapshot and the fraud model; prod moves only if "
             "it validates"),
-        Job("train_pricing", get("cron.train_pricing"), (("train", "mab"),),
+        Job("train_pricing", get("cron.train_pricing"), (("train", "mab", "--skip-if-too-few"),),
             "the pricing bandit"),
-        Job("train_recommender", get("cron.train_recommender"), (("train", "recommender"),),
-            "the recommender"),
+        Job("train_recommender", get("cron.train_recommender"),
+            (("train", "recommender", "--skip-if-too-few"),), "the recommender"),
     ]  # fmt: skip
     for symbol in symbols:
         run = ("signal", "run", "--symbol", symbol)
@@ -277,6 +277,11 @@ def line_environment(config: Config, env: dict[str, str]) -> LineEnvironment:
         if kind == "secret" or is_secret(name, value):
             secrets.append(name)
             continue
+        if "\n" in value or "\r" in value:
+            raise MlkitError(
+                f"{name} holds a line break, which a crontab line cannot carry",
+                hint=f"set {name} to one line, or put it in the env file `mlkit cron run` loads",
+            )
         if kind == "path" or name in PATH_ENV:
             value = str(Path(value).expanduser().resolve())
         elif "://" in value:
