@@ -320,15 +320,10 @@ def check_bare_environment(
     file, would use another database than the one in effect now; warnings for Redis."""
     bare = {name: env[name] for name in ("HOME", "PATH", "SHELL") if name in env}
     bare |= plan.carried
-    try:
-        in_file = read_env_file(plan.env_file)
-    except MlkitError:
-        in_file = {}
+    in_file = read_env_file(plan.env_file)
     bare |= {k: v for k, v in in_file.items() if k not in bare or not bare[k]}
-    differing = sorted(k for k, v in in_file.items() if env.get(k, "") not in ("", v))
-    differing += sorted(
-        k for k in in_file if not env.get(k) and k in config_variables(config.source)
-    )
+    relevant = set(CARRIED_ENV) | set(config_variables(config.source))
+    differing = sorted(k for k, v in in_file.items() if k in relevant and env.get(k, "") != v)
     if plan.missing_secrets:
         hint = (
             f"put {', '.join(plan.missing_secrets)} in {plan.env_file} (KEY=value lines, "
@@ -345,8 +340,12 @@ def check_bare_environment(
             "you run `mlkit cron show`"
         )
     try:
-        seen = load_config(config.source, env=bare, database_url=database_flag,
-                           redis_url=redis_flag)  # fmt: skip
+        seen = load_config(
+            config.source,
+            env=bare,
+            database_url=_absolute_sqlite(database_flag) if database_flag else None,
+            redis_url=redis_flag,
+        )
     except MlkitError as exc:
         raise MlkitError(
             f"under cron's bare environment the jobs could not load their config: {exc.message}",
