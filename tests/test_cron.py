@@ -345,6 +345,7 @@ def test_passwords_never_reach_the_crontab_and_the_env_file_is_named(tmp_path):
 
     assert is_secret("OPS_API_TOKEN", "x") and is_secret("X", "postgresql://u:p@h/d")
     assert not is_secret("DB_HOST", "db.local") and not is_secret("U", "postgresql://u@h/d")
+    assert not is_secret("U", "mysql+pymysql://root:@127.0.0.1/db")  # an empty password
 
 
 def test_lines_that_would_fall_back_to_the_default_sqlite_are_refused(cli, tmp_path):

@@ -198,7 +198,7 @@ def is_secret(name: str, value: str) -> bool:
     """A password-like name, or a URL with a password in it."""
     if _SECRET_NAME.search(name):
         return True
-    return "://" in value and _url_password(value) is not None
+    return "://" in value and bool(_url_password(value))
 
 
 def _url_password(url: str) -> str | None:
@@ -408,7 +408,7 @@ def build_block(
     for option, value in (("--database", database_flag), ("--redis", redis_flag)):
         if not value:
             continue
-        if _url_password(value) is not None:
+        if _url_password(value):
             raise MlkitError(
                 f"{option} holds a password, which a crontab line must not",
                 hint="read the URL from a variable in the config file and put that variable "
