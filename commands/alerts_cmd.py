@@ -22,9 +22,11 @@ def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     scored: no data, not firing); failed_logins the most failed_login security_events
     from one source (address, else user) in the duration; kl_divergence the largest
     feature KL of the latest `mlkit drift check`; training_failed the number of models
-    whose latest training run failed. A rule still firing updates its open alert; one that
-    stopped is resolved with a timestamp. alerts.webhook_url (off by default) gets a JSON
-    POST of each change. Exit 0: nothing fires; 3: at least one rule fires; 1: error.
+    whose latest finished training run failed or was rejected by its validation gate.
+    Windows count back from now (MLKIT_NOW when set). A rule still firing updates its open
+    alert; one that stopped is resolved with a timestamp. alerts.webhook_url (off by
+    default) gets a JSON POST of each change. Exit 0: nothing fires; 3: at least one rule
+    fires; 1: error.
 
     Example: mlkit alerts check --json
     """

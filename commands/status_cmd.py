@@ -20,7 +20,8 @@ def _version(value: int | None) -> str:
 
 def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Per family: trained or not, prod/candidate/latest versions, the last training run
-    (when, how long, samples, metrics, error) and any cooldown with its next retry.
+    (when, how long, samples, metrics; its status ok, failed with the error, or rejected
+    with the validation gates its version failed) and any cooldown with its next retry.
 
     Example: mlkit status --json
     """
@@ -87,7 +88,13 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                 table.add_row("samples", f"{run['n_samples']:,}")
             if run["metrics"]:
                 table.add_row("metrics", _metrics(run["metrics"]))
-            if run["last_error"]:
+            if run["last_error"] and run["status"] == "rejected":
+                table.add_row(
+                    "rejected",
+                    f"[yellow]v{run['version']} failed its validation gate: "
+                    f"{escape(run['last_error'])}; prod stays {_version(info['prod'])}[/yellow]",
+                )
+            elif run["last_error"]:
                 table.add_row("last error", f"[red]{escape(run['last_error'])}[/red]")
         success = info["last_success"]
         if success is not None and (run is None or success["run_id"] != run["run_id"]):

@@ -185,12 +185,40 @@ def test_training_failed_counts_models_whose_latest_run_failed(engine):
     assert check_alerts(engine, config)["resolved"] == ["training_failed"]
 
 
+def test_training_failed_fires_on_a_rejected_run_as_of_the_clock(engine, monkeypatch):
+    config = config_with("training")
+    now = utcnow()
+
+    def run(status: str, minutes_ago: int, error: str | None = None) -> None:
+        with engine.begin() as conn:
+            conn.execute(training_runs.insert().values(
+                model_name="fraud", status=status, last_error=error,
+                started_at=now - timedelta(minutes=minutes_ago),
+            ))  # fmt: skip
+
+    run("ok", 60)
+    run("rejected", 30, "auc_pr: test AUC-PR 0.41 < gate 0.99")
+    run("running", 5)  # a retraining under way clears nothing yet
+    result = check_alerts(engine, config, now=now)
+    assert result["fired"] == ["training_failed"]
+    assert "fraud (rejected)" in result["rules"][0]["message"]
+    assert "< gate 0.99" in result["rules"][0]["message"]
+    # As of a moment before the rejection (MLKIT_NOW), only the good run counts.
+    monkeypatch.setenv("MLKIT_NOW", (now - timedelta(minutes=45)).isoformat())
+    earlier = check_alerts(engine, config)
+    assert earlier["checked_at"] == now - timedelta(minutes=45)
+    assert earlier["resolved"] == ["training_failed"] and earlier["firing"] == []
+
+
 def test_firing_alerts_newest_first_and_a_removed_rule_resolves(engine):
     now = utcnow()
     add_predictions(engine, ["BLOCKED"] * 3, now - timedelta(minutes=1))
     with engine.begin() as conn:
-        conn.execute(training_runs.insert().values(model_name="fraud", status="failed",
-                                                   started_at=now))  # fmt: skip
+        conn.execute(
+            training_runs.insert().values(
+                model_name="fraud", status="failed", started_at=now - timedelta(minutes=1)
+            )
+        )
     check_alerts(engine, config_with("training"), now=now - timedelta(seconds=30))
     check_alerts(engine, config_with("training", "fraud"), now=now)
     firing = firing_alerts(engine)

@@ -92,7 +92,7 @@ def test_a_version_below_the_gate_is_registered_but_not_promoted(engine, trained
     config, _ = trained
     config.data["fraud"]["min_auc_pr"] = 0.999
     try:
-        with pytest.raises(MlkitError, match="left candidate where it was"):
+        with pytest.raises(MlkitError, match="fraud@candidate still points at fraud:1"):
             train_fraud_model(engine, config, kind="logreg", alias="candidate", force=True)
     finally:
         config.data["fraud"]["min_auc_pr"] = 0.2

@@ -14,6 +14,7 @@ from mlkit.toolkit import registry
 from mlkit.toolkit.errors import MlkitError
 from mlkit.toolkit.runs import training_run, training_status
 from mlkit.toolkit.schema import training_runs
+from mlkit.toolkit.validation import CandidateRejected
 
 
 def unique() -> str:
@@ -105,7 +106,9 @@ def test_a_second_concurrent_run_is_refused(engine):
     try:
         assert started.wait(10)
         with (
-            pytest.raises(MlkitError, match=r"another `mlkit train .*` is running") as refused,
+            pytest.raises(
+                MlkitError, match=rf"another training run of {name} is in progress"
+            ) as refused,
             training_run(engine, name, cooldown_seconds=60),
         ):
             pass  # pragma: no cover
@@ -119,6 +122,25 @@ def test_a_second_concurrent_run_is_refused(engine):
     assert "error" not in outcome
     assert [r.status for r in runs_of(engine, name)] == ["ok"]
     with training_run(engine, name, cooldown_seconds=60):  # the lock was released
+        pass
+
+
+def test_a_rejected_candidate_is_recorded_rejected_without_cooldown(engine):
+    name = unique()
+    gates = ["auc_pr: test AUC-PR 0.41 < gate 0.99", "features: differ"]
+    with (
+        pytest.raises(CandidateRejected),
+        training_run(engine, name, cooldown_seconds=600) as run,
+    ):
+        run.finish(version=4, n_samples=10)
+        raise CandidateRejected(f"{name}:4 rejected", gates)
+    (row,) = runs_of(engine, name)
+    assert (row.status, row.version, row.n_samples) == ("rejected", 4, 10)
+    assert row.last_error == "; ".join(gates) and row.next_retry_at is None
+    info = training_status(engine, families=(name,))[name]
+    assert info["last_training"]["status"] == "rejected" and info["cooldown"] is False
+    assert info["last_success"] is None
+    with training_run(engine, name, cooldown_seconds=600):  # no cooldown to wait out
         pass
 
 
@@ -209,3 +231,55 @@ def test_status_without_schema_says_db_init(tmp_path, cli):
     result = cli("status", env={"MLKIT_DATABASE_URL": f"sqlite:///{tmp_path}/empty.db"})
     assert result.exit_code == 1
     assert "mlkit db init" in result.stderr
+
+
+def test_fraud_failing_its_gate_is_rejected_alerted_and_shown(engine, cli, tmp_path):
+    from mlkit.toolkit.demo.seed import seed_demo
+
+    seed_demo(engine, orders=6_000, days=45, seed=5, families=("fraud",))
+    env = {"MLKIT_DATABASE_URL": engine.url.render_as_string(hide_password=False)}
+    config = tmp_path / "config.yaml"
+
+    def gate(min_auc_pr: float) -> None:
+        config.write_text(
+            f"fraud:\n  min_auc_pr: {min_auc_pr}\nalerts:\n  rules:\n"
+            "    - {name: training_failed, condition: training_failed > 0}\n"
+        )
+
+    gate(0.0)
+    etl = cli("etl", "run", env=env)
+    assert etl.exit_code == 0, etl.output
+    first = cli("train", "fraud", "--alias", "prod", env=env)
+    assert first.exit_code == 0, first.output
+    assert registry.resolve(engine, "fraud@prod").version == 1
+
+    gate(0.99)
+    rejected = cli("train", "fraud", "--alias", "prod", env=env)
+    assert rejected.exit_code == 1, rejected.output
+    (line,) = [x for x in rejected.stderr.splitlines() if x.startswith("error:")]
+    assert "fraud:2 rejected" in line and "auc_pr" in line and "< gate 0.99" in line
+    assert "fraud@prod still points at fraud:1" in line
+    assert registry.resolve(engine, "fraud@prod").version == 1
+    assert registry.resolve(engine, "fraud:2").version == 2  # kept for inspection
+    last = runs_of(engine, "fraud")[-1]
+    assert (last.status, last.version, last.next_retry_at) == ("rejected", 2, None)
+    assert last.last_error.startswith("auc_pr: test AUC-PR")
+
+    check = cli("alerts", "check", "--json", env=env)
+    assert check.exit_code == 3, check.output
+    assert json.loads(check.stdout)["fired"] == ["training_failed"]
+    status = json.loads(cli("status", "--json", env=env).stdout)["fraud"]
+    assert status["prod"] == 1 and status["latest_version"] == 2
+    assert status["last_training"]["status"] == "rejected"
+    assert "< gate 0.99" in status["last_training"]["last_error"]
+    assert status["last_success"]["version"] == 1 and status["cooldown"] is False
+    human = cli("status", env=env)
+    assert "rejected" in human.stdout and "prod stays v1" in human.stdout
+
+    gate(0.0)  # a rejection starts no cooldown: the next run goes ahead without --force
+    fixed = cli("train", "fraud", "--alias", "prod", env=env)
+    assert fixed.exit_code == 0, fixed.output
+    assert registry.resolve(engine, "fraud@prod").version == 3
+    resolved = cli("alerts", "check", "--json", env=env)
+    assert resolved.exit_code == 0, resolved.output
+    assert json.loads(resolved.stdout)["resolved"] == ["training_failed"]

@@ -8,10 +8,13 @@ A rule reads `<metric> <op> <number>` with one of these metrics:
 - `failed_logins`: the most `security_events` of type failed_login from one source
   (address, else user) in the last `duration`: a brute force is one source trying.
 - `kl_divergence`: the largest per-feature KL of the latest `mlkit drift check`.
-- `training_failed`: how many models' latest training run failed.
+- `training_failed`: how many models' latest finished training run failed (crashed) or
+  was rejected (its version failed the validation gate and was not promoted).
 
-`duration` is the window of the rate and count rules; the two state rules hold until a
-newer drift check or training run says otherwise. A rule that fires while it is already
+Every rule is measured as of the clock (`toolkit.clock.utcnow()`, so `MLKIT_NOW` too):
+`duration` is the window of the rate and count rules, counted back from it; the two state
+rules ignore `duration` and read the latest drift check or finished training run at or
+before it, holding until a newer one says otherwise. A rule that fires while it is already
 firing updates that alert (value, last_seen_at) instead of adding one; one that stops
 firing is resolved with its time. A webhook (off by default) hears of both transitions.
 """
@@ -33,6 +36,7 @@ from sqlalchemy.engine import Engine
 from .clock import utcnow
 from .errors import MlkitError
 from .fraud.columns import FLAGGED
+from .locks import job_lock
 from .schema import (
     alerts,
     drift_checks,
@@ -59,6 +63,8 @@ _CONDITION = re.compile(
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 WEBHOOK_TIMEOUT_SECONDS = 5
+FINISHED_RUN_STATUSES = ("ok", "failed", "rejected")
+UNSUCCESSFUL_RUN_STATUSES = ("failed", "rejected")
 
 
 @dataclass(frozen=True)
@@ -176,14 +182,17 @@ def _failed_logins(conn: sa.Connection, rule: Rule, now: datetime) -> Measuremen
 
 def _kl_divergence(conn: sa.Connection, rule: Rule, now: datetime) -> Measurement:
     check = conn.execute(
-        sa.select(drift_checks).order_by(drift_checks.c.check_id.desc()).limit(1)
+        sa.select(drift_checks)
+        .where(drift_checks.c.checked_at <= now)
+        .order_by(drift_checks.c.check_id.desc())
+        .limit(1)
     ).first()
     if check is None or check.max_kl is None:
         return Measurement(None, "no drift check yet (mlkit drift check)")
     feature = conn.execute(
         sa.select(drift_results.c.feature)
         .where(drift_results.c.check_id == check.check_id)
-        .order_by(drift_results.c.kl.desc())
+        .order_by(drift_results.c.drifted.desc(), drift_results.c.kl.desc())
         .limit(1)
     ).scalar()
     return Measurement(
@@ -195,15 +204,17 @@ def _kl_divergence(conn: sa.Connection, rule: Rule, now: datetime) -> Measuremen
 
 def _training_failed(conn: sa.Connection, rule: Rule, now: datetime) -> Measurement:
     t = training_runs
+    # A run still going neither raises nor clears the alert: its predecessor decides.
     latest = (
         sa.select(t.c.model_name, sa.func.max(t.c.run_id).label("run_id"))
+        .where(t.c.status.in_(FINISHED_RUN_STATUSES), t.c.started_at <= now)
         .group_by(t.c.model_name)
         .subquery()
     )
     failed = conn.execute(
-        sa.select(t.c.model_name, t.c.last_error)
+        sa.select(t.c.model_name, t.c.status, t.c.last_error)
         .join(latest, t.c.run_id == latest.c.run_id)
-        .where(t.c.status == "failed")
+        .where(t.c.status.in_(UNSUCCESSFUL_RUN_STATUSES))
         .order_by(t.c.model_name)
     ).all()
     if not failed:
@@ -211,7 +222,8 @@ def _training_failed(conn: sa.Connection, rule: Rule, now: datetime) -> Measurem
     first = failed[0]
     return Measurement(
         float(len(failed)),
-        f"latest training failed for {', '.join(r.model_name for r in failed)} "
+        f"latest training failed or was rejected for "
+        f"{', '.join(f'{r.model_name} ({r.status})' for r in failed)} "
         f"({first.model_name}: {first.last_error or 'no error recorded'})",
     )
 
@@ -259,8 +271,6 @@ def evaluate(engine: Engine, rules: list[Rule], now: datetime) -> list[dict[str,
 
 def _record(engine: Engine, results: list[dict[str, Any]], now: datetime) -> dict[str, list]:
     """Open, refresh and resolve alert rows in one transaction; returns the transitions."""
-    from .retention import job_lock
-
     fired, resolved, ongoing = [], [], []
     by_rule = {r["rule"]: r for r in results}
     # One evaluation records at a time, so two checks at once never open the same alert twice.

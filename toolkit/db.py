@@ -541,26 +541,6 @@ def sync_sequences(conn: sa.Connection, tables: list[sa.Table]) -> None:
             )
 
 
-def lock_job(conn: sa.Connection, job: str, timeout_seconds: int = 3600) -> None:
-    """Serialise a job across processes until the caller's transaction ends: a second run
-    started by cron waits for the first instead of racing it. SQLite's single writer lock
-    already does this."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:job))"), {"job": job})
-    elif conn.dialect.name == "mysql":
-        got = conn.execute(sa.text("SELECT GET_LOCK(:job, :t)"),
-                           {"job": f"mlkit:{job}", "t": timeout_seconds}).scalar()  # fmt: skip
-        if got != 1:
-            raise MlkitError(f"another {job} run holds its lock", hint="try again later")
-        # MySQL's named locks belong to the session: release with the transaction.
-        sa.event.listen(conn, "commit", lambda c: _release(c, job), once=True)
-        sa.event.listen(conn, "rollback", lambda c: _release(c, job), once=True)
-
-
-def _release(conn: sa.Connection, job: str) -> None:
-    conn.exec_driver_sql("SELECT RELEASE_LOCK(%s)", (f"mlkit:{job}",))
-
-
 def prepare_bulk_transaction(conn: sa.Connection) -> None:
     """Settings for one large loading transaction; they end with it."""
     if conn.dialect.name == "postgresql":

@@ -31,8 +31,8 @@ from sqlalchemy.exc import IntegrityError
 
 from .clock import utcnow
 from .datasets import _atomic_write_text, sha256_file
-from .db import lock_job
 from .errors import MlkitError
+from .locks import job_lock
 from .schema import model_alias_history, model_aliases, model_versions
 
 log = logging.getLogger(__name__)
@@ -224,8 +224,7 @@ def _commit_version(engine: Engine, root: Path, staging: Path, metadata: dict) -
     created_at = utcnow()
     final: Path | None = None
     try:
-        with engine.begin() as conn:
-            lock_job(conn, f"registry:{name}", timeout_seconds=60)
+        with job_lock(engine, "register", name), engine.begin() as conn:
             current = conn.execute(
                 sa.select(sa.func.max(model_versions.c.version)).where(
                     model_versions.c.name == name
@@ -483,8 +482,7 @@ def promote(
                 f"{mv.ref} failed validation, {name}@{alias} not moved: " + "; ".join(failures),
                 hint=f"see `mlkit validate model {mv.ref}`",
             )
-    with engine.begin() as conn:
-        lock_job(conn, f"alias:{name}", timeout_seconds=60)
+    with job_lock(engine, "alias", name), engine.begin() as conn:
         current = _alias_version(conn, name, alias)
         if current != mv.version:
             _move_alias(
@@ -513,8 +511,7 @@ def rollback(
     Rolling back twice undoes the rollback (the latest move is then the rollback itself).
     """
     _check_alias(alias)
-    with engine.begin() as conn:
-        lock_job(conn, f"alias:{name}", timeout_seconds=60)
+    with job_lock(engine, "alias", name), engine.begin() as conn:
         current = _alias_version(conn, name, alias)
         last = conn.execute(
             sa.select(model_alias_history)

@@ -8,104 +8,27 @@ place, and a rerun carries on where the last committed batch ended. Rows already
 archive (a batch that committed just before a crash was reported) are not copied twice.
 Predictions older than the cut-off whose order is gone follow in a second pass.
 
-Runs hold a job lock for their whole length, so two started at once (cron and a
-person) run one after the other; the second finds nothing left to move.
+Runs hold the `retention` job lock for their whole length (see `locks`), so two started
+at once (cron and a person) run one after the other; the second finds nothing left to move.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .clock import parse_moment, utcnow
-from .db import dialect_name
 from .errors import MlkitError
+from .locks import job_lock
 from .schema import fraud_predictions, fraud_predictions_archive, orders, orders_archive
 
 # Archiving anything younger is almost certainly a typo (0d, 1h).
 MIN_AGE = timedelta(days=1)
-JOB_LOCK_WAIT_SECONDS = 3600
-
-
-# ---------------------------------------------------------------- a lock held for a whole job
-
-
-def _job_lock_path(engine: Engine, job: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", job)
-    database = engine.url.database
-    if not database or database == ":memory:":
-        return Path(tempfile.gettempdir()) / f"mlkit-memory.job-{safe}.lock"
-    db = Path(database).expanduser().resolve()
-    return db.with_name(f"{db.name}.job-{safe}.lock")
-
-
-@contextmanager
-def job_lock(engine: Engine, job: str, *, wait: bool = True) -> Iterator[None]:
-    """Hold `job`'s lock across transactions: a PostgreSQL advisory lock or a MySQL named
-    lock on a connection kept for the job, or an flock beside the SQLite file. A second
-    holder waits (or, with wait=False, is refused at once)."""
-    dialect = dialect_name(engine)
-    busy = MlkitError(
-        f"another {job} run is in progress", hint="wait for it to finish, then run again"
-    )
-    if dialect == "sqlite":
-        import fcntl
-
-        path = _job_lock_path(engine, job)
-        with open(path, "a+") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                raise busy from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return
-    key = f"mlkit:job:{job}"
-    if len(key) > 64:  # MySQL's limit for lock names
-        key = f"mlkit:job:{hashlib.sha1(key.encode()).hexdigest()}"
-    conn = engine.connect()
-    try:
-        if dialect == "postgresql":
-            sql = "SELECT pg_advisory_lock(hashtext(:k))" if wait else (
-                "SELECT pg_try_advisory_lock(hashtext(:k))"
-            )  # fmt: skip
-            got = conn.execute(sa.text(sql), {"k": key}).scalar()
-            got = True if wait else got
-        else:
-            got = conn.execute(
-                sa.text("SELECT GET_LOCK(:k, :t)"),
-                {"k": key, "t": JOB_LOCK_WAIT_SECONDS if wait else 0},
-            ).scalar()
-        conn.commit()  # the lock belongs to the session, not to this transaction
-        if got not in (True, 1):
-            raise busy
-        try:
-            yield
-        finally:
-            unlock = (
-                "SELECT pg_advisory_unlock(hashtext(:k))"
-                if dialect == "postgresql"
-                else "SELECT RELEASE_LOCK(:k)"
-            )
-            try:
-                conn.execute(sa.text(unlock), {"k": key})
-                conn.commit()
-            except Exception:  # the server drops the lock with the session anyway
-                conn.invalidate()
-    finally:
-        conn.close()
 
 
 # ---------------------------------------------------------------- retention

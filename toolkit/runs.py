@@ -1,24 +1,24 @@
 """Training runs: one at a time per model, recorded from start to end, with a cooldown
 after a failure, and the per-family status a dashboard or `mlkit status` shows.
 
-`training_run` takes a non-blocking lock per model name that holds across processes:
-a PostgreSQL advisory lock or a MySQL named lock on a connection kept for the run, or an
-flock on `<sqlite file>.train-<name>.lock`. A second run started meanwhile is refused at
-once (cron runs it again later) instead of waiting or racing the first.
+A run ends `ok` (its version may serve), `rejected` (it trained and registered a version,
+but the version failed its validation gate: the alias stays where it was, `last_error`
+lists the failed gates) or `failed` (it crashed: `last_error` says why, and the retry
+cooldown starts). A rejection starts no cooldown: the run itself worked, and a changed
+gate or setting should be tried at once; cron's schedule paces retraining on new data.
+
+`training_run` holds the `train` job lock of the model (see `locks`): a second run
+started meanwhile is refused at once instead of waiting or racing the first.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import socket
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,10 +26,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from .clock import utcnow
-from .db import dialect_name, explain_db_error
+from .db import explain_db_error
 from .errors import MlkitError
+from .locks import JobBusy, job_lock
 from .registry import json_safe
 from .schema import model_aliases, model_versions, training_runs
+from .validation import CandidateRejected
 
 log = logging.getLogger(__name__)
 
@@ -80,95 +82,6 @@ class TrainingRun:
         }
 
 
-# ---------------------------------------------------------------- the lock
-
-
-def _lock_key(model_name: str) -> str:
-    key = f"mlkit:train:{model_name}"
-    # MySQL refuses lock names over 64 characters.
-    return key if len(key) <= 64 else f"mlkit:train:{hashlib.sha1(key.encode()).hexdigest()}"
-
-
-def sqlite_lock_path(engine: Engine, model_name: str) -> Path:
-    """`<db>.train-<name>.lock` beside the SQLite file (a temp folder for :memory:)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", model_name)
-    database = engine.url.database
-    if not database or database == ":memory:":
-        return Path(tempfile.gettempdir()) / f"mlkit-memory.train-{safe}.lock"
-    db = Path(database).expanduser().resolve()
-    return db.with_name(f"{db.name}.train-{safe}.lock")
-
-
-class _Lock:
-    """Held for a run; `acquire()` returns False at once when someone else holds it."""
-
-    def __init__(self, engine: Engine, model_name: str):
-        self.engine = engine
-        self.dialect = dialect_name(engine)
-        self.key = _lock_key(model_name)
-        self.path = sqlite_lock_path(engine, model_name) if self.dialect == "sqlite" else None
-        self._conn: sa.Connection | None = None
-        self._handle: Any = None
-
-    def acquire(self) -> bool:
-        if self.dialect == "sqlite":
-            import fcntl
-
-            handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                return False
-            except BaseException:
-                handle.close()
-                raise
-            self._handle = handle
-            return True
-        conn = self.engine.connect()
-        try:
-            if self.dialect == "postgresql":
-                sql = "SELECT pg_try_advisory_lock(hashtext(:k))"
-            else:
-                sql = "SELECT GET_LOCK(:k, 0)"
-            got = conn.execute(sa.text(sql), {"k": self.key}).scalar()
-            conn.commit()  # the lock belongs to the session, not the transaction
-        except BaseException:
-            conn.close()
-            raise
-        if got in (True, 1):
-            self._conn = conn
-            return True
-        conn.close()
-        return False
-
-    def release(self) -> None:
-        if self._handle is not None:
-            import fcntl
-
-            try:
-                fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-            finally:
-                self._handle.close()
-                self._handle = None
-            return
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            if self.dialect == "postgresql":
-                sql = "SELECT pg_advisory_unlock(hashtext(:k))"
-            else:
-                sql = "SELECT RELEASE_LOCK(:k)"
-            conn.execute(sa.text(sql), {"k": self.key})
-            conn.commit()
-        except Exception:  # the server side ends the lock with the session anyway
-            log.warning("could not release the training lock %s; dropping the session", self.key)
-            conn.invalidate()
-        finally:
-            conn.close()
-
-
 # ---------------------------------------------------------------- the run
 
 
@@ -214,25 +127,25 @@ def training_run(
 
     Refused (MlkitError) when another run holds the lock, or when the latest run failed and
     its cooldown has not passed (unless `force`). The row says `running` from the start; it
-    ends `ok`, or `failed` with `last_error` and `next_retry_at` and the exception re-raised.
+    ends `ok`; `rejected` with the failed gates when the body raises CandidateRejected; or
+    `failed` with `last_error` and `next_retry_at`. Either exception is re-raised.
     """
-    lock = _Lock(engine, model_name)
-    if not lock.acquire():
-        running = _running_description(engine, model_name)
-        raise MlkitError(
-            f"another `mlkit train {model_name}` is running ({running})",
-            hint="wait for it to finish; `mlkit status` shows its progress",
-        )
-    try:
+    with ExitStack() as held:
+        try:
+            held.enter_context(job_lock(engine, "train", model_name))
+        except JobBusy as busy:
+            running = _running_description(engine, model_name)
+            raise JobBusy(f"{busy.message} ({running})", hint=busy.hint) from None
         run = _start(engine, model_name, cooldown_seconds=cooldown_seconds, force=force)
         try:
             yield run
+        except CandidateRejected as exc:
+            _end_rejected(engine, run, exc)
+            raise
         except BaseException as exc:
             _end_failed(engine, run, exc, cooldown_seconds)
             raise
         _end(engine, run, status="ok")
-    finally:
-        lock.release()
 
 
 def _start(engine: Engine, model_name: str, *, cooldown_seconds: int, force: bool) -> TrainingRun:
@@ -294,6 +207,14 @@ def _end(engine: Engine, run: TrainingRun, *, status: str, **extra: Any) -> None
                 **extra,
             )
         )
+
+
+def _end_rejected(engine: Engine, run: TrainingRun, exc: CandidateRejected) -> None:
+    try:
+        _end(engine, run, status="rejected", last_error="; ".join(exc.failures)[:1000])
+    except Exception:  # the rejection itself is what the caller must hear about
+        log.warning("could not record the rejection of training run %s", run.run_id,
+                    exc_info=True)  # fmt: skip
 
 
 def _end_failed(engine: Engine, run: TrainingRun, exc: BaseException, cooldown: int) -> None:

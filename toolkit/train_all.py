@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .errors import MlkitError
+from .locks import JobBusy
 from .schema import orders, product_interactions
 
 log = logging.getLogger("mlkit.train")
@@ -166,7 +167,7 @@ def train_all(
             result = item.train()
         except MlkitError as exc:
             entry["seconds"] = round(time.perf_counter() - started, 3)
-            if exc.message.startswith("another `mlkit train"):
+            if isinstance(exc, JobBusy):
                 entry["detail"] = exc.message  # someone else is training it right now
                 continue
             entry["status"], entry["detail"] = "failed", exc.message

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from .errors import MlkitError
 
 
@@ -33,6 +31,7 @@ def validate_version(mv, config, *, min_auc_pr: float | None = None) -> list[Che
         return checks + [Check(*check) for check in validation_checks(mv)]
     if mv.family != "fraud":
         return checks
+    import numpy as np
     import pandas as pd
 
     from .fraud.columns import FEATURES
@@ -82,18 +81,34 @@ def validate_version(mv, config, *, min_auc_pr: float | None = None) -> list[Che
     return checks
 
 
-def promote_trained(engine, config, mv, alias: str, reason: str) -> None:
-    """Move `alias` to a freshly trained version once it validates; on refusal the error
-    says the version is registered and the alias stayed where it was."""
-    from .registry import promote
+class CandidateRejected(MlkitError):
+    """A freshly trained version failed its validation gate: registered, not promoted."""
 
-    try:
-        promote(engine, mv.name, mv.version, alias, reason=reason,
-                validate=lambda version: validation_failures(engine, version, config))  # fmt: skip
-    except MlkitError as exc:
-        raise MlkitError(
-            f"registered {mv.ref} but left {alias} where it was: {exc.message}", hint=exc.hint
-        ) from None
+    def __init__(self, message: str, failures: list[str], hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.failures = failures
+
+
+def promote_trained(engine, config, mv, alias: str, reason: str) -> None:
+    """Move `alias` to a freshly trained version once it validates, else raise
+    CandidateRejected naming the failed gates and the version the alias still names.
+
+    Called inside the training run, so that the run is recorded `rejected`."""
+    from .registry import promote, resolve
+
+    failures = validation_failures(engine, mv, config)
+    if failures:
+        try:
+            kept = f"still points at {resolve(engine, f'{mv.name}@{alias}').ref}"
+        except MlkitError:
+            kept = "is still unset"
+        raise CandidateRejected(
+            f"{mv.ref} rejected by its validation gate ({'; '.join(failures)}); "
+            f"{mv.name}@{alias} {kept}",
+            failures,
+            hint=f"{mv.ref} stays registered for inspection: `mlkit validate model {mv.ref}`",
+        )
+    promote(engine, mv.name, mv.version, alias, reason=reason)
 
 
 def validation_failures(engine, mv, config) -> list[str]:

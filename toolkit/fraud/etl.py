@@ -14,8 +14,9 @@ from sqlalchemy.engine import Engine
 
 from .. import schema
 from ..clock import parse_moment, utcnow
-from ..db import bulk_insert, explain_db_error, lock_job, prepare_bulk_transaction, read_frame
+from ..db import bulk_insert, explain_db_error, prepare_bulk_transaction, read_frame
 from ..errors import MlkitError
+from ..locks import job_lock
 
 JOB = "fraud_features"
 ProgressCallback = Callable[[str, int, int | None], None]
@@ -170,8 +171,7 @@ def run_etl(
     started = time.perf_counter()
     _require_tables(engine)
     try:
-        with engine.begin() as conn:
-            lock_job(conn, JOB)
+        with job_lock(engine, "etl", JOB), engine.begin() as conn:
             report("extract", 0, 3)
             sources = extract(conn, until)
             created = sources.orders["created_at"]

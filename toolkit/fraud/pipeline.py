@@ -94,11 +94,11 @@ def train_fraud_model(
             class_distribution={"fraud": int(counts.get(1, 0)), "legit": int(counts.get(0, 0))},
             metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
         )
-    promoted = None
-    if alias:
-        reason = f"trained on {manifest.get('run_id', path.name)}"
-        promote_trained(engine, config, mv, alias, reason=reason)
-        promoted = alias
+        promoted = None
+        if alias:  # inside the run: a version failing its gate makes the run `rejected`
+            reason = f"trained on {manifest.get('run_id', path.name)}"
+            promote_trained(engine, config, mv, alias, reason=reason)
+            promoted = alias
     return {
         "model": "fraud",
         "version": mv.version,

@@ -13,8 +13,9 @@ from sqlalchemy.engine import Engine
 
 from .. import schema
 from ..clock import utcnow
-from ..db import bulk_insert, lock_job, read_frame
+from ..db import bulk_insert, read_frame
 from ..errors import MlkitError
+from ..locks import job_lock
 from .columns import DECISIONS, FEATURES
 from .model import load_model
 
@@ -85,8 +86,7 @@ def score_orders(
     if since is not None:
         query = query.where(f.c.feature_ts >= since)
     label = model_version_label(mv)
-    with engine.begin() as conn:
-        lock_job(conn, "fraud_scoring")
+    with job_lock(engine, "scoring", "fraud"), engine.begin() as conn:
         frame = read_frame(conn, query.order_by(f.c.order_id))
         if frame.empty:
             raise MlkitError(

@@ -170,8 +170,8 @@ def train_bandit(
             metrics={"best_arm_mean_reward": means[best], **{
                 k: v for k, v in figures.items() if isinstance(v, float)}},
         )  # fmt: skip
-    if alias:
-        promote_trained(engine, config, mv, alias, reason=f"trained on {len(frame)} offers")
+        if alias:  # inside the run: a version failing its gate makes the run `rejected`
+            promote_trained(engine, config, mv, alias, reason=f"trained on {len(frame)} offers")
     return {
         "model": "pricing",
         "version": mv.version,

@@ -183,10 +183,10 @@ def train_recommender(
             class_distribution={str(k): int(v) for k, v in kinds.items()},
             metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
         )
-    if alias:
-        promote_trained(engine, config, mv, alias, reason=f"trained on {days:g} days")
-        if alias == "prod":
-            remember_last_good(config.artifacts_dir, mv)
+        if alias:  # inside the run: a version failing its gate makes the run `rejected`
+            promote_trained(engine, config, mv, alias, reason=f"trained on {days:g} days")
+            if alias == "prod":
+                remember_last_good(config.artifacts_dir, mv)
     return {
         "model": "recommender",
         "version": mv.version,

@@ -411,11 +411,12 @@ def train_signal_model(
                 "backtest_buy_and_hold": bt["buy_and_hold"]["return"],
             },
         )
-    log.info("[TRAIN] Registered %s in %.1f s", mv.ref, fit.seconds["total"])
-    promoted = None
-    if alias:
-        promote_trained(engine, config, mv, alias, reason=f"trained on {n_bars} bars of {symbol}")
-        promoted = alias
+        log.info("[TRAIN] Registered %s in %.1f s", mv.ref, fit.seconds["total"])
+        promoted = None
+        if alias:  # inside the run: a version failing its gate makes the run `rejected`
+            reason = f"trained on {n_bars} bars of {symbol}"
+            promote_trained(engine, config, mv, alias, reason=reason)
+            promoted = alias
     return {
         "model": name,
         "symbol": symbol,
