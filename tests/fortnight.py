@@ -246,8 +246,9 @@ class Fortnight:
         self.seeded_orders += appended["rows"]["orders"]
         record = DayRecord(day, appended["rows"]["orders"])
         due = sorted(
-            (moment, line) for line in lines if (moment := line.run_time(appended_until))
-        )  # fmt: skip
+            ((moment, line) for line in lines if (moment := line.run_time(appended_until))),
+            key=lambda pair: pair[0],
+        )
         for moment, line in due:
             started = time.perf_counter()
             result = subprocess.run(

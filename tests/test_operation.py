@@ -69,8 +69,8 @@ def test_a_fortnight_under_cron(fortnight):
         lines = (sim.logs_dir / f"{job}.log").read_text().splitlines()
         assert all(LOG_LINE.match(line) for line in lines), (job, lines[:5])
         runs = sum(1 for r in sim.runs if r.job == job)
-        starts = [line for line in lines if " start" in line]
-        ends = [line for line in lines if " end" in line]
+        starts = [line for line in lines if f" {job} start: " in line]
+        ends = [line for line in lines if f" {job} end: " in line]
         assert len(starts) == len(ends) == runs, (job, runs, starts[:3], ends[:3])
 
     # Nothing lost: the live orders and the archive are every order ever seeded, once.
