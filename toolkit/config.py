@@ -102,7 +102,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "drift": {
         "model": "fraud@prod",
-        "window": "7d",  # back from the newest order
+        "window": "1d",  # back from now: the hourly job watches the last day
+        "reference": "recent",  # the snapshot's last window-length of orders, or "all"
+        "calibration_windows": 14,  # earlier snapshot windows that set each feature's natural level
         "kl_threshold": 0.15,  # the platform's model_drift rule
         "psi_threshold": 0.2,
         "bins": 10,  # quantile bins of the training snapshot, shared by both sides

@@ -1,17 +1,32 @@
-"""Feature drift: a model's training snapshot against the features of recent orders.
+"""Feature drift: the features of recent orders against a model's training snapshot.
 
-Per feature, both sides are counted on the same bins (quantiles of the training snapshot,
+What is compared: the orders of the last `window` before now (`toolkit.clock.utcnow`, so
+MLKIT_NOW moves it) against the last window-length of the training snapshot by order time
+(`event_ts`; drift.reference "all" takes the whole snapshot), its most recent comparable
+part. Features that age by nature (wallet age, cumulative counts) or that follow the few
+events on sale (event popularity, event labels) move from window to window even in a world
+that has not changed, so each measure is judged beyond the feature's natural level: the
+most it reaches when up to drift.calibration_windows earlier window-length slices of the
+snapshot are compared with the same reference slice. A shift larger than anything the
+training period showed is drift; the week-to-week churn the model was trained across is
+not. No feature is transformed; the JSON names the slice and each feature's natural level.
+
+Per feature, both sides are counted on the same bins (quantiles of the reference slice,
 or its distinct values when there are few, plus a bin for missing values) and compared by
 
 - PSI = sum (q - p) ln(q / p), the population stability index;
-- KL(recent || training) = sum q ln(q / p), the platform's `model_drift` measure;
+- KL(recent || training) = sum q ln(q / p), the platform's `model_drift` measure; the
+  check's `max_kl` (what the rule reads) is the largest KL beyond the natural level;
 - a size-aware test: below `drift.large_sample` rows on the smaller side, the two-sample
-  Kolmogorov-Smirnov test (chi-square for categories), which is drift when its p-value is
-  below `drift.p_value`; from there on every difference is "significant", so the
-  Wasserstein distance divided by the training standard deviation (PSI for categories)
-  is held against a size of shift instead.
+  Kolmogorov-Smirnov distance, which drifts when its excess over the natural level is
+  larger than the KS critical distance at `drift.p_value` (chi-square for categories,
+  against its critical value); from there on every difference
+  is "significant", so the Wasserstein distance divided by the training standard
+  deviation (PSI for categories) is held against a size of shift instead.
 
 A feature drifts when any of the three crosses its threshold; the reasons say which.
+Fewer than MIN_CURRENT_ROWS recent orders with features is a skipped check (status
+"skipped", nothing recorded), not an error: a quiet night must not fail the hourly job.
 Everything is vectorised: each column is sorted once per side and the bins, KS and
 Wasserstein are read off the sorted arrays.
 """
@@ -21,7 +36,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +56,9 @@ MIN_CURRENT_ROWS = 100
 # Pseudo-count per bin, so a bin empty on one side gives a large but finite divergence.
 PSEUDO_COUNT = 0.5
 MISSING = "<missing>"
+# The snapshot column that dates each row: the order's own time.
+TIME_COLUMN = "event_ts"
+REFERENCE_MODES = ("recent", "all")
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,8 @@ class DriftSettings:
     large_sample: int = 5000
     p_value: float = 0.01
     wasserstein_threshold: float = 0.1
+    reference: str = "recent"
+    calibration_windows: int = 14
 
     @classmethod
     def from_config(cls, config) -> DriftSettings:
@@ -61,6 +81,8 @@ class DriftSettings:
             large_sample=int(config.get("drift.large_sample")),
             p_value=float(config.get("drift.p_value")),
             wasserstein_threshold=float(config.get("drift.wasserstein_threshold")),
+            reference=str(config.get("drift.reference")),
+            calibration_windows=int(config.get("drift.calibration_windows")),
         )
         settings.check()
         return settings
@@ -74,6 +96,15 @@ class DriftSettings:
         for name in ("kl_threshold", "psi_threshold", "wasserstein_threshold"):
             if getattr(self, name) <= 0:
                 problems.append(f"drift.{name} must be positive (got {getattr(self, name)})")
+        if self.reference not in REFERENCE_MODES:
+            problems.append(
+                f"drift.reference must be one of {', '.join(REFERENCE_MODES)} "
+                f"(got {self.reference!r})"
+            )
+        if self.calibration_windows < 0:
+            problems.append(
+                f"drift.calibration_windows must be 0 or more (got {self.calibration_windows})"
+            )
         if self.large_sample < 1:
             problems.append(f"drift.large_sample must be positive (got {self.large_sample})")
         if problems:
@@ -200,10 +231,12 @@ def compare_categorical(
         float(pd.isna(reference).mean()) if len(reference) else None,
         float(pd.isna(current).mean()) if len(current) else None,
     )
-    return _verdict(
+    result = _verdict(
         name, "categorical", psi, kl, test, statistic, p_value, threshold, test_drifted,
         settings, reference_missing=missing[0], current_missing=missing[1],
     )  # fmt: skip
+    result["dof"] = max(int(((ref + cur) > 0).sum()) - 1, 1)  # of the chi-square test
+    return result
 
 
 def _category_counts(values: pd.Series) -> pd.Series:
@@ -302,11 +335,84 @@ def _compare_column(
     )
 
 
+# ---------------------------------------------------------------- calibration
+
+
+def calibrate(
+    results: list[dict[str, Any]],
+    baselines: list[list[dict[str, Any]]],
+    settings: DriftSettings,
+    sizes: tuple[int, int],
+) -> list[dict[str, Any]]:
+    """Judge each feature's measures beyond its natural level: the largest value the
+    training snapshot's own earlier windows reach against its reference slice.
+
+    A measure drifts when its excess over that level crosses its threshold: KL, PSI,
+    Wasserstein and the PSI test by their thresholds; the KS distance and the chi-square
+    statistic when their excess is larger than the test's critical value at drift.p_value
+    (for the sample sizes `sizes`, the categories' degrees of freedom)."""
+    n, m = sizes
+    ks_margin = np.sqrt(-np.log(settings.p_value / 2) / 2 * (n + m) / (n * m))
+    for i, r in enumerate(results):
+        earlier = [b[i] for b in baselines]
+
+        def natural(key: str, earlier=earlier) -> float:
+            values = [e[key] for e in earlier if e[key] is not None]
+            return max(values, default=0.0)
+
+        level = {"kl": natural("kl"), "psi": natural("psi"), "statistic": natural("statistic"),
+                 "windows": len(earlier)}  # fmt: skip
+        kl_excess = max(r["kl"] - level["kl"], 0.0)
+        reasons = []
+        if kl_excess > settings.kl_threshold:
+            reasons.append("kl")
+        if r["psi"] - level["psi"] > settings.psi_threshold:
+            reasons.append("psi")
+        statistic = r["statistic"]
+        if r["test"] == "ks":
+            test_drifted = statistic is not None and statistic - level["statistic"] > ks_margin
+        elif r["test"] == "chi2":
+            from scipy import stats
+
+            critical = float(stats.chi2.ppf(1 - settings.p_value, r["dof"]))
+            test_drifted = statistic is not None and statistic - level["statistic"] > critical
+        else:
+            test_drifted = statistic is not None and statistic - level["statistic"] > r["threshold"]
+        if test_drifted and r["test"] not in reasons:
+            reasons.append(r["test"])
+        r.update(kl_excess=kl_excess, baseline=level, drifted=bool(reasons), reasons=reasons)
+    return results
+
+
+def earlier_slices(
+    snapshot: pd.DataFrame, reference_start: datetime | None, length: timedelta, count: int
+) -> list[pd.DataFrame]:
+    """Up to `count` window-length slices of the snapshot just before its reference slice,
+    newest first; those with too few rows to compare are left out."""
+    import pandas as pd
+
+    if reference_start is None or count < 1 or TIME_COLUMN not in snapshot.columns:
+        return []
+    times = pd.to_datetime(snapshot[TIME_COLUMN]).to_numpy()
+    slices = []
+    end = reference_start
+    for _ in range(count):
+        start = end - length
+        rows = snapshot[(times >= start) & (times < end)]
+        if len(rows) < MIN_CURRENT_ROWS:
+            break
+        slices.append(rows)
+        end = start
+    return slices
+
+
 # ---------------------------------------------------------------- the check
 
 
 def _read_reference(path_text: str | None, ref: str, features: list[str]) -> pd.DataFrame:
+    """The training snapshot's feature columns and, when it has it, each row's order time."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     if not path_text:
         raise MlkitError(
@@ -321,7 +427,9 @@ def _read_reference(path_text: str | None, ref: str, features: list[str]) -> pd.
             hint="restore the datasets directory, or retrain and check the new version",
         )
     try:
-        return pd.read_parquet(data_file, columns=features)
+        stored = set(pq.read_schema(data_file).names)
+        columns = features + [c for c in (TIME_COLUMN,) if c in stored and c not in features]
+        return pd.read_parquet(data_file, columns=columns)
     except Exception as exc:  # pyarrow raises several types for a bad or foreign file
         raise MlkitError(
             f"cannot read the training snapshot of {ref} at {data_file}: {exc}",
@@ -329,36 +437,63 @@ def _read_reference(path_text: str | None, ref: str, features: list[str]) -> pd.
         ) from None
 
 
+def reference_slice(
+    snapshot: pd.DataFrame, length: timedelta, mode: str
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The rows of the snapshot to compare with: its last `length` of orders (mode
+    "recent"), or all of it (mode "all", a snapshot without order times, or a last
+    stretch too thin to compare)."""
+    import pandas as pd
+
+    described: dict[str, Any] = {"mode": "all", "column": None, "start": None, "end": None,
+                                 "rows": len(snapshot), "snapshot_rows": len(snapshot),
+                                 "note": None}  # fmt: skip
+    if TIME_COLUMN not in snapshot.columns or snapshot.empty:
+        if mode == "recent":
+            described["note"] = f"the snapshot has no {TIME_COLUMN} column: all of it is used"
+        return snapshot, described
+    times = pd.to_datetime(snapshot[TIME_COLUMN])
+    first, last = times.min().to_pydatetime(), times.max().to_pydatetime()
+    described.update(column=TIME_COLUMN, start=first, end=last)
+    if mode != "recent":
+        return snapshot, described
+    start = last - length
+    recent = snapshot[(times >= start).to_numpy()]
+    if len(recent) < MIN_CURRENT_ROWS:
+        described["note"] = (
+            f"the snapshot's last {_duration(length)} hold only {len(recent)} rows: "
+            "all of it is used"
+        )
+        return snapshot, described
+    described.update(mode="recent", start=max(start, first), rows=len(recent))
+    return recent, described
+
+
+def _duration(length: timedelta) -> str:
+    hours = length.total_seconds() / 3600
+    return f"{hours / 24:g} days" if hours >= 24 else f"{hours:g} hours"
+
+
 def _read_current(
-    engine: Engine, window: str, features: list[str]
-) -> tuple[pd.DataFrame, datetime, datetime, int]:
-    """Feature rows of the orders in the window, the window's bounds and its order count."""
+    engine: Engine, start: datetime, end: datetime, features: list[str]
+) -> tuple[pd.DataFrame, int]:
+    """Feature rows of the orders in [start, end] and the number of orders there."""
     from .db import read_frame
 
     with engine.connect() as conn:
-        newest = conn.execute(sa.select(sa.func.max(orders.c.created_at))).scalar()
-        if newest is None:
-            raise MlkitError("there are no orders to check", hint="load orders first")
-        start = parse_moment(window, now=newest, option="--window")
-        if start >= newest:
-            raise MlkitError(
-                f"--window {window!r} starts at {start:%Y-%m-%d %H:%M}, not before the newest "
-                f"order ({newest:%Y-%m-%d %H:%M})",
-                hint="use a duration like 7d (back from the newest order) or an earlier date",
-            )
         n_orders = conn.execute(
             sa.select(sa.func.count())
             .select_from(orders)
-            .where(orders.c.created_at >= start, orders.c.created_at <= newest)
+            .where(orders.c.created_at >= start, orders.c.created_at <= end)
         ).scalar_one()
         columns = [fraud_features.c[name] for name in features]
         frame = read_frame(
             conn,
             sa.select(*columns).where(
-                fraud_features.c.feature_ts >= start, fraud_features.c.feature_ts <= newest
+                fraud_features.c.feature_ts >= start, fraud_features.c.feature_ts <= end
             ),
         )
-    return frame, start, newest, int(n_orders)
+    return frame, int(n_orders)
 
 
 def run_drift_check(
@@ -369,8 +504,8 @@ def run_drift_check(
     window: str | None = None,
     record: bool = True,
 ) -> dict[str, Any]:
-    """Compare `model`'s training snapshot with the features of the orders of the last
-    `window` (back from the newest order); record the check and return it."""
+    """Compare the features of the orders of the last `window` before now with the last
+    `window` of `model`'s training snapshot; record the check and return it."""
     from .fraud.columns import CATEGORICAL_FEATURES, FEATURES
     from .registry import resolve
 
@@ -378,6 +513,14 @@ def run_drift_check(
     settings = DriftSettings.from_config(config)
     model = model or str(config.get("drift.model"))
     window = window or str(config.get("drift.window"))
+    now = utcnow()
+    start = parse_moment(window, now=now, option="--window")
+    if start >= now:
+        raise MlkitError(
+            f"--window {window!r} starts at {start:%Y-%m-%d %H:%M}, not before now "
+            f"({now:%Y-%m-%d %H:%M})",
+            hint="use a duration like 7d (back from now) or an earlier date",
+        )
     mv = resolve(engine, model)
     if mv.family != "fraud":
         raise MlkitError(
@@ -390,39 +533,24 @@ def run_drift_check(
     # The snapshot's Parquet read overlaps the database read (both release the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(_read_reference, mv.dataset_ref, mv.ref, features)
-        current, start, end, n_orders = _read_current(engine, window, features)
-        reference = pending.result()
-    warnings = []
-    if len(current) < MIN_CURRENT_ROWS:
-        raise MlkitError(
-            f"only {len(current)} orders with features since {start:%Y-%m-%d %H:%M} "
-            f"({n_orders} orders in the window); at least {MIN_CURRENT_ROWS} are needed",
-            hint="widen --window, or compute features of new orders: mlkit etl run --since last",
-        )
-    if len(reference) < MIN_CURRENT_ROWS:
-        raise MlkitError(
-            f"the training snapshot of {mv.ref} holds only {len(reference)} rows",
-            hint="retrain on a larger dataset",
-        )
-    if len(current) < n_orders:
-        warnings.append(
-            f"{n_orders - len(current):,} of {n_orders:,} orders in the window have no "
-            "features yet: run `mlkit etl run --since last`"
-        )
-    results = compare_frames(reference, current, features, settings, CATEGORICAL_FEATURES)
-    drifted = [r["feature"] for r in results if r["drifted"]]
+        current, n_orders = _read_current(engine, start, now, features)
+        snapshot = pending.result()
+    reference, slice_info = reference_slice(snapshot, now - start, settings.reference)
     document = {
         "check_id": None,
+        "status": "checked",
         "model": mv.ref,
         "reference": str(mv.dataset_ref),
-        "window": {"text": window, "start": start, "end": end},
+        "reference_slice": slice_info,
+        "window": {"text": window, "start": start, "end": now},
         "reference_rows": len(reference),
         "current_rows": len(current),
         "orders_in_window": n_orders,
-        "drifted": bool(drifted),
-        "features_drifted": drifted,
-        "max_kl": max(r["kl"] for r in results),
-        "max_psi": max(r["psi"] for r in results),
+        "drifted": False,
+        "features_drifted": [],
+        "max_kl": None,
+        "max_kl_raw": None,
+        "max_psi": None,
         "thresholds": {
             "kl": settings.kl_threshold,
             "psi": settings.psi_threshold,
@@ -430,11 +558,55 @@ def run_drift_check(
             "wasserstein": settings.wasserstein_threshold,
             "large_sample": settings.large_sample,
         },
-        "features": results,
-        "warnings": warnings,
-        "checked_at": utcnow(),
+        "features": [],
+        "warnings": [],
+        "checked_at": now,
         "seconds": None,
     }
+    if len(snapshot) < MIN_CURRENT_ROWS:
+        raise MlkitError(
+            f"the training snapshot of {mv.ref} holds only {len(snapshot)} rows",
+            hint="retrain on a larger dataset",
+        )
+    if len(current) < MIN_CURRENT_ROWS:
+        # A quiet night is not a failure: nothing is compared, nothing recorded, exit 0.
+        document["status"] = "skipped"
+        document["warnings"].append(
+            f"skipped: only {len(current)} recent orders with features since "
+            f"{start:%Y-%m-%d %H:%M} ({n_orders} orders in the window); at least "
+            f"{MIN_CURRENT_ROWS} are needed"
+        )
+        document["seconds"] = round(time.perf_counter() - started, 3)
+        return document
+    if len(current) < n_orders:
+        document["warnings"].append(
+            f"{n_orders - len(current):,} of {n_orders:,} orders in the window have no "
+            "features yet: run `mlkit etl run --since last`"
+        )
+    if slice_info["note"]:
+        document["warnings"].append(slice_info["note"])
+    results = compare_frames(reference, current, features, settings, CATEGORICAL_FEATURES)
+    earlier = (
+        earlier_slices(snapshot, slice_info["start"], now - start, settings.calibration_windows)
+        if slice_info["mode"] == "recent"
+        else []
+    )
+    baselines = [
+        compare_frames(reference, rows, features, settings, CATEGORICAL_FEATURES)
+        for rows in earlier
+    ]
+    slice_info["calibration_windows"] = len(baselines)
+    calibrate(results, baselines, settings, (len(reference), len(current)))
+    drifted = [r["feature"] for r in results if r["drifted"]]
+    document.update(
+        drifted=bool(drifted),
+        features_drifted=drifted,
+        # What the model_drift rule reads: KL beyond the snapshot's own week-to-week level.
+        max_kl=max(r["kl_excess"] for r in results),
+        max_kl_raw=max(r["kl"] for r in results),
+        max_psi=max(r["psi"] for r in results),
+        features=results,
+    )
     document["seconds"] = round(time.perf_counter() - started, 3)
     if record:
         document["check_id"] = _record(engine, document)
@@ -467,7 +639,7 @@ def _record(engine: Engine, document: dict[str, Any]) -> int:
             [
                 {
                     "check_id": check_id,
-                    **{k: v for k, v in r.items() if k != "reasons"},
+                    **{k: v for k, v in r.items() if k in drift_results.c},
                     "reasons": ",".join(r["reasons"]) or None,
                 }
                 for r in document["features"]

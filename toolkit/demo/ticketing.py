@@ -12,7 +12,7 @@ after the period's origin until the frames are built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -206,6 +206,12 @@ STATE_WALLET_COLUMNS = (
 )  # fmt: skip
 
 
+# Columns of TicketingState.events: the events table's, and the tickets sold so far.
+EVENT_STATE_COLUMNS = (
+    "event_id", "event_type", "city", "venue_lat", "venue_lon", "base_price", "capacity",
+    "sale_start", "event_date", "created_at", "name", "venue", "sold",
+)  # fmt: skip
+
 # ---------------------------------------------------------------- public API
 
 
@@ -220,6 +226,8 @@ class TicketingState:
     max_ids: the largest id per table in ID_COLUMNS (absent or 0 when the table is empty).
     blacklisted_addresses: already blacklisted, never inserted twice.
     pricing_truth: demo_truth_pricing as stored; the conversions of the world continue.
+    events: the events whose date lies after the newest order (EVENT_STATE_COLUMNS): their
+    sales go on in the appended period, so an event's history does not end with a period.
     """
 
     wallets: pd.DataFrame = field(
@@ -228,6 +236,7 @@ class TicketingState:
     max_ids: dict[str, int] = field(default_factory=dict)
     blacklisted_addresses: frozenset[str] = frozenset()
     pricing_truth: pd.DataFrame | None = None
+    events: pd.DataFrame | None = None
 
 
 def generate(params: DemoParams, state: TicketingState | None) -> dict[str, pd.DataFrame]:
@@ -246,7 +255,14 @@ def generate(params: DemoParams, state: TicketingState | None) -> dict[str, pd.D
     n_stolen = round(min(_STOLEN_ORDER_SHARE * fraud, 0.15) * n_primary)
     n_normal = n_primary - n_bot - n_stolen
 
-    events = _make_events(rng, params, clock, max(20, round(n_orders / 400)))
+    ongoing = _ongoing_events(state.events, clock)
+    if ongoing is not None:
+        ongoing.price_factor[:] = params.factor("price")
+    if ongoing is None:
+        events = _make_events(rng, params, clock, max(20, round(n_orders / 400)))
+    else:  # sales go on; new events open at the world's pace (one per 400 orders)
+        fresh = _make_events(rng, params, clock, int(rng.poisson(n_orders / 400)), False)
+        events = _Events.concat(ongoing, fresh, clock.horizon)
     wallets = _Wallets.from_state(state.wallets, clock)
     bots = _bot_sessions(rng, events, wallets, n_bot)
     stolen = _stolen_sessions(rng, events, wallets, n_stolen)
@@ -354,6 +370,18 @@ def read_state(conn: sa.Connection) -> TicketingState:
     ).one()
     blacklisted = conn.execute(sa.select(schema.blacklisted_wallets.c.wallet_address)).scalars()
     pricing = pd.read_sql(sa.select(schema.demo_truth_pricing), conn)
+    e = schema.events
+    sold = (
+        sa.select(tk.c.event_id, sa.func.count().label("sold")).group_by(tk.c.event_id).subquery()
+    )
+    events = pd.read_sql(
+        sa.select(*[e.c[name] for name in EVENT_STATE_COLUMNS if name != "sold"],
+                  sa.func.coalesce(sold.c.sold, 0).label("sold"))
+        .select_from(e.outerjoin(sold, sold.c.event_id == e.c.event_id))
+        .where(e.c.event_date > sa.select(sa.func.max(o.c.created_at)).scalar_subquery())
+        .order_by(e.c.event_id),
+        conn,
+    )  # fmt: skip
 
     last_orders = last_orders.sort_values("order_id").drop_duplicates("wallet_id", keep="last")
     wallets = wallets.merge(last_orders.drop(columns="order_id"), on="wallet_id", how="left")
@@ -370,6 +398,7 @@ def read_state(conn: sa.Connection) -> TicketingState:
         max_ids={name: int(value or 0) for name, value in max_ids._mapping.items()},
         blacklisted_addresses=frozenset(blacklisted),
         pricing_truth=pricing if len(pricing) else None,
+        events=events,
     )
 
 
@@ -545,10 +574,34 @@ class _Events:
     conversion_shift: np.ndarray
     name: np.ndarray
     venue: np.ndarray
+    # Events carried over from earlier periods: their id (-1 for this period's), tickets
+    # sold before, and the factor of this period's price shift their orders still take
+    # (a new event's base price already includes it).
+    old_id: np.ndarray | None = None
+    sold_before: np.ndarray | None = None
+    price_factor: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        n = len(self.type)
+        if self.old_id is None:
+            self.old_id = np.full(n, -1, dtype=np.int64)
+        if self.sold_before is None:
+            self.sold_before = np.zeros(n, dtype=np.int64)
+        if self.price_factor is None:
+            self.price_factor = np.ones(n)
         self.sale_start = np.maximum(self.opened, 0)  # what the platform shows this period
         self.opened_now = self.opened >= 0
+
+    @property
+    def is_new(self) -> np.ndarray:
+        return self.old_id < 0
+
+    @classmethod
+    def concat(cls, first: _Events, second: _Events, horizon: int) -> _Events:
+        names = [f.name for f in fields(cls)]
+        joined = cls(**{n: np.concatenate((getattr(first, n), getattr(second, n))) for n in names})
+        joined.settle(horizon)
+        return joined
 
     def settle(self, horizon: int) -> None:
         """Orders happen in [sale_start, limit). Demand over a whole sale is part flat,
@@ -562,7 +615,54 @@ class _Events:
         self.mass = self.popularity * (self.flat_mass + self.ramp_mass)
 
 
-def _make_events(rng: np.random.Generator, params: DemoParams, clock: _Clock, n: int) -> _Events:
+def _ongoing_events(frame: pd.DataFrame | None, clock: _Clock) -> _Events | None:
+    """The events of earlier periods still on sale at the period's start, or None.
+
+    Their latent popularity and conversion shift were never stored: each is drawn again
+    from the event id, the same in every later period."""
+    if frame is None or frame.empty:
+        return None
+    event_date = clock.seconds(frame["event_date"]).astype(np.int64)
+    frame = frame[event_date > 0]
+    if frame.empty:
+        return None
+    n = len(frame)
+    ids = frame["event_id"].to_numpy(dtype=np.int64)
+    hashes = _splitmix64(ids.astype(np.uint64))
+    u1, u2, u3, u4 = (np.maximum(_habit(hashes, salt), 2.0**-53) for salt in (11, 12, 13, 14))
+    normal_a = np.sqrt(-2 * np.log(u1)) * np.cos(2 * np.pi * u2)
+    normal_b = np.sqrt(-2 * np.log(u3)) * np.cos(2 * np.pi * u4)
+    events = _Events(
+        type=frame["event_type"].map({t: i for i, t in enumerate(EVENT_TYPES)}).to_numpy(np.int64),
+        city=frame["city"].map({c: i for i, c in enumerate(CITY_NAMES)}).to_numpy(np.int64),
+        lat=frame["venue_lat"].to_numpy(float),
+        lon=frame["venue_lon"].to_numpy(float),
+        base_price=frame["base_price"].to_numpy(float),
+        capacity=frame["capacity"].to_numpy(np.int64),
+        opened=clock.seconds(frame["sale_start"]).astype(np.int64),
+        event_date=clock.seconds(frame["event_date"]).astype(np.int64),
+        created=clock.seconds(frame["created_at"]).astype(np.int64),
+        popularity=np.exp(_POPULARITY_SD * normal_a),
+        conversion_shift=_EVENT_CONVERSION_SD * normal_b,
+        name=frame["name"].to_numpy(object),
+        venue=frame["venue"].to_numpy(object),
+        old_id=ids,
+        sold_before=frame["sold"].to_numpy(np.int64),
+        price_factor=np.ones(n),
+    )
+    events.settle(clock.horizon)
+    return events
+
+
+def _make_events(
+    rng: np.random.Generator,
+    params: DemoParams,
+    clock: _Clock,
+    n: int,
+    already_open: bool = True,
+) -> _Events:
+    """`n` new events; with `already_open`, some sales opened before the period began (a
+    new world), else they all open in it (earlier ones are carried over)."""
     kind = rng.choice(len(EVENT_TYPES), n, p=_EVENT_TYPE_SHARE)
     city = rng.choice(N_CITIES, n, p=CITY_SHARE)
     horizon = clock.horizon
@@ -571,7 +671,7 @@ def _make_events(rng: np.random.Generator, params: DemoParams, clock: _Clock, n:
     ) * HOUR  # fmt: skip
     # Sales open all through the period, and some were already open when it began (their
     # date at least a day into it), so demand is steady from the first day.
-    opened = np.floor(rng.uniform(-(window - DAY), horizon))
+    opened = np.floor(rng.uniform(-(window - DAY) if already_open else 0, horizon))
     # Most sales open at 10:00 local time: the scalpers' rush hour.
     ten_local = np.floor(opened / DAY) * DAY + np.mod(10 - CITY_LON[city] / 15, 24) * HOUR
     snap = (rng.random(n) < 0.7) & (opened >= 0) & (ten_local >= 0) & (ten_local < horizon - HOUR)
@@ -1031,6 +1131,7 @@ def _price_and_convert(
     low, high = _ARM_MULTIPLIER[arm, 0], _ARM_MULTIPLIER[arm, 1]
     multiplier = low + (high - low) * rng.random(n)
     base = events.base_price[event]
+    base = np.round(base * events.price_factor[event], 2)
     price = np.round(base * multiplier, 2)
     price[arm == 0] = base[arm == 0]
     # ML prices never round to exactly the base price, which would read as baseline.
@@ -1373,7 +1474,9 @@ def _frames(
     new = new[np.lexsort((new, wallets.created[new]))]
     wallet_id = wallets.old_id.copy()
     wallet_id[new] = next_id["wallets"] + np.arange(len(new))
-    event_id = next_id["events"] + np.arange(len(events.type))
+    new_events = events.is_new
+    event_id = events.old_id.copy()
+    event_id[new_events] = next_id["events"] + np.arange(int(new_events.sum()))
     ticket_id = next_id["tickets"] + np.arange(len(tickets["minted"]))
     order_id = next_id["orders"] + np.arange(len(orders["t"]))
 
@@ -1414,7 +1517,7 @@ def _frames(
                 "event_date": clock.stamp(events.event_date),
                 "created_at": clock.stamp(events.created),
             }
-        ),
+        )[new_events].reset_index(drop=True),
         "tickets": _tickets_frame(clock, events, tickets, ticket_id, event_id, wallet_id),
         "orders": pd.DataFrame(
             {
@@ -1503,6 +1606,7 @@ def _tickets_frame(clock, events, tickets, ticket_id, event_id, wallet_id) -> pd
     counts = np.bincount(tickets["event"], minlength=len(events.type))
     rank = np.empty(n, dtype=np.int64)
     rank[by_event] = _within_group_offsets(counts)
+    rank += events.sold_before[tickets["event"]]  # seats sold in earlier periods stay taken
     sections = np.array(list("ABCDEFGH"), dtype=object)
     seat = _join_text(sections[(rank // 400) % 8], (rank // 20) % 20 + 1, "-", rank % 20 + 1)
     happened = events.event_date[tickets["event"]] < clock.horizon
