@@ -32,7 +32,7 @@ def seed(
         datetime | None,
         typer.Option(
             "--start",
-            help="First day of the world (UTC) [default: 2026-01-01].",
+            help="First day of the world (UTC) [default: --days before today, so it ends now].",
             formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
         ),
     ] = None,
@@ -55,7 +55,9 @@ def seed(
     """Fill the database with a realistic demo world for all four model families.
 
     Records the truth it sampled from in demo_truth_* tables (models never read them).
-    Loads in one transaction: a failure leaves the database as it was.
+    Loads in one transaction: a failure leaves the database as it was. A new world ends at
+    the start of the clock's day (--as-of moves it), so windows from now find it; the same
+    --seed and --start give the same rows. --append continues after the world's last day.
 
     Examples: mlkit demo seed --orders 1000000 --seed 7
               mlkit demo seed --append --days 7 --shift price=1.5
@@ -79,6 +81,8 @@ def seed(
             shift=shifts,
             progress=progress,
         )
+    for warning in result.warnings:
+        err(f"warning: {warning}")
     document = result.as_dict()
     if as_json:
         emit_json(document)

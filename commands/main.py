@@ -104,18 +104,59 @@ def root(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")
     ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Run as of this moment (sets MLKIT_NOW): every window counts back from it.",
+            metavar="MOMENT",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
-    ctx.obj = GlobalOptions(config, database, redis, verbose)
+    ctx.obj = GlobalOptions(config, database, redis, verbose, as_of)
+    if as_of is not None:
+        _set_clock(ctx, as_of)
     import logging
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
     )
+
+
+def _set_clock(ctx: typer.Context, moment: str) -> None:
+    """MLKIT_NOW for this command (and what it starts), as a checked ISO moment in UTC."""
+    import os
+
+    from mlkit.toolkit.clock import NOW_VARIABLE, utcnow
+    from mlkit.toolkit.errors import MlkitError
+
+    previous = os.environ.get(NOW_VARIABLE)
+    os.environ[NOW_VARIABLE] = moment.strip() or "unset"  # empty would mean the wall clock
+    try:
+        now = utcnow()
+    except MlkitError:
+        _restore(NOW_VARIABLE, previous)
+        raise MlkitError(
+            f"cannot read --as-of {moment!r}",
+            hint="give an ISO moment like 2026-03-01 or 2026-03-01T02:00:00 (UTC)",
+        ) from None
+    os.environ[NOW_VARIABLE] = now.isoformat()
+    # In-process callers (tests, the dashboard's runner) get their environment back.
+    ctx.call_on_close(lambda: _restore(NOW_VARIABLE, previous))
+
+
+def _restore(name: str, value: str | None) -> None:
+    import os
+
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def run() -> None:

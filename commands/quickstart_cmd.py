@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -60,7 +61,8 @@ def quickstart(
     )
     scored = score_orders(engine, prod, Thresholds.from_config(config))
     # The recommender from the shop's interactions, and one user's picks.
-    shop = train_recommender(engine, config, days=90, force=True)
+    # The world ends at the start of today; windows count back from now and hold all of it.
+    shop = train_recommender(engine, config, days=365, force=True)
     recommender = Recommender.open(engine, config)
     shopper = int(recommender.model.user_ids[0])
     picks = recommender.for_user(shopper, 3)
@@ -113,7 +115,9 @@ def quickstart(
             "mlkit mab stats",
             f"mlkit recommend user {shopper}",
             "mlkit config show",
-            "mlkit demo seed --append --days 7 --shift price=1.5",
+            # The appended week lies after now: drift looks at it as of its end.
+            "mlkit demo seed --append --days 7 --shift price=1.5 && "
+            f"mlkit --as-of {result.end + timedelta(days=7):%Y-%m-%d} drift check",
         ],
     }
     if as_json:

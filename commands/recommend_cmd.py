@@ -108,9 +108,7 @@ def popular(
 @export_app.command("training-data")
 def training_data(
     ctx: typer.Context,
-    days: Annotated[
-        float, typer.Option("--days", help="Window, back from the newest interaction.")
-    ] = 90,
+    days: Annotated[float, typer.Option("--days", help="Window in days, back from now.")] = 90,
     fmt: Annotated[str, typer.Option("--format", help="json, csv or parquet.")] = "json",
     out: Annotated[
         str | None,

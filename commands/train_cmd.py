@@ -15,6 +15,22 @@ AliasOption = Annotated[
     typer.Option("--alias", help="Alias to move to the new version if it validates; '' for none."),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", help="Ignore a failure cooldown.")]
+SkipOption = Annotated[
+    bool,
+    typer.Option(
+        "--skip-if-too-few",
+        help="Too little data in the window is a skip: exit 0, serving model kept (for cron).",
+    ),
+]
+
+
+def _skip_or_fail(exc, model: str, skip: bool, as_json: bool) -> None:
+    """TooLittleData: a skip said on stderr (and as JSON) when asked for, else the error."""
+    if not skip:
+        raise exc
+    if as_json:
+        emit_json({"model": model, "status": "skipped", "reason": exc.message})
+    err(f"skipped {model}: {exc.message}")
 
 
 @app.command("fraud")
@@ -65,13 +81,14 @@ def fraud(
 def mab(
     ctx: typer.Context,
     since: Annotated[
-        str, typer.Option("--since", help="History window: 90d counts back from the newest order.")
+        str, typer.Option("--since", help="History window: 90d back from now, or a date.")
     ] = "90d",
     policy: Annotated[
         str | None, typer.Option("--policy", help="thompson, ucb1 or egreedy.")
     ] = None,
     alias: AliasOption = "prod",
     force: ForceOption = False,
+    skip_if_too_few: SkipOption = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Learn the pricing bandit from order history and save its arms (Redis + database).
@@ -81,22 +98,28 @@ def mab(
     revenue (price / base) x conversion (1 completed, 0 failed or refunded) x
     (1 + popularity), popularity = the event's tickets sold before / capacity; divided by
     the window's 99.9th percentile and clipped to [0, 1]. The first fifth of the window
-    initialises the arms, the rest is replayed day by day as online learning.
+    initialises the arms, the rest is replayed day by day as online learning. Fewer than
+    pricing.min_offers offers in the window: exit 1 and the live arms stay as they are.
 
     Example: mlkit train mab --since 90d --policy thompson --json
     """
     from mlkit.toolkit.cache import redis_client
     from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.errors import TooLittleData
     from mlkit.toolkit.pricing.train import train_bandit
 
     config = load_config(ctx)
     redis = redis_client(config.redis_url, required=False)
     if redis is None:
         err("warning: Redis is unavailable: the bandit state is saved to the database only")
-    result = train_bandit(
-        make_engine(config.database_url), config, redis,
-        since=since, policy=policy, alias=alias or None, force=force,
-    )  # fmt: skip
+    try:
+        result = train_bandit(
+            make_engine(config.database_url), config, redis,
+            since=since, policy=policy, alias=alias or None, force=force,
+        )  # fmt: skip
+    except TooLittleData as exc:
+        _skip_or_fail(exc, "pricing", skip_if_too_few, as_json)
+        return
     if as_json:
         emit_json(result)
         return
@@ -155,10 +178,11 @@ def signal(
 def recommender(
     ctx: typer.Context,
     days: Annotated[
-        float, typer.Option("--days", help="Interactions window, back from the newest one.")
+        float, typer.Option("--days", help="Interactions window in days, back from now.")
     ] = 90,
     alias: AliasOption = "prod",
     force: ForceOption = False,
+    skip_if_too_few: SkipOption = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the content-based recommender and register it.
@@ -167,17 +191,23 @@ def recommender(
     proximity; rating / 5; blended by recommender.*_weight (0.7 / 0.2 / 0.1). User
     profiles weight purchase > add_to_cart > rate (by rating) > view, and recency. Metrics
     on a time-based holdout (each user's latest fifth): HitRate@10, NDCG@10, coverage,
-    beside a popularity baseline. A failed run leaves the serving version in place.
+    beside a popularity baseline. A failed run leaves the serving version in place, and so
+    does a window with fewer than recommender.min_interactions interactions (exit 1).
 
     Example: mlkit train recommender --days 90 --json
     """
     from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.errors import TooLittleData
     from mlkit.toolkit.recommender.train import train_recommender
 
     config = load_config(ctx)
-    result = train_recommender(
-        make_engine(config.database_url), config, days=days, alias=alias or None, force=force
-    )
+    try:
+        result = train_recommender(
+            make_engine(config.database_url), config, days=days, alias=alias or None, force=force
+        )
+    except TooLittleData as exc:
+        _skip_or_fail(exc, "recommender", skip_if_too_few, as_json)
+        return
     if as_json:
         emit_json(result)
         return

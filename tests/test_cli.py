@@ -136,3 +136,21 @@ def test_ddl_rejects_an_unknown_dialect(cli):
     result = cli("db", "ddl", "--dialect", "oracle")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: unknown dialect 'oracle'")
+
+
+def test_as_of_sets_the_clock_for_the_command_only(cli, monkeypatch):
+    monkeypatch.setenv("MLKIT_NOW", "2030-01-01T00:00:00")
+    # An offset is converted to UTC: 02:00+01:00 is 01:00 UTC on 2026-03-01.
+    result = cli("--as-of", "2026-03-01T02:00:00+01:00", "demo", "seed", "--orders", "300",
+                 "--days", "2", "--families", "fraud", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    world = json.loads(result.stdout)
+    assert (world["start"], world["end"]) == ("2026-02-27T00:00:00", "2026-03-01T00:00:00")
+    assert os.environ["MLKIT_NOW"] == "2030-01-01T00:00:00"  # the flag wins, then gives back
+
+
+def test_an_unreadable_as_of_is_one_error_line():
+    for moment in ("yesterday", ""):
+        result = run_mlkit("--as-of", moment, "db", "status")
+        assert_one_error(result, f"cannot read --as-of {moment!r}")
+        assert "2026-03-01T02:00:00" in result.stderr  # the hint shows the form

@@ -6,7 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -31,7 +31,8 @@ def seeded(tmp_path_factory):
     url = make_database("postgresql", tmp_path_factory.mktemp("pg"))
     engine = make_engine(url)
     init_schema(engine)
-    seed_demo(engine, orders=3000, days=30, seed=21, families=("fraud", "pricing"))
+    seed_demo(engine, orders=3000, days=30, seed=21, families=("fraud", "pricing"),
+              start=datetime(2026, 1, 1))  # fmt: skip
     o = schema.orders
     with engine.begin() as conn:
         orders = pd.DataFrame(conn.execute(sa.select(o.c.order_id, o.c.created_at)).all())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -95,6 +95,45 @@ def test_same_seed_gives_the_same_rows_on_any_dialect(engine, seeded, tmp_path):
     other.dispose()
 
 
+def test_a_new_world_ends_at_the_start_of_the_clocks_day(tmp_path, monkeypatch):
+    def orders_of(name: str, **kw) -> tuple:
+        engine = db.make_engine(f"sqlite:///{tmp_path}/{name}.db")
+        result = seed_demo(engine, orders=300, days=5, seed=1, families=("fraud",), **kw)
+        return result, read_frame(engine, schema.orders, "order_id")
+
+    monkeypatch.setenv("MLKIT_NOW", "2026-05-10T01:30:00")
+    morning, morning_orders = orders_of("morning")
+    assert (morning.start, morning.end) == (datetime(2026, 5, 5), datetime(2026, 5, 10))
+    assert morning_orders.created_at.max() < datetime(2026, 5, 10)
+    monkeypatch.setenv("MLKIT_NOW", "2026-05-10T23:59:00")
+    evening, evening_orders = orders_of("evening")
+    assert evening.start == morning.start
+    pd.testing.assert_frame_equal(morning_orders, evening_orders)
+    # --start pins the world whatever the clock says.
+    monkeypatch.setenv("MLKIT_NOW", "2026-08-01T12:00:00")
+    pinned, pinned_orders = orders_of("pinned", start=datetime(2026, 5, 5))
+    assert pinned.end == datetime(2026, 5, 10)
+    pd.testing.assert_frame_equal(morning_orders, pinned_orders)
+
+
+def test_an_append_that_ends_after_the_clock_is_loaded_with_a_warning(tmp_path, cli):
+    url = f"sqlite:///{tmp_path}/append.db"
+    seed_demo(db.make_engine(url), orders=300, days=5, seed=1, families=("fraud",),
+              start=datetime(2026, 5, 5))  # fmt: skip
+    # The simulated fortnight's way: the clock at the end of the appended day.
+    on_time = cli("--database", url, "--as-of", "2026-05-11T00:00:00", "demo", "seed",
+                  "--append", "--days", "1", "--json")  # fmt: skip
+    assert on_time.exit_code == 0, on_time.output
+    assert json.loads(on_time.stdout)["warnings"] == [] and "warning" not in on_time.stderr
+    early = cli("--database", url, "--as-of", "2026-05-11T00:00:00", "demo", "seed", "--append",
+                "--days", "1")  # fmt: skip
+    assert early.exit_code == 0, early.output
+    assert "warning: the appended period ends 2026-05-12 00:00 UTC, after now" in early.stderr
+    with db.make_engine(url).connect() as conn:
+        ends = conn.execute(sa.select(schema.demo_worlds.c.end_ts)).scalars().all()
+    assert sorted(ends)[-1] == datetime(2026, 5, 12)
+
+
 def test_a_different_seed_gives_different_rows(tmp_path):
     one = db.make_engine(f"sqlite:///{tmp_path}/one.db")
     two = db.make_engine(f"sqlite:///{tmp_path}/two.db")
@@ -110,6 +149,9 @@ def test_append_continues_the_same_world(engine, seeded):
     after = read_frame(engine, schema.orders, "order_id")
     new = after[after.order_id > before.order_id.max()]
     assert result.period == 1 and result.seed == 7
+    assert result.start == seeded.end and result.end == seeded.end + timedelta(days=5)
+    # The world ended today; five more days end after now, which is said, not refused.
+    assert len(result.warnings) == 1 and "after now" in result.warnings[0]
     # The world's own pace: about a quarter of the 20 days' orders in 5 more days.
     assert len(new) == result.rows["orders"] == round(ORDERS * 5 / DAYS)
     assert new.created_at.min() > before.created_at.max()

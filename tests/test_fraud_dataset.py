@@ -24,7 +24,7 @@ CUTOFF = datetime(2026, 2, 10)  # labels known by then; the world runs to 2026-0
 
 @pytest.fixture(scope="module")
 def world(engine):
-    seed_demo(engine, orders=3000, days=30, seed=8, families=("fraud",))
+    seed_demo(engine, orders=3000, days=30, seed=8, families=("fraud",), start=WORLD_START)
     etl.run_etl(engine, None, datetime(2026, 3, 1))
     return engine
 

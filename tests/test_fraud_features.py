@@ -30,7 +30,8 @@ def stored_features(engine) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def world(engine):
-    seed_demo(engine, orders=3000, days=20, seed=5, families=("fraud",))
+    seed_demo(engine, orders=3000, days=20, seed=5, families=("fraud",),
+              start=WORLD_END - timedelta(days=20))  # fmt: skip
     return etl.run_etl(engine, None, WORLD_END)
 
 
@@ -107,7 +108,8 @@ def test_missing_tables_point_to_db_init(tmp_path):
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('ref')}/ref.db")
-    seed_demo(engine, orders=4000, days=15, seed=21, families=("fraud",))
+    seed_demo(engine, orders=4000, days=15, seed=21, families=("fraud",),
+              start=datetime(2026, 1, 1))  # fmt: skip
     with engine.connect() as conn:
         return etl.extract(conn, FAR)
 

@@ -18,7 +18,8 @@ from mlkit.toolkit.fraud.online import ORDER_COLUMNS, WALLET_KEY, materialize, o
 
 @pytest.fixture(scope="module")
 def world(engine):
-    seed_demo(engine, orders=2500, days=20, seed=13, families=("fraud",))
+    seed_demo(engine, orders=2500, days=20, seed=13, families=("fraud",),
+              start=datetime(2026, 1, 1))  # fmt: skip
     etl.run_etl(engine, None, datetime(2026, 3, 1))
     with engine.connect() as conn:
         orders = pd.read_sql(sa.select(schema.orders), conn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,8 @@ from mlkit.toolkit.demo.seed import seed_demo
 from mlkit.toolkit.pricing.history import ARMS, infer_arms, load_history
 from mlkit.toolkit.pricing.policies import choose, simulate
 from mlkit.toolkit.pricing.state import KEY_PREFIX, BanditStore
+from mlkit.toolkit.registry import resolve
+from mlkit.toolkit.train_all import default_plan, train_all
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
@@ -252,3 +255,49 @@ def test_simulate_command(cli, world):
     assert set(json.loads(demo.stdout)["pulls"]) == set(ARMS)
     bad = cli("mab", "simulate", "--arms", "0.5,x")
     assert bad.exit_code == 1 and "cannot read --arms" in bad.stderr
+
+
+def test_the_window_counts_back_from_now_and_too_few_offers_keep_the_live_bandit(
+    world, redis_url, cli, monkeypatch
+):
+    env = env_for(world, redis_url)
+    with world.connect() as conn:
+        end = conn.execute(sa.select(sa.func.max(schema.demo_worlds.c.end_ts))).scalar()
+        expected = len(load_history(conn, end - timedelta(days=5), until=end,
+                                    surge=1.1, early=0.95))  # fmt: skip
+    assert expected >= load_config().get("pricing.min_offers")
+    trained = cli("--as-of", f"{end:%Y-%m-%dT%H:%M:%S}", "train", "mab", "--since", "5d",
+                  "--json", env=env)  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["offers"] == expected
+
+    store = BanditStore(world, redis_of(redis_url))
+    live = store.read_database()
+
+    def runs() -> int:
+        with world.connect() as conn:
+            query = sa.select(sa.func.count()).select_from(schema.training_runs)
+            return conn.execute(query).scalar()
+
+    before = runs()
+    # Ten days after the world's last order, the last five days hold no offer at all.
+    later = f"{end + timedelta(days=10):%Y-%m-%dT%H:%M:%S}"
+    by_hand = cli("--as-of", later, "train", "mab", "--since", "5d", env=env)
+    assert by_hand.exit_code == 1 and "Traceback" not in by_hand.output
+    assert "error: 0 priced primary orders between" in by_hand.stderr
+    assert "fewer than pricing.min_offers (100)" in by_hand.stderr
+    assert "hint: widen --since (it counts back from now" in by_hand.stderr
+    skipped = cli("--as-of", later, "train", "mab", "--since", "5d", "--skip-if-too-few",
+                  "--json", env=env)  # fmt: skip
+    assert skipped.exit_code == 0, skipped.output
+    assert json.loads(skipped.stdout)["status"] == "skipped"
+    # `train all` (and so cron) with the default 90 days, half a year after the last order.
+    monkeypatch.setenv("MLKIT_NOW", f"{end + timedelta(days=180):%Y-%m-%dT%H:%M:%S}")
+    plan = [p for p in default_plan(world, load_config()) if p.model == "pricing"]
+    document = train_all(world, load_config(), plan=plan)
+    assert document["results"][0]["status"] == "skipped" and document["failed"] == 0
+    assert "fewer than pricing.min_offers" in document["results"][0]["detail"]
+    # A skip is not a failed run (no cooldown, no alert), and the live arms are untouched.
+    assert runs() == before
+    assert store.read_database() == live
+    assert resolve(world, "pricing@prod").version == json.loads(trained.stdout)["version"]

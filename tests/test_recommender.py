@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -12,13 +13,15 @@ import sqlalchemy as sa
 from mlkit.toolkit import schema
 from mlkit.toolkit.demo.seed import seed_demo
 from mlkit.toolkit.recommender.model import RecommenderModel, fit, top_n
+from mlkit.toolkit.registry import list_versions
 
 UNREACHABLE = "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere"
 
 
 @pytest.fixture(scope="module")
 def shop(engine):
-    seed_demo(engine, orders=30000, seed=9, families=("recommender",))
+    # 60 days ending today: all of it inside the 90-day windows that count back from now.
+    seed_demo(engine, orders=30000, days=60, seed=9, families=("recommender",))
     return engine
 
 
@@ -159,3 +162,51 @@ def test_export_in_the_shape_of_the_shop_endpoint(shop, cli, tmp_path):
     )
     refused = cli("export", "training-data", "--format", "parquet", env=env)
     assert refused.exit_code == 1 and "--out" in refused.stderr
+
+
+def test_windows_count_back_from_now_and_too_few_interactions_keep_the_served_model(
+    shop, cli, tmp_path
+):
+    env = env_for(shop)
+    i = schema.product_interactions
+    with shop.connect() as conn:
+        end = conn.execute(sa.select(sa.func.max(schema.demo_worlds.c.end_ts))).scalar()
+        last_two_days = conn.execute(
+            sa.select(sa.func.count()).where(i.c.created_at > end - timedelta(days=2))
+        ).scalar()
+    as_of = f"{end:%Y-%m-%dT%H:%M:%S}"
+    out = tmp_path / "window.json"
+    exported = cli("--as-of", as_of, "export", "training-data", "--days", "2", "--out", str(out),
+                   env=env)  # fmt: skip
+    assert exported.exit_code == 0, exported.output
+    meta = json.loads(out.read_text())["metadata"]
+    assert meta["total_interactions"] == last_two_days > 0
+    assert (meta["window_end"], meta["generated_at"]) == (f"{as_of}Z", f"{as_of}Z")
+    # Ten days later the same two-day window is empty: it counts back from now.
+    later = f"{end + timedelta(days=10):%Y-%m-%dT%H:%M:%S}"
+    empty = cli("--as-of", later, "export", "training-data", "--days", "2", env=env)
+    assert json.loads(empty.stdout)["metadata"]["total_interactions"] == 0
+
+    versions = len(list_versions(shop, "recommender"))
+    by_hand = cli("--as-of", later, "train", "recommender", "--days", "5", env=env)
+    assert by_hand.exit_code == 1 and "Traceback" not in by_hand.output
+    assert "error: 0 interactions between" in by_hand.stderr
+    assert "fewer than recommender.min_interactions (500)" in by_hand.stderr
+    assert "hint: widen --days (it counts back from now" in by_hand.stderr
+    skipped = cli("--as-of", later, "train", "recommender", "--days", "5", "--skip-if-too-few",
+                  "--json", env=env)  # fmt: skip
+    assert skipped.exit_code == 0, skipped.output
+    assert json.loads(skipped.stdout) == {
+        "model": "recommender",
+        "status": "skipped",
+        "reason": by_hand.stderr.splitlines()[0].removeprefix("error: "),
+    }
+    assert len(list_versions(shop, "recommender")) == versions
+    with shop.connect() as conn:
+        failed = conn.execute(
+            sa.select(sa.func.count()).where(
+                schema.training_runs.c.model_name == "recommender",
+                schema.training_runs.c.status != "ok",
+            )
+        ).scalar()
+    assert failed == 0

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from mlkit.toolkit import train_all as train_all_module
 from mlkit.toolkit.config import load_config
-from mlkit.toolkit.errors import MlkitError
+from mlkit.toolkit.errors import MlkitError, TooLittleData
 from mlkit.toolkit.runs import training_run
 from mlkit.toolkit.schema import market_data, training_runs
 from mlkit.toolkit.train_all import Planned, default_plan, train_all
@@ -57,6 +57,20 @@ def test_a_failure_does_not_stop_the_families_after_it(engine):
     assert document["results"][2]["version"] == 4
     assert document["results"][2]["detail"] == "v4, prod -> v4"
     assert (document["ok"], document["failed"], document["skipped"]) == (2, 2, 1)
+
+
+def test_too_little_data_is_a_skip_that_keeps_the_serving_model(engine):
+    calls: list = []
+    few = TooLittleData("12 priced primary orders ..., fewer than pricing.min_offers (100)")
+    plan = [
+        Planned("pricing", "pricing", broken(calls, "pricing", few)),
+        Planned("recommender", "recommender", fake(2, calls, "recommender")),
+    ]
+    document = train_all(engine, load_config(), plan=plan)
+    assert calls == ["pricing", "recommender"]
+    pricing = document["results"][0]
+    assert pricing["status"] == "skipped" and pricing["detail"] == few.message
+    assert (document["ok"], document["failed"], document["skipped"]) == (1, 0, 1)
 
 
 def test_a_family_cooling_down_is_skipped_not_trained(engine):

@@ -63,12 +63,14 @@ DEFAULTS: dict[str, Any] = {
         "surge_multiplier": 1.25,
         "early_bird_multiplier": 0.85,
         "epsilon": 0.1,
+        "min_offers": 100,  # fewer priced orders in the window: no new bandit
     },
     "recommender": {
         "text_weight": 0.7,
         "price_weight": 0.2,
         "rating_weight": 0.1,
         "recency_half_life_days": 30,
+        "min_interactions": 500,  # fewer in the window: no new recommender
     },
     "training": {
         "min_initial_train_samples": 400,

@@ -11,3 +11,8 @@ class MlkitError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class TooLittleData(MlkitError):
+    """Too little data in a training window to learn from: an unattended run (cron,
+    `train all`) records it as a skip and keeps the serving model; by hand it is an error."""

@@ -2,7 +2,8 @@
 
 Order: fraud, pricing, recommender, then a signal model per symbol with market data.
 A model whose last run failed and is still cooling down is skipped (so is one another
-process is training right now, or one without the data it learns from); everything else
+process is training right now, one without the data it learns from, or one whose window
+holds too little to learn from: TooLittleData keeps the serving model); everything else
 is trained with the same defaults as its own `mlkit train <family>` command.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .errors import MlkitError
+from .errors import MlkitError, TooLittleData
 from .locks import JobBusy
 from .schema import orders, product_interactions
 
@@ -165,6 +166,11 @@ def train_all(
         started = time.perf_counter()
         try:
             result = item.train()
+        except TooLittleData as exc:  # the serving model stays; not a failure
+            entry["seconds"] = round(time.perf_counter() - started, 3)
+            entry["detail"] = exc.message
+            log.info("[TRAIN] %s skipped: %s", item.model, exc.message)
+            continue
         except MlkitError as exc:
             entry["seconds"] = round(time.perf_counter() - started, 3)
             if isinstance(exc, JobBusy):

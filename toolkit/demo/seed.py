@@ -1,4 +1,9 @@
-"""Fill a database with a reproducible demo world and the truth it was sampled from."""
+"""Fill a database with a reproducible demo world and the truth it was sampled from.
+
+A new world ends at the start of the clock's current day (`toolkit.clock.utcnow`), so every
+window counting back from now finds it, and runs on the same day give the same rows; a
+given `start` pins it anywhere.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -23,9 +28,6 @@ from ..db import (
 )
 from ..errors import MlkitError
 from .params import FAMILIES, SHIFTS, DemoParams
-
-# A fixed first day, so the same --seed gives the same rows on any day it is run.
-DEFAULT_START = datetime(2026, 1, 1)
 
 # Which generator module serves which family; fraud and pricing share one ticketing world.
 GENERATORS = {
@@ -64,6 +66,7 @@ class SeedResult:
     rows: dict[str, int] = field(default_factory=dict)
     generate_seconds: float = 0.0
     load_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -82,6 +85,7 @@ class SeedResult:
             else None,
             "generate_seconds": round(self.generate_seconds, 2),
             "load_seconds": round(self.load_seconds, 2),
+            "warnings": self.warnings,
         }
 
 
@@ -157,6 +161,13 @@ def seed_demo(
     }
 
     result = SeedResult(params.period, params.seed, params.start, params.end, params.families)
+    now = utcnow()
+    if append and params.end > now:
+        result.warnings.append(
+            f"the appended period ends {params.end:%Y-%m-%d %H:%M} UTC, after now "
+            f"({now:%Y-%m-%d %H:%M}): its later orders lie in the future, beyond every window "
+            "until then (--as-of or MLKIT_NOW moves now)"
+        )
     started = time.perf_counter()
     with engine.begin() as conn:
         if replace and not append:
@@ -206,6 +217,12 @@ def seed_demo(
     return result
 
 
+def default_start(days: float) -> datetime:
+    """The first moment of a world of `days` that ends at the start of the clock's day."""
+    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days)
+
+
 def _plan(
     worlds: list,
     orders: int | None,
@@ -222,7 +239,7 @@ def _plan(
             seed=seed,
             orders=round(n * shift.get("volume", 1.0)),
             days=days,
-            start=(start or DEFAULT_START).replace(microsecond=0),
+            start=(start or default_start(days)).replace(microsecond=0),
             families=families,
             shift=shift,
             period=0,

@@ -6,7 +6,7 @@ picks a strategy for every offer of that day from what it knew the evening befor
 offers where it agreed with the strategy actually used score its replay reward (the
 unbiased replay estimate of Li et al. 2011, since strategies were assigned independently
 of the buyer), and then the day's outcomes update the arms. The saved state holds every
-offer of the window.
+offer of the window, which counts back from now (`toolkit.clock.utcnow`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from .. import schema
 from ..clock import parse_moment, utcnow
-from ..errors import MlkitError
+from ..errors import MlkitError, TooLittleData
 from .history import ARMS, load_history, normalised_reward, reward_scale
 from .policies import check_policy, choose
 from .state import ArmState, BanditStore
@@ -31,7 +31,6 @@ from .state import ArmState, BanditStore
 log = logging.getLogger("mlkit.train")
 
 WARMUP_SHARE = 0.2
-MIN_OFFERS = 100
 
 
 def replay(frame: pd.DataFrame, rewards: np.ndarray, policy: str, *, epsilon: float, seed: int):
@@ -66,6 +65,18 @@ def replay(frame: pd.DataFrame, rewards: np.ndarray, policy: str, *, epsilon: fl
     return pulls, sums, squares, figures
 
 
+def check_enough_offers(offers: int, minimum: int, start, now) -> None:
+    """Too few offers in the window would replace the live arms with noise: refuse."""
+    if offers < minimum:
+        raise TooLittleData(
+            f"{offers:,} priced primary orders between {start:%Y-%m-%d %H:%M} and "
+            f"{now:%Y-%m-%d %H:%M} UTC, fewer than pricing.min_offers ({minimum}): "
+            "the bandit is left as it is",
+            hint="widen --since (it counts back from now; --as-of moves now), "
+            "or load orders (try: mlkit demo seed)",
+        )
+
+
 def train_bandit(
     engine: Engine,
     config,
@@ -77,6 +88,10 @@ def train_bandit(
     force: bool = False,
     seed: int = 0,
 ) -> dict:
+    """Learn the arms from the priced orders of [now - since, now), register and save them.
+
+    Fewer than `pricing.min_offers` offers raise TooLittleData before any run is recorded.
+    """
     from ..registry import register_model
     from ..runs import training_run
     from ..validation import promote_trained
@@ -88,27 +103,21 @@ def train_bandit(
     )
     epsilon = float(config.get("pricing.epsilon"))
     cooldown = int(config.get("training.retry_cooldown_sec"))
+    now = utcnow()
+    start = parse_moment(since, now=now, option="--since")
+    if start >= now:
+        raise MlkitError(f"--since {since} is not before now ({now:%Y-%m-%d %H:%M} UTC)",
+                         hint="give a duration like 90d or an earlier date")  # fmt: skip
+    with engine.connect() as conn:
+        frame = load_history(conn, start, surge=surge, early=early, until=now)
+    check_enough_offers(len(frame), int(config.get("pricing.min_offers")), start, now)
     with training_run(engine, "pricing", cooldown_seconds=cooldown, force=force) as run:
-        with engine.connect() as conn:
-            newest = conn.execute(sa.select(sa.func.max(schema.orders.c.created_at))).scalar()
-            if newest is None:
-                raise MlkitError("there are no orders to learn prices from",
-                                 hint="load orders, or try: mlkit demo seed")  # fmt: skip
-            start = parse_moment(since, now=newest, option="--since")
-            frame = load_history(conn, start, surge=surge, early=early)
-        if len(frame) < MIN_OFFERS:
-            raise MlkitError(
-                f"{len(frame)} priced primary orders since {start:%Y-%m-%d %H:%M} is too few "
-                f"to learn from (need >= {MIN_OFFERS})",
-                hint="widen --since (durations count back from the newest order)",
-            )
         scale = reward_scale(frame["combined"].to_numpy())
         rewards = normalised_reward(frame["combined"].to_numpy(), scale)
         counts = np.bincount(frame["arm"], minlength=len(ARMS))
         log.info("[TRAIN] Offers: %d since %s (%s)", len(frame), f"{start:%Y-%m-%d}",
                  ", ".join(f"{a}: {c}" for a, c in zip(ARMS, counts, strict=True)))  # fmt: skip
         pulls, sums, squares, figures = replay(frame, rewards, policy, epsilon=epsilon, seed=seed)
-        now = utcnow()
         states = {
             arm: ArmState(
                 arm=arm,
@@ -148,7 +157,7 @@ def train_bandit(
             "surge_ratio": surge,
             "early_bird_ratio": early,
             "since": start.isoformat(),
-            "until": pd.Timestamp(newest).isoformat(),
+            "until": now.isoformat(),
         }
         mv = register_model(
             engine,

@@ -1,7 +1,7 @@
 """What the recommender reads: the catalogue with its stats and a window of interactions.
 
-Windows count back from the newest interaction (the shop's "now"), so a database that
-stopped receiving traffic still exports and trains on its last days.
+Windows count back from now (`toolkit.clock.utcnow`, which `--as-of` / MLKIT_NOW move), like
+every window of mlkit; interactions stamped after now are left out.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
+from ..clock import utcnow
 from ..db import read_frame
 from ..errors import MlkitError
 
@@ -23,18 +24,19 @@ class ShopData:
     products: pd.DataFrame  # catalogue + avg_rating, review_count, interaction_count
     interactions: pd.DataFrame  # user_id, product_id, interaction_type, rating, created_at
     reviews: pd.DataFrame  # product_id, rating
-    window_start: datetime | None
-    window_end: datetime | None
+    window_start: datetime
+    window_end: datetime  # now when loaded
     days: float
 
 
-def load_shop_data(engine: Engine, days: float) -> ShopData:
+def load_shop_data(engine: Engine, days: float, now: datetime | None = None) -> ShopData:
+    """The catalogue and the interactions of (now - days, now]."""
     if days <= 0:
         raise MlkitError(f"--days must be positive, not {days}")
+    now = utcnow() if now is None else now
+    start = now - timedelta(days=days)
     p, i, r = schema.products, schema.product_interactions, schema.product_reviews
     with engine.connect() as conn:
-        newest = conn.execute(sa.select(sa.func.max(i.c.created_at))).scalar()
-        start = newest - timedelta(days=days) if newest is not None else None
         products = read_frame(
             conn,
             sa.select(
@@ -48,11 +50,11 @@ def load_shop_data(engine: Engine, days: float) -> ShopData:
                 p.c.price,
             ).order_by(p.c.product_id),
         )
-        query = sa.select(
-            i.c.user_id, i.c.product_id, i.c.interaction_type, i.c.rating, i.c.created_at
-        ).order_by(i.c.created_at, i.c.id)
-        if start is not None:
-            query = query.where(i.c.created_at > start)
+        query = (
+            sa.select(i.c.user_id, i.c.product_id, i.c.interaction_type, i.c.rating, i.c.created_at)
+            .where(i.c.created_at > start, i.c.created_at <= now)
+            .order_by(i.c.created_at, i.c.id)
+        )
         interactions = read_frame(conn, query)
         reviews = read_frame(conn, sa.select(r.c.product_id, r.c.rating))
     stats = reviews.groupby("product_id")["rating"].agg(avg_rating="mean", review_count="count")
@@ -61,7 +63,7 @@ def load_shop_data(engine: Engine, days: float) -> ShopData:
     products["review_count"] = products["review_count"].fillna(0).astype("int64")
     products["interaction_count"] = products["interaction_count"].fillna(0).astype("int64")
     products["avg_rating"] = products["avg_rating"].round(2)
-    return ShopData(products, interactions, reviews, start, newest, days)
+    return ShopData(products, interactions, reviews, start, now, days)
 
 
 def export_document(data: ShopData, generated_at: datetime) -> dict:

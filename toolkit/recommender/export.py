@@ -16,8 +16,9 @@ from .data import export_document, load_shop_data, metadata
 def write_export(
     engine: Engine, days: float, fmt: str, out: Path | None, generated_at: datetime
 ) -> dict | None:
-    """Writes the export; returns where and what (None when JSON went to stdout)."""
-    data = load_shop_data(engine, days)
+    """Writes the window of `days` before `generated_at`; returns where and what (None when
+    JSON went to stdout)."""
+    data = load_shop_data(engine, days, now=generated_at)
     if fmt == "json":
         text = json.dumps(export_document(data, generated_at), default=str)
         if out is None:

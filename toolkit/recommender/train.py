@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from ..datasets import _atomic_write_text
-from ..errors import MlkitError
+from ..errors import MlkitError, TooLittleData
 from .data import ShopData, load_shop_data
 from .model import RecommenderModel, fit, top_n
 
@@ -109,9 +109,33 @@ def config_weights(config) -> tuple[float, float, float]:
     return tuple(float(config.get(f"recommender.{n}_weight")) for n in ("text", "price", "rating"))
 
 
+def check_enough_interactions(data: ShopData, minimum: int) -> None:
+    """A model from a near-empty window would replace the serving one with noise: refuse."""
+    n = len(data.interactions)
+    per_user = data.interactions.groupby("user_id").size()
+    if data.products.empty:
+        why = "and no products"
+    elif n < minimum:
+        why = f"fewer than recommender.min_interactions ({minimum})"
+    elif not (per_user >= MIN_USER_INTERACTIONS).any():
+        why = f"and no user with {MIN_USER_INTERACTIONS} of them for the holdout"
+    else:
+        return
+    raise TooLittleData(
+        f"{n:,} interactions between {data.window_start:%Y-%m-%d %H:%M} and "
+        f"{data.window_end:%Y-%m-%d %H:%M} UTC, {why}: the recommender is left as it is",
+        hint="widen --days (it counts back from now; --as-of moves now), "
+        "or load interactions (try: mlkit demo seed)",
+    )
+
+
 def train_recommender(
     engine: Engine, config, *, days: float = 90, alias: str | None = "prod", force: bool = False
 ) -> dict:
+    """Evaluate, fit and register the recommender on the interactions of the last `days`.
+
+    Too few interactions raise TooLittleData before any run is recorded.
+    """
     from ..registry import register_model
     from ..runs import training_run
     from ..validation import promote_trained
@@ -119,14 +143,9 @@ def train_recommender(
     weights = config_weights(config)
     half_life = float(config.get("recommender.recency_half_life_days"))
     cooldown = int(config.get("training.retry_cooldown_sec"))
+    data = load_shop_data(engine, days)
+    check_enough_interactions(data, int(config.get("recommender.min_interactions")))
     with training_run(engine, "recommender", cooldown_seconds=cooldown, force=force) as run:
-        data = load_shop_data(engine, days)
-        if data.products.empty or data.interactions.empty:
-            raise MlkitError(
-                f"nothing to learn from: {len(data.products)} products and "
-                f"{len(data.interactions)} interactions in the last {days:g} days",
-                hint="widen --days, or load interactions (try: mlkit demo seed)",
-            )
         log.info(
             "[TRAIN] Products: %d, interactions: %d, users: %d (last %g days)",
             len(data.products),
