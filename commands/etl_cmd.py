@@ -19,7 +19,8 @@ def run(
         str | None,
         typer.Option(
             "--since",
-            help="30d, 12h, 2026-01-01, or `last` (from the watermark) [default: every order].",
+            help="30d, 12h (back from now), 2026-01-01, or `last`: the incremental run "
+            "[default: every order].",
         ),
     ] = None,
     until: Annotated[
@@ -31,25 +32,36 @@ def run(
 
     Every feature is known at its order's timestamp: computed only from rows strictly
     earlier (see `mlkit features show`). Idempotent: a re-run replaces the range's rows
-    in one transaction and moves the watermark that `--since last` continues from.
+    in one transaction.
+
+    `--since last` (the nightly run) processes every order that has no feature row yet,
+    whatever its timestamp (late or appended history included), and recomputes the
+    featured orders of the last etl.lookback before the watermark when something new
+    arrived. The watermark is the newest order timestamp processed. Nothing new: exit 0,
+    nothing written.
 
     Example: mlkit etl run --since last
     """
     from mlkit.toolkit.db import make_engine
-    from mlkit.toolkit.fraud.etl import resolve_range, run_etl
+    from mlkit.toolkit.fraud.etl import lookback_from_config, run_job
 
-    engine = make_engine(load_config(ctx).database_url)
-    start, end = resolve_range(engine, since, until)
+    config = load_config(ctx)
+    engine = make_engine(config.database_url)
     with progress_bar() as progress:
-        incremental = since is not None and since.strip() == "last"
-        result = run_etl(engine, start, end, progress=progress, allow_empty=incremental)
+        result = run_job(engine, since, until, lookback_from_config(config), progress=progress)
     document = result.as_dict()
     if as_json:
         emit_json(document)
         return
+    watermark = document["watermark"] or "none"
+    if not document["rows"]:
+        what = "no new orders" if document["mode"] == "incremental" else "no orders in the range"
+        stdout_console().print(f"etl {document['job']}: {what}; watermark {watermark}")
+        return
+    new = f", {document['new_orders']:,} new" if document["mode"] == "incremental" else ""
     stdout_console().print(
-        f"etl {document['job']}: {document['rows']:,} orders "
+        f"etl {document['job']}: {document['rows']:,} orders{new} "
         f"({document['labelled_rows']:,} labelled) from {document['since'] or 'the beginning'} "
         f"to {document['until']} in {document['seconds']} s "
-        f"({document['rows_per_second']:,} rows/s)"
+        f"({document['rows_per_second']:,} rows/s); watermark {watermark}"
     )

@@ -18,28 +18,47 @@ predict_app = typer.Typer(help="Score one order with online features.", no_args_
 def score_fraud(
     ctx: typer.Context,
     since: Annotated[
-        str | None, typer.Option("--since", help="30d, 2026-01-01 [default: all].")
+        str | None,
+        typer.Option("--since", help="1d, 12h (back from now), 2026-01-01 [default: all]."),
     ] = None,
     model: Annotated[str, typer.Option("--model", help="Model reference.")] = "fraud@prod",
+    no_etl: Annotated[
+        bool, typer.Option("--no-etl", help="Score the stored features without catching up.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Score featured orders and write score, decision, features and model version to
+    """Score orders and write score, decision, features and model version to
     fraud_predictions; re-running replaces that version's rows instead of adding more.
+
+    The features are caught up first (as `mlkit etl run --since last`), so orders placed
+    since the last ETL are scored too. A window without orders is not an error: it says
+    there is nothing to score.
 
     Example: mlkit score fraud --since 1d --model fraud@prod
     """
     from mlkit.toolkit.clock import parse_moment, utcnow
     from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.fraud.etl import lookback_from_config
     from mlkit.toolkit.fraud.scoring import Thresholds, score_orders
     from mlkit.toolkit.registry import resolve
 
     config = load_config(ctx)
     engine = make_engine(config.database_url)
     start = parse_moment(since, now=utcnow(), option="--since") if since else None
-    result = score_orders(engine, resolve(engine, model), Thresholds.from_config(config), start)
+    result = score_orders(
+        engine, resolve(engine, model), Thresholds.from_config(config), start,
+        lookback=None if no_etl else lookback_from_config(config),
+    )  # fmt: skip
     document = result.as_dict()
     if as_json:
         emit_json(document)
+        return
+    if not document["rows"]:
+        stdout_console().print(
+            f"{document['model']}: nothing to score: no orders since "
+            f"{document['since'] or 'the beginning'}"
+            + ("" if not no_etl else " with features (drop --no-etl to compute them first)")
+        )
         return
     stdout_console().print(
         f"{document['model']}: {document['rows']:,} orders scored "

@@ -37,21 +37,39 @@ def _skip_or_fail(exc, model: str, skip: bool, as_json: bool) -> None:
 def fraud(
     ctx: typer.Context,
     dataset: Annotated[
-        str, typer.Option("--dataset", help="latest, current or a snapshot PATH.")
-    ] = "latest",
+        str,
+        typer.Option(
+            "--dataset",
+            help="new: catch the features up and build a snapshot now; latest, current or "
+            "a snapshot PATH: reuse it.",
+        ),
+    ] = "new",
     model: Annotated[str, typer.Option("--model", help="xgboost or logreg.")] = "xgboost",
     alias: AliasOption = "candidate",
+    no_etl: Annotated[
+        bool,
+        typer.Option(
+            "--no-etl",
+            help="With --dataset new: build from the stored features as they are, without "
+            "catching them up.",
+        ),
+    ] = False,
     force: ForceOption = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the fraud model on a time-ordered split and register it.
 
+    By default it is self-sufficient for cron: it catches the features up (as `mlkit etl
+    run --since last`: every order without features, late ones included), builds a fresh
+    dataset snapshot with labels as of now, then trains. `--dataset latest|current|PATH`
+    reuses a snapshot instead (no catch-up); `--no-etl` skips the catch-up.
+
     Train / validation / test by time with a label-delay gap; XGBoost (positives
     up-weighted, early stopping on validation AUC-PR, Platt-calibrated) or the logreg
     Pipeline baseline. On demo data the test metrics sit beside oracle_auc_pr, the true
-    probabilities' score. Builds a dataset first when there is none.
+    probabilities' score.
 
-    Example: mlkit train fraud --model xgboost --alias candidate --json
+    Example: mlkit train fraud --alias prod
     """
     from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.fraud.pipeline import train_fraud_model
@@ -64,6 +82,7 @@ def fraud(
         kind=model,
         alias=alias or None,
         force=force,
+        catch_up=not no_etl,
     )
     if as_json:
         emit_json(result)

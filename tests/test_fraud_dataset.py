@@ -66,6 +66,31 @@ def test_labels_count_only_when_available_by_the_cutoff(world, tmp_path):
     assert common["label"].sum() > early_data["label"].sum()
 
 
+def test_the_default_cutoff_is_the_clock_and_later_labels_never_count(world, tmp_path, monkeypatch):
+    now = datetime(2026, 1, 28)
+    monkeypatch.setenv("MLKIT_NOW", now.isoformat())
+    with world.connect() as conn:
+        pending = conn.execute(
+            sa.select(sa.func.count()).select_from(schema.security_alerts).where(
+                schema.security_alerts.c.label_available_at > now)
+        ).scalar()  # fmt: skip
+    assert pending > 0, "the demo world should hold labels not yet available at the clock"
+    result = build(world, tmp_path, label_cutoff=None, label_delay_days=2)
+    data = pd.read_parquet(result.path / "data.parquet")
+    assert result.manifest["label_cutoff"] == now.isoformat()
+    assert data["event_ts"].max() < now - timedelta(days=2)
+    assert (data["label_available_at"].dropna() <= now).all() and data["label"].sum() > 0
+    with pytest.raises(MlkitError, match="later than now"):
+        build(world, tmp_path, label_cutoff=now + timedelta(days=1))
+
+
+def test_a_snapshot_without_any_available_label_builds(world, tmp_path):
+    result = build(world, tmp_path, label_cutoff=datetime(2026, 1, 3), label_delay_days=0)
+    data = pd.read_parquet(result.path / "data.parquet")
+    assert len(data) > 0 and data["label"].sum() == 0
+    assert data["label_available_at"].isna().all()
+
+
 def test_pointers_latest_always_current_on_request(world, tmp_path):
     first = build(world, tmp_path, set_current=True)
     second = build(world, tmp_path)

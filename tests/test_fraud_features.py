@@ -78,19 +78,27 @@ def test_leakage_proof_later_rows_and_labels_never_change_earlier_features(engin
     assert (before["feature_ts"] == after_old["feature_ts"]).all()
 
 
-def test_since_last_continues_from_the_watermark(engine, world):
-    assert etl.read_watermark(engine) == FAR
+def test_watermark_is_the_newest_order_processed(engine, world):
+    with engine.connect() as conn:
+        newest = conn.execute(sa.select(sa.func.max(schema.orders.c.created_at))).scalar()
+    assert etl.read_watermark(engine) == newest < FAR
     with pytest.raises(MlkitError, match="no orders between"):
         etl.run_etl(engine, FAR, FAR + timedelta(days=1))
-    # Continuing from the watermark with nothing new (cron on a quiet night) is a no-op.
+    # An explicit window without orders may be a quiet no-op; the watermark stays.
     quiet = etl.run_etl(engine, FAR, FAR + timedelta(days=1), allow_empty=True)
-    assert quiet.rows == 0 and etl.read_watermark(engine) == FAR
+    assert quiet.rows == 0 and etl.read_watermark(engine) == newest
+    caught_up = etl.catch_up(engine, lookback=timedelta(days=2), until=FAR)
+    assert caught_up.rows == 0 and caught_up.watermark == newest
 
 
 def test_range_arguments_are_checked(engine):
     now = datetime(2026, 6, 1)
     assert etl.resolve_range(engine, "30d", None, now=now) == (now - timedelta(days=30), now)
-    for bad, message in (("soon", "cannot read --since"), ("2026-07-01", "in the future")):
+    for bad, message in (
+        ("soon", "cannot read --since"),
+        ("2026-07-01", "in the future"),
+        ("last", "incremental run"),
+    ):
         with pytest.raises(MlkitError, match=message):
             etl.resolve_range(engine, bad, None, now=now)
 

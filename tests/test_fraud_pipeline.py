@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -25,10 +25,23 @@ def trained(engine, tmp_path_factory):
     config = load_config(
         database_url=engine.url.render_as_string(hide_password=False), env={"MLKIT_HOME": str(home)}
     )
-    seed_demo(engine, orders=12_000, days=45, seed=11, families=("fraud",))
-    etl.run_etl(engine, None, datetime(2026, 6, 1))
+    seed_demo(engine, orders=12_000, days=45, seed=11, families=("fraud",),
+              start=datetime(2026, 1, 1))  # fmt: skip
+    # Features never built: the training catches them up itself, then builds a snapshot.
     result = train_fraud_model(engine, config, kind="xgboost", alias="candidate")
     return config, result
+
+
+def test_training_catches_the_features_up_and_builds_a_fresh_snapshot(engine, trained):
+    config, result = trained
+    with engine.connect() as conn:
+        orders = conn.execute(sa.select(sa.func.count()).select_from(schema.orders)).scalar()
+        featured = conn.execute(
+            sa.select(sa.func.count()).select_from(schema.fraud_features)
+        ).scalar()
+    assert featured == orders == 12_000
+    assert etl.read_watermark(engine) is not None
+    assert result["dataset"].startswith(str(config.datasets_dir))
 
 
 def test_training_registers_a_candidate_beside_the_oracle(engine, trained):
@@ -57,6 +70,39 @@ def test_promote_then_score_idempotently(engine, trained):
     assert rows == first.rows == second.rows
     assert decisions <= {"APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED"}
     assert "APPROVED" in decisions and first.decisions["APPROVED"] > first.rows * 0.8
+
+
+def test_scoring_a_window_catches_up_new_orders_and_an_empty_window_is_fine(
+    engine, trained, cli, monkeypatch
+):
+    config, _ = trained
+    now = datetime(2026, 3, 1)
+    monkeypatch.setenv("MLKIT_NOW", now.isoformat())
+    o = schema.orders
+    with engine.begin() as conn:
+        template = dict(conn.execute(sa.select(o).limit(1)).mappings().one())
+        newest = conn.execute(sa.select(sa.func.max(o.c.order_id))).scalar()
+        conn.execute(o.insert(), [
+            {**template, "order_id": newest + i, "created_at": now - timedelta(hours=i)}
+            for i in (1, 2, 3)
+        ])  # fmt: skip
+    mv = resolve(engine, "fraud@prod")
+    result = score_orders(
+        engine, mv, Thresholds.from_config(config), now - timedelta(days=1),
+        lookback=timedelta(days=2),
+    )  # fmt: skip
+    assert result.rows == 3 and result.features_caught_up == 3
+    with engine.connect() as conn:
+        scored = set(conn.execute(
+            sa.select(schema.fraud_predictions.c.order_id).where(
+                schema.fraud_predictions.c.order_id > newest)).scalars())  # fmt: skip
+    assert scored == {newest + 1, newest + 2, newest + 3}
+
+    url = engine.url.render_as_string(hide_password=False)
+    env = {"MLKIT_HOME": str(config.home), "MLKIT_NOW": "2026-05-01T00:00:00"}
+    quiet = cli("--database", url, "score", "fraud", "--since", "1d", env=env)
+    assert quiet.exit_code == 0, quiet.output
+    assert "nothing to score" in quiet.stdout
 
 
 def test_predict_one_order_with_online_features(engine, trained):

@@ -56,6 +56,11 @@ DEFAULTS: dict[str, Any] = {
         "online_ttl_seconds": 300,
         "min_auc_pr": 0.2,  # the gate `mlkit validate` and `promote` apply
     },
+    "etl": {
+        # `etl run --since last` also recomputes the featured orders this far before the
+        # watermark when new orders arrive: late rows can change their history.
+        "lookback": "2d",
+    },
     "pricing": {
         "policy": "thompson",
         "surge_ratio": 1.1,

@@ -1,9 +1,10 @@
 """The fraud training set: orders as-of-joined to their feature rows, labels as of a cut-off.
 
 Label rule: an order counts as fraud when a confirmed label (security alert or bot
-detection) for it became available at or before the label cut-off (default: the build
-time). Orders younger than `fraud.label_delay_days` at the cut-off are left out, because
-their labels may still be on their way: a missing label there means "not yet", not "no".
+detection) for it became available at or before the label cut-off (default: the clock,
+`MLKIT_NOW` when set; never later). Orders younger than `fraud.label_delay_days` at the
+cut-off are left out, because their labels may still be on their way: a missing label
+there means "not yet", not "no".
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..datasets import asof_join_index, write_snapshot
 from ..db import read_frame
 from ..errors import MlkitError
 from .columns import DATASET_COLUMNS, FEATURES
-from .etl import label_query
+from .etl import label_query, own_labels
 
 NAME = "fraud"
 
@@ -52,7 +53,13 @@ def build_fraud_dataset(
     set_current: bool = False,
 ) -> DatasetResult:
     started = time.perf_counter()
-    cutoff = label_cutoff or utcnow()
+    now = utcnow()
+    cutoff = label_cutoff or now
+    if cutoff > now:
+        raise MlkitError(
+            f"the label cut-off {cutoff} is later than now ({now})",
+            hint="labels not available yet must not count: pick a moment in the past",
+        )
     mature_before = cutoff - timedelta(days=label_delay_days)
     end = min(until, mature_before) if until else mature_before
     o, f = schema.orders, schema.fraud_features
@@ -79,7 +86,7 @@ def build_fraud_dataset(
                 hint="widen --since/--until, or load orders first",
             )
         feature_rows = read_frame(conn, feature_query)
-        labels = read_frame(conn, label_query())
+        labels = read_frame(conn, label_query(available_at_or_before=cutoff))
     frame, own_rows = join_features(entities, feature_rows)
     # Price and payment method are the order's own: only its own row will do.
     missing = int((~own_rows).sum())
@@ -88,9 +95,7 @@ def build_fraud_dataset(
             f"{missing} of {len(frame)} orders have no feature row",
             hint="run `mlkit etl run` over the same range first",
         )
-    available = labels[labels["label_available_at"] <= cutoff]
-    first = available.groupby("order_id")["label_available_at"].min()
-    frame["label_available_at"] = frame["order_id"].map(first).astype("datetime64[us]")
+    frame["label_available_at"] = own_labels(labels, frame["order_id"].to_numpy())
     frame["label"] = frame["label_available_at"].notna().astype("int8")
     frame = frame[list(DATASET_COLUMNS)]
 

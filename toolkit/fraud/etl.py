@@ -1,13 +1,21 @@
 """ETL of the fraud feature table: extract orders and their history, compute features,
-replace the range's rows in one transaction, move the watermark."""
+replace the target rows in one transaction, record the watermark.
+
+Incremental runs (`--since last`, `mlkit train fraud`) are keyed on what has not been
+processed: every order without a feature row (an anti-join, whatever its timestamp), plus
+the featured orders of the last `etl.lookback` before the watermark when something new
+arrived, since a late row can change their history. The watermark is the newest
+`feature_ts` stored: data progress, never the wall clock.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -38,35 +46,75 @@ class EtlResult:
     labelled: int
     history_rows: int
     seconds: float
+    mode: str = "range"  # "range" (explicit --since/--until) or "incremental"
+    new_orders: int = 0  # incremental: orders that had no feature row
+    watermark: datetime | None = field(default=None)
 
     def as_dict(self) -> dict:
         return {
             "job": JOB,
+            "mode": self.mode,
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat(),
             "rows": self.rows,
+            "new_orders": self.new_orders,
             "labelled_rows": self.labelled,
             "history_rows_read": self.history_rows,
+            "watermark": self.watermark.isoformat() if self.watermark else None,
             "seconds": round(self.seconds, 2),
             "rows_per_second": round(self.rows / self.seconds) if self.seconds else None,
         }
 
 
 def read_watermark(engine: Engine) -> datetime | None:
+    """The newest order timestamp whose features are stored (None before the first run)."""
     table = schema.etl_watermarks
     with engine.connect() as conn:
         return conn.execute(sa.select(table.c.watermark).where(table.c.job == JOB)).scalar()
 
 
+def parse_lookback(text: str | int | float) -> timedelta:
+    """`2d`, `12h`, `30m` or `0`: how far before the watermark an incremental run recomputes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm]?)\s*", str(text))
+    if not match or (not match.group(2) and float(match.group(1)) != 0):
+        raise MlkitError(
+            f"cannot read etl.lookback {text!r}",
+            hint="use a duration like 2d, 12h or 30m (0 for none)",
+        )
+    unit = {"d": "days", "h": "hours", "m": "minutes", "": "days"}[match.group(2)]
+    return timedelta(**{unit: float(match.group(1))})
+
+
+def lookback_from_config(config) -> timedelta:
+    return parse_lookback(config.get("etl.lookback"))
+
+
+def run_job(
+    engine: Engine,
+    since: str | None,
+    until: str | None,
+    lookback: timedelta,
+    progress: ProgressCallback | None = None,
+) -> EtlResult:
+    """What `mlkit etl run` does with its options: `last` is the incremental catch-up,
+    anything else an explicit range; a window without orders is a quiet no-op."""
+    if since is not None and since.strip() == "last":
+        end = parse_moment(until, now=utcnow(), option="--until") if until else None
+        return catch_up(engine, lookback=lookback, until=end, progress=progress)
+    start, end = resolve_range(engine, since, until)
+    return run_etl(engine, start, end, progress=progress, allow_empty=since is not None)
+
+
 def resolve_range(
     engine: Engine, since: str | None, until: str | None, now: datetime | None = None
 ) -> tuple[datetime | None, datetime]:
+    """An explicit [since, until) range; durations count back from the clock."""
     now = now or utcnow()
     end = parse_moment(until, now=now, option="--until") if until else now
     if since is None:
         start = None
     elif since.strip() == "last":
-        start = read_watermark(engine)
+        raise MlkitError("--since last is the incremental run, not a range", hint="use etl.run_job")
     else:
         start = parse_moment(
             since, now=now, option="--since", hint=" (--since last continues from the watermark)"
@@ -81,37 +129,83 @@ def resolve_range(
     return start, end
 
 
-def extract(conn: sa.Connection, until: datetime):
-    """The sources of every order before `until`: features need each wallet's full history."""
+def extract(conn: sa.Connection, until: datetime, targets: sa.Select | None = None):
+    """The sources of the orders before `until` that features need: every order's, or,
+    with `targets` (a select of order ids), the full history of the target orders'
+    wallets, events and resold tickets only (every order's again when they are many)."""
     from .features import FraudSources
 
     o, w, e = schema.orders, schema.wallets, schema.events
-    orders = read_frame(
-        conn,
-        sa.select(o.c.order_id, o.c.buyer_wallet_id, o.c.seller_wallet_id, o.c.event_id,
-                  o.c.ticket_id, o.c.price, o.c.payment_method, o.c.is_resale, o.c.status,
-                  o.c.geo_lat, o.c.geo_lon, o.c.created_at)
-        .where(o.c.created_at < until),
-    )  # fmt: skip
-    wallets = read_frame(conn, sa.select(w.c.wallet_id, w.c.created_at))
-    events = read_frame(conn, sa.select(e.c.event_id, e.c.base_price, e.c.capacity))
     t = schema.ticket_transfers
-    transfers = read_frame(
-        conn,
-        sa.select(t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at).where(
-            t.c.transferred_at < until
-        ),
+    order_query = sa.select(
+        o.c.order_id, o.c.buyer_wallet_id, o.c.seller_wallet_id, o.c.event_id, o.c.ticket_id,
+        o.c.price, o.c.payment_method, o.c.is_resale, o.c.status, o.c.geo_lat, o.c.geo_lon,
+        o.c.created_at,
+    ).where(o.c.created_at < until)  # fmt: skip
+    wallet_query = sa.select(w.c.wallet_id, w.c.created_at)
+    transfer_query = sa.select(t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at).where(
+        t.c.transferred_at < until
     )
+    scope = _history_scope(conn, targets) if targets is not None else None
+    if scope is not None:
+        wallet_ids, event_ids, ticket_ids = scope
+        order_query = order_query.where(
+            sa.or_(
+                o.c.buyer_wallet_id.in_(wallet_ids),
+                o.c.seller_wallet_id.in_(wallet_ids),
+                o.c.event_id.in_(event_ids),
+                o.c.ticket_id.in_(ticket_ids),
+            )
+        )
+        wallet_query = wallet_query.where(w.c.wallet_id.in_(wallet_ids))
+        transfer_query = transfer_query.where(
+            sa.or_(t.c.from_wallet_id.in_(wallet_ids), t.c.to_wallet_id.in_(wallet_ids))
+        )
+    orders = read_frame(conn, order_query)
+    wallets = read_frame(conn, wallet_query)
+    events = read_frame(conn, sa.select(e.c.event_id, e.c.base_price, e.c.capacity))
+    transfers = read_frame(conn, transfer_query)
     labels = read_frame(conn, label_query(until))
     sources = FraudSources(orders, wallets, events, transfers, labels)
     _check_nulls(sources)
     return sources
 
 
+# Past this many ids in the IN lists a full read is as cheap, and SQLite's bound-parameter
+# limit (32766) stays far away.
+MAX_SCOPE_IDS = 20_000
+
+
+def _history_scope(conn: sa.Connection, targets: sa.Select):
+    """The wallets and events of the target orders, and the tickets those wallets resold
+    (a resale's hold time needs the ticket's earlier sales, whoever bought them); None
+    when they are too many to list."""
+    o = schema.orders
+    found = read_frame(
+        conn, sa.select(o.c.buyer_wallet_id, o.c.event_id).where(o.c.order_id.in_(targets))
+    )
+    wallet_ids = [int(v) for v in found["buyer_wallet_id"].unique()]
+    event_ids = [int(v) for v in found["event_id"].unique()]
+    if 2 * len(wallet_ids) + len(event_ids) > MAX_SCOPE_IDS:
+        return None
+    tickets = read_frame(
+        conn,
+        sa.select(o.c.ticket_id)
+        .where(o.c.is_resale.is_(True), o.c.seller_wallet_id.in_(wallet_ids))
+        .distinct(),
+    )
+    ticket_ids = [int(v) for v in tickets["ticket_id"].dropna().unique()]
+    if 2 * len(wallet_ids) + len(event_ids) + len(ticket_ids) > MAX_SCOPE_IDS:
+        return None
+    return wallet_ids, event_ids, ticket_ids
+
+
 def label_query(
     available_before: datetime | None = None,
     wallet_ids: list[int] | None = None,
     order_ids: sa.Select | None = None,
+    *,
+    available_at_or_before: datetime | None = None,
 ) -> sa.Select:
     """Confirmed fraud labels (alerts and bot detections) with the time each became usable.
     Filters go into both branches of the union, where the indexes are."""
@@ -125,6 +219,9 @@ def label_query(
     if available_before is not None:
         alerts = alerts.where(a.c.label_available_at < available_before)
         bots = bots.where(b.c.label_available_at < available_before)
+    if available_at_or_before is not None:
+        alerts = alerts.where(a.c.label_available_at <= available_at_or_before)
+        bots = bots.where(b.c.label_available_at <= available_at_or_before)
     if wallet_ids is not None:
         alerts = alerts.where(a.c.wallet_id.in_(wallet_ids))
         bots = bots.where(b.c.wallet_id.in_(wallet_ids))
@@ -147,11 +244,12 @@ def _check_nulls(sources) -> None:
                 )
 
 
-def order_labels(conn: sa.Connection, order_ids) -> dict:
-    """Each order's fraud label and when it first became available (all labels known now)."""
-    labels = read_frame(conn, label_query())
+def own_labels(labels, order_ids):
+    """When each order's own fraud label first became available (NaT: none yet), from
+    labels available before the run's end."""
     first = labels.groupby("order_id")["label_available_at"].min()
-    return first[first.index.isin(order_ids)]
+    # reindex, not map: map of an empty datetime Series casts to float under pandas 3.
+    return first.reindex(order_ids).astype("datetime64[us]").to_numpy()
 
 
 def run_etl(
@@ -163,10 +261,7 @@ def run_etl(
     allow_empty: bool = False,
 ) -> EtlResult:
     """Compute and store the features of orders in [since, until); idempotent. With
-    `allow_empty` (an incremental run from the watermark) a range without orders is a
-    quiet no-op instead of an error: cron's nightly run on a night without sales."""
-    from .features import compute_features
-
+    `allow_empty` a range without orders is a quiet no-op instead of an error."""
     report = progress or (lambda label, done, total: None)
     started = time.perf_counter()
     _require_tables(engine)
@@ -174,39 +269,20 @@ def run_etl(
         with job_lock(engine, "etl", JOB), engine.begin() as conn:
             report("extract", 0, 3)
             sources = extract(conn, until)
-            created = sources.orders["created_at"]
             target = sources.orders["order_id"].to_numpy()
             if since is not None:
-                target = target[(created >= since).to_numpy()]
-            if len(target) == 0 and allow_empty:
-                return EtlResult(since, until, 0, 0, len(sources.orders),
-                                 time.perf_counter() - started)  # fmt: skip
-            if len(target) == 0:
+                target = target[(sources.orders["created_at"] >= since).to_numpy()]
+            if len(target) == 0 and not allow_empty:
                 raise MlkitError(
                     f"no orders between {since or 'the beginning'} and {until}",
                     hint="widen --since/--until, or load orders first (`mlkit demo seed`)",
                 )
-            report("extract", 1, 3)
-            frame = compute_features(sources, target_ids=target)
-            report("extract", 2, 3)
-            all_labels = order_labels(conn, target)
-            frame["label_available_at"] = frame["order_id"].map(all_labels)
-            frame["label"] = frame["label_available_at"].notna()
-            frame["computed_at"] = utcnow()
-            table = schema.fraud_features
-            prepare_bulk_transaction(conn)
-            written = 0
-
-            def advance(n: int) -> None:
-                nonlocal written
-                written += n
-                report("load features", written, len(frame))
-
-            # Upsert by order id: the range's rows are replaced as a whole, in this transaction.
-            with _replacing(conn, table, since, until):
-                bulk_insert(conn, table, frame, on_rows=advance)
-            _move_watermark(conn, until)
-            report("extract", 3, 3)
+            if len(target) == 0:
+                return EtlResult(since, until, 0, 0, len(sources.orders),
+                                 time.perf_counter() - started,
+                                 watermark=_read_watermark(conn))  # fmt: skip
+            frame = _store(conn, sources, target, since, until, report)
+            watermark = _move_watermark(conn)
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
     return EtlResult(
@@ -216,7 +292,114 @@ def run_etl(
         labelled=int(frame["label"].sum()),
         history_rows=len(sources.orders),
         seconds=time.perf_counter() - started,
+        watermark=watermark,
     )
+
+
+def catch_up(
+    engine: Engine,
+    *,
+    lookback: timedelta,
+    until: datetime | None = None,
+    progress: ProgressCallback | None = None,
+) -> EtlResult:
+    """The incremental run: features for every order before `until` without a feature row,
+    and, when there are such orders, fresh features for the featured ones from the oldest
+    new order on but no further back than `lookback` before the watermark. Nothing new:
+    one query, nothing written."""
+    report = progress or (lambda label, done, total: None)
+    started = time.perf_counter()
+    until = until or utcnow()
+    _require_tables(engine)
+    try:
+        with job_lock(engine, "etl", JOB), engine.begin() as conn:
+            pending = read_frame(conn, _unprocessed_query(until))
+            watermark = _read_watermark(conn)
+            if pending.empty:
+                return EtlResult(None, until, 0, 0, 0, time.perf_counter() - started,
+                                 mode="incremental", watermark=watermark)  # fmt: skip
+            oldest_new = pending["created_at"].min().to_pydatetime()
+            f = schema.fraud_features
+            featured = conn.execute(sa.select(f.c.order_id).limit(1)).first() is not None
+            if not featured:
+                since = None  # the first run: a whole-table build
+            elif watermark is None:
+                since = oldest_new
+            else:
+                since = max(oldest_new, watermark - lookback)
+            report("extract", 0, 3)
+            sources = extract(conn, until, _target_query(since, until) if since else None)
+            target = sources.orders["order_id"].to_numpy()
+            if since is not None:
+                recompute = (sources.orders["created_at"] >= since).to_numpy()
+                new = sources.orders["order_id"].isin(pending["order_id"]).to_numpy()
+                target = target[recompute | new]
+            frame = _store(conn, sources, target, since, until, report)
+            watermark = _move_watermark(conn)
+    except sa.exc.DBAPIError as exc:
+        raise explain_db_error(exc, engine.url) from None
+    return EtlResult(
+        since=since,
+        until=until,
+        rows=len(frame),
+        labelled=int(frame["label"].sum()),
+        history_rows=len(sources.orders),
+        seconds=time.perf_counter() - started,
+        mode="incremental",
+        new_orders=len(pending),
+        watermark=watermark,
+    )
+
+
+def catch_up_from_config(engine: Engine, config, progress: ProgressCallback | None = None):
+    """`catch_up` with the configured lookback: what `etl run --since last` runs."""
+    return catch_up(engine, lookback=lookback_from_config(config), progress=progress)
+
+
+def _unprocessed_query(until: datetime) -> sa.Select:
+    """Orders before `until` without a feature row: an anti-join on the primary key."""
+    o, f = schema.orders, schema.fraud_features
+    return (
+        sa.select(o.c.order_id, o.c.created_at)
+        .select_from(o.outerjoin(f, f.c.order_id == o.c.order_id))
+        .where(f.c.order_id.is_(None), o.c.created_at < until)
+    )
+
+
+def _target_query(since: datetime, until: datetime) -> sa.Select:
+    """Ids of the orders an incremental run computes: those without a feature row, and
+    every order in [since, until)."""
+    o, f = schema.orders.alias("pending"), schema.fraud_features
+    unprocessed = ~sa.exists().where(f.c.order_id == o.c.order_id)
+    return sa.select(o.c.order_id).where(
+        o.c.created_at < until, sa.or_(o.c.created_at >= since, unprocessed)
+    )
+
+
+def _store(conn, sources, target, since, until, report):
+    """Compute the target orders' features and replace the rows of [since, until) with
+    them (every stored row in that range is a target)."""
+    from .features import compute_features
+
+    report("extract", 1, 3)
+    frame = compute_features(sources, target_ids=target)
+    report("extract", 2, 3)
+    frame["label_available_at"] = own_labels(sources.labels, frame["order_id"].to_numpy())
+    frame["label"] = frame["label_available_at"].notna()
+    frame["computed_at"] = utcnow()
+    table = schema.fraud_features
+    prepare_bulk_transaction(conn)
+    written = 0
+
+    def advance(n: int) -> None:
+        nonlocal written
+        written += n
+        report("load features", written, len(frame))
+
+    with _replacing(conn, table, since, until):
+        bulk_insert(conn, table, frame, on_rows=advance)
+    report("extract", 3, 3)
+    return frame
 
 
 @contextmanager
@@ -245,14 +428,24 @@ def _replacing(conn: sa.Connection, table: sa.Table, since: datetime | None, unt
         index.create(conn)
 
 
-def _move_watermark(conn: sa.Connection, until: datetime) -> None:
+def _read_watermark(conn: sa.Connection) -> datetime | None:
+    table = schema.etl_watermarks
+    return conn.execute(sa.select(table.c.watermark).where(table.c.job == JOB)).scalar()
+
+
+def _move_watermark(conn: sa.Connection) -> datetime | None:
+    """Record the newest feature_ts stored (an index lookup) as the watermark."""
+    newest = conn.execute(sa.select(sa.func.max(schema.fraud_features.c.feature_ts))).scalar()
+    if newest is None:
+        return None
     table = schema.etl_watermarks
     now = utcnow()
     updated = conn.execute(
-        table.update().where(table.c.job == JOB).values(watermark=until, updated_at=now)
+        table.update().where(table.c.job == JOB).values(watermark=newest, updated_at=now)
     ).rowcount
     if not updated:
-        conn.execute(table.insert().values(job=JOB, watermark=until, updated_at=now))
+        conn.execute(table.insert().values(job=JOB, watermark=newest, updated_at=now))
+    return newest
 
 
 def _require_tables(engine: Engine) -> None:

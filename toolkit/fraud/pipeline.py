@@ -17,19 +17,27 @@ from .columns import FEATURES
 log = logging.getLogger("mlkit.train")
 
 
-def dataset_path(engine: Engine, config, dataset: str) -> Path:
-    """A pointer (latest, current) or a path; builds a dataset when there is none yet."""
-    if dataset not in ("latest", "current"):
+def dataset_path(engine: Engine, config, dataset: str, *, catch_up: bool = True) -> Path:
+    """The snapshot to train on. `new`: catch the features up (unless `catch_up` is off)
+    and build a fresh snapshot now; `latest`, `current` or a PATH: reuse that snapshot
+    (built fresh when there is none yet)."""
+    if dataset not in ("new", "latest", "current"):
         return Path(dataset)
-    try:
-        return resolve_pointer(config.datasets_dir, "fraud", dataset)
-    except MlkitError:
-        if dataset == "current" and (config.datasets_dir / "fraud" / "_LATEST").is_file():
-            raise
+    if dataset != "new":
+        try:
+            return resolve_pointer(config.datasets_dir, "fraud", dataset)
+        except MlkitError:
+            if dataset == "current" and (config.datasets_dir / "fraud" / "_LATEST").is_file():
+                raise
+        log.info("[TRAIN] No fraud dataset yet: building one")
     from .dataset import build_from_config
+    from .etl import catch_up_from_config
 
-    log.info("[TRAIN] No fraud dataset yet: building one")
-    return build_from_config(engine, config, set_current=True).path
+    if catch_up:
+        etl = catch_up_from_config(engine, config)
+        log.info("[TRAIN] Features caught up: %d new order(s), %d row(s) written, watermark %s",
+                 etl.new_orders, etl.rows, etl.watermark)  # fmt: skip
+    return build_from_config(engine, config, set_current=dataset != "new").path
 
 
 def demo_truth(engine: Engine, order_ids) -> pd.DataFrame | None:
@@ -47,10 +55,11 @@ def train_fraud_model(
     engine: Engine,
     config,
     *,
-    dataset: str = "latest",
+    dataset: str = "new",
     kind: str = "xgboost",
     alias: str | None = "candidate",
     force: bool = False,
+    catch_up: bool = True,
 ) -> dict:
     from ..registry import register_model
     from ..runs import training_run
@@ -59,7 +68,7 @@ def train_fraud_model(
 
     cooldown = int(config.get("training.retry_cooldown_sec"))
     with training_run(engine, "fraud", cooldown_seconds=cooldown, force=force) as run:
-        path = dataset_path(engine, config, dataset)
+        path = dataset_path(engine, config, dataset, catch_up=catch_up)
         frame, manifest = load_dataset(path)
         result = fit_fraud(frame, kind, config.get("fraud.label_delay_days"))
         metrics = dict(result.metrics)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -60,11 +60,15 @@ class ScoringResult:
     decisions: dict[str, int]
     predict_seconds: float
     seconds: float
+    since: datetime | None = None
+    features_caught_up: int = 0  # feature rows the catch-up wrote first
 
     def as_dict(self) -> dict:
         return {
             "model": self.model,
+            "since": self.since.isoformat() if self.since else None,
             "rows": self.rows,
+            "features_caught_up": self.features_caught_up,
             "decisions": self.decisions,
             "predict_seconds": round(self.predict_seconds, 3),
             "orders_per_second_predict": round(self.rows / self.predict_seconds)
@@ -75,12 +79,22 @@ class ScoringResult:
 
 
 def score_orders(
-    engine: Engine, mv, thresholds: Thresholds, since: datetime | None = None
+    engine: Engine,
+    mv,
+    thresholds: Thresholds,
+    since: datetime | None = None,
+    *,
+    lookback: timedelta | None = None,
 ) -> ScoringResult:
     """Score every featured order since `since` and replace this version's predictions for
-    them in one transaction: re-running gives the same rows, never duplicates."""
+    them in one transaction: re-running gives the same rows, never duplicates. With a
+    `lookback`, the features are first caught up (`etl run --since last`), so orders
+    without features yet are scored too. No orders: a result with 0 rows."""
+    from .etl import catch_up
+
     started = time.perf_counter()
     model = load_verified_model(mv)
+    caught_up = catch_up(engine, lookback=lookback).rows if lookback is not None else 0
     f = schema.fraud_features
     query = sa.select(f.c.order_id, *[f.c[name] for name in FEATURES])
     if since is not None:
@@ -89,10 +103,8 @@ def score_orders(
     with job_lock(engine, "scoring", "fraud"), engine.begin() as conn:
         frame = read_frame(conn, query.order_by(f.c.order_id))
         if frame.empty:
-            raise MlkitError(
-                f"no featured orders since {since or 'the beginning'}",
-                hint="run `mlkit etl run` first, or widen --since",
-            )
+            return ScoringResult(label, 0, {d: 0 for d in DECISIONS}, 0.0,
+                                 time.perf_counter() - started, since, caught_up)  # fmt: skip
         predicting = time.perf_counter()
         scores = model.predict_proba(frame)
         predict_seconds = time.perf_counter() - predicting
@@ -123,6 +135,8 @@ def score_orders(
         decisions={d: int(counts.get(d, 0)) for d in DECISIONS},
         predict_seconds=predict_seconds,
         seconds=time.perf_counter() - started,
+        since=since,
+        features_caught_up=caught_up,
     )
 
 
