@@ -290,4 +290,6 @@ def _status(info: dict) -> tuple[str, str]:
         return "running", "cyan"
     if run["status"] == "failed":
         return "failed", "bold red"
+    if run["status"] == "rejected":  # trained, but its version failed the validation gate
+        return "rejected", "yellow"
     return "ok", "green"

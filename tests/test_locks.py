@@ -7,7 +7,9 @@ import threading
 import uuid
 
 import pytest
+from conftest import drop_database, make_database
 
+from mlkit.toolkit.db import make_engine
 from mlkit.toolkit.locks import POLICIES, JobBusy, job_lock
 
 
@@ -108,6 +110,18 @@ def test_a_holder_that_raises_releases(engine, kind):
     thread.start()
     thread.join(30)
     assert acquired == [True]
+
+
+def test_another_database_on_the_same_server_is_not_in_the_way(engine, tmp_path):
+    name = unique()
+    url = make_database(engine.dialect.name, tmp_path)
+    other = make_engine(url)
+    try:
+        with job_lock(engine, "train", name), job_lock(other, "train", name, wait_seconds=0):
+            pass
+    finally:
+        other.dispose()
+        drop_database(url)
 
 
 def test_an_unknown_kind_is_a_bug(engine):

@@ -1,7 +1,8 @@
 """Job locks: one job of a kind at a time across processes and hosts, on every dialect.
 
 A lock is held by its own connection for the whole job, across the job's transactions:
-a PostgreSQL session advisory lock, a MySQL named lock (`GET_LOCK`), or on SQLite an
+a PostgreSQL session advisory lock, a MySQL named lock (`GET_LOCK`; its name carries the
+database's, since MySQL's named locks are server-wide), or on SQLite an
 `flock` on `<database file>.lock-<kind>[-<name>]` beside the database file (a temp
 folder for `:memory:`). It is released when the job ends, also when it raises, and by
 the server or the kernel when the process dies.
@@ -86,9 +87,11 @@ def _busy(kind: str, name: str | None, waited: float) -> JobBusy:
     return JobBusy(f"another {what} is in progress", hint="wait for it to finish, then run again")
 
 
-def lock_key(kind: str, name: str | None = None) -> str:
-    """The lock's name on the server: `mlkit:<kind>[:<name>]`, hashed past MySQL's 64."""
-    key = f"mlkit:{kind}" + (f":{name}" if name else "")
+def lock_key(database: str | None, kind: str, name: str | None = None) -> str:
+    """The lock's name on the server, `mlkit:<database>:<kind>[:<name>]`, hashed past
+    MySQL's 64 characters. The database is in it because MySQL's named locks are
+    server-wide: two databases on one server must not block each other."""
+    key = f"mlkit:{database or ''}:{kind}" + (f":{name}" if name else "")
     return key if len(key) <= 64 else f"mlkit:{kind}:{hashlib.sha1(key.encode()).hexdigest()}"
 
 
@@ -140,14 +143,15 @@ def job_lock(
         finally:
             _funlock(handle)
         return
+    key = lock_key(engine.url.database, kind, name)
     conn = engine.connect()
     try:
-        if not _server_lock(conn, lock_key(kind, name), wait, waiting):
+        if not _server_lock(conn, key, wait, waiting):
             raise _busy(kind, name, wait)
         try:
             yield
         finally:
-            _server_unlock(conn, lock_key(kind, name))
+            _server_unlock(conn, key)
     finally:
         conn.close()
 
