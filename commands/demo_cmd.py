@@ -129,6 +129,11 @@ def stream(
     Orders are stamped by the clock, so `mlkit dashboard` in another terminal moves. Ctrl-C
     stops after the current second's orders are written.
 
+    In-flight sessions start warm: the bursts, stolen-payment sessions and second tickets
+    that would be under way at this rate are created with their earlier orders backdated
+    into the last half hour (never before the world's last order minus 5 minutes; counted
+    under "warm_start"), so fraud shows from the first second, not after minutes.
+
     Example: mlkit demo stream --rate 20 --duration 60
     """
     import signal
@@ -179,4 +184,5 @@ def stream(
         + f"; buyers {', '.join(f'{k} {v:,}' for k, v in totals.kinds.items())}"
         + f"; {totals.new_wallets:,} new wallets, {totals.labels:,} labels to come"
         + f"; arms {', '.join(f'{k} {v:,}' for k, v in sorted(totals.arms.items()))}"
+        + f"; plus {totals.warm_start.get('orders', 0):,} backdated orders of sessions under way"
     )

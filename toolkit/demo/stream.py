@@ -75,6 +75,11 @@ BOT_PROXY_SHARE = 0.3
 FOLLOW_UP_GAP = (20, 180.0)
 FOLLOW_UPS_PER_ANCHOR = _FOLLOW_UP_SHARE / (1 - _FOLLOW_UP_SHARE)
 FAR_FUTURE = 10 * 365 * DAY
+# Warm start: sessions that began up to WARM_SPAN before the stream and are still under way
+# have their earlier orders backdated, never earlier than the world's last order minus
+# WARM_MARGIN (the span covers all but a sliver of the longest sessions, stolen payments').
+WARM_SPAN = 30 * 60
+WARM_MARGIN = 5 * 60
 ORDER_FIELDS = ("due", "kind", "buyer", "event", "method", "city", "lat", "lon", "session")
 
 
@@ -90,6 +95,7 @@ class StreamTotals:
     labels: int = 0
     seconds: float = 0.0
     requested_rate: float = 0.0
+    warm_start: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -104,6 +110,7 @@ class StreamTotals:
             "seconds": round(self.seconds, 1),
             "requested_rate": self.requested_rate,
             "rate": round(self.orders / self.seconds, 2) if self.seconds else None,
+            "warm_start": self.warm_start,
         }
 
 
@@ -125,6 +132,9 @@ class DemoStream:
         self._load_events()
         with engine.connect() as conn:
             state = read_state(conn)
+            self.last_order = conn.execute(
+                sa.select(sa.func.max(schema.orders.c.created_at))
+            ).scalar()
         self.wallets = _Wallets.from_state(state.wallets, self.clock)
         for name, values in vars(self.wallets).items():  # frames hand out read-only views
             setattr(self.wallets, name, np.array(values))
@@ -241,14 +251,21 @@ class DemoStream:
             live.append([wallet, sessions - 1])
         return wallet
 
-    def _start_sessions(self, kind: int, n: int, t: int) -> None:
-        """n fraud sessions starting now; their orders wait in the queue until due."""
+    def _start_sessions(self, kind: int, starts: np.ndarray, under_way_at: int | None = None):
+        """Fraud sessions starting at `starts` (seconds); their orders wait in the queue
+        until due. With `under_way_at`, only the sessions with an order due at or after
+        that second are kept (the ones a warm start finds in flight)."""
         rng = self.rng
         base, extra = BOT_SIZE if kind == BOT else STOLEN_SIZE
         min_gap, mean_gap = BOT_GAP if kind == BOT else STOLEN_GAP
         weight = self.event_weight**1.5 if kind == BOT else self.event_weight
-        for _ in range(n):
+        for start in np.asarray(starts, dtype=np.int64).tolist():
             size = base + int(rng.poisson(extra))
+            gaps = min_gap + np.floor(rng.exponential(mean_gap, size)).astype(np.int64)
+            gaps[0] = 0
+            due = start + np.cumsum(gaps)
+            if under_way_at is not None and due[-1] < under_way_at:
+                continue
             event = int(_weighted_choice(rng, weight, 1)[0])
             if kind == BOT and len(self.veteran_bots) and rng.random() < VETERAN_BOT_SHARE:
                 pick = _weighted_choice(rng, self.wallets.activity[self.veteran_bots], 1)
@@ -257,9 +274,7 @@ class DemoStream:
                 extra_sessions = (
                     BOT_SESSIONS_PER_WALLET if kind == BOT else STOLEN_SESSIONS_PER_WALLET
                 )
-                wallet = self._fraud_wallet(kind, t, extra_sessions)
-            gaps = min_gap + np.floor(rng.exponential(mean_gap, size)).astype(np.int64)
-            gaps[0] = 0
+                wallet = self._fraud_wallet(kind, start, extra_sessions)
             buyer = np.full(size, wallet, dtype=np.int64)
             if kind == BOT:
                 # Rented servers, a third of the sessions through a proxy elsewhere.
@@ -280,18 +295,22 @@ class DemoStream:
             session = self.next_session if kind == BOT else -1
             self.next_session += kind == BOT
             self._queue(
-                {"due": t + np.cumsum(gaps), "kind": np.full(size, kind), "buyer": buyer,
+                {"due": due, "kind": np.full(size, kind), "buyer": buyer,
                  "event": np.full(size, event), "method": method.astype(np.int64),
                  "city": city.astype(np.int64), "lat": lat, "lon": lon,
                  "session": np.full(size, session)},
                 octets,
             )  # fmt: skip
 
-    def _normal_orders(self, n: int, t: int) -> tuple[dict, np.ndarray]:
+    def _normal_orders(
+        self, n: int, t, follow_up_gaps: np.ndarray | None = None
+    ) -> tuple[dict, np.ndarray]:
         """Normal buyers by activity, mostly near home, from home, with their habitual
-        methods; some come back for a second ticket minutes later (queued)."""
+        methods, at second(s) `t`; some come back for a second ticket minutes later
+        (queued): a random share, or every one after `follow_up_gaps` when given."""
         rng, wallets = self.rng, self.wallets
         pool = self.normal_pool
+        t = np.broadcast_to(np.asarray(t, dtype=np.int64), (n,)).copy()
         buyer = pool[_weighted_choice(rng, wallets.activity[pool], n)]
         home = wallets.home[buyer]
         travel = rng.random(n) < _TRAVEL_SHARE
@@ -306,15 +325,18 @@ class DemoStream:
         method = _habitual_methods(rng, wallets, buyer)
         octets = _home_octets(rng, wallets, buyer)
         octets[travel] = _random_octets(rng, int(travel.sum()), _RESIDENTIAL_OCTETS)
-        orders = {"due": np.full(n, t), "kind": np.full(n, NORMAL), "buyer": buyer,
+        orders = {"due": t, "kind": np.full(n, NORMAL), "buyer": buyer,
                   "event": event, "method": method, "city": city, "lat": lat, "lon": lon,
                   "session": np.full(n, -1)}  # fmt: skip
-        again = np.flatnonzero(rng.random(n) < FOLLOW_UPS_PER_ANCHOR)
+        if follow_up_gaps is None:
+            again = np.flatnonzero(rng.random(n) < FOLLOW_UPS_PER_ANCHOR)
+            gaps = _follow_up_gaps(rng, len(again))
+        else:
+            again, gaps = np.arange(n), np.asarray(follow_up_gaps, dtype=np.int64)
         if len(again):
             k = len(again)
             follow = {key: value[again] for key, value in orders.items()}
-            min_gap, mean_gap = FOLLOW_UP_GAP
-            follow["due"] = t + min_gap + np.floor(rng.exponential(mean_gap, k)).astype(np.int64)
+            follow["due"] = t[again] + gaps
             other = _habitual_methods(rng, wallets, buyer[again])
             follow["method"] = np.where(rng.random(k) < 0.8, method[again], other)
             follow["lat"] = lat[again] + rng.normal(0, 0.002, k)
@@ -326,28 +348,88 @@ class DemoStream:
         """This tick's `count` orders: queued ones now due first (session orders and
         follow-ups, oldest first), then new normal orders."""
         rng = self.rng
-        self._start_sessions(BOT, int(rng.poisson(count * _BOT_ORDER_SHARE / sum(BOT_SIZE))), t)
-        self._start_sessions(
-            STOLEN, int(rng.poisson(count * _STOLEN_ORDER_SHARE / sum(STOLEN_SIZE))), t
-        )
+        for kind, share, size in (
+            (BOT, _BOT_ORDER_SHARE, BOT_SIZE), (STOLEN, _STOLEN_ORDER_SHARE, STOLEN_SIZE)
+        ):  # fmt: skip
+            self._start_sessions(kind, np.full(rng.poisson(count * share / sum(size)), t))
+        taken, taken_octets = self._take_due(t, count)
+        fresh, fresh_octets = self._normal_orders(count - len(taken["due"]), t)
+        orders = {k: np.concatenate([taken[k], fresh[k]]) for k in ORDER_FIELDS}
+        return orders, np.concatenate([taken_octets, fresh_octets])
+
+    def _take_due(self, t: int, limit: int | None = None) -> tuple[dict, np.ndarray]:
+        """Queued orders due by second `t`, oldest first (at most `limit`), off the queue."""
         due = np.flatnonzero(self.pending["due"] <= t)
-        due = due[np.argsort(self.pending["due"][due], kind="stable")][:count]
+        due = due[np.argsort(self.pending["due"][due], kind="stable")][:limit]
         taken = {k: v[due] for k, v in self.pending.items()}
         taken_octets = self.pending_octets[due]
         keep = np.ones(len(self.pending["due"]), dtype=bool)
         keep[due] = False
         self.pending = {k: v[keep] for k, v in self.pending.items()}
         self.pending_octets = self.pending_octets[keep]
-        fresh, fresh_octets = self._normal_orders(count - len(due), t)
-        orders = {k: np.concatenate([taken[k], fresh[k]]) for k in ORDER_FIELDS}
-        return orders, np.concatenate([taken_octets, fresh_octets])
+        return taken, taken_octets
+
+    # ------------------------------------------------------------ warm start
+
+    def warm_start(self, rate: float, now: datetime | None = None) -> StreamTotals:
+        """Start in steady state: the bot bursts, stolen-payment sessions and second
+        tickets that would be under way at `rate` are created with their earlier orders
+        backdated to when they fell, in one batch; their later orders wait in the queue.
+
+        Sessions are those starting in the WARM_SPAN before now, at the rate a running
+        stream starts them, never before the world's last order minus WARM_MARGIN; only
+        sessions still under way now are kept (the finished ones would be history)."""
+        totals = StreamTotals(requested_rate=rate)
+        now = now or utcnow()
+        t_now = int((now - self.origin).total_seconds())
+        floor = t_now - WARM_SPAN
+        if self.last_order is not None:
+            floor = max(floor, int((self.last_order - self.origin).total_seconds()) - WARM_MARGIN)
+        if floor >= t_now:
+            return totals
+        rng, span = self.rng, t_now - floor
+        for kind, share, size in (
+            (BOT, _BOT_ORDER_SHARE, BOT_SIZE), (STOLEN, _STOLEN_ORDER_SHARE, STOLEN_SIZE)
+        ):  # fmt: skip
+            starts = np.sort(
+                rng.integers(floor, t_now, rng.poisson(rate * share / sum(size) * span))
+            )
+            self._start_sessions(kind, starts, under_way_at=t_now)
+        # Second tickets arrive at the steady rate of follow-ups; the first tickets of
+        # those still to come are the earlier orders of their sessions.
+        follow_ups = rate * (1 - _BOT_ORDER_SHARE - _STOLEN_ORDER_SHARE) * _FOLLOW_UP_SHARE
+        n = rng.poisson(follow_ups * span)
+        anchors, gaps = rng.integers(floor, t_now, n), _follow_up_gaps(rng, n)
+        under_way = anchors + gaps >= t_now
+        first, octets = self._normal_orders(
+            int(under_way.sum()), anchors[under_way], follow_up_gaps=gaps[under_way]
+        )
+        self._queue(first, octets)
+        orders, octets = self._take_due(t_now - 1)
+        if len(orders["due"]):
+            self._place(orders, octets, orders["due"], totals)
+        return totals
 
     # ------------------------------------------------------------ truth and labels
 
-    def _truth(self, orders: dict, status: np.ndarray, t: int) -> tuple[dict, dict]:
+    def _truth(self, orders: dict, status: np.ndarray, at: np.ndarray) -> tuple[dict, dict]:
         """The generator's true fraud probability of each order from what came before it
-        (velocity, age, payment methods, travel speed, the wallet's kind), its draw, and the
-        labels that will arrive days later; then the wallets remember these orders."""
+        (velocity, age, payment methods, travel speed, the wallet's kind), second by second,
+        its draw, and the labels that will arrive days later."""
+        n = len(at)
+        truth = {"probability": np.zeros(n), "is_fraud": np.zeros(n, dtype=bool)}
+        for second in np.unique(at).tolist():
+            rows = np.flatnonzero(at == second)
+            part = self._truth_at({k: v[rows] for k, v in orders.items()}, second)
+            truth["probability"][rows], truth["is_fraud"][rows] = (
+                part["probability"],
+                part["is_fraud"],
+            )
+        placed = {"t": at, "status": status, "resale": np.zeros(n, dtype=bool)}
+        return truth, _labels(self.rng, self.wallets, placed, truth, orders["buyer"])
+
+    def _truth_at(self, orders: dict, t: int) -> dict:
+        """The truth of orders placed at second `t`; then the wallets remember them."""
         wallets, buyer = self.wallets, orders["buyer"]
         n = len(buyer)
         hour_ago = self.recent_t >= t - HOUR
@@ -370,30 +452,33 @@ class DemoStream:
             "actor_kind": wallets.kind[buyer],
         }
         truth = _fraud_truth(self.rng, features)
-        placed = {"t": np.full(n, t, dtype=np.int64), "status": status,
-                  "resale": np.zeros(n, dtype=bool)}  # fmt: skip
-        labels = _labels(self.rng, wallets, placed, truth, buyer)
         wallets.last_t[buyer] = t
         wallets.last_lat[buyer], wallets.last_lon[buyer] = orders["lat"], orders["lon"]
         np.bitwise_or.at(wallets.method_mask, buyer, np.left_shift(1, orders["method"]))
         self.recent_buyer = np.concatenate([self.recent_buyer, buyer])
-        self.recent_t = np.concatenate([self.recent_t, placed["t"]])
-        return truth, labels
+        self.recent_t = np.concatenate([self.recent_t, np.full(n, t, dtype=np.int64)])
+        return truth
 
     # ------------------------------------------------------------ one tick
 
     def tick(self, count: int, totals: StreamTotals, now: datetime | None = None) -> None:
         """Place, record, score and reward `count` orders stamped `now` (the clock's)."""
-        from ..pricing.history import ARMS, combined_reward, normalised_reward
-        from ..pricing.policies import choose
-        from ..pricing.service import strategy_price
-
         if count <= 0:
             return
         now = now or utcnow()
         t = int((now - self.origin).total_seconds())
-        rng = self.rng
         orders, octets = self._draw(count, t)
+        self._place(orders, octets, np.full(count, t, dtype=np.int64), totals)
+
+    def _place(self, orders: dict, octets: np.ndarray, at: np.ndarray, totals: StreamTotals):
+        """Price, record, score and reward orders placed at seconds `at` since the origin,
+        in one transaction (one insert per table, one scoring batch)."""
+        from ..pricing.history import ARMS, combined_reward, normalised_reward
+        from ..pricing.policies import choose
+        from ..pricing.service import strategy_price
+
+        rng, count = self.rng, len(at)
+        stamps = self.clock.stamp(at).astype("datetime64[s]").tolist()
         event = orders["event"]
         states, _ = self.store.read()
         pulls = np.array([float(s.pulls) for s in states.values()])
@@ -411,31 +496,32 @@ class DemoStream:
                                for e, arm in zip(event, arms, strict=True)])  # fmt: skip
         completed = rng.random(count) < conversion
         status = np.where(completed, COMPLETED, FAILED)
-        truth, labels = self._truth(orders, status, t)
+        truth, labels = self._truth(orders, status, at)
         np.add.at(self.sold, event[completed], 1)
 
         with self.engine.begin() as conn:
-            totals.new_wallets += self._insert_new_wallets(conn, now)
+            totals.new_wallets += self._insert_new_wallets(conn)
             buyer_ids = self.wallets.old_id[orders["buyer"]]
             rows = [
                 dict(zip(("buyer_wallet_id", "event_id", "price", "payment_method", "status",
-                          "ip_address", "geo_lat", "geo_lon", "country"), values, strict=True),
-                     is_resale=False, created_at=now,
-                     completed_at=now if values[4] == "COMPLETED" else None)
+                          "ip_address", "geo_lat", "geo_lon", "country", "created_at"),
+                         values, strict=True),
+                     is_resale=False,
+                     completed_at=values[-1] if values[4] == "COMPLETED" else None)
                 for values in zip(
                     _plain(buyer_ids), _plain(self.event_ids[event]), _plain(prices),
                     _plain(np.asarray(PAYMENT_METHODS, dtype=object)[orders["method"]]),
                     _plain(np.where(completed, "COMPLETED", "FAILED").astype(object)),
                     [".".join(map(str, o)) for o in _plain(octets)],
                     _plain(np.round(orders["lat"], 4)), _plain(np.round(orders["lon"], 4)),
-                    _plain(CITY_COUNTRIES[orders["city"]]),
+                    _plain(CITY_COUNTRIES[orders["city"]]), stamps,
                     strict=True,
                 )
             ]  # fmt: skip
-            order_ids = _insert_returning_ids(conn, schema.orders, rows, "order_id", now)
-            self._insert_truth(conn, order_ids, orders, arms, conversion, truth, labels, t)
+            order_ids = _insert_returning_ids(conn, schema.orders, rows, "order_id", stamps)
+            self._insert_truth(conn, order_ids, orders, arms, conversion, truth, labels)
             if self.predictor is not None:
-                decisions = self._score(conn, order_ids, rows, now)
+                decisions = self._score(conn, order_ids, rows)
                 for decision in decisions:
                     totals.decisions[decision] = totals.decisions.get(decision, 0) + 1
                 totals.scored += len(decisions)
@@ -452,7 +538,7 @@ class DemoStream:
         totals.completed += int(completed.sum())
         totals.orders += count
 
-    def _insert_new_wallets(self, conn: sa.Connection, now: datetime) -> int:
+    def _insert_new_wallets(self, conn: sa.Connection) -> int:
         """The fraud wallets this tick's sessions created, with their truth rows."""
         new = np.array(self.created_wallets, dtype=np.int64)
         if not len(new):
@@ -463,7 +549,7 @@ class DemoStream:
             {"address": a, "country": c, "created_at": s}
             for a, c, s in zip(_plain(w.address[new]), _plain(w.country[new]), stamps, strict=True)
         ]
-        ids = _insert_returning_ids(conn, schema.wallets, rows, "wallet_id", now, key="address")
+        ids = _insert_returning_ids(conn, schema.wallets, rows, "wallet_id", [], key="address")
         w.old_id[new] = ids
         conn.execute(
             schema.demo_truth_wallets.insert(),
@@ -479,7 +565,7 @@ class DemoStream:
         self.created_wallets = []
         return len(new)
 
-    def _insert_truth(self, conn, order_ids, orders, arms, conversion, truth, labels, t) -> None:
+    def _insert_truth(self, conn, order_ids, orders, arms, conversion, truth, labels) -> None:
         """demo_truth_orders for every order; bot detections and security alerts stamped
         with when they will become available, days from now, as the generator writes them."""
         ids = np.asarray(order_ids, dtype=np.int64)
@@ -532,9 +618,10 @@ class DemoStream:
                 ],
             )  # fmt: skip
 
-    def _score(self, conn: sa.Connection, order_ids: list, rows: list, now: datetime) -> list:
-        """Online features of the tick's orders from set-based reads (every buyer's history
-        and every event's facts at once), one batch prediction, one insert."""
+    def _score(self, conn: sa.Connection, order_ids: list, rows: list) -> list:
+        """Online features of the orders, each as of its own stamp, from set-based reads
+        (every buyer's history and every event's facts at once), one batch prediction, one
+        insert stamped like the orders."""
         import pandas as pd
 
         from ..fraud.columns import FEATURES
@@ -544,9 +631,14 @@ class DemoStream:
         orders = [{**row, "order_id": i, "seller_wallet_id": None, "ticket_id": None}
                   for row, i in zip(rows, order_ids, strict=True)]  # fmt: skip
         histories = _wallet_rows(conn, {o["buyer_wallet_id"] for o in orders})
-        facts = self._event_facts(conn, {o["event_id"] for o in orders}, now)
+        # Event facts as of the earliest stamp: a warm start's minutes change sales by a few.
+        facts = self._event_facts(
+            conn, {o["event_id"] for o in orders}, min(o["created_at"] for o in orders)
+        )
         features = [
-            features_of_one_order(o, now, histories[o["buyer_wallet_id"]], facts[o["event_id"]])
+            features_of_one_order(
+                o, o["created_at"], histories[o["buyer_wallet_id"]], facts[o["event_id"]]
+            )
             for o in orders
         ]
         predictor = self.predictor
@@ -558,7 +650,7 @@ class DemoStream:
             [
                 {"order_id": o["order_id"], "fraud_score": float(s), "decision": d,
                  "features": {k: _json_value(f[k]) for k in FEATURES},
-                 "model_version": label, "created_at": now}
+                 "model_version": label, "created_at": o["created_at"]}
                 for o, s, d, f in zip(orders, _plain(scores), decisions, features, strict=True)
             ],
         )  # fmt: skip
@@ -606,15 +698,23 @@ class DemoStream:
         duration: float | None,
         on_tick: Callable[[StreamTotals], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        *,
+        warm: bool = True,
     ) -> StreamTotals:
-        """Stream until `duration` seconds have passed (None: forever) or `should_stop()`.
+        """Stream until `duration` seconds have passed (None: forever) or `should_stop()`,
+        after a warm start (`warm_start`) unless `warm` is false.
 
         Ticks are due once a second on a monotonic clock; each places what is owed by then
         (floor(rate x due seconds)), so a slow tick is caught up by the next, never drifts.
         A stop request ends the loop between ticks, never inside one."""
         totals = StreamTotals(requested_rate=rate)
-        started = time.monotonic()
         origin = utcnow()
+        if warm:
+            backdated = self.warm_start(rate, origin)
+            totals.warm_start = {"orders": backdated.orders, "kinds": backdated.kinds,
+                                 "decisions": backdated.decisions}  # fmt: skip
+            origin = max(utcnow(), origin + timedelta(seconds=1))
+        started = time.monotonic()
         owed_total = None if duration is None else int(rate * duration)
         placed, due_ticks = 0, 0
         while not should_stop():
@@ -639,6 +739,12 @@ class DemoStream:
                 time.sleep(min(0.1, max(0.0, pause_until - time.monotonic())))
         totals.seconds = time.monotonic() - started
         return totals
+
+
+def _follow_up_gaps(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Seconds from a first ticket to its second."""
+    min_gap, mean_gap = FOLLOW_UP_GAP
+    return min_gap + np.floor(rng.exponential(mean_gap, n)).astype(np.int64)
 
 
 def _json_value(value):
@@ -677,11 +783,11 @@ def _wallet_rows(conn: sa.Connection, wallet_ids: set) -> dict[int, dict]:
 
 
 def _insert_returning_ids(
-    conn: sa.Connection, table: sa.Table, rows: list[dict], id_column: str, stamp, key=None
+    conn: sa.Connection, table: sa.Table, rows: list[dict], id_column: str, stamps, key=None
 ) -> list[int]:
     """Insert rows in one statement and return their ids in row order: RETURNING where the
     dialect keeps parameter order (SQLite, PostgreSQL, MariaDB), else read back by a unique
-    `key` column or by the batch's stamp (one multi-row insert numbers its rows in order)."""
+    `key` column or by the batch's stamps (one multi-row insert numbers its rows in order)."""
     if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
         result = conn.execute(
             table.insert().returning(table.c[id_column], sort_by_parameter_order=True), rows
@@ -700,7 +806,7 @@ def _insert_returning_ids(
     ids = (
         conn.execute(
             sa.select(table.c[id_column])
-            .where(table.c.created_at == stamp)
+            .where(table.c.created_at.between(min(stamps), max(stamps)))
             .order_by(table.c[id_column].desc())
             .limit(len(rows))
         )
