@@ -38,8 +38,8 @@ def check(
     distinct values, plus missing), and a size-aware test: Kolmogorov-Smirnov (chi-square
     for categories) below drift.large_sample rows, else the Wasserstein distance over the
     training standard deviation (PSI for categories). Each measure is judged beyond the
-    feature's natural level (the most that earlier windows of the snapshot reach against
-    the same slice): a feature drifts when that excess crosses its threshold
+    feature's natural band (the most that earlier windows of the snapshot reach against
+    the same slice, plus their spread): a feature drifts when that excess crosses its threshold
     (drift.kl_threshold 0.15, drift.psi_threshold 0.2, drift.p_value,
     drift.wasserstein_threshold). Fewer than 100 recent orders: skipped, exit 0.
     Exit 0: no drift (or skipped); 3: drift found; 1: error.
@@ -124,7 +124,7 @@ def _print(document: dict) -> None:
     console.print(table)
     t = document["thresholds"]
     console.print(
-        f"{verdict} (beyond the natural level: KL > {t['kl']:g}, PSI > {t['psi']:g}; "
+        f"{verdict} (beyond the natural band: KL > {t['kl']:g}, PSI > {t['psi']:g}; "
         f"KS/chi-square below "
         f"{t['large_sample']:,} rows, else Wasserstein / training std) · check "
         f"{document['check_id']} in {document['seconds']} s"

@@ -15,7 +15,8 @@ import pytest
 PG_SERVER = os.environ.get("MLKIT_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 MYSQL_SERVER = os.environ.get("MLKIT_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306")
 REDIS_SERVER = os.environ.get("MLKIT_TEST_REDIS", "redis://127.0.0.1:6379")
-REDIS_TEST_DB = 15
+# One Redis database per pytest-xdist worker (gw0 -> 15, gw1 -> 14, ...): tests flush theirs.
+REDIS_TEST_DB = 15 - int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 DIALECTS = ("sqlite", "postgresql", "mysql")
 
 _ISOLATED_PREFIXES = ("MLKIT_", "DB_", "REDIS_", "MYSQL_", "FRAUD_THRESHOLD_")

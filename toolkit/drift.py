@@ -5,24 +5,25 @@ MLKIT_NOW moves it) against the last window-length of the training snapshot by o
 (`event_ts`; drift.reference "all" takes the whole snapshot), its most recent comparable
 part. Features that age by nature (wallet age, cumulative counts) or that follow the few
 events on sale (event popularity, event labels) move from window to window even in a world
-that has not changed, so each measure is judged beyond the feature's natural level: the
+that has not changed, so each measure is judged beyond the feature's natural band: the
 most it reaches when up to drift.calibration_windows earlier window-length slices of the
-snapshot are compared with the same reference slice. A shift larger than anything the
-training period showed is drift; the week-to-week churn the model was trained across is
-not. No feature is transformed; the JSON names the slice and each feature's natural level.
+snapshot are compared with the same reference slice, plus the spread of those values. A
+shift larger than anything the training period showed is drift; the week-to-week churn
+the model was trained across is not. No feature is transformed; the JSON names the slice
+and each feature's natural band.
 
 Per feature, both sides are counted on the same bins (quantiles of the reference slice,
 or its distinct values when there are few, plus a bin for missing values) and compared by
 
 - PSI = sum (q - p) ln(q / p), the population stability index;
 - KL(recent || training) = sum q ln(q / p), the platform's `model_drift` measure; the
-  check's `max_kl` (what the rule reads) is the largest KL beyond the natural level;
+  check's `max_kl` (what the rule reads) is the largest KL beyond the natural band;
 - a size-aware test: below `drift.large_sample` rows on the smaller side, the two-sample
-  Kolmogorov-Smirnov distance, which drifts when its excess over the natural level is
-  larger than the KS critical distance at `drift.p_value` (chi-square for categories,
-  against its critical value); from there on every difference
-  is "significant", so the Wasserstein distance divided by the training standard
-  deviation (PSI for categories) is held against a size of shift instead.
+  Kolmogorov-Smirnov distance, which drifts when its excess over the natural band is
+  larger than the KS critical distance at `drift.p_value` shared by all the features
+  compared (Bonferroni; chi-square for categories, against its critical value); from
+  there on every difference is "significant", so the Wasserstein distance divided by the
+  training standard deviation (PSI for categories) is held against a size of shift instead.
 
 A feature drifts when any of the three crosses its threshold; the reasons say which.
 Fewer than MIN_CURRENT_ROWS recent orders with features is a skipped check (status
@@ -344,23 +345,29 @@ def calibrate(
     settings: DriftSettings,
     sizes: tuple[int, int],
 ) -> list[dict[str, Any]]:
-    """Judge each feature's measures beyond its natural level: the largest value the
-    training snapshot's own earlier windows reach against its reference slice.
+    """Judge each feature's measures beyond its natural band: from the largest value the
+    training snapshot's own earlier windows reach against its reference slice, up by the
+    spread of those values (largest minus smallest). A feature that swings by nature (the
+    few events on sale, ages that grow) must move by more than its own swing; a steady one
+    (price against base) is judged almost from zero.
 
-    A measure drifts when its excess over that level crosses its threshold: KL, PSI,
+    A measure drifts when its excess over that band crosses its threshold: KL, PSI,
     Wasserstein and the PSI test by their thresholds; the KS distance and the chi-square
     statistic when their excess is larger than the test's critical value at drift.p_value
-    (for the sample sizes `sizes`, the categories' degrees of freedom)."""
+    (for the sample sizes `sizes`, the categories' degrees of freedom), divided by the
+    number of features compared: one check tests every feature, and at 0.01 each, 18
+    unchanged features would still raise a false drift in one check out of six."""
     n, m = sizes
-    ks_margin = np.sqrt(-np.log(settings.p_value / 2) / 2 * (n + m) / (n * m))
+    alpha = settings.p_value / max(len(results), 1)  # Bonferroni over the features
+    ks_margin = np.sqrt(-np.log(alpha / 2) / 2 * (n + m) / (n * m))
     for i, r in enumerate(results):
         earlier = [b[i] for b in baselines]
 
-        def natural(key: str, earlier=earlier) -> float:
+        def band(key: str, earlier=earlier) -> float:
             values = [e[key] for e in earlier if e[key] is not None]
-            return max(values, default=0.0)
+            return 2 * max(values) - min(values) if values else 0.0
 
-        level = {"kl": natural("kl"), "psi": natural("psi"), "statistic": natural("statistic"),
+        level = {"kl": band("kl"), "psi": band("psi"), "statistic": band("statistic"),
                  "windows": len(earlier)}  # fmt: skip
         kl_excess = max(r["kl"] - level["kl"], 0.0)
         reasons = []
@@ -374,7 +381,7 @@ def calibrate(
         elif r["test"] == "chi2":
             from scipy import stats
 
-            critical = float(stats.chi2.ppf(1 - settings.p_value, r["dof"]))
+            critical = float(stats.chi2.ppf(1 - alpha, r["dof"]))
             test_drifted = statistic is not None and statistic - level["statistic"] > critical
         else:
             test_drifted = statistic is not None and statistic - level["statistic"] > r["threshold"]
