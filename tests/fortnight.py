@@ -141,7 +141,7 @@ class Fortnight:
 
     url: str
     workdir: Path
-    orders: int = 12_000
+    orders: int = 30_000
     world_days: int = 60
     days: int = 14
     shift_day: int = 10
