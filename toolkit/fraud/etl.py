@@ -285,15 +285,7 @@ def run_etl(
             watermark = _move_watermark(conn)
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
-    return EtlResult(
-        since=since,
-        until=until,
-        rows=len(frame),
-        labelled=int(frame["label"].sum()),
-        history_rows=len(sources.orders),
-        seconds=time.perf_counter() - started,
-        watermark=watermark,
-    )
+    return _stored(since, until, frame, sources, started, watermark=watermark)
 
 
 def catch_up(
@@ -338,6 +330,12 @@ def catch_up(
             watermark = _move_watermark(conn)
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
+    return _stored(since, until, frame, sources, started, mode="incremental",
+                   new_orders=len(pending), watermark=watermark)  # fmt: skip
+
+
+def _stored(since, until, frame, sources, started: float, **extra) -> EtlResult:
+    """The result of a run that wrote `frame`, computed from `sources`."""
     return EtlResult(
         since=since,
         until=until,
@@ -345,9 +343,7 @@ def catch_up(
         labelled=int(frame["label"].sum()),
         history_rows=len(sources.orders),
         seconds=time.perf_counter() - started,
-        mode="incremental",
-        new_orders=len(pending),
-        watermark=watermark,
+        **extra,
     )
 
 
