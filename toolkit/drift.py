@@ -392,24 +392,28 @@ def calibrate(
 
 
 def earlier_slices(
-    snapshot: pd.DataFrame, reference_start: datetime | None, length: timedelta, count: int
+    snapshot: pd.DataFrame,
+    reference_start: datetime | None,
+    length: timedelta,
+    count: int,
+    step: timedelta | None = None,
 ) -> list[pd.DataFrame]:
-    """Up to `count` window-length slices of the snapshot just before its reference slice,
-    newest first; those with too few rows to compare are left out."""
+    """Up to `count` slices of the snapshot as long as its reference slice, starting one,
+    two, ... `step`s (default: `length`) before it, so each covers the same hours of the
+    day; newest first; those with too few rows to compare are left out."""
     import pandas as pd
 
     if reference_start is None or count < 1 or TIME_COLUMN not in snapshot.columns:
         return []
+    step = step or length
     times = pd.to_datetime(snapshot[TIME_COLUMN]).to_numpy()
     slices = []
-    end = reference_start
-    for _ in range(count):
-        start = end - length
-        rows = snapshot[(times >= start) & (times < end)]
+    for k in range(1, count + 1):
+        start = reference_start - k * step
+        rows = snapshot[(times >= start) & (times < start + length)]
         if len(rows) < MIN_CURRENT_ROWS:
             break
         slices.append(rows)
-        end = start
     return slices
 
 
@@ -483,11 +487,17 @@ def _duration(length: timedelta) -> str:
 
 def _read_current(
     engine: Engine, start: datetime, end: datetime, features: list[str]
-) -> tuple[pd.DataFrame, int]:
-    """Feature rows of the orders in [start, end] and the number of orders there."""
+) -> tuple[pd.DataFrame, int, datetime | None]:
+    """Feature rows of the orders in [start, end], the number of orders there and the time
+    of the newest order with features (the nightly ETL leaves the latest hours without)."""
     from .db import read_frame
 
     with engine.connect() as conn:
+        covered_until = conn.execute(
+            sa.select(sa.func.max(fraud_features.c.feature_ts)).where(
+                fraud_features.c.feature_ts >= start, fraud_features.c.feature_ts <= end
+            )
+        ).scalar()
         n_orders = conn.execute(
             sa.select(sa.func.count())
             .select_from(orders)
@@ -500,7 +510,7 @@ def _read_current(
                 fraud_features.c.feature_ts >= start, fraud_features.c.feature_ts <= end
             ),
         )
-    return frame, int(n_orders)
+    return frame, int(n_orders), covered_until
 
 
 def run_drift_check(
@@ -540,16 +550,21 @@ def run_drift_check(
     # The snapshot's Parquet read overlaps the database read (both release the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(_read_reference, mv.dataset_ref, mv.ref, features)
-        current, n_orders = _read_current(engine, start, now, features)
+        current, n_orders, covered_until = _read_current(engine, start, now, features)
         snapshot = pending.result()
-    reference, slice_info = reference_slice(snapshot, now - start, settings.reference)
+    # Equal spans of time on both sides: when the newest features are hours old (a daily
+    # ETL), the window holds only part of a day, and a full day of the snapshot would mix
+    # in hours the window lacks (wallet ages and event mixes follow the time of day).
+    span = (covered_until - start) if covered_until is not None else now - start
+    span = max(span, timedelta(hours=1))
+    reference, slice_info = reference_slice(snapshot, span, settings.reference)
     document = {
         "check_id": None,
         "status": "checked",
         "model": mv.ref,
         "reference": str(mv.dataset_ref),
         "reference_slice": slice_info,
-        "window": {"text": window, "start": start, "end": now},
+        "window": {"text": window, "start": start, "end": now, "features_until": covered_until},
         "reference_rows": len(reference),
         "current_rows": len(current),
         "orders_in_window": n_orders,
@@ -594,7 +609,9 @@ def run_drift_check(
         document["warnings"].append(slice_info["note"])
     results = compare_frames(reference, current, features, settings, CATEGORICAL_FEATURES)
     earlier = (
-        earlier_slices(snapshot, slice_info["start"], now - start, settings.calibration_windows)
+        earlier_slices(
+            snapshot, slice_info["start"], span, settings.calibration_windows, step=now - start
+        )
         if slice_info["mode"] == "recent"
         else []
     )
