@@ -109,8 +109,25 @@ def err(text: str) -> None:
 
 
 def emit_json(document: Any) -> None:
-    """One JSON document on stdout and nothing else there."""
-    typer.echo(json.dumps(document, indent=2, default=str, sort_keys=False))
+    """One standard JSON document on stdout and nothing else there: a NaN or an infinity
+    (which json.dumps would print as the non-JSON `NaN`/`Infinity`) becomes null."""
+    typer.echo(
+        json.dumps(_finite(document), indent=2, default=str, sort_keys=False, allow_nan=False)
+    )
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float (numpy's too) replaced by None, recursively."""
+    import math
+
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) or type(value).__name__ in ("float16", "float32", "float64"):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return value
 
 
 # Pipes and log files (cron's) get whole table rows instead of Rich's 80 columns.

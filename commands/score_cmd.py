@@ -48,6 +48,7 @@ def score_fraud(
     result = score_orders(
         engine, resolve(engine, model), Thresholds.from_config(config), start,
         lookback=None if no_etl else lookback_from_config(config),
+        artifacts_dir=config.artifacts_dir,
     )  # fmt: skip
     document = result.as_dict()
     if as_json:
@@ -79,6 +80,11 @@ def predict_fraud(
     """Score one order: online features (Redis when fresh, else the database), the model,
     the decision. Prints {"fraud_score", "decision", "model_version", "features"}.
 
+    The order is checked first: ids are positive integers, price a finite number above 0
+    (below 1,000,000,000), payment_method a known method, created_at an ISO moment (an
+    offset is converted to UTC), is_resale a boolean, geo_lat/geo_lon degrees in range; a
+    bad field is one error line naming it, and exit 1.
+
     Example: mlkit predict fraud '{"buyer_wallet_id": 12, "event_id": 3, "price": 80,
              "payment_method": "paypal", "created_at": "2026-03-01T12:00:00"}'
     """
@@ -96,8 +102,12 @@ def predict_fraud(
             f"the order is not valid JSON ({exc.msg}, column {exc.colno})",
             hint="pass one JSON object",
         ) from None
+    except RecursionError:
+        raise MlkitError(
+            "the order is nested too deeply", hint="pass one flat JSON object"
+        ) from None
     if not isinstance(request, dict):
-        raise MlkitError("the order must be a JSON object")
+        raise MlkitError("the order must be a JSON object", hint="pass one JSON object")
     config = load_config(ctx)
     engine = make_engine(config.database_url)
     predictor = FraudPredictor(
@@ -105,5 +115,6 @@ def predict_fraud(
         resolve(engine, model),
         Thresholds.from_config(config),
         redis=redis_client(config.redis_url, required=False),
+        artifacts_dir=config.artifacts_dir,
     )
     emit_json(predictor.predict(request))

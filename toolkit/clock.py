@@ -8,12 +8,14 @@ command "as of" that moment without patching code. Unset, the clock is the wall 
 from __future__ import annotations
 
 import os
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from .errors import MlkitError
 
 NOW_VARIABLE = "MLKIT_NOW"
+# Moments an option may name: wide, but far from datetime's ends, where adding a lookback
+# or a window overflows.
+MOMENT_RANGE = (datetime(1900, 1, 1), datetime(2999, 12, 31, 23, 59, 59))
 
 
 def utcnow() -> datetime:
@@ -38,10 +40,11 @@ def _fixed_now(text: str) -> datetime:
 
 def parse_moment(text: str, *, now: datetime, option: str, hint: str = "") -> datetime:
     """`30d`, `12h` (before `now`), `2026-01-01`, `2026-01-01T06:00:00`: a naive UTC moment."""
-    match = re.fullmatch(r"\s*(\d+)\s*([dhm])\s*", text)
-    if match:
-        amount, unit = int(match.group(1)), match.group(2)
-        return now - timedelta(**{{"d": "days", "h": "hours", "m": "minutes"}[unit]: amount})
+    from .inputs import parse_duration
+
+    duration = parse_duration(text, option)
+    if duration is not None:
+        return now - duration
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -51,4 +54,9 @@ def parse_moment(text: str, *, now: datetime, option: str, hint: str = "") -> da
         ) from None
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
+    if not MOMENT_RANGE[0] <= moment <= MOMENT_RANGE[1]:
+        raise MlkitError(
+            f"{option} {text.strip()!r} is outside {MOMENT_RANGE[0]:%Y} .. {MOMENT_RANGE[1]:%Y}",
+            hint="use a duration like 30d or 12h, or a date like 2026-01-01" + hint,
+        )
     return moment

@@ -194,7 +194,10 @@ def online_features(engine: Engine, order: dict, client=None) -> tuple[dict, str
     """The features of `order` (a mapping of ORDER_COLUMNS; order_id may be missing) and
     where the wallet's history came from: "redis" or "database"."""
     wallet_id = int(order["buyer_wallet_id"])
-    moment = pd.Timestamp(order["created_at"]).to_pydatetime().replace(tzinfo=None)
+    moment = pd.Timestamp(order["created_at"])
+    if moment.tzinfo is not None:  # an offset names another clock: convert, never drop it
+        moment = moment.tz_convert("UTC").tz_localize(None)
+    moment = moment.to_pydatetime()
     cached = None
     if client is not None:
         try:

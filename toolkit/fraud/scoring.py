@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,6 @@ from sqlalchemy.engine import Engine
 from .. import schema
 from ..clock import utcnow
 from ..db import bulk_insert, read_frame
-from ..errors import MlkitError
 from ..locks import job_lock
 from .columns import DECISIONS, FEATURES
 from .model import load_model
@@ -42,11 +42,12 @@ class Thresholds:
         )
 
 
-def load_verified_model(mv):
-    """The model of a registry version, its artifact's sha256 checked before loading."""
-    from ..registry import artifact_path_verified
+def load_verified_model(mv, artifacts_dir: Path):
+    """The model of a registry version, deserialised from the artifact bytes whose sha256
+    matched (read once, never reopened)."""
+    from ..registry import read_artifact
 
-    return load_model(artifact_path_verified(mv), mv.params)
+    return load_model(read_artifact(mv, artifacts_dir), mv.params)
 
 
 def model_version_label(mv) -> str:
@@ -85,6 +86,7 @@ def score_orders(
     since: datetime | None = None,
     *,
     lookback: timedelta | None = None,
+    artifacts_dir: Path,
 ) -> ScoringResult:
     """Score every featured order since `since` and replace this version's predictions for
     them in one transaction: re-running gives the same rows, never duplicates. With a
@@ -93,7 +95,7 @@ def score_orders(
     from .etl import catch_up
 
     started = time.perf_counter()
-    model = load_verified_model(mv)
+    model = load_verified_model(mv, artifacts_dir)
     caught_up = catch_up(engine, lookback=lookback).rows if lookback is not None else 0
     f = schema.fraud_features
     query = sa.select(f.c.order_id, *[f.c[name] for name in FEATURES])
@@ -143,30 +145,24 @@ def score_orders(
 class FraudPredictor:
     """One order at a time, for a backend: keep one instance, call `predict(order)`."""
 
-    def __init__(self, engine: Engine, mv, thresholds: Thresholds, redis=None):
+    def __init__(
+        self, engine: Engine, mv, thresholds: Thresholds, redis=None, *, artifacts_dir: Path
+    ):
         self.engine = engine
         self.mv = mv
-        self.model = load_verified_model(mv)
+        self.model = load_verified_model(mv, artifacts_dir)
         self.thresholds = thresholds
         self.redis = redis
 
     def predict(self, order: dict) -> dict:
-        from .online import ORDER_COLUMNS, online_features
+        """Score one order, checked first by `toolkit.inputs.validate_order` (a bad field
+        raises MlkitError naming it)."""
+        from ..inputs import PAYMENT_METHODS, validate_order
+        from .online import online_features
 
-        missing = [
-            c
-            for c in ("buyer_wallet_id", "event_id", "price", "payment_method", "created_at")
-            if order.get(c) is None
-        ]
-        if missing:
-            raise MlkitError(
-                f"the order lacks {', '.join(missing)}",
-                hint="give at least buyer_wallet_id, event_id, price, "
-                "payment_method and created_at",
-            )
-        request = {name: order.get(name) for name in ORDER_COLUMNS}
-        request["is_resale"] = bool(request.get("is_resale") or False)
-        request["status"] = request.get("status") or "PENDING"
+        # Known methods: the platform's, plus any the serving model was trained on.
+        methods = (*PAYMENT_METHODS, *(self.mv.params or {}).get("categories", ()))
+        request = validate_order(order, now=utcnow(), payment_methods=methods)
         features, source = online_features(self.engine, request, client=self.redis)
         score = self.model.predict_one(features)
         clean = {

@@ -5,7 +5,8 @@ writes nothing and the error names the lines (line 1 is the header). Column name
 matched case-insensitively with common variants (Date, Datetime, Timestamp, open_time,
 Open, o, Vol, ...); a separate date and time column pair is joined. Timestamps may be
 ISO dates or datetimes (an offset is converted to UTC) or epoch seconds / milliseconds /
-microseconds. The good file is upserted on (symbol, ts) in one transaction.
+microseconds, one unit per file; the row rules live in `toolkit.inputs`. The good file
+is upserted on (symbol, ts) in one transaction.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from ..clock import utcnow
 from ..db import explain_db_error
 from ..errors import MlkitError
+from ..inputs import LineProblems, check_epoch_units, check_market_rows, epoch_units
 from .market import PRICE_COLUMNS, normalize_symbol, upsert_bars
 
 # Accepted header names per column, after lower-casing and turning spaces/dashes into "_".
@@ -95,22 +98,26 @@ def map_columns(headers: list[str], where: str) -> dict[str, str]:
     return mapping
 
 
-def parse_timestamps(raw: pd.Series) -> pd.Series:
-    """Naive UTC timestamps; NaT where a value cannot be read."""
+def parse_timestamps(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Naive UTC timestamps (NaT where a value cannot be read) and, for epoch numbers, the
+    unit each one's magnitude implies ("" elsewhere); `check_epoch_units` then holds a file
+    to one unit."""
     text = raw.astype("string").str.strip()
     numeric = pd.to_numeric(text, errors="coerce")
+    units = np.full(len(text), "", dtype=object)
     if text.notna().any() and numeric[text.notna()].notna().all():
-        # Epoch numbers; the unit follows from the magnitude (s, ms or us since 1970).
-        magnitude = numeric.abs().max()
-        unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us"
-        parsed = pd.to_datetime(numeric, unit=unit, errors="coerce", utc=True)
+        units = epoch_units(numeric.to_numpy(dtype=float, na_value=np.nan))
+        parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
+        for unit in sorted({str(u) for u in units} - {""}):
+            each = units == unit
+            parsed[each] = pd.to_datetime(numeric[each], unit=unit, errors="coerce", utc=True)
     else:
         parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
         retry = parsed.isna() & text.notna()
         if retry.any():
             parsed = parsed.copy()
             parsed[retry] = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
-    return parsed.dt.tz_localize(None).astype("datetime64[us]")
+    return parsed.dt.tz_localize(None).astype("datetime64[us]"), units
 
 
 def _delimiter(path: Path) -> str:
@@ -121,36 +128,6 @@ def _delimiter(path: Path) -> str:
         if candidate in header:
             return candidate
     return ","
-
-
-class _Problems:
-    """Bad lines found by whole-column checks; keeps the first few messages per check."""
-
-    def __init__(self, line_numbers: np.ndarray):
-        self.line_numbers = line_numbers
-        self.messages: list[tuple[int, str]] = []
-        self.total = 0
-
-    def add(self, mask, describe) -> None:
-        """`describe(position)` words the problem of the row at that position."""
-        positions = np.flatnonzero(np.asarray(mask, dtype=bool))
-        if len(positions) == 0:
-            return
-        self.total += len(positions)
-        for position in positions[:MAX_LISTED]:
-            self.messages.append((int(self.line_numbers[position]), describe(position)))
-
-    def raise_if_any(self, where: str) -> None:
-        if not self.messages:
-            return
-        self.messages.sort()
-        shown = "; ".join(f"line {line}: {text}" for line, text in self.messages[:MAX_LISTED])
-        hidden = self.total - min(len(self.messages), MAX_LISTED)
-        extra = f" (and {hidden} more problem{'s' if hidden > 1 else ''})" if hidden else ""
-        raise MlkitError(
-            f"{where}: {shown}{extra}; nothing was written",
-            hint="fix or remove those lines and run the same command again",
-        )
 
 
 def read_market_csv(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -181,48 +158,22 @@ def read_market_csv(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     cells, line_numbers = cells.loc[~blank].reset_index(drop=True), line_numbers[~blank]
     if cells.empty:
         raise MlkitError(f"{where}: no data rows after the header")
-    problems = _Problems(line_numbers)
+    problems = LineProblems(line_numbers, MAX_LISTED)
 
     ts_text = cells[mapping["ts"]]
     if "time" in mapping:
         ts_text = ts_text + " " + cells[mapping["time"]]
     ts_text = ts_text.str.strip()
-    ts = parse_timestamps(ts_text.where(ts_text != ""))
-    ts_values = ts_text.to_numpy()
-    problems.add(
-        ts.isna(),
-        lambda i: f"cannot read the date {ts_values[i]!r}" if ts_values[i] else "empty date",
-    )
-
-    values: dict[str, np.ndarray] = {}
-    for column in PRICE_COLUMNS:
-        text = cells[mapping[column]].to_numpy()
-        number = pd.to_numeric(
+    ts, units = parse_timestamps(ts_text.where(ts_text != ""))
+    check_epoch_units(problems, units)
+    texts = {column: cells[mapping[column]].to_numpy() for column in PRICE_COLUMNS}
+    values = {
+        column: pd.to_numeric(
             cells[mapping[column]].where(cells[mapping[column]] != ""), errors="coerce"
         ).to_numpy(dtype=float)
-        values[column] = number
-
-        def not_a_number(i, column=column, text=text):
-            return f"{column} {text[i]!r} is not a number" if text[i] else f"empty {column}"
-
-        problems.add(~np.isfinite(number), not_a_number)
-        with np.errstate(invalid="ignore"):
-            if column == "volume":
-                problems.add(number < 0, lambda i, n=number: f"negative volume {n[i]:g}")
-            else:
-                problems.add(
-                    number <= 0,
-                    lambda i, n=number, c=column: (
-                        f"{'negative' if n[i] < 0 else 'zero'} {c} price {n[i]:g}"
-                    ),
-                )
-    o, h, lo, c = (values[n] for n in ("open", "high", "low", "close"))
-    with np.errstate(invalid="ignore"):
-        valid = np.logical_and.reduce([np.isfinite(x) & (x > 0) for x in (o, h, lo, c)])
-        inconsistent = valid & ((h < np.maximum.reduce([o, c, lo])) | (lo > np.minimum(o, c)))
-    problems.add(
-        inconsistent, lambda i: f"high {h[i]:g} and low {lo[i]:g} do not bound open and close"
-    )
+        for column in PRICE_COLUMNS
+    }
+    check_market_rows(problems, ts, ts_text.to_numpy(), texts, values, now=utcnow())
 
     known = ts.notna()
     first_line = pd.Series(line_numbers).where(known).groupby(ts).transform("first").to_numpy()
