@@ -81,3 +81,13 @@ def test_materialize_command_and_missing_redis(cli, engine, world, redis_url):
     down = cli("--database", url, "--redis", "redis://127.0.0.1:1/0", "features", "materialize")
     assert down.exit_code == 1
     assert down.stderr.startswith("error: cannot reach Redis at redis://127.0.0.1:1/0")
+
+
+def test_an_offset_is_converted_to_utc_not_dropped(engine, world):
+    picks, _ = world
+    order = as_request(picks.iloc[0:1].itertuples().__next__())
+    order["order_id"] = None
+    utc, _ = online_features(engine, {**order, "created_at": datetime(2026, 2, 1, 7)})
+    shifted, _ = online_features(engine, {**order, "created_at": "2026-02-01T12:00:00+05:00"})
+    assert shifted["feature_ts"] == utc["feature_ts"] == datetime(2026, 2, 1, 7)
+    assert shifted["wallet_age_days"] == utc["wallet_age_days"]

@@ -125,6 +125,24 @@ BAD_FILES = {
         GOOD + "2026-01-01 03:00:00,102,100,101,103,12\n",
         r"line 5: high 100 and low 101 do not bound open and close",
     ),
+    # Read by the file's largest magnitude, the seconds would be a bar in January 1970.
+    "mixed_epoch_units": (
+        "ts,open,high,low,close,volume\n1767225600000,1,2,0.5,1.5,3\n"
+        "1767229200000,1,2,0.5,1.5,3\n1767232800,1,2,0.5,1.5,3\n",
+        r"line 4: epoch timestamp in seconds, but line 2 is in milliseconds \(one unit per file\)",
+    ),
+    "before_1990": (
+        GOOD + "1989-12-31 23:00:00,102,104,101,103,12\n",
+        r"line 5: date '1989-12-31 23:00:00' \(1989-12-31 23:00:00\) is outside 1990-01-01",
+    ),
+    "far_future": (
+        GOOD + "2999-01-01 00:00:00,102,104,101,103,12\n",
+        r"line 5: date '2999-01-01 00:00:00' .* is outside 1990-01-01 \.\. ",
+    ),
+    "infinite_price": (
+        GOOD + "2026-01-01 03:00:00,102,inf,101,103,12\n",
+        r"line 5: high 'inf' is not a number",
+    ),
 }
 
 
