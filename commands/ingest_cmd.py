@@ -28,11 +28,12 @@ def market(
 ) -> None:
     """Upsert a CSV of OHLCV bars into market_data, keyed on (symbol, ts).
 
-    The whole file is checked first: missing columns, unreadable dates, duplicate
-    timestamps, non-numeric, negative or zero prices, negative volumes and highs/lows
-    that do not bound open and close are reported with their line numbers, and then
-    nothing is written. A good file goes in as one transaction; loading it again
-    changes nothing, a corrected file overwrites the bars it repeats.
+    The whole file is checked first: missing columns, unreadable dates, dates before
+    1990 or more than a day ahead, epoch timestamps mixing units (seconds and
+    milliseconds), duplicate timestamps, non-numeric, negative or zero prices, negative
+    volumes and highs/lows that do not bound open and close are reported with their
+    line numbers, and then nothing is written. A good file goes in as one transaction;
+    loading it again changes nothing, a corrected file overwrites the bars it repeats.
 
     Example: mlkit ingest market --csv examples/market_btcusdt.csv --symbol BTCUSDT
     """
