@@ -57,7 +57,7 @@ def main() -> None:
     )
 
     mv = resolve(engine, "fraud@prod")
-    model = load_verified_model(mv)
+    model = load_verified_model(mv, config.artifacts_dir)
     f = schema.fraud_features
     with engine.connect() as conn:
         frame = read_frame(conn, sa.select(f.c.order_id, *[f.c[n] for n in FEATURES]))
@@ -70,7 +70,9 @@ def main() -> None:
         f"excluded (target >= 100,000) {'ok' if rate >= 100_000 else 'SLOW'}"
     )
 
-    predictor = FraudPredictor(engine, mv, Thresholds.from_config(config))
+    predictor = FraudPredictor(
+        engine, mv, Thresholds.from_config(config), artifacts_dir=config.artifacts_dir
+    )
     with engine.connect() as conn:
         orders = (
             conn.execute(sa.select(schema.orders).order_by(sa.func.random()).limit(300))

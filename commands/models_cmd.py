@@ -125,17 +125,13 @@ def show(
 
     Example: mlkit models show fraud@prod
     """
-    from mlkit.toolkit.errors import MlkitError
-    from mlkit.toolkit.registry import artifact_path_verified, resolve
+    from mlkit.toolkit.registry import inspect_artifact, resolve
 
-    engine, _ = _engine(ctx)
+    engine, config = _engine(ctx)
     mv = resolve(engine, ref)
-    try:
-        artifact_path_verified(mv)
-        check = "ok"
-    except MlkitError as exc:
-        check = exc.message
-    document = {**mv.as_dict(), "artifact_check": check}
+    artifact = inspect_artifact(mv, config.artifacts_dir)
+    check = artifact["check"]
+    document = {**mv.as_dict(), "artifact_check": check, "format": artifact["format"]}
     if as_json:
         emit_json(document)
         return
@@ -153,6 +149,7 @@ def show(
         ("artifact", str(mv.artifact_path)),
         ("sha256", mv.sha256),
         ("artifact check", check),
+        ("format", artifact["format"]),
         ("dataset", mv.dataset_ref or "-"),
         ("features", f"{len(mv.features)}: {', '.join(mv.features[:12])}"
          + (" …" if len(mv.features) > 12 else "")),

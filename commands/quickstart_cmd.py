@@ -61,7 +61,9 @@ def quickstart(
         validate=lambda mv: validation_failures(engine, mv, config),
         reason="mlkit quickstart",
     )
-    scored = score_orders(engine, prod, Thresholds.from_config(config))
+    scored = score_orders(
+        engine, prod, Thresholds.from_config(config), artifacts_dir=config.artifacts_dir
+    )
     # The recommender from the shop's interactions, and one user's picks.
     # The world ends at the start of today; windows count back from now and hold all of it.
     shop = train_recommender(engine, config, days=365, force=True)

@@ -55,7 +55,7 @@ def test_models_learn_and_round_trip_through_their_artifact(frame, kind, tmp_pat
     np.testing.assert_allclose(one_by_one, result.model.predict_proba(rows), rtol=1e-5)
     path = tmp_path / result.model.filename
     result.model.save(path)
-    again = load_model(path, result.model.params())
+    again = load_model(path.read_bytes(), result.model.params())
     np.testing.assert_allclose(again.predict_proba(result.split.test), result.test_scores)
 
 

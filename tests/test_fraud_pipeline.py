@@ -50,7 +50,7 @@ def test_training_registers_a_candidate_beside_the_oracle(engine, trained):
     metrics = result["metrics"]
     assert 0 < metrics["auc_pr"] <= 1 and "oracle_auc_pr" in metrics
     mv = resolve(engine, "fraud@candidate")
-    assert mv.version == 1 and mv.artifact_path.is_file()
+    assert mv.version == 1 and (config.artifacts_dir / mv.artifact_path).is_file()
     assert all(check.ok for check in validate_version(mv, config))
     with engine.connect() as conn:
         run = conn.execute(sa.select(schema.training_runs)).mappings().one()
@@ -60,8 +60,9 @@ def test_training_registers_a_candidate_beside_the_oracle(engine, trained):
 def test_promote_then_score_idempotently(engine, trained):
     config, _ = trained
     mv = promote(engine, "fraud", 1, "prod")
-    first = score_orders(engine, mv, Thresholds.from_config(config))
-    second = score_orders(engine, mv, Thresholds.from_config(config))
+    thresholds, artifacts = Thresholds.from_config(config), config.artifacts_dir
+    first = score_orders(engine, mv, thresholds, artifacts_dir=artifacts)
+    second = score_orders(engine, mv, thresholds, artifacts_dir=artifacts)
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(sa.func.count()).select_from(schema.fraud_predictions)
@@ -89,7 +90,7 @@ def test_scoring_a_window_catches_up_new_orders_and_an_empty_window_is_fine(
     mv = resolve(engine, "fraud@prod")
     result = score_orders(
         engine, mv, Thresholds.from_config(config), now - timedelta(days=1),
-        lookback=timedelta(days=2),
+        lookback=timedelta(days=2), artifacts_dir=config.artifacts_dir,
     )  # fmt: skip
     assert result.rows == 3 and result.features_caught_up == 3
     with engine.connect() as conn:
@@ -108,8 +109,9 @@ def test_scoring_a_window_catches_up_new_orders_and_an_empty_window_is_fine(
 def test_predict_one_order_with_online_features(engine, trained):
     config, _ = trained
     predictor = FraudPredictor(
-        engine, resolve(engine, "fraud@prod"), Thresholds.from_config(config)
-    )
+        engine, resolve(engine, "fraud@prod"), Thresholds.from_config(config),
+        artifacts_dir=config.artifacts_dir,
+    )  # fmt: skip
     with engine.connect() as conn:
         order = conn.execute(sa.select(schema.orders).limit(1)).mappings().one()
     request = {k: order[k] for k in ("buyer_wallet_id", "event_id", "price", "payment_method")}
@@ -123,15 +125,18 @@ def test_predict_one_order_with_online_features(engine, trained):
 def test_a_tampered_artifact_is_refused_before_loading(engine, trained):
     config, _ = trained
     mv = resolve(engine, "fraud:1")
-    original = mv.artifact_path.read_bytes()
+    artifact = config.artifacts_dir / mv.artifact_path
+    original = artifact.read_bytes()
     try:
-        mv.artifact_path.write_bytes(original[:-10])
+        artifact.write_bytes(original[:-10])
         with pytest.raises(MlkitError, match=r"sha256|truncated|changed"):
-            FraudPredictor(engine, mv, Thresholds.from_config(config))
+            FraudPredictor(
+                engine, mv, Thresholds.from_config(config), artifacts_dir=config.artifacts_dir
+            )
         checks = validate_version(mv, config)
         assert [c.name for c in checks if not c.ok] == ["sha256"]
     finally:
-        mv.artifact_path.write_bytes(original)
+        artifact.write_bytes(original)
 
 
 def test_a_version_below_the_gate_is_registered_but_not_promoted(engine, trained):

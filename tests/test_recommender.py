@@ -51,7 +51,7 @@ def test_a_profile_of_red_shirts_recommends_red_shirts(tmp_path):
     model = fit(products, interactions, pd.DataFrame(columns=["product_id", "rating"]))
     path = tmp_path / "model.npz"
     model.save(path)
-    loaded = RecommenderModel.load(path)
+    loaded = RecommenderModel.load(path.read_bytes())
     row = loaded.user_index(1)
     profile = loaded.profiles[row].toarray().ravel()
     scores = loaded.user_scores(profile, loaded.user_price_z[row])

@@ -54,10 +54,13 @@ def test_register_twice_gives_versions_with_files_and_sha256(engine, tmp_path):
     )
     assert (first.version, second.version) == (1, 2)
     for mv, payload in ((first, b"one"), (second, b"two")):
-        assert mv.artifact_path == tmp_path / name / f"v{mv.version}" / "model.ubj"
-        assert mv.artifact_path.read_bytes() == payload
+        # Stored relative to the artifacts root, so the row names no place outside it.
+        assert mv.artifact_path == Path(name) / f"v{mv.version}" / "model.ubj"
+        assert registry.resolve(engine, mv.ref).artifact_path == mv.artifact_path
+        assert (tmp_path / mv.artifact_path).read_bytes() == payload
+        assert registry.read_artifact(mv, tmp_path) == payload
         assert mv.sha256 == hashlib.sha256(payload).hexdigest()
-        meta = json.loads((mv.artifact_path.parent / "metadata.json").read_text())
+        meta = json.loads((tmp_path / mv.artifact_path.parent / "metadata.json").read_text())
         assert meta["version"] == mv.version and meta["sha256"] == mv.sha256
         assert meta["features"] == ["amount", "hour"]
         assert mv.aliases == []
@@ -133,18 +136,78 @@ def test_resolve_the_three_reference_forms_and_unknown_ones(engine, tmp_path):
 @pytest.mark.parametrize("damage", ["tampered", "truncated", "missing"])
 def test_damaged_artifacts_are_refused_before_loading(engine, tmp_path, damage):
     mv = register(engine, tmp_path, unique(), b"0123456789" * 100)
-    assert registry.artifact_path_verified(mv) == mv.artifact_path
-    data = mv.artifact_path.read_bytes()
+    path = registry.artifact_file(mv, tmp_path)
+    assert registry.read_artifact(mv, tmp_path) == path.read_bytes()
+    data = path.read_bytes()
     if damage == "tampered":
-        mv.artifact_path.write_bytes(data[:500] + bytes([data[500] ^ 1]) + data[501:])
+        path.write_bytes(data[:500] + bytes([data[500] ^ 1]) + data[501:])
     elif damage == "truncated":
-        mv.artifact_path.write_bytes(data[:-1])
+        path.write_bytes(data[:-1])
     else:
-        mv.artifact_path.unlink()
+        path.unlink()
     with pytest.raises(MlkitError) as refused:
-        registry.artifact_path_verified(registry.resolve(engine, mv.ref))
-    assert str(mv.artifact_path) in str(refused.value)
+        registry.read_artifact(registry.resolve(engine, mv.ref), tmp_path)
+    assert str(path) in str(refused.value)
     assert ("missing" if damage == "missing" else "sha256") in str(refused.value)
+
+
+def _point_at(engine, mv, artifact_path: str) -> registry.ModelVersion:
+    """The version as the registry reads it once its row names `artifact_path`."""
+    with engine.begin() as conn:
+        conn.execute(
+            model_versions.update()
+            .where(model_versions.c.name == mv.name, model_versions.c.version == mv.version)
+            .values(artifact_path=artifact_path)
+        )
+    return registry.resolve(engine, mv.ref)
+
+
+def test_an_absolute_path_inside_the_root_still_reads(engine, tmp_path):
+    mv = register(engine, tmp_path / "artifacts", unique(), b"payload")
+    inside = tmp_path / "artifacts" / mv.artifact_path
+    assert registry.read_artifact(_point_at(engine, mv, str(inside)), tmp_path / "artifacts") == (
+        b"payload"
+    )
+
+
+@pytest.mark.parametrize("escape", ["absolute", "dotdot", "symlink"])
+def test_a_path_outside_the_artifacts_root_is_refused(engine, tmp_path, escape):
+    root = tmp_path / "artifacts"
+    mv = register(engine, root, unique(), b"payload")
+    elsewhere = tmp_path / "elsewhere" / "model.ubj"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"payload")  # the registered sha256: only the place is wrong
+    if escape == "absolute":
+        stored = str(elsewhere)
+    elif escape == "dotdot":
+        stored = "../elsewhere/model.ubj"
+    else:
+        link = root / mv.artifact_path.parent / "link.ubj"
+        link.symlink_to(elsewhere)
+        stored = str(link.relative_to(root))
+    moved = _point_at(engine, mv, stored)
+    with pytest.raises(MlkitError, match="outside the artifacts directory") as refused:
+        registry.read_artifact(moved, root)
+    assert refused.value.hint and "not loaded" in refused.value.hint
+    assert registry.inspect_artifact(moved, root)["check"].startswith("artifact of")
+
+
+def test_registered_artifacts_are_private(engine, tmp_path):
+    mv = register(engine, tmp_path / "artifacts", unique(), b"payload")
+    folder = tmp_path / "artifacts" / mv.artifact_path.parent
+    assert (folder / mv.artifact_path.name).stat().st_mode & 0o777 == 0o600
+    assert (folder / "metadata.json").stat().st_mode & 0o777 == 0o600
+    for each in (folder, folder.parent, tmp_path / "artifacts"):
+        assert each.stat().st_mode & 0o777 == 0o700, each
+
+
+def test_artifact_formats_say_which_can_run_code():
+    assert registry.artifact_format(b"\x80\x04\x95", "model.bin") == "pickle (can run code)"
+    assert registry.artifact_format(b"", "model.joblib") == "pickle (can run code)"
+    assert registry.artifact_format(b"CBM1xxxx", "model.cbm") == "catboost cbm"
+    assert registry.artifact_format(b"PK\x03\x04", "model.npz") == "npz (plain arrays)"
+    assert registry.artifact_format(b"{L", "model.ubj") == "xgboost ubj"
+    assert registry.artifact_format(b"{", "logreg.json") == "json"
 
 
 def test_promote_rollback_and_append_only_history(engine, tmp_path):

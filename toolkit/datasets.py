@@ -68,8 +68,38 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def private_mkdir(path: Path) -> None:
+    """Create `path` and any missing parents readable by their owner only (0700); folders
+    that already exist keep their mode."""
+    path = Path(path)
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:  # created concurrently: fine, as long as it is a folder
+            if not folder.is_dir():
+                raise
+            continue
+        os.chmod(folder, PRIVATE_DIR)  # mkdir's mode is masked by the umask
+
+
+def make_private(path: Path) -> None:
+    """Owner-only access (0600) to a file mlkit wrote (models and customers' features)."""
+    os.chmod(path, PRIVATE_FILE)
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_mkdir(path.parent)
+    # mkstemp creates the file 0600, so the renamed file stays private.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -104,12 +134,16 @@ def write_snapshot(
         raise MlkitError(f"snapshot {final} already exists")
     staging = root / f".staging-{run_id}"
     try:
-        staging.mkdir(parents=True)
+        private_mkdir(staging.parent)
+        staging.mkdir(mode=PRIVATE_DIR)
+        os.chmod(staging, PRIVATE_DIR)
         data = staging / "data.parquet"
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), data)
+        make_private(data)
         manifest = {**manifest, "name": name, "run_id": run_id, "sha256": sha256_file(data)}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_private(staging / "manifest.json")
+        private_mkdir(final.parent)
         os.replace(staging, final)
     except OSError as exc:
         raise MlkitError(

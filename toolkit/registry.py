@@ -1,6 +1,8 @@
 """The model registry: versioned, verified artifacts and movable aliases with their history.
 
-A version lives in `<artifacts>/<name>/v<version>/` as the artifact file and `metadata.json`.
+A version lives in `<artifacts>/<name>/v<version>/` as the artifact file and `metadata.json`;
+its row holds that path relative to the artifacts root, and a loader reads the bytes once,
+checks their sha256 and deserialises those same bytes (see `read_artifact`).
 It is staged in `<artifacts>/<name>/.staging-<random>/` and renamed into place inside the
 transaction that inserts its row, so a version either exists completely (row, file and
 metadata) or not at all. Aliases (`candidate`, `prod`, ...) point at versions; every move
@@ -11,6 +13,7 @@ is appended to `model_alias_history` and never rewritten. A reference reads `fra
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import logging
 import math
@@ -30,7 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from .clock import utcnow
-from .datasets import _atomic_write_text, sha256_file
+from .datasets import _atomic_write_text, make_private, private_mkdir, sha256_file
 from .errors import MlkitError
 from .locks import job_lock
 from .schema import model_alias_history, model_aliases, model_versions
@@ -193,7 +196,7 @@ def register_model(
     }
     try:
         try:
-            staging.mkdir(parents=True)
+            private_mkdir(staging)
         except OSError as exc:
             raise MlkitError(
                 f"cannot create {staging}: {exc.strerror}",
@@ -203,6 +206,7 @@ def register_model(
         write_artifact(artifact)
         if not artifact.is_file() or artifact.stat().st_size == 0:
             raise MlkitError(f"the model writer produced no {filename} (or an empty one)")
+        make_private(artifact)
         metadata["sha256"] = sha256_file(artifact)
         metadata["size_bytes"] = artifact.stat().st_size
         for attempt in range(_REGISTER_ATTEMPTS):
@@ -248,7 +252,7 @@ def _commit_version(engine: Engine, root: Path, staging: Path, metadata: dict) -
                 "name": name,
                 "version": version,
                 "created_at": created_at,
-                "artifact_path": str(final / metadata["filename"]),
+                "artifact_path": (Path(name) / final.name / metadata["filename"]).as_posix(),
             }
             conn.execute(model_versions.insert().values(**row))
             document = {**metadata, "version": version, "created_at": created_at.isoformat()}
@@ -268,6 +272,88 @@ def _commit_version(engine: Engine, root: Path, staging: Path, metadata: dict) -
             os.replace(final, staging)
         raise
     return _from_mapping(row)
+
+
+# ---------------------------------------------------------------- reading artifacts
+
+# How a file's first bytes name its format, and whether loading it could run code.
+_PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+
+
+def artifact_file(mv: ModelVersion, artifacts_dir: Path) -> Path:
+    """Where the artifact of `mv` lives, after symlinks, once it is inside the artifacts root.
+
+    New rows hold a path relative to the root; older rows an absolute one, accepted only
+    when it too resolves inside the root (a row pointing anywhere else is refused, so
+    writing the database is not enough to make this host read a file of one's choosing).
+    """
+    root = Path(artifacts_dir).expanduser().resolve()
+    path = (root / Path(mv.artifact_path).expanduser()).resolve()
+    if not path.is_relative_to(root):
+        raise MlkitError(
+            f"artifact of {mv.ref} is outside the artifacts directory: {mv.artifact_path} "
+            f"resolves to {path}, not under {root}",
+            hint=f"{mv.ref} is not loaded; train a new version, or check the model_versions "
+            "row and MLKIT_ARTIFACTS_DIR (paths.artifacts)",
+        )
+    return path
+
+
+def read_artifact(mv: ModelVersion, artifacts_dir: Path) -> bytes:
+    """The artifact's bytes, read once and returned only when their sha256 matches the
+    registry: a loader deserialises these bytes and never reopens the path, so a file
+    swapped in after the check is never read."""
+    path = artifact_file(mv, artifacts_dir)
+    hint = (
+        f"restore the file from a backup or train a new version; {mv.ref} is not loaded "
+        "while it does not match"
+    )
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise MlkitError(
+            f"artifact of {mv.ref} is missing: {path} does not exist", hint=hint
+        ) from None
+    except OSError as exc:
+        raise MlkitError(
+            f"cannot read the artifact of {mv.ref} at {path}: {exc.strerror}", hint=hint
+        ) from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != mv.sha256:
+        raise MlkitError(
+            f"artifact of {mv.ref} at {path} fails its sha256 check (registered "
+            f"{mv.sha256[:12]}…, file {actual[:12]}…, {len(data)} bytes): truncated or tampered",
+            hint=hint,
+        )
+    return data
+
+
+def artifact_format(data: bytes, filename: str) -> str:
+    """What an artifact's bytes are, and `pickle (can run code)` for a pickle (joblib's
+    included), the one format whose loading executes what the file says."""
+    name = filename.lower()
+    if data[:1] == b"\x80" or name.endswith(_PICKLE_SUFFIXES):
+        return "pickle (can run code)"
+    if data[:4] == b"CBM1":
+        return "catboost cbm"
+    if data[:4] == b"PK\x03\x04" and name.endswith(".npz"):
+        return "npz (plain arrays)"
+    if name.endswith(".ubj"):
+        return "xgboost ubj"
+    if name.endswith(".json"):
+        return "json"
+    return "unknown"
+
+
+def inspect_artifact(mv: ModelVersion, artifacts_dir: Path) -> dict[str, str]:
+    """`check` (`ok` or why the artifact is refused) and `format` of a version's artifact,
+    for `models show`; nothing is deserialised."""
+    try:
+        data = read_artifact(mv, artifacts_dir)
+    except MlkitError as exc:
+        return {"check": exc.message, "format": artifact_format(b"", mv.artifact_path.name)}
+    return {"check": "ok", "format": artifact_format(data, mv.artifact_path.name)}
 
 
 # ---------------------------------------------------------------- reading
@@ -380,32 +466,6 @@ def resolve(engine: Engine, ref: str) -> ModelVersion:
             )
         aliases = _aliases_by_version(conn, [name]).get((name, int(row.version)))
     return _from_row(row, aliases)
-
-
-def artifact_path_verified(mv: ModelVersion) -> Path:
-    """The artifact's path once its sha256 matches the registry; raises before anything
-    could deserialise a missing, truncated or tampered file."""
-    path = Path(mv.artifact_path)
-    hint = (
-        f"restore the file from a backup or train a new version; {mv.ref} is not loaded "
-        "while it does not match"
-    )
-    if not path.is_file():
-        raise MlkitError(f"artifact of {mv.ref} is missing: {path} does not exist", hint=hint)
-    try:
-        actual = sha256_file(path)
-    except OSError as exc:
-        raise MlkitError(
-            f"cannot read the artifact of {mv.ref} at {path}: {exc.strerror}"
-        ) from None
-    if actual != mv.sha256:
-        raise MlkitError(
-            f"artifact of {mv.ref} at {path} fails its sha256 check (registered "
-            f"{mv.sha256[:12]}…, file {actual[:12]}…, {path.stat().st_size} bytes): "
-            "truncated or tampered",
-            hint=hint,
-        )
-    return path
 
 
 # ---------------------------------------------------------------- aliases

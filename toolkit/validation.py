@@ -17,18 +17,19 @@ class Check:
 def validate_version(mv, config, *, min_auc_pr: float | None = None) -> list[Check]:
     """sha256, loading, feature list, a prediction on the stored example, metric gates.
     The artifact is checked byte for byte before anything is deserialised."""
-    from .registry import artifact_path_verified
+    from .registry import read_artifact
 
     checks: list[Check] = []
     try:
-        artifact_path_verified(mv)
+        # The bytes checked are the bytes loaded below: the path is read once.
+        artifact = read_artifact(mv, config.artifacts_dir)
         checks.append(Check("sha256", True, f"{mv.sha256[:12]}… matches {mv.artifact_path}"))
     except MlkitError as exc:
         return [Check("sha256", False, exc.message)]
     if mv.family == "signal":
         from .signal.model import validation_checks
 
-        return checks + [Check(*check) for check in validation_checks(mv)]
+        return checks + [Check(*check) for check in validation_checks(mv, config.artifacts_dir)]
     if mv.family != "fraud":
         return checks
     import numpy as np
@@ -38,7 +39,7 @@ def validate_version(mv, config, *, min_auc_pr: float | None = None) -> list[Che
     from .fraud.model import load_model
 
     try:
-        model = load_model(mv.artifact_path, mv.params)
+        model = load_model(artifact, mv.params)
         checks.append(Check("loads", True, f"{mv.params.get('model')} model loaded"))
     except Exception as exc:  # any failure to load is a failed check, not a crash
         return [*checks, Check("loads", False, f"{type(exc).__name__}: {exc}")]

@@ -206,7 +206,13 @@ class DemoStream:
             mv = resolve(self.engine, "fraud@prod")
         except MlkitError:
             return None  # no prod fraud model: orders stream unscored
-        return FraudPredictor(self.engine, mv, Thresholds.from_config(self.config), redis)
+        return FraudPredictor(
+            self.engine,
+            mv,
+            Thresholds.from_config(self.config),
+            redis,
+            artifacts_dir=self.config.artifacts_dir,
+        )
 
     def _reward_scale(self) -> float:
         from ..registry import resolve

@@ -6,12 +6,15 @@ Models never query the database: they take frames with the dataset's columns.
 
 from __future__ import annotations
 
+import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..errors import MlkitError
 from .columns import NUMERIC_FEATURES
 
 MODEL_KINDS = ("xgboost", "logreg")
@@ -147,12 +150,13 @@ class XGBoostFraud:
         self.booster_.save_model(str(path))
 
     @classmethod
-    def load(cls, path: Path, params: dict) -> XGBoostFraud:
+    def load(cls, data: bytes, params: dict) -> XGBoostFraud:
+        """The model of an artifact's verified bytes (XGBoost UBJ or JSON, never a pickle)."""
         import xgboost as xgb
 
         model = cls(max_depth=params["max_depth"], learning_rate=params["learning_rate"])
         model.booster_ = xgb.Booster()
-        model.booster_.load_model(str(path))
+        model.booster_.load_model(bytearray(data))
         model.best_iteration_ = int(params["best_iteration"])
         model.categories_ = list(params["categories"])
         model.calibration_ = tuple(params["calibration"])
@@ -167,7 +171,7 @@ class LogRegFraud:
     C: float = 1.0
     pipeline_: object = None
     validation_scores_: np.ndarray | None = None
-    filename = "model.joblib"
+    filename = "logreg.json"  # numbers only: loading it cannot run code, unlike a pickle
 
     @staticmethod
     def _columns() -> list[str]:
@@ -179,9 +183,8 @@ class LogRegFraud:
         out[CATEGORICAL] = out[CATEGORICAL].astype(object)
         return out
 
-    def fit(self, train: pd.DataFrame, valid: pd.DataFrame) -> LogRegFraud:
-        """Fitted on train, scored on validation (out of sample, for the threshold), then
-        refit on train + validation: the same rows the XGBoost model finally learns from."""
+    def _new_pipeline(self):
+        """The unfitted Pipeline: imputation, scaling and one-hot inside, then the model."""
         from sklearn.compose import ColumnTransformer
         from sklearn.impute import SimpleImputer
         from sklearn.linear_model import LogisticRegression
@@ -208,9 +211,14 @@ class LogRegFraud:
                 ),
             ]
         )
-        self.pipeline_ = Pipeline(
+        return Pipeline(
             [("prepare", prepare), ("model", LogisticRegression(C=self.C, max_iter=2000))]
         )
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame) -> LogRegFraud:
+        """Fitted on train, scored on validation (out of sample, for the threshold), then
+        refit on train + validation: the same rows the XGBoost model finally learns from."""
+        self.pipeline_ = self._new_pipeline()
         self.pipeline_.fit(self._inputs(train), train["label"].to_numpy())
         self.validation_scores_ = self.predict_proba(valid)
         both = pd.concat([train, valid], ignore_index=True)
@@ -227,17 +235,106 @@ class LogRegFraud:
         return {"model": "logreg", "C": self.C}
 
     def save(self, path: Path) -> None:
-        import joblib
-
-        joblib.dump(self.pipeline_, path)
+        """The fitted numbers of every step as JSON (see `LOGREG_FORMAT`)."""
+        Path(path).write_text(json.dumps(_logreg_document(self.pipeline_), indent=1))
 
     @classmethod
-    def load(cls, path: Path, params: dict) -> LogRegFraud:
-        import joblib
-
+    def load(cls, data: bytes, params: dict) -> LogRegFraud:
+        """The Pipeline rebuilt from an artifact's verified JSON bytes."""
+        try:
+            document = json.loads(data)
+            if not isinstance(document, dict) or document.get("format") != LOGREG_FORMAT:
+                raise ValueError(f"not a {LOGREG_FORMAT} document")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MlkitError(
+                f"the logistic-regression artifact is not {LOGREG_FORMAT} JSON ({exc})",
+                hint="retrain it: mlkit train fraud --model logreg (pickled baselines are "
+                "no longer loaded: unpickling can run code)",
+            ) from None
         model = cls(C=params.get("C", 1.0))
-        model.pipeline_ = joblib.load(path)
+        model.pipeline_ = _logreg_pipeline(document, C=model.C)
         return model
+
+
+LOGREG_FORMAT = "mlkit-logreg-v1"
+
+
+def _floats(values) -> list[float | None]:
+    """JSON numbers, NaN as null (json's NaN is not standard JSON)."""
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]
+
+
+def _array(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _logreg_document(pipeline) -> dict:
+    prepare, regression = pipeline.named_steps["prepare"], pipeline.named_steps["model"]
+    numeric_steps = prepare.named_transformers_["numeric"]
+    imputer, scaler = numeric_steps.steps[0][1], numeric_steps.steps[1][1]
+    onehot = prepare.named_transformers_["categorical"].steps[1][1]
+    return {
+        "format": LOGREG_FORMAT,
+        "numeric_columns": list(prepare.transformers_[0][2]),
+        "categorical_column": CATEGORICAL,
+        "imputer_statistics": _floats(imputer.statistics_),
+        "missing_indicator_columns": [int(i) for i in imputer.indicator_.features_],
+        "scaler_mean": _floats(scaler.mean_),
+        "scaler_scale": _floats(scaler.scale_),
+        "scaler_var": _floats(scaler.var_),
+        "categories": [str(c) for c in onehot.categories_[0]],
+        "classes": [int(c) for c in regression.classes_],
+        "coef": _floats(regression.coef_[0]),
+        "intercept": float(regression.intercept_[0]),
+    }
+
+
+def _logreg_pipeline(document: dict, *, C: float):
+    """The same Pipeline `LogRegFraud.fit` builds, fitted on a few synthetic rows that give
+    every step the same shape (columns kept or dropped, indicator columns, categories),
+    then given the saved numbers."""
+    numeric = list(document["numeric_columns"])
+    if numeric != [*NUMERIC_FEATURES, "is_resale"]:
+        raise MlkitError(
+            f"the logistic-regression artifact was trained on other features: {numeric[:4]}...",
+            hint="retrain it: mlkit train fraud --model logreg",
+        )
+    statistics = _array(document["imputer_statistics"])
+    indicators = set(document["missing_indicator_columns"])
+    categories = list(document["categories"])
+    rows = max(len(categories), 2)
+    synthetic = {}
+    for i, column in enumerate(numeric):
+        values = np.full(rows, statistics[i])  # NaN everywhere: a column dropped in training
+        if i in indicators:
+            values[0] = np.nan
+        synthetic[column] = values
+    synthetic[CATEGORICAL] = np.array(
+        [categories[i % len(categories)] for i in range(rows)], dtype=object
+    )
+    frame = pd.DataFrame(synthetic)
+    labels = np.array([document["classes"][i % 2] for i in range(rows)])
+    builder = LogRegFraud(C=C)
+    fitted = builder._new_pipeline()
+    with warnings.catch_warnings():  # constant and all-missing synthetic columns are meant
+        warnings.simplefilter("ignore")
+        fitted.fit(builder._inputs(frame), labels)
+    prepare, regression = fitted.named_steps["prepare"], fitted.named_steps["model"]
+    numeric_steps = prepare.named_transformers_["numeric"]
+    imputer, scaler = numeric_steps.steps[0][1], numeric_steps.steps[1][1]
+    onehot = prepare.named_transformers_["categorical"].steps[1][1]
+    if [str(c) for c in onehot.categories_[0]] != categories or len(scaler.mean_) != len(
+        document["scaler_mean"]
+    ):
+        raise MlkitError("the logistic-regression artifact does not describe a fraud baseline")
+    imputer.statistics_ = statistics
+    scaler.mean_ = _array(document["scaler_mean"])
+    scaler.scale_ = _array(document["scaler_scale"])
+    scaler.var_ = _array(document["scaler_var"])
+    regression.classes_ = np.array(document["classes"])
+    regression.coef_ = _array(document["coef"]).reshape(1, -1)
+    regression.intercept_ = np.array([float(document["intercept"])])
+    return fitted
 
 
 def _platt(margin: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -252,6 +349,6 @@ def model_class(kind: str):
     return {"xgboost": XGBoostFraud, "logreg": LogRegFraud}[kind]
 
 
-def load_model(path: Path, params: dict):
-    """Deserialise a verified artifact (callers check its sha256 first)."""
-    return model_class(params["model"]).load(path, params)
+def load_model(data: bytes, params: dict):
+    """The model of an artifact's bytes (callers pass bytes whose sha256 they checked)."""
+    return model_class(params["model"]).load(data, params)

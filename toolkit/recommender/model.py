@@ -104,8 +104,11 @@ class RecommenderModel:
             np.savez_compressed(handle, **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> RecommenderModel:
-        with np.load(path, allow_pickle=False) as data:
+    def load(cls, artifact: bytes) -> RecommenderModel:
+        """The model of an artifact's verified bytes (plain arrays, allow_pickle=False)."""
+        import io
+
+        with np.load(io.BytesIO(artifact), allow_pickle=False) as data:
             values = {}
             for f in fields(cls):
                 if f.name in _SPARSE:

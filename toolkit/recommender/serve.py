@@ -35,7 +35,7 @@ class Recommender:
 
     @classmethod
     def open(cls, engine: Engine, config, ref: str = "recommender@prod") -> Recommender:
-        from ..registry import artifact_path_verified, resolve
+        from ..registry import read_artifact, resolve
 
         half_life = float(config.get("recommender.recency_half_life_days"))
         try:
@@ -44,12 +44,12 @@ class Recommender:
         except sa.exc.DBAPIError as exc:
             return cls._fallback(config, engine, exc, half_life)
         mv = resolve(engine, ref)
-        model = RecommenderModel.load(artifact_path_verified(mv))
+        model = RecommenderModel.load(read_artifact(mv, config.artifacts_dir))
         return cls(model, mv.ref, engine, half_life_days=half_life)
 
     @classmethod
     def _fallback(cls, config, engine: Engine, exc: Exception, half_life: float) -> Recommender:
-        from ..registry import ModelVersion, artifact_path_verified
+        from ..registry import ModelVersion, read_artifact
 
         why = explain_db_error(exc, engine.url).message
         pointer = Path(config.artifacts_dir).expanduser() / "recommender" / LAST_GOOD
@@ -67,7 +67,7 @@ class Recommender:
             Path(saved["artifact_path"]),
             saved["sha256"],
         )
-        model = RecommenderModel.load(artifact_path_verified(mv))
+        model = RecommenderModel.load(read_artifact(mv, config.artifacts_dir))
         warning = (
             f"database unreachable ({why}): serving {mv.ref}, the last good artifact "
             f"({saved.get('created_at')}), without interactions since it was trained"

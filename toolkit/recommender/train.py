@@ -235,4 +235,4 @@ def remember_last_good(artifacts_dir: Path, mv) -> None:
 
 
 def load_model(path: Path) -> RecommenderModel:
-    return RecommenderModel.load(path)
+    return RecommenderModel.load(Path(path).read_bytes())

@@ -13,6 +13,8 @@ from ..errors import MlkitError
 from .labels import CLASSES
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
     from catboost import CatBoostClassifier
 
@@ -269,28 +271,29 @@ def _by_importance(X: pd.DataFrame, y: np.ndarray, settings: ModelSettings) -> S
 # ---------------------------------------------------------------- loading
 
 
-def load_signal_model(mv) -> CatBoostClassifier:
-    """The CatBoost model of a registered version, after its sha256 matched."""
+def load_signal_model(mv, artifacts_dir: Path) -> CatBoostClassifier:
+    """The CatBoost model of a registered version, from the `.cbm` bytes whose sha256
+    matched (read once; the path is not reopened)."""
     from catboost import CatBoostClassifier
 
-    from ..registry import artifact_path_verified
+    from ..registry import read_artifact
 
-    path = artifact_path_verified(mv)
+    data = read_artifact(mv, artifacts_dir)
     model = CatBoostClassifier()
     try:
-        model.load_model(str(path), format="cbm")
-    except Exception as exc:  # CatBoostError on a file that is not a model
-        raise MlkitError(f"cannot load {mv.ref} from {path}: {exc}") from None
+        model.load_model(blob=data, format="cbm")
+    except Exception as exc:  # CatBoostError on bytes that are not a model
+        raise MlkitError(f"cannot load {mv.ref} from {mv.artifact_path}: {exc}") from None
     return model
 
 
-def validation_checks(mv) -> list[tuple[str, bool, str]]:
+def validation_checks(mv, artifacts_dir: Path) -> list[tuple[str, bool, str]]:
     """(name, ok, detail) checks of a registered signal version once its sha256 matched:
     it loads, it uses the features it lists, it gives probabilities on its stored example."""
     import pandas as pd
 
     try:
-        model = load_signal_model(mv)
+        model = load_signal_model(mv, artifacts_dir)
     except Exception as exc:  # any failure to load is a failed check, not a crash
         return [("loads", False, f"{type(exc).__name__}: {exc}")]
     checks = [("loads", True, "CatBoost model loaded")]

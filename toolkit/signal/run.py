@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -171,10 +172,10 @@ def _initial_training(engine: Engine, config, symbol: str, n_bars: int) -> dict:
     }
 
 
-def _model_signal(mv: ModelVersion, bars) -> dict:
+def _model_signal(mv: ModelVersion, bars, artifacts_dir: Path) -> dict:
     from .model import load_signal_model, predict_proba
 
-    model = load_signal_model(mv)
+    model = load_signal_model(mv, artifacts_dir)
     features = compute_features(bars)
     missing = [name for name in mv.features if name not in features.columns]
     if missing:
@@ -236,7 +237,7 @@ def run_signal(engine: Engine, config, symbol: str, *, train: bool = True) -> di
     document: dict = {"symbol": symbol, "ts": last_bar["ts"].to_pydatetime()}
     document["close"] = float(last_bar["close"])
     if mv is not None:
-        document |= _model_signal(mv, bars)
+        document |= _model_signal(mv, bars, config.artifacts_dir)
         document |= {"fallback": False, "model_version": mv.ref}
         reason = None
     else:
