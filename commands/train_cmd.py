@@ -130,7 +130,10 @@ def mab(
     config = load_config(ctx)
     redis = redis_client(config.redis_url, required=False)
     if redis is None:
-        err("warning: Redis is unavailable: the bandit state is saved to the database only")
+        err(
+            "warning: the bandit state is saved to the database only; "
+            "Redis unreachable, it will be rewritten on the next read"
+        )
     try:
         result = train_bandit(
             make_engine(config.database_url), config, redis,
@@ -258,7 +261,10 @@ def train_all(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     config = load_config(ctx)
     redis = redis_client(config.redis_url, required=False)
     if redis is None:
-        err("warning: Redis is unavailable: the bandit state is saved to the database only")
+        err(
+            "warning: the bandit state is saved to the database only; "
+            "Redis unreachable, it will be rewritten on the next read"
+        )
     document = run_all(
         make_engine(config.database_url),
         config,

@@ -41,6 +41,14 @@ CREATE TABLE bandit_arms (
 	PRIMARY KEY (bandit, arm)
 );
 
+CREATE TABLE bandit_generations (
+	bandit VARCHAR(64) NOT NULL,
+	generation BIGINT NOT NULL,
+	database_id VARCHAR(32) NOT NULL,
+	updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	PRIMARY KEY (bandit)
+);
+
 CREATE TABLE blacklisted_wallets (
 	wallet_address VARCHAR(42) NOT NULL,
 	reason TEXT,
@@ -112,6 +120,14 @@ CREATE TABLE demo_truth_wallets (
 	home_lon DOUBLE PRECISION NOT NULL,
 	activity DOUBLE PRECISION NOT NULL,
 	PRIMARY KEY (wallet_id)
+);
+
+CREATE TABLE demo_world_rows (
+	run_id INTEGER NOT NULL,
+	table_name VARCHAR(64) NOT NULL,
+	first_id BIGINT NOT NULL,
+	last_id BIGINT NOT NULL,
+	PRIMARY KEY (run_id, table_name, first_id)
 );
 
 CREATE TABLE demo_worlds (

@@ -453,6 +453,19 @@ bandit_arms = sa.Table(
     _ts("updated_at", nullable=False),
 )
 
+# Which state of the bandit Redis may serve: `generation` changes whenever the arms change
+# in a way Redis did not receive (train, reset, a reward Redis missed); `database_id` is a
+# random id written once, so Redis values of another database sharing the index are
+# recognised. Every Redis value carries both.
+bandit_generations = sa.Table(
+    "bandit_generations",
+    metadata,
+    sa.Column("bandit", sa.String(64), primary_key=True),
+    sa.Column("generation", sa.BigInteger(), nullable=False, default=1),
+    sa.Column("database_id", sa.String(32), nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
 migration_progress = sa.Table(
     "migration_progress",
     metadata,
@@ -542,6 +555,17 @@ demo_worlds = sa.Table(
     sa.Column("orders", sa.BigInteger(), nullable=False),
     sa.Column("params", JSON),
     _ts("created_at", nullable=False),
+)
+
+# The id ranges each demo period (and `demo stream` since) wrote per table: the fence that
+# keeps seeding and `--replace` off every row no demo world wrote.
+demo_world_rows = sa.Table(
+    "demo_world_rows",
+    metadata,
+    sa.Column("run_id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("table_name", sa.String(64), primary_key=True),
+    sa.Column("first_id", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("last_id", sa.BigInteger(), nullable=False),
 )
 
 demo_truth_orders = sa.Table(

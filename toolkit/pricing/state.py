@@ -2,13 +2,20 @@
 
 The database is the record: every reward is one transaction that increments the arm's row
 (pulls + 1, sums + r) and reads the row back, so concurrent updates add up exactly
-however they interleave. Redis then receives that row through a Lua compare-and-set that
-only ever replaces a value with one of more pulls, so its copy converges to the
-database's whatever order the writers reach it in, and a flushed or missing key is simply
-written again. Without Redis everything reads and writes the database (with a warning).
+however they interleave. Redis is a cache of it, never ahead of it. The database keeps a
+stamp (table bandit_generations): a generation, changed whenever the arms change in a way
+Redis did not receive (`train mab`, `mab reset`, a reward while Redis was unreachable), and
+a random database id written once. Every Redis value carries the stamp it was written
+under; a reader serves Redis only when all arms carry the database's current stamp, and
+otherwise serves the database and rewrites Redis from it. So state of an older generation
+or of another database sharing the Redis index is never served (two databases on one
+index just keep rewriting it). Writes go through a Lua compare-and-set: a value of another
+stamp is replaced, one of the same stamp only by a value of more pulls, so Redis converges
+to the database whatever order the writers reach it in. Without Redis everything reads and
+writes the database (with a warning).
 
 Redis keys `mab:<arm>` hold JSON: arm, pulls, reward_sum, reward_sq_sum, mean, variance,
-alpha, beta, updated_at (`redis-cli GET mab:baseline`).
+alpha, beta, updated_at, generation, database_id (`redis-cli GET mab:baseline`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -34,20 +42,39 @@ log = logging.getLogger("mlkit.mab")
 BANDIT = "pricing"
 KEY_PREFIX = "mab:"
 
-# KEYS[1] the arm's key; ARGV[1] the new JSON, ARGV[2] its pulls. Replaces a missing,
-# unreadable or older value; returns 1 when it wrote.
+# KEYS[1] the arm's key; ARGV[1] the new JSON, ARGV[2] its pulls, ARGV[3] its generation,
+# ARGV[4] its database id. Replaces a missing or unreadable value, a value of another
+# stamp, or one of the same stamp and fewer pulls; returns 1 when it wrote.
 SET_IF_NEWER_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, value = pcall(cjson.decode, current)
-  if ok and type(value) == 'table' and tonumber(value['pulls'])
-     and tonumber(value['pulls']) >= tonumber(ARGV[2]) then
+  if ok and type(value) == 'table' and value['database_id'] == ARGV[4]
+     and tonumber(value['generation']) == tonumber(ARGV[3])
+     and tonumber(value['pulls']) and tonumber(value['pulls']) >= tonumber(ARGV[2]) then
     return 0
   end
 end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
+
+REDIS_UNREACHABLE = "Redis unreachable, it will be rewritten on the next read"
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """The database's current bandit generation and its id: what Redis values must carry."""
+
+    generation: int
+    database_id: str
+
+    @classmethod
+    def of(cls, value: dict) -> Stamp | None:
+        generation, database_id = value.get("generation"), value.get("database_id")
+        if isinstance(generation, int) and isinstance(database_id, str):
+            return cls(generation, database_id)
+        return None
 
 
 @dataclass
@@ -83,13 +110,25 @@ class ArmState:
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.as_dict(), separators=(",", ":"))
+    def to_json(self, stamp: Stamp) -> str:
+        value = self.as_dict() | {"generation": stamp.generation, "database_id": stamp.database_id}
+        return json.dumps(value, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, arm: str, raw: bytes) -> ArmState:
+    def from_json(cls, arm: str, raw: bytes) -> tuple[ArmState | None, Stamp | None]:
+        """The state and the stamp a Redis value carries; (None, None) for a JSON object
+        of no stamp (older or foreign, rewritten by the reader). Anything else that is not
+        a bandit state is refused: mlkit does not overwrite what it cannot read."""
         try:
             value = json.loads(raw)
+        except ValueError as exc:
+            raise corrupt(arm, f"{type(exc).__name__}: {exc}") from None
+        if not isinstance(value, dict):
+            raise corrupt(arm, "not a JSON object")
+        stamp = Stamp.of(value)
+        if stamp is None:
+            return None, None
+        try:
             state = cls(
                 arm=arm,
                 pulls=int(value["pulls"]),
@@ -106,7 +145,7 @@ class ArmState:
         numbers = (state.reward_sum, state.reward_sq_sum, state.alpha, state.beta)
         if state.pulls < 0 or not all(math.isfinite(x) for x in numbers):
             raise corrupt(arm, "negative pulls or a non-finite sum")
-        return state
+        return state, stamp
 
     @classmethod
     def from_row(cls, row) -> ArmState:
@@ -169,6 +208,30 @@ class BanditStore:
             ).scalar_one()
         return count > 0
 
+    def stamp(self) -> Stamp:
+        """The database's current stamp, created (generation 1, a new random id) if absent."""
+        g = schema.bandit_generations
+        with self._db("read the bandit generation") as engine:
+            try:
+                with engine.connect() as conn:
+                    stamp = _read_stamp(conn)
+            except (sa.exc.ProgrammingError, sa.exc.OperationalError):
+                # A database initialised before the table existed: add it (idempotent).
+                g.create(engine, checkfirst=True)
+                stamp = None
+            if stamp is not None:
+                return stamp
+            try:
+                with engine.begin() as conn:
+                    conn.execute(g.insert().values(
+                        bandit=BANDIT, generation=1, database_id=secrets.token_hex(16),
+                        updated_at=utcnow(),
+                    ))  # fmt: skip
+            except IntegrityError:
+                pass  # another process created it first
+            with engine.connect() as conn:
+                return _read_stamp(conn)
+
     def _ensure_rows(self) -> None:
         """Rows for every arm (an untrained bandit starts from the uniform prior)."""
         t = schema.bandit_arms
@@ -189,26 +252,30 @@ class BanditStore:
     # ------------------------------------------------------------ operations
 
     def read(self) -> tuple[dict[str, ArmState], str]:
-        """The state and where it came from ("redis" or "database"). Keys missing from
-        Redis (flushed, expired, never written) are filled from the database."""
+        """The state and where it came from ("redis" or "database"). Redis is served only
+        when every arm's value carries the database's current stamp; otherwise (flushed,
+        older generation, another database's) it is rewritten from the database."""
         if self.redis is None:
             return self.read_database(), "database"
         import redis as redis_lib
 
-        keys = [KEY_PREFIX + arm for arm in ARMS]
+        # The stamp before the arms: a reset in between labels what we write as the older
+        # generation, which the next reader replaces; never new arms under an old stamp.
+        stamp = self.stamp()
         try:
-            raw = self.redis.mget(keys)
+            raw = self.redis.mget([KEY_PREFIX + arm for arm in ARMS])
         except redis_lib.RedisError as exc:
             log.warning("Redis unavailable (%s): reading the bandit from the database", exc)
             return self.read_database(), "database"
-        cached = {
-            arm: ArmState.from_json(arm, value)  # a corrupt value stops here, untouched
-            for arm, value in zip(ARMS, raw, strict=True)
-            if value is not None
-        }
+        cached = {}
+        for arm, value in zip(ARMS, raw, strict=True):
+            if value is not None:
+                state, carried = ArmState.from_json(arm, value)  # corrupt: stops, untouched
+                if carried == stamp:
+                    cached[arm] = state
         if len(cached) < len(ARMS):
             states = self.read_database()
-            self._mirror(states.values())
+            self._write_redis(states.values(), stamp)
             return states, "database"
         return cached, "redis"
 
@@ -234,46 +301,67 @@ class BanditStore:
         returning = self.engine.dialect.update_returning
         if returning:
             increment = increment.returning(*t.c)
+        if self.redis is None:
+            self.stamp()  # the row the bump below moves
         with self._db("record the reward") as engine:
             for _ in range(2):
                 with engine.begin() as conn:
+                    if self.redis is None:
+                        # Redis will not hear of this reward: the next reader must rewrite it.
+                        # Generation before arm, the lock order of save and reset.
+                        _bump(conn)
                     result = conn.execute(increment)
                     row = result.first() if returning else None
                     if row is None and not returning and result.rowcount:
                         # Our row lock holds until commit: this is the row after our update.
                         row = conn.execute(sa.select(t).where(where)).one()
+                    # Read in the increment's transaction: a reset committed before it has
+                    # moved the generation, one after it finds our value of the old one.
+                    stamp = _read_stamp(conn) if row is not None else None
                 if row is not None:
                     state = ArmState.from_row(row)
                     break
                 self._ensure_rows()
             else:  # pragma: no cover - the rows exist after _ensure_rows
                 raise MlkitError(f"the bandit has no row for {arm}")
-        self._mirror([state])
+        if self.redis is not None and not self._write_redis([state], stamp or self.stamp()):
+            self._bump_generation()  # Redis missed this reward: the next reader rewrites it
         return state
 
-    def save(self, states: dict[str, ArmState]) -> None:
-        """Replace the whole state (training): one database transaction, then Redis."""
+    def save(self, states: dict[str, ArmState]) -> bool:
+        """Replace the whole state (training) under a new generation: one database
+        transaction, then Redis. False when Redis did not receive it."""
         t = schema.bandit_arms
         now = utcnow()
+        states = {a: replace(s, updated_at=s.updated_at or now) for a, s in states.items()}
+        self.stamp()
         with self._db("save the bandit state") as engine, engine.begin() as conn:
+            _bump(conn)
             conn.execute(t.delete().where(t.c.bandit == BANDIT))
             conn.execute(
-                t.insert(),
-                [{**_row(s), "updated_at": s.updated_at or now} for s in states.values()],
+                t.insert(), [{**_row(s), "updated_at": s.updated_at} for s in states.values()]
             )
-        self._write_redis(states.values(), overwrite=True)
+            stamp = _read_stamp(conn)
+        return self._write_redis(states.values(), stamp)
 
-    def reset(self) -> None:
+    def reset(self) -> bool:
+        """Forget every arm under a new generation; then delete the Redis keys. False when
+        Redis did not answer (its values are then of the old generation, never served)."""
         t = schema.bandit_arms
+        self.stamp()
         with self._db("reset the bandit") as engine, engine.begin() as conn:
+            _bump(conn)
             conn.execute(t.delete().where(t.c.bandit == BANDIT))
-        if self.redis is not None:
-            import redis as redis_lib
+        if self.redis is None:
+            return False
+        import redis as redis_lib
 
-            try:
-                self.redis.delete(*[KEY_PREFIX + arm for arm in ARMS])
-            except redis_lib.RedisError as exc:
-                log.warning("Redis unavailable (%s): its bandit keys were not deleted", exc)
+        try:
+            self.redis.delete(*[KEY_PREFIX + arm for arm in ARMS])
+        except redis_lib.RedisError as exc:
+            log.warning("cannot delete the bandit keys (%s): %s", exc, REDIS_UNREACHABLE)
+            return False
+        return True
 
     # ------------------------------------------------------------ helpers
 
@@ -286,34 +374,33 @@ class BanditStore:
         try:
             raw = self.redis.get(KEY_PREFIX + arm)
         except redis_lib.RedisError:
-            return  # _mirror warns
+            return  # _write_redis warns
         if raw is not None:
             ArmState.from_json(arm, raw)
 
-    def _mirror(self, states) -> None:
-        self._write_redis(states, overwrite=False)
-
-    def _write_redis(self, states, *, overwrite: bool) -> None:
+    def _write_redis(self, states, stamp: Stamp) -> bool:
+        """Each state through the compare-and-set; False when Redis did not answer."""
         if self.redis is None:
-            return
+            return False
         import redis as redis_lib
 
         try:
             pipe = self.redis.pipeline(transaction=True)
             for s in states:
-                if overwrite:
-                    pipe.set(KEY_PREFIX + s.arm, s.to_json())
-                else:
-                    self._script(
-                        keys=[KEY_PREFIX + s.arm], args=[s.to_json(), s.pulls], client=pipe
-                    )
+                self._script(
+                    keys=[KEY_PREFIX + s.arm],
+                    args=[s.to_json(stamp), s.pulls, stamp.generation, stamp.database_id],
+                    client=pipe,
+                )
             pipe.execute()
         except redis_lib.RedisError as exc:
-            log.warning(
-                "Redis unavailable (%s): the bandit state is in the database; Redis is "
-                "written again on the next update or read",
-                exc,
-            )
+            log.warning("the bandit state is in the database (%s): %s", exc, REDIS_UNREACHABLE)
+            return False
+        return True
+
+    def _bump_generation(self) -> None:
+        with self._db("move the bandit generation") as engine, engine.begin() as conn:
+            _bump(conn)
 
     def _db(self, action: str):
         return _DatabaseErrors(self.engine, action)
@@ -333,6 +420,24 @@ class _DatabaseErrors:
             error = explain_db_error(exc, self.engine.url)
             raise MlkitError(f"cannot {self.action}: {error.message}", hint=error.hint) from None
         return False
+
+
+def _read_stamp(conn: sa.Connection) -> Stamp | None:
+    g = schema.bandit_generations
+    row = conn.execute(
+        sa.select(g.c.generation, g.c.database_id).where(g.c.bandit == BANDIT)
+    ).first()
+    return Stamp(int(row.generation), row.database_id) if row is not None else None
+
+
+def _bump(conn: sa.Connection) -> None:
+    """A new generation: no Redis value written before it is served again."""
+    g = schema.bandit_generations
+    conn.execute(
+        g.update()
+        .where(g.c.bandit == BANDIT)
+        .values(generation=g.c.generation + 1, updated_at=utcnow())
+    )
 
 
 def _row(state: ArmState) -> dict:
