@@ -23,6 +23,30 @@ if TYPE_CHECKING:
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
 
 
+# The same `--yes` on every destructive command: it answers the question a terminal is asked.
+YesFlag = Annotated[
+    bool,
+    typer.Option("--yes", "-y", help="Go ahead without asking (needed when not on a terminal)."),
+]
+
+
+def confirm_destructive(what: str, yes: bool, *, unattended: bool = False) -> None:
+    """Go ahead when `--yes` was given or the user at a terminal agrees; else exit 1.
+
+    `what` says what will be lost. Off a terminal (pipes, scripts) nobody can be asked, so
+    `--yes` is required, unless `unattended` (a job cron runs whose work is reversible).
+    """
+    if yes:
+        return
+    if sys.stdin.isatty():
+        if typer.confirm(f"{what}. Go ahead?", default=False, err=True):
+            return
+        fail("aborted: nothing was changed")
+    if unattended:
+        return
+    fail(f"{what}; not confirmed", hint="add --yes to go ahead (stdin is not a terminal)")
+
+
 @dataclass
 class GlobalOptions:
     config_path: str | None = None

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config, progress_bar, stdout_console
+from ._common import (
+    JsonFlag,
+    YesFlag,
+    confirm_destructive,
+    emit_json,
+    err,
+    load_config,
+    progress_bar,
+    stdout_console,
+)
 
 app = typer.Typer(help="Generate demo data with ground truth.", no_args_is_help=True)
 
@@ -40,7 +49,10 @@ def seed(
         bool, typer.Option("--append", help="Continue the existing world --days more days.")
     ] = False,
     replace: Annotated[
-        bool, typer.Option("--replace", help="Delete the existing demo world first.")
+        bool,
+        typer.Option(
+            "--replace", help="Delete the recorded demo worlds' rows first (asks; see --yes)."
+        ),
     ] = False,
     shift: Annotated[
         list[str] | None,
@@ -50,6 +62,7 @@ def seed(
             metavar="NAME=FACTOR",
         ),
     ] = None,
+    yes: YesFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Fill the database with a realistic demo world for all four model families.
@@ -59,15 +72,32 @@ def seed(
     the start of the clock's day (--as-of moves it), so windows from now find it; the same
     --seed and --start give the same rows. --append continues after the world's last day.
 
+    Demo rows are fenced: each period records the ids it wrote, and a database holding rows
+    no demo world wrote is refused. --replace deletes only the recorded demo worlds' rows
+    (and the features, predictions and archived orders mlkit derived from them); it asks
+    first on a terminal and needs --yes elsewhere.
+
     Examples: mlkit demo seed --orders 1000000 --seed 7
               mlkit demo seed --append --days 7 --shift price=1.5
     """
     from mlkit.toolkit.db import make_engine
-    from mlkit.toolkit.demo.seed import parse_families, parse_shifts, seed_demo
+    from mlkit.toolkit.demo.seed import (
+        demo_database_state,
+        parse_families,
+        parse_shifts,
+        seed_demo,
+    )
 
     chosen = parse_families(families)
     shifts = parse_shifts(shift)
     engine = make_engine(load_config(ctx).database_url)
+    if replace and not append:
+        periods, _ = demo_database_state(engine)
+        if periods:
+            confirm_destructive(
+                f"--replace deletes the demo world ({periods} period(s)) of this database",
+                yes,
+            )
     with progress_bar() as progress:
         result = seed_demo(
             engine,

@@ -6,7 +6,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, fail, load_config, stdout_console
+from ._common import (
+    JsonFlag,
+    YesFlag,
+    confirm_destructive,
+    emit_json,
+    err,
+    fail,
+    load_config,
+    stdout_console,
+)
 
 if TYPE_CHECKING:
     from mlkit.toolkit.pricing.state import BanditStore
@@ -135,11 +144,11 @@ def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @app.command("reset")
 def reset(
     ctx: typer.Context,
-    yes: Annotated[
-        bool, typer.Option("--yes", help="Really forget every arm's statistics.")
-    ] = False,
+    yes: YesFlag = False,
 ) -> None:
     """Forget the bandit's state in the database and Redis (retrain with `mlkit train mab`).
+
+    Asks first on a terminal; needs --yes elsewhere.
 
     The database starts a new generation, so a Redis that missed the reset is rewritten
     from the database on its next read, never served.
@@ -148,8 +157,7 @@ def reset(
     """
     from mlkit.toolkit.pricing.state import REDIS_UNREACHABLE
 
-    if not yes:
-        fail("mab reset forgets every arm's statistics", hint="add --yes to confirm")
+    confirm_destructive("mab reset forgets every arm's statistics", yes)
     store = bandit_store(ctx)
     if store.reset():
         err("bandit state deleted from the database and Redis")

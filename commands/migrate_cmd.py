@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config, options, progress_bar, stdout_console
+from ._common import (
+    JsonFlag,
+    YesFlag,
+    confirm_destructive,
+    emit_json,
+    err,
+    load_config,
+    options,
+    progress_bar,
+    stdout_console,
+)
 
 if TYPE_CHECKING:
     from mlkit.toolkit.config import Config
@@ -87,7 +97,8 @@ def migrate(
         bool, typer.Option("--resume", help="Continue an interrupted migration.")
     ] = False,
     replace: Annotated[
-        bool, typer.Option("--replace", help="Drop the target's tables of the same name first.")
+        bool,
+        typer.Option("--replace", help="Drop the target's tables of the same name first (asks)."),
     ] = False,
     verify: Annotated[
         bool,
@@ -112,11 +123,13 @@ def migrate(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Tracebacks and per-table steps.")
     ] = False,
+    yes: YesFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Move every table (or --tables) from --source to --target: types translated by
     reflection and sized by the longest stored value, rows streamed in committed batches,
     resumable after a crash, verified by row counts and order-independent checksums.
+    --replace asks first on a terminal and needs --yes elsewhere.
 
     Example: mlkit migrate --source sqlite:///mlkit.db --target mysql+pymysql://root@127.0.0.1/shop
     """
@@ -131,6 +144,8 @@ def migrate(
         raise typer.BadParameter("use fail or skip", param_hint="--on-error")
     if resume and replace:
         raise typer.BadParameter("--resume and --replace contradict each other")
+    if replace and not dry_run:
+        confirm_destructive("--replace drops the target's tables of the same name first", yes)
     config = load_config(ctx)
     source = source or config.database_url
     target = target or mysql_target(config)

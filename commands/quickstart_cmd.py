@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config, progress_bar, stdout_console
+from ._common import (
+    JsonFlag,
+    YesFlag,
+    confirm_destructive,
+    emit_json,
+    err,
+    load_config,
+    progress_bar,
+    stdout_console,
+)
 
 DEMO_SIGNAL_SYMBOL = "BTCUSDT"
 
@@ -16,6 +25,7 @@ def quickstart(
     ctx: typer.Context,
     orders: Annotated[int, typer.Option("--orders", help="Demo orders to generate.")] = 200_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
+    yes: YesFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Initialise the configured database (SQLite by default), seed a demo world, compute
@@ -25,13 +35,14 @@ def quickstart(
 
     200,000 orders (about a minute) give a fraud model sure enough to block: with 50,000
     it scores no order above 0.79, below fraud.threshold_block. Run it again to start
-    over: the demo world is replaced.
+    over: the demo world is replaced (it asks first on a terminal; --yes elsewhere). A
+    database holding rows no demo world wrote (a platform's own) is refused untouched.
 
     Example: mlkit quickstart
     """
     from mlkit.toolkit.cache import redis_client
     from mlkit.toolkit.db import dialect_name, init_schema, make_engine, masked, table_counts
-    from mlkit.toolkit.demo.seed import seed_demo
+    from mlkit.toolkit.demo.seed import require_own_database, seed_demo
     from mlkit.toolkit.fraud.dataset import build_from_config
     from mlkit.toolkit.fraud.etl import resolve_range, run_etl
     from mlkit.toolkit.fraud.pipeline import train_fraud_model
@@ -47,6 +58,9 @@ def quickstart(
     engine = make_engine(config.database_url)
     init_schema(engine)
     err(f"database: {masked(engine)}")
+    periods = require_own_database(engine)
+    if periods:
+        confirm_destructive("the database already holds a demo world: quickstart replaces it", yes)
     with progress_bar() as progress:
         result = seed_demo(engine, orders=orders, seed=seed, replace=True, progress=progress)
         etl_result = run_etl(engine, *resolve_range(engine, None, None), progress=progress)

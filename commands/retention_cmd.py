@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, stdout_console
+from ._common import JsonFlag, YesFlag, confirm_destructive, emit_json, load_config, stdout_console
 
 app = typer.Typer(help="Data retention: archive old rows.", no_args_is_help=True)
 
@@ -28,6 +28,7 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would move; change nothing.")
     ] = False,
+    yes: YesFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Move orders older than the cut-off, with their predictions, into orders_archive and
@@ -38,12 +39,21 @@ def run(
     the job. Idempotent; a second run started meanwhile waits for the first. Live +
     archive counts are the same before and after.
 
+    On a terminal it asks first (--yes skips the question); off a terminal (cron, scripts)
+    it runs as told, since archiving moves rows and never drops them.
+
     Example: mlkit retention run --older-than 365d --dry-run
     """
     from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.retention import run_retention
 
     config = load_config(ctx)
+    if not dry_run:
+        confirm_destructive(
+            "retention run moves old orders and predictions out of the live tables",
+            yes,
+            unattended=True,
+        )
     document = run_retention(
         make_engine(config.database_url),
         older_than=older_than or str(config.get("retention.older_than")),

@@ -175,6 +175,8 @@ def test_loaded_ids_leave_room_for_the_platforms_own_inserts(engine, seeded):
             )
         ).inserted_primary_key[0]
         highest = conn.execute(sa.select(sa.func.max(schema.wallets.c.wallet_id))).scalar()
+        # The platform's row would keep the demo from being replaced below.
+        conn.execute(schema.wallets.delete().where(schema.wallets.c.wallet_id == new_id))
     assert new_id == highest
 
 
@@ -243,7 +245,10 @@ def test_quickstart_leaves_every_table_with_demo_data(cli, tmp_path, redis_url, 
     inspected = cli("inspect", "dataset", "--pointer", "current", "--json", "--strict")
     assert inspected.exit_code == 0, inspected.output
     assert json.loads(inspected.stdout)["rows"] == document["dataset"]["rows"]
-    # Run again: it starts over instead of failing.
-    again = cli("quickstart", "--orders", "12000", "--seed", "5", "--json")
+    # Run again: off a terminal it needs --yes to replace the world, then starts over.
+    unconfirmed = cli("quickstart", "--orders", "12000", "--seed", "5")
+    assert unconfirmed.exit_code == 1 and "--yes" in unconfirmed.stderr
+    again = cli("quickstart", "--orders", "12000", "--seed", "5", "--yes", "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["tables"]["orders"] == 12000
+    assert json.loads(again.stdout)["tables"]["demo_worlds"] == 1

@@ -204,7 +204,7 @@ def test_non_empty_target_is_refused_without_resume_or_replace(cli, source_db, t
     assert again.exit_code == 1
     assert "target tables are not empty: pairs (12 rows)" in again.stderr
     assert "--resume" in again.stderr
-    replaced = cli("migrate", *args, "--replace")
+    replaced = cli("migrate", *args, "--replace", "--yes")
     assert replaced.exit_code == 0, replaced.stderr
 
 
@@ -308,7 +308,7 @@ def test_values_the_target_cannot_hold_fail_or_go_to_the_reject_file(cli, tmp_pa
         assert "'lots' is not an integer" in failed.stderr
         rejects = tmp_path / "rejects.jsonl"
         code, doc, stderr = run_json(
-            cli, *args, "--replace", "--on-error", "skip", "--reject-file", str(rejects)
+            cli, *args, "--replace", "--yes", "--on-error", "skip", "--reject-file", str(rejects)
         )
         assert code == 0, stderr
         table = doc["tables"][0]

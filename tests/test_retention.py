@@ -52,6 +52,7 @@ def world(engine):
     )
     with engine.begin() as conn:
         conn.execute(fraud_predictions.delete())
+        conn.execute(fraud_predictions_archive.delete())  # the orphans an earlier test archived
         bulk_insert(conn, fraud_predictions, predictions)
     return engine
 

@@ -27,6 +27,7 @@ from ..db import (
     sync_sequences,
 )
 from ..errors import MlkitError
+from .fence import Fence, describe, record_period
 from .params import FAMILIES, SHIFTS, DemoParams
 
 # Which generator module serves which family; fraud and pricing share one ticketing world.
@@ -36,22 +37,6 @@ GENERATORS = {
     "signal": "market",
     "recommender": "shop",
 }
-
-# Tables a --replace clears per generator, including what mlkit derived from them.
-GENERATED_TABLES = {
-    "ticketing": (
-        "wallets", "events", "tickets", "orders", "ticket_transfers", "security_alerts",
-        "bot_detection", "security_events", "blacklisted_wallets", "admin_audit_log",
-        "fraud_predictions", "fraud_features", "etl_watermarks", "orders_archive",
-        "fraud_predictions_archive", "demo_truth_orders", "demo_truth_wallets",
-        "demo_truth_pricing",
-    ),
-    "market": ("market_data", "signals", "demo_truth_regimes"),
-    "shop": (
-        "products", "product_interactions", "product_reviews", "order_items", "cart_items",
-        "demo_truth_users",
-    ),
-}  # fmt: skip
 
 ProgressCallback = Callable[[str, int, int | None], None]
 
@@ -135,7 +120,11 @@ def seed_demo(
     shift: dict[str, float] | None = None,
     progress: ProgressCallback | None = None,
 ) -> SeedResult:
-    """Generate one period of the demo world and load it in a single transaction."""
+    """Generate one period of the demo world and load it in a single transaction.
+
+    Refuses a database holding rows no recorded demo world wrote; `replace` deletes only the
+    rows of recorded demo worlds (and what mlkit derived from them), never other rows.
+    """
     if days <= 0:
         raise MlkitError("--days must be positive")
     if orders is not None and orders < 100:
@@ -146,6 +135,8 @@ def seed_demo(
         worlds = conn.execute(
             sa.select(schema.demo_worlds).order_by(schema.demo_worlds.c.run_id)
         ).all()
+        fence = Fence(conn)
+        foreign = fence.foreign_rows(conn)
     if append and not worlds:
         raise MlkitError("there is no demo world to append to", hint="run `mlkit demo seed` first")
     if not append and worlds and not replace:
@@ -154,6 +145,8 @@ def seed_demo(
             hint="continue it with `mlkit demo seed --append --days D`, "
             "or start over with `--replace`",
         )
+    if foreign:
+        refuse_foreign_rows(engine, fence, foreign, remove=bool(replace and not append and worlds))
     params = _plan(worlds if append else [], orders, days, seed, families, start, shift or {})
     modules = {
         name: importlib.import_module(f".{name}", __package__)
@@ -171,7 +164,7 @@ def seed_demo(
     started = time.perf_counter()
     with engine.begin() as conn:
         if replace and not append:
-            _clear(conn, modules)
+            fence.remove(conn, everything=True)
         frames: dict = {}
         for name, module in modules.items():
             report(f"generate {name}", 0, 1)
@@ -193,8 +186,19 @@ def seed_demo(
                 done += n
                 report(label, done, total)
 
-            result.rows[table.name] = bulk_insert(conn, table, frame, on_rows=advance)
+            try:
+                result.rows[table.name] = bulk_insert(conn, table, frame, on_rows=advance)
+            except Exception as exc:
+                if not _is_integrity_error(exc):
+                    raise
+                raise MlkitError(
+                    f"demo rows collide with rows already in {table.name}: "
+                    f"{str(exc).strip().splitlines()[0]}",
+                    hint="nothing was loaded; seed into an empty database "
+                    "(--database sqlite:///demo.db)",
+                ) from None
         sync_sequences(conn, [schema.metadata.tables[name] for name in result.rows])
+        bars = record_period(conn, params.period, frames)
         conn.execute(
             schema.demo_worlds.insert().values(
                 run_id=params.period,
@@ -208,6 +212,7 @@ def seed_demo(
                     "days": params.days,
                     "world_orders": params.world_orders,
                     "shift": params.shift,
+                    "bars": bars,
                 },
                 created_at=utcnow(),
             )
@@ -215,6 +220,56 @@ def seed_demo(
     _after_load(engine, result.rows)
     result.load_seconds = time.perf_counter() - loading
     return result
+
+
+def demo_database_state(engine: Engine) -> tuple[int, dict[str, int]]:
+    """The recorded demo periods of a database and its rows per table no demo world wrote."""
+    init_schema(engine)
+    with engine.connect() as conn:
+        fence = Fence(conn)
+        return fence.worlds, fence.foreign_rows(conn)
+
+
+def require_own_database(engine: Engine) -> int:
+    """The recorded demo periods of a database, or an error when it holds rows no demo
+    world wrote (then nothing is changed)."""
+    init_schema(engine)
+    with engine.connect() as conn:
+        fence = Fence(conn)
+        foreign = fence.foreign_rows(conn)
+    if foreign:
+        refuse_foreign_rows(engine, fence, foreign)
+    return fence.worlds
+
+
+def refuse_foreign_rows(
+    engine: Engine, fence: Fence, foreign: dict[str, int], *, remove: bool = False
+) -> None:
+    """Raise the error for a database holding rows no demo world wrote, after deleting the
+    recorded demo worlds when `remove` (what `demo seed --replace` asked for)."""
+    hint = (
+        "mlkit seeds demo data only into a database of its own: point --database (or "
+        "MLKIT_DATABASE_URL) at an empty one, e.g. sqlite:///demo.db"
+    )
+    if not remove:
+        raise MlkitError(
+            f"the database holds rows no demo world wrote ({describe(foreign)}); "
+            "nothing was changed",
+            hint=hint,
+        )
+    with engine.begin() as conn:
+        removed = fence.remove(conn)
+    refresh_kpi(engine)
+    raise MlkitError(
+        f"deleted the demo world ({removed:,} rows) but seeded no new one: the database holds "
+        f"rows no demo world wrote ({describe(foreign)}), left as they were",
+        hint=hint,
+    )
+
+
+def _is_integrity_error(exc: BaseException) -> bool:
+    """A unique or foreign-key violation, from SQLAlchemy or straight from a driver's COPY."""
+    return any(cls.__name__ == "IntegrityError" for cls in type(exc).__mro__)
 
 
 def default_start(days: float) -> datetime:
@@ -260,13 +315,6 @@ def _plan(
         period=int(last.run_id) + 1,
         world_orders=world_orders,
     )
-
-
-def _clear(conn: sa.Connection, modules: dict) -> None:
-    names = {t for name in modules for t in GENERATED_TABLES[name]} | {"demo_worlds"}
-    for table in reversed(schema.metadata.sorted_tables):
-        if table.name in names:
-            conn.execute(table.delete())
 
 
 def _after_load(engine: Engine, rows: dict[str, int]) -> None:
