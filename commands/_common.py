@@ -38,13 +38,17 @@ def confirm_destructive(what: str, yes: bool, *, unattended: bool = False) -> No
     """
     if yes:
         return
-    if sys.stdin.isatty():
+    if stdin_is_terminal():
         if typer.confirm(f"{what}. Go ahead?", default=False, err=True):
             return
         fail("aborted: nothing was changed")
     if unattended:
         return
     fail(f"{what}; not confirmed", hint="add --yes to go ahead (stdin is not a terminal)")
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
 
 
 @dataclass

@@ -211,3 +211,24 @@ def test_a_database_with_only_real_rows_refuses_append(tmp_path):
     with pytest.raises(MlkitError, match="no demo world to append to"):
         seed_demo(engine, days=1, append=True)
     engine.dispose()
+
+
+def test_on_a_terminal_replace_asks_and_no_keeps_the_world(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mlkit.commands import _common
+    from mlkit.commands.main import app
+
+    url = f"sqlite:///{tmp_path}/asked.db"
+    engine = db.make_engine(url)
+    seed_demo(engine, orders=300, days=5, seed=3, families=("fraud",), start=START)
+    monkeypatch.setattr(_common, "stdin_is_terminal", lambda: True)
+    args = ["--database", url, "demo", "seed", "--replace", "--orders", "200", "--days", "2",
+            "--families", "fraud"]  # fmt: skip
+    declined = CliRunner().invoke(app, args, input="n\n")
+    assert declined.exit_code == 1 and "aborted: nothing was changed" in declined.stderr
+    assert "Go ahead?" in declined.stderr and count(engine, schema.orders) == 300
+    accepted = CliRunner().invoke(app, args, input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert count(engine, schema.orders) == 200
+    engine.dispose()
