@@ -109,8 +109,9 @@ def reward(
 def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Per arm: pulls, mean reward, share of pulls, 90 % posterior interval, best arm.
 
-    Read from Redis; from the database when Redis is down or was flushed (and Redis is
-    written again from it).
+    Read from Redis when it holds the database's current generation; otherwise (Redis
+    down, flushed, behind a train or reset, or holding another database's state) from the
+    database, and Redis is written again from it.
 
     Example: mlkit mab stats --json
     """
