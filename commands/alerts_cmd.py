@@ -24,9 +24,15 @@ def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     feature KL of the latest `mlkit drift check`; training_failed the number of models
     whose latest finished training run failed or was rejected by its validation gate.
     Windows count back from now (MLKIT_NOW when set). A rule still firing updates its open
-    alert; one that stopped is resolved with a timestamp. alerts.webhook_url (off by
-    default) gets a JSON POST of each change. Exit 0: nothing fires; 3: at least one rule
-    fires; 1: error.
+    alert; one that stopped is resolved with a timestamp.
+
+    alerts.webhook_url (off by default; http or https, checked when the config loads) gets
+    a JSON POST of each check's changes, with a notification_id. A notification is queued
+    in the database with the changes it reports and sent oldest first, up to 3 tries
+    within about 5 s per run; one not delivered stays queued for the next check, which is
+    reported as "webhook: N queued, last error ..." on stderr and never changes the exit
+    code. The URL is printed masked. Exit 0: nothing fires; 3: at least one rule fires;
+    1: error.
 
     Example: mlkit alerts check --json
     """
@@ -73,6 +79,12 @@ def _print(document: dict) -> None:
     gone = resolved - {r["rule"] for r in document["rules"]}
     if gone:
         console.print(f"resolved (rule no longer configured): {', '.join(sorted(gone))}")
+    webhook = document["webhook"]
+    if webhook["delivered"]:
+        console.print(
+            f"webhook: {len(webhook['delivered'])} notification(s) delivered to "
+            f"{escape(webhook['url'])}"
+        )
 
 
 @app.command("list")

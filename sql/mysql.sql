@@ -10,6 +10,19 @@ CREATE TABLE admin_audit_log (
 	PRIMARY KEY (id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
+CREATE TABLE alert_notifications (
+	notification_id BIGINT NOT NULL AUTO_INCREMENT,
+	payload MEDIUMTEXT NOT NULL,
+	queued_at DATETIME NOT NULL,
+	attempts INTEGER NOT NULL,
+	last_attempt_at DATETIME,
+	last_error VARCHAR(512),
+	delivered_at DATETIME,
+	PRIMARY KEY (notification_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_alert_notifications_pending ON alert_notifications (delivered_at, notification_id);
+
 CREATE TABLE alerts (
 	alert_id BIGINT NOT NULL AUTO_INCREMENT,
 	rule VARCHAR(64) NOT NULL,

@@ -10,6 +10,19 @@ CREATE TABLE admin_audit_log (
 	PRIMARY KEY (id)
 );
 
+CREATE TABLE alert_notifications (
+	notification_id BIGSERIAL NOT NULL,
+	payload TEXT NOT NULL,
+	queued_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	attempts INTEGER NOT NULL,
+	last_attempt_at TIMESTAMP WITHOUT TIME ZONE,
+	last_error VARCHAR(512),
+	delivered_at TIMESTAMP WITHOUT TIME ZONE,
+	PRIMARY KEY (notification_id)
+);
+
+CREATE INDEX ix_alert_notifications_pending ON alert_notifications (delivered_at, notification_id);
+
 CREATE TABLE alerts (
 	alert_id BIGSERIAL NOT NULL,
 	rule VARCHAR(64) NOT NULL,

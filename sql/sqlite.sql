@@ -10,6 +10,19 @@ CREATE TABLE admin_audit_log (
 	PRIMARY KEY (id)
 );
 
+CREATE TABLE alert_notifications (
+	notification_id INTEGER NOT NULL,
+	payload TEXT NOT NULL,
+	queued_at DATETIME NOT NULL,
+	attempts INTEGER NOT NULL,
+	last_attempt_at DATETIME,
+	last_error VARCHAR(512),
+	delivered_at DATETIME,
+	PRIMARY KEY (notification_id)
+);
+
+CREATE INDEX ix_alert_notifications_pending ON alert_notifications (delivered_at, notification_id);
+
 CREATE TABLE alerts (
 	alert_id INTEGER NOT NULL,
 	rule VARCHAR(64) NOT NULL,

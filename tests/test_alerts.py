@@ -1,9 +1,14 @@
-"""Alert rules on every dialect: each metric, firing once, resolving, the webhook, the CLI."""
+"""Alert rules on every dialect: each metric, firing once, resolving, the webhook (validated,
+retried, queued until delivered, masked), the CLI."""
 
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
@@ -12,11 +17,13 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from mlkit.toolkit import alerts as alerts_module
 from mlkit.toolkit.alerts import check_alerts, firing_alerts, parse_rules
 from mlkit.toolkit.clock import utcnow
 from mlkit.toolkit.config import load_config
 from mlkit.toolkit.errors import MlkitError
 from mlkit.toolkit.schema import (
+    alert_notifications,
     alerts,
     drift_checks,
     drift_results,
@@ -47,9 +54,15 @@ def config_with(*rules: str, webhook: str = ""):
 @pytest.fixture(autouse=True)
 def empty_tables(engine):
     with engine.begin() as conn:
-        for table in (alerts, drift_results, drift_checks, fraud_predictions, security_events,
-                      training_runs):  # fmt: skip
+        for table in (alerts, alert_notifications, drift_results, drift_checks,
+                      fraud_predictions, security_events, training_runs):  # fmt: skip
             conn.execute(table.delete())
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch):
+    """The retry schedule's pauses shortened; the tries and their order stay."""
+    monkeypatch.setattr(alerts_module, "WEBHOOK_BACKOFF_SECONDS", (0.01, 0.02))
 
 
 def alert_rows(engine) -> list:
@@ -339,3 +352,190 @@ def test_cli_exit_codes_json_and_list(engine, cli, database_url, tmp_path):
     bad.write_text(yaml.safe_dump({"alerts": {"rules": [{"name": "x", "condition": "cpu > 1"}]}}))
     result = cli("--config", str(bad), "--database", database_url, "alerts", "check")
     assert result.exit_code == 1 and "unknown metric 'cpu'" in result.stderr
+
+
+# ---------------------------------------------------------------- the webhook's delivery
+
+
+@contextmanager
+def webhook_server(port: int = 0, fail_first: int = 0) -> Iterator[tuple[str, list, list]]:
+    """A webhook on 127.0.0.1 answering HTTP 500 to its first `fail_first` POSTs, then 204;
+    yields its URL, the bodies it accepted and the status of every POST."""
+    accepted: list[dict] = []
+    answers: list[int] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # the http.server API names it
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status = 500 if len(answers) < fail_first else 204
+            answers.append(status)
+            if status == 204:
+                accepted.append(body)
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", port), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", accepted, answers
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (a webhook that is down)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def queue_rows(engine) -> list:
+    with engine.connect() as conn:
+        n = alert_notifications
+        return conn.execute(sa.select(n).order_by(n.c.notification_id)).all()
+
+
+def write_config(tmp_path, webhook: str) -> str:
+    path = tmp_path / "alerts.yaml"
+    path.write_text(yaml.safe_dump({"alerts": {"webhook_url": webhook,
+                                               "rules": [RULES["fraud"]]}}))  # fmt: skip
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://hooks.example.com/alerts",
+        "hooks.example.com/alerts",
+        "https:///alerts",
+        "http://hooks example.com/alerts",
+        "http://hooks.example.com/al\terts",
+        "http://hooks.example.com:notaport/alerts",
+        "http://hooks.example.com:99999/alerts",
+        "http://hooks.exämple.com/alerts",
+        "http://hooks!example.com/alerts",
+    ],
+)
+def test_bad_webhook_urls_are_refused_at_config_load(tmp_path, url):
+    with pytest.raises(MlkitError, match=r"alerts\.webhook_url") as refused:
+        load_config(write_config(tmp_path, url))
+    assert refused.value.hint and "http" in refused.value.hint
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://hooks.example.com/services/x", "http://127.0.0.1:8080/hook", "http://[::1]:9000/",
+     "https://user:pw@hooks.example.com/?a=1", ""],
+)  # fmt: skip
+def test_good_webhook_urls_load(tmp_path, url):
+    assert load_config(write_config(tmp_path, url)).get("alerts.webhook_url") == url
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:notaport/hook", "ftp://alice:s3cr3t-pass@hooks.example.com/"]
+)
+def test_a_bad_webhook_url_is_one_error_line_not_unexpected(engine, cli, database_url,
+                                                            tmp_path, url):  # fmt: skip
+    add_predictions(engine, ["BLOCKED"] * 2, utcnow() - timedelta(minutes=1))
+    config = write_config(tmp_path, url)
+    result = cli("--config", config, "--database", database_url, "alerts", "check")
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("error:")] == [lines[0]]
+    assert "alerts.webhook_url" in lines[0] and lines[1].startswith("hint:")
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+    assert "s3cr3t-pass" not in result.stderr
+    assert alert_rows(engine) == []  # refused before anything was recorded
+    # Every command that loads the config refuses it alike.
+    shown = cli("--config", config, "config", "show")
+    assert shown.exit_code == 1 and shown.stderr.startswith("error:")
+
+
+def test_a_webhook_failing_twice_then_answering_hears_the_notification_once(engine):
+    now = utcnow()
+    add_predictions(engine, ["BLOCKED"] * 2, now - timedelta(minutes=1))
+    with webhook_server(fail_first=2) as (url, accepted, answers):
+        result = check_alerts(engine, config_with("fraud", webhook=url), now=now)
+    assert answers == [500, 500, 204]
+    assert len(accepted) == 1 and accepted[0]["fired"][0]["rule"] == "fraud_rate_spike"
+    assert result["webhook_notified"] and result["webhook"]["queued"] == 0
+    assert result["warnings"] == []
+    (row,) = queue_rows(engine)
+    assert accepted[0]["notification_id"] == row.notification_id
+    assert row.attempts == 3 and row.delivered_at is not None and row.last_error is None
+
+
+def test_a_down_webhook_keeps_notifications_queued_until_a_check_delivers_them_in_order(
+    engine, cli, database_url, tmp_path
+):
+    port = closed_port()
+    config = write_config(tmp_path, f"http://127.0.0.1:{port}/hook")
+    now = utcnow().replace(microsecond=0)
+    add_predictions(engine, ["BLOCKED"] * 2, now - timedelta(minutes=1))
+
+    def check(at, *extra: str):
+        return cli("--config", config, "--database", database_url, "alerts", "check", *extra,
+                   env={"MLKIT_NOW": at.isoformat()})  # fmt: skip
+
+    fired = check(now)
+    assert fired.exit_code == 3, fired.output  # the webhook never changes the exit code
+    assert "webhook: 1 queued, last error:" in fired.stderr
+    resolved = check(now + timedelta(hours=1))
+    assert resolved.exit_code == 0, resolved.output
+    assert "webhook: 2 queued, last error:" in resolved.stderr
+    rows = queue_rows(engine)
+    assert [r.delivered_at for r in rows] == [None, None]
+    assert rows[0].attempts == 6 and rows[0].last_error  # 3 tries in each check
+    assert rows[1].attempts == 0  # behind the first one, in order
+
+    with webhook_server(port=port) as (_, accepted, answers):
+        delivered = check(now + timedelta(hours=1, minutes=1), "--json")
+        again = check(now + timedelta(hours=1, minutes=2), "--json")
+    assert delivered.exit_code == 0, delivered.output
+    webhook = json.loads(delivered.stdout)["webhook"]
+    assert webhook["queued"] == 0 and webhook["delivered"] == [r.notification_id for r in rows]
+    assert [(len(p["fired"]), len(p["resolved"])) for p in accepted] == [(1, 0), (0, 1)]
+    assert [p["notification_id"] for p in accepted] == [r.notification_id for r in rows]
+    assert answers == [204, 204]  # the later check sent nothing twice
+    assert json.loads(again.stdout)["webhook"] == {**webhook, "delivered": []}
+    assert all(r.delivered_at is not None for r in queue_rows(engine))
+
+
+def test_secrets_in_the_webhook_url_never_reach_output_logs_or_the_database(
+    engine, cli, database_url, tmp_path, caplog
+):
+    port = closed_port()
+    secrets = ("alice", "s3cr3t-pass", "T0KEN0123456789ABCDEF", "abcdef123")
+    url = f"http://alice:s3cr3t-pass@127.0.0.1:{port}/services/{secrets[2]}?token=abcdef123"
+    masked = f"http://***@127.0.0.1:{port}/services/***?token=***"
+    config = write_config(tmp_path, url)
+    add_predictions(engine, ["BLOCKED"] * 2, utcnow() - timedelta(minutes=1))
+    caplog.set_level(logging.INFO, logger="mlkit")
+    human = cli("--config", config, "--database", database_url, "alerts", "check")
+    as_json = cli("--config", config, "--database", database_url, "alerts", "check", "--json")
+    shown = cli("--config", config, "--database", database_url, "config", "show")
+    assert human.exit_code == as_json.exit_code == 3, human.output
+    assert masked in human.stderr
+    assert json.loads(as_json.stdout)["webhook"]["url"] == masked
+    stored = " ".join(str(r.last_error) for r in queue_rows(engine))
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    for text in (human.stdout, human.stderr, as_json.stdout, as_json.stderr, shown.stdout,
+                 shown.stderr, stored, logged):  # fmt: skip
+        for secret in secrets:
+            assert secret not in text
+
+
+def test_db_init_adds_the_notification_queue_to_an_existing_database(engine):
+    from mlkit.toolkit.db import init_schema
+
+    with engine.begin() as conn:
+        alert_notifications.drop(conn)
+    with pytest.raises(MlkitError, match="alert_notifications table is missing"):
+        check_alerts(engine, config_with("fraud", webhook="http://127.0.0.1:9/"))
+    assert check_alerts(engine, config_with("fraud"))["webhook"]["queued"] == 0
+    assert "alert_notifications" in init_schema(engine)
+    assert queue_rows(engine) == []

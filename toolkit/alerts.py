@@ -16,7 +16,16 @@ Every rule is measured as of the clock (`toolkit.clock.utcnow()`, so `MLKIT_NOW`
 rules ignore `duration` and read the latest drift check or finished training run at or
 before it, holding until a newer one says otherwise. A rule that fires while it is already
 firing updates that alert (value, last_seen_at) instead of adding one; one that stops
-firing is resolved with its time. A webhook (off by default) hears of both transitions.
+firing is resolved with its time.
+
+The webhook (`alerts.webhook_url`, off by default) hears of both transitions. Each check that
+changed something queues one notification in `alert_notifications`, in the transaction
+that records the change, and then delivers every queued notification oldest first: up to
+WEBHOOK_TRIES tries each with backoff, a timeout per try and WEBHOOK_BUDGET_SECONDS for
+the whole run. One that cannot be delivered stays queued, blocks the newer ones (order is
+kept) and is retried by the next check; the webhook never fails a check. The URL is shown
+masked (user info, query values and token-like path segments hidden) wherever it is
+reported.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import json
 import logging
 import operator
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,10 +44,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .clock import utcnow
+from .config import check_webhook_url, mask_webhook_url, webhook_secrets
 from .errors import MlkitError
 from .fraud.columns import FLAGGED
 from .locks import job_lock
 from .schema import (
+    alert_notifications,
     alerts,
     drift_checks,
     drift_results,
@@ -62,7 +74,10 @@ _CONDITION = re.compile(
 )
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-WEBHOOK_TIMEOUT_SECONDS = 5
+WEBHOOK_TRIES = 3  # per notification and run
+WEBHOOK_BACKOFF_SECONDS = (0.5, 1.5)  # the pause before the 2nd and the 3rd try
+WEBHOOK_TRY_TIMEOUT_SECONDS = 2.0
+WEBHOOK_BUDGET_SECONDS = 5.0  # all the webhook's tries of one run together
 FINISHED_RUN_STATUSES = ("ok", "failed", "rejected")
 UNSUCCESSFUL_RUN_STATUSES = ("failed", "rejected")
 
@@ -269,12 +284,14 @@ def evaluate(engine: Engine, rules: list[Rule], now: datetime) -> list[dict[str,
 # ---------------------------------------------------------------- recording
 
 
-def _record(engine: Engine, results: list[dict[str, Any]], now: datetime) -> dict[str, list]:
-    """Open, refresh and resolve alert rows in one transaction; returns the transitions."""
+def _record(
+    engine: Engine, results: list[dict[str, Any]], now: datetime, *, notify: bool
+) -> tuple[dict[str, list], int | None]:
+    """Open, refresh and resolve alert rows in one transaction, with the webhook's
+    notification of them when `notify`; returns the transitions and the notification id."""
     fired, resolved, ongoing = [], [], []
     by_rule = {r["rule"]: r for r in results}
-    # One evaluation records at a time, so two checks at once never open the same alert twice.
-    with job_lock(engine, "alerts"), engine.begin() as conn:
+    with engine.begin() as conn:
         open_rows = {
             row.rule: row
             for row in conn.execute(
@@ -331,62 +348,185 @@ def _record(engine: Engine, results: list[dict[str, Any]], now: datetime) -> dic
                     "resolved_at": now,
                 }
             )
-    return {"fired": fired, "ongoing": ongoing, "resolved": resolved}
+        notification_id = None
+        if notify and (fired or resolved):
+            payload = {
+                "source": "mlkit",
+                "checked_at": now,
+                "fired": [_public(r) for r in fired],
+                "resolved": [_public(r) for r in resolved],
+            }
+            notification_id = conn.execute(
+                alert_notifications.insert().values(
+                    payload=json.dumps(payload, default=str), queued_at=now, attempts=0
+                )
+            ).inserted_primary_key[0]
+    transitions = {"fired": fired, "ongoing": ongoing, "resolved": resolved}
+    return transitions, None if notification_id is None else int(notification_id)
 
 
-def _post_webhook(url: str, payload: dict[str, Any]) -> str | None:
-    """POST the transitions as JSON; returns a warning instead of raising."""
+def _post(url: str, body: bytes, timeout: float) -> tuple[str | None, bool]:
+    """POST the body once: (None, False) when a 2xx took it, else (what went wrong,
+    whether another try may help)."""
+    import http.client
     import urllib.error
     import urllib.request
 
-    body = json.dumps(payload, default=str).encode()
+    class StayOnTarget(urllib.request.HTTPRedirectHandler):
+        # A redirect is an answer, not a delivery: the body never goes anywhere else.
+        def redirect_request(self, *args, **kwargs):
+            return None
+
     request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "mlkit-alerts"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
-            if response.status >= 300:
-                return f"webhook answered HTTP {response.status}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return f"webhook failed: {reason}"
-    return None
+        with urllib.request.build_opener(StayOnTarget).open(request, timeout=timeout) as reply:
+            status = reply.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+        exc.close()
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", exc)) or type(exc).__name__, True
+    if 200 <= status < 300:
+        return None, False
+    return f"HTTP {status}", status >= 500 or status in (408, 429)
+
+
+def _send(url: str, body: bytes, deadline: float) -> tuple[bool, str | None, int]:
+    """Try one notification with backoff until delivered, out of tries or past the
+    deadline: (delivered, the last error, tries made)."""
+    error, tries = None, 0
+    for attempt in range(WEBHOOK_TRIES):
+        if attempt:
+            pause = WEBHOOK_BACKOFF_SECONDS[min(attempt, len(WEBHOOK_BACKOFF_SECONDS)) - 1]
+            if time.monotonic() + pause >= deadline:
+                break
+            time.sleep(pause)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        error, retryable = _post(url, body, min(WEBHOOK_TRY_TIMEOUT_SECONDS, remaining))
+        tries += 1
+        if error is None:
+            return True, None, tries
+        log.info("alerts: webhook try %d failed: %s", tries, _scrub(error, url))
+        if not retryable:
+            break
+    return False, error, tries
+
+
+def _scrub(text: str, url: str) -> str:
+    """The text with the webhook URL masked and its secrets hidden wherever they appear."""
+    text = text.replace(url, mask_webhook_url(url))
+    for secret in webhook_secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _deliver_queued(engine: Engine, url: str) -> dict[str, Any]:
+    """Deliver the queued notifications oldest first within the run's budget; stop at the
+    first that fails, so the webhook always hears them in order."""
+    n = alert_notifications
+    deadline = time.monotonic() + WEBHOOK_BUDGET_SECONDS
+    with engine.connect() as conn:
+        pending = conn.execute(
+            sa.select(n.c.notification_id, n.c.payload, n.c.last_error)
+            .where(n.c.delivered_at.is_(None))
+            .order_by(n.c.notification_id)
+        ).all()
+    delivered: list[int] = []
+    last_error = pending[0].last_error if pending else None
+    for row in pending:
+        body = json.dumps({"notification_id": int(row.notification_id), **json.loads(row.payload)})
+        ok, error, tries = _send(url, body.encode(), deadline)
+        if tries:
+            error = None if ok else _scrub(error or "failed", url)[:512]
+            with engine.begin() as conn:
+                conn.execute(
+                    n.update()
+                    .where(n.c.notification_id == row.notification_id)
+                    .values(
+                        attempts=n.c.attempts + tries,
+                        last_attempt_at=utcnow(),
+                        last_error=error,
+                        delivered_at=utcnow() if ok else None,
+                    )
+                )
+        if not ok:
+            last_error = error or last_error
+            break
+        delivered.append(int(row.notification_id))
+        last_error = None
+    return {
+        "url": mask_webhook_url(url),
+        "delivered": delivered,
+        "queued": len(pending) - len(delivered),
+        "last_error": last_error,
+    }
+
+
+def _queued_without_url(engine: Engine) -> dict[str, Any]:
+    """What waits in the queue while no webhook is set (it left the config)."""
+    n = alert_notifications
+    with engine.connect() as conn:
+        queued = 0
+        if sa.inspect(conn).has_table(n.name):
+            queued = conn.execute(
+                sa.select(sa.func.count()).where(n.c.delivered_at.is_(None))
+            ).scalar_one()
+    return {"url": None, "delivered": [], "queued": int(queued), "last_error": None}
 
 
 def check_alerts(engine: Engine, config, *, now: datetime | None = None) -> dict[str, Any]:
     """Evaluate the configured rules, record what fired and resolved, notify the webhook."""
     rules = parse_rules(config.get("alerts.rules"))
-    now = now or utcnow()
-    with engine.connect() as conn:
-        if not sa.inspect(conn).has_table(alerts.name):
-            raise MlkitError(
-                "the alerts table is missing in this database",
-                hint="create it with `mlkit db init`",
-            )
-    results = evaluate(engine, rules, now)
-    transitions = _record(engine, results, now)
-    warnings = []
     url = str(config.get("alerts.webhook_url") or "")
-    notified = False
-    if url and (transitions["fired"] or transitions["resolved"]):
-        payload = {
-            "source": "mlkit",
-            "checked_at": now,
-            "fired": [_public(r) for r in transitions["fired"]],
-            "resolved": [_public(r) for r in transitions["resolved"]],
-        }
-        problem = _post_webhook(url, payload)
-        if problem:
-            warnings.append(problem)
-            log.warning("alerts: %s", problem)
-        notified = problem is None
+    if url:
+        check_webhook_url(url)
+    now = now or utcnow()
+    needed = [alerts.name] + ([alert_notifications.name] if url else [])
+    with engine.connect() as conn:
+        existing = set(sa.inspect(conn).get_table_names())
+    missing = [name for name in needed if name not in existing]
+    if missing:
+        raise MlkitError(
+            f"the {missing[0]} table is missing in this database",
+            hint="create it with `mlkit db init` (it adds missing tables, keeps the rest)",
+        )
+    results = evaluate(engine, rules, now)
+    # One check records and delivers at a time: two at once never open the same alert twice
+    # nor send one notification twice.
+    with job_lock(engine, "alerts"):
+        transitions, notification_id = _record(engine, results, now, notify=bool(url))
+        webhook = _deliver_queued(engine, url) if url else _queued_without_url(engine)
+    warnings = []
+    if webhook["queued"]:
+        if not url:
+            problem = f"webhook: {webhook['queued']} queued, alerts.webhook_url is not set"
+        elif webhook["last_error"]:
+            problem = (
+                f"webhook: {webhook['queued']} queued, last error: {webhook['last_error']} "
+                f"({webhook['url']}); the next alerts check retries"
+            )
+        else:
+            problem = (
+                f"webhook: {webhook['queued']} queued, no time left in this run "
+                f"({webhook['url']}); the next alerts check retries"
+            )
+        warnings.append(problem)
+        log.warning("alerts: %s", problem)
     return {
         "checked_at": now,
         "rules": results,
         "firing": [r["rule"] for r in results if r["firing"]],
         "fired": [r["rule"] for r in transitions["fired"]],
         "resolved": [r["rule"] for r in transitions["resolved"]],
-        "webhook_notified": notified,
+        "webhook_notified": notification_id in webhook["delivered"],
+        "webhook": webhook,
         "warnings": warnings,
     }
 

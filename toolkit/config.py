@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from .errors import MlkitError
@@ -251,10 +251,13 @@ class Config:
 
     @property
     def artifacts_dir(self) -> Path:
+        """The artifacts root; each database's files are under `<root>/<database-id>/`
+        (toolkit.identity.database_home)."""
         return self._path("artifacts")
 
     @property
     def datasets_dir(self) -> Path:
+        """The datasets root; each database's snapshots are under `<root>/<database-id>/`."""
         return self._path("datasets")
 
     @property
@@ -316,6 +319,81 @@ def mask_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     userinfo = netloc[0].split(":", 1)[0]
     return url.replace(parts.netloc, f"{userinfo}:***@{netloc[1]}", 1)
+
+
+WEBHOOK_SCHEMES = ("http", "https")
+WEBHOOK_MAX_LENGTH = 2048
+# A path segment this long is taken for a token (Slack, Discord and Teams put theirs there).
+WEBHOOK_TOKEN_SEGMENT_LENGTH = 16
+_WEBHOOK_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+
+
+def mask_webhook_url(url: str) -> str:
+    """The webhook URL safe to print or log: user info, query values and long path
+    segments (tokens) become ***, the fragment is dropped."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    host_port = parts.netloc.rsplit("@", 1)[-1]
+    userinfo = "***@" if "@" in parts.netloc else ""
+    path = "/".join(
+        "***" if len(segment) >= WEBHOOK_TOKEN_SEGMENT_LENGTH else segment
+        for segment in parts.path.split("/")
+    )
+    query = "&".join(
+        f"{item.split('=', 1)[0]}=***" if "=" in item else "***"
+        for item in parts.query.split("&")
+        if item
+    )
+    origin = f"//{userinfo}{host_port}" if parts.netloc else ""
+    scheme = f"{parts.scheme}:" if parts.scheme else ""
+    return f"{scheme}{origin}{path}" + (f"?{query}" if query else "")
+
+
+def webhook_secrets(url: str) -> list[str]:
+    """The pieces of a webhook URL that mask_webhook_url hides, longest first, so that an
+    error text quoting them can be scrubbed too; the whole URL when it cannot be read."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    pieces = [parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""]
+    pieces += [parts.username or "", parts.password or "", parts.fragment]
+    pieces += [s for s in parts.path.split("/") if len(s) >= WEBHOOK_TOKEN_SEGMENT_LENGTH]
+    pieces += [item.split("=", 1)[-1] for item in parts.query.split("&")]
+    # Very short pieces would mangle ordinary words of an error text.
+    return sorted({p for p in pieces if len(p) >= 4}, key=len, reverse=True)
+
+
+def check_webhook_url(url: str, where: str = "alerts.webhook_url") -> None:
+    """Refuse a webhook URL mlkit could not POST to: http(s), a host, a valid port, ASCII
+    without whitespace; the error shows the URL masked."""
+    hint = (
+        "use http(s)://host[:port]/path with no spaces (percent-encode other characters), "
+        "or leave alerts.webhook_url empty to turn the webhook off"
+    )
+
+    def refuse(problem: str) -> NoReturn:
+        raise MlkitError(f"{where}: {problem} in {mask_webhook_url(url)!r}", hint=hint)
+
+    if len(url) > WEBHOOK_MAX_LENGTH:
+        refuse(f"longer than {WEBHOOK_MAX_LENGTH} characters")
+    if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
+        refuse("whitespace, a control or a non-ASCII character")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        refuse("an unreadable host or port")
+    if parts.scheme.lower() not in WEBHOOK_SCHEMES:
+        refuse("not an http or https URL")
+    host = parts.netloc.rsplit("@", 1)[-1]
+    host = host.rsplit(":", 1)[0] if port is not None or host.endswith(":") else host
+    if not parts.hostname or not _WEBHOOK_HOST.fullmatch(host):
+        refuse("no valid host")
+    if port == 0:
+        refuse("port 0")
 
 
 def _mask(node: Any) -> Any:
@@ -500,3 +578,6 @@ def _check_urls(config: Config, origin: dict[str, str]) -> None:
                 f"{where}invalid Redis URL {mask_url(config.redis_url)!r}",
                 hint="use redis://[:password@]host:port/db",
             )
+    webhook = config.data["alerts"]["webhook_url"]
+    if webhook:
+        check_webhook_url(webhook, f"{origin_of(config.source)}: alerts.webhook_url")

@@ -542,6 +542,22 @@ alerts = sa.Table(
     sa.Index("ix_alerts_rule_status", "rule", "status"),
 )
 
+# The webhook's outbox: one row per `alerts check` that changed something, written with the
+# alerts it reports, delivered oldest first; undelivered rows (delivered_at NULL) are
+# retried by the next check.
+alert_notifications = sa.Table(
+    "alert_notifications",
+    metadata,
+    sa.Column("notification_id", BIGID, primary_key=True, autoincrement=True),
+    sa.Column("payload", LONGTEXT, nullable=False),  # the JSON body
+    _ts("queued_at", nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, default=0),
+    _ts("last_attempt_at"),
+    sa.Column("last_error", sa.String(512)),
+    _ts("delivered_at"),
+    sa.Index("ix_alert_notifications_pending", "delivered_at", "notification_id"),
+)
+
 # ---------------------------------------------------------------- demo truth (models never read it)
 
 demo_worlds = sa.Table(
