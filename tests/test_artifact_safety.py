@@ -210,13 +210,14 @@ def test_the_logreg_baseline_is_json_and_predicts_like_the_fitted_pipeline(tmp_p
 
 def test_files_written_by_training_are_private(world):
     from mlkit.toolkit.datasets import write_snapshot
+    from mlkit.toolkit.identity import database_home
     from mlkit.toolkit.recommender.train import remember_last_good
 
     engine, _, config, _ = world
     os.umask(0o022)  # the usual umask, which would make them world-readable
     snapshot = write_snapshot(config.datasets_dir, "fraud", synthetic_frame(), {})
     mv, _ = register_logreg(engine, config)
-    remember_last_good(config.artifacts_dir, mv)
+    remember_last_good(database_home(config, engine), mv)
     written = [*config.datasets_dir.rglob("*"), *config.artifacts_dir.rglob("*")]
     assert snapshot / "data.parquet" in written and config.artifacts_dir / mv.artifact_path in (
         written

@@ -86,7 +86,17 @@ def write_snapshot(
 
 @pytest.fixture
 def datasets_dir(tmp_path) -> Path:
-    return tmp_path / "home" / "datasets"
+    """The default database's datasets folder, where `--pointer` looks."""
+    from mlkit.toolkit.config import load_config
+    from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.identity import database_home
+
+    config = load_config()
+    engine = make_engine(config.database_url)
+    try:
+        return database_home(config, engine).datasets_dir
+    finally:
+        engine.dispose()
 
 
 def failed(report) -> set[str]:

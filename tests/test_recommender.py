@@ -11,7 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from mlkit.toolkit import schema
+from mlkit.toolkit.config import load_config
 from mlkit.toolkit.demo.seed import seed_demo
+from mlkit.toolkit.identity import database_id, remember_identity
 from mlkit.toolkit.recommender.model import RecommenderModel, fit, top_n
 from mlkit.toolkit.registry import list_versions
 
@@ -120,7 +122,9 @@ def test_train_recommend_and_the_holdout_metrics(shop, cli):
     again = json.loads(cli("recommend", "user", str(buyer), "--json", env=env).stdout)
     assert again["model"] == f"recommender:{result['version']}"
 
-    # The database gone: the last good artifact serves, and says so.
+    # The database gone (its URL named this database when it last answered, as this
+    # machine recorded): the last good artifact serves, and says so.
+    remember_identity(load_config().artifacts_dir, UNREACHABLE, database_id(shop))
     down = cli("recommend", "user", str(buyer), "-n", "20", "--json",
                env={"MLKIT_DATABASE_URL": UNREACHABLE})  # fmt: skip
     assert down.exit_code == 0, down.output

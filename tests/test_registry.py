@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from mlkit.toolkit import registry
 from mlkit.toolkit.errors import MlkitError
+from mlkit.toolkit.identity import database_id
 from mlkit.toolkit.schema import model_alias_history, model_versions
 
 
@@ -53,9 +54,10 @@ def test_register_twice_gives_versions_with_files_and_sha256(engine, tmp_path):
         engine, tmp_path, name, b"two", metrics={"auc_pr": np.float64(0.7), "bad": float("nan")}
     )
     assert (first.version, second.version) == (1, 2)
+    home = database_id(engine)
     for mv, payload in ((first, b"one"), (second, b"two")):
-        # Stored relative to the artifacts root, so the row names no place outside it.
-        assert mv.artifact_path == Path(name) / f"v{mv.version}" / "model.ubj"
+        # Stored relative to the artifacts root, in this database's folder.
+        assert mv.artifact_path == Path(home) / name / f"v{mv.version}" / "model.ubj"
         assert registry.resolve(engine, mv.ref).artifact_path == mv.artifact_path
         assert (tmp_path / mv.artifact_path).read_bytes() == payload
         assert registry.read_artifact(mv, tmp_path) == payload
@@ -65,7 +67,7 @@ def test_register_twice_gives_versions_with_files_and_sha256(engine, tmp_path):
         assert meta["features"] == ["amount", "hour"]
         assert mv.aliases == []
     assert second.metrics == {"auc_pr": 0.7, "bad": None}
-    assert not list((tmp_path / name).glob(".staging-*"))
+    assert not list((tmp_path / home / name).glob(".staging-*"))
     json.dumps(second.as_dict())  # JSON-safe
     stored = registry.resolve(engine, f"{name}:2")
     assert stored.metrics["auc_pr"] == pytest.approx(0.7)
@@ -94,7 +96,7 @@ def test_failure_while_writing_leaves_no_row_and_no_folder(engine, tmp_path):
             sa.select(sa.func.count()).where(model_versions.c.name == name)
         ).scalar()
     assert count == 0
-    assert list((tmp_path / name).iterdir()) == []
+    assert list((tmp_path / database_id(engine) / name).iterdir()) == []
 
 
 def test_failure_in_the_transaction_removes_the_staging_folder(engine, tmp_path, monkeypatch):
@@ -107,7 +109,7 @@ def test_failure_in_the_transaction_removes_the_staging_folder(engine, tmp_path,
     with pytest.raises(OSError):
         register(engine, tmp_path, name)
     monkeypatch.undo()
-    assert list((tmp_path / name).iterdir()) == []
+    assert list((tmp_path / database_id(engine) / name).iterdir()) == []
     assert registry.list_versions(engine, name) == []
     assert register(engine, tmp_path, name).version == 1
 

@@ -1,13 +1,13 @@
 """The model registry: versioned, verified artifacts and movable aliases with their history.
 
-A version lives in `<artifacts>/<name>/v<version>/` as the artifact file and `metadata.json`;
-its row holds that path relative to the artifacts root, and a loader reads the bytes once,
-checks their sha256 and deserialises those same bytes (see `read_artifact`).
-It is staged in `<artifacts>/<name>/.staging-<random>/` and renamed into place inside the
-transaction that inserts its row, so a version either exists completely (row, file and
-metadata) or not at all. Aliases (`candidate`, `prod`, ...) point at versions; every move
-is appended to `model_alias_history` and never rewritten. A reference reads `fraud@prod`,
-`fraud:3` or `fraud` (the latest version).
+A version lives in `<artifacts>/<database-id>/<name>/v<version>/` (see toolkit.identity) as
+the artifact file and `metadata.json`; its row holds that path relative to the artifacts root,
+and a loader reads the bytes once, checks their sha256 and deserialises those same bytes (see
+`read_artifact`). It is staged in `<artifacts>/<database-id>/<name>/.staging-<random>/` and
+renamed into place inside the transaction that inserts its row, so a version either exists
+completely (row, file and metadata) or not at all. Aliases (`candidate`, `prod`, ...) point
+at versions; every move is appended to `model_alias_history` and never rewritten. A
+reference reads `fraud@prod`, `fraud:3` or `fraud` (the latest version).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from .clock import utcnow
 from .datasets import _atomic_write_text, make_private, private_mkdir, sha256_file
 from .errors import MlkitError
+from .identity import database_id
 from .locks import job_lock
 from .schema import model_alias_history, model_aliases, model_versions
 
@@ -173,7 +174,8 @@ def register_model(
     input_example: list[dict] | None = None,
     dataset_ref: str | None = None,
 ) -> ModelVersion:
-    """Write the artifact through `write_artifact(path)`, then register it as the next version.
+    """Write the artifact through `write_artifact(path)`, then register it as the next version,
+    in this database's folder under the artifacts root `artifacts_dir`.
 
     Never moves an alias. On any failure the staging folder is removed and no row exists.
     """
@@ -182,7 +184,8 @@ def register_model(
         raise MlkitError(f"invalid artifact file name {filename!r}", hint="e.g. model.ubj")
     if filename == "metadata.json":
         raise MlkitError("the artifact cannot be called metadata.json")
-    root = Path(artifacts_dir).expanduser() / name
+    folder = Path(database_id(engine)) / name  # relative to the artifacts root
+    root = Path(artifacts_dir).expanduser() / folder
     staging = root / f".staging-{secrets.token_hex(6)}"
     metadata = {
         "name": name,
@@ -211,7 +214,7 @@ def register_model(
         metadata["size_bytes"] = artifact.stat().st_size
         for attempt in range(_REGISTER_ATTEMPTS):
             try:
-                return _commit_version(engine, root, staging, metadata)
+                return _commit_version(engine, root, folder, staging, metadata)
             except IntegrityError:
                 # Another process took the same version number between our read and insert.
                 if attempt == _REGISTER_ATTEMPTS - 1:
@@ -223,7 +226,9 @@ def register_model(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _commit_version(engine: Engine, root: Path, staging: Path, metadata: dict) -> ModelVersion:
+def _commit_version(
+    engine: Engine, root: Path, folder: Path, staging: Path, metadata: dict
+) -> ModelVersion:
     name = metadata["name"]
     created_at = utcnow()
     final: Path | None = None
@@ -252,7 +257,7 @@ def _commit_version(engine: Engine, root: Path, staging: Path, metadata: dict) -
                 "name": name,
                 "version": version,
                 "created_at": created_at,
-                "artifact_path": (Path(name) / final.name / metadata["filename"]).as_posix(),
+                "artifact_path": (folder / final.name / metadata["filename"]).as_posix(),
             }
             conn.execute(model_versions.insert().values(**row))
             document = {**metadata, "version": version, "created_at": created_at.isoformat()}
@@ -260,8 +265,8 @@ def _commit_version(engine: Engine, root: Path, staging: Path, metadata: dict) -
                 staging / "metadata.json", json.dumps(document, indent=2, sort_keys=True) + "\n"
             )
             if final.exists():
-                # No row names this folder (the version is new): a leftover of a database
-                # that was reset. Keep it, out of the way.
+                # No row names this folder (the version is new): a leftover of this
+                # database before it was reset. Keep it, out of the way.
                 orphan = root / f".orphan-v{version}-{secrets.token_hex(4)}"
                 log.warning("moving unregistered %s aside to %s", final, orphan)
                 os.replace(final, orphan)
@@ -283,9 +288,11 @@ _PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 def artifact_file(mv: ModelVersion, artifacts_dir: Path) -> Path:
     """Where the artifact of `mv` lives, after symlinks, once it is inside the artifacts root.
 
-    New rows hold a path relative to the root; older rows an absolute one, accepted only
-    when it too resolves inside the root (a row pointing anywhere else is refused, so
-    writing the database is not enough to make this host read a file of one's choosing).
+    Rows hold a path relative to the root (`<database-id>/<name>/v<n>/<file>`, or
+    `<name>/v<n>/<file>` when written before databases had identities); older rows an
+    absolute one, accepted only when it too resolves inside the root (a row pointing
+    anywhere else is refused, so writing the database is not enough to make this host read
+    a file of one's choosing). Whatever the path, the bytes must match the row's sha256.
     """
     root = Path(artifacts_dir).expanduser().resolve()
     path = (root / Path(mv.artifact_path).expanduser()).resolve()

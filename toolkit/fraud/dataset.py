@@ -141,10 +141,13 @@ def build_from_config(
     label_cutoff: datetime | None = None,
     set_current: bool = False,
 ) -> DatasetResult:
-    """`build_fraud_dataset` with the configured datasets folder and label delay."""
+    """`build_fraud_dataset` in this database's datasets folder, with the configured label
+    delay."""
+    from ..identity import database_home
+
     return build_fraud_dataset(
         engine,
-        config.datasets_dir,
+        database_home(config, engine).datasets_dir,
         since=since,
         until=until,
         label_cutoff=label_cutoff,

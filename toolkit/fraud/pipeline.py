@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from .. import schema
 from ..datasets import resolve_pointer
 from ..errors import MlkitError
+from ..identity import database_home
 from .columns import FEATURES
 
 log = logging.getLogger("mlkit.train")
@@ -24,10 +25,11 @@ def dataset_path(engine: Engine, config, dataset: str, *, catch_up: bool = True)
     if dataset not in ("new", "latest", "current"):
         return Path(dataset)
     if dataset != "new":
+        datasets_dir = database_home(config, engine).datasets_dir
         try:
-            return resolve_pointer(config.datasets_dir, "fraud", dataset)
+            return resolve_pointer(datasets_dir, "fraud", dataset)
         except MlkitError:
-            if dataset == "current" and (config.datasets_dir / "fraud" / "_LATEST").is_file():
+            if dataset == "current" and (datasets_dir / "fraud" / "_LATEST").is_file():
                 raise
         log.info("[TRAIN] No fraud dataset yet: building one")
     from .dataset import build_from_config

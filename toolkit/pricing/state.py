@@ -5,7 +5,7 @@ The database is the record: every reward is one transaction that increments the 
 however they interleave. Redis is a cache of it, never ahead of it. The database keeps a
 stamp (table bandit_generations): a generation, changed whenever the arms change in a way
 Redis did not receive (`train mab`, `mab reset`, a reward while Redis was unreachable), and
-a random database id written once. Every Redis value carries the stamp it was written
+the database's identity (toolkit.identity). Every Redis value carries the stamp it was written
 under; a reader serves Redis only when all arms carry the database's current stamp, and
 otherwise serves the database and rewrites Redis from it. So state of an older generation
 or of another database sharing the Redis index is never served (two databases on one
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -35,11 +34,12 @@ from .. import schema
 from ..clock import utcnow
 from ..db import explain_db_error
 from ..errors import MlkitError
+from ..identity import IDENTITY_ROW, database_id
 from .history import ARMS
 
 log = logging.getLogger("mlkit.mab")
 
-BANDIT = "pricing"
+BANDIT = IDENTITY_ROW  # the row of this bandit carries the database's identity
 KEY_PREFIX = "mab:"
 
 # KEYS[1] the arm's key; ARGV[1] the new JSON, ARGV[2] its pulls, ARGV[3] its generation,
@@ -209,28 +209,11 @@ class BanditStore:
         return count > 0
 
     def stamp(self) -> Stamp:
-        """The database's current stamp, created (generation 1, a new random id) if absent."""
-        g = schema.bandit_generations
-        with self._db("read the bandit generation") as engine:
-            try:
-                with engine.connect() as conn:
-                    stamp = _read_stamp(conn)
-            except (sa.exc.ProgrammingError, sa.exc.OperationalError):
-                # A database initialised before the table existed: add it (idempotent).
-                g.create(engine, checkfirst=True)
-                stamp = None
-            if stamp is not None:
-                return stamp
-            try:
-                with engine.begin() as conn:
-                    conn.execute(g.insert().values(
-                        bandit=BANDIT, generation=1, database_id=secrets.token_hex(16),
-                        updated_at=utcnow(),
-                    ))  # fmt: skip
-            except IntegrityError:
-                pass  # another process created it first
-            with engine.connect() as conn:
-                return _read_stamp(conn)
+        """The database's current stamp, created (generation 1, the database's identity)
+        if absent."""
+        database_id(self.engine)  # creates the row: the identity lives on it
+        with self._db("read the bandit generation") as engine, engine.connect() as conn:
+            return _read_stamp(conn)
 
     def _ensure_rows(self) -> None:
         """Rows for every arm (an untrained bandit starts from the uniform prior)."""

@@ -1,9 +1,17 @@
 """Serving recommendations: from the registry's version when the database answers, from
-the last good artifact on disk when it does not (and the caller is told so)."""
+the last good artifact on disk when it does not (and the caller is told so).
+
+The last good artifact is this database's own: its pointer lives in the database's folder
+(`<artifacts>/<database-id>/recommender/LAST_GOOD.json`), written when `recommender@prod` is
+trained or served, and with the database down its id comes from the map of URLs to ids this
+machine recorded when it last read it (toolkit.identity). A database never read here, or
+never served a `prod` here, has no fallback: another database's model is never served.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +24,11 @@ from .. import schema
 from ..config import mask_url
 from ..db import explain_db_error
 from ..errors import MlkitError
+from ..identity import database_home, home_of, known_database_id
 from .model import RecommenderModel, interaction_weights, top_n
-from .train import LAST_GOOD
+from .train import last_good_pointer, remember_last_good
+
+log = logging.getLogger("mlkit.recommend")
 
 MAX_N = 100
 RECENT_LIMIT = 500  # a user's newest interactions read live on top of the model
@@ -45,6 +56,8 @@ class Recommender:
             return cls._fallback(config, engine, exc, half_life)
         mv = resolve(engine, ref)
         model = RecommenderModel.load(read_artifact(mv, config.artifacts_dir))
+        if mv.name == "recommender" and "prod" in mv.aliases:
+            _keep_last_good(database_home(config, engine), mv)
         return cls(model, mv.ref, engine, half_life_days=half_life)
 
     @classmethod
@@ -52,14 +65,15 @@ class Recommender:
         from ..registry import ModelVersion, read_artifact
 
         why = explain_db_error(exc, engine.url).message
-        pointer = Path(config.artifacts_dir).expanduser() / "recommender" / LAST_GOOD
-        if not pointer.is_file():
+        identity = known_database_id(config.artifacts_dir, engine.url)
+        saved = _read_pointer(last_good_pointer(home_of(config, identity))) if identity else None
+        if saved is None or saved.get("database_id") != identity:
             raise MlkitError(
                 f"the database at {mask_url(str(engine.url))} is unreachable ({why}) and "
-                "there is no recommender artifact on this machine to fall back on",
-                hint="start the database, then train one: mlkit train recommender",
+                "there is no recommender artifact of this database on this machine to fall "
+                "back on",
+                hint="start the database, then train one: mlkit train recommender --alias prod",
             )
-        saved = json.loads(pointer.read_text())
         mv = ModelVersion(
             "recommender",
             int(saved["version"]),
@@ -205,6 +219,30 @@ class Recommender:
             "in your history, not bought yet" if j in anchors else f"like {m.names[c]}"
             for j, c in zip(best, closest, strict=True)
         ]
+
+
+def _read_pointer(pointer: Path) -> dict | None:
+    try:
+        saved = json.loads(pointer.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def _keep_last_good(home, mv) -> None:
+    """Point this database's LAST_GOOD at the prod version being served, when it names
+    another (a promotion or rollback by hand, or a database trained before identities)."""
+    saved = _read_pointer(last_good_pointer(home)) or {}
+    if (saved.get("database_id"), saved.get("version"), saved.get("sha256")) == (
+        home.database_id,
+        mv.version,
+        mv.sha256,
+    ):
+        return
+    try:
+        remember_last_good(home, mv)
+    except OSError as exc:  # read-only artifacts: serving goes on, the fallback is older
+        log.warning("cannot update %s: %s", last_good_pointer(home), exc.strerror)
 
 
 def check_n(n: int) -> None:

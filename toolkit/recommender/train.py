@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from ..datasets import _atomic_write_text
 from ..errors import MlkitError, TooLittleData
+from ..identity import database_home
 from .data import ShopData, load_shop_data
 from .model import RecommenderModel, fit, top_n
 
@@ -205,7 +206,7 @@ def train_recommender(
         if alias:  # inside the run: a version failing its gate makes the run `rejected`
             promote_trained(engine, config, mv, alias, reason=f"trained on {days:g} days")
             if alias == "prod":
-                remember_last_good(config.artifacts_dir, mv)
+                remember_last_good(database_home(config, engine), mv)
     return {
         "model": "recommender",
         "version": mv.version,
@@ -218,20 +219,21 @@ def train_recommender(
     }
 
 
-def remember_last_good(artifacts_dir: Path, mv) -> None:
-    """What `recommend` serves from when the database (and so the registry) is down."""
-    pointer = Path(artifacts_dir).expanduser() / "recommender" / LAST_GOOD
-    _atomic_write_text(
-        pointer,
-        json.dumps(
-            {
-                "version": mv.version,
-                "artifact_path": str(mv.artifact_path),
-                "sha256": mv.sha256,
-                "created_at": str(mv.created_at),
-            }
-        ),
-    )
+def remember_last_good(home, mv) -> None:
+    """What `recommend` serves from when the database (and so the registry) is down: a
+    pointer in this database's own folder (`home`, a toolkit.identity.DatabaseHome)."""
+    document = {
+        "database_id": home.database_id,
+        "version": mv.version,
+        "artifact_path": Path(mv.artifact_path).as_posix(),
+        "sha256": mv.sha256,
+        "created_at": str(mv.created_at),
+    }
+    _atomic_write_text(last_good_pointer(home), json.dumps(document))
+
+
+def last_good_pointer(home) -> Path:
+    return home.artifacts_dir / "recommender" / LAST_GOOD
 
 
 def load_model(path: Path) -> RecommenderModel:
