@@ -3,6 +3,7 @@ retried, queued until delivered, masked), the CLI."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -360,7 +361,8 @@ def test_cli_exit_codes_json_and_list(engine, cli, database_url, tmp_path):
 @contextmanager
 def webhook_server(port: int = 0, fail_first: int = 0) -> Iterator[tuple[str, list, list]]:
     """A webhook on 127.0.0.1 answering HTTP 500 to its first `fail_first` POSTs, then 204;
-    yields its URL, the bodies it accepted and the status of every POST."""
+    yields its URL, the bodies it accepted (with their Authorization header under
+    `_authorization`) and the status of every POST."""
     accepted: list[dict] = []
     answers: list[int] = []
 
@@ -370,7 +372,7 @@ def webhook_server(port: int = 0, fail_first: int = 0) -> Iterator[tuple[str, li
             status = 500 if len(answers) < fail_first else 204
             answers.append(status)
             if status == 204:
-                accepted.append(body)
+                accepted.append({**body, "_authorization": self.headers["Authorization"]})
             self.send_response(status)
             self.end_headers()
 
@@ -459,9 +461,12 @@ def test_a_webhook_failing_twice_then_answering_hears_the_notification_once(engi
     now = utcnow()
     add_predictions(engine, ["BLOCKED"] * 2, now - timedelta(minutes=1))
     with webhook_server(fail_first=2) as (url, accepted, answers):
+        # User info in the URL goes as Basic auth (urllib alone would take it for the host).
+        url = url.replace("http://", "http://alerts:p%40ss@")
         result = check_alerts(engine, config_with("fraud", webhook=url), now=now)
     assert answers == [500, 500, 204]
     assert len(accepted) == 1 and accepted[0]["fired"][0]["rule"] == "fraud_rate_spike"
+    assert accepted[0]["_authorization"] == "Basic " + base64.b64encode(b"alerts:p@ss").decode()
     assert result["webhook_notified"] and result["webhook"]["queued"] == 0
     assert result["warnings"] == []
     (row,) = queue_rows(engine)

@@ -23,9 +23,9 @@ changed something queues one notification in `alert_notifications`, in the trans
 that records the change, and then delivers every queued notification oldest first: up to
 WEBHOOK_TRIES tries each with backoff, a timeout per try and WEBHOOK_BUDGET_SECONDS for
 the whole run. One that cannot be delivered stays queued, blocks the newer ones (order is
-kept) and is retried by the next check; the webhook never fails a check. The URL is shown
-masked (user info, query values and token-like path segments hidden) wherever it is
-reported.
+kept) and is retried by the next check; the webhook never fails a check. User info in the
+URL is sent as HTTP Basic auth; redirects are not followed. The URL is shown masked (user
+info, query values and token-like path segments hidden) wherever it is reported.
 """
 
 from __future__ import annotations
@@ -368,21 +368,25 @@ def _record(
 def _post(url: str, body: bytes, timeout: float) -> tuple[str | None, bool]:
     """POST the body once: (None, False) when a 2xx took it, else (what went wrong,
     whether another try may help)."""
+    import base64
     import http.client
     import urllib.error
     import urllib.request
+    from urllib.parse import unquote, urlsplit, urlunsplit
 
     class StayOnTarget(urllib.request.HTTPRedirectHandler):
         # A redirect is an answer, not a delivery: the body never goes anywhere else.
         def redirect_request(self, *args, **kwargs):
             return None
 
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "mlkit-alerts"},
-    )
+    headers = {"Content-Type": "application/json", "User-Agent": "mlkit-alerts"}
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # urllib would take the user info for part of the host: it goes as Basic auth.
+        credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.build_opener(StayOnTarget).open(request, timeout=timeout) as reply:
             status = reply.status
@@ -413,7 +417,7 @@ def _send(url: str, body: bytes, deadline: float) -> tuple[bool, str | None, int
         tries += 1
         if error is None:
             return True, None, tries
-        log.info("alerts: webhook try %d failed: %s", tries, _scrub(error, url))
+        log.debug("alerts: webhook try %d failed: %s", tries, _scrub(error, url))
         if not retryable:
             break
     return False, error, tries
