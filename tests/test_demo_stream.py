@@ -33,7 +33,9 @@ def test_stream_places_the_rate_and_scores_every_order(engine, database_url, wor
     before = {"orders": _max_id(engine), "pulls": _pulls(engine), "rows": _counts(engine)}
 
     out = cli("demo", "stream", "--rate", "15", "--duration", "3", "--seed", "1", "--json",
-              env={"MLKIT_DATABASE_URL": database_url})  # fmt: skip
+              env={"MLKIT_DATABASE_URL": database_url,
+                   # the module's world was trained under the first test's home
+                   "MLKIT_ARTIFACTS_DIR": str(world.artifacts_dir)})  # fmt: skip
     assert out.exit_code == 0, out.output
     totals = json.loads(out.stdout)
     assert 40 <= totals["orders"] <= 50 and totals["scored"] == totals["orders"]
