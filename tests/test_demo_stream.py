@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from mlkit.toolkit import schema
 from mlkit.toolkit.config import load_config
 from mlkit.toolkit.db import init_schema, make_engine
+from mlkit.toolkit.demo.fence import Fence
 from mlkit.toolkit.demo.seed import seed_demo
 from mlkit.toolkit.demo.stream import DemoStream, StreamTotals
 from mlkit.toolkit.fraud import etl
@@ -59,6 +60,9 @@ def test_stream_places_the_rate_and_scores_every_order(engine, database_url, wor
     # Existing rows are never touched: every table only grew.
     after = _counts(engine)
     assert all(after[name] >= count for name, count in before["rows"].items())
+    # ... and the streamed rows belong to the demo world, so seeding can continue it.
+    with engine.connect() as conn:
+        assert Fence(conn).foreign_rows(conn) == {}
 
 
 def test_stream_makes_fraud_bursts_from_new_wallets_in_plain_values(engine, world):

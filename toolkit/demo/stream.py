@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from .. import schema
 from ..clock import utcnow
 from ..errors import MlkitError
+from .fence import record_demo_rows
 
 # The generator's own sampling, reused so streamed traffic has the seeded world's shape.
 from .ticketing import (
@@ -525,6 +526,7 @@ class DemoStream:
                 )
             ]  # fmt: skip
             order_ids = _insert_returning_ids(conn, schema.orders, rows, "order_id", stamps)
+            record_demo_rows(conn, "orders", order_ids)
             self._insert_truth(conn, order_ids, orders, arms, conversion, truth, labels)
             if self.predictor is not None:
                 decisions = self._score(conn, order_ids, rows)
@@ -556,6 +558,7 @@ class DemoStream:
             for a, c, s in zip(_plain(w.address[new]), _plain(w.country[new]), stamps, strict=True)
         ]
         ids = _insert_returning_ids(conn, schema.wallets, rows, "wallet_id", [], key="address")
+        record_demo_rows(conn, "wallets", ids)
         w.old_id[new] = ids
         conn.execute(
             schema.demo_truth_wallets.insert(),
