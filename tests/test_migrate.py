@@ -429,6 +429,15 @@ def test_mlkit_commands_work_on_a_migrated_mlkit_database(cli, tmp_path, server)
         code, doc, stderr = run_json(cli, "--source", f"sqlite:///{home_db}", "--target", url)
         assert code == 0, stderr
         assert doc["ok"] and "migration_progress" in doc["tables_not_copied"]
+        # The copy is a database of its own: its identity (and so its artifacts home and
+        # its Redis state) is never the source's.
+        assert "bandit_generations" in doc["tables_not_copied"]
+        from mlkit.toolkit.identity import database_id
+
+        source_engine, target_engine = make_engine(f"sqlite:///{home_db}"), make_engine(url)
+        assert database_id(target_engine) != database_id(source_engine)
+        source_engine.dispose()
+        target_engine.dispose()
         for args in (("status", "--json"), ("models", "list", "--json")):
             on_sqlite = cli(*args)
             on_target = cli("--database", url, *args)

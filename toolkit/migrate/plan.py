@@ -23,6 +23,10 @@ from .reflect import ColumnSpec, TableSpec, list_tables, reflect_tables
 
 # mlkit's own bookkeeping lives in the target; a source's copy of it is never moved.
 PROGRESS_TABLE = "migration_progress"
+# Tables that belong to one database and never travel: the migration's own progress, and
+# the identity (with the bandit's generation) that keys its artifacts and Redis state, so a
+# copy gets an identity of its own on first use instead of sharing the source's files.
+LOCAL_TABLES = (PROGRESS_TABLE, "bandit_generations")
 # InnoDB's index key limit (3072 bytes) over utf8mb4's 4 bytes a character.
 MYSQL_KEY_BYTES = 3072
 MYSQL_INDEX_CHARS = MYSQL_KEY_BYTES // 4
@@ -232,9 +236,10 @@ def select_tables(
         )
     chosen = [t for t in (wanted or available) if t not in unwanted]
     skipped = []
-    if PROGRESS_TABLE in chosen:
-        chosen.remove(PROGRESS_TABLE)
-        skipped.append(PROGRESS_TABLE)
+    for local in LOCAL_TABLES:
+        if local in chosen:
+            chosen.remove(local)
+            skipped.append(local)
     if not chosen:
         raise MlkitError("no tables to migrate", hint="the source is empty or all were excluded")
     return chosen, skipped
