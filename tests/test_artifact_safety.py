@@ -227,3 +227,16 @@ def test_files_written_by_training_are_private(world):
         assert mode == (0o700 if each.is_dir() else 0o600), (each, oct(mode))
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(model_versions)).scalar() == 1
+
+
+def test_a_sqlite_database_mlkit_creates_is_private(tmp_path):
+    from mlkit.toolkit.db import make_engine
+
+    os.umask(0o022)
+    path = tmp_path / "new" / "home" / "mlkit.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    engine.dispose()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700

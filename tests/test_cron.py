@@ -286,6 +286,9 @@ def test_a_failing_job_sends_one_line_to_stderr_and_logs_timestamped_lines(cli, 
     assert "kpi_refresh | error: the kpi_hourly view is missing" in log[1]
     assert "kpi_refresh | hint: create it with `mlkit db init`" in log[2]
     assert re.fullmatch(rf"{STAMP} kpi_refresh end: failed \(exit 1\) after \d+\.\ds", log[-1])
+    # The logs hold the jobs' output, so only their owner reads them.
+    assert log_path.stat().st_mode & 0o777 == 0o600
+    assert log_path.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_outcomes_exit_codes_and_crashes_of_the_child(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -153,12 +154,21 @@ def register_numpy_scalars() -> None:
 
 
 def _sqlite_parent(database: str) -> None:
-    folder = Path(database).expanduser().parent
+    """The database's folder, and the file itself, created private (0700 / 0600) when
+    missing: it holds customers' orders. SQLite takes an empty file as a new database and
+    gives its -wal and -shm files the database file's mode."""
+    from .datasets import private_mkdir
+
+    path = Path(database).expanduser()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_mkdir(path.parent)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # another process created it meanwhile
     except OSError as exc:
         raise MlkitError(
-            f"cannot create the folder {str(folder)!r} for the SQLite database: {exc.strerror}",
+            f"cannot create the SQLite database {str(path)!r}: {exc.strerror}",
             hint="choose another path in the database URL or MLKIT_HOME",
         ) from None
 

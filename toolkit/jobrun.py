@@ -33,6 +33,7 @@ from typing import IO, Any
 from .clock import utcnow
 from .config import load_config
 from .cron import ENV_FILE_VARIABLE, Job, env_file_path, find_job, read_env_file
+from .datasets import private_mkdir
 from .errors import MlkitError
 
 SKIP_MESSAGE = "skipped: the previous run is still going"
@@ -92,7 +93,7 @@ def run_job(
     job = find_job(config, name)
     logs = config.logs_dir.expanduser().resolve()
     try:
-        (logs / "locks").mkdir(parents=True, exist_ok=True)
+        private_mkdir(logs / "locks")  # logs hold the jobs' output: customers' figures
     except OSError as exc:
         raise MlkitError(
             f"cannot create the log folder {logs / 'locks'}: {exc.strerror}",
@@ -100,7 +101,8 @@ def run_job(
         ) from None
     log_path = logs / f"{job.name}.log"
     lock_path = logs / "locks" / f"{job.name}.lock"
-    with _held(lock_path) as mine, open(log_path, "a", encoding="utf-8", buffering=1) as log:
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with _held(lock_path) as mine, open(log_fd, "a", encoding="utf-8", buffering=1) as log:
         if not mine:
             _write(log, job.name, SKIP_MESSAGE)
             return JobResult(job.name, 0, "skipped", log_path, None)
