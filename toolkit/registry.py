@@ -399,7 +399,8 @@ def parse_ref(ref: str) -> tuple[str, str | None, int | None]:
     if ":" in text:
         name, _, number = text.partition(":")
         number = number[1:] if number[:1] in ("v", "V") else number
-        if not name or not number.isdigit():
+        # ASCII digits only (int() refuses '²'), and a version must fit the BIGINT column.
+        if not name or not (number.isascii() and number.isdigit()) or int(number) >= 2**63:
             raise MlkitError(f"invalid model reference {ref!r}", hint=hint)
         return name, None, int(number)
     if not text:

@@ -68,10 +68,13 @@ def train_fraud_model(
     from ..validation import promote_trained
     from .train import fit_fraud, load_dataset, oracle_metrics
 
+    # A snapshot PATH the user named is read before the run: a bad argument is not a failed
+    # training, so it starts no retry cooldown.
+    named = None if dataset in ("new", "latest", "current") else load_dataset(Path(dataset))
     cooldown = int(config.get("training.retry_cooldown_sec"))
     with training_run(engine, "fraud", cooldown_seconds=cooldown, force=force) as run:
         path = dataset_path(engine, config, dataset, catch_up=catch_up)
-        frame, manifest = load_dataset(path)
+        frame, manifest = named or load_dataset(path)
         result = fit_fraud(frame, kind, config.get("fraud.label_delay_days"))
         metrics = dict(result.metrics)
         truth = demo_truth(engine, result.split.test["order_id"])

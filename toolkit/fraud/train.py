@@ -45,9 +45,17 @@ def load_dataset(path: Path) -> tuple[pd.DataFrame, dict]:
     data_file = path / "data.parquet" if path.is_dir() else path
     if not data_file.is_file():
         raise MlkitError(f"no dataset at {path}", hint="build one: mlkit dataset build fraud")
-    frame = pd.read_parquet(data_file)
+    import pyarrow as pa
+
     manifest_file = data_file.parent / "manifest.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    try:
+        frame = pd.read_parquet(data_file)
+        manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise MlkitError(
+            f"cannot read the dataset {data_file}: {exc}",
+            hint="give a snapshot folder (or its data.parquet) from `mlkit dataset build fraud`",
+        ) from exc
     missing = [c for c in DATASET_COLUMNS if c not in frame.columns]
     if missing:
         raise MlkitError(

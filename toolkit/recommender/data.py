@@ -17,6 +17,7 @@ from .. import schema
 from ..clock import utcnow
 from ..db import read_frame
 from ..errors import MlkitError
+from ..inputs import MAX_DURATION_DAYS
 
 
 @dataclass
@@ -31,8 +32,11 @@ class ShopData:
 
 def load_shop_data(engine: Engine, days: float, now: datetime | None = None) -> ShopData:
     """The catalogue and the interactions of (now - days, now]."""
-    if days <= 0:
-        raise MlkitError(f"--days must be positive, not {days}")
+    if not 0 < days <= MAX_DURATION_DAYS:  # NaN fails too
+        raise MlkitError(
+            f"--days must be positive and at most {MAX_DURATION_DAYS}, not {days}",
+            hint="give the window in days, e.g. --days 90",
+        )
     now = utcnow() if now is None else now
     start = now - timedelta(days=days)
     p, i, r = schema.products, schema.product_interactions, schema.product_reviews
