@@ -202,6 +202,7 @@ def order_json(draw) -> str:
 @example(order='{"price": "eighty"}', model="fraud@prod")
 @example(order=json.dumps({**VALID_ORDER, "buyer_wallet_id": "abc"}), model="fraud@prod")
 @example(order=json.dumps({**VALID_ORDER, "buyer_wallet_id": 10**30}), model="fraud@prod")
+@example(order=json.dumps(VALID_ORDER), model="recommender@prod")
 def test_predict_fraud(world, order, model):
     world.run("predict", "fraud", order, "--model", model)
 
@@ -213,6 +214,7 @@ def test_predict_fraud_from_stdin(world, order):
 
 @given(since=duration, model=st.one_of(st.just("fraud@prod"), reference))
 @example(since="99999999d", model="fraud@prod")
+@example(since="1d", model="recommender@prod")
 def test_score_fraud(world, since, model):
     world.run("score", "fraud", "--since", since, "--model", model, "--json")
 
@@ -225,6 +227,7 @@ def test_etl_run(world, since, until):
 
 @given(window=duration, model=st.one_of(st.just("fraud@prod"), reference))
 @example(window="99999999d", model="fraud@prod")
+@example(window="30d", model="recommender@prod")
 def test_drift_check(world, window, model):
     world.run("drift", "check", "--window", window, "--model", model, "--json", codes=(0, 1, 2, 3))
 

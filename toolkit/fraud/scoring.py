@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from .. import schema
 from ..clock import utcnow
 from ..db import bulk_insert, read_frame
+from ..errors import MlkitError
 from ..locks import job_lock
 from .columns import DECISIONS, FEATURES
 from .model import load_model
@@ -47,6 +48,11 @@ def load_verified_model(mv, artifacts_dir: Path):
     matched (read once, never reopened)."""
     from ..registry import read_artifact
 
+    if mv.family != "fraud":
+        raise MlkitError(
+            f"{mv.ref} is a {mv.family} model, not a fraud model",
+            hint="name a fraud version, e.g. --model fraud@prod (see `mlkit models list`)",
+        )
     return load_model(read_artifact(mv, artifacts_dir), mv.params)
 
 
