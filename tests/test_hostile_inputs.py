@@ -297,6 +297,7 @@ arm = st.one_of(st.sampled_from(["baseline", "surge_pricing", "early_bird", "ml_
 
 
 @given(event=an_id, policy=st.one_of(st.sampled_from(["thompson", "ucb1", "egreedy"]), text))
+@example(event="99999999999999999999", policy="thompson")
 def test_mab_recommend(world, event, policy):
     world.run("mab", "recommend", "--event", event, "--policy", policy, "--json")
 

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from .. import schema
 from ..errors import MlkitError
+from ..inputs import positive_id
 from .history import ARMS
 from .policies import check_policy, choose, posterior_interval, simulate
 from .state import ArmState, BanditStore
@@ -36,6 +37,7 @@ def strategy_price(arm: str, base_price: float, sell_through: float, config) -> 
 
 def event_demand(engine: Engine, event_id: int) -> dict:
     """An event's base price, capacity and completed primary sales so far (indexed)."""
+    event_id = positive_id(event_id, "--event")  # a huge id would overflow the driver
     e, o = schema.events, schema.orders
     with engine.connect() as conn:
         event = conn.execute(
