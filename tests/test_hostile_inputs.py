@@ -203,6 +203,7 @@ def order_json(draw) -> str:
 @example(order=json.dumps({**VALID_ORDER, "buyer_wallet_id": "abc"}), model="fraud@prod")
 @example(order=json.dumps({**VALID_ORDER, "buyer_wallet_id": 10**30}), model="fraud@prod")
 @example(order=json.dumps(VALID_ORDER), model="recommender@prod")
+@example(order=json.dumps({**VALID_ORDER, "price": -(10**400)}), model="fraud@prod")
 def test_predict_fraud(world, order, model):
     world.run("predict", "fraud", order, "--model", model)
 

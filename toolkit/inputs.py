@@ -90,7 +90,10 @@ def finite_number(value: object, field: str, low: float, high: float, *, hint: s
     """A finite number within [low, high]."""
     if not _is_number(value):
         raise _reject(field, value, "is not a number", hint)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise _reject(field, value, f"is outside [{low:g}, {high:g}]", hint) from None
     if not math.isfinite(number):
         raise _reject(field, value, "is not a finite number", hint)
     if not low <= number <= high:
