@@ -184,7 +184,9 @@ async def test_sqlite_without_redis_and_a_database_that_goes_away(tmp_path):
     from mlkit.dashboard.app import Dashboard
 
     path = tmp_path / "mlkit.db"
-    init_schema(make_engine(f"sqlite:///{path}"))
+    setup = make_engine(f"sqlite:///{path}")
+    init_schema(setup)
+    setup.dispose()  # its last connection checkpoints the WAL: the schema is in the file we move
     app = Dashboard(f"sqlite:///{path}", None, REFRESH)
     async with app.run_test(size=(180, 50)) as pilot:
         await wait_for_refresh(app, pilot, 0)
