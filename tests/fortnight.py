@@ -6,12 +6,14 @@ Day 0 seeds a demo world ending at midnight and trains every family. The crontab
 one day of orders is appended (`demo seed --append --days 1`, with a price shift on the
 shift day only) and every job due the following day runs by executing its crontab line
 itself with `sh -c`, under an environment as bare as cron's (`env -i` with HOME, PATH,
-SHELL) plus the clock, MLKIT_NOW, set to the moment the job is due. A job due many times a
-day runs once, at its last due moment before noon: after the night's batch jobs.
+SHELL) plus the clock, MLKIT_NOW, set to the moment the job is due; jobs due at the same
+minute start together, as cron starts them. A job due many times a day runs once, at its
+last due moment before noon: after the night's batch jobs.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -249,20 +251,29 @@ class Fortnight:
             ((moment, line) for line in lines if (moment := line.run_time(appended_until))),
             key=lambda pair: pair[0],
         )
-        for moment, line in due:
+        # Jobs due at the same minute start together, as cron starts them.
+        for moment, group in itertools.groupby(due, key=lambda pair: pair[0]):
+            batch = [line for _, line in group]
             started = time.perf_counter()
-            result = subprocess.run(
-                ["env", "-i", *(f"{k}={v}" for k, v in self.bare_env(moment).items()),
-                 "sh", "-c", line.command],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            run = JobRun(
-                day, line.name, moment, result.returncode,
-                time.perf_counter() - started, result.stderr.strip(),
-            )  # fmt: skip
-            self.runs.append(run)
-            if on_job:
-                on_job(run)
+            command = ["env", "-i", *(f"{k}={v}" for k, v in self.bare_env(moment).items())]
+            children = [
+                subprocess.Popen(
+                    [*command, "sh", "-c", line.command],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for line in batch
+            ]
+            for line, child in zip(batch, children, strict=True):
+                _, stderr = child.communicate()
+                run = JobRun(
+                    day, line.name, moment, child.returncode,
+                    time.perf_counter() - started, stderr.strip(),
+                )  # fmt: skip
+                self.runs.append(run)
+                if on_job:
+                    on_job(run)
         self.observe(record)
         self.records.append(record)
         return record
