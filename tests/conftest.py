@@ -32,6 +32,22 @@ def isolated_environment(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+# A file-backed stand-in for `crontab -l` / `crontab -` ($MLKIT_CRONTAB_CMD runs it): the
+# crontab lives in $FAKE_CRONTAB_FILE.
+FAKE_CRONTAB = """import os, sys
+path = os.environ["FAKE_CRONTAB_FILE"]
+if sys.argv[1] == "-l":
+    if not os.path.exists(path):
+        sys.stderr.write("no crontab for tester\\n")
+        sys.exit(1)
+    sys.stdout.write(open(path).read())
+elif sys.argv[1] == "-":
+    open(path, "w").write(sys.stdin.read())
+else:
+    sys.exit(2)
+"""
+
+
 def services_required() -> bool:
     return os.environ.get("MLKIT_REQUIRE_SERVICES") == "1"
 
@@ -160,3 +176,17 @@ def pytest_collection_modifyitems(config, items):
     """Slow tests first: under pytest-xdist each long one starts on a free worker at once,
     instead of becoming the tail of the run."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def redis_of(url: str):
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
+def env_for(engine, redis_url: str) -> dict:
+    """The environment that points a CLI run at `engine`'s database and `redis_url`."""
+    return {
+        "MLKIT_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        "MLKIT_REDIS_URL": redis_url,
+    }

@@ -25,19 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from conftest import FAKE_CRONTAB
+
 # Exit code of `drift check` and `alerts check` when something drifted or fires.
 ALERTING = 3
 NOON = 12 * 60
-FAKE_CRONTAB = """import os, sys
-path = os.environ["FAKE_CRONTAB_FILE"]
-if sys.argv[1] == "-l":
-    if not os.path.exists(path):
-        sys.stderr.write("no crontab for simulator\\n")
-        sys.exit(1)
-    sys.stdout.write(open(path).read())
-elif sys.argv[1] == "-":
-    open(path, "w").write(sys.stdin.read())
-"""
 
 
 # ---------------------------------------------------------------- cron schedules

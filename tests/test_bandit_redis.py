@@ -6,6 +6,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from conftest import env_for, redis_of
 
 from mlkit.toolkit import schema
 from mlkit.toolkit.db import init_schema, make_engine
@@ -27,19 +28,6 @@ def world(engine):
 def event_id(world) -> int:
     with world.connect() as conn:
         return conn.execute(sa.select(schema.events.c.event_id).limit(1)).scalar_one()
-
-
-def redis_of(url):
-    import redis
-
-    return redis.Redis.from_url(url)
-
-
-def env_for(engine, redis_url: str) -> dict:
-    return {
-        "MLKIT_DATABASE_URL": engine.url.render_as_string(hide_password=False),
-        "MLKIT_REDIS_URL": redis_url,
-    }
 
 
 def surge_heavy() -> dict[str, ArmState]:

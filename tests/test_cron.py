@@ -13,7 +13,7 @@ import sys
 from datetime import datetime
 
 import pytest
-from conftest import drop_database, make_database
+from conftest import FAKE_CRONTAB, drop_database, make_database
 
 from mlkit.toolkit.config import load_config
 from mlkit.toolkit.cron import (
@@ -29,20 +29,6 @@ from mlkit.toolkit.errors import MlkitError
 from mlkit.toolkit.jobrun import run_job
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
-
-FAKE_CRONTAB = """
-import os, sys
-path = os.environ["FAKE_CRONTAB_FILE"]
-if sys.argv[1] == "-l":
-    if not os.path.exists(path):
-        sys.stderr.write("no crontab for tester\\n")
-        sys.exit(1)
-    sys.stdout.write(open(path).read())
-elif sys.argv[1] == "-":
-    open(path, "w").write(sys.stdin.read())
-else:
-    sys.exit(2)
-"""
 
 USER_LINES = """MAILTO=ops@example.com
 # my backup

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from conftest import env_for, redis_of
 
 from mlkit.toolkit import schema
 from mlkit.toolkit.config import load_config
@@ -27,19 +28,6 @@ UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 def world(engine):
     seed_demo(engine, orders=4000, days=40, seed=5, families=("pricing",))
     return engine
-
-
-def redis_of(url):
-    import redis
-
-    return redis.Redis.from_url(url)
-
-
-def env_for(engine, redis_url: str) -> dict:
-    return {
-        "MLKIT_DATABASE_URL": engine.url.render_as_string(hide_password=False),
-        "MLKIT_REDIS_URL": redis_url,
-    }
 
 
 def test_strategy_from_price_over_base():

@@ -25,6 +25,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """`moment` as naive UTC, the way timestamps are stored: an offset is converted, a naive
+    moment is taken as UTC already."""
+    if moment.tzinfo is not None:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
 def _fixed_now(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
@@ -33,9 +41,7 @@ def _fixed_now(text: str) -> datetime:
             f"cannot read {NOW_VARIABLE}={text!r}",
             hint="use an ISO moment like 2026-03-01T02:00:00, or unset it for the wall clock",
         ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.replace(microsecond=0)
+    return as_utc(moment).replace(microsecond=0)
 
 
 def parse_moment(text: str, *, now: datetime, option: str, hint: str = "") -> datetime:
@@ -52,8 +58,7 @@ def parse_moment(text: str, *, now: datetime, option: str, hint: str = "") -> da
             f"cannot read {option} {text!r}",
             hint="use a duration like 30d or 12h, or a date like 2026-01-01" + hint,
         ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    moment = as_utc(moment)
     if not MOMENT_RANGE[0] <= moment <= MOMENT_RANGE[1]:
         raise MlkitError(
             f"{option} {text.strip()!r} is outside {MOMENT_RANGE[0]:%Y} .. {MOMENT_RANGE[1]:%Y}",

@@ -24,10 +24,11 @@ import math
 import numbers
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from .clock import as_utc
 from .errors import MlkitError
 
 if TYPE_CHECKING:
@@ -135,8 +136,7 @@ def moment_value(value: object, field: str, *, now: datetime) -> datetime:
         moment = value
     else:
         raise _reject(field, value, "is not an ISO moment", hint)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    moment = as_utc(moment)
     latest = now + FUTURE_SLACK
     if not EARLIEST_MOMENT <= moment <= latest:
         raise _reject(
