@@ -37,29 +37,46 @@ def main() -> None:
     rng = np.random.default_rng(0)
     span = 90 * 86_400
     # merge_asof needs both sides sorted by time; give both the same frames.
-    right = pd.DataFrame({"by": rng.integers(0, args.keys, args.rows),
-                          "on": np.sort(rng.integers(0, span, args.rows))})  # fmt: skip
+    right = pd.DataFrame(
+        {
+            "by": rng.integers(0, args.keys, args.rows),
+            "on": np.sort(rng.integers(0, span, args.rows)),
+        }
+    )
     right["row"] = np.arange(args.rows)
-    left = pd.DataFrame({"by": rng.integers(0, args.keys, args.rows),
-                         "on": np.sort(rng.integers(0, span, args.rows))})  # fmt: skip
+    left = pd.DataFrame(
+        {
+            "by": rng.integers(0, args.keys, args.rows),
+            "on": np.sort(rng.integers(0, span, args.rows)),
+        }
+    )
 
     expected = pd.merge_asof(left, right, on="on", by="by")["row"].to_numpy(dtype=float)
-    ours = asof_join_index(left["by"].to_numpy(), left["on"].to_numpy(),
-                           right["by"].to_numpy(), right["on"].to_numpy())  # fmt: skip
+    ours = asof_join_index(
+        left["by"].to_numpy(), left["on"].to_numpy(), right["by"].to_numpy(), right["on"].to_numpy()
+    )
     assert np.array_equal(np.where(ours >= 0, ours, np.nan), expected, equal_nan=True)
 
     reference = best_of(args.repeat, lambda: pd.merge_asof(left, right, on="on", by="by"))
     measured = best_of(
         args.repeat,
-        lambda: asof_join_index(left["by"].to_numpy(), left["on"].to_numpy(),
-                                right["by"].to_numpy(), right["on"].to_numpy()),
-    )  # fmt: skip
+        lambda: asof_join_index(
+            left["by"].to_numpy(),
+            left["on"].to_numpy(),
+            right["by"].to_numpy(),
+            right["on"].to_numpy(),
+        ),
+    )
     ratio = measured / reference
-    print(f"mlkit asof_join_index, {args.rows:,} x {args.rows:,} rows by {args.keys:,} keys: "
-          f"{measured:.3f} s (best of {args.repeat})")  # fmt: skip
+    print(
+        f"mlkit asof_join_index, {args.rows:,} x {args.rows:,} rows by {args.keys:,} keys: "
+        f"{measured:.3f} s (best of {args.repeat})"
+    )
     print(f"reference, pandas.merge_asof on the same frames: {reference:.3f} s")
-    print(f"ratio: {ratio:.2f} x (target <= {TARGET_RATIO} x) "
-          f"{'ok' if ratio <= TARGET_RATIO else 'SLOW'}")  # fmt: skip
+    print(
+        f"ratio: {ratio:.2f} x (target <= {TARGET_RATIO} x) "
+        f"{'ok' if ratio <= TARGET_RATIO else 'SLOW'}"
+    )
 
 
 if __name__ == "__main__":

@@ -74,14 +74,29 @@ def main() -> None:
     args = parser.parse_args()
 
     with scratch_postgres(args.server) as url:
-        subprocess.run([sys.executable, "-m", "mlkit.commands.main", "--database", url, "db",
-                        "init"], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "mlkit.commands.main", "--database", url, "db", "init"],
+            check=True,
+            capture_output=True,
+        )
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "mlkit.commands.main", "--database", url, "demo", "seed",
-             "--orders", str(args.orders), "--json"],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "mlkit.commands.main",
+                "--database",
+                url,
+                "demo",
+                "seed",
+                "--orders",
+                str(args.orders),
+                "--json",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - started
         result = json.loads(done.stdout)
         total_rows = sum(result["rows"].values())
@@ -89,15 +104,23 @@ def main() -> None:
         naive = row_by_row_rate(url)
 
     verdict = "ok" if wall <= TARGET_S else "SLOW"
-    print(f"mlkit demo seed --orders {args.orders:,} into PostgreSQL: {wall:.1f} s wall "
-          f"(target <= {TARGET_S:.0f} s) {verdict}")  # fmt: skip
-    print(f"  generate {result['generate_seconds']} s, load {result['load_seconds']} s; "
-          f"{total_rows:,} rows in {len(result['rows'])} tables")  # fmt: skip
+    print(
+        f"mlkit demo seed --orders {args.orders:,} into PostgreSQL: {wall:.1f} s wall "
+        f"(target <= {TARGET_S:.0f} s) {verdict}"
+    )
+    print(
+        f"  generate {result['generate_seconds']} s, load {result['load_seconds']} s; "
+        f"{total_rows:,} rows in {len(result['rows'])} tables"
+    )
     print(f"  {args.orders / wall:,.0f} orders/s, {total_rows / wall:,.0f} rows/s overall")
-    print(f"reference, server-side INSERT ... SELECT of {args.orders:,} order rows: {floor:.1f} s "
-          f"({args.orders / floor:,.0f} rows/s)")  # fmt: skip
-    print(f"reference, row-by-row executemany INSERT: {naive:,.0f} rows/s "
-          f"(-> {args.orders / naive:.0f} s for the orders alone)")  # fmt: skip
+    print(
+        f"reference, server-side INSERT ... SELECT of {args.orders:,} order rows: {floor:.1f} s "
+        f"({args.orders / floor:,.0f} rows/s)"
+    )
+    print(
+        f"reference, row-by-row executemany INSERT: {naive:,.0f} rows/s "
+        f"(-> {args.orders / naive:.0f} s for the orders alone)"
+    )
 
 
 if __name__ == "__main__":

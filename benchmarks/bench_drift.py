@@ -30,8 +30,9 @@ WINDOW = "3650d"  # every order of the world is "recent"
 def mlkit(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     done = subprocess.run(
         [sys.executable, "-m", "mlkit.commands.main", "--database", url, *args],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     if check and done.returncode != 0:
         raise SystemExit(f"mlkit {' '.join(args)} failed:\n{done.stderr}")
     return done
@@ -47,10 +48,15 @@ def register_stand_in(url: str, snapshot: str) -> str:
 
     engine = make_engine(url)
     mv = register_model(
-        engine, load_config().artifacts_dir, name="fraud", family="fraud",
-        write_artifact=lambda path: path.write_text("benchmark stand-in"), filename="model.txt",
-        features=list(FEATURES), dataset_ref=snapshot,
-    )  # fmt: skip
+        engine,
+        load_config().artifacts_dir,
+        name="fraud",
+        family="fraud",
+        write_artifact=lambda path: path.write_text("benchmark stand-in"),
+        filename="model.txt",
+        features=list(FEATURES),
+        dataset_ref=snapshot,
+    )
     engine.dispose()
     return mv.ref
 
@@ -66,8 +72,9 @@ def reference_seconds(url: str, snapshot: str, start) -> tuple[float, int]:
     with engine.connect() as conn:
         frame = pd.read_sql(
             sa.text(f"SELECT {columns} FROM fraud_features WHERE feature_ts >= :start"),
-            conn, params={"start": start},
-        )  # fmt: skip
+            conn,
+            params={"start": start},
+        )
     pd.read_parquet(Path(snapshot) / "data.parquet", columns=list(FEATURES))
     elapsed = time.perf_counter() - started
     engine.dispose()
@@ -90,8 +97,9 @@ def main() -> None:
         snapshot = json.loads(mlkit(url, "dataset", "build", "fraud", "--json").stdout)["path"]
         ref = register_stand_in(url, snapshot)
         started = time.perf_counter()
-        done = mlkit(url, "drift", "check", "--model", ref, "--window", WINDOW, "--json",
-                     check=False)  # fmt: skip
+        done = mlkit(
+            url, "drift", "check", "--model", ref, "--window", WINDOW, "--json", check=False
+        )
         wall_s = time.perf_counter() - started
         if done.returncode not in (0, 3):
             raise SystemExit(f"drift check failed:\n{done.stderr}")
@@ -101,13 +109,17 @@ def main() -> None:
             key=lambda pair: pair[0],
         )
     ok = wall_s <= TARGET_S
-    print(f"mlkit drift check: {document['current_rows']:,} recent orders x "
-          f"{len(document['features'])} features against a {document['reference_rows']:,}-row "
-          f"snapshot in {wall_s:.1f} s wall ({document['seconds']:.1f} s inside; target <= "
-          f"{TARGET_S:.0f} s) {'ok' if ok else 'SLOW'}; "
-          f"{len(document['features_drifted'])} drifted")  # fmt: skip
-    print(f"reference, pandas.read_sql of the same {rows:,} feature rows + read_parquet of the "
-          f"snapshot: {read_s:.1f} s ({wall_s / read_s:.2f} x)")  # fmt: skip
+    print(
+        f"mlkit drift check: {document['current_rows']:,} recent orders x "
+        f"{len(document['features'])} features against a {document['reference_rows']:,}-row "
+        f"snapshot in {wall_s:.1f} s wall ({document['seconds']:.1f} s inside; target <= "
+        f"{TARGET_S:.0f} s) {'ok' if ok else 'SLOW'}; "
+        f"{len(document['features_drifted'])} drifted"
+    )
+    print(
+        f"reference, pandas.read_sql of the same {rows:,} feature rows + read_parquet of the "
+        f"snapshot: {read_s:.1f} s ({wall_s / read_s:.2f} x)"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 def mlkit(url: str, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "mlkit.commands.main", "--database", url, *args],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return done.stdout
 
 
@@ -58,12 +60,17 @@ def server_side_write_seconds(url: str, rows: int) -> float:
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TEMP TABLE ref_features (LIKE fraud_features INCLUDING ALL)"))
         started = time.perf_counter()
-        conn.execute(sa.text(
-            f"INSERT INTO ref_features (order_id, wallet_id, event_id, feature_ts,"
-            f" {', '.join(NUMERIC_FEATURES)}, payment_method, is_resale, label, computed_at)"
-            f" SELECT g, g % 160000, g % 2500, timestamp '2026-01-01' + g * interval '7 seconds',"
-            f" {numbers.replace(' AS ', ' AS _')}, 'credit_card', g % 25 = 0, false, now()"
-            f" FROM generate_series(1, :n) AS g"), {"n": rows})  # fmt: skip
+        conn.execute(
+            sa.text(
+                f"INSERT INTO ref_features (order_id, wallet_id, event_id, feature_ts,"
+                f" {', '.join(NUMERIC_FEATURES)}, payment_method, is_resale, label, computed_at)"
+                f" SELECT g, g % 160000, g % 2500,"
+                f" timestamp '2026-01-01' + g * interval '7 seconds',"
+                f" {numbers.replace(' AS ', ' AS _')}, 'credit_card', g % 25 = 0, false, now()"
+                f" FROM generate_series(1, :n) AS g"
+            ),
+            {"n": rows},
+        )
         elapsed = time.perf_counter() - started
     engine.dispose()
     return elapsed
@@ -85,12 +92,16 @@ def main() -> None:
         etl_s = time.perf_counter() - started
     ratio = etl_s / copy_s
     ok = etl_s <= TARGET_S and ratio <= TARGET_RATIO
-    print(f"mlkit etl run: {result['rows']:,} orders in {etl_s:.1f} s wall "
-          f"({result['rows'] / etl_s:,.0f} orders/s; target <= {TARGET_S:.0f} s)")  # fmt: skip
+    print(
+        f"mlkit etl run: {result['rows']:,} orders in {etl_s:.1f} s wall "
+        f"({result['rows'] / etl_s:,.0f} orders/s; target <= {TARGET_S:.0f} s)"
+    )
     print(f"reference, COPY (SELECT the same order columns) TO STDOUT: {copy_s:.2f} s")
     print(f"ratio: {ratio:.1f} x (target <= {TARGET_RATIO:.0f} x) {'ok' if ok else 'SLOW'}")
-    print(f"floor, PostgreSQL inserting {args.orders:,} feature-shaped rows by itself: "
-          f"{floor_s:.1f} s ({floor_s / copy_s:.1f} x the COPY out)")  # fmt: skip
+    print(
+        f"floor, PostgreSQL inserting {args.orders:,} feature-shaped rows by itself: "
+        f"{floor_s:.1f} s ({floor_s / copy_s:.1f} x the COPY out)"
+    )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,10 @@ def mabwiser_regret(policy: str, rates: np.ndarray, horizon: int, seed: int) -> 
 def regret(args) -> None:
     for name, rates in ENVIRONMENTS.items():
         for policy in ("thompson", "ucb1"):
-            ours = [simulate(policy, rates, args.horizon, s)["cumulative_regret"]
-                    for s in range(args.seeds)]  # fmt: skip
+            ours = [
+                simulate(policy, rates, args.horizon, s)["cumulative_regret"]
+                for s in range(args.seeds)
+            ]
             started = time.perf_counter()
             theirs = [mabwiser_regret(policy, rates, args.horizon, s) for s in range(args.seeds)]
             seconds = time.perf_counter() - started
@@ -97,8 +99,10 @@ def throughput(args) -> None:
             context = multiprocessing.get_context("fork")
             start, done = context.Event(), context.Queue()
             count = 2000 if processes == 1 else 1000
-            workers = [context.Process(target=_record, args=(url, REDIS, count, start, done))
-                       for _ in range(processes)]  # fmt: skip
+            workers = [
+                context.Process(target=_record, args=(url, REDIS, count, start, done))
+                for _ in range(processes)
+            ]
             for w in workers:
                 w.start()
             time.sleep(1.0)

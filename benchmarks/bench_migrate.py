@@ -98,9 +98,16 @@ def admin(sql: str) -> None:
 
 def run_mlkit(source: Path, database: str, batch_size: int | None) -> tuple[dict, float, float]:
     cmd = [
-        sys.executable, "-m", "mlkit.commands.main", "migrate",
-        "--source", f"sqlite:///{source}", "--target", f"{SERVER}/{database}", "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "mlkit.commands.main",
+        "migrate",
+        "--source",
+        f"sqlite:///{source}",
+        "--target",
+        f"{SERVER}/{database}",
+        "--json",
+    ]
     if batch_size:
         cmd += ["--batch-size", str(batch_size)]
     started = time.perf_counter()
@@ -119,10 +126,22 @@ def run_peer(source: Path, database: str) -> tuple[float | None, str]:
         return None, "not installed (pip install sqlite3-to-mysql)"
     host = sa.engine.make_url(SERVER)
     cmd = [
-        tool, "-f", str(source), "-d", database, "-u", host.username or "root",
-        "--mysql-password", host.password or "", "-h", host.host or "127.0.0.1",
-        "-P", str(host.port or 3306), "-S", "-q",
-    ]  # fmt: skip
+        tool,
+        "-f",
+        str(source),
+        "-d",
+        database,
+        "-u",
+        host.username or "root",
+        "--mysql-password",
+        host.password or "",
+        "-h",
+        host.host or "127.0.0.1",
+        "-P",
+        str(host.port or 3306),
+        "-S",
+        "-q",
+    ]
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
@@ -146,9 +165,13 @@ def run_executemany(source: Path, database: str, batch: int = 1000) -> tuple[int
 
     url = sa.engine.make_url(SERVER)
     conn = pymysql.connect(
-        host=url.host, port=url.port or 3306, user=url.username, password=url.password or "",
-        database=database, charset="utf8mb4",
-    )  # fmt: skip
+        host=url.host,
+        port=url.port or 3306,
+        user=url.username,
+        password=url.password or "",
+        database=database,
+        charset="utf8mb4",
+    )
     cur = conn.cursor()
     cur.execute(
         "CREATE TABLE payments (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL, name TEXT, "

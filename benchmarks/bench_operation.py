@@ -51,14 +51,22 @@ def main() -> None:
         sim = Fortnight(url=url, workdir=Path(tmp), orders=args.orders, days=args.days)
 
         def show_job(run) -> None:
-            print(f"  day {run.day:2d} {run.at:%H:%M} {run.job:<20} exit {run.exit_code}"
-                  f"  {run.seconds:6.1f} s", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"  day {run.day:2d} {run.at:%H:%M} {run.job:<20} exit {run.exit_code}"
+                f"  {run.seconds:6.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
         def show_day(record) -> None:
-            print(f"day {record.day:2d}: +{record.orders_appended:,} orders, watermark "
-                  f"{record.watermark}, without features {record.orders_without_features}, "
-                  f"drifted {record.drifted_features or '-'}, alerts {record.alerts_open or '-'}, "
-                  f"runs {record.training_runs or '-'}", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"day {record.day:2d}: +{record.orders_appended:,} orders, watermark "
+                f"{record.watermark}, without features {record.orders_without_features}, "
+                f"drifted {record.drifted_features or '-'}, alerts {record.alerts_open or '-'}, "
+                f"runs {record.training_runs or '-'}",
+                file=sys.stderr,
+                flush=True,
+            )
 
         started = time.perf_counter()
         sim.run(on_job=show_job, on_day=show_day)
@@ -66,9 +74,11 @@ def main() -> None:
         floor = startup_floor(sim.mlkit)
         totals = sim.reconcile()
 
-    print(f"fortnight on PostgreSQL: {args.orders:,} orders over {sim.world_days} days, then "
-          f"{args.days} nights; {len(sim.runs)} cron runs in {total:.0f} s "
-          f"(setup {sum(sim.setup_seconds.values()):.0f} s)")  # fmt: skip
+    print(
+        f"fortnight on PostgreSQL: {args.orders:,} orders over {sim.world_days} days, then "
+        f"{args.days} nights; {len(sim.runs)} cron runs in {total:.0f} s "
+        f"(setup {sum(sim.setup_seconds.values()):.0f} s)"
+    )
     per_job = defaultdict(list)
     for run in sim.runs:
         per_job[run.job].append(run)
@@ -77,9 +87,11 @@ def main() -> None:
         seconds = [r.seconds for r in runs]
         codes = sorted({r.exit_code for r in runs})
         worst_overall = max(worst_overall, max(seconds))
-        print(f"  {job:<20} {len(runs):2d} nights: median {statistics.median(seconds):5.1f} s, "
-              f"worst {max(seconds):5.1f} s (target <= {TARGET_S:.0f} s, floor "
-              f"{floor:.1f} s); exit codes {codes}")  # fmt: skip
+        print(
+            f"  {job:<20} {len(runs):2d} nights: median {statistics.median(seconds):5.1f} s, "
+            f"worst {max(seconds):5.1f} s (target <= {TARGET_S:.0f} s, floor "
+            f"{floor:.1f} s); exit codes {codes}"
+        )
     verdict = "ok" if worst_overall <= TARGET_S else "MISSED"
     print(f"every nightly job under {TARGET_S:.0f} s: worst {worst_overall:.1f} s {verdict}")
 
@@ -89,11 +101,14 @@ def main() -> None:
             raised[rule].append(record.day)
     false_alerts = {rule: [d for d in days if d < sim.shift_day] for rule, days in raised.items()}
     false_alerts = {rule: days for rule, days in false_alerts.items() if days}
-    print("alerts firing (rule: days): "
-          + (", ".join(f"{rule}: {days}" for rule, days in raised.items()) or "none"))  # fmt: skip
+    print(
+        "alerts firing (rule: days): "
+        + (", ".join(f"{rule}: {days}" for rule, days in raised.items()) or "none")
+    )
     print(f"false alerts before the shift (day {sim.shift_day}): {false_alerts or 'none'}")
-    caught = next((r.day for r in sim.records if r.day >= sim.shift_day and r.drifted_features),
-                  None)  # fmt: skip
+    caught = next(
+        (r.day for r in sim.records if r.day >= sim.shift_day and r.drifted_features), None
+    )
     detail = next((r.drifted_features for r in sim.records if r.day == caught), [])
     delay = None if caught is None else caught - sim.shift_day
     print(
@@ -101,11 +116,15 @@ def main() -> None:
         f"({detail}); within one day: {'ok' if delay is not None and delay <= 1 else 'MISSED'}"
     )
     failed = [r for r in sim.runs if r.exit_code not in (0, ALERTING)]
-    print(f"failed runs: {len(failed)}"
-          + "".join(f"\n  day {r.day} {r.job}: {r.stderr[-300:]}" for r in failed))  # fmt: skip
-    print(f"reconciled: orders {totals['orders']:,} + archive {totals['orders_archive']:,} = "
-          f"{totals['orders'] + totals['orders_archive']:,}; seeded {totals['seeded_orders']:,}; "
-          f"in both {totals['in_both']}")  # fmt: skip
+    print(
+        f"failed runs: {len(failed)}"
+        + "".join(f"\n  day {r.day} {r.job}: {r.stderr[-300:]}" for r in failed)
+    )
+    print(
+        f"reconciled: orders {totals['orders']:,} + archive {totals['orders_archive']:,} = "
+        f"{totals['orders'] + totals['orders_archive']:,}; seeded {totals['seeded_orders']:,}; "
+        f"in both {totals['in_both']}"
+    )
 
 
 if __name__ == "__main__":

@@ -60,25 +60,32 @@ def synthetic(n_products: int, n_interactions: int, seed: int = 0) -> ShopData:
     material = materials[rng.integers(0, len(materials), n_products)]
     category = categories[rng.integers(0, len(categories), n_products)]
     word = words[rng.integers(0, len(words), n_products)]
-    products = pd.DataFrame({
-        "product_id": np.arange(1, n_products + 1),
-        "name": pd.Series(color) + " " + material + " " + word + " " + category,
-        "category": category, "gender": np.array(["M", "F", "U"])[rng.integers(0, 3, n_products)],
-        "color": color, "material": material,
-        "size": np.array(["S", "M", "L", "XL"])[rng.integers(0, 4, n_products)],
-        "price": np.round(np.exp(rng.normal(3.8, 0.6, n_products)), 2),
-    })  # fmt: skip
+    products = pd.DataFrame(
+        {
+            "product_id": np.arange(1, n_products + 1),
+            "name": pd.Series(color) + " " + material + " " + word + " " + category,
+            "category": category,
+            "gender": np.array(["M", "F", "U"])[rng.integers(0, 3, n_products)],
+            "color": color,
+            "material": material,
+            "size": np.array(["S", "M", "L", "XL"])[rng.integers(0, 4, n_products)],
+            "price": np.round(np.exp(rng.normal(3.8, 0.6, n_products)), 2),
+        }
+    )
     n_users = n_interactions // 40
-    kinds = rng.choice(["view", "add_to_cart", "purchase", "rate"], n_interactions,
-                       p=[0.8, 0.11, 0.06, 0.03])  # fmt: skip
-    interactions = pd.DataFrame({
-        "user_id": rng.integers(1, n_users + 1, n_interactions),
-        "product_id": (rng.zipf(1.3, n_interactions) % n_products) + 1,
-        "interaction_type": kinds,
-        "rating": np.where(kinds == "rate", rng.integers(1, 6, n_interactions), np.nan),
-        "created_at": pd.Timestamp("2026-01-01")
-        + pd.to_timedelta(np.sort(rng.integers(0, 90 * 86_400, n_interactions)), unit="s"),
-    })  # fmt: skip
+    kinds = rng.choice(
+        ["view", "add_to_cart", "purchase", "rate"], n_interactions, p=[0.8, 0.11, 0.06, 0.03]
+    )
+    interactions = pd.DataFrame(
+        {
+            "user_id": rng.integers(1, n_users + 1, n_interactions),
+            "product_id": (rng.zipf(1.3, n_interactions) % n_products) + 1,
+            "interaction_type": kinds,
+            "rating": np.where(kinds == "rate", rng.integers(1, 6, n_interactions), np.nan),
+            "created_at": pd.Timestamp("2026-01-01")
+            + pd.to_timedelta(np.sort(rng.integers(0, 90 * 86_400, n_interactions)), unit="s"),
+        }
+    )
     reviews = interactions.loc[kinds == "rate", ["product_id", "rating"]]
     return ShopData(products, interactions, reviews, None, None, 90)
 

@@ -25,8 +25,9 @@ SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 def mlkit(url: str, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "mlkit.commands.main", "--database", url, *args],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"mlkit {' '.join(args)} failed:\n{done.stderr}")
     return done.stdout
@@ -41,16 +42,24 @@ def reference_seconds(url: str, cutoff: str) -> tuple[float, int]:
     engine = sa.create_engine(url)
     started = time.perf_counter()
     with engine.begin() as conn:
-        moved = conn.execute(sa.text(
-            f"INSERT INTO orders_archive ({order_columns}, archived_at) "
-            f"SELECT {order_columns}, now() FROM orders WHERE created_at < :cutoff"),
-            {"cutoff": cutoff}).rowcount  # fmt: skip
-        moved += conn.execute(sa.text(
-            f"INSERT INTO fraud_predictions_archive ({prediction_columns}, archived_at) "
-            f"SELECT {prediction_columns}, now() FROM fraud_predictions "
-            f"WHERE order_id IN ({old})"), {"cutoff": cutoff}).rowcount  # fmt: skip
-        conn.execute(sa.text(f"DELETE FROM fraud_predictions WHERE order_id IN ({old})"),
-                     {"cutoff": cutoff})  # fmt: skip
+        moved = conn.execute(
+            sa.text(
+                f"INSERT INTO orders_archive ({order_columns}, archived_at) "
+                f"SELECT {order_columns}, now() FROM orders WHERE created_at < :cutoff"
+            ),
+            {"cutoff": cutoff},
+        ).rowcount
+        moved += conn.execute(
+            sa.text(
+                f"INSERT INTO fraud_predictions_archive ({prediction_columns}, archived_at) "
+                f"SELECT {prediction_columns}, now() FROM fraud_predictions "
+                f"WHERE order_id IN ({old})"
+            ),
+            {"cutoff": cutoff},
+        ).rowcount
+        conn.execute(
+            sa.text(f"DELETE FROM fraud_predictions WHERE order_id IN ({old})"), {"cutoff": cutoff}
+        )
         conn.execute(sa.text("DELETE FROM orders WHERE created_at < :cutoff"), {"cutoff": cutoff})
     elapsed = time.perf_counter() - started
     engine.dispose()
@@ -70,14 +79,28 @@ def main() -> None:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
         print(f"seeding {args.orders:,} orders with a prediction each ...", file=sys.stderr)
-        mlkit(url, "demo", "seed", "--orders", str(args.orders), "--days", "90",
-              "--start", "2024-01-01", "--families", "fraud")  # fmt: skip
+        mlkit(
+            url,
+            "demo",
+            "seed",
+            "--orders",
+            str(args.orders),
+            "--days",
+            "90",
+            "--start",
+            "2024-01-01",
+            "--families",
+            "fraud",
+        )
         engine = sa.create_engine(url)
         with engine.begin() as conn:
-            conn.execute(sa.text(
-                "INSERT INTO fraud_predictions (order_id, fraud_score, decision, model_version,"
-                " created_at) SELECT order_id, random(), 'APPROVED', 'fraud:1',"
-                " created_at + interval '5 minutes' FROM orders"))  # fmt: skip
+            conn.execute(
+                sa.text(
+                    "INSERT INTO fraud_predictions (order_id, fraud_score, decision, model_version,"
+                    " created_at) SELECT order_id, random(), 'APPROVED', 'fraud:1',"
+                    " created_at + interval '5 minutes' FROM orders"
+                )
+            )
             low, high = conn.execute(
                 sa.text("SELECT MIN(created_at), MAX(created_at) FROM orders")
             ).one()
@@ -86,8 +109,18 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{twin}" TEMPLATE "{name}"'))
         started = time.perf_counter()
-        document = json.loads(mlkit(url, "retention", "run", "--older-than", cutoff,
-                                    "--batch-size", str(args.batch_size), "--json"))  # fmt: skip
+        document = json.loads(
+            mlkit(
+                url,
+                "retention",
+                "run",
+                "--older-than",
+                cutoff,
+                "--batch-size",
+                str(args.batch_size),
+                "--json",
+            )
+        )
         wall_s = time.perf_counter() - started
         ref_s, ref_rows = reference_seconds(twin_url, cutoff)
     finally:
@@ -97,14 +130,18 @@ def main() -> None:
     moved = document["moved"]
     rows = moved["orders"] + moved["predictions"]
     assert rows == ref_rows, (rows, ref_rows)
-    print(f"mlkit retention run: {moved['orders']:,} orders + {moved['predictions']:,} "
-          f"predictions in {document['batches']} batches of {args.batch_size:,} in "
-          f"{document['seconds']:.1f} s ({rows / document['seconds']:,.0f} rows/s; "
-          f"{wall_s:.1f} s wall with start-up); live + archive conserved: "
-          f"{document['conserved']}")  # fmt: skip
-    print(f"reference, one INSERT ... SELECT + DELETE per table in one transaction: "
-          f"{ref_s:.1f} s ({ref_rows / ref_s:,.0f} rows/s); mlkit takes "
-          f"{document['seconds'] / ref_s:.2f} x")  # fmt: skip
+    print(
+        f"mlkit retention run: {moved['orders']:,} orders + {moved['predictions']:,} "
+        f"predictions in {document['batches']} batches of {args.batch_size:,} in "
+        f"{document['seconds']:.1f} s ({rows / document['seconds']:,.0f} rows/s; "
+        f"{wall_s:.1f} s wall with start-up); live + archive conserved: "
+        f"{document['conserved']}"
+    )
+    print(
+        f"reference, one INSERT ... SELECT + DELETE per table in one transaction: "
+        f"{ref_s:.1f} s ({ref_rows / ref_s:,.0f} rows/s); mlkit takes "
+        f"{document['seconds'] / ref_s:.2f} x"
+    )
 
 
 if __name__ == "__main__":

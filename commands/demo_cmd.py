@@ -178,9 +178,11 @@ def stream(
         raise MlkitError(f"--rate {rate} is out of range", hint="give 0 < rate <= 1000 per second")
     config = load_config(ctx)
     streamer = DemoStream(
-        make_engine(config.database_url), config,
-        redis_client(config.redis_url, required=False), seed=seed,
-    )  # fmt: skip
+        make_engine(config.database_url),
+        config,
+        redis_client(config.redis_url, required=False),
+        seed=seed,
+    )
     if streamer.predictor is None:
         err("warning: no fraud@prod model: orders are not scored (run: mlkit quickstart)")
     stop = {"requested": False}
@@ -191,16 +193,19 @@ def stream(
 
     def report(t) -> None:
         flagged = t.decisions.get("BLOCKED", 0) + t.decisions.get("MANUAL_REVIEW", 0)
-        err(f"streamed {t.orders:,} orders in {t.seconds:.0f} s ({t.completed:,} completed, "
-            f"{t.scored:,} scored, {flagged:,} blocked or in review)")  # fmt: skip
+        err(
+            f"streamed {t.orders:,} orders in {t.seconds:.0f} s ({t.completed:,} completed, "
+            f"{t.scored:,} scored, {flagged:,} blocked or in review)"
+        )
 
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
         totals = streamer.run(
-            rate, duration,
+            rate,
+            duration,
             on_tick=report if sys.stderr.isatty() else None,
             should_stop=lambda: stop["requested"],
-        )  # fmt: skip
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
     if as_json:

@@ -8,8 +8,9 @@ import typer
 
 from ._common import JsonFlag, emit_json, load_config, stdout_console
 
-app = typer.Typer(help="Feature drift between training data and recent orders.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Feature drift between training data and recent orders.", no_args_is_help=True
+)
 
 DRIFT_EXIT_CODE = 3
 
@@ -101,10 +102,17 @@ def _print(document: dict) -> None:
         ),
         title_justify="left",
     )
-    for name, justify in (("feature", "left"), ("PSI", "right"), ("KL", "right"),
-                          ("natural KL", "right"),
-                          ("test", "left"), ("statistic", "right"), ("p-value", "right"),
-                          ("threshold", "right"), ("drift", "left")):  # fmt: skip
+    for name, justify in (
+        ("feature", "left"),
+        ("PSI", "right"),
+        ("KL", "right"),
+        ("natural KL", "right"),
+        ("test", "left"),
+        ("statistic", "right"),
+        ("p-value", "right"),
+        ("threshold", "right"),
+        ("drift", "left"),
+    ):
         table.add_column(name, justify=justify)
     for r in document["features"]:
         style = "red" if r["drifted"] else None

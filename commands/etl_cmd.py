@@ -8,8 +8,9 @@ import typer
 
 from ._common import JsonFlag, emit_json, load_config, progress_bar, stdout_console
 
-app = typer.Typer(help="Extract orders, compute leakage-free features, load them.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Extract orders, compute leakage-free features, load them.", no_args_is_help=True
+)
 
 
 @app.command("run")

@@ -8,8 +8,9 @@ import typer
 
 from ._common import JsonFlag, emit_json, load_config, progress_bar, stdout_console
 
-app = typer.Typer(help="Stored fraud features and their online copy in Redis.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Stored fraud features and their online copy in Redis.", no_args_is_help=True
+)
 
 
 @app.command("materialize")
@@ -40,8 +41,11 @@ def materialize(
     started = time.perf_counter()
     with progress_bar() as progress:
         count = write_states(make_engine(config.database_url), client, seconds, progress=progress)
-    document = {"wallets": count, "ttl_seconds": seconds,
-                "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
+    document = {
+        "wallets": count,
+        "ttl_seconds": seconds,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
     if as_json:
         emit_json(document)
         return
@@ -78,6 +82,8 @@ def show(
     table.add_column("feature")
     table.add_column("value", justify="right")
     for name, value in row.items():
-        table.add_row(name, "—" if value is None else f"{value:.4g}" if isinstance(value, float)
-                      else str(value))  # fmt: skip
+        table.add_row(
+            name,
+            "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value),
+        )
     stdout_console().print(table)

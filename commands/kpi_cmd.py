@@ -43,7 +43,14 @@ def refresh(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         else f"{KPI_VIEW} is a plain view on {dialect}: always current, nothing to refresh"
     )
     if as_json:
-        emit_json({"view": KPI_VIEW, "dialect": dialect, "refreshed": refreshed,
-                   "seconds": seconds, "note": note})  # fmt: skip
+        emit_json(
+            {
+                "view": KPI_VIEW,
+                "dialect": dialect,
+                "refreshed": refreshed,
+                "seconds": seconds,
+                "note": note,
+            }
+        )
         return
     stdout_console().print(note + (f" in {seconds} s" if refreshed else ""))

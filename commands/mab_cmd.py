@@ -203,9 +203,14 @@ def simulate(
         rates = service.parse_rates(arms)
         names = [f"arm{i}" for i in range(len(rates))]
     result = service.run_simulation(
-        names, rates, horizon=horizon, seed=seed, policy=policy,
-        epsilon=float(config.get("pricing.epsilon")), scale=scale,
-    )  # fmt: skip
+        names,
+        rates,
+        horizon=horizon,
+        seed=seed,
+        policy=policy,
+        epsilon=float(config.get("pricing.epsilon")),
+        scale=scale,
+    )
     if as_json:
         emit_json(result)
         return

@@ -151,10 +151,13 @@ def show(
         ("artifact check", check),
         ("format", artifact["format"]),
         ("dataset", mv.dataset_ref or "-"),
-        ("features", f"{len(mv.features)}: {', '.join(mv.features[:12])}"
-         + (" …" if len(mv.features) > 12 else "")),
+        (
+            "features",
+            f"{len(mv.features)}: {', '.join(mv.features[:12])}"
+            + (" …" if len(mv.features) > 12 else ""),
+        ),
         ("input example", f"{len(mv.input_example)} row(s)"),
-    ]  # fmt: skip
+    ]
     for key, value in rows:
         table.add_row(key, escape(value))
     console.print(table)

@@ -46,10 +46,13 @@ def score_fraud(
     engine = make_engine(config.database_url)
     start = parse_moment(since, now=utcnow(), option="--since") if since else None
     result = score_orders(
-        engine, resolve(engine, model), Thresholds.from_config(config), start,
+        engine,
+        resolve(engine, model),
+        Thresholds.from_config(config),
+        start,
         lookback=None if no_etl else lookback_from_config(config),
         artifacts_dir=config.artifacts_dir,
-    )  # fmt: skip
+    )
     document = result.as_dict()
     if as_json:
         emit_json(document)

@@ -74,10 +74,14 @@ def run(
             f"{training.get('next_retry_at') or '-'}"
         )
     console.print(
-        "  execution " + ("allowed" if document["execution_allowed"] else "not allowed")
-        + (" (training.allow_fallback_execution is false)"
-           if document["fallback"] and not document["allow_fallback_execution"] else "")
-    )  # fmt: skip
+        "  execution "
+        + ("allowed" if document["execution_allowed"] else "not allowed")
+        + (
+            " (training.allow_fallback_execution is false)"
+            if document["fallback"] and not document["allow_fallback_execution"]
+            else ""
+        )
+    )
 
 
 @app.command("status")
@@ -104,8 +108,10 @@ def status(
         return
     console = stdout_console()
     if not document:
-        console.print("no market data and no signal model yet; load bars with "
-                      "`mlkit ingest market --csv FILE --symbol SYM`")  # fmt: skip
+        console.print(
+            "no market data and no signal model yet; load bars with "
+            "`mlkit ingest market --csv FILE --symbol SYM`"
+        )
         return
     from rich.markup import escape
     from rich.table import Table

@@ -136,9 +136,14 @@ def mab(
         )
     try:
         result = train_bandit(
-            make_engine(config.database_url), config, redis,
-            since=since, policy=policy, alias=alias or None, force=force,
-        )  # fmt: skip
+            make_engine(config.database_url),
+            config,
+            redis,
+            since=since,
+            policy=policy,
+            alias=alias or None,
+            force=force,
+        )
     except TooLittleData as exc:
         _skip_or_fail(exc, "pricing", skip_if_too_few, as_json)
         return

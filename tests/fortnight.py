@@ -221,9 +221,17 @@ class Fortnight:
         now = self.start
         self.mlkit_cmd("db", "init", now=now)
         seeded = self.mlkit_cmd(
-            "demo", "seed", "--orders", str(self.orders), "--days", str(self.world_days),
-            "--seed", str(self.seed), "--json", now=now,
-        )  # fmt: skip
+            "demo",
+            "seed",
+            "--orders",
+            str(self.orders),
+            "--days",
+            str(self.world_days),
+            "--seed",
+            str(self.seed),
+            "--json",
+            now=now,
+        )
         self.seeded_orders += seeded["rows"]["orders"]
         self.mlkit_cmd("train", "fraud", "--alias", "prod", "--json", now=now)
         self.mlkit_cmd("train", "recommender", "--json", now=now)
@@ -260,9 +268,13 @@ class Fortnight:
             for line, child in zip(batch, children, strict=True):
                 _, stderr = child.communicate()
                 run = JobRun(
-                    day, line.name, moment, child.returncode,
-                    time.perf_counter() - started, stderr.strip(),
-                )  # fmt: skip
+                    day,
+                    line.name,
+                    moment,
+                    child.returncode,
+                    time.perf_counter() - started,
+                    stderr.strip(),
+                )
                 self.runs.append(run)
                 if on_job:
                     on_job(run)

@@ -34,15 +34,31 @@ from mlkit.toolkit.schema import (
 )
 
 RULES = {
-    "fraud": {"name": "fraud_rate_spike", "condition": "fraud_rate > 0.03", "duration": "10m",
-              "severity": "high"},
-    "drift": {"name": "model_drift", "condition": "kl_divergence > 0.15", "duration": "1h",
-              "severity": "medium"},
-    "logins": {"name": "failed_login_attempts", "condition": "failed_logins > 5",
-               "duration": "5m", "severity": "high"},
-    "training": {"name": "training_failed", "condition": "training_failed > 0",
-                 "duration": "1h", "severity": "medium"},
-}  # fmt: skip
+    "fraud": {
+        "name": "fraud_rate_spike",
+        "condition": "fraud_rate > 0.03",
+        "duration": "10m",
+        "severity": "high",
+    },
+    "drift": {
+        "name": "model_drift",
+        "condition": "kl_divergence > 0.15",
+        "duration": "1h",
+        "severity": "medium",
+    },
+    "logins": {
+        "name": "failed_login_attempts",
+        "condition": "failed_logins > 5",
+        "duration": "5m",
+        "severity": "high",
+    },
+    "training": {
+        "name": "training_failed",
+        "condition": "training_failed > 0",
+        "duration": "1h",
+        "severity": "medium",
+    },
+}
 
 
 def config_with(*rules: str, webhook: str = ""):
@@ -55,8 +71,15 @@ def config_with(*rules: str, webhook: str = ""):
 @pytest.fixture(autouse=True)
 def empty_tables(engine):
     with engine.begin() as conn:
-        for table in (alerts, alert_notifications, drift_results, drift_checks,
-                      fraud_predictions, security_events, training_runs):  # fmt: skip
+        for table in (
+            alerts,
+            alert_notifications,
+            drift_results,
+            drift_checks,
+            fraud_predictions,
+            security_events,
+            training_runs,
+        ):
             conn.execute(table.delete())
 
 
@@ -76,19 +99,27 @@ def add_predictions(engine, decisions: list[str], at) -> None:
         conn.execute(
             fraud_predictions.insert(),
             [
-                {"order_id": i + 1, "fraud_score": 0.9 if d == "BLOCKED" else 0.1,
-                 "decision": d, "model_version": "fraud:1", "created_at": at}
+                {
+                    "order_id": i + 1,
+                    "fraud_score": 0.9 if d == "BLOCKED" else 0.1,
+                    "decision": d,
+                    "model_version": "fraud:1",
+                    "created_at": at,
+                }
                 for i, d in enumerate(decisions)
             ],
-        )  # fmt: skip
+        )
 
 
 def test_fraud_rate_fires_once_keeps_firing_and_resolves(engine):
     config = config_with("fraud")
     now = utcnow()
     # 2 of 20 flagged = 10 % > 3 %; REQUIRE_2FA does not count as flagged.
-    add_predictions(engine, ["BLOCKED", "MANUAL_REVIEW"] + ["REQUIRE_2FA"] * 3
-                    + ["APPROVED"] * 15, now - timedelta(minutes=2))  # fmt: skip
+    add_predictions(
+        engine,
+        ["BLOCKED", "MANUAL_REVIEW"] + ["REQUIRE_2FA"] * 3 + ["APPROVED"] * 15,
+        now - timedelta(minutes=2),
+    )
     # Outside the 10-minute window: ignored.
     add_predictions(engine, ["BLOCKED"] * 50, now - timedelta(minutes=30))
     first = check_alerts(engine, config, now=now)
@@ -123,10 +154,15 @@ def test_failed_logins_count_per_source_in_the_window(engine):
 
     def events(ip: str, n: int, minutes_ago: float = 1, kind: str = "failed_login"):
         return [
-            {"event_type": kind, "severity": "high", "source_ip": ip, "user_id": "0xabc",
-             "created_at": now - timedelta(minutes=minutes_ago, seconds=i)}
+            {
+                "event_type": kind,
+                "severity": "high",
+                "source_ip": ip,
+                "user_id": "0xabc",
+                "created_at": now - timedelta(minutes=minutes_ago, seconds=i),
+            }
             for i in range(n)
-        ]  # fmt: skip
+        ]
 
     rows = events("10.0.0.1", 5) + events("10.0.0.2", 5) + events("10.0.0.3", 9, 30)
     rows += events("10.0.0.4", 9, kind="password_reset")
@@ -166,10 +202,18 @@ def test_model_drift_reads_the_latest_drift_check(engine):
                     checked_at=now,
                 )
             ).inserted_primary_key[0]
-            conn.execute(drift_results.insert().values(
-                check_id=check_id, feature="wallet_age_days", kind="numeric", psi=max_kl,
-                kl=max_kl, test="ks", threshold=0.01, drifted=max_kl > 0.15,
-            ))  # fmt: skip
+            conn.execute(
+                drift_results.insert().values(
+                    check_id=check_id,
+                    feature="wallet_age_days",
+                    kind="numeric",
+                    psi=max_kl,
+                    kl=max_kl,
+                    test="ks",
+                    threshold=0.01,
+                    drifted=max_kl > 0.15,
+                )
+            )
 
     add_check(0.4)
     fired = check_alerts(engine, config)
@@ -184,10 +228,14 @@ def test_training_failed_counts_models_whose_latest_run_failed(engine):
 
     def run(name: str, status: str, minutes_ago: int) -> None:
         with engine.begin() as conn:
-            conn.execute(training_runs.insert().values(
-                model_name=name, status=status, started_at=now - timedelta(minutes=minutes_ago),
-                last_error="boom" if status == "failed" else None,
-            ))  # fmt: skip
+            conn.execute(
+                training_runs.insert().values(
+                    model_name=name,
+                    status=status,
+                    started_at=now - timedelta(minutes=minutes_ago),
+                    last_error="boom" if status == "failed" else None,
+                )
+            )
 
     run("fraud", "failed", 30)
     run("fraud", "ok", 20)  # fixed since: does not count
@@ -205,10 +253,14 @@ def test_training_failed_fires_on_a_rejected_run_as_of_the_clock(engine, monkeyp
 
     def run(status: str, minutes_ago: int, error: str | None = None) -> None:
         with engine.begin() as conn:
-            conn.execute(training_runs.insert().values(
-                model_name="fraud", status=status, last_error=error,
-                started_at=now - timedelta(minutes=minutes_ago),
-            ))  # fmt: skip
+            conn.execute(
+                training_runs.insert().values(
+                    model_name="fraud",
+                    status=status,
+                    last_error=error,
+                    started_at=now - timedelta(minutes=minutes_ago),
+                )
+            )
 
     run("ok", 60)
     run("rejected", 30, "auc_pr: test AUC-PR 0.41 < gate 0.99")
@@ -304,8 +356,11 @@ def test_webhook_hears_fired_and_resolved_and_a_dead_one_only_warns(engine):
     assert [(len(p["fired"]), len(p["resolved"])) for p in _Hook.received] == [(1, 0), (0, 1)]
     assert _Hook.received[0]["fired"][0]["rule"] == "fraud_rate_spike"
     add_predictions(engine, ["BLOCKED"], now + timedelta(hours=2))
-    dead = check_alerts(engine, config_with("fraud", webhook="http://127.0.0.1:9/"),
-                        now=now + timedelta(hours=2, minutes=1))  # fmt: skip
+    dead = check_alerts(
+        engine,
+        config_with("fraud", webhook="http://127.0.0.1:9/"),
+        now=now + timedelta(hours=2, minutes=1),
+    )
     assert dead["firing"] and not dead["webhook_notified"]
     assert dead["warnings"] and "webhook" in dead["warnings"][0]
 
@@ -403,8 +458,7 @@ def queue_rows(engine) -> list:
 
 def write_config(tmp_path, webhook: str) -> str:
     path = tmp_path / "alerts.yaml"
-    path.write_text(yaml.safe_dump({"alerts": {"webhook_url": webhook,
-                                               "rules": [RULES["fraud"]]}}))  # fmt: skip
+    path.write_text(yaml.safe_dump({"alerts": {"webhook_url": webhook, "rules": [RULES["fraud"]]}}))
     return str(path)
 
 
@@ -430,9 +484,14 @@ def test_bad_webhook_urls_are_refused_at_config_load(tmp_path, url):
 
 @pytest.mark.parametrize(
     "url",
-    ["https://hooks.example.com/services/x", "http://127.0.0.1:8080/hook", "http://[::1]:9000/",
-     "https://user:pw@hooks.example.com/?a=1", ""],
-)  # fmt: skip
+    [
+        "https://hooks.example.com/services/x",
+        "http://127.0.0.1:8080/hook",
+        "http://[::1]:9000/",
+        "https://user:pw@hooks.example.com/?a=1",
+        "",
+    ],
+)
 def test_good_webhook_urls_load(tmp_path, url):
     assert load_config(write_config(tmp_path, url)).get("alerts.webhook_url") == url
 
@@ -440,8 +499,9 @@ def test_good_webhook_urls_load(tmp_path, url):
 @pytest.mark.parametrize(
     "url", ["http://127.0.0.1:notaport/hook", "ftp://alice:s3cr3t-pass@hooks.example.com/"]
 )
-def test_a_bad_webhook_url_is_one_error_line_not_unexpected(engine, cli, database_url,
-                                                            tmp_path, url):  # fmt: skip
+def test_a_bad_webhook_url_is_one_error_line_not_unexpected(
+    engine, cli, database_url, tmp_path, url
+):
     add_predictions(engine, ["BLOCKED"] * 2, utcnow() - timedelta(minutes=1))
     config = write_config(tmp_path, url)
     result = cli("--config", config, "--database", database_url, "alerts", "check")
@@ -483,8 +543,16 @@ def test_a_down_webhook_keeps_notifications_queued_until_a_check_delivers_them_i
     add_predictions(engine, ["BLOCKED"] * 2, now - timedelta(minutes=1))
 
     def check(at, *extra: str):
-        return cli("--config", config, "--database", database_url, "alerts", "check", *extra,
-                   env={"MLKIT_NOW": at.isoformat()})  # fmt: skip
+        return cli(
+            "--config",
+            config,
+            "--database",
+            database_url,
+            "alerts",
+            "check",
+            *extra,
+            env={"MLKIT_NOW": at.isoformat()},
+        )
 
     fired = check(now)
     assert fired.exit_code == 3, fired.output  # the webhook never changes the exit code
@@ -528,8 +596,16 @@ def test_secrets_in_the_webhook_url_never_reach_output_logs_or_the_database(
     assert json.loads(as_json.stdout)["webhook"]["url"] == masked
     stored = " ".join(str(r.last_error) for r in queue_rows(engine))
     logged = " ".join(record.getMessage() for record in caplog.records)
-    for text in (human.stdout, human.stderr, as_json.stdout, as_json.stderr, shown.stdout,
-                 shown.stderr, stored, logged):  # fmt: skip
+    for text in (
+        human.stdout,
+        human.stderr,
+        as_json.stdout,
+        as_json.stderr,
+        shown.stdout,
+        shown.stderr,
+        stored,
+        logged,
+    ):
         for secret in secrets:
             assert secret not in text
 

@@ -24,9 +24,14 @@ from mlkit.toolkit.fraud.model import LogRegFraud, load_model
 from mlkit.toolkit.schema import model_versions
 
 ORDER = json.dumps(
-    {"buyer_wallet_id": 1, "event_id": 1, "price": 80, "payment_method": "paypal",
-     "created_at": "2026-03-01T12:00:00"}
-)  # fmt: skip
+    {
+        "buyer_wallet_id": 1,
+        "event_id": 1,
+        "price": 80,
+        "payment_method": "paypal",
+        "created_at": "2026-03-01T12:00:00",
+    }
+)
 
 
 class Exploit:
@@ -114,8 +119,9 @@ def assert_refused(results: dict, marker: Path, *, says: str) -> None:
 def test_a_pickle_registered_as_the_logreg_baseline_never_runs(world, cli):
     engine, url, config, marker = world
     payload = pickle.dumps(Exploit(marker))
-    mv = register_bytes(engine, config, payload, params={"model": "logreg", "C": 1.0},
-                        filename="model.joblib")  # fmt: skip
+    mv = register_bytes(
+        engine, config, payload, params={"model": "logreg", "C": 1.0}, filename="model.joblib"
+    )
     assert_refused(run_both(cli, url, mv.ref), marker, says="mlkit-logreg-v1")
     shown = cli("--database", url, "models", "show", mv.ref, "--json")
     assert shown.exit_code == 0, shown.output
@@ -126,8 +132,9 @@ def test_a_pickle_registered_as_the_logreg_baseline_never_runs(world, cli):
 def test_a_row_pointing_outside_the_artifacts_root_is_never_read(world, cli):
     engine, url, config, marker = world
     payload = pickle.dumps(Exploit(marker))
-    mv = register_bytes(engine, config, payload, params={"model": "logreg", "C": 1.0},
-                        filename="model.joblib")  # fmt: skip
+    mv = register_bytes(
+        engine, config, payload, params={"model": "logreg", "C": 1.0}, filename="model.joblib"
+    )
     # Whoever can write the database points the row at a file of theirs, sha256 and all.
     outside = marker.parent / "attacker" / "model.joblib"
     outside.parent.mkdir()
@@ -153,10 +160,16 @@ def test_a_pickle_swapped_in_after_the_sha256_check_is_never_loaded(world, cli, 
         moment = datetime(2026, 1, 1)
         conn.execute(
             schema.events.insert().values(
-                event_id=1, name="gig", event_type="concert", base_price=80, capacity=100,
-                sale_start=moment, event_date=datetime(2026, 6, 1), created_at=moment,
+                event_id=1,
+                name="gig",
+                event_type="concert",
+                base_price=80,
+                capacity=100,
+                sale_start=moment,
+                event_date=datetime(2026, 6, 1),
+                created_at=moment,
             )
-        )  # fmt: skip
+        )
     path = config.artifacts_dir / mv.artifact_path
     genuine, exploit = path.read_bytes(), pickle.dumps(Exploit(marker))
     real_sha256, swaps = hashlib.sha256, []

@@ -43,8 +43,14 @@ def test_every_group_answers_help_and_has_an_example(cli):
     for group in ("config", "db", "demo"):
         result = cli(group, "--help")
         assert result.exit_code == 0, result.output
-    for command in (["db", "init"], ["db", "status"], ["db", "ddl"], ["demo", "seed"],
-                    ["config", "show"], ["quickstart"]):  # fmt: skip
+    for command in (
+        ["db", "init"],
+        ["db", "status"],
+        ["db", "ddl"],
+        ["demo", "seed"],
+        ["config", "show"],
+        ["quickstart"],
+    ):
         result = cli(*command, "--help")
         assert result.exit_code == 0
         assert "Example" in result.stdout, f"`mlkit {' '.join(command)}` help lacks an example"
@@ -141,8 +147,19 @@ def test_ddl_rejects_an_unknown_dialect(cli):
 def test_as_of_sets_the_clock_for_the_command_only(cli, monkeypatch):
     monkeypatch.setenv("MLKIT_NOW", "2030-01-01T00:00:00")
     # An offset is converted to UTC: 02:00+01:00 is 01:00 UTC on 2026-03-01.
-    result = cli("--as-of", "2026-03-01T02:00:00+01:00", "demo", "seed", "--orders", "300",
-                 "--days", "2", "--families", "fraud", "--json")  # fmt: skip
+    result = cli(
+        "--as-of",
+        "2026-03-01T02:00:00+01:00",
+        "demo",
+        "seed",
+        "--orders",
+        "300",
+        "--days",
+        "2",
+        "--families",
+        "fraud",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     world = json.loads(result.stdout)
     assert (world["start"], world["end"]) == ("2026-02-27T00:00:00", "2026-03-01T00:00:00")

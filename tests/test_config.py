@@ -50,15 +50,25 @@ def test_default_is_an_embedded_sqlite_file_under_home(tmp_path):
 
 
 def test_platform_variables_build_the_postgresql_url():
-    env = {"DB_HOST": "db.internal", "DB_PORT": "6543", "DB_NAME": "ticketing",
-           "DB_USER": "admin", "DB_PASSWORD": "p@ss:word", "REDIS_HOST": "cache",
-           "REDIS_PASSWORD": "rpw"}  # fmt: skip
+    env = {
+        "DB_HOST": "db.internal",
+        "DB_PORT": "6543",
+        "DB_NAME": "ticketing",
+        "DB_USER": "admin",
+        "DB_PASSWORD": "p@ss:word",
+        "REDIS_HOST": "cache",
+        "REDIS_PASSWORD": "rpw",
+    }
     config = load_config(SHIPPED, env=env)
     from sqlalchemy.engine import make_url
 
     url = make_url(config.database_url)
-    assert (url.host, url.port, url.database, url.username) == ("db.internal", 6543, "ticketing",
-                                                                "admin")  # fmt: skip
+    assert (url.host, url.port, url.database, url.username) == (
+        "db.internal",
+        6543,
+        "ticketing",
+        "admin",
+    )
     assert url.password == "p@ss:word"
     assert config.redis_url == "redis://:rpw@cache:6379/0"
 
@@ -111,11 +121,13 @@ def test_values_are_coerced_to_the_default_type(tmp_path):
         ("redis:\n  port: lots\n", "'redis.port' expects int"),
         ("database:\n  url: 'not a url'\n", "invalid database URL"),
         ("database:\n  url: oracle://scott@db/orcl\n", "unsupported database dialect 'oracle'"),
-        ("alerts:\n  rules:\n    - name: x\n      condition: y > 1\n      colour: red\n",
-         "unknown key 'alerts.rules[0].colour'"),
+        (
+            "alerts:\n  rules:\n    - name: x\n      condition: y > 1\n      colour: red\n",
+            "unknown key 'alerts.rules[0].colour'",
+        ),
         ("- just\n- a list\n", "expected a mapping"),
     ],
-)  # fmt: skip
+)
 def test_broken_file_names_the_file_and_the_problem(tmp_path, content, message):
     file = tmp_path / "broken.yaml"
     file.write_text(content)
@@ -141,8 +153,10 @@ def test_config_show_masks_every_password(cli, monkeypatch):
     monkeypatch.setenv("DB_PASSWORD", "sup3r-s3cret")
     monkeypatch.setenv("REDIS_PASSWORD", "redis-s3cret")
     shipped = str(SHIPPED)
-    for args in (["--config", shipped, "config", "show", "--json"],
-                 ["--config", shipped, "config", "show"]):  # fmt: skip
+    for args in (
+        ["--config", shipped, "config", "show", "--json"],
+        ["--config", shipped, "config", "show"],
+    ):
         result = cli(*args)
         assert result.exit_code == 0, result.output
         assert "s3cret" not in result.output

@@ -66,8 +66,15 @@ def test_each_line_calls_cron_run_with_mlkit_and_the_config_by_absolute_path(
     exe = mlkit_executable()
     assert exe[0].startswith("/")
     executable = " ".join(shlex.quote(part) for part in exe)
-    assert set(jobs) == {"etl", "retention", "train_fraud", "train_pricing",
-                         "train_recommender", "drift", "alerts"}  # fmt: skip
+    assert set(jobs) == {
+        "etl",
+        "retention",
+        "train_fraud",
+        "train_pricing",
+        "train_recommender",
+        "drift",
+        "alerts",
+    }
     logs = (tmp_path / "home" / "logs").resolve()
     assert document["logs_dir"] == str(logs)
     home = (tmp_path / "home").resolve()
@@ -109,8 +116,9 @@ def test_installing_twice_gives_one_block_and_keeps_the_users_lines(cli, crontab
     third = cli("--config", str(config_file), "cron", "show", "--install")
     assert third.exit_code == 0, third.output
     text = crontab.read_text()
-    schedules = [line.split(" MLKIT_HOME")[0] for line in text.splitlines()
-                 if line.endswith("cron run etl")]  # fmt: skip
+    schedules = [
+        line.split(" MLKIT_HOME")[0] for line in text.splitlines() if line.endswith("cron run etl")
+    ]
     assert text.count(BEGIN) == 1 and schedules == ["15 1 * * *"]
     assert text.startswith(USER_LINES) and text.endswith("0 5 * * * /usr/bin/added-later\n")
 
@@ -155,8 +163,11 @@ def test_signal_lines_come_from_market_data_in_the_database(cli, crontab, tmp_pa
     engine = make_engine(url)
     init_schema(engine)
     with engine.begin() as conn:
-        conn.execute(market_data.insert().values(symbol="SOLUSDT", ts=datetime(2026, 1, 1),
-                     open=1, high=1, low=1, close=1, volume=1))  # fmt: skip
+        conn.execute(
+            market_data.insert().values(
+                symbol="SOLUSDT", ts=datetime(2026, 1, 1), open=1, high=1, low=1, close=1, volume=1
+            )
+        )
     result = cli("--database", url, "cron", "show")
     assert result.exit_code == 0, result.output
     assert f"mlkit --database {url} cron run signals_SOLUSDT" in result.stdout
@@ -168,8 +179,9 @@ def test_bad_schedules_are_named(schedule):
         check_schedule("etl", schedule)
 
 
-def test_bad_schedule_in_config_and_a_missing_crontab_are_one_error_line(cli, tmp_path,
-                                                                         monkeypatch):  # fmt: skip
+def test_bad_schedule_in_config_and_a_missing_crontab_are_one_error_line(
+    cli, tmp_path, monkeypatch
+):
     bad = tmp_path / "bad.yaml"
     bad.write_text("cron:\n  drift: 'hourly'\n")
     result = cli("--config", str(bad), "cron", "show")
@@ -186,10 +198,22 @@ def bare_run(command: str, home, *extra: str) -> subprocess.CompletedProcess:
     """The line's command as cron runs it: `sh -c` under HOME, PATH and SHELL only."""
     home.mkdir(exist_ok=True)
     return subprocess.run(
-        ["env", "-i", f"HOME={home}", "PATH=/usr/bin:/bin", "SHELL=/bin/sh", *extra,
-         "sh", "-c", command.replace("\\%", "%")],
-        cwd=home, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            "env",
+            "-i",
+            f"HOME={home}",
+            "PATH=/usr/bin:/bin",
+            "SHELL=/bin/sh",
+            *extra,
+            "sh",
+            "-c",
+            command.replace("\\%", "%"),
+        ],
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def job_line(cli, config_file, name: str, env: dict) -> str:
@@ -223,8 +247,12 @@ def test_a_pasted_line_runs_against_the_database_the_config_reads_from_the_envir
                 "  password: ${DB_PASSWORD:-}\n"
             )
             parsed = make_url(url)
-            env = {"DB_HOST": parsed.host, "DB_PORT": str(parsed.port),
-                   "DB_NAME": parsed.database, "DB_USER": parsed.username}  # fmt: skip
+            env = {
+                "DB_HOST": parsed.host,
+                "DB_PORT": str(parsed.port),
+                "DB_NAME": parsed.database,
+                "DB_USER": parsed.username,
+            }
         command = job_line(cli, config_file, "kpi_refresh", env)
         for name, value in env.items():
             assert f"{name}={shlex.quote(value)} " in command
@@ -236,8 +264,10 @@ def test_a_pasted_line_runs_against_the_database_the_config_reads_from_the_envir
         assert log[0] == "2026-03-02T02:05:00Z kpi_refresh start: mlkit kpi refresh"
         assert log[-1].startswith("2026-03-02T02:05:00Z kpi_refresh end: ok (exit 0) after ")
         said = "plain view on sqlite" if dialect == "sqlite" else "refreshed kpi_hourly"
-        assert any(line.startswith("2026-03-02T02:05:00Z kpi_refresh | ") and said in line
-                   for line in log[1:-1])  # fmt: skip
+        assert any(
+            line.startswith("2026-03-02T02:05:00Z kpi_refresh | ") and said in line
+            for line in log[1:-1]
+        )
         # Nothing fell back to the embedded default database.
         assert not (tmp_path / "home" / "mlkit.db").exists()
     finally:
@@ -258,8 +288,9 @@ def test_a_run_started_while_the_previous_one_holds_the_lock_logs_a_skip_and_exi
 
 def test_a_failing_job_sends_one_line_to_stderr_and_logs_timestamped_lines(cli, tmp_path):
     url = f"sqlite:///{tmp_path}/never-initialised.db"
-    result = cli("--database", url, "cron", "run", "kpi_refresh",
-                 env={"MLKIT_NOW": "2026-03-02T02:05:00"})  # fmt: skip
+    result = cli(
+        "--database", url, "cron", "run", "kpi_refresh", env={"MLKIT_NOW": "2026-03-02T02:05:00"}
+    )
     assert result.exit_code == 1 and result.stdout == ""
     log_path = tmp_path / "home" / "logs" / "kpi_refresh.log"
     assert result.stderr.splitlines() == [
@@ -304,9 +335,15 @@ def test_passwords_never_reach_the_crontab_and_the_env_file_is_named(tmp_path):
         "database:\n  host: ${DB_HOST:-}\n  name: ${DB_NAME:-ticketing}\n"
         "  password: ${DB_PASSWORD:-}\nredis:\n  url: ${OPS_REDIS_URL:-}\n"
     )
-    env = {"HOME": str(tmp_path), "MLKIT_HOME": str(tmp_path / "home"), "DB_HOST": "db.local",
-           "DB_PASSWORD": "s3cret", "OPS_REDIS_URL": "redis://:r3dis@cache:6379/0",
-           "MLKIT_NOW": "2026-03-02T02:00:00", "MLKIT_CRONTAB_CMD": "/bin/true"}  # fmt: skip
+    env = {
+        "HOME": str(tmp_path),
+        "MLKIT_HOME": str(tmp_path / "home"),
+        "DB_HOST": "db.local",
+        "DB_PASSWORD": "s3cret",
+        "OPS_REDIS_URL": "redis://:r3dis@cache:6379/0",
+        "MLKIT_NOW": "2026-03-02T02:00:00",
+        "MLKIT_CRONTAB_CMD": "/bin/true",
+    }
     config = load_config(config_file, env=env)
     document = build_block(config, symbols=[], env=env, executable=["/x/mlkit"])
     text = json.dumps(document)
@@ -356,8 +393,9 @@ def test_lines_that_would_fall_back_to_the_default_sqlite_are_refused(cli, tmp_p
     env_file.write_text(f"OPS_DATABASE_URL={env['OPS_DATABASE_URL']}\n")
     env_file.chmod(0o600)
     env = {**os.environ, **env}
-    document = build_block(load_config(config_file, env=env), symbols=[], env=env,
-                           executable=["/x/mlkit"])  # fmt: skip
+    document = build_block(
+        load_config(config_file, env=env), symbols=[], env=env, executable=["/x/mlkit"]
+    )
     assert "OPS_DATABASE_URL" not in document["block"] and "s3cret" not in document["block"]
 
     # A --database flag with a password cannot go on a line either.
@@ -397,8 +435,9 @@ def test_the_env_file_supplies_secrets_and_is_refused_when_others_may_read_it(cl
     assert not (tmp_path / "home" / "mlkit.db").exists()
     # A variable already set wins over the file.
     other = f"sqlite:///{tmp_path}/other.db"
-    ran = cli("--config", str(config_file), "cron", "run", "kpi_refresh",
-              env={"OPS_DATABASE_URL": other})  # fmt: skip
+    ran = cli(
+        "--config", str(config_file), "cron", "run", "kpi_refresh", env={"OPS_DATABASE_URL": other}
+    )
     assert ran.exit_code == 1 and "kpi_hourly view is missing" in ran.stderr
 
     env_file.write_text("OPS_DATABASE_URL\n")

@@ -31,20 +31,35 @@ def seeded(tmp_path_factory):
     url = make_database("postgresql", tmp_path_factory.mktemp("pg"))
     engine = make_engine(url)
     init_schema(engine)
-    seed_demo(engine, orders=3000, days=30, seed=21, families=("fraud", "pricing"),
-              start=datetime(2026, 1, 1))  # fmt: skip
+    seed_demo(
+        engine,
+        orders=3000,
+        days=30,
+        seed=21,
+        families=("fraud", "pricing"),
+        start=datetime(2026, 1, 1),
+    )
     o = schema.orders
     with engine.begin() as conn:
         orders = pd.DataFrame(conn.execute(sa.select(o.c.order_id, o.c.created_at)).all())
         newest = orders["created_at"].max()
         recent = orders[orders["created_at"] > newest - timedelta(days=7)]
-        decisions = [DECISIONS[::-1][i % 7] if i % 7 < 4 else "APPROVED"
-                     for i in recent["order_id"]]  # fmt: skip
-        conn.execute(schema.fraud_predictions.insert(), [
-            {"order_id": int(i), "fraud_score": 0.5, "decision": d, "model_version": "fraud:1",
-             "created_at": t}
-            for i, d, t in zip(recent["order_id"], decisions, recent["created_at"], strict=True)
-        ])  # fmt: skip
+        decisions = [
+            DECISIONS[::-1][i % 7] if i % 7 < 4 else "APPROVED" for i in recent["order_id"]
+        ]
+        conn.execute(
+            schema.fraud_predictions.insert(),
+            [
+                {
+                    "order_id": int(i),
+                    "fraud_score": 0.5,
+                    "decision": d,
+                    "model_version": "fraud:1",
+                    "created_at": t,
+                }
+                for i, d, t in zip(recent["order_id"], decisions, recent["created_at"], strict=True)
+            ],
+        )
     refresh_kpi(engine)  # as cron does every 5 minutes; the panel reads whole hours there
     expected = pd.Series(decisions).value_counts()
     yield engine, url, expected
@@ -136,10 +151,20 @@ def free_port() -> int:
 
 def start_redis(port: int) -> subprocess.Popen:
     server = subprocess.Popen(
-        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            shutil.which("redis-server"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import redis as redis_lib
 
     client = redis_lib.Redis(port=port)

@@ -33,8 +33,7 @@ class World:
         self.url = f"sqlite:///{self.path}"
         self.engine = make_engine(self.url)
         init_schema(self.engine)
-        seed_demo(self.engine, orders=3000, days=30, seed=seed,
-                  families=("fraud", "recommender"))  # fmt: skip
+        seed_demo(self.engine, orders=3000, days=30, seed=seed, families=("fraud", "recommender"))
         with self.engine.connect() as conn:
             o = schema.orders
             row = conn.execute(sa.select(o).limit(1)).mappings().one()
@@ -42,10 +41,15 @@ class World:
             self.user = conn.execute(
                 sa.select(i.c.user_id).where(i.c.interaction_type == "purchase").limit(1)
             ).scalar_one()
-        self.order = json.dumps({
-            "buyer_wallet_id": int(row["buyer_wallet_id"]), "event_id": int(row["event_id"]),
-            "price": 80, "payment_method": "paypal", "created_at": "2026-01-25T12:00:00",
-        })  # fmt: skip
+        self.order = json.dumps(
+            {
+                "buyer_wallet_id": int(row["buyer_wallet_id"]),
+                "event_id": int(row["event_id"]),
+                "price": 80,
+                "payment_method": "paypal",
+                "created_at": "2026-01-25T12:00:00",
+            }
+        )
 
     def train(self, cli) -> None:
         from mlkit.toolkit.fraud.pipeline import train_fraud_model
@@ -144,7 +148,7 @@ def test_a_database_trained_before_identities_keeps_its_models(tmp_path, cli):
                 artifact_path=str(root) + "/" + sa.func.substr(v.c.artifact_path, len(identity) + 2)
             )
         )
-    schema.bandit_generations.drop(world.engine)  # fmt: skip
+    schema.bandit_generations.drop(world.engine)
     for file in (root / "databases").iterdir():
         file.unlink()
 

@@ -115,9 +115,13 @@ def test_replace_deletes_only_the_demo_worlds_rows(url, cli):
     # The platform writes its own rows after the demo's, and mlkit derives from both.
     insert_real_rows(engine, first_id=1_000_000)
     with engine.begin() as conn:
-        conn.execute(schema.fraud_predictions.insert(), [
-            {"order_id": o, "fraud_score": 0.1, "decision": "APPROVED", "created_at": START}
-            for o in (1, 1_000_000)])  # fmt: skip
+        conn.execute(
+            schema.fraud_predictions.insert(),
+            [
+                {"order_id": o, "fraud_score": 0.1, "decision": "APPROVED", "created_at": START}
+                for o in (1, 1_000_000)
+            ],
+        )
     appended = cli("--database", url, "demo", "seed", "--append", "--days", "1")
     assert appended.exit_code == 1 and "rows no demo world wrote" in appended.stderr
     assert count(engine, schema.orders) == demo_orders + REAL
@@ -129,15 +133,24 @@ def test_replace_deletes_only_the_demo_worlds_rows(url, cli):
     replaced = cli("--database", url, "demo", "seed", "--replace", "--yes", "--orders", "500")
     assert replaced.exit_code == 1, replaced.output
     assert len(error_lines(replaced)) == 1 and "deleted the demo world" in replaced.stderr
-    for table, key in ((schema.orders, "order_id"), (schema.wallets, "wallet_id"),
-                       (schema.events, "event_id"), (schema.products, "product_id")):  # fmt: skip
+    for table, key in (
+        (schema.orders, "order_id"),
+        (schema.wallets, "wallet_id"),
+        (schema.events, "event_id"),
+        (schema.products, "product_id"),
+    ):
         assert count(engine, table) == REAL, table.name
         assert count(engine, table, table.c[key] < 1_000_000) == 0, table.name
     with engine.connect() as conn:
         kept = conn.execute(sa.select(schema.fraud_predictions.c.order_id)).scalars().all()
     assert kept == [1_000_000]
-    for table in (schema.demo_worlds, schema.demo_world_rows, schema.demo_truth_orders,
-                  schema.tickets, schema.product_interactions):  # fmt: skip
+    for table in (
+        schema.demo_worlds,
+        schema.demo_world_rows,
+        schema.demo_truth_orders,
+        schema.tickets,
+        schema.product_interactions,
+    ):
         assert count(engine, table) == 0, table.name
     engine.dispose()
 
@@ -145,8 +158,21 @@ def test_replace_deletes_only_the_demo_worlds_rows(url, cli):
 def test_replace_without_other_rows_starts_a_new_world(url, cli):
     engine = db.make_engine(url)
     seed_demo(engine, orders=500, days=5, seed=3, families=FAMILIES, start=START)
-    again = cli("--database", url, "demo", "seed", "--replace", "--yes", "--orders", "400",
-                "--days", "3", "--families", "fraud,recommender", "--json")  # fmt: skip
+    again = cli(
+        "--database",
+        url,
+        "demo",
+        "seed",
+        "--replace",
+        "--yes",
+        "--orders",
+        "400",
+        "--days",
+        "3",
+        "--families",
+        "fraud,recommender",
+        "--json",
+    )
     assert again.exit_code == 0, again.output
     assert count(engine, schema.orders) == 400
     assert count(engine, schema.demo_worlds) == 1
@@ -166,8 +192,9 @@ def test_colliding_ids_are_one_error_line(url, cli, monkeypatch):
     insert_real_rows(engine)
     # Past the fence (as if a writer slipped in between): the load itself must say it.
     monkeypatch.setattr(fence.Fence, "foreign_rows", lambda self, conn: {})
-    collided = cli("--database", url, "demo", "seed", "--orders", "500", "--days", "5",
-                   "--families", "fraud")  # fmt: skip
+    collided = cli(
+        "--database", url, "demo", "seed", "--orders", "500", "--days", "5", "--families", "fraud"
+    )
     assert collided.exit_code == 1, collided.output
     assert len(error_lines(collided)) == 1 and "unexpected" not in collided.stderr
     assert "collide with rows already in" in collided.stderr
@@ -182,10 +209,21 @@ def test_rows_recorded_by_a_demo_process_stay_demo_rows(tmp_path):
     with engine.begin() as conn:
         highest = conn.execute(sa.select(sa.func.max(schema.orders.c.order_id))).scalar()
         streamed = list(range(highest + 1, highest + 4))
-        conn.execute(schema.orders.insert(), [
-            {"order_id": o, "buyer_wallet_id": 1, "event_id": 1, "price": 50,
-             "payment_method": "card", "status": "COMPLETED", "created_at": START}
-            for o in streamed])  # fmt: skip
+        conn.execute(
+            schema.orders.insert(),
+            [
+                {
+                    "order_id": o,
+                    "buyer_wallet_id": 1,
+                    "event_id": 1,
+                    "price": 50,
+                    "payment_method": "card",
+                    "status": "COMPLETED",
+                    "created_at": START,
+                }
+                for o in streamed
+            ],
+        )
         fence.record_demo_rows(conn, "orders", streamed)
         assert fence.Fence(conn).foreign_rows(conn) == {}
         rows = conn.execute(
@@ -223,8 +261,19 @@ def test_on_a_terminal_replace_asks_and_no_keeps_the_world(tmp_path, monkeypatch
     engine = db.make_engine(url)
     seed_demo(engine, orders=300, days=5, seed=3, families=("fraud",), start=START)
     monkeypatch.setattr(_common, "stdin_is_terminal", lambda: True)
-    args = ["--database", url, "demo", "seed", "--replace", "--orders", "200", "--days", "2",
-            "--families", "fraud"]  # fmt: skip
+    args = [
+        "--database",
+        url,
+        "demo",
+        "seed",
+        "--replace",
+        "--orders",
+        "200",
+        "--days",
+        "2",
+        "--families",
+        "fraud",
+    ]
     declined = CliRunner().invoke(app, args, input="n\n")
     assert declined.exit_code == 1 and "aborted: nothing was changed" in declined.stderr
     assert "Go ahead?" in declined.stderr and count(engine, schema.orders) == 300

@@ -30,11 +30,25 @@ def seeded(engine):
 def test_seed_fills_every_family(engine, seeded):
     counts = db.table_counts(engine)
     assert counts["orders"] == ORDERS == seeded.rows["orders"]
-    for name in ("wallets", "events", "tickets", "ticket_transfers", "security_alerts",
-                 "bot_detection", "security_events", "market_data", "products",
-                 "product_interactions", "order_items", "product_reviews",
-                 "demo_truth_orders", "demo_truth_pricing", "demo_truth_users",
-                 "demo_truth_wallets", "demo_truth_regimes"):  # fmt: skip
+    for name in (
+        "wallets",
+        "events",
+        "tickets",
+        "ticket_transfers",
+        "security_alerts",
+        "bot_detection",
+        "security_events",
+        "market_data",
+        "products",
+        "product_interactions",
+        "order_items",
+        "product_reviews",
+        "demo_truth_orders",
+        "demo_truth_pricing",
+        "demo_truth_users",
+        "demo_truth_wallets",
+        "demo_truth_regimes",
+    ):
         assert counts[name] > 0, name
     assert counts["demo_truth_orders"] == ORDERS
     assert counts["market_data"] == 3 * 24 * DAYS
@@ -50,10 +64,13 @@ def test_orders_lie_in_the_world_window_and_reference_real_rows(engine, seeded):
         ).one()
         orphans = conn.execute(
             sa.select(sa.func.count())
-            .select_from(schema.orders.outerjoin(
-                schema.wallets, schema.orders.c.buyer_wallet_id == schema.wallets.c.wallet_id))
+            .select_from(
+                schema.orders.outerjoin(
+                    schema.wallets, schema.orders.c.buyer_wallet_id == schema.wallets.c.wallet_id
+                )
+            )
             .where(schema.wallets.c.wallet_id.is_(None))
-        ).scalar()  # fmt: skip
+        ).scalar()
     assert seeded.start <= bounds[0] and bounds[1] < seeded.end
     assert orphans == 0
 
@@ -90,8 +107,7 @@ def test_same_seed_gives_the_same_rows_on_any_dialect(engine, seeded, tmp_path):
             for column in frame.columns:
                 if frame[column].dtype == bool or column.startswith("is_"):
                     frame[column] = frame[column].astype(bool)
-        pd.testing.assert_frame_equal(mine, theirs, check_dtype=False, check_exact=False,
-                                      rtol=1e-9)  # fmt: skip
+        pd.testing.assert_frame_equal(mine, theirs, check_dtype=False, check_exact=False, rtol=1e-9)
     other.dispose()
 
 
@@ -118,15 +134,40 @@ def test_a_new_world_ends_at_the_start_of_the_clocks_day(tmp_path, monkeypatch):
 
 def test_an_append_that_ends_after_the_clock_is_loaded_with_a_warning(tmp_path, cli):
     url = f"sqlite:///{tmp_path}/append.db"
-    seed_demo(db.make_engine(url), orders=300, days=5, seed=1, families=("fraud",),
-              start=datetime(2026, 5, 5))  # fmt: skip
+    seed_demo(
+        db.make_engine(url),
+        orders=300,
+        days=5,
+        seed=1,
+        families=("fraud",),
+        start=datetime(2026, 5, 5),
+    )
     # The simulated fortnight's way: the clock at the end of the appended day.
-    on_time = cli("--database", url, "--as-of", "2026-05-11T00:00:00", "demo", "seed",
-                  "--append", "--days", "1", "--json")  # fmt: skip
+    on_time = cli(
+        "--database",
+        url,
+        "--as-of",
+        "2026-05-11T00:00:00",
+        "demo",
+        "seed",
+        "--append",
+        "--days",
+        "1",
+        "--json",
+    )
     assert on_time.exit_code == 0, on_time.output
     assert json.loads(on_time.stdout)["warnings"] == [] and "warning" not in on_time.stderr
-    early = cli("--database", url, "--as-of", "2026-05-11T00:00:00", "demo", "seed", "--append",
-                "--days", "1")  # fmt: skip
+    early = cli(
+        "--database",
+        url,
+        "--as-of",
+        "2026-05-11T00:00:00",
+        "demo",
+        "seed",
+        "--append",
+        "--days",
+        "1",
+    )
     assert early.exit_code == 0, early.output
     assert "warning: the appended period ends 2026-05-12 00:00 UTC, after now" in early.stderr
     with db.make_engine(url).connect() as conn:
@@ -160,9 +201,7 @@ def test_append_continues_the_same_world(engine, seeded):
     assert 1.5 < new_price / old_price < 2.7, (old_price, new_price)
     with engine.connect() as conn:
         periods = conn.execute(sa.select(schema.demo_worlds.c.run_id)).scalars().all()
-        bars = conn.execute(
-            sa.select(sa.func.count(), sa.func.max(schema.market_data.c.ts))
-        ).one()  # fmt: skip
+        bars = conn.execute(sa.select(sa.func.count(), sa.func.max(schema.market_data.c.ts))).one()
     assert sorted(periods) == [0, 1]
     assert bars[0] == 3 * 24 * (DAYS + 5)
 

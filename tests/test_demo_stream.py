@@ -33,10 +33,22 @@ def world(engine, database_url):
 def test_stream_places_the_rate_and_scores_every_order(engine, database_url, world, cli):
     before = {"orders": _max_id(engine), "pulls": _pulls(engine), "rows": _counts(engine)}
 
-    out = cli("demo", "stream", "--rate", "15", "--duration", "3", "--seed", "1", "--json",
-              env={"MLKIT_DATABASE_URL": database_url,
-                   # the module's world was trained under the first test's home
-                   "MLKIT_ARTIFACTS_DIR": str(world.artifacts_dir)})  # fmt: skip
+    out = cli(
+        "demo",
+        "stream",
+        "--rate",
+        "15",
+        "--duration",
+        "3",
+        "--seed",
+        "1",
+        "--json",
+        env={
+            "MLKIT_DATABASE_URL": database_url,
+            # the module's world was trained under the first test's home
+            "MLKIT_ARTIFACTS_DIR": str(world.artifacts_dir),
+        },
+    )
     assert out.exit_code == 0, out.output
     totals = json.loads(out.stdout)
     assert 40 <= totals["orders"] <= 50 and totals["scored"] == totals["orders"]
@@ -85,13 +97,20 @@ def test_stream_makes_fraud_bursts_from_new_wallets_in_plain_values(engine, worl
     o, w, tw = schema.orders, schema.wallets, schema.demo_truth_wallets
     with engine.connect() as conn:
         bursts = conn.execute(
-            sa.select(o.c.buyer_wallet_id, sa.func.count(), sa.func.min(o.c.created_at),
-                      sa.func.max(o.c.created_at))
+            sa.select(
+                o.c.buyer_wallet_id,
+                sa.func.count(),
+                sa.func.min(o.c.created_at),
+                sa.func.max(o.c.created_at),
+            )
             .join(tw, tw.c.wallet_id == o.c.buyer_wallet_id)
-            .where(o.c.order_id > first_order, tw.c.kind == "scalper_bot",
-                   o.c.buyer_wallet_id > first_wallet)
+            .where(
+                o.c.order_id > first_order,
+                tw.c.kind == "scalper_bot",
+                o.c.buyer_wallet_id > first_wallet,
+            )
             .group_by(o.c.buyer_wallet_id)
-        ).all()  # fmt: skip
+        ).all()
         new_wallets = conn.execute(sa.select(w).where(w.c.wallet_id > first_wallet)).all()
         raw = conn.execute(
             sa.text(
@@ -100,9 +119,10 @@ def test_stream_makes_fraud_bursts_from_new_wallets_in_plain_values(engine, worl
             ).bindparams(first=first_order)
         ).all()
         truth = conn.execute(
-            sa.select(sa.func.count()).select_from(schema.demo_truth_orders)
+            sa.select(sa.func.count())
+            .select_from(schema.demo_truth_orders)
             .where(schema.demo_truth_orders.c.order_id > first_order)
-        ).scalar_one()  # fmt: skip
+        ).scalar_one()
     assert any(n >= 3 and last - first <= timedelta(minutes=10) for _, n, first, last in bursts)
     assert len(new_wallets) == totals.new_wallets + warm.new_wallets
     assert all(wallet.created_at < start for wallet in new_wallets)
@@ -133,15 +153,20 @@ def test_warm_start_streams_fraud_at_its_steady_rate_from_the_first_minute(engin
     o, p, tw = schema.orders, schema.fraud_predictions, schema.demo_truth_wallets
     with engine.connect() as conn:
         stamps = conn.execute(
-            sa.select(sa.func.min(o.c.created_at), sa.func.max(o.c.created_at), sa.func.count())
-            .where(o.c.order_id > first_order, o.c.order_id <= backdated_to)
-        ).one()  # fmt: skip
-        bot_features = conn.execute(
-            sa.select(p.c.features)
-            .join(o, o.c.order_id == p.c.order_id)
-            .join(tw, tw.c.wallet_id == o.c.buyer_wallet_id)
-            .where(o.c.order_id > backdated_to, tw.c.kind == "scalper_bot")
-        ).scalars().all()  # fmt: skip
+            sa.select(
+                sa.func.min(o.c.created_at), sa.func.max(o.c.created_at), sa.func.count()
+            ).where(o.c.order_id > first_order, o.c.order_id <= backdated_to)
+        ).one()
+        bot_features = (
+            conn.execute(
+                sa.select(p.c.features)
+                .join(o, o.c.order_id == p.c.order_id)
+                .join(tw, tw.c.wallet_id == o.c.buyer_wallet_id)
+                .where(o.c.order_id > backdated_to, tw.c.kind == "scalper_bot")
+            )
+            .scalars()
+            .all()
+        )
     assert stamps[2] == warm.orders
     assert start - timedelta(minutes=30) <= stamps[0] <= stamps[1] < start
     # Bursts under way: bots in the first minute that already placed several orders.
@@ -191,8 +216,15 @@ def _max_wallet(engine) -> int:
 
 
 def _counts(engine) -> dict:
-    names = ("orders", "wallets", "fraud_predictions", "demo_truth_orders", "security_alerts",
-             "bot_detection", "events")  # fmt: skip
+    names = (
+        "orders",
+        "wallets",
+        "fraud_predictions",
+        "demo_truth_orders",
+        "security_alerts",
+        "bot_detection",
+        "events",
+    )
     with engine.connect() as conn:
         return {
             name: conn.execute(
@@ -218,10 +250,11 @@ def _checksum(engine, up_to: int) -> tuple:
     with engine.connect() as conn:
         return tuple(
             conn.execute(
-                sa.select(sa.func.count(), sa.func.sum(o.c.price), sa.func.sum(o.c.buyer_wallet_id))
-                .where(o.c.order_id <= up_to)
+                sa.select(
+                    sa.func.count(), sa.func.sum(o.c.price), sa.func.sum(o.c.buyer_wallet_id)
+                ).where(o.c.order_id <= up_to)
             ).one()
-        )  # fmt: skip
+        )
 
 
 def _pulls(engine) -> int:

@@ -19,10 +19,20 @@ ORDERS = 60_000  # enough for the statistical checks, generated in a fraction of
 DAYS = 45
 START = datetime(2026, 1, 1)
 TABLES = (
-    "wallets", "events", "tickets", "orders", "ticket_transfers", "security_alerts",
-    "bot_detection", "security_events", "blacklisted_wallets", "admin_audit_log",
-    "demo_truth_orders", "demo_truth_wallets", "demo_truth_pricing",
-)  # fmt: skip
+    "wallets",
+    "events",
+    "tickets",
+    "orders",
+    "ticket_transfers",
+    "security_alerts",
+    "bot_detection",
+    "security_events",
+    "blacklisted_wallets",
+    "admin_audit_log",
+    "demo_truth_orders",
+    "demo_truth_wallets",
+    "demo_truth_pricing",
+)
 # Timestamps that may lie outside the period: labels arrive later, wallets were created
 # earlier, events take place later.
 UNBOUNDED_TIMES = {
@@ -252,11 +262,14 @@ def test_fraud_rate_is_realistic_and_labels_arrive_for_most(world, orders):
     assert set(detections.order_id[detections.is_bot]) <= by_bot
     # Noise: alerts that were not fraud, bot flags on normal wallets.
     assert (~alerts.confirmed_fraud).sum() > 0 and (~detections.is_bot).sum() > 0
-    delay = (detections.label_available_at - detections.order_id.map(
-        orders.set_index("order_id").created_at)).dt.total_seconds() / 86_400  # fmt: skip
+    delay = (
+        detections.label_available_at
+        - detections.order_id.map(orders.set_index("order_id").created_at)
+    ).dt.total_seconds() / 86_400
     assert delay.between(0.5, 7.0).all()
-    delay = (alerts.label_available_at - alerts.order_id.map(
-        orders.set_index("order_id").created_at)).dt.total_seconds() / 86_400  # fmt: skip
+    delay = (
+        alerts.label_available_at - alerts.order_id.map(orders.set_index("order_id").created_at)
+    ).dt.total_seconds() / 86_400
     assert delay.between(2.0, 30.0).all()
 
 
@@ -328,8 +341,11 @@ def test_pricing_truth_has_a_different_best_arm_per_type(world):
     by_type = truth.groupby("event_type")
     best = truth.loc[truth.is_best].set_index("event_type").arm.sort_index()
     assert best.nunique() >= 3
-    assert best.equals(truth.loc[revenue.groupby(truth.event_type).idxmax()].set_index(
-        "event_type").arm.sort_index())  # fmt: skip
+    assert best.equals(
+        truth.loc[revenue.groupby(truth.event_type).idxmax()]
+        .set_index("event_type")
+        .arm.sort_index()
+    )
     top_conversion = truth.loc[by_type.conversion.idxmax()].set_index("event_type").arm
     top_price = truth.loc[by_type.mean_price_ratio.idxmax()].set_index("event_type").arm
     neither = (best != top_conversion.sort_index()) & (best != top_price.sort_index())

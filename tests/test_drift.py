@@ -53,8 +53,12 @@ def test_identical_windows_give_no_drift(n):
         assert tests == {"amount": "ks", "count": "ks", "flag": "ks", "method": "chi2"}
         assert all(r["threshold"] == SETTINGS.p_value for r in results)
     else:
-        assert tests == {"amount": "wasserstein", "count": "wasserstein",
-                         "flag": "wasserstein", "method": "psi"}  # fmt: skip
+        assert tests == {
+            "amount": "wasserstein",
+            "count": "wasserstein",
+            "flag": "wasserstein",
+            "method": "psi",
+        }
         assert results[0]["threshold"] == SETTINGS.wasserstein_threshold
 
 
@@ -140,12 +144,22 @@ def world(engine, tmp_path_factory):
     snapshot.to_parquet(folder / "data.parquet")
     home = tmp_path_factory.mktemp("artifacts")
     mv = register_model(
-        engine, home, name="fraud", family="fraud",
-        write_artifact=lambda path: path.write_text("stand-in"), filename="model.txt",
-        features=list(FRAUD_FEATURES), dataset_ref=str(folder),
-    )  # fmt: skip
-    return {"config": load_config(), "ref": mv.ref, "start": start, "rows": len(snapshot),
-            "now": newest}  # fmt: skip
+        engine,
+        home,
+        name="fraud",
+        family="fraud",
+        write_artifact=lambda path: path.write_text("stand-in"),
+        filename="model.txt",
+        features=list(FRAUD_FEATURES),
+        dataset_ref=str(folder),
+    )
+    return {
+        "config": load_config(),
+        "ref": mv.ref,
+        "start": start,
+        "rows": len(snapshot),
+        "now": newest,
+    }
 
 
 @pytest.fixture
@@ -187,8 +201,17 @@ def test_a_shifted_feature_in_the_database_is_detected_named_and_exits_3(
             .values(price_deviation_ratio=f.c.price_deviation_ratio * 3 + 1)
         )
     try:
-        result = cli("--database", database_url, "drift", "check", "--model", world["ref"],
-                     "--window", "7d", "--json")  # fmt: skip
+        result = cli(
+            "--database",
+            database_url,
+            "drift",
+            "check",
+            "--model",
+            world["ref"],
+            "--window",
+            "7d",
+            "--json",
+        )
         assert result.exit_code == 3, result.output
         document = json.loads(result.stdout)
         assert document["drifted"] and document["features_drifted"] == ["price_deviation_ratio"]
@@ -197,8 +220,9 @@ def test_a_shifted_feature_in_the_database_is_detected_named_and_exits_3(
         latest = latest_drift_check(engine)
         assert latest["check_id"] == document["check_id"] and latest["drifted"]
         assert latest["features_drifted_names"] == ["price_deviation_ratio"]
-        table = cli("--database", database_url, "drift", "check", "--model", world["ref"],
-                    "--window", "7d")  # fmt: skip
+        table = cli(
+            "--database", database_url, "drift", "check", "--model", world["ref"], "--window", "7d"
+        )
         assert table.exit_code == 3 and "price_deviation_ratio" in table.stdout
     finally:
         with engine.begin() as conn:
@@ -207,8 +231,9 @@ def test_a_shifted_feature_in_the_database_is_detected_named_and_exits_3(
                 .where(f.c.feature_ts >= world["start"])
                 .values(price_deviation_ratio=(f.c.price_deviation_ratio - 1) / 3)
             )
-    result = cli("--database", database_url, "drift", "check", "--model", world["ref"],
-                 "--window", "7d")  # fmt: skip
+    result = cli(
+        "--database", database_url, "drift", "check", "--model", world["ref"], "--window", "7d"
+    )
     assert result.exit_code == 0, result.output
     assert "no drift" in result.stdout
 
@@ -233,16 +258,24 @@ def test_a_missing_snapshot_or_a_foreign_model_is_refused(engine, world, tmp_pat
     from mlkit.toolkit.registry import register_model
 
     gone = register_model(
-        engine, tmp_path, name="fraud", family="fraud",
-        write_artifact=lambda path: path.write_text("x"), filename="model.txt",
+        engine,
+        tmp_path,
+        name="fraud",
+        family="fraud",
+        write_artifact=lambda path: path.write_text("x"),
+        filename="model.txt",
         dataset_ref=str(tmp_path / "deleted"),
-    )  # fmt: skip
+    )
     with pytest.raises(MlkitError, match=r"snapshot of .* is gone"):
         run_drift_check(engine, world["config"], model=gone.ref, record=False)
     other = register_model(
-        engine, tmp_path, name="recommender", family="recommender",
-        write_artifact=lambda path: path.write_text("x"), filename="model.txt",
-    )  # fmt: skip
+        engine,
+        tmp_path,
+        name="recommender",
+        family="recommender",
+        write_artifact=lambda path: path.write_text("x"),
+        filename="model.txt",
+    )
     with pytest.raises(MlkitError, match="is a recommender model"):
         run_drift_check(engine, world["config"], model=other.ref, record=False)
 
@@ -253,16 +286,26 @@ def test_a_quiet_window_is_skipped_with_exit_0_and_nothing_recorded(
     # A week after the last order: the window counts back from now, not from that order.
     monkeypatch.setenv("MLKIT_NOW", (world["now"] + pd.Timedelta(days=7)).isoformat())
     before = latest_drift_check(engine)
-    result = cli("--database", database_url, "drift", "check", "--model", world["ref"],
-                 "--window", "1d", "--json")  # fmt: skip
+    result = cli(
+        "--database",
+        database_url,
+        "drift",
+        "check",
+        "--model",
+        world["ref"],
+        "--window",
+        "1d",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["status"] == "skipped" and not document["drifted"]
     assert document["current_rows"] == 0 and document["check_id"] is None
     assert "skipped: only 0 recent orders" in document["warnings"][0]
     assert latest_drift_check(engine) == before
-    table = cli("--database", database_url, "drift", "check", "--model", world["ref"],
-                "--window", "1d")  # fmt: skip
+    table = cli(
+        "--database", database_url, "drift", "check", "--model", world["ref"], "--window", "1d"
+    )
     assert table.exit_code == 0 and "nothing compared" in table.stdout
 
 
@@ -292,10 +335,15 @@ def test_aging_days_report_no_drift_and_a_price_shift_is_caught(tmp_path, monkey
     run_etl(engine, None, end)
     snapshot = build_fraud_dataset(engine, tmp_path / "datasets", since=None, until=None)
     ref = register_model(
-        engine, tmp_path / "artifacts", name="fraud", family="fraud",
-        write_artifact=lambda path: path.write_text("stand-in"), filename="model.txt",
-        features=list(FRAUD_FEATURES), dataset_ref=str(snapshot.path),
-    ).ref  # fmt: skip
+        engine,
+        tmp_path / "artifacts",
+        name="fraud",
+        family="fraud",
+        write_artifact=lambda path: path.write_text("stand-in"),
+        filename="model.txt",
+        features=list(FRAUD_FEATURES),
+        dataset_ref=str(snapshot.path),
+    ).ref
     config = load_config()
 
     def next_day(day: int, shift=None) -> dict:
@@ -319,7 +367,8 @@ def test_aging_days_report_no_drift_and_a_price_shift_is_caught(tmp_path, monkey
     assert "price_deviation_ratio" in document["features_drifted"]
     shifted = next(r for r in document["features"] if r["feature"] == "price_deviation_ratio")
     assert shifted["kl_excess"] > 0.15 and "kl" in shifted["reasons"]
-    drift_alert = next(r for r in check_alerts(engine, config)["rules"]
-                       if r["rule"] == "model_drift")  # fmt: skip
+    drift_alert = next(
+        r for r in check_alerts(engine, config)["rules"] if r["rule"] == "model_drift"
+    )
     assert drift_alert["firing"] and "price_deviation_ratio" in drift_alert["message"]
     engine.dispose()

@@ -15,8 +15,16 @@ from mlkit.toolkit.errors import MlkitError
 from mlkit.toolkit.fraud import etl
 
 T0 = datetime(2026, 3, 1)
-TABLES = ("orders", "wallets", "events", "security_alerts", "bot_detection",
-          "ticket_transfers", "fraud_features", "etl_watermarks")  # fmt: skip
+TABLES = (
+    "orders",
+    "wallets",
+    "events",
+    "security_alerts",
+    "bot_detection",
+    "ticket_transfers",
+    "fraud_features",
+    "etl_watermarks",
+)
 
 
 @pytest.fixture
@@ -25,35 +33,65 @@ def db(engine):
     with engine.begin() as conn:
         for name in TABLES:
             conn.execute(schema.metadata.tables[name].delete())
-        conn.execute(schema.wallets.insert(), [
-            {"wallet_id": w, "address": f"0x{w:040x}", "created_at": T0 - timedelta(days=30)}
-            for w in (1, 2, 3)
-        ])  # fmt: skip
-        conn.execute(schema.events.insert(), [
-            {"event_id": e, "name": f"event {e}", "event_type": "concert", "base_price": 50,
-             "capacity": 100, "sale_start": T0 - timedelta(days=60),
-             "event_date": T0 + timedelta(days=90), "created_at": T0 - timedelta(days=60)}
-            for e in (1, 2)
-        ])  # fmt: skip
+        conn.execute(
+            schema.wallets.insert(),
+            [
+                {"wallet_id": w, "address": f"0x{w:040x}", "created_at": T0 - timedelta(days=30)}
+                for w in (1, 2, 3)
+            ],
+        )
+        conn.execute(
+            schema.events.insert(),
+            [
+                {
+                    "event_id": e,
+                    "name": f"event {e}",
+                    "event_type": "concert",
+                    "base_price": 50,
+                    "capacity": 100,
+                    "sale_start": T0 - timedelta(days=60),
+                    "event_date": T0 + timedelta(days=90),
+                    "created_at": T0 - timedelta(days=60),
+                }
+                for e in (1, 2)
+            ],
+        )
     return engine
 
 
 def add_orders(engine, *orders: tuple[int, int, int, datetime]) -> None:
     """Orders (order_id, wallet, event, created_at), completed card payments of 60."""
     with engine.begin() as conn:
-        conn.execute(schema.orders.insert(), [
-            {"order_id": o, "buyer_wallet_id": w, "event_id": e, "price": 60,
-             "payment_method": "card", "is_resale": False, "status": "COMPLETED",
-             "created_at": t}
-            for o, w, e, t in orders
-        ])  # fmt: skip
+        conn.execute(
+            schema.orders.insert(),
+            [
+                {
+                    "order_id": o,
+                    "buyer_wallet_id": w,
+                    "event_id": e,
+                    "price": 60,
+                    "payment_method": "card",
+                    "is_resale": False,
+                    "status": "COMPLETED",
+                    "created_at": t,
+                }
+                for o, w, e, t in orders
+            ],
+        )
 
 
 def add_label(engine, order_id: int, wallet_id: int, available_at: datetime) -> None:
     with engine.begin() as conn:
-        conn.execute(schema.security_alerts.insert().values(
-            order_id=order_id, wallet_id=wallet_id, alert_type="chargeback", severity="high",
-            confirmed_fraud=True, label_available_at=available_at))  # fmt: skip
+        conn.execute(
+            schema.security_alerts.insert().values(
+                order_id=order_id,
+                wallet_id=wallet_id,
+                alert_type="chargeback",
+                severity="high",
+                confirmed_fraud=True,
+                label_available_at=available_at,
+            )
+        )
 
 
 def features(engine) -> pd.DataFrame:
@@ -64,8 +102,15 @@ def features(engine) -> pd.DataFrame:
 
 def etl_run(cli, engine, now: datetime, *args: str) -> dict:
     url = engine.url.render_as_string(hide_password=False)
-    result = cli("--database", url, "etl", "run", *(args or ("--since", "last")), "--json",
-                 env={"MLKIT_NOW": now.isoformat()})  # fmt: skip
+    result = cli(
+        "--database",
+        url,
+        "etl",
+        "run",
+        *(args or ("--since", "last")),
+        "--json",
+        env={"MLKIT_NOW": now.isoformat()},
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -104,8 +149,15 @@ def test_nothing_new_is_a_quiet_noop_that_writes_nothing(cli, db):
     assert again["watermark"] == (T0 + timedelta(hours=2)).isoformat()
     pd.testing.assert_frame_equal(before, features(db))  # computed_at included: not rewritten
     url = db.url.render_as_string(hide_password=False)
-    quiet = cli("--database", url, "etl", "run", "--since", "last",
-                env={"MLKIT_NOW": (T0 + timedelta(days=3)).isoformat()})  # fmt: skip
+    quiet = cli(
+        "--database",
+        url,
+        "etl",
+        "run",
+        "--since",
+        "last",
+        env={"MLKIT_NOW": (T0 + timedelta(days=3)).isoformat()},
+    )
     assert quiet.exit_code == 0 and "no new orders" in quiet.stdout
 
 
@@ -118,8 +170,9 @@ def test_rows_stamped_before_the_previous_run_and_the_watermark_are_processed(cl
 
     # Late rows, stamped before the watermark and long before the previous run: one 30 min
     # before order 2 (inside the lookback, so order 2's history changes), one 4 days back.
-    add_orders(db, (3, 1, 1, T0 + timedelta(days=5, minutes=-30)),
-               (4, 2, 2, T0 + timedelta(days=1)))  # fmt: skip
+    add_orders(
+        db, (3, 1, 1, T0 + timedelta(days=5, minutes=-30)), (4, 2, 2, T0 + timedelta(days=1))
+    )
     night_two = etl_run(cli, db, T0 + timedelta(days=11))
     assert night_two["new_orders"] == 2
     stored = features(db)
@@ -171,8 +224,15 @@ def test_incremental_rows_equal_a_full_rebuild(engine):
     with engine.begin() as conn:  # the earlier tests' hand-written rows are no demo world's
         for table in reversed(schema.metadata.sorted_tables):
             conn.execute(table.delete())
-    seed_demo(engine, orders=3000, days=20, seed=3, families=("fraud",),
-              start=datetime(2026, 1, 1), replace=True)  # fmt: skip
+    seed_demo(
+        engine,
+        orders=3000,
+        days=20,
+        seed=3,
+        families=("fraud",),
+        start=datetime(2026, 1, 1),
+        replace=True,
+    )
     etl.catch_up(engine, lookback=timedelta(days=2), until=far)
     seed_demo(engine, days=3, append=True)
     result = etl.catch_up(engine, lookback=timedelta(days=2), until=far)

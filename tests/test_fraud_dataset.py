@@ -71,9 +71,10 @@ def test_the_default_cutoff_is_the_clock_and_later_labels_never_count(world, tmp
     monkeypatch.setenv("MLKIT_NOW", now.isoformat())
     with world.connect() as conn:
         pending = conn.execute(
-            sa.select(sa.func.count()).select_from(schema.security_alerts).where(
-                schema.security_alerts.c.label_available_at > now)
-        ).scalar()  # fmt: skip
+            sa.select(sa.func.count())
+            .select_from(schema.security_alerts)
+            .where(schema.security_alerts.c.label_available_at > now)
+        ).scalar()
     assert pending > 0, "the demo world should hold labels not yet available at the clock"
     result = build(world, tmp_path, label_cutoff=None, label_delay_days=2)
     data = pd.read_parquet(result.path / "data.parquet")
@@ -104,8 +105,9 @@ def test_empty_range_and_missing_features_are_clear_errors(world, tmp_path):
         build(world, tmp_path, since=datetime(2025, 1, 1), until=datetime(2025, 2, 1))
     with world.begin() as conn:
         oldest = conn.execute(sa.select(sa.func.min(schema.fraud_features.c.order_id))).scalar()
-        conn.execute(schema.fraud_features.delete().where(
-            schema.fraud_features.c.order_id == oldest))  # fmt: skip
+        conn.execute(
+            schema.fraud_features.delete().where(schema.fraud_features.c.order_id == oldest)
+        )
     try:
         with pytest.raises(MlkitError, match=r"1 of \d+ orders have no feature row"):
             build(world, tmp_path)

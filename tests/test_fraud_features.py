@@ -30,8 +30,14 @@ def stored_features(engine) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def world(engine):
-    seed_demo(engine, orders=3000, days=20, seed=5, families=("fraud",),
-              start=WORLD_END - timedelta(days=20))  # fmt: skip
+    seed_demo(
+        engine,
+        orders=3000,
+        days=20,
+        seed=5,
+        families=("fraud",),
+        start=WORLD_END - timedelta(days=20),
+    )
     return etl.run_etl(engine, None, WORLD_END)
 
 
@@ -48,8 +54,9 @@ def test_rerun_is_idempotent(engine, world):
     before = stored_features(engine)
     etl.run_etl(engine, None, WORLD_END)
     after = stored_features(engine)
-    pd.testing.assert_frame_equal(before.drop(columns="computed_at"),
-                                  after.drop(columns="computed_at"))  # fmt: skip
+    pd.testing.assert_frame_equal(
+        before.drop(columns="computed_at"), after.drop(columns="computed_at")
+    )
 
 
 def test_leakage_proof_later_rows_and_labels_never_change_earlier_features(engine, world):
@@ -61,11 +68,14 @@ def test_leakage_proof_later_rows_and_labels_never_change_earlier_features(engin
     with engine.begin() as conn:
         conn.execute(
             schema.security_alerts.insert().values(
-                order_id=first_order, wallet_id=int(before["wallet_id"].iloc[0]),
-                alert_type="chargeback", severity="high", confirmed_fraud=True,
+                order_id=first_order,
+                wallet_id=int(before["wallet_id"].iloc[0]),
+                alert_type="chargeback",
+                severity="high",
+                confirmed_fraud=True,
                 label_available_at=WORLD_END + timedelta(days=1),
             )
-        )  # fmt: skip
+        )
     etl.run_etl(engine, None, FAR)
     after = stored_features(engine)
     assert len(after) > len(before)
@@ -116,8 +126,9 @@ def test_missing_tables_point_to_db_init(tmp_path):
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('ref')}/ref.db")
-    seed_demo(engine, orders=4000, days=15, seed=21, families=("fraud",),
-              start=datetime(2026, 1, 1))  # fmt: skip
+    seed_demo(
+        engine, orders=4000, days=15, seed=21, families=("fraud",), start=datetime(2026, 1, 1)
+    )
     with engine.connect() as conn:
         return etl.extract(conn, FAR)
 
@@ -128,8 +139,12 @@ def reference_features(src, order) -> dict:
     t = order.created_at
     wallet = o[(o.buyer_wallet_id == order.buyer_wallet_id) & (o.created_at < t)]
     event = src.events.set_index("event_id").loc[order.event_id]
-    sold = o[(o.event_id == order.event_id) & (o.created_at < t) & (o.status == "COMPLETED")
-             & ~o.is_resale.astype(bool)]  # fmt: skip
+    sold = o[
+        (o.event_id == order.event_id)
+        & (o.created_at < t)
+        & (o.status == "COMPLETED")
+        & ~o.is_resale.astype(bool)
+    ]
     labels = src.labels.merge(o[["order_id", "event_id"]], on="order_id")
     available = labels[(labels.label_available_at < t) & (labels.order_id != order.order_id)]
     edges = src.transfers[src.transfers.transferred_at < t]
@@ -143,22 +158,32 @@ def reference_features(src, order) -> dict:
         "cross_event_attendance": wallet.loc[wallet.status == "COMPLETED", "event_id"].nunique(),
         "payment_method_diversity": len(set(wallet.payment_method) | {order.payment_method}),
         "social_graph_centrality": len(partners),
-        "wallet_labels_7d": int(((available.wallet_id == order.buyer_wallet_id)
-                                 & (available.label_available_at >= t - timedelta(days=7))).sum()),
-        "event_labels_30d": int(((available.event_id == order.event_id)
-                                 & (available.label_available_at >= t - timedelta(days=30))).sum()),
-    }  # fmt: skip
+        "wallet_labels_7d": int(
+            (
+                (available.wallet_id == order.buyer_wallet_id)
+                & (available.label_available_at >= t - timedelta(days=7))
+            ).sum()
+        ),
+        "event_labels_30d": int(
+            (
+                (available.event_id == order.event_id)
+                & (available.label_available_at >= t - timedelta(days=30))
+            ).sum()
+        ),
+    }
 
 
 def test_vectorised_features_match_the_per_order_definitions(sources):
     computed = compute_features(sources).set_index("order_id")
     rng = np.random.default_rng(0)
     busy = sources.orders.groupby("buyer_wallet_id")["order_id"].transform("count") > 3
-    picks = pd.concat([
-        sources.orders[busy].sample(40, random_state=1),
-        sources.orders.sample(40, random_state=2),
-        sources.orders[sources.orders.is_resale.astype(bool)].sample(10, random_state=3),
-    ])  # fmt: skip
+    picks = pd.concat(
+        [
+            sources.orders[busy].sample(40, random_state=1),
+            sources.orders.sample(40, random_state=2),
+            sources.orders[sources.orders.is_resale.astype(bool)].sample(10, random_state=3),
+        ]
+    )
     del rng
     for order in picks.itertuples():
         expected = reference_features(sources, order)

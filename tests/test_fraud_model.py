@@ -21,8 +21,9 @@ from mlkit.toolkit.fraud.train import check_trainable, fit_fraud, load_dataset, 
 def frame(tmp_path_factory):
     root = tmp_path_factory.mktemp("model")
     engine = make_engine(f"sqlite:///{root}/m.db")
-    seed_demo(engine, orders=30_000, days=60, seed=3, families=("fraud",),
-              start=datetime(2026, 1, 1))  # fmt: skip
+    seed_demo(
+        engine, orders=30_000, days=60, seed=3, families=("fraud",), start=datetime(2026, 1, 1)
+    )
     etl.run_etl(engine, None, datetime(2026, 6, 1))
     snapshot = build_fraud_dataset(
         engine,

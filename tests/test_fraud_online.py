@@ -18,15 +18,21 @@ from mlkit.toolkit.fraud.online import ORDER_COLUMNS, WALLET_KEY, materialize, o
 
 @pytest.fixture(scope="module")
 def world(engine):
-    seed_demo(engine, orders=2500, days=20, seed=13, families=("fraud",),
-              start=datetime(2026, 1, 1))  # fmt: skip
+    seed_demo(
+        engine, orders=2500, days=20, seed=13, families=("fraud",), start=datetime(2026, 1, 1)
+    )
     etl.run_etl(engine, None, datetime(2026, 3, 1))
     with engine.connect() as conn:
         orders = pd.read_sql(sa.select(schema.orders), conn)
         stored = pd.read_sql(sa.select(schema.fraud_features), conn).set_index("order_id")
     busy = orders.groupby("buyer_wallet_id")["order_id"].transform("count") >= 3
-    picks = pd.concat([orders[busy].sample(15, random_state=4), orders.sample(10, random_state=5),
-                       orders[orders.is_resale.astype(bool)].head(5)])  # fmt: skip
+    picks = pd.concat(
+        [
+            orders[busy].sample(15, random_state=4),
+            orders.sample(10, random_state=5),
+            orders[orders.is_resale.astype(bool)].head(5),
+        ]
+    )
     return picks, stored
 
 

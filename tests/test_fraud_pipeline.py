@@ -25,8 +25,9 @@ def trained(engine, tmp_path_factory):
     config = load_config(
         database_url=engine.url.render_as_string(hide_password=False), env={"MLKIT_HOME": str(home)}
     )
-    seed_demo(engine, orders=12_000, days=45, seed=11, families=("fraud",),
-              start=datetime(2026, 1, 1))  # fmt: skip
+    seed_demo(
+        engine, orders=12_000, days=45, seed=11, families=("fraud",), start=datetime(2026, 1, 1)
+    )
     # Features never built: the training catches them up itself, then builds a snapshot.
     result = train_fraud_model(engine, config, kind="xgboost", alias="candidate")
     return config, result
@@ -83,20 +84,31 @@ def test_scoring_a_window_catches_up_new_orders_and_an_empty_window_is_fine(
     with engine.begin() as conn:
         template = dict(conn.execute(sa.select(o).limit(1)).mappings().one())
         newest = conn.execute(sa.select(sa.func.max(o.c.order_id))).scalar()
-        conn.execute(o.insert(), [
-            {**template, "order_id": newest + i, "created_at": now - timedelta(hours=i)}
-            for i in (1, 2, 3)
-        ])  # fmt: skip
+        conn.execute(
+            o.insert(),
+            [
+                {**template, "order_id": newest + i, "created_at": now - timedelta(hours=i)}
+                for i in (1, 2, 3)
+            ],
+        )
     mv = resolve(engine, "fraud@prod")
     result = score_orders(
-        engine, mv, Thresholds.from_config(config), now - timedelta(days=1),
-        lookback=timedelta(days=2), artifacts_dir=config.artifacts_dir,
-    )  # fmt: skip
+        engine,
+        mv,
+        Thresholds.from_config(config),
+        now - timedelta(days=1),
+        lookback=timedelta(days=2),
+        artifacts_dir=config.artifacts_dir,
+    )
     assert result.rows == 3 and result.features_caught_up == 3
     with engine.connect() as conn:
-        scored = set(conn.execute(
-            sa.select(schema.fraud_predictions.c.order_id).where(
-                schema.fraud_predictions.c.order_id > newest)).scalars())  # fmt: skip
+        scored = set(
+            conn.execute(
+                sa.select(schema.fraud_predictions.c.order_id).where(
+                    schema.fraud_predictions.c.order_id > newest
+                )
+            ).scalars()
+        )
     assert scored == {newest + 1, newest + 2, newest + 3}
 
     url = engine.url.render_as_string(hide_password=False)
@@ -109,9 +121,11 @@ def test_scoring_a_window_catches_up_new_orders_and_an_empty_window_is_fine(
 def test_predict_one_order_with_online_features(engine, trained):
     config, _ = trained
     predictor = FraudPredictor(
-        engine, resolve(engine, "fraud@prod"), Thresholds.from_config(config),
+        engine,
+        resolve(engine, "fraud@prod"),
+        Thresholds.from_config(config),
         artifacts_dir=config.artifacts_dir,
-    )  # fmt: skip
+    )
     with engine.connect() as conn:
         order = conn.execute(sa.select(schema.orders).limit(1)).mappings().one()
     request = {k: order[k] for k in ("buyer_wallet_id", "event_id", "price", "payment_method")}

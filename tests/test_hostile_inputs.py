@@ -43,26 +43,95 @@ NOW = "2026-02-16T00:00:00"
 
 # Tables whose every row is compared before and after a failed command; the rest by count.
 CHECKSUMMED = (
-    "model_versions", "model_aliases", "model_alias_history", "training_runs", "bandit_arms",
-    "bandit_generations", "market_data", "etl_watermarks", "drift_checks", "demo_worlds",
-)  # fmt: skip
+    "model_versions",
+    "model_aliases",
+    "model_alias_history",
+    "training_runs",
+    "bandit_arms",
+    "bandit_generations",
+    "market_data",
+    "etl_watermarks",
+    "drift_checks",
+    "demo_worlds",
+)
 
 HOSTILE_TEXT = [
-    "", " ", "0", "-1", "1; DROP TABLE orders--", "' OR '1'='1", "../../etc/passwd",
-    "/etc/passwd", "/", ".", "NaN", "nan", "inf", "-inf", "Infinity", "1e308", "-1e308",
-    "99999999999999999999", "-99999999999999999999", "ünïcødé", "😀💥", "%s%n", "{}", "[]",
-    "null", "\t\n", "a" * 5000, "\u202e", "--help", "-", "🚀" * 300,
-]  # fmt: skip
+    "",
+    " ",
+    "0",
+    "-1",
+    "1; DROP TABLE orders--",
+    "' OR '1'='1",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "/",
+    ".",
+    "NaN",
+    "nan",
+    "inf",
+    "-inf",
+    "Infinity",
+    "1e308",
+    "-1e308",
+    "99999999999999999999",
+    "-99999999999999999999",
+    "ünïcødé",
+    "😀💥",
+    "%s%n",
+    "{}",
+    "[]",
+    "null",
+    "\t\n",
+    "a" * 5000,
+    "\u202e",
+    "--help",
+    "-",
+    "🚀" * 300,
+]
 HOSTILE_DURATIONS = [
-    "99999999d", "-5d", "1e9h", "0d", "0", "1.5d", "d", "9" * 400 + "d", "NaNd", "infd", "-0d",
-    "1e308d", "99999999999999999999h", "5x", "2026-13-45", "0001-01-01", "9999-12-31",
-    "1970-01-01", "2026-02-30", "2026-01-01T25:00:00", "last", "2026-01-01T00:00:00+99:00",
-]  # fmt: skip
+    "99999999d",
+    "-5d",
+    "1e9h",
+    "0d",
+    "0",
+    "1.5d",
+    "d",
+    "9" * 400 + "d",
+    "NaNd",
+    "infd",
+    "-0d",
+    "1e308d",
+    "99999999999999999999h",
+    "5x",
+    "2026-13-45",
+    "0001-01-01",
+    "9999-12-31",
+    "1970-01-01",
+    "2026-02-30",
+    "2026-01-01T25:00:00",
+    "last",
+    "2026-01-01T00:00:00+99:00",
+]
 HOSTILE_REFS = [
-    "fraud@", "fraud:-1", "fraud:99999999999999999999", "fraud:0", "@prod", ":", "fraud:abc",
-    "fraud@prod", "fraud:1", "fraud", "recommender@prod", "nosuch@prod", "fraud:1.5",
-    "fraud:1e3", "fraud@@prod", "fraud:1:2", "fraud:nan", "fraud: 1",
-]  # fmt: skip
+    "fraud@",
+    "fraud:-1",
+    "fraud:99999999999999999999",
+    "fraud:0",
+    "@prod",
+    ":",
+    "fraud:abc",
+    "fraud@prod",
+    "fraud:1",
+    "fraud",
+    "recommender@prod",
+    "nosuch@prod",
+    "fraud:1.5",
+    "fraud:1e3",
+    "fraud@@prod",
+    "fraud:1:2",
+    "fraud:nan",
+    "fraud: 1",
+]
 
 text = st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=40))
 number_text = st.one_of(
@@ -96,9 +165,11 @@ def world(tmp_path_factory):
     config = root / "config.yaml"
     config.write_text("redis:\n  enabled: false\n")
     env = {
-        "MLKIT_DATABASE_URL": url, "MLKIT_HOME": str(root / "home"),
-        "MLKIT_CONFIG": str(config), "MLKIT_NOW": NOW,
-    }  # fmt: skip
+        "MLKIT_DATABASE_URL": url,
+        "MLKIT_HOME": str(root / "home"),
+        "MLKIT_CONFIG": str(config),
+        "MLKIT_NOW": NOW,
+    }
     engine = make_engine(url)
     init_schema(engine)
     seed_demo(engine, orders=3000, days=45, seed=3, start=datetime(2026, 1, 1))
@@ -169,8 +240,13 @@ ORDER_FIELDS = {
     "geo_lat": st.one_of(st.floats(), text),
     "geo_lon": st.one_of(st.floats(), text),
 }
-VALID_ORDER = {"buyer_wallet_id": 12, "event_id": 3, "price": 80, "payment_method": "paypal",
-               "created_at": "2026-02-10T12:00:00"}  # fmt: skip
+VALID_ORDER = {
+    "buyer_wallet_id": 12,
+    "event_id": 3,
+    "price": 80,
+    "payment_method": "paypal",
+    "created_at": "2026-02-10T12:00:00",
+}
 any_json = st.recursive(
     st.one_of(st.none(), st.booleans(), st.floats(), st.integers(), st.text(max_size=10)),
     lambda inner: st.one_of(
@@ -184,10 +260,29 @@ any_json = st.recursive(
 def order_json(draw) -> str:
     kind = draw(st.sampled_from(["fields", "fields", "malformed", "any"]))
     if kind == "malformed":
-        return draw(st.one_of(st.sampled_from(
-            ["", "{", "}", "[1,2", '{"price": }', "{'price': 1}", "NaN", "null", "[]", '"x"',
-             '{"price": NaN}', '{"price": Infinity}', "\x00", json.dumps(VALID_ORDER)[:-1]]
-        ), text))  # fmt: skip
+        return draw(
+            st.one_of(
+                st.sampled_from(
+                    [
+                        "",
+                        "{",
+                        "}",
+                        "[1,2",
+                        '{"price": }',
+                        "{'price': 1}",
+                        "NaN",
+                        "null",
+                        "[]",
+                        '"x"',
+                        '{"price": NaN}',
+                        '{"price": Infinity}',
+                        "\x00",
+                        json.dumps(VALID_ORDER)[:-1],
+                    ]
+                ),
+                text,
+            )
+        )
     if kind == "any":
         return json.dumps(draw(any_json))
     order = dict(VALID_ORDER)
@@ -315,11 +410,29 @@ cell = st.one_of(number_text, text, st.sampled_from(["2026-01-01", "1700000000",
 
 @st.composite
 def market_csv(draw) -> str:
-    columns = draw(st.one_of(
-        st.just(["date", "open", "high", "low", "close", "volume"]),
-        st.lists(st.sampled_from(["date", "timestamp", "open", "high", "low", "close", "volume",
-                                  "Date", "", "x", "close"]), max_size=7),
-    ))  # fmt: skip
+    columns = draw(
+        st.one_of(
+            st.just(["date", "open", "high", "low", "close", "volume"]),
+            st.lists(
+                st.sampled_from(
+                    [
+                        "date",
+                        "timestamp",
+                        "open",
+                        "high",
+                        "low",
+                        "close",
+                        "volume",
+                        "Date",
+                        "",
+                        "x",
+                        "close",
+                    ]
+                ),
+                max_size=7,
+            ),
+        )
+    )
     rows = draw(st.lists(st.lists(cell, min_size=len(columns), max_size=len(columns)), max_size=5))
     quote = lambda value: '"' + value.replace('"', '""') + '"'  # noqa: E731
     return "\n".join(",".join(map(quote, line)) for line in [columns, *rows]) + "\n"

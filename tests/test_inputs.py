@@ -45,16 +45,19 @@ def served(tmp_path_factory):
     home = folder / "home"
     engine = make_engine(url)
     init_schema(engine)
-    seed_demo(engine, orders=3000, days=20, seed=7, families=("fraud",),
-              start=datetime(2026, 1, 1))  # fmt: skip
+    seed_demo(engine, orders=3000, days=20, seed=7, families=("fraud",), start=datetime(2026, 1, 1))
     config = load_config(database_url=url, env={"MLKIT_HOME": str(home)})
     config.data["fraud"]["min_auc_pr"] = 0.0  # the gate is not what these tests are about
     train_fraud_model(engine, config, kind="xgboost", alias="candidate", force=True)
     promote(engine, "fraud", 1, "prod")
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(schema.orders).where(schema.orders.c.is_resale.is_(False)).limit(1)
-        ).mappings().one()  # fmt: skip
+        row = (
+            conn.execute(
+                sa.select(schema.orders).where(schema.orders.c.is_resale.is_(False)).limit(1)
+            )
+            .mappings()
+            .one()
+        )
     engine.dispose()
     order = {
         "buyer_wallet_id": int(row["buyer_wallet_id"]),
@@ -130,8 +133,7 @@ def test_an_offset_is_converted_to_utc_before_the_features(predict, served):
 @pytest.mark.parametrize("command", [("etl", "run"), ("score", "fraud")])
 def test_an_absurd_duration_is_a_clear_error(cli, served, command):
     url, home, _ = served
-    result = cli("--database", url, *command, "--since", "99999999d",
-                 env={"MLKIT_HOME": str(home)})  # fmt: skip
+    result = cli("--database", url, *command, "--since", "99999999d", env={"MLKIT_HOME": str(home)})
     assert result.exit_code == 1, result.output
     assert "unexpected" not in result.stderr
     assert result.stderr.startswith("error: --since '99999999d' is longer than 100 years")
@@ -147,11 +149,19 @@ def test_emit_json_never_prints_nan_or_infinity(capsys):
 
 def test_the_order_schema_normalises_what_it_accepts():
     order = validate_order(
-        {"buyer_wallet_id": np.int64(12), "event_id": 3.0, "price": 80, "is_resale": True,
-         "payment_method": "paypal", "created_at": "2026-01-25T12:00:00-02:00",
-         "geo_lat": -33.9, "geo_lon": 151.2, "unknown_key": "ignored"},
+        {
+            "buyer_wallet_id": np.int64(12),
+            "event_id": 3.0,
+            "price": 80,
+            "is_resale": True,
+            "payment_method": "paypal",
+            "created_at": "2026-01-25T12:00:00-02:00",
+            "geo_lat": -33.9,
+            "geo_lon": 151.2,
+            "unknown_key": "ignored",
+        },
         now=NOW,
-    )  # fmt: skip
+    )
     assert order["created_at"] == datetime(2026, 1, 25, 14, 0)
     assert (order["buyer_wallet_id"], order["event_id"], order["price"]) == (12, 3, 80.0)
     assert order["status"] == "PENDING" and order["is_resale"] is True
@@ -171,16 +181,26 @@ def test_the_order_schema_normalises_what_it_accepts():
     ],
 )
 def test_the_order_schema_refuses(change):
-    base = {"buyer_wallet_id": 1, "event_id": 1, "price": 1, "payment_method": "paypal",
-            "created_at": "2026-01-25T12:00:00"}  # fmt: skip
+    base = {
+        "buyer_wallet_id": 1,
+        "event_id": 1,
+        "price": 1,
+        "payment_method": "paypal",
+        "created_at": "2026-01-25T12:00:00",
+    }
     with pytest.raises(MlkitError) as caught:
         validate_order({**base, **change}, now=NOW)
     assert next(iter(change)) in caught.value.message and caught.value.hint
 
 
 def test_a_method_the_model_learned_is_known_too():
-    base = {"buyer_wallet_id": 1, "event_id": 1, "price": 1, "payment_method": "venmo",
-            "created_at": "2026-01-25T12:00:00"}  # fmt: skip
+    base = {
+        "buyer_wallet_id": 1,
+        "event_id": 1,
+        "price": 1,
+        "payment_method": "venmo",
+        "created_at": "2026-01-25T12:00:00",
+    }
     assert validate_order(base, now=NOW, payment_methods=(*PAYMENT_METHODS, "venmo"))
 
 

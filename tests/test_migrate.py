@@ -244,9 +244,18 @@ def test_killed_migration_resumes_without_duplicates_or_gaps(tmp_path, target_ur
     rows = 40_000
     source = _big_source(tmp_path / "big.db", rows)
     args = [
-        sys.executable, "-m", "mlkit.commands.main", "migrate", "--source",
-        f"sqlite:///{source}", "--target", target_url, "--batch-size", "200", "--no-verify",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "mlkit.commands.main",
+        "migrate",
+        "--source",
+        f"sqlite:///{source}",
+        "--target",
+        target_url,
+        "--batch-size",
+        "200",
+        "--no-verify",
+    ]
     env = {**os.environ, "MLKIT_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -327,9 +336,14 @@ def test_values_the_target_cannot_hold_fail_or_go_to_the_reject_file(cli, tmp_pa
 
 def test_table_not_in_the_source_lists_the_tables(cli, source_db, tmp_path):
     result = cli(
-        "migrate", "--source", f"sqlite:///{source_db}", "--target",
-        f"sqlite:///{tmp_path}/t.db", "--tables", "nope",
-    )  # fmt: skip
+        "migrate",
+        "--source",
+        f"sqlite:///{source_db}",
+        "--target",
+        f"sqlite:///{tmp_path}/t.db",
+        "--tables",
+        "nope",
+    )
     assert result.exit_code == 1
     assert "'nope' not in the source; it has: customers, events_log, order, pairs" in result.stderr
     assert "Traceback" not in result.stderr
@@ -339,9 +353,12 @@ def test_table_not_in_the_source_lists_the_tables(cli, source_db, tmp_path):
 def test_unreachable_target_writes_nothing_and_hides_the_password(cli, source_db, tmp_path):
     before = source_db.read_bytes()
     result = cli(
-        "migrate", "--source", f"sqlite:///{source_db}",
-        "--target", "mysql+pymysql://root:s3cret-pw@127.0.0.1:1/shop",
-    )  # fmt: skip
+        "migrate",
+        "--source",
+        f"sqlite:///{source_db}",
+        "--target",
+        "mysql+pymysql://root:s3cret-pw@127.0.0.1:1/shop",
+    )
     assert result.exit_code == 1
     assert "cannot reach the database at 127.0.0.1:1" in result.stderr
     assert "s3cret-pw" not in result.stdout + result.stderr
@@ -586,20 +603,40 @@ def test_column_shortcuts_agree_with_the_converters():
     )
 
     cases = [
-        (ColumnSpec("a", "decimal", "NUMERIC(8, 2)", precision=8, scale=2),
-         [[0.5, 197, -0.0, 12.25, 0, -5], [0.125], [1e6], [1e20], ["1.5"], [True]]),
-        (ColumnSpec("f", "float", "REAL"),
-         [[0.1, -0.0, 1e300, 3, 2**60 + 1], [float("inf")], [float("nan")], ["x"]]),
-        (ColumnSpec("d", "datetime", "DATETIME"),
-         [["2024-02-29 23:59:59", "1000-01-01 00:00:00"], ["2024-01-01 10:00:00.123456"],
-          ["2024-02-30 00:00:00"], ["0999-12-31 00:00:00"], ["2024-01-01T10:00:00"],
-          ["2024-01-01 10:00:00+02:00"], ["2024-01-01 24:00:00"], ["2024-01-01 10:00:00.123"],
-          ["2024-01-01 10:00:00", 5]]),
-        (ColumnSpec("e", "datetime", "TIMESTAMP", epoch_unit="s"),
-         [[0, 1_700_000_005, -86_401, 253_402_300_799], [-30_610_224_001], [253_402_300_800],
-          [True], [1.5]]),
+        (
+            ColumnSpec("a", "decimal", "NUMERIC(8, 2)", precision=8, scale=2),
+            [[0.5, 197, -0.0, 12.25, 0, -5], [0.125], [1e6], [1e20], ["1.5"], [True]],
+        ),
+        (
+            ColumnSpec("f", "float", "REAL"),
+            [[0.1, -0.0, 1e300, 3, 2**60 + 1], [float("inf")], [float("nan")], ["x"]],
+        ),
+        (
+            ColumnSpec("d", "datetime", "DATETIME"),
+            [
+                ["2024-02-29 23:59:59", "1000-01-01 00:00:00"],
+                ["2024-01-01 10:00:00.123456"],
+                ["2024-02-30 00:00:00"],
+                ["0999-12-31 00:00:00"],
+                ["2024-01-01T10:00:00"],
+                ["2024-01-01 10:00:00+02:00"],
+                ["2024-01-01 24:00:00"],
+                ["2024-01-01 10:00:00.123"],
+                ["2024-01-01 10:00:00", 5],
+            ],
+        ),
+        (
+            ColumnSpec("e", "datetime", "TIMESTAMP", epoch_unit="s"),
+            [
+                [0, 1_700_000_005, -86_401, 253_402_300_799],
+                [-30_610_224_001],
+                [253_402_300_800],
+                [True],
+                [1.5],
+            ],
+        ),
         (ColumnSpec("g", "date", "DATE"), [["2024-02-29", "1970-01-01"], ["2023-02-29"]]),
-    ]  # fmt: skip
+    ]
     for col, batches in cases:
         convert = make_converter(col, "sqlite", "mysql")
         texts_of, normal_of = column_shortcut(col, "mysql"), normalised_shortcut(col, "mysql")
@@ -621,8 +658,12 @@ def test_column_shortcuts_agree_with_the_converters():
             if normal is not None:
                 assert normal == [NORMALISERS[col.kind](v) for v in converted], values
     # Column-wise hashing sums to the row-by-row checksum, NULLs included.
-    columns = [ColumnSpec("i", "int", "INTEGER"), ColumnSpec("t", "text", "TEXT"),
-               ColumnSpec("b", "blob", "BLOB"), ColumnSpec("r", "float", "REAL")]  # fmt: skip
+    columns = [
+        ColumnSpec("i", "int", "INTEGER"),
+        ColumnSpec("t", "text", "TEXT"),
+        ColumnSpec("b", "blob", "BLOB"),
+        ColumnSpec("r", "float", "REAL"),
+    ]
     rows = [(1, "a\x1fb", b"\x00", -0.0), (None, None, None, None), (2**62, "😀", b"", 0.1)]
     hasher = row_hasher(columns)
     by_row = sum(hasher(r) for r in rows) % 2**64

@@ -34,8 +34,15 @@ def test_strategy_from_price_over_base():
     price = np.array([100.0, 111.0, 110.0, 94.0, 95.0, 100.004, 104.0])
     base = np.full(len(price), 100.0)
     arms = [ARMS[i] for i in infer_arms(price, base, surge=1.1, early=0.95)]
-    assert arms == ["baseline", "surge_pricing", "ml_pricing", "early_bird", "ml_pricing",
-                    "baseline", "ml_pricing"]  # fmt: skip
+    assert arms == [
+        "baseline",
+        "surge_pricing",
+        "ml_pricing",
+        "early_bird",
+        "ml_pricing",
+        "baseline",
+        "ml_pricing",
+    ]
 
 
 def test_history_infers_the_arm_the_demo_used_and_popularity_before_the_order(world):
@@ -144,15 +151,21 @@ def test_recommend_prices_within_the_chosen_strategy(world, redis_url, cli):
     config = load_config(env={"MLKIT_HOME": "."})
     seen = set()
     for policy in ("thompson", "ucb1", "egreedy"):
-        out = cli("mab", "recommend", "--event", str(event_id), "--policy", policy, "--json",
-                  env=env)  # fmt: skip
+        out = cli(
+            "mab", "recommend", "--event", str(event_id), "--policy", policy, "--json", env=env
+        )
         assert out.exit_code == 0, out.output
         pick = json.loads(out.stdout)
         seen.add(pick["strategy"])
         ratio = pick["price"] / float(base)
-        arm = ARMS[infer_arms(np.array([pick["price"]]), np.array([float(base)]),
-                              config.get("pricing.surge_ratio"),
-                              config.get("pricing.early_bird_ratio"))[0]]  # fmt: skip
+        arm = ARMS[
+            infer_arms(
+                np.array([pick["price"]]),
+                np.array([float(base)]),
+                config.get("pricing.surge_ratio"),
+                config.get("pricing.early_bird_ratio"),
+            )[0]
+        ]
         assert arm == pick["strategy"], (ratio, pick)
     assert seen
 
@@ -174,8 +187,9 @@ def test_bad_input_changes_nothing(world, redis_url, cli):
         assert out.exit_code == 1 and message in out.stderr, out.output
         assert "Traceback" not in out.output
     redis_of(redis_url).set(KEY_PREFIX + "baseline", b"{not json")
-    out = cli("mab", "reward", "--event", str(event_id), "--arm", "baseline", "--reward", "1",
-              env=env)  # fmt: skip
+    out = cli(
+        "mab", "reward", "--event", str(event_id), "--arm", "baseline", "--reward", "1", env=env
+    )
     assert out.exit_code == 1 and "mab:baseline is not a bandit state" in out.stderr
     stats = cli("mab", "stats", env=env)
     assert stats.exit_code == 1 and "not a bandit state" in stats.stderr
@@ -187,8 +201,18 @@ def test_without_redis_everything_runs_on_the_database_with_a_warning(world, cli
     before = BanditStore(world).read_database()["ml_pricing"]
     with world.connect() as conn:
         event_id = conn.execute(sa.select(schema.events.c.event_id).limit(1)).scalar_one()
-    out = cli("mab", "reward", "--event", str(event_id), "--arm", "ml_pricing", "--reward",
-              "0.5", "--json", env=env)  # fmt: skip
+    out = cli(
+        "mab",
+        "reward",
+        "--event",
+        str(event_id),
+        "--arm",
+        "ml_pricing",
+        "--reward",
+        "0.5",
+        "--json",
+        env=env,
+    )
     assert out.exit_code == 0, out.output
     assert "warning: Redis unreachable" in out.stderr
     assert json.loads(out.stdout)["pulls"] == before.pulls + 1
@@ -228,8 +252,19 @@ def test_a_batch_of_choices_follows_the_posterior():
 
 
 def test_simulate_command(cli, world):
-    out = cli("mab", "simulate", "--arms", "0.05,0.04,0.03,0.02", "--horizon", "5000", "--seed",
-              "1", "--policy", "thompson", "--json")  # fmt: skip
+    out = cli(
+        "mab",
+        "simulate",
+        "--arms",
+        "0.05,0.04,0.03,0.02",
+        "--horizon",
+        "5000",
+        "--seed",
+        "1",
+        "--policy",
+        "thompson",
+        "--json",
+    )
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     assert set(result) >= {"cumulative_regret", "pulls", "best_arm_share"}
@@ -237,8 +272,15 @@ def test_simulate_command(cli, world):
     args = ("--arms", "0.05,0.04,0.03,0.02", "--horizon", "5000", "--seed", "1", "--json")
     assert json.loads(cli("mab", "simulate", *args, "--policy", "thompson").stdout) == result
     url = world.url.render_as_string(hide_password=False)
-    demo = cli("mab", "simulate", "--from-demo", "--horizon", "3000", "--json",
-               env={"MLKIT_DATABASE_URL": url})  # fmt: skip
+    demo = cli(
+        "mab",
+        "simulate",
+        "--from-demo",
+        "--horizon",
+        "3000",
+        "--json",
+        env={"MLKIT_DATABASE_URL": url},
+    )
     assert demo.exit_code == 0, demo.output
     assert set(json.loads(demo.stdout)["pulls"]) == set(ARMS)
     bad = cli("mab", "simulate", "--arms", "0.5,x")
@@ -251,11 +293,13 @@ def test_the_window_counts_back_from_now_and_too_few_offers_keep_the_live_bandit
     env = env_for(world, redis_url)
     with world.connect() as conn:
         end = conn.execute(sa.select(sa.func.max(schema.demo_worlds.c.end_ts))).scalar()
-        expected = len(load_history(conn, end - timedelta(days=5), until=end,
-                                    surge=1.1, early=0.95))  # fmt: skip
+        expected = len(
+            load_history(conn, end - timedelta(days=5), until=end, surge=1.1, early=0.95)
+        )
     assert expected >= load_config().get("pricing.min_offers")
-    trained = cli("--as-of", f"{end:%Y-%m-%dT%H:%M:%S}", "train", "mab", "--since", "5d",
-                  "--json", env=env)  # fmt: skip
+    trained = cli(
+        "--as-of", f"{end:%Y-%m-%dT%H:%M:%S}", "train", "mab", "--since", "5d", "--json", env=env
+    )
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["offers"] == expected
 
@@ -275,8 +319,9 @@ def test_the_window_counts_back_from_now_and_too_few_offers_keep_the_live_bandit
     assert "error: 0 priced primary orders between" in by_hand.stderr
     assert "fewer than pricing.min_offers (100)" in by_hand.stderr
     assert "hint: widen --since (it counts back from now" in by_hand.stderr
-    skipped = cli("--as-of", later, "train", "mab", "--since", "5d", "--skip-if-too-few",
-                  "--json", env=env)  # fmt: skip
+    skipped = cli(
+        "--as-of", later, "train", "mab", "--since", "5d", "--skip-if-too-few", "--json", env=env
+    )
     assert skipped.exit_code == 0, skipped.output
     assert json.loads(skipped.stdout)["status"] == "skipped"
     # `train all` (and so cron) with the default 90 days, half a year after the last order.

@@ -34,22 +34,35 @@ def env_for(engine) -> dict:
 def catalogue(n: int = 40) -> pd.DataFrame:
     colors = np.array(["Red", "Blue", "Green", "Black"])[np.arange(n) % 4]
     categories = np.array(["Shirts", "Jeans"])[(np.arange(n) // 4) % 2]
-    return pd.DataFrame({
-        "product_id": np.arange(1, n + 1),
-        "name": [f"{c} {k} {i}" for i, (c, k) in enumerate(zip(colors, categories, strict=True))],
-        "category": categories, "gender": "U", "color": colors, "material": "Cotton",
-        "size": "M", "price": 30.0 + np.arange(n),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "product_id": np.arange(1, n + 1),
+            "name": [
+                f"{c} {k} {i}" for i, (c, k) in enumerate(zip(colors, categories, strict=True))
+            ],
+            "category": categories,
+            "gender": "U",
+            "color": colors,
+            "material": "Cotton",
+            "size": "M",
+            "price": 30.0 + np.arange(n),
+        }
+    )
 
 
 def test_a_profile_of_red_shirts_recommends_red_shirts(tmp_path):
     products = catalogue()
     red_shirts = products[(products.color == "Red") & (products.category == "Shirts")]
     seen = red_shirts.product_id.to_numpy()[:3]
-    interactions = pd.DataFrame({
-        "user_id": 1, "product_id": seen, "interaction_type": ["view", "purchase", "view"],
-        "rating": None, "created_at": pd.to_datetime(["2026-03-01", "2026-03-02", "2026-03-03"]),
-    })  # fmt: skip
+    interactions = pd.DataFrame(
+        {
+            "user_id": 1,
+            "product_id": seen,
+            "interaction_type": ["view", "purchase", "view"],
+            "rating": None,
+            "created_at": pd.to_datetime(["2026-03-01", "2026-03-02", "2026-03-03"]),
+        }
+    )
     model = fit(products, interactions, pd.DataFrame(columns=["product_id", "rating"]))
     path = tmp_path / "model.npz"
     model.save(path)
@@ -84,10 +97,13 @@ def test_train_recommend_and_the_holdout_metrics(shop, cli):
             .where(i.c.interaction_type == "purchase")
             .limit(1)
         ).one()
-        purchases = set(conn.execute(
-            sa.select(i.c.product_id).where(i.c.user_id == buyer,
-                                            i.c.interaction_type == "purchase")
-        ).scalars())  # fmt: skip
+        purchases = set(
+            conn.execute(
+                sa.select(i.c.product_id).where(
+                    i.c.user_id == buyer, i.c.interaction_type == "purchase"
+                )
+            ).scalars()
+        )
     recs = json.loads(cli("recommend", "user", str(buyer), "-n", "20", "--json", env=env).stdout)
     assert recs["cold_start"] is False and len(recs["items"]) == 20
     assert not purchases & {item["product_id"] for item in recs["items"]}
@@ -105,14 +121,17 @@ def test_train_recommend_and_the_holdout_metrics(shop, cli):
     assert "no history" in cold.stderr
 
     category = similar["items"][0]["category"]
-    popular = json.loads(cli("recommend", "popular", "--category", category, "-n", "3", "--json",
-                             env=env).stdout)  # fmt: skip
+    popular = json.loads(
+        cli("recommend", "popular", "--category", category, "-n", "3", "--json", env=env).stdout
+    )
     assert {i["category"] for i in popular["items"]} == {category}
 
-    for args, message in ((["product", "987654321"], "unknown product"),
-                          (["user", "1", "-n", "0"], "out of range"),
-                          (["user", "1", "-n", "101"], "out of range"),
-                          (["popular", "--category", "Mars"], "unknown category")):  # fmt: skip
+    for args, message in (
+        (["product", "987654321"], "unknown product"),
+        (["user", "1", "-n", "0"], "out of range"),
+        (["user", "1", "-n", "101"], "out of range"),
+        (["popular", "--category", "Mars"], "unknown category"),
+    ):
         bad = cli("recommend", *args, env=env)
         assert bad.exit_code == 1 and message in bad.stderr, bad.output
 
@@ -125,8 +144,15 @@ def test_train_recommend_and_the_holdout_metrics(shop, cli):
     # The database gone (its URL named this database when it last answered, as this
     # machine recorded): the last good artifact serves, and says so.
     remember_identity(load_config().artifacts_dir, UNREACHABLE, database_id(shop))
-    down = cli("recommend", "user", str(buyer), "-n", "20", "--json",
-               env={"MLKIT_DATABASE_URL": UNREACHABLE})  # fmt: skip
+    down = cli(
+        "recommend",
+        "user",
+        str(buyer),
+        "-n",
+        "20",
+        "--json",
+        env={"MLKIT_DATABASE_URL": UNREACHABLE},
+    )
     assert down.exit_code == 0, down.output
     assert "database unreachable" in down.stderr and "last good artifact" in down.stderr
     assert json.loads(down.stdout)["items"] == recs["items"]
@@ -146,8 +172,19 @@ def test_export_in_the_shape_of_the_shop_endpoint(shop, cli, tmp_path):
     document = json.loads(out.stdout)
     assert set(document) == {"products", "interactions", "metadata"}
     product = document["products"][0]
-    assert {"id", "name", "category__name", "price", "gender", "color", "material", "size",
-            "avg_rating", "review_count", "interaction_count"} <= set(product)  # fmt: skip
+    assert {
+        "id",
+        "name",
+        "category__name",
+        "price",
+        "gender",
+        "color",
+        "material",
+        "size",
+        "avg_rating",
+        "review_count",
+        "interaction_count",
+    } <= set(product)
     meta = document["metadata"]
     assert meta["total_products"] == len(document["products"])
     assert meta["total_interactions"] == len(document["interactions"]) > 0
@@ -157,8 +194,9 @@ def test_export_in_the_shape_of_the_shop_endpoint(shop, cli, tmp_path):
     assert (times.max() - times.min()).days <= 30
 
     target = tmp_path / "export"
-    written = cli("export", "training-data", "--days", "30", "--format", "csv", "--out",
-                  str(target), env=env)  # fmt: skip
+    written = cli(
+        "export", "training-data", "--days", "30", "--format", "csv", "--out", str(target), env=env
+    )
     assert written.exit_code == 0, written.output
     assert len(pd.read_csv(target / "interactions.csv")) == meta["total_interactions"]
     assert json.loads((target / "metadata.json").read_text())["total_products"] == len(
@@ -180,8 +218,9 @@ def test_windows_count_back_from_now_and_too_few_interactions_keep_the_served_mo
         ).scalar()
     as_of = f"{end:%Y-%m-%dT%H:%M:%S}"
     out = tmp_path / "window.json"
-    exported = cli("--as-of", as_of, "export", "training-data", "--days", "2", "--out", str(out),
-                   env=env)  # fmt: skip
+    exported = cli(
+        "--as-of", as_of, "export", "training-data", "--days", "2", "--out", str(out), env=env
+    )
     assert exported.exit_code == 0, exported.output
     meta = json.loads(out.read_text())["metadata"]
     assert meta["total_interactions"] == last_two_days > 0
@@ -197,8 +236,17 @@ def test_windows_count_back_from_now_and_too_few_interactions_keep_the_served_mo
     assert "error: 0 interactions between" in by_hand.stderr
     assert "fewer than recommender.min_interactions (500)" in by_hand.stderr
     assert "hint: widen --days (it counts back from now" in by_hand.stderr
-    skipped = cli("--as-of", later, "train", "recommender", "--days", "5", "--skip-if-too-few",
-                  "--json", env=env)  # fmt: skip
+    skipped = cli(
+        "--as-of",
+        later,
+        "train",
+        "recommender",
+        "--days",
+        "5",
+        "--skip-if-too-few",
+        "--json",
+        env=env,
+    )
     assert skipped.exit_code == 0, skipped.output
     assert json.loads(skipped.stdout) == {
         "model": "recommender",

@@ -85,10 +85,18 @@ def test_failure_while_writing_leaves_no_row_and_no_folder(engine, tmp_path):
 
     with pytest.raises(RuntimeError):
         registry.register_model(
-            engine, tmp_path, name=name, family="fraud", write_artifact=broken,
-            filename="model.ubj", metrics={}, params={}, features=[], input_example=[],
+            engine,
+            tmp_path,
+            name=name,
+            family="fraud",
+            write_artifact=broken,
+            filename="model.ubj",
+            metrics={},
+            params={},
+            features=[],
+            input_example=[],
             dataset_ref=None,
-        )  # fmt: skip
+        )
     with pytest.raises(MlkitError, match=r"no .*model\.ubj"):
         register(engine, tmp_path, name, b"")  # an empty artifact is no model
     with engine.connect() as conn:
@@ -327,13 +335,16 @@ def test_cli_models_list_show_promote_rollback_history(engine, tmp_path, cli, mo
     assert [m["version"] for m in json.loads(listed.stdout)] == [1, 2]
     assert cli("models", "list", name, env=env).exit_code == 0
 
-    promoted = cli("models", "promote", name, "2", "--alias", "prod", "--reason", "r", "--json",
-                   env=env)  # fmt: skip
+    promoted = cli(
+        "models", "promote", name, "2", "--alias", "prod", "--reason", "r", "--json", env=env
+    )
     assert promoted.exit_code == 0, promoted.output
     moved = json.loads(promoted.stdout)
     assert (moved["from_version"], moved["to_version"], moved["model"]["aliases"]) == (
-        None, 2, ["prod"],
-    )  # fmt: skip
+        None,
+        2,
+        ["prod"],
+    )
 
     shown = cli("models", "show", f"{name}@prod", "--json", env=env)
     assert shown.exit_code == 0, shown.output
@@ -350,8 +361,10 @@ def test_cli_models_list_show_promote_rollback_history(engine, tmp_path, cli, mo
     assert hist.exit_code == 0, hist.output
     rows = json.loads(hist.stdout)
     assert [(r["action"], r["from_version"], r["to_version"]) for r in rows] == [
-        ("promote", None, 2), ("promote", 2, 1), ("rollback", 1, 2),
-    ]  # fmt: skip
+        ("promote", None, 2),
+        ("promote", 2, 1),
+        ("rollback", 1, 2),
+    ]
     assert rows[0]["reason"] == "r" and "T" in rows[0]["changed_at"]
     assert cli("models", "history", name, env=env).exit_code == 0
 
@@ -376,9 +389,16 @@ def test_cli_promote_runs_validation_when_present(engine, tmp_path, cli, monkeyp
 
 
 @pytest.mark.parametrize(
-    "command", [["models", "list"], ["models", "show"], ["models", "promote"],
-                ["models", "rollback"], ["models", "history"], ["status"]],
-)  # fmt: skip
+    "command",
+    [
+        ["models", "list"],
+        ["models", "show"],
+        ["models", "promote"],
+        ["models", "rollback"],
+        ["models", "history"],
+        ["status"],
+    ],
+)
 def test_help_has_examples(cli, command):
     result = cli(*command, "--help")
     assert result.exit_code == 0

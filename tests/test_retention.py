@@ -33,15 +33,15 @@ def world(engine):
     predictions whose order no longer exists."""
     from mlkit.toolkit.demo.seed import seed_demo
 
-    seed_demo(engine, orders=1500, days=20, seed=3, families=("fraud",), start=START,
-              replace=True)  # fmt: skip
+    seed_demo(engine, orders=1500, days=20, seed=3, families=("fraud",), start=START, replace=True)
     with engine.connect() as conn:
         frame = pd.read_sql(sa.select(orders.c.order_id, orders.c.created_at), conn)
     rng = np.random.default_rng(0)
     scored = frame.sample(frac=0.8, random_state=1)
     rescored = scored.sample(frac=0.3, random_state=2)
-    orphans = pd.DataFrame({"order_id": 10_000_000 + np.arange(7),
-                            "created_at": [START + timedelta(days=2)] * 7})  # fmt: skip
+    orphans = pd.DataFrame(
+        {"order_id": 10_000_000 + np.arange(7), "created_at": [START + timedelta(days=2)] * 7}
+    )
     predictions = pd.concat([scored, rescored, orphans], ignore_index=True)
     predictions = predictions.assign(
         created_at=pd.to_datetime(predictions["created_at"]) + pd.Timedelta(minutes=5),
@@ -107,10 +107,14 @@ def test_everything_old_moves_in_batches_with_its_predictions(world):
         )
         # No live prediction points at an archived order; orphans of old dates moved too.
         live_orders = sa.select(orders.c.order_id)
-        assert conn.execute(
-            sa.select(sa.func.count()).select_from(fraud_predictions)
-            .where(fraud_predictions.c.order_id.not_in(live_orders))
-        ).scalar_one() == 0  # fmt: skip
+        assert (
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(fraud_predictions)
+                .where(fraud_predictions.c.order_id.not_in(live_orders))
+            ).scalar_one()
+            == 0
+        )
         archived = conn.execute(
             sa.select(orders_archive).order_by(orders_archive.c.order_id).limit(1)
         ).one()
@@ -216,12 +220,28 @@ def test_bad_cutoffs_are_refused(engine, older_than, message):
 
 
 def test_cli_retention_and_kpi_refresh(world, cli, database_url):
-    dry = cli("--database", database_url, "retention", "run", "--older-than", CUTOFF,
-              "--dry-run", "--json")  # fmt: skip
+    dry = cli(
+        "--database",
+        database_url,
+        "retention",
+        "run",
+        "--older-than",
+        CUTOFF,
+        "--dry-run",
+        "--json",
+    )
     assert dry.exit_code == 0, dry.output
     plan = json.loads(dry.stdout)["to_move"]
-    result = cli("--database", database_url, "retention", "run", "--older-than", CUTOFF,
-                 "--batch-size", "400")  # fmt: skip
+    result = cli(
+        "--database",
+        database_url,
+        "retention",
+        "run",
+        "--older-than",
+        CUTOFF,
+        "--batch-size",
+        "400",
+    )
     assert result.exit_code == 0, result.output
     assert f"archived {plan['orders']:,} orders" in result.stdout
     bad = cli("--database", database_url, "retention", "run", "--older-than", "yesterday-ish")

@@ -162,10 +162,18 @@ def test_a_run_left_running_by_a_dead_process_is_closed(engine):
 def _status_fixture(engine, tmp_path, name: str) -> None:
     for payload in (b"a", b"b"):
         registry.register_model(
-            engine, tmp_path, name=name, family=name, write_artifact=lambda p, b=payload:
-            p.write_bytes(b), filename="model.joblib", metrics={}, params={}, features=[],
-            input_example=[], dataset_ref=None,
-        )  # fmt: skip
+            engine,
+            tmp_path,
+            name=name,
+            family=name,
+            write_artifact=lambda p, b=payload: p.write_bytes(b),
+            filename="model.joblib",
+            metrics={},
+            params={},
+            features=[],
+            input_example=[],
+            dataset_ref=None,
+        )
     registry.promote(engine, name, 1, "prod")
     registry.promote(engine, name, 2, "candidate")
     with training_run(engine, name, cooldown_seconds=600) as run:
@@ -184,15 +192,29 @@ def test_training_status_shape(engine, tmp_path):
     assert (info["prod"], info["candidate"]) == (1, 2)
     last = info["last_training"]
     assert last["status"] == "failed" and last["last_error"] == "boom"
-    assert set(last) >= {"run_id", "status", "started_at", "finished_at", "duration_seconds",
-                         "n_samples", "metrics", "last_error"}  # fmt: skip
+    assert set(last) >= {
+        "run_id",
+        "status",
+        "started_at",
+        "finished_at",
+        "duration_seconds",
+        "n_samples",
+        "metrics",
+        "last_error",
+    }
     assert info["last_success"]["metrics"] == {"auc_pr": 0.9}
     assert info["last_success"]["n_samples"] == 100
     assert info["cooldown"] is True and info["next_retry_at"] > registry.utcnow()
     assert status[idle] == {
-        "is_trained": False, "latest_version": None, "prod": None, "candidate": None,
-        "last_training": None, "last_success": None, "cooldown": False, "next_retry_at": None,
-    }  # fmt: skip
+        "is_trained": False,
+        "latest_version": None,
+        "prod": None,
+        "candidate": None,
+        "last_training": None,
+        "last_success": None,
+        "cooldown": False,
+        "next_retry_at": None,
+    }
     assert set(training_status(engine)) == {"fraud", "pricing", "signal", "recommender"}
 
 
@@ -203,8 +225,15 @@ def test_cli_status(engine, cli):
     document = json.loads(result.stdout)
     assert list(document) == ["fraud", "pricing", "signal", "recommender"]
     for info in document.values():
-        assert set(info) >= {"is_trained", "prod", "candidate", "latest_version",
-                             "last_training", "cooldown", "next_retry_at"}  # fmt: skip
+        assert set(info) >= {
+            "is_trained",
+            "prod",
+            "candidate",
+            "latest_version",
+            "last_training",
+            "cooldown",
+            "next_retry_at",
+        }
     human = cli("status", env={"MLKIT_DATABASE_URL": url})
     assert human.exit_code == 0, human.output
     assert "fraud" in human.stdout and "recommender" in human.stdout

@@ -49,8 +49,17 @@ def test_the_indicator_set_is_wide_and_finite(bars, features):
     # After the longest window every column but the always-undefined ones has a value.
     late = features.iloc[400:]
     assert late.columns[late.isna().any()].tolist() == ["kurtosis_3"]
-    for family in ("sma_ratio_", "ema_ratio_", "rsi_", "macd_", "bollinger_pctb_", "atr_",
-                   "return_", "volatility_", "volume_z_"):  # fmt: skip
+    for family in (
+        "sma_ratio_",
+        "ema_ratio_",
+        "rsi_",
+        "macd_",
+        "bollinger_pctb_",
+        "atr_",
+        "return_",
+        "volatility_",
+        "volume_z_",
+    ):
         assert any(c.startswith(family) for c in features.columns), family
 
 

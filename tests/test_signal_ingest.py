@@ -40,8 +40,16 @@ def ingest(engine, cli, tmp_path):
     def run(text: str, sym: str, *extra: str, name: str = "bars.csv"):
         path = tmp_path / name
         path.write_text(text)
-        return cli("ingest", "market", "--csv", str(path), "--symbol", sym, *extra,
-                   env={"MLKIT_DATABASE_URL": url})  # fmt: skip
+        return cli(
+            "ingest",
+            "market",
+            "--csv",
+            str(path),
+            "--symbol",
+            sym,
+            *extra,
+            env={"MLKIT_DATABASE_URL": url},
+        )
 
     return run
 
@@ -55,15 +63,18 @@ def test_a_file_loads_and_loading_it_again_changes_nothing(engine, ingest):
     assert report["first_ts"] == "2026-01-01T00:00:00"
     loaded = rows(engine, sym)
     assert [(r.open, r.high, r.low, r.close, r.volume) for r in loaded] == [
-        (100, 102, 99, 101, 10), (101, 103, 100, 102, 11), (102, 104, 101, 103, 12),
-    ]  # fmt: skip
+        (100, 102, 99, 101, 10),
+        (101, 103, 100, 102, 11),
+        (102, 104, 101, 103, 12),
+    ]
     again = ingest(GOOD, sym, "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["new"] == 0 and json.loads(again.stdout)["updated"] == 3
     assert rows(engine, sym) == loaded
     # A corrected file with one more bar overwrites the bars it repeats.
-    corrected = GOOD.replace("2026-01-01 01:00:00,101,103,100,102,11",
-                             "2026-01-01 01:00:00,101,103,100,102.5,20")  # fmt: skip
+    corrected = GOOD.replace(
+        "2026-01-01 01:00:00,101,103,100,102,11", "2026-01-01 01:00:00,101,103,100,102.5,20"
+    )
     corrected += "2026-01-01 03:00:00,103,105,102,104,13\n"
     third = ingest(corrected, sym, "--json")
     assert third.exit_code == 0, third.output
@@ -176,7 +187,15 @@ def test_many_bad_lines_are_counted_and_other_symbols_refused(engine, ingest):
 def test_the_example_file_loads(engine, cli):
     url = engine.url.render_as_string(hide_password=False)
     sym = symbol()
-    result = cli("ingest", "market", "--csv", str(EXAMPLE), "--symbol", sym, "--json",
-                 env={"MLKIT_DATABASE_URL": url})  # fmt: skip
+    result = cli(
+        "ingest",
+        "market",
+        "--csv",
+        str(EXAMPLE),
+        "--symbol",
+        sym,
+        "--json",
+        env={"MLKIT_DATABASE_URL": url},
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"] == len(rows(engine, sym)) == 2000

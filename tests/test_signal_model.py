@@ -21,10 +21,14 @@ FAST = TrainSettings(
     folds=3,
     test_fraction=0.3,
     model=ModelSettings(
-        iterations=60, learning_rate=0.15, depth=4, selection_iterations=20, rfe_features=20,
+        iterations=60,
+        learning_rate=0.15,
+        depth=4,
+        selection_iterations=20,
+        rfe_features=20,
         rfe_steps=2,
     ),
-)  # fmt: skip
+)
 
 
 def cyclic_bars(n: int, period: int = 120, seed: int = 0) -> pd.DataFrame:

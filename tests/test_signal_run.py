@@ -111,8 +111,10 @@ def test_too_few_samples_no_training_fallback_and_status_says_why(engine, config
     assert result["ts"] == "2026-01-05T23:00:00"
     (row,) = signal_rows(engine, sym)
     assert (row.signal, row.fallback, row.confidence) == (
-        result["signal"], True, pytest.approx(result["confidence"]),
-    )  # fmt: skip
+        result["signal"],
+        True,
+        pytest.approx(result["confidence"]),
+    )
 
     status = signal_status(engine, config, sym)[sym]
     assert status["is_trained"] is False and status["fallback_active"] is True
@@ -259,10 +261,19 @@ def test_cli_train_run_status(engine, cli, config_file, tmp_path, caplog):
     status = cli("signal", "status", "--symbol", sym, "--json", env=env)
     assert status.exit_code == 0, status.output
     info = json.loads(status.stdout)
-    for field in ("is_trained", "fallback_active", "last_training_time", "samples_in_last_train",
-                  "class_distribution", "class_weights", "training_cooldown_active",
-                  "next_retry_at", "last_training_error", "sanitization",
-                  "prediction_warning_count"):  # fmt: skip
+    for field in (
+        "is_trained",
+        "fallback_active",
+        "last_training_time",
+        "samples_in_last_train",
+        "class_distribution",
+        "class_weights",
+        "training_cooldown_active",
+        "next_retry_at",
+        "last_training_error",
+        "sanitization",
+        "prediction_warning_count",
+    ):
         assert field in info
     assert info["is_trained"] is True
     everything = cli("signal", "status", "--json", env=env)
@@ -278,8 +289,11 @@ def test_cli_train_run_status(engine, cli, config_file, tmp_path, caplog):
 
 def test_commands_on_a_database_without_the_schema_say_db_init(cli, tmp_path):
     env = {"MLKIT_DATABASE_URL": f"sqlite:///{tmp_path}/empty.db"}
-    for command in (["signal", "run", "--symbol", "BTCUSDT"], ["signal", "status"],
-                    ["train", "signal", "--symbol", "BTCUSDT"]):  # fmt: skip
+    for command in (
+        ["signal", "run", "--symbol", "BTCUSDT"],
+        ["signal", "status"],
+        ["train", "signal", "--symbol", "BTCUSDT"],
+    ):
         result = cli(*command, env=env)
         assert result.exit_code == 1, result.output
         assert "missing in this database" in result.stderr and "mlkit db init" in result.stderr

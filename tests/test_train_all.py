@@ -50,8 +50,13 @@ def test_a_failure_does_not_stop_the_families_after_it(engine):
     document = train_all(engine, load_config(), plan=plan)
     assert calls == ["fraud", "pricing", "recommender", "signal-BTCUSDT"]
     statuses = [(r["model"], r["status"]) for r in document["results"]]
-    assert statuses == [("fraud", "failed"), ("pricing", "failed"), ("recommender", "ok"),
-                        ("signal-BTCUSDT", "ok"), ("signal-ETHUSDT", "skipped")]  # fmt: skip
+    assert statuses == [
+        ("fraud", "failed"),
+        ("pricing", "failed"),
+        ("recommender", "ok"),
+        ("signal-BTCUSDT", "ok"),
+        ("signal-ETHUSDT", "skipped"),
+    ]
     assert document["results"][0]["detail"] == "one class only"
     assert document["results"][1]["detail"] == "ZeroDivisionError: oops"
     assert document["results"][2]["version"] == 4
@@ -112,11 +117,21 @@ def test_the_default_plan_follows_the_data(engine):
     assert plan["recommender"].train is None and "interactions" in plan["recommender"].reason
     with engine.begin() as conn:
         start = datetime(2026, 1, 1)
-        conn.execute(market_data.insert(), [
-            {"symbol": "TINY", "ts": start + timedelta(hours=i), "open": 1, "high": 1,
-             "low": 1, "close": 1, "volume": 1}
-            for i in range(10)
-        ])  # fmt: skip
+        conn.execute(
+            market_data.insert(),
+            [
+                {
+                    "symbol": "TINY",
+                    "ts": start + timedelta(hours=i),
+                    "open": 1,
+                    "high": 1,
+                    "low": 1,
+                    "close": 1,
+                    "volume": 1,
+                }
+                for i in range(10)
+            ],
+        )
     plan = {p.model: p for p in default_plan(engine, config)}
     assert plan["signal-TINY"].train is None and "10 bars" in plan["signal-TINY"].reason
     assert set(plan) >= {"fraud", "pricing", "recommender", "signal-TINY"}
@@ -135,8 +150,10 @@ def test_cli_summary_and_exit_codes(cli, database_url, monkeypatch):
                 if failing
                 else fake(1, calls, "fraud")
             )
-            return [Planned("fraud", "fraud", first),
-                    Planned("pricing", "pricing", fake(3, calls, "pricing"))]  # fmt: skip
+            return [
+                Planned("fraud", "fraud", first),
+                Planned("pricing", "pricing", fake(3, calls, "pricing")),
+            ]
 
         return plan
 

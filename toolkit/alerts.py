@@ -321,9 +321,14 @@ def _record(
                 conn.execute(
                     alerts.update()
                     .where(alerts.c.alert_id == row.alert_id)
-                    .values(value=result["value"], message=message, last_seen_at=now,
-                            severity=result["severity"], threshold=result["threshold"])
-                )  # fmt: skip
+                    .values(
+                        value=result["value"],
+                        message=message,
+                        last_seen_at=now,
+                        severity=result["severity"],
+                        threshold=result["threshold"],
+                    )
+                )
                 result["alert_id"], result["fired_at"] = int(row.alert_id), row.fired_at
                 ongoing.append(result)
         # A rule that stopped firing, or left the config, resolves its open alert.
@@ -536,8 +541,16 @@ def check_alerts(engine: Engine, config, *, now: datetime | None = None) -> dict
 
 
 def _public(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("alert_id", "rule", "severity", "value", "threshold", "message", "fired_at",
-            "resolved_at")  # fmt: skip
+    keys = (
+        "alert_id",
+        "rule",
+        "severity",
+        "value",
+        "threshold",
+        "message",
+        "fired_at",
+        "resolved_at",
+    )
     return {k: result.get(k) for k in keys}
 
 

@@ -12,18 +12,24 @@ def redis_client(url: str | None, *, required: bool = True):
 
     if not url:
         if required:
-            raise MlkitError("Redis is disabled in the configuration",
-                             hint="set redis.enabled: true or pass --redis URL")  # fmt: skip
+            raise MlkitError(
+                "Redis is disabled in the configuration",
+                hint="set redis.enabled: true or pass --redis URL",
+            )
         return None
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
         client.ping()
     except redis.AuthenticationError:
-        raise MlkitError(f"Redis at {mask_url(url)} refused the password",
-                         hint="check REDIS_PASSWORD or the Redis URL") from None  # fmt: skip
+        raise MlkitError(
+            f"Redis at {mask_url(url)} refused the password",
+            hint="check REDIS_PASSWORD or the Redis URL",
+        ) from None
     except (redis.RedisError, ValueError) as exc:
         if not required:
             return None
-        raise MlkitError(f"cannot reach Redis at {mask_url(url)}: {exc}",
-                         hint="is redis-server running? (redis-cli ping)") from None  # fmt: skip
+        raise MlkitError(
+            f"cannot reach Redis at {mask_url(url)}: {exc}",
+            hint="is redis-server running? (redis-cli ping)",
+        ) from None
     return client

@@ -41,8 +41,13 @@ CARRIED_ENV = (
     "MLKIT_LOGS_DIR",
     "MLKIT_ENV_FILE",
 )
-PATH_ENV = {"MLKIT_HOME", "MLKIT_ARTIFACTS_DIR", "MLKIT_DATASETS_DIR", "MLKIT_LOGS_DIR",
-            "MLKIT_ENV_FILE"}  # fmt: skip
+PATH_ENV = {
+    "MLKIT_HOME",
+    "MLKIT_ARTIFACTS_DIR",
+    "MLKIT_DATASETS_DIR",
+    "MLKIT_LOGS_DIR",
+    "MLKIT_ENV_FILE",
+}
 # Per run, never for every run of a line: the simulated clock, the crontab program.
 NEVER_CARRIED = {"MLKIT_NOW", "MLKIT_CRONTAB_CMD", "MLKIT_CONFIG"}
 ENV_FILE_VARIABLE = "MLKIT_ENV_FILE"
@@ -68,30 +73,61 @@ def all_jobs(config: Config, symbols: list[str]) -> list[Job]:
     """Every job, scheduled or not ("" in the config leaves a job out of the block)."""
     get = config.get
     jobs = [
-        Job("etl", get("cron.etl"), (("etl", "run", "--since", "last"),),
-            "fraud features of the new orders"),
-        Job("kpi_refresh", get("cron.kpi_refresh"), (("kpi", "refresh"),),
-            "the kpi_hourly view"),
-        Job("retention", get("cron.retention"), (("retention", "run"),),
-            "old orders and predictions into the archive tables"),
-        Job("train_fraud", get("cron.train_fraud"), (("train", "fraud", "--alias", "prod"),),
+        Job(
+            "etl",
+            get("cron.etl"),
+            (("etl", "run", "--since", "last"),),
+            "fraud features of the new orders",
+        ),
+        Job("kpi_refresh", get("cron.kpi_refresh"), (("kpi", "refresh"),), "the kpi_hourly view"),
+        Job(
+            "retention",
+            get("cron.retention"),
+            (("retention", "run"),),
+            "old orders and predictions into the archive tables",
+        ),
+        Job(
+            "train_fraud",
+            get("cron.train_fraud"),
+            (("train", "fraud", "--alias", "prod"),),
             "features caught up, a fresh snapshot and the fraud model; prod moves only if "
-            "it validates"),
-        Job("train_pricing", get("cron.train_pricing"), (("train", "mab", "--skip-if-too-few"),),
-            "the pricing bandit"),
-        Job("train_recommender", get("cron.train_recommender"),
-            (("train", "recommender", "--skip-if-too-few"),), "the recommender"),
-    ]  # fmt: skip
+            "it validates",
+        ),
+        Job(
+            "train_pricing",
+            get("cron.train_pricing"),
+            (("train", "mab", "--skip-if-too-few"),),
+            "the pricing bandit",
+        ),
+        Job(
+            "train_recommender",
+            get("cron.train_recommender"),
+            (("train", "recommender", "--skip-if-too-few"),),
+            "the recommender",
+        ),
+    ]
     for symbol in symbols:
         run = ("signal", "run", "--symbol", symbol)
         comment = f"the {symbol} signal (trains first when it has no model)"
         jobs.append(Job(f"signals_{symbol}", get("cron.signals"), (run,), comment))
     jobs += [
-        Job("drift", get("cron.drift"), (("drift", "check"),),
-            "training snapshot against recent orders; exit 3 when drifted", 3, "drifted"),
-        Job("alerts", get("cron.alerts"), (("alerts", "check"),),
-            "the alert rules; exit 3 while any fires", 3, "alerting"),
-    ]  # fmt: skip
+        Job(
+            "drift",
+            get("cron.drift"),
+            (("drift", "check"),),
+            "training snapshot against recent orders; exit 3 when drifted",
+            3,
+            "drifted",
+        ),
+        Job(
+            "alerts",
+            get("cron.alerts"),
+            (("alerts", "check"),),
+            "the alert rules; exit 3 while any fires",
+            3,
+            "alerting",
+        ),
+    ]
     return jobs
 
 
@@ -351,8 +387,11 @@ def check_bare_environment(
             f"under cron's bare environment the jobs could not load their config: {exc.message}",
             hint=hint,
         ) from None
-    relative = [str(path) for path in (seen.home, _sqlite_path(seen.database_url))
-                if path is not None and not path.is_absolute()]  # fmt: skip
+    relative = [
+        str(path)
+        for path in (seen.home, _sqlite_path(seen.database_url))
+        if path is not None and not path.is_absolute()
+    ]
     if relative:
         raise MlkitError(
             f"{relative[0]} is a relative path, and cron runs the jobs in your home directory",
@@ -525,8 +564,9 @@ def read_crontab(command: list[str]) -> str:
     )
 
 
-def install_block(block: str, *, logs_dir: str, locks_dir: str,
-                  env: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+def install_block(
+    block: str, *, logs_dir: str, locks_dir: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Merge the block into the user's crontab; writes only when something changes."""
     command = crontab_command(env)
     current = read_crontab(command)

@@ -119,8 +119,9 @@ def register_numpy_scalars() -> None:
     import numpy as np
 
     floats = (np.float16, np.float32, np.float64, np.longdouble)
-    integers = tuple(np.sctypeDict[f"{sign}int{bits}"] for sign in ("", "u")
-                     for bits in (8, 16, 32, 64))  # fmt: skip
+    integers = tuple(
+        np.sctypeDict[f"{sign}int{bits}"] for sign in ("", "u") for bits in (8, 16, 32, 64)
+    )
     scalars = (*floats, *integers, np.bool_)
 
     def plain(value):

@@ -195,12 +195,21 @@ def compare_numeric(
         statistic = wasserstein_sorted(ref_sorted, cur_sorted) / (spread if spread > 0 else 1.0)
         test_drifted = statistic > threshold
     return _verdict(
-        name, "numeric", psi, kl, test, statistic, p_value, threshold, test_drifted, settings,
+        name,
+        "numeric",
+        psi,
+        kl,
+        test,
+        statistic,
+        p_value,
+        threshold,
+        test_drifted,
+        settings,
         reference_mean=float(ref_sorted.mean()) if len(ref_sorted) else None,
         current_mean=float(cur_sorted.mean()) if len(cur_sorted) else None,
         reference_missing=float(ref_missing.mean()) if len(reference) else None,
         current_missing=float(cur_missing.mean()) if len(current) else None,
-    )  # fmt: skip
+    )
 
 
 def compare_categorical(
@@ -233,9 +242,19 @@ def compare_categorical(
         float(pd.isna(current).mean()) if len(current) else None,
     )
     result = _verdict(
-        name, "categorical", psi, kl, test, statistic, p_value, threshold, test_drifted,
-        settings, reference_missing=missing[0], current_missing=missing[1],
-    )  # fmt: skip
+        name,
+        "categorical",
+        psi,
+        kl,
+        test,
+        statistic,
+        p_value,
+        threshold,
+        test_drifted,
+        settings,
+        reference_missing=missing[0],
+        current_missing=missing[1],
+    )
     result["dof"] = max(int(((ref + cur) > 0).sum()) - 1, 1)  # of the chi-square test
     return result
 
@@ -367,8 +386,12 @@ def calibrate(
             values = [e[key] for e in earlier if e[key] is not None]
             return 2 * max(values) - min(values) if values else 0.0
 
-        level = {"kl": band("kl"), "psi": band("psi"), "statistic": band("statistic"),
-                 "windows": len(earlier)}  # fmt: skip
+        level = {
+            "kl": band("kl"),
+            "psi": band("psi"),
+            "statistic": band("statistic"),
+            "windows": len(earlier),
+        }
         kl_excess = max(r["kl"] - level["kl"], 0.0)
         reasons = []
         if kl_excess > settings.kl_threshold:
@@ -456,9 +479,15 @@ def reference_slice(
     stretch too thin to compare)."""
     import pandas as pd
 
-    described: dict[str, Any] = {"mode": "all", "column": None, "start": None, "end": None,
-                                 "rows": len(snapshot), "snapshot_rows": len(snapshot),
-                                 "note": None}  # fmt: skip
+    described: dict[str, Any] = {
+        "mode": "all",
+        "column": None,
+        "start": None,
+        "end": None,
+        "rows": len(snapshot),
+        "snapshot_rows": len(snapshot),
+        "note": None,
+    }
     if TIME_COLUMN not in snapshot.columns or snapshot.empty:
         if mode == "recent":
             described["note"] = f"the snapshot has no {TIME_COLUMN} column: all of it is used"

@@ -65,10 +65,14 @@ def database_id(engine: Engine) -> str:
             return found
         try:
             with engine.begin() as conn:
-                conn.execute(g.insert().values(
-                    bandit=IDENTITY_ROW, generation=1, database_id=secrets.token_hex(16),
-                    updated_at=utcnow(),
-                ))  # fmt: skip
+                conn.execute(
+                    g.insert().values(
+                        bandit=IDENTITY_ROW,
+                        generation=1,
+                        database_id=secrets.token_hex(16),
+                        updated_at=utcnow(),
+                    )
+                )
         except IntegrityError:
             pass  # another process created it first
         return _read_id(engine)

@@ -39,8 +39,13 @@ BIGINT_MAX = 2**63 - 1
 PRICE_MAX = 1_000_000_000.0
 # The platform's payment methods (the demo world samples the same ones).
 PAYMENT_METHODS = (
-    "credit_card", "debit_card", "crypto_wallet", "paypal", "apple_pay", "bank_transfer"
-)  # fmt: skip
+    "credit_card",
+    "debit_card",
+    "crypto_wallet",
+    "paypal",
+    "apple_pay",
+    "bank_transfer",
+)
 ORDER_STATUSES = ("COMPLETED", "FAILED", "PENDING", "REFUNDED")
 ORDER_ID_FIELDS = ("order_id", "buyer_wallet_id", "seller_wallet_id", "event_id", "ticket_id")
 ORDER_REQUIRED = ("buyer_wallet_id", "event_id", "price", "payment_method", "created_at")
@@ -52,8 +57,10 @@ EARLIEST_MOMENT = datetime(1990, 1, 1)
 FUTURE_SLACK = timedelta(days=1)
 # Epoch numbers by magnitude: below 1e11 seconds, below 1e14 milliseconds, else microseconds.
 EPOCH_UNITS = (
-    ("s", 1e11, "seconds"), ("ms", 1e14, "milliseconds"), ("us", math.inf, "microseconds")
-)  # fmt: skip
+    ("s", 1e11, "seconds"),
+    ("ms", 1e14, "milliseconds"),
+    ("us", math.inf, "microseconds"),
+)
 
 
 def show(value: object) -> str:
@@ -140,9 +147,11 @@ def moment_value(value: object, field: str, *, now: datetime) -> datetime:
     latest = now + FUTURE_SLACK
     if not EARLIEST_MOMENT <= moment <= latest:
         raise _reject(
-            field, value, f"is outside {EARLIEST_MOMENT:%Y-%m-%d} .. {latest:%Y-%m-%d %H:%M} UTC",
+            field,
+            value,
+            f"is outside {EARLIEST_MOMENT:%Y-%m-%d} .. {latest:%Y-%m-%d %H:%M} UTC",
             hint,
-        )  # fmt: skip
+        )
     return moment
 
 

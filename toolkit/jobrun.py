@@ -142,8 +142,9 @@ def _run_logged(
     else:
         child_env = env | {k: v for k, v in from_file.items() if not env.get(k)}
         for args in job.commands:
-            code, last_error = _run_child([*(command or child_command()), *flags, *args],
-                                          child_env, log, job.name)  # fmt: skip
+            code, last_error = _run_child(
+                [*(command or child_command()), *flags, *args], child_env, log, job.name
+            )
             if code != 0:
                 break
     seconds = time.monotonic() - started

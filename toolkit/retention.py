@@ -239,8 +239,9 @@ def run_retention(
                 moved_predictions = _copy_then_delete(
                     conn, p, fraud_predictions_archive, "id", batch_predictions, now
                 )
-                moved_orders = _copy_then_delete(conn, orders, orders_archive, "order_id",
-                                                 batch, now)  # fmt: skip
+                moved_orders = _copy_then_delete(
+                    conn, orders, orders_archive, "order_id", batch, now
+                )
             last = high
             moved["orders"] += moved_orders
             moved["predictions"] += moved_predictions

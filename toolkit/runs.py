@@ -213,8 +213,7 @@ def _end_rejected(engine: Engine, run: TrainingRun, exc: CandidateRejected) -> N
     try:
         _end(engine, run, status="rejected", last_error="; ".join(exc.failures)[:1000])
     except Exception:  # the rejection itself is what the caller must hear about
-        log.warning("could not record the rejection of training run %s", run.run_id,
-                    exc_info=True)  # fmt: skip
+        log.warning("could not record the rejection of training run %s", run.run_id, exc_info=True)
 
 
 def _end_failed(engine: Engine, run: TrainingRun, exc: BaseException, cooldown: int) -> None:

@@ -65,14 +65,19 @@ def default_plan(engine: Engine, config, redis=None) -> list[Planned]:
     no_orders = "no orders to learn from"
     plan = [
         Planned("fraud", "fraud", fraud if has_orders else None, None if has_orders else no_orders),
-        Planned("pricing", "pricing", pricing if has_orders else None,
-                None if has_orders else no_orders),
-    ]  # fmt: skip
+        Planned(
+            "pricing", "pricing", pricing if has_orders else None, None if has_orders else no_orders
+        ),
+    ]
     has_interactions = _has_rows(engine, product_interactions)
     plan.append(
-        Planned("recommender", "recommender", recommender if has_interactions else None,
-                None if has_interactions else "no product interactions to learn from")
-    )  # fmt: skip
+        Planned(
+            "recommender",
+            "recommender",
+            recommender if has_interactions else None,
+            None if has_interactions else "no product interactions to learn from",
+        )
+    )
     plan += _signal_plan(engine, config)
     return plan
 
@@ -96,10 +101,14 @@ def _signal_plan(engine: Engine, config) -> list[Planned]:
 
         if info["bars"] < minimum:
             plan.append(
-                Planned("signal", model_name(symbol), None,
-                        f"{info['bars']} bars, fewer than training.min_initial_train_samples "
-                        f"({minimum})")
-            )  # fmt: skip
+                Planned(
+                    "signal",
+                    model_name(symbol),
+                    None,
+                    f"{info['bars']} bars, fewer than training.min_initial_train_samples "
+                    f"({minimum})",
+                )
+            )
         else:
             plan.append(Planned("signal", model_name(symbol), train))
     return plan

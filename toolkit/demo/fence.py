@@ -52,9 +52,12 @@ BAR_TABLES = ("market_data", "signals", "demo_truth_regimes")
 
 # The demo's own truth: every row belongs to a demo world.
 TRUTH_TABLES = (
-    "demo_truth_orders", "demo_truth_wallets", "demo_truth_pricing", "demo_truth_users",
+    "demo_truth_orders",
+    "demo_truth_wallets",
+    "demo_truth_pricing",
+    "demo_truth_users",
     "demo_truth_regimes",
-)  # fmt: skip
+)
 
 
 def id_runs(ids: Iterable[int]) -> list[tuple[int, int]]:

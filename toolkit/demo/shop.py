@@ -45,74 +45,228 @@ class Category:
 
 
 CATEGORIES = (
-    Category("T-Shirts", "T-Shirt", "t-shirt", 22, (0.4, 0.4, 0.2),
-             {"Cotton": 0.6, "Linen": 0.15, "Polyester": 0.15, "Viscose": 0.1}, "clothing", 0.13),
-    Category("Shirts", "Shirt", "shirt", 45, (0.5, 0.4, 0.1),
-             {"Cotton": 0.55, "Linen": 0.25, "Silk": 0.1, "Viscose": 0.1}, "clothing", 0.10),
-    Category("Jeans", "Jeans", "pair of jeans", 65, (0.45, 0.45, 0.1),
-             {"Denim": 0.85, "Cotton": 0.15}, "clothing", 0.09),
-    Category("Trousers", "Trousers", "pair of trousers", 55, (0.5, 0.45, 0.05),
-             {"Cotton": 0.4, "Wool": 0.25, "Linen": 0.2, "Polyester": 0.15}, "clothing", 0.08),
-    Category("Dresses", "Dress", "dress", 75, (0.0, 1.0, 0.0),
-             {"Cotton": 0.3, "Silk": 0.2, "Viscose": 0.3, "Linen": 0.2}, "clothing", 0.09),
-    Category("Skirts", "Skirt", "skirt", 45, (0.0, 1.0, 0.0),
-             {"Cotton": 0.3, "Denim": 0.25, "Wool": 0.2, "Viscose": 0.25}, "clothing", 0.06),
-    Category("Jackets", "Jacket", "jacket", 130, (0.45, 0.45, 0.1),
-             {"Leather": 0.25, "Denim": 0.2, "Nylon": 0.25, "Wool": 0.2, "Polyester": 0.1},
-             "clothing", 0.08),
-    Category("Sweaters", "Sweater", "sweater", 60, (0.4, 0.4, 0.2),
-             {"Wool": 0.45, "Cashmere": 0.2, "Cotton": 0.35}, "clothing", 0.08),
-    Category("Shoes", "Shoes", "pair of shoes", 95, (0.5, 0.5, 0.0),
-             {"Leather": 0.7, "Suede": 0.3}, "shoes", 0.08),
-    Category("Sneakers", "Sneakers", "pair of sneakers", 85, (0.3, 0.3, 0.4),
-             {"Canvas": 0.35, "Leather": 0.35, "Mesh": 0.3}, "shoes", 0.08),
-    Category("Bags", "Bag", "bag", 70, (0.0, 0.6, 0.4),
-             {"Leather": 0.5, "Canvas": 0.3, "Nylon": 0.2}, "one_size", 0.06),
-    Category("Accessories", "Accessory", "accessory", 25, (0.25, 0.25, 0.5),
-             {"Leather": 0.4, "Wool": 0.2, "Cotton": 0.2, "Silk": 0.2}, "one_size", 0.07),
-)  # fmt: skip
+    Category(
+        "T-Shirts",
+        "T-Shirt",
+        "t-shirt",
+        22,
+        (0.4, 0.4, 0.2),
+        {"Cotton": 0.6, "Linen": 0.15, "Polyester": 0.15, "Viscose": 0.1},
+        "clothing",
+        0.13,
+    ),
+    Category(
+        "Shirts",
+        "Shirt",
+        "shirt",
+        45,
+        (0.5, 0.4, 0.1),
+        {"Cotton": 0.55, "Linen": 0.25, "Silk": 0.1, "Viscose": 0.1},
+        "clothing",
+        0.10,
+    ),
+    Category(
+        "Jeans",
+        "Jeans",
+        "pair of jeans",
+        65,
+        (0.45, 0.45, 0.1),
+        {"Denim": 0.85, "Cotton": 0.15},
+        "clothing",
+        0.09,
+    ),
+    Category(
+        "Trousers",
+        "Trousers",
+        "pair of trousers",
+        55,
+        (0.5, 0.45, 0.05),
+        {"Cotton": 0.4, "Wool": 0.25, "Linen": 0.2, "Polyester": 0.15},
+        "clothing",
+        0.08,
+    ),
+    Category(
+        "Dresses",
+        "Dress",
+        "dress",
+        75,
+        (0.0, 1.0, 0.0),
+        {"Cotton": 0.3, "Silk": 0.2, "Viscose": 0.3, "Linen": 0.2},
+        "clothing",
+        0.09,
+    ),
+    Category(
+        "Skirts",
+        "Skirt",
+        "skirt",
+        45,
+        (0.0, 1.0, 0.0),
+        {"Cotton": 0.3, "Denim": 0.25, "Wool": 0.2, "Viscose": 0.25},
+        "clothing",
+        0.06,
+    ),
+    Category(
+        "Jackets",
+        "Jacket",
+        "jacket",
+        130,
+        (0.45, 0.45, 0.1),
+        {"Leather": 0.25, "Denim": 0.2, "Nylon": 0.25, "Wool": 0.2, "Polyester": 0.1},
+        "clothing",
+        0.08,
+    ),
+    Category(
+        "Sweaters",
+        "Sweater",
+        "sweater",
+        60,
+        (0.4, 0.4, 0.2),
+        {"Wool": 0.45, "Cashmere": 0.2, "Cotton": 0.35},
+        "clothing",
+        0.08,
+    ),
+    Category(
+        "Shoes",
+        "Shoes",
+        "pair of shoes",
+        95,
+        (0.5, 0.5, 0.0),
+        {"Leather": 0.7, "Suede": 0.3},
+        "shoes",
+        0.08,
+    ),
+    Category(
+        "Sneakers",
+        "Sneakers",
+        "pair of sneakers",
+        85,
+        (0.3, 0.3, 0.4),
+        {"Canvas": 0.35, "Leather": 0.35, "Mesh": 0.3},
+        "shoes",
+        0.08,
+    ),
+    Category(
+        "Bags",
+        "Bag",
+        "bag",
+        70,
+        (0.0, 0.6, 0.4),
+        {"Leather": 0.5, "Canvas": 0.3, "Nylon": 0.2},
+        "one_size",
+        0.06,
+    ),
+    Category(
+        "Accessories",
+        "Accessory",
+        "accessory",
+        25,
+        (0.25, 0.25, 0.5),
+        {"Leather": 0.4, "Wool": 0.2, "Cotton": 0.2, "Silk": 0.2},
+        "one_size",
+        0.07,
+    ),
+)
 CATEGORY_NAMES = tuple(category.name for category in CATEGORIES)
 
-COLORS = ("Black", "White", "Navy", "Blue", "Grey", "Beige", "Brown", "Green", "Red", "Pink",
-          "Olive", "Burgundy")  # fmt: skip
+COLORS = (
+    "Black",
+    "White",
+    "Navy",
+    "Blue",
+    "Grey",
+    "Beige",
+    "Brown",
+    "Green",
+    "Red",
+    "Pink",
+    "Olive",
+    "Burgundy",
+)
 COLOR_SHARE = np.array([0.16, 0.12, 0.11, 0.10, 0.10, 0.08, 0.07, 0.06, 0.06, 0.05, 0.05, 0.04])
 
 # Material -> price multiplier: what a cashmere sweater costs over a cotton one.
 MATERIAL_PRICE = {
-    "Cotton": 1.0, "Linen": 1.1, "Denim": 1.0, "Wool": 1.25, "Cashmere": 2.0, "Silk": 1.6,
-    "Polyester": 0.85, "Viscose": 0.9, "Leather": 1.5, "Suede": 1.4, "Canvas": 0.85,
-    "Nylon": 0.95, "Mesh": 0.9,
-}  # fmt: skip
+    "Cotton": 1.0,
+    "Linen": 1.1,
+    "Denim": 1.0,
+    "Wool": 1.25,
+    "Cashmere": 2.0,
+    "Silk": 1.6,
+    "Polyester": 0.85,
+    "Viscose": 0.9,
+    "Leather": 1.5,
+    "Suede": 1.4,
+    "Canvas": 0.85,
+    "Nylon": 0.95,
+    "Mesh": 0.9,
+}
 MATERIALS = tuple(MATERIAL_PRICE)
 # Accessories are named after what they are made of: a leather belt, a wool scarf.
-ACCESSORY_NOUNS = {"Leather": ("Belt", "Wallet"), "Wool": ("Scarf", "Beanie"),
-                   "Cotton": ("Cap", "Tote"), "Silk": ("Scarf", "Tie")}  # fmt: skip
-STYLES = ("Classic", "Slim", "Relaxed", "Vintage", "Essential", "Oversized", "Tailored",
-          "Everyday", "Urban", "Premium", "Lightweight", "Heritage", "Minimal",
-          "Sport")  # fmt: skip
+ACCESSORY_NOUNS = {
+    "Leather": ("Belt", "Wallet"),
+    "Wool": ("Scarf", "Beanie"),
+    "Cotton": ("Cap", "Tote"),
+    "Silk": ("Scarf", "Tie"),
+}
+STYLES = (
+    "Classic",
+    "Slim",
+    "Relaxed",
+    "Vintage",
+    "Essential",
+    "Oversized",
+    "Tailored",
+    "Everyday",
+    "Urban",
+    "Premium",
+    "Lightweight",
+    "Heritage",
+    "Minimal",
+    "Sport",
+)
 CLOTHING_SIZES = ("S", "M", "L", "XL")
 CLOTHING_SIZE_SHARE = np.array([0.2, 0.35, 0.3, 0.15])
 SHOE_SIZE_RANGE = {"M": (40, 46), "F": (36, 41), "U": (37, 45)}  # EU sizes, inclusive
 AUDIENCE = {"M": "men", "F": "women", "U": "everyone"}
 DETAILS = (
-    "Machine washable.", "Made to last season after season.", "Easy to pair with anything.",
-    "A wardrobe staple.", "Soft to the touch.", "Finished with care in small batches.",
-    "Comfortable from morning to night.", "Responsibly sourced.",
-)  # fmt: skip
+    "Machine washable.",
+    "Made to last season after season.",
+    "Easy to pair with anything.",
+    "A wardrobe staple.",
+    "Soft to the touch.",
+    "Finished with care in small batches.",
+    "Comfortable from morning to night.",
+    "Responsibly sourced.",
+)
 
 # Review comments by rating; "{}" is where the item goes.
 REVIEW_TEMPLATES = {
-    1: ("Disappointed with this {}. Returned it.", "The {} fell apart after a week.",
-        "Would not buy this {} again."),
-    2: ("The {} looks cheaper than in the photos.", "Not great: the {} runs small.",
-        "Expected more from this {}."),
-    3: ("The {} is okay for the price.", "Decent {}, nothing special.",
-        "Average {}; the colour is slightly off."),
-    4: ("Nice {}, fits well.", "Good quality {}, would buy again.",
-        "Happy with this {}, arrived quickly."),
-    5: ("Love this {}! Perfect fit.", "Best {} I have owned.",
-        "Excellent {}, great quality and colour."),
-}  # fmt: skip
+    1: (
+        "Disappointed with this {}. Returned it.",
+        "The {} fell apart after a week.",
+        "Would not buy this {} again.",
+    ),
+    2: (
+        "The {} looks cheaper than in the photos.",
+        "Not great: the {} runs small.",
+        "Expected more from this {}.",
+    ),
+    3: (
+        "The {} is okay for the price.",
+        "Decent {}, nothing special.",
+        "Average {}; the colour is slightly off.",
+    ),
+    4: (
+        "Nice {}, fits well.",
+        "Good quality {}, would buy again.",
+        "Happy with this {}, arrived quickly.",
+    ),
+    5: (
+        "Love this {}! Perfect fit.",
+        "Best {} I have owned.",
+        "Excellent {}, great quality and colour.",
+    ),
+}
 
 # Affinity weights: the hidden model every interaction is drawn from.
 CATEGORY_WEIGHT = 2.0
@@ -223,9 +377,18 @@ def generate(params: DemoParams, state: ShopState | None) -> dict[str, pd.DataFr
     funnel = _run_funnel(rng, seen, catalogue, params.seed)
     timeline = _schedule(rng, seen, funnel, len(users), window_seconds)
     activity = _activity_frames(
-        rng, params, base, window_seconds, users, catalogue, sale_price, seen, funnel, timeline,
+        rng,
+        params,
+        base,
+        window_seconds,
+        users,
+        catalogue,
+        sale_price,
+        seen,
+        funnel,
+        timeline,
         state,
-    )  # fmt: skip
+    )
     return {
         "products": new_products,
         "demo_truth_users": new_users[[c.name for c in demo_truth_users.columns]],
@@ -283,11 +446,18 @@ def _make_products(
     material_words = pd.Series(material_names)
     name = color_words + " " + material_words + " " + style_names + " " + nouns
     description = (
-        pd.Series(style_names) + " " + pd.Series(nouns).str.lower()
-        + " for " + pd.Series(gender_codes).map(AUDIENCE)
-        + " in " + color_words.str.lower() + " " + material_words.str.lower()
-        + ". " + np.array(DETAILS, dtype=object)[detail]
-    )  # fmt: skip
+        pd.Series(style_names)
+        + " "
+        + pd.Series(nouns).str.lower()
+        + " for "
+        + pd.Series(gender_codes).map(AUDIENCE)
+        + " in "
+        + color_words.str.lower()
+        + " "
+        + material_words.str.lower()
+        + ". "
+        + np.array(DETAILS, dtype=object)[detail]
+    )
     created_at = listed_before - pd.to_timedelta(np.round(days_ago * 86400), unit="s")
     return pd.DataFrame(
         {
@@ -456,9 +626,11 @@ def _sample_seen_products(
         empty = np.zeros(0, dtype=np.int64)
         return _Seen(empty, empty, np.zeros(0), per_user)
     return _Seen(
-        np.concatenate(picked_user), np.concatenate(picked_product),
-        np.concatenate(picked_affinity), per_user,
-    )  # fmt: skip
+        np.concatenate(picked_user),
+        np.concatenate(picked_product),
+        np.concatenate(picked_affinity),
+        per_user,
+    )
 
 
 def _run_funnel(

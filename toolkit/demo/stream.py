@@ -171,12 +171,20 @@ class DemoStream:
         )
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(e.c.event_id, e.c.event_type, e.c.base_price, e.c.capacity,
-                          e.c.venue_lat, e.c.venue_lon, e.c.sale_start, e.c.event_date,
-                          sa.func.coalesce(sold.c.sold, 0).label("sold"))
+                sa.select(
+                    e.c.event_id,
+                    e.c.event_type,
+                    e.c.base_price,
+                    e.c.capacity,
+                    e.c.venue_lat,
+                    e.c.venue_lon,
+                    e.c.sale_start,
+                    e.c.event_date,
+                    sa.func.coalesce(sold.c.sold, 0).label("sold"),
+                )
                 .select_from(e.outerjoin(sold, sold.c.event_id == e.c.event_id))
                 .order_by(e.c.event_id)
-            ).all()  # fmt: skip
+            ).all()
         self.event_ids = np.array([int(r.event_id) for r in rows], dtype=np.int64)
         self.event_types = np.array([r.event_type for r in rows], dtype=object)
         self.base_prices = np.array([float(r.base_price) for r in rows])
@@ -227,8 +235,10 @@ class DemoStream:
 
     @staticmethod
     def _no_orders() -> dict:
-        return {name: np.zeros(0, dtype=float if name in ("lat", "lon") else np.int64)
-                for name in ORDER_FIELDS}  # fmt: skip
+        return {
+            name: np.zeros(0, dtype=float if name in ("lat", "lon") else np.int64)
+            for name in ORDER_FIELDS
+        }
 
     def _queue(self, orders: dict, octets: np.ndarray) -> None:
         self.pending = {k: np.concatenate([self.pending[k], orders[k]]) for k in ORDER_FIELDS}
@@ -302,12 +312,19 @@ class DemoStream:
             session = self.next_session if kind == BOT else -1
             self.next_session += kind == BOT
             self._queue(
-                {"due": due, "kind": np.full(size, kind), "buyer": buyer,
-                 "event": np.full(size, event), "method": method.astype(np.int64),
-                 "city": city.astype(np.int64), "lat": lat, "lon": lon,
-                 "session": np.full(size, session)},
+                {
+                    "due": due,
+                    "kind": np.full(size, kind),
+                    "buyer": buyer,
+                    "event": np.full(size, event),
+                    "method": method.astype(np.int64),
+                    "city": city.astype(np.int64),
+                    "lat": lat,
+                    "lon": lon,
+                    "session": np.full(size, session),
+                },
                 octets,
-            )  # fmt: skip
+            )
 
     def _normal_orders(
         self, n: int, t, follow_up_gaps: np.ndarray | None = None
@@ -332,9 +349,17 @@ class DemoStream:
         method = _habitual_methods(rng, wallets, buyer)
         octets = _home_octets(rng, wallets, buyer)
         octets[travel] = _random_octets(rng, int(travel.sum()), _RESIDENTIAL_OCTETS)
-        orders = {"due": t, "kind": np.full(n, NORMAL), "buyer": buyer,
-                  "event": event, "method": method, "city": city, "lat": lat, "lon": lon,
-                  "session": np.full(n, -1)}  # fmt: skip
+        orders = {
+            "due": t,
+            "kind": np.full(n, NORMAL),
+            "buyer": buyer,
+            "event": event,
+            "method": method,
+            "city": city,
+            "lat": lat,
+            "lon": lon,
+            "session": np.full(n, -1),
+        }
         if follow_up_gaps is None:
             again = np.flatnonzero(rng.random(n) < FOLLOW_UPS_PER_ANCHOR)
             gaps = _follow_up_gaps(rng, len(again))
@@ -356,8 +381,9 @@ class DemoStream:
         follow-ups, oldest first), then new normal orders."""
         rng = self.rng
         for kind, share, size in (
-            (BOT, _BOT_ORDER_SHARE, BOT_SIZE), (STOLEN, _STOLEN_ORDER_SHARE, STOLEN_SIZE)
-        ):  # fmt: skip
+            (BOT, _BOT_ORDER_SHARE, BOT_SIZE),
+            (STOLEN, _STOLEN_ORDER_SHARE, STOLEN_SIZE),
+        ):
             self._start_sessions(kind, np.full(rng.poisson(count * share / sum(size)), t))
         taken, taken_octets = self._take_due(t, count)
         fresh, fresh_octets = self._normal_orders(count - len(taken["due"]), t)
@@ -396,8 +422,9 @@ class DemoStream:
             return totals
         rng, span = self.rng, t_now - floor
         for kind, share, size in (
-            (BOT, _BOT_ORDER_SHARE, BOT_SIZE), (STOLEN, _STOLEN_ORDER_SHARE, STOLEN_SIZE)
-        ):  # fmt: skip
+            (BOT, _BOT_ORDER_SHARE, BOT_SIZE),
+            (STOLEN, _STOLEN_ORDER_SHARE, STOLEN_SIZE),
+        ):
             starts = np.sort(
                 rng.integers(floor, t_now, rng.poisson(rate * share / sum(size) * span))
             )
@@ -444,9 +471,11 @@ class DemoStream:
         velocity = np.bincount(self.recent_buyer, minlength=len(wallets))[buyer]
         hours = np.maximum(t - wallets.last_t[buyer], 60.0) / HOUR
         speed = np.nan_to_num(
-            _haversine_km(wallets.last_lat[buyer], wallets.last_lon[buyer],
-                          orders["lat"], orders["lon"]) / hours
-        )  # fmt: skip
+            _haversine_km(
+                wallets.last_lat[buyer], wallets.last_lon[buyer], orders["lat"], orders["lon"]
+            )
+            / hours
+        )
         features = {
             "velocity_1h": velocity,
             "age_days": (t - wallets.created[buyer]) / DAY,
@@ -491,16 +520,30 @@ class DemoStream:
         pulls = np.array([float(s.pulls) for s in states.values()])
         sums = np.array([s.reward_sum for s in states.values()])
         arm_index = np.atleast_1d(
-            choose(self.policy, pulls, sums, rng, size=count,
-                   epsilon=float(self.config.get("pricing.epsilon")))
-        )  # fmt: skip
+            choose(
+                self.policy,
+                pulls,
+                sums,
+                rng,
+                size=count,
+                epsilon=float(self.config.get("pricing.epsilon")),
+            )
+        )
         arms = [ARMS[int(a)] for a in arm_index]
         base = self.base_prices[event]
         through = self.sold[event] / self.capacities[event]
-        prices = np.array([round(float(strategy_price(arm, b, s, self.config)), 2)
-                           for arm, b, s in zip(arms, base, through, strict=True)])  # fmt: skip
-        conversion = np.array([self.conversion.get((self.event_types[e], arm), DEFAULT_CONVERSION)
-                               for e, arm in zip(event, arms, strict=True)])  # fmt: skip
+        prices = np.array(
+            [
+                round(float(strategy_price(arm, b, s, self.config)), 2)
+                for arm, b, s in zip(arms, base, through, strict=True)
+            ]
+        )
+        conversion = np.array(
+            [
+                self.conversion.get((self.event_types[e], arm), DEFAULT_CONVERSION)
+                for e, arm in zip(event, arms, strict=True)
+            ]
+        )
         completed = rng.random(count) < conversion
         status = np.where(completed, COMPLETED, FAILED)
         truth, labels = self._truth(orders, status, at)
@@ -510,21 +553,40 @@ class DemoStream:
             totals.new_wallets += self._insert_new_wallets(conn)
             buyer_ids = self.wallets.old_id[orders["buyer"]]
             rows = [
-                dict(zip(("buyer_wallet_id", "event_id", "price", "payment_method", "status",
-                          "ip_address", "geo_lat", "geo_lon", "country", "created_at"),
-                         values, strict=True),
-                     is_resale=False,
-                     completed_at=values[-1] if values[4] == "COMPLETED" else None)
+                dict(
+                    zip(
+                        (
+                            "buyer_wallet_id",
+                            "event_id",
+                            "price",
+                            "payment_method",
+                            "status",
+                            "ip_address",
+                            "geo_lat",
+                            "geo_lon",
+                            "country",
+                            "created_at",
+                        ),
+                        values,
+                        strict=True,
+                    ),
+                    is_resale=False,
+                    completed_at=values[-1] if values[4] == "COMPLETED" else None,
+                )
                 for values in zip(
-                    _plain(buyer_ids), _plain(self.event_ids[event]), _plain(prices),
+                    _plain(buyer_ids),
+                    _plain(self.event_ids[event]),
+                    _plain(prices),
                     _plain(np.asarray(PAYMENT_METHODS, dtype=object)[orders["method"]]),
                     _plain(np.where(completed, "COMPLETED", "FAILED").astype(object)),
                     [".".join(map(str, o)) for o in _plain(octets)],
-                    _plain(np.round(orders["lat"], 4)), _plain(np.round(orders["lon"], 4)),
-                    _plain(CITY_COUNTRIES[orders["city"]]), stamps,
+                    _plain(np.round(orders["lat"], 4)),
+                    _plain(np.round(orders["lon"], 4)),
+                    _plain(CITY_COUNTRIES[orders["city"]]),
+                    stamps,
                     strict=True,
                 )
-            ]  # fmt: skip
+            ]
             order_ids = _insert_returning_ids(conn, schema.orders, rows, "order_id", stamps)
             record_demo_rows(conn, "orders", order_ids)
             self._insert_truth(conn, order_ids, orders, arms, conversion, truth, labels)
@@ -563,14 +625,23 @@ class DemoStream:
         conn.execute(
             schema.demo_truth_wallets.insert(),
             [
-                {"wallet_id": i, "kind": KINDS[k], "home_lat": round(la, 5),
-                 "home_lon": round(lo, 5), "activity": a}
+                {
+                    "wallet_id": i,
+                    "kind": KINDS[k],
+                    "home_lat": round(la, 5),
+                    "home_lon": round(lo, 5),
+                    "activity": a,
+                }
                 for i, k, la, lo, a in zip(
-                    ids, _plain(w.kind[new]), _plain(w.home_lat[new]), _plain(w.home_lon[new]),
-                    _plain(w.activity[new]), strict=True,
+                    ids,
+                    _plain(w.kind[new]),
+                    _plain(w.home_lat[new]),
+                    _plain(w.home_lon[new]),
+                    _plain(w.activity[new]),
+                    strict=True,
                 )
             ],
-        )  # fmt: skip
+        )
         self.created_wallets = []
         return len(new)
 
@@ -581,14 +652,23 @@ class DemoStream:
         conn.execute(
             schema.demo_truth_orders.insert(),
             [
-                {"order_id": i, "fraud_probability": p, "is_fraud": f, "pricing_arm": a,
-                 "conversion_probability": c}
+                {
+                    "order_id": i,
+                    "fraud_probability": p,
+                    "is_fraud": f,
+                    "pricing_arm": a,
+                    "conversion_probability": c,
+                }
                 for i, p, f, a, c in zip(
-                    _plain(ids), _plain(truth["probability"]), _plain(truth["is_fraud"]), arms,
-                    _plain(conversion), strict=True,
+                    _plain(ids),
+                    _plain(truth["probability"]),
+                    _plain(truth["is_fraud"]),
+                    arms,
+                    _plain(conversion),
+                    strict=True,
                 )
             ],
-        )  # fmt: skip
+        )
         actor = orders["buyer"]
         w = self.wallets
 
@@ -600,32 +680,55 @@ class DemoStream:
             conn.execute(
                 schema.bot_detection.insert(),
                 [
-                    {"order_id": o, "wallet_id": wid, "wallet_address": a, "bot_score": s,
-                     "is_bot": b, "detector": d, "label_available_at": at}
+                    {
+                        "order_id": o,
+                        "wallet_id": wid,
+                        "wallet_address": a,
+                        "bot_score": s,
+                        "is_bot": b,
+                        "detector": d,
+                        "label_available_at": at,
+                    }
                     for o, wid, a, s, b, d, at in zip(
-                        _plain(ids[detected]), _plain(w.old_id[actor[detected]]),
+                        _plain(ids[detected]),
+                        _plain(w.old_id[actor[detected]]),
                         _plain(w.address[actor[detected]]),
                         _plain(np.round(labels["detection_score"], 4)),
-                        _plain(labels["detection_is_bot"]), _plain(labels["detection_detector"]),
-                        stamps(labels["detection_at"]), strict=True,
+                        _plain(labels["detection_is_bot"]),
+                        _plain(labels["detection_detector"]),
+                        stamps(labels["detection_at"]),
+                        strict=True,
                     )
                 ],
-            )  # fmt: skip
+            )
         alerted = labels["alert_order"]
         if len(alerted):
             conn.execute(
                 schema.security_alerts.insert(),
                 [
-                    {"order_id": o, "wallet_id": wid, "wallet_address": a, "alert_type": k,
-                     "severity": s, "confirmed_fraud": c, "details": d, "label_available_at": at}
+                    {
+                        "order_id": o,
+                        "wallet_id": wid,
+                        "wallet_address": a,
+                        "alert_type": k,
+                        "severity": s,
+                        "confirmed_fraud": c,
+                        "details": d,
+                        "label_available_at": at,
+                    }
                     for o, wid, a, k, s, c, d, at in zip(
-                        _plain(ids[alerted]), _plain(w.old_id[actor[alerted]]),
-                        _plain(w.address[actor[alerted]]), _plain(labels["alert_type"]),
-                        _plain(labels["alert_severity"]), _plain(labels["alert_confirmed"]),
-                        _plain(labels["alert_details"]), stamps(labels["alert_at"]), strict=True,
+                        _plain(ids[alerted]),
+                        _plain(w.old_id[actor[alerted]]),
+                        _plain(w.address[actor[alerted]]),
+                        _plain(labels["alert_type"]),
+                        _plain(labels["alert_severity"]),
+                        _plain(labels["alert_confirmed"]),
+                        _plain(labels["alert_details"]),
+                        stamps(labels["alert_at"]),
+                        strict=True,
                     )
                 ],
-            )  # fmt: skip
+            )
 
     def _score(self, conn: sa.Connection, order_ids: list, rows: list) -> list:
         """Online features of the orders, each as of its own stamp, from set-based reads
@@ -637,8 +740,10 @@ class DemoStream:
         from ..fraud.online import features_of_one_order
         from ..fraud.scoring import model_version_label
 
-        orders = [{**row, "order_id": i, "seller_wallet_id": None, "ticket_id": None}
-                  for row, i in zip(rows, order_ids, strict=True)]  # fmt: skip
+        orders = [
+            {**row, "order_id": i, "seller_wallet_id": None, "ticket_id": None}
+            for row, i in zip(rows, order_ids, strict=True)
+        ]
         histories = _wallet_rows(conn, {o["buyer_wallet_id"] for o in orders})
         # Event facts as of the earliest stamp: a warm start's minutes change sales by a few.
         facts = self._event_facts(
@@ -657,12 +762,17 @@ class DemoStream:
         conn.execute(
             schema.fraud_predictions.insert(),
             [
-                {"order_id": o["order_id"], "fraud_score": float(s), "decision": d,
-                 "features": {k: _json_value(f[k]) for k in FEATURES},
-                 "model_version": label, "created_at": o["created_at"]}
+                {
+                    "order_id": o["order_id"],
+                    "fraud_score": float(s),
+                    "decision": d,
+                    "features": {k: _json_value(f[k]) for k in FEATURES},
+                    "model_version": label,
+                    "created_at": o["created_at"],
+                }
                 for o, s, d, f in zip(orders, _plain(scores), decisions, features, strict=True)
             ],
-        )  # fmt: skip
+        )
         return decisions
 
     def _event_facts(self, conn: sa.Connection, event_ids: set, moment: datetime) -> dict:
@@ -675,11 +785,15 @@ class DemoStream:
         sales = dict(
             conn.execute(
                 sa.select(o.c.event_id, sa.func.count())
-                .where(o.c.event_id.in_(ids), o.c.status == "COMPLETED",
-                       o.c.is_resale.is_(False), o.c.created_at < moment)
+                .where(
+                    o.c.event_id.in_(ids),
+                    o.c.status == "COMPLETED",
+                    o.c.is_resale.is_(False),
+                    o.c.created_at < moment,
+                )
                 .group_by(o.c.event_id)
             ).all()
-        )  # fmt: skip
+        )
         labels = label_query(
             available_before=moment, order_ids=sa.select(o.c.order_id).where(o.c.event_id.in_(ids))
         ).subquery()
@@ -693,11 +807,14 @@ class DemoStream:
             times[int(event_id)].append(at)
         index = {int(e): i for i, e in enumerate(self.event_ids)}
         return {
-            e: {"base_price": float(self.base_prices[index[e]]),
+            e: {
+                "base_price": float(self.base_prices[index[e]]),
                 "capacity": float(self.capacities[index[e]]),
-                "sales_before": int(sales.get(e, 0)), "label_times": times[e]}
+                "sales_before": int(sales.get(e, 0)),
+                "label_times": times[e],
+            }
             for e in ids
-        }  # fmt: skip
+        }
 
     # ------------------------------------------------------------ the loop
 
@@ -720,8 +837,11 @@ class DemoStream:
         origin = utcnow()
         if warm:
             backdated = self.warm_start(rate, origin)
-            totals.warm_start = {"orders": backdated.orders, "kinds": backdated.kinds,
-                                 "decisions": backdated.decisions}  # fmt: skip
+            totals.warm_start = {
+                "orders": backdated.orders,
+                "kinds": backdated.kinds,
+                "decisions": backdated.decisions,
+            }
             origin = max(utcnow(), origin + timedelta(seconds=1))
         started = time.monotonic()
         owed_total = None if duration is None else int(rate * duration)
@@ -773,8 +893,7 @@ def _wallet_rows(conn: sa.Connection, wallet_ids: set) -> dict[int, dict]:
         name: frame.astype(object).where(frame.notna(), None).to_dict("records")
         for name, frame in history.items()
     }
-    out = {int(w): {"orders": [], "wallets": [], "transfers": [], "labels": []}
-           for w in wallet_ids}  # fmt: skip
+    out = {int(w): {"orders": [], "wallets": [], "transfers": [], "labels": []} for w in wallet_ids}
     for row in records["orders"]:
         for end in ("buyer_wallet_id", "seller_wallet_id"):
             if row[end] is not None and int(row[end]) in out:

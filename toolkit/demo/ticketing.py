@@ -87,18 +87,57 @@ _VENUE_KINDS = np.array(
     dtype=object,
 )
 _BAND_WORDS = (
-    np.array(["Neon", "Velvet", "Silver", "Midnight", "Electric", "Golden", "Crimson", "Wild",
-              "Lunar", "Static", "Paper", "Hollow"], dtype=object),
-    np.array(["Wolves", "Tides", "Echoes", "Harbor", "Machines", "Satellites", "Roses",
-              "Parade", "Ghosts", "Rivers"], dtype=object),
-)  # fmt: skip
+    np.array(
+        [
+            "Neon",
+            "Velvet",
+            "Silver",
+            "Midnight",
+            "Electric",
+            "Golden",
+            "Crimson",
+            "Wild",
+            "Lunar",
+            "Static",
+            "Paper",
+            "Hollow",
+        ],
+        dtype=object,
+    ),
+    np.array(
+        [
+            "Wolves",
+            "Tides",
+            "Echoes",
+            "Harbor",
+            "Machines",
+            "Satellites",
+            "Roses",
+            "Parade",
+            "Ghosts",
+            "Rivers",
+        ],
+        dtype=object,
+    ),
+)
 _TEAM_WORDS = np.array(
     ["Lions", "Falcons", "United", "Rangers", "Comets", "Sharks", "Titans", "Royals"], dtype=object
 )
 _PLAYS = np.array(
-    ["Hamlet", "The Seagull", "A Doll's House", "The Tempest", "Cabaret", "The Cherry Orchard",
-     "Macbeth", "Twelfth Night", "The Glass Menagerie", "Waiting for Godot"], dtype=object,
-)  # fmt: skip
+    [
+        "Hamlet",
+        "The Seagull",
+        "A Doll's House",
+        "The Tempest",
+        "Cabaret",
+        "The Cherry Orchard",
+        "Macbeth",
+        "Twelfth Night",
+        "The Glass Menagerie",
+        "Waiting for Godot",
+    ],
+    dtype=object,
+)
 _FESTIVAL_WORDS = np.array(
     ["Summer", "Winter", "Sound", "Lights", "Open Air", "Jazz"], dtype=object
 )
@@ -137,8 +176,13 @@ RESALE_COMPLETION = 0.93
 KINDS = ("normal", "scalper_bot", "stolen_payment")
 NORMAL, BOT, STOLEN = 0, 1, 2
 PAYMENT_METHODS = (
-    "credit_card", "debit_card", "crypto_wallet", "paypal", "apple_pay", "bank_transfer"
-)  # fmt: skip
+    "credit_card",
+    "debit_card",
+    "crypto_wallet",
+    "paypal",
+    "apple_pay",
+    "bank_transfer",
+)
 _CREDIT_CARD, _CRYPTO = 0, 2
 _NORMAL_METHOD_SHARE = np.array([0.34, 0.22, 0.08, 0.17, 0.14, 0.05])
 STATUSES = ("COMPLETED", "FAILED", "PENDING", "REFUNDED")
@@ -174,16 +218,67 @@ _KIND_LOGIT = np.array([0.0, 1.8, 2.8])
 
 # Public first octets of residential ISPs and of hosting providers (bots rent those).
 _RESIDENTIAL_OCTETS = np.array(
-    [24, 31, 37, 46, 62, 66, 71, 76, 78, 81, 82, 84, 86, 88, 90, 92, 95, 98, 109, 121, 151, 176,
-     178, 188, 201, 212, 217]
-)  # fmt: skip
+    [
+        24,
+        31,
+        37,
+        46,
+        62,
+        66,
+        71,
+        76,
+        78,
+        81,
+        82,
+        84,
+        86,
+        88,
+        90,
+        92,
+        95,
+        98,
+        109,
+        121,
+        151,
+        176,
+        178,
+        188,
+        201,
+        212,
+        217,
+    ]
+)
 _HOSTING_OCTETS = np.array([34, 35, 45, 104, 138, 139, 159, 185, 193])
 
 # Local hour-of-day weights (0..23): quiet nights, lunch and evening peaks.
 _HOURLY = np.array(
-    [0.15, 0.10, 0.07, 0.05, 0.05, 0.07, 0.15, 0.30, 0.45, 0.55, 0.65, 0.70,
-     0.80, 0.75, 0.70, 0.70, 0.75, 0.85, 0.95, 1.00, 1.00, 0.90, 0.60, 0.30]
-)  # fmt: skip
+    [
+        0.15,
+        0.10,
+        0.07,
+        0.05,
+        0.05,
+        0.07,
+        0.15,
+        0.30,
+        0.45,
+        0.55,
+        0.65,
+        0.70,
+        0.80,
+        0.75,
+        0.70,
+        0.70,
+        0.75,
+        0.85,
+        0.95,
+        1.00,
+        1.00,
+        0.90,
+        0.60,
+        0.30,
+    ]
+)
 
 # Tables whose ids this module assigns, and their id column.
 ID_COLUMNS = {
@@ -200,17 +295,38 @@ ID_COLUMNS = {
 
 # Columns of TicketingState.wallets.
 STATE_WALLET_COLUMNS = (
-    "wallet_id", "address", "country", "created_at", "kind", "home_lat", "home_lon",
-    "activity", "last_order_at", "last_geo_lat", "last_geo_lon", "payment_methods_mask",
+    "wallet_id",
+    "address",
+    "country",
+    "created_at",
+    "kind",
+    "home_lat",
+    "home_lon",
+    "activity",
+    "last_order_at",
+    "last_geo_lat",
+    "last_geo_lon",
+    "payment_methods_mask",
     "quick_resales",
-)  # fmt: skip
+)
 
 
 # Columns of TicketingState.events: the events table's, and the tickets sold so far.
 EVENT_STATE_COLUMNS = (
-    "event_id", "event_type", "city", "venue_lat", "venue_lon", "base_price", "capacity",
-    "sale_start", "event_date", "created_at", "name", "venue", "sold",
-)  # fmt: skip
+    "event_id",
+    "event_type",
+    "city",
+    "venue_lat",
+    "venue_lon",
+    "base_price",
+    "capacity",
+    "sale_start",
+    "event_date",
+    "created_at",
+    "name",
+    "venue",
+    "sold",
+)
 
 # ---------------------------------------------------------------- public API
 
@@ -330,24 +446,39 @@ def read_state(conn: sa.Connection) -> TicketingState:
     """Read what an append needs from the database, with a few set-based queries."""
     w, tw, o = schema.wallets, schema.demo_truth_wallets, schema.orders
     wallets = pd.read_sql(
-        sa.select(w.c.wallet_id, w.c.address, w.c.country, w.c.created_at, tw.c.kind,
-                  tw.c.home_lat, tw.c.home_lon, tw.c.activity)
+        sa.select(
+            w.c.wallet_id,
+            w.c.address,
+            w.c.country,
+            w.c.created_at,
+            tw.c.kind,
+            tw.c.home_lat,
+            tw.c.home_lon,
+            tw.c.activity,
+        )
         .select_from(w.outerjoin(tw, tw.c.wallet_id == w.c.wallet_id))
         .order_by(w.c.wallet_id),
         conn,
-    )  # fmt: skip
+    )
     last_at = (
         sa.select(o.c.buyer_wallet_id.label("wallet_id"), sa.func.max(o.c.created_at).label("at"))
         .group_by(o.c.buyer_wallet_id)
         .subquery()
     )
     last_orders = pd.read_sql(
-        sa.select(last_at.c.wallet_id, o.c.order_id, o.c.created_at.label("last_order_at"),
-                  o.c.geo_lat.label("last_geo_lat"), o.c.geo_lon.label("last_geo_lon"))
-        .join_from(last_at, o, sa.and_(o.c.buyer_wallet_id == last_at.c.wallet_id,
-                                       o.c.created_at == last_at.c.at)),
+        sa.select(
+            last_at.c.wallet_id,
+            o.c.order_id,
+            o.c.created_at.label("last_order_at"),
+            o.c.geo_lat.label("last_geo_lat"),
+            o.c.geo_lon.label("last_geo_lon"),
+        ).join_from(
+            last_at,
+            o,
+            sa.and_(o.c.buyer_wallet_id == last_at.c.wallet_id, o.c.created_at == last_at.c.at),
+        ),
         conn,
-    )  # fmt: skip
+    )
     methods = pd.read_sql(
         sa.select(o.c.buyer_wallet_id.label("wallet_id"), o.c.payment_method).distinct(), conn
     )
@@ -375,13 +506,15 @@ def read_state(conn: sa.Connection) -> TicketingState:
         sa.select(tk.c.event_id, sa.func.count().label("sold")).group_by(tk.c.event_id).subquery()
     )
     events = pd.read_sql(
-        sa.select(*[e.c[name] for name in EVENT_STATE_COLUMNS if name != "sold"],
-                  sa.func.coalesce(sold.c.sold, 0).label("sold"))
+        sa.select(
+            *[e.c[name] for name in EVENT_STATE_COLUMNS if name != "sold"],
+            sa.func.coalesce(sold.c.sold, 0).label("sold"),
+        )
         .select_from(e.outerjoin(sold, sold.c.event_id == e.c.event_id))
         .where(e.c.event_date > sa.select(sa.func.max(o.c.created_at)).scalar_subquery())
         .order_by(e.c.event_id),
         conn,
-    )  # fmt: skip
+    )
 
     last_orders = last_orders.sort_values("order_id").drop_duplicates("wallet_id", keep="last")
     wallets = wallets.merge(last_orders.drop(columns="order_id"), on="wallet_id", how="left")
@@ -666,9 +799,10 @@ def _make_events(
     kind = rng.choice(len(EVENT_TYPES), n, p=_EVENT_TYPE_SHARE)
     city = rng.choice(N_CITIES, n, p=CITY_SHARE)
     horizon = clock.horizon
-    window = np.round(
-        np.clip(_SALE_WINDOW_DAYS[kind] * np.exp(rng.normal(0, 0.5, n)), 1.0, 180.0) * 24
-    ) * HOUR  # fmt: skip
+    window = (
+        np.round(np.clip(_SALE_WINDOW_DAYS[kind] * np.exp(rng.normal(0, 0.5, n)), 1.0, 180.0) * 24)
+        * HOUR
+    )
     # Sales open all through the period, and some were already open when it began (their
     # date at least a day into it), so demand is steady from the first day.
     opened = np.floor(rng.uniform(-(window - DAY) if already_open else 0, horizon))
@@ -715,12 +849,17 @@ def _event_names(rng: np.random.Generator, kind: np.ndarray, city: np.ndarray) -
     other_city = (city + rng.integers(1, N_CITIES, n)) % N_CITIES
     by_type = [
         pick(_BAND_WORDS[0]) + " " + pick(_BAND_WORDS[1]) + " Live",
-        CITY_NAMES[city] + " " + pick(_TEAM_WORDS) + " vs " + CITY_NAMES[other_city] + " "
+        CITY_NAMES[city]
+        + " "
+        + pick(_TEAM_WORDS)
+        + " vs "
+        + CITY_NAMES[other_city]
+        + " "
         + pick(_TEAM_WORDS),
         pick(_PLAYS) + " (" + CITY_NAMES[city] + ")",
         CITY_NAMES[city] + " " + pick(_FESTIVAL_WORDS) + " Festival",
         pick(_CONFERENCE_TOPICS) + " Summit " + CITY_NAMES[city],
-    ]  # fmt: skip
+    ]
     return np.choose(kind, by_type)
 
 
@@ -1412,23 +1551,34 @@ def _labels(
     confirmed_type = np.where(
         alert_kind == STOLEN,
         np.where(completed, np.where(pick < 0.6, "stolen_payment", "chargeback"), "card_testing"),
-        np.where(orders["resale"][alerts], "resale_dispute",
-                 np.where(pick < 0.7, "chargeback", "account_takeover")),
-    )  # fmt: skip
+        np.where(
+            orders["resale"][alerts],
+            "resale_dispute",
+            np.where(pick < 0.7, "chargeback", "account_takeover"),
+        ),
+    )
     false_type = np.array(["suspicious_velocity", "geo_mismatch", "chargeback"], dtype=object)[
         np.floor(pick * 3).astype(np.int64)
     ]
     severity_confirmed = np.where(rng.random(len(alerts)) < 0.3, "critical", "high")
     severity_false = np.where(rng.random(len(alerts)) < 0.6, "low", "medium")
     details_confirmed = np.array(
-        ["issuer confirmed the card was stolen", "cardholder disputed the charge",
-         "payment reversed after investigation", "fraud confirmed by the trust & safety team"],
+        [
+            "issuer confirmed the card was stolen",
+            "cardholder disputed the charge",
+            "payment reversed after investigation",
+            "fraud confirmed by the trust & safety team",
+        ],
         dtype=object,
-    )[rng.integers(0, 4, len(alerts))]  # fmt: skip
+    )[rng.integers(0, 4, len(alerts))]
     details_false = np.array(
-        ["reviewed: legitimate customer", "dispute withdrawn by the cardholder",
-         "travel confirmed by the customer"], dtype=object,
-    )[rng.integers(0, 3, len(alerts))]  # fmt: skip
+        [
+            "reviewed: legitimate customer",
+            "dispute withdrawn by the cardholder",
+            "travel confirmed by the customer",
+        ],
+        dtype=object,
+    )[rng.integers(0, 3, len(alerts))]
     return {
         "detection_order": detections,
         "detection_is_bot": is_bot,
@@ -1725,11 +1875,13 @@ def _security_events(
     minute_rate = rng.integers(120, 900, len(kind))
     # One small dict per security event (not per order): the JSON metadata column.
     metadata = [
-        {"reason": d} if k == "failed_login"
-        else {"channel": d} if k == "password_reset"
+        {"reason": d}
+        if k == "failed_login"
+        else {"channel": d}
+        if k == "password_reset"
         else {"endpoint": d, "requests_per_minute": int(r)}
         for k, d, r in zip(kind, events["detail"], minute_rate, strict=True)
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(
         {
             "id": first_id + np.arange(len(kind)),
@@ -1793,9 +1945,16 @@ def _admin_audit_log(rng: np.random.Generator, clock: _Clock, first_id: int) -> 
     n = int(rng.integers(5, 10))
     users = np.array(["alice.ops", "bob.fraud", "carol.pricing"], dtype=object)
     actions = np.array(
-        ["review_alert", "blacklist_wallet", "export_orders", "update_event_capacity",
-         "adjust_pricing_strategy", "rotate_api_key"], dtype=object,
-    )  # fmt: skip
+        [
+            "review_alert",
+            "blacklist_wallet",
+            "export_orders",
+            "update_event_capacity",
+            "adjust_pricing_strategy",
+            "rotate_api_key",
+        ],
+        dtype=object,
+    )
     action = actions[rng.integers(0, len(actions), n)]
     t = np.sort(rng.integers(0, clock.horizon, n))
     metadata = [{"ticket": f"OPS-{int(k)}"} for k in rng.integers(1000, 9999, n)]

@@ -38,8 +38,11 @@ class DatasetResult:
 
     def as_dict(self) -> dict:
         keys = ("run_id", "rows", "time_range", "label_counts", "label_cutoff", "sha256")
-        return {"path": str(self.path), **{k: self.manifest[k] for k in keys},
-                "seconds": round(self.seconds, 2)}  # fmt: skip
+        return {
+            "path": str(self.path),
+            **{k: self.manifest[k] for k in keys},
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def build_fraud_dataset(

@@ -31,11 +31,18 @@ ProgressCallback = Callable[[str, int, int | None], None]
 
 # Source columns that must never be NULL for a feature to be defined.
 REQUIRED = {
-    "orders": ("order_id", "buyer_wallet_id", "event_id", "price", "payment_method", "status",
-               "created_at"),
+    "orders": (
+        "order_id",
+        "buyer_wallet_id",
+        "event_id",
+        "price",
+        "payment_method",
+        "status",
+        "created_at",
+    ),
     "wallets": ("wallet_id", "created_at"),
     "events": ("event_id", "base_price", "capacity"),
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -138,10 +145,19 @@ def extract(conn: sa.Connection, until: datetime, targets: sa.Select | None = No
     o, w, e = schema.orders, schema.wallets, schema.events
     t = schema.ticket_transfers
     order_query = sa.select(
-        o.c.order_id, o.c.buyer_wallet_id, o.c.seller_wallet_id, o.c.event_id, o.c.ticket_id,
-        o.c.price, o.c.payment_method, o.c.is_resale, o.c.status, o.c.geo_lat, o.c.geo_lon,
+        o.c.order_id,
+        o.c.buyer_wallet_id,
+        o.c.seller_wallet_id,
+        o.c.event_id,
+        o.c.ticket_id,
+        o.c.price,
+        o.c.payment_method,
+        o.c.is_resale,
+        o.c.status,
+        o.c.geo_lat,
+        o.c.geo_lon,
         o.c.created_at,
-    ).where(o.c.created_at < until)  # fmt: skip
+    ).where(o.c.created_at < until)
     wallet_query = sa.select(w.c.wallet_id, w.c.created_at)
     transfer_query = sa.select(t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at).where(
         t.c.transferred_at < until
@@ -278,9 +294,15 @@ def run_etl(
                     hint="widen --since/--until, or load orders first (`mlkit demo seed`)",
                 )
             if len(target) == 0:
-                return EtlResult(since, until, 0, 0, len(sources.orders),
-                                 time.perf_counter() - started,
-                                 watermark=_read_watermark(conn))  # fmt: skip
+                return EtlResult(
+                    since,
+                    until,
+                    0,
+                    0,
+                    len(sources.orders),
+                    time.perf_counter() - started,
+                    watermark=_read_watermark(conn),
+                )
             frame = _store(conn, sources, target, since, until, report)
             watermark = _move_watermark(conn)
     except sa.exc.DBAPIError as exc:
@@ -308,8 +330,16 @@ def catch_up(
             pending = read_frame(conn, _unprocessed_query(until))
             watermark = _read_watermark(conn)
             if pending.empty:
-                return EtlResult(None, until, 0, 0, 0, time.perf_counter() - started,
-                                 mode="incremental", watermark=watermark)  # fmt: skip
+                return EtlResult(
+                    None,
+                    until,
+                    0,
+                    0,
+                    0,
+                    time.perf_counter() - started,
+                    mode="incremental",
+                    watermark=watermark,
+                )
             oldest_new = pending["created_at"].min().to_pydatetime()
             f = schema.fraud_features
             featured = conn.execute(sa.select(f.c.order_id).limit(1)).first() is not None
@@ -330,8 +360,16 @@ def catch_up(
             watermark = _move_watermark(conn)
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
-    return _stored(since, until, frame, sources, started, mode="incremental",
-                   new_orders=len(pending), watermark=watermark)  # fmt: skip
+    return _stored(
+        since,
+        until,
+        frame,
+        sources,
+        started,
+        mode="incremental",
+        new_orders=len(pending),
+        watermark=watermark,
+    )
 
 
 def _stored(since, until, frame, sources, started: float, **extra) -> EtlResult:
@@ -445,8 +483,16 @@ def _move_watermark(conn: sa.Connection) -> datetime | None:
 
 
 def _require_tables(engine: Engine) -> None:
-    needed = {"orders", "wallets", "events", "ticket_transfers", "security_alerts",
-              "bot_detection", "fraud_features", "etl_watermarks"}  # fmt: skip
+    needed = {
+        "orders",
+        "wallets",
+        "events",
+        "ticket_transfers",
+        "security_alerts",
+        "bot_detection",
+        "fraud_features",
+        "etl_watermarks",
+    }
     try:
         with engine.connect() as conn:
             missing = sorted(needed - set(sa.inspect(conn).get_table_names()))

@@ -175,8 +175,19 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     labels_t = _seconds(sources.labels["label_available_at"])
     wallet_created = _seconds(sources.wallets["created_at"])
     window_max = max(LABEL_HISTORY_WINDOWS_DAYS) * DAY
-    base = int(min([t.min(initial=0), transfers_t.min(initial=t.min(initial=0)),
-                    labels_t.min(initial=t.min(initial=0))])) - window_max - 1  # fmt: skip
+    base = (
+        int(
+            min(
+                [
+                    t.min(initial=0),
+                    transfers_t.min(initial=t.min(initial=0)),
+                    labels_t.min(initial=t.min(initial=0)),
+                ]
+            )
+        )
+        - window_max
+        - 1
+    )
 
     buyer, seller, tr_from, tr_to, label_wallet = _codes(
         orders["buyer_wallet_id"],
@@ -256,8 +267,10 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     valid &= buyer[acquired_row] == seller[resale_rows]
     hold_hours = (t[resale_rows] - t[acquired_row]) / HOUR
     resale_seller, resale_t, hold_hours = (
-        seller[resale_rows][valid], t[resale_rows][valid], hold_hours[valid]
-    )  # fmt: skip
+        seller[resale_rows][valid],
+        t[resale_rows][valid],
+        hold_hours[valid],
+    )
     holds = _Timeline(resale_seller, resale_t, base, values=hold_hours)
     count, total = holds.sum_before(by_wallet)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -274,9 +287,12 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     order_event = pd.Series(event, index=orders["order_id"].to_numpy())
     label_event = order_event.reindex(label_order).to_numpy(dtype=float)
     own_label_t = (
-        pd.Series(labels_t, index=label_order).groupby(level=0).min()
-        .reindex(orders["order_id"].to_numpy()).to_numpy(dtype=float)
-    )  # fmt: skip
+        pd.Series(labels_t, index=label_order)
+        .groupby(level=0)
+        .min()
+        .reindex(orders["order_id"].to_numpy())
+        .to_numpy(dtype=float)
+    )
     wallet_labels = _Timeline(label_wallet[label_wallet >= 0], labels_t[label_wallet >= 0], base)
     has_event = ~np.isnan(label_event)
     event_labels = _Timeline(label_event[has_event].astype(np.int64), labels_t[has_event], base)

@@ -37,8 +37,12 @@ def dataset_path(engine: Engine, config, dataset: str, *, catch_up: bool = True)
 
     if catch_up:
         etl = catch_up_from_config(engine, config)
-        log.info("[TRAIN] Features caught up: %d new order(s), %d row(s) written, watermark %s",
-                 etl.new_orders, etl.rows, etl.watermark)  # fmt: skip
+        log.info(
+            "[TRAIN] Features caught up: %d new order(s), %d row(s) written, watermark %s",
+            etl.new_orders,
+            etl.rows,
+            etl.watermark,
+        )
     return build_from_config(engine, config, set_current=dataset != "new").path
 
 

@@ -111,8 +111,15 @@ def score_orders(
     with job_lock(engine, "scoring", "fraud"), engine.begin() as conn:
         frame = read_frame(conn, query.order_by(f.c.order_id))
         if frame.empty:
-            return ScoringResult(label, 0, {d: 0 for d in DECISIONS}, 0.0,
-                                 time.perf_counter() - started, since, caught_up)  # fmt: skip
+            return ScoringResult(
+                label,
+                0,
+                {d: 0 for d in DECISIONS},
+                0.0,
+                time.perf_counter() - started,
+                since,
+                caught_up,
+            )
         predicting = time.perf_counter()
         scores = model.predict_proba(frame)
         predict_seconds = time.perf_counter() - predicting

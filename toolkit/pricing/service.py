@@ -68,8 +68,17 @@ def recommend(
     event = event_demand(engine, event_id)
     states, source = store.read()
     pulls, sums = _arrays(states)
-    arm = ARMS[int(choose(policy, pulls, sums, rng or np.random.default_rng(),
-                          epsilon=float(config.get("pricing.epsilon"))))]  # fmt: skip
+    arm = ARMS[
+        int(
+            choose(
+                policy,
+                pulls,
+                sums,
+                rng or np.random.default_rng(),
+                epsilon=float(config.get("pricing.epsilon")),
+            )
+        )
+    ]
     base = float(event["base_price"])
     sell_through = event["sold"] / event["capacity"] if event["capacity"] else 0.0
     return {
@@ -98,8 +107,13 @@ def stats_report(states: dict[str, ArmState], source: str) -> dict:
             "interval_90": [float(interval[i, 0]), float(interval[i, 1])],
             "best": arm == best,
         }
-    return {"bandit": "pricing", "source": source, "total_pulls": int(total),
-            "best_arm": best, "arms": arms}  # fmt: skip
+    return {
+        "bandit": "pricing",
+        "source": source,
+        "total_pulls": int(total),
+        "best_arm": best,
+        "arms": arms,
+    }
 
 
 def parse_rates(text: str) -> np.ndarray:
@@ -110,8 +124,10 @@ def parse_rates(text: str) -> np.ndarray:
             f"cannot read --arms {text!r}", hint="e.g. --arms 0.05,0.04,0.03,0.02"
         ) from None
     if len(rates) < 2 or not np.all((rates >= 0) & (rates <= 1)):
-        raise MlkitError("--arms needs two or more success rates in [0, 1]",
-                         hint="e.g. --arms 0.05,0.04,0.03,0.02")  # fmt: skip
+        raise MlkitError(
+            "--arms needs two or more success rates in [0, 1]",
+            hint="e.g. --arms 0.05,0.04,0.03,0.02",
+        )
     return rates
 
 
@@ -125,8 +141,9 @@ def demo_environment(engine: Engine) -> tuple[list[str], np.ndarray, np.ndarray]
         else:
             rows = conn.execute(sa.select(t.c.arm, t.c.conversion, t.c.mean_price_ratio)).all()
     if not rows:
-        raise MlkitError("this database holds no demo truth for pricing",
-                         hint="seed one with: mlkit demo seed")  # fmt: skip
+        raise MlkitError(
+            "this database holds no demo truth for pricing", hint="seed one with: mlkit demo seed"
+        )
     conversion = {arm: [] for arm in ARMS}
     ratio = {}
     for arm, conv, price_ratio in rows:

@@ -106,8 +106,10 @@ def train_bandit(
     now = utcnow()
     start = parse_moment(since, now=now, option="--since")
     if start >= now:
-        raise MlkitError(f"--since {since} is not before now ({now:%Y-%m-%d %H:%M} UTC)",
-                         hint="give a duration like 90d or an earlier date")  # fmt: skip
+        raise MlkitError(
+            f"--since {since} is not before now ({now:%Y-%m-%d %H:%M} UTC)",
+            hint="give a duration like 90d or an earlier date",
+        )
     with engine.connect() as conn:
         frame = load_history(conn, start, surge=surge, early=early, until=now)
     check_enough_offers(len(frame), int(config.get("pricing.min_offers")), start, now)
@@ -115,8 +117,12 @@ def train_bandit(
         scale = reward_scale(frame["combined"].to_numpy())
         rewards = normalised_reward(frame["combined"].to_numpy(), scale)
         counts = np.bincount(frame["arm"], minlength=len(ARMS))
-        log.info("[TRAIN] Offers: %d since %s (%s)", len(frame), f"{start:%Y-%m-%d}",
-                 ", ".join(f"{a}: {c}" for a, c in zip(ARMS, counts, strict=True)))  # fmt: skip
+        log.info(
+            "[TRAIN] Offers: %d since %s (%s)",
+            len(frame),
+            f"{start:%Y-%m-%d}",
+            ", ".join(f"{a}: {c}" for a, c in zip(ARMS, counts, strict=True)),
+        )
         pulls, sums, squares, figures = replay(frame, rewards, policy, epsilon=epsilon, seed=seed)
         states = {
             arm: ArmState(
@@ -142,9 +148,13 @@ def train_bandit(
         truth = demo_best_arm(engine, frame)
         if truth:
             metrics["demo_truth_best_arm"] = truth
-        log.info("[TRAIN] Best arm: %s (mean reward %.4f); replay reward %s vs logged %s",
-                 best, means[best], _fmt(figures["policy_replay_reward"]),
-                 _fmt(figures["logged_reward"]))  # fmt: skip
+        log.info(
+            "[TRAIN] Best arm: %s (mean reward %.4f); replay reward %s vs logged %s",
+            best,
+            means[best],
+            _fmt(figures["policy_replay_reward"]),
+            _fmt(figures["logged_reward"]),
+        )
         snapshot = {
             "bandit": "pricing",
             "policy": policy,
@@ -176,9 +186,11 @@ def train_bandit(
             version=mv.version,
             n_samples=len(frame),
             class_distribution=dict(zip(ARMS, counts.tolist(), strict=True)),
-            metrics={"best_arm_mean_reward": means[best], **{
-                k: v for k, v in figures.items() if isinstance(v, float)}},
-        )  # fmt: skip
+            metrics={
+                "best_arm_mean_reward": means[best],
+                **{k: v for k, v in figures.items() if isinstance(v, float)},
+            },
+        )
         if alias:  # inside the run: a version failing its gate makes the run `rejected`
             promote_trained(engine, config, mv, alias, reason=f"trained on {len(frame)} offers")
     return {
@@ -210,8 +222,9 @@ def demo_best_arm(engine: Engine, frame: pd.DataFrame) -> str | None:
     with engine.connect() as conn:
         if "demo_truth_pricing" not in sa.inspect(conn).get_table_names():
             return None
-        truth = pd.DataFrame(conn.execute(sa.select(t.c.event_type, t.c.arm,
-                                                    t.c.expected_revenue_ratio)).all())  # fmt: skip
+        truth = pd.DataFrame(
+            conn.execute(sa.select(t.c.event_type, t.c.arm, t.c.expected_revenue_ratio)).all()
+        )
         types = pd.DataFrame(
             conn.execute(sa.select(e.c.event_type, e.c.event_id)).all(),
             columns=["event_type", "event_id"],

@@ -28,14 +28,24 @@ from .market import PRICE_COLUMNS, normalize_symbol, upsert_bars
 
 # Accepted header names per column, after lower-casing and turning spaces/dashes into "_".
 COLUMN_NAMES: dict[str, tuple[str, ...]] = {
-    "ts": ("ts", "timestamp", "datetime", "date_time", "time_stamp", "open_time",
-           "opentime", "time_open", "date", "time"),
+    "ts": (
+        "ts",
+        "timestamp",
+        "datetime",
+        "date_time",
+        "time_stamp",
+        "open_time",
+        "opentime",
+        "time_open",
+        "date",
+        "time",
+    ),
     "open": ("open", "o", "open_price", "opening_price"),
     "high": ("high", "h", "high_price", "max"),
     "low": ("low", "l", "low_price", "min"),
     "close": ("close", "c", "close_price", "closing_price", "last", "price", "adj_close"),
     "volume": ("volume", "vol", "v", "base_volume", "volume_base", "qty", "quantity"),
-}  # fmt: skip
+}
 SYMBOL_NAMES = ("symbol", "ticker", "pair", "instrument")
 MAX_LISTED = 5  # bad lines named in the error; the rest are counted
 
