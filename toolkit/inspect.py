@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import MlkitError
+from .formats import json_safe
 from .fraud.columns import DATASET_COLUMNS, DATASET_KEYS, LABEL_HISTORY_FEATURES
 
 if TYPE_CHECKING:
@@ -503,31 +503,3 @@ def checks(report: dict[str, Any], frame: pd.DataFrame) -> list[dict[str, Any]]:
             else "no feature scored",
         )
     return out
-
-
-def json_safe(value: Any) -> Any:
-    """Plain Python for json.dumps: NaN/NaT -> None, numpy scalars -> Python, times -> ISO."""
-    import numpy as np
-    import pandas as pd
-
-    if isinstance(value, Mapping):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    if value is None or value is pd.NaT or value is pd.NA:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, pd.Timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)

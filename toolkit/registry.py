@@ -16,7 +16,6 @@ import getpass
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import secrets
@@ -24,7 +23,7 @@ import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from .clock import utcnow
 from .datasets import _atomic_write_text, make_private, private_mkdir, sha256_file
 from .errors import MlkitError
+from .formats import json_safe
 from .identity import database_id
 from .locks import job_lock
 from .schema import model_alias_history, model_aliases, model_versions
@@ -44,34 +44,6 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 _REGISTER_ATTEMPTS = 5
-
-
-def json_safe(value: Any) -> Any:
-    """Plain JSON types only: numpy scalars and arrays unwrapped, NaN/inf as None,
-    datetimes as ISO strings, paths as strings (JSONB refuses NaN, json refuses numpy)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return [json_safe(v) for v in sorted(value, key=str)]
-    if type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values
-        return None
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return json_safe(value.tolist())
-    if hasattr(value, "isoformat"):  # pandas Timestamp
-        return value.isoformat()
-    if hasattr(value, "item"):
-        return json_safe(value.item())
-    return str(value)
 
 
 def default_changed_by() -> str:

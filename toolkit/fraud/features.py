@@ -34,11 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..geo import JET_SPEED_KMH, haversine_km
 from .columns import LABEL_HISTORY_WINDOWS_DAYS
 
 HOUR = 3600
 DAY = 86_400
-JET_SPEED_KMH = 900.0
 _SHIFT = np.int64(32)  # group id in the high bits, seconds since the base in the low 32
 
 
@@ -152,17 +152,6 @@ def _codes(*columns: pd.Series) -> list[np.ndarray]:
         out.append(codes[offset : offset + len(c)].astype(np.int64))
         offset += len(c)
     return out
-
-
-def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    lat1, lon1, lat2, lon2 = (
-        np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2)
-    )
-    a = (
-        np.sin((lat2 - lat1) / 2) ** 2
-        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * 6371.0 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None) -> pd.DataFrame:

@@ -21,9 +21,10 @@ from sqlalchemy.engine import Engine
 from .. import schema
 from ..db import is_missing, read_frame
 from ..errors import MlkitError
+from ..geo import JET_SPEED_KMH, haversine_km
 from .columns import LABEL_HISTORY_WINDOWS_DAYS
 from .etl import label_query
-from .features import DAY, HOUR, JET_SPEED_KMH, haversine_km
+from .features import DAY, HOUR
 
 WALLET_KEY = "features:wallet:{}"
 ORDER_COLUMNS = (
