@@ -5,6 +5,7 @@ one clear error."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -92,6 +93,24 @@ def build_source(path: Path) -> Path:
         "INSERT INTO events_log VALUES (?, ?, ?)",
         [("dup", 1, "2024-05-05 10:00:00")] * 3 + [(f"m{i}", i, None) for i in range(40)],
     )
+    conn.commit()
+    conn.close()
+    return path
+
+
+# A table a target cannot take whole: 'lots' is no integer, 0.125 has too many places.
+PRICES = (
+    "prices",
+    "id INTEGER PRIMARY KEY, qty INTEGER, amount NUMERIC(8, 2)",
+    [(1, 5, 1.5), (2, "lots", 2.0), (3, 7, 3.25), (4, 8, 0.125), (5, 9, 4.0)],
+)
+
+
+def add_table(path: Path, name: str, columns: str, rows: list[tuple]) -> Path:
+    """One table and its rows added to the SQLite file at `path`."""
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TABLE {name} ({columns})")
+    conn.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(rows[0]))})", rows)
     conn.commit()
     conn.close()
     return path
@@ -299,15 +318,7 @@ def test_killed_migration_resumes_without_duplicates_or_gaps(tmp_path, target_ur
 
 @pytest.mark.parametrize("server", ["mysql", "postgresql", "sqlite"])
 def test_values_the_target_cannot_hold_fail_or_go_to_the_reject_file(cli, tmp_path, server):
-    path = tmp_path / "dirty.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE prices (id INTEGER PRIMARY KEY, qty INTEGER, amount NUMERIC(8, 2))")
-    conn.executemany(
-        "INSERT INTO prices VALUES (?, ?, ?)",
-        [(1, 5, 1.5), (2, "lots", 2.0), (3, 7, 3.25), (4, 8, 0.125), (5, 9, 4.0)],
-    )
-    conn.commit()
-    conn.close()
+    path = add_table(tmp_path / "dirty.db", *PRICES)
     url = make_database(server, tmp_path)
     try:
         args = ("--source", f"sqlite:///{path}", "--target", url)
@@ -489,16 +500,11 @@ AWKWARD_TEXTS = [
     None,
 ]
 AWKWARD_BLOBS = [b"\x00", b"", b"\x00\xff\x00", None, b"\t\n\\N", bytes(range(256))]
-
-
-def test_mysql_load_data_keeps_awkward_text_and_bytes_exact(cli, tmp_path):
-    path = tmp_path / "awkward.db"
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "CREATE TABLE awkward (id INTEGER PRIMARY KEY, body TEXT, tag VARCHAR(20), data BLOB, "
-        "n INTEGER, amount NUMERIC(8, 2), at DATETIME, paid INTEGER, ratio REAL)"
-    )
-    rows = [
+AWKWARD = (
+    "awkward",
+    "id INTEGER PRIMARY KEY, body TEXT, tag VARCHAR(20), data BLOB, n INTEGER, "
+    "amount NUMERIC(8, 2), at DATETIME, paid INTEGER, ratio REAL",
+    [
         (
             i,
             text,
@@ -511,10 +517,13 @@ def test_mysql_load_data_keeps_awkward_text_and_bytes_exact(cli, tmp_path):
             [0.1, None, -0.0, 1e300, 3][i % 5],
         )
         for i, text in enumerate(AWKWARD_TEXTS, start=1)
-    ]
-    conn.executemany("INSERT INTO awkward VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    conn.commit()
-    conn.close()
+    ],
+)
+
+
+def test_mysql_load_data_keeps_awkward_text_and_bytes_exact(cli, tmp_path):
+    path = add_table(tmp_path / "awkward.db", *AWKWARD)
+    rows = AWKWARD[2]
     url = make_database("mysql", tmp_path)
     try:
         code, doc, stderr = run_json(cli, "--source", f"sqlite:///{path}", "--target", url)
@@ -671,3 +680,137 @@ def test_column_shortcuts_agree_with_the_converters():
         normalise_column(c, s.kind) for c, s in zip(zip(*rows, strict=True), columns, strict=True)
     ]
     assert sum_row_hashes(texts) == by_row
+
+
+# ---------------------------------------------------------------- unchanged output
+
+# Rejected everywhere ('many'); -inf is refused by MySQL alone. The reject lines show bytes
+# as hex and infinities as their repr.
+ODD = (
+    "odd",
+    "id INTEGER PRIMARY KEY, qty INTEGER, data BLOB, ratio REAL, note TEXT",
+    [
+        (1, 1, b"\x00\xff", 1.5, "ok"),
+        (2, "many", b"\x01", math.inf, "tab\there"),
+        (3, 3, None, -math.inf, None),
+    ],
+)
+# (source rows, rejected, target rows, checksum) per table, recorded from the copy before it
+# was split up; the checksums agree across targets but where a target rejects other rows.
+UNCHANGED_CHECKS = {
+    "awkward": (17, 0, 17, "1565ca50c4440030"),
+    "customers": (300, 0, 300, "0a1995cda96d0ee5"),
+    "events_log": (43, 0, 43, "6153b47b73f9c66f"),
+    "odd": (3, 1, 2, "0e5f8ebb527b8b1d"),
+    "order": (500, 0, 500, "d82e27baa852d849"),
+    "pairs": (12, 0, 12, "0a871931daf8e017"),
+    "prices": (5, 2, 3, "339034938c03549e"),
+}
+UNCHANGED_CHECKS_ON = {
+    "postgresql": {"awkward": (17, 2, 15, "042c921f9c52f9c3")},
+    "mysql": {"odd": (3, 2, 1, "025235cecd315fc9")},
+}
+_REJECT_ODD_2 = {
+    "table": "odd",
+    "key": [2],
+    "reason": "column 'qty': 'many' is not an integer",
+    "row": {"id": 2, "qty": "many", "data": {"hex": "01"}, "ratio": "inf", "note": "tab\there"},
+    "raw_hash": 5225777907417669855,
+}
+_REJECT_PRICES_2 = {
+    "table": "prices",
+    "key": [2],
+    "reason": "column 'qty': 'lots' is not an integer",
+    "row": {"id": 2, "qty": "lots", "amount": 2},
+    "raw_hash": 2229993509019925150,
+}
+_REJECT_PRICES_4 = {
+    "table": "prices",
+    "key": [4],
+    "reason": "column 'amount': 0.125 has more than 2 decimal places",
+    "row": {"id": 4, "qty": 8, "amount": 0.125},
+    "raw_hash": 7915185493241362736,
+}
+_REJECT_AWKWARD_8 = {
+    "table": "awkward",
+    "key": [8],
+    "reason": "A string literal cannot contain NUL (0x00) characters.",
+    "row": {
+        "id": 8,
+        "body": "nul\x00byte",
+        "tag": None,
+        "data": {"hex": "00ff00"},
+        "n": None,
+        "amount": 0,
+        "at": "2024-03-09 10:11:12",
+        "paid": 1700000008,
+        "ratio": 1e300,
+    },
+    "raw_hash": 5976842864954747593,
+}
+_REJECT_AWKWARD_16 = {
+    "table": "awkward",
+    "key": [16],
+    "reason": "A string literal cannot contain NUL (0x00) characters.",
+    "row": {
+        "id": 16,
+        "body": "all\t\n\\\r\x00at once",
+        "tag": None,
+        "data": {"hex": "090a5c4e"},
+        "n": None,
+        "amount": 197,
+        "at": "2024-03-17 10:11:12",
+        "paid": 1700000016,
+        "ratio": None,
+    },
+    "raw_hash": 4308080972473916924,
+}
+_REJECT_ODD_3 = {
+    "table": "odd",
+    "key": [3],
+    "reason": "column 'ratio': -inf: MySQL cannot store infinity or NaN",
+    "row": {"id": 3, "qty": 3, "data": None, "ratio": "-inf", "note": None},
+    "raw_hash": 868448076024130388,
+}
+UNCHANGED_REJECTS = {
+    "sqlite": [_REJECT_ODD_2, _REJECT_PRICES_2, _REJECT_PRICES_4],
+    "postgresql": [
+        _REJECT_AWKWARD_8,
+        _REJECT_AWKWARD_16,
+        _REJECT_ODD_2,
+        _REJECT_PRICES_2,
+        _REJECT_PRICES_4,
+    ],
+    "mysql": [_REJECT_ODD_2, _REJECT_ODD_3, _REJECT_PRICES_2, _REJECT_PRICES_4],
+}
+
+
+@pytest.mark.parametrize("server", ["sqlite", "postgresql", "mysql"])
+def test_migration_checksums_and_reject_file_are_unchanged(cli, tmp_path, server):
+    """Every type and awkward value, migrated with rejects skipped: the verifier's counts and
+    checksums per table and the reject file's bytes equal those recorded."""
+    source = build_source(tmp_path / "source.db")
+    for table in (PRICES, AWKWARD, ODD):
+        add_table(source, *table)
+    rejects = tmp_path / "rejects.jsonl"
+    url = make_database(server, tmp_path)
+    try:
+        code, doc, stderr = run_json(
+            cli,
+            *("--source", f"sqlite:///{source}", "--target", url),
+            *("--on-error", "skip", "--reject-file", str(rejects)),
+        )
+    finally:
+        drop_database(url)
+    assert code == 0, stderr
+    checks = {}
+    for table in doc["tables"]:
+        check = table["verify"]
+        assert check["ok"] and check["source_checksum"] == check["target_checksum"], table
+        counts = (check["source_rows"], check["rejected"], check["target_rows"])
+        checks[table["table"]] = (*counts, check["source_checksum"])
+    assert checks == {**UNCHANGED_CHECKS, **UNCHANGED_CHECKS_ON.get(server, {})}
+    lines = [json.loads(line) for line in rejects.read_text(encoding="utf-8").splitlines()]
+    assert lines == UNCHANGED_REJECTS[server]
+    expected = "".join(json.dumps(line) + "\n" for line in UNCHANGED_REJECTS[server])
+    assert rejects.read_text(encoding="utf-8") == expected
