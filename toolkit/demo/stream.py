@@ -1,7 +1,7 @@
 """`mlkit demo stream`: live traffic of the demo world, so a dashboard has something to watch.
 
 Every second it places `rate` primary orders stamped by the clock, drawn the way `demo seed`
-draws them (ticketing.py): normal wallets buying near home with their habitual payment
+draws them (the ticketing package): normal wallets buying near home with their habitual payment
 methods (some a second ticket minutes later), scalper-bot bursts from fresh wallets and
 stolen-payment sessions card after card, in the world's shares. Each tick's orders go in with
 one statement, are scored in one batch by the prod fraud model (the online feature
@@ -23,10 +23,13 @@ from sqlalchemy.engine import Engine
 from .. import schema
 from ..clock import utcnow
 from ..errors import MlkitError
+from ..geo import haversine_km
+from ..inputs import PAYMENT_METHODS
 from .fence import record_demo_rows
+from .ticketing import read_state
 
 # The generator's own sampling, reused so streamed traffic has the seeded world's shape.
-from .ticketing import (
+from .ticketing.facts import (
     _BOT_ORDER_SHARE,
     _FOLLOW_UP_SHARE,
     _HOSTING_OCTETS,
@@ -46,23 +49,14 @@ from .ticketing import (
     KINDS,
     N_CITIES,
     NORMAL,
-    PAYMENT_METHODS,
     STOLEN,
-    _Clock,
-    _fraud_truth,
-    _habitual_methods,
-    _haversine_km,
-    _home_octets,
-    _jitter,
-    _labels,
-    _random_octets,
-    _Wallets,
-    _weighted_choice,
-    read_state,
 )
+from .ticketing.labels import _fraud_truth, _labels
+from .ticketing.orders import _habitual_methods, _home_octets
+from .ticketing.world import _Clock, _jitter, _random_octets, _Wallets, _weighted_choice
 
 DEFAULT_CONVERSION = 0.45
-# Session shapes as ticketing._bot_sessions / _stolen_sessions / _session_times draw them:
+# Session shapes as ticketing.orders._bot_sessions / _stolen_sessions / _session_times draw them:
 # size = base + Poisson(extra); gaps = min + Exp(mean) seconds; sessions per wallet 1 + Poisson.
 BOT_SIZE = (1, 5.0)
 STOLEN_SIZE = (2, 1.5)
@@ -196,7 +190,7 @@ class DemoStream:
         lat = np.array([np.nan if r.venue_lat is None else float(r.venue_lat) for r in rows])
         lon = np.array([np.nan if r.venue_lon is None else float(r.venue_lon) for r in rows])
         distance = np.nan_to_num(
-            _haversine_km(CITY_LAT[:, None], CITY_LON[:, None], lat[None, :], lon[None, :]),
+            haversine_km(CITY_LAT[:, None], CITY_LON[:, None], lat[None, :], lon[None, :]),
             nan=20_000.0,
         )
         self.near_weight = weight[None, :] * (np.exp(-distance / 800.0) + 0.03)
@@ -471,7 +465,7 @@ class DemoStream:
         velocity = np.bincount(self.recent_buyer, minlength=len(wallets))[buyer]
         hours = np.maximum(t - wallets.last_t[buyer], 60.0) / HOUR
         speed = np.nan_to_num(
-            _haversine_km(
+            haversine_km(
                 wallets.last_lat[buyer], wallets.last_lon[buyer], orders["lat"], orders["lon"]
             )
             / hours
@@ -778,7 +772,7 @@ class DemoStream:
     def _event_facts(self, conn: sa.Connection, event_ids: set, moment: datetime) -> dict:
         """What the event features need, for several events in two grouped queries."""
         from ..fraud.columns import LABEL_HISTORY_WINDOWS_DAYS
-        from ..fraud.etl import label_query
+        from ..fraud.labels import label_query
 
         o = schema.orders
         ids = sorted(int(e) for e in event_ids)
