@@ -25,7 +25,7 @@ from ..datasets import asof_join_index, write_snapshot
 from ..db import read_frame
 from ..errors import MlkitError
 from .columns import DATASET_COLUMNS, FEATURES
-from .etl import label_query, own_labels
+from .labels import label_query, own_labels
 
 NAME = "fraud"
 

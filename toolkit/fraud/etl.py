@@ -25,6 +25,7 @@ from ..clock import parse_moment, utcnow
 from ..db import bulk_insert, explain_db_error, prepare_bulk_transaction, read_frame
 from ..errors import MlkitError
 from ..locks import job_lock
+from .labels import label_query, own_labels
 
 JOB = "fraud_features"
 ProgressCallback = Callable[[str, int, int | None], None]
@@ -216,38 +217,6 @@ def _history_scope(conn: sa.Connection, targets: sa.Select):
     return wallet_ids, event_ids, ticket_ids
 
 
-def label_query(
-    available_before: datetime | None = None,
-    wallet_ids: list[int] | None = None,
-    order_ids: sa.Select | None = None,
-    *,
-    available_at_or_before: datetime | None = None,
-) -> sa.Select:
-    """Confirmed fraud labels (alerts and bot detections) with the time each became usable.
-    Filters go into both branches of the union, where the indexes are."""
-    a, b = schema.security_alerts, schema.bot_detection
-    alerts = sa.select(a.c.order_id, a.c.wallet_id, a.c.label_available_at).where(
-        a.c.confirmed_fraud.is_(True), a.c.order_id.is_not(None)
-    )
-    bots = sa.select(b.c.order_id, b.c.wallet_id, b.c.label_available_at).where(
-        b.c.is_bot.is_(True), b.c.order_id.is_not(None)
-    )
-    if available_before is not None:
-        alerts = alerts.where(a.c.label_available_at < available_before)
-        bots = bots.where(b.c.label_available_at < available_before)
-    if available_at_or_before is not None:
-        alerts = alerts.where(a.c.label_available_at <= available_at_or_before)
-        bots = bots.where(b.c.label_available_at <= available_at_or_before)
-    if wallet_ids is not None:
-        alerts = alerts.where(a.c.wallet_id.in_(wallet_ids))
-        bots = bots.where(b.c.wallet_id.in_(wallet_ids))
-    if order_ids is not None:
-        alerts = alerts.where(a.c.order_id.in_(order_ids))
-        bots = bots.where(b.c.order_id.in_(order_ids))
-    union = sa.union_all(alerts, bots).subquery("labels")
-    return sa.select(union.c.order_id, union.c.wallet_id, union.c.label_available_at)
-
-
 def _check_nulls(sources) -> None:
     for table, columns in REQUIRED.items():
         frame = getattr(sources, table)
@@ -258,14 +227,6 @@ def _check_nulls(sources) -> None:
                     f"{missing} row(s) of {table}.{column} are NULL; features need it",
                     hint=f"fill or remove them: SELECT * FROM {table} WHERE {column} IS NULL",
                 )
-
-
-def own_labels(labels, order_ids):
-    """When each order's own fraud label first became available (NaT: none yet), from
-    labels available before the run's end."""
-    first = labels.groupby("order_id")["label_available_at"].min()
-    # reindex, not map: map of an empty datetime Series casts to float under pandas 3.
-    return first.reindex(order_ids).astype("datetime64[us]").to_numpy()
 
 
 def run_etl(

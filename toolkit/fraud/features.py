@@ -136,6 +136,17 @@ class _Timeline:
         return np.where(ok, start, -1)
 
 
+@dataclass
+class _Moments:
+    """The orders' times in seconds, the timelines' base, and the per-wallet and per-event
+    queries at those times."""
+
+    t: np.ndarray
+    base: int
+    by_wallet: _Queries
+    by_event: _Queries
+
+
 def _first_times(groups: np.ndarray, items: np.ndarray, times: np.ndarray):
     """The first time each (group, item) pair occurs: distinct counts become event counts."""
     frame = pd.DataFrame({"g": groups, "i": items, "t": times})
@@ -162,21 +173,13 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     t = _seconds(orders["created_at"])
     transfers_t = _seconds(sources.transfers["transferred_at"])
     labels_t = _seconds(sources.labels["label_available_at"])
-    wallet_created = _seconds(sources.wallets["created_at"])
     window_max = max(LABEL_HISTORY_WINDOWS_DAYS) * DAY
-    base = (
-        int(
-            min(
-                [
-                    t.min(initial=0),
-                    transfers_t.min(initial=t.min(initial=0)),
-                    labels_t.min(initial=t.min(initial=0)),
-                ]
-            )
-        )
-        - window_max
-        - 1
+    earliest = min(
+        t.min(initial=0),
+        transfers_t.min(initial=t.min(initial=0)),
+        labels_t.min(initial=t.min(initial=0)),
     )
+    base = int(earliest) - window_max - 1
 
     buyer, seller, tr_from, tr_to, label_wallet = _codes(
         orders["buyer_wallet_id"],
@@ -190,10 +193,12 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     resale = orders["is_resale"].astype(bool).to_numpy()
     features: dict[str, np.ndarray] = {}
     by_wallet, by_event = _Queries(buyer, t), _Queries(event, t)
+    moments = _Moments(t, base, by_wallet, by_event)
 
     every_order = _Timeline(buyer, t, base)
     features["txn_velocity_1h"] = every_order.count_before(by_wallet, HOUR).astype(float)
 
+    wallet_created = _seconds(sources.wallets["created_at"])
     created = pd.Series(wallet_created, index=sources.wallets["wallet_id"].to_numpy())
     wallet_birth = created.reindex(orders["buyer_wallet_id"].to_numpy()).to_numpy(dtype=float)
     features["wallet_age_days"] = (t - wallet_birth) / DAY
@@ -210,20 +215,7 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     features["cross_event_attendance"] = (
         _Timeline(g, first, base).count_before(by_wallet).astype(float)
     )
-
-    # Geo velocity: distance and time from the wallet's previous order.
-    previous = every_order.last_before(by_wallet)
-    has_prev = previous >= 0
-    prev_row = np.where(has_prev, every_order.order[np.maximum(previous, 0)], 0)
-    lat = orders["geo_lat"].to_numpy(dtype=float)
-    lon = orders["geo_lon"].to_numpy(dtype=float)
-    km = haversine_km(lat[prev_row], lon[prev_row], lat, lon)
-    hours = (t - t[prev_row]) / HOUR
-    with np.errstate(divide="ignore", invalid="ignore"):
-        speed = km / hours
-    flag = (speed > JET_SPEED_KMH).astype(float)
-    flag[~has_prev | np.isnan(km)] = np.nan
-    features["geo_velocity_flag"] = flag
+    features["geo_velocity_flag"] = _geo_velocity_flag(orders, every_order, moments)
 
     method = pd.factorize(orders["payment_method"])[0].astype(np.int64)
     g, m, first = _first_times(buyer, method, t)
@@ -242,7 +234,52 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
         _Timeline(g, first, base).count_before(by_wallet).astype(float)
     )
 
-    # Resales: how long the seller held the ticket (its previous completed sale to them).
+    features.update(_hold_features(orders, (completed, resale, buyer, seller), moments))
+    labels = sources.labels, labels_t, label_wallet
+    features.update(_label_history(labels, orders["order_id"], event, moments))
+
+    frame = pd.DataFrame(
+        {
+            "order_id": orders["order_id"].to_numpy(dtype=np.int64),
+            "wallet_id": orders["buyer_wallet_id"].to_numpy(dtype=np.int64),
+            "event_id": orders["event_id"].to_numpy(dtype=np.int64),
+            "feature_ts": orders["created_at"].to_numpy(),
+            **features,
+            "payment_method": orders["payment_method"].to_numpy(),
+            "is_resale": resale,
+        }
+    )
+    if target_ids is not None:
+        frame = frame[frame["order_id"].isin(target_ids)]
+    return frame.reset_index(drop=True)
+
+
+def _geo_velocity_flag(
+    orders: pd.DataFrame, every_order: _Timeline, moments: _Moments
+) -> np.ndarray:
+    """1 when the speed from the wallet's previous order to this one beats a jet, else 0;
+    NaN without a previous order or a location."""
+    t = moments.t
+    previous = every_order.last_before(moments.by_wallet)
+    has_prev = previous >= 0
+    prev_row = np.where(has_prev, every_order.order[np.maximum(previous, 0)], 0)
+    lat = orders["geo_lat"].to_numpy(dtype=float)
+    lon = orders["geo_lon"].to_numpy(dtype=float)
+    km = haversine_km(lat[prev_row], lon[prev_row], lat, lon)
+    hours = (t - t[prev_row]) / HOUR
+    with np.errstate(divide="ignore", invalid="ignore"):
+        speed = km / hours
+    flag = (speed > JET_SPEED_KMH).astype(float)
+    flag[~has_prev | np.isnan(km)] = np.nan
+    return flag
+
+
+def _hold_features(orders: pd.DataFrame, flags: tuple, moments: _Moments) -> dict[str, np.ndarray]:
+    """avg_ticket_hold_time and time_to_first_resale from `flags` (completed, resale, buyer
+    code, seller code per order): how long a seller held each ticket it resold, since the
+    ticket's previous completed sale, to that seller."""
+    completed, resale, buyer, seller = flags
+    t, base, by_wallet = moments.t, moments.base, moments.by_wallet
     ticket = orders["ticket_id"].to_numpy(dtype=float)
     sold = completed & ~np.isnan(ticket)
     sold_rows = np.flatnonzero(sold)
@@ -263,48 +300,42 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     holds = _Timeline(resale_seller, resale_t, base, values=hold_hours)
     count, total = holds.sum_before(by_wallet)
     with np.errstate(divide="ignore", invalid="ignore"):
-        features["avg_ticket_hold_time"] = np.where(count > 0, total / count, np.nan)
+        average = np.where(count > 0, total / count, np.nan)
     first_idx = holds.first_index(by_wallet)
     first_time = np.full(len(t), -1, dtype=np.int64)
     found = first_idx >= 0
     first_time[found] = holds.keys[first_idx[found]] & 0xFFFFFFFF
     first_idx = np.where(found & (first_time + base < t), first_idx, -1)
-    features["time_to_first_resale"] = holds.value_at(first_idx)
+    return {"avg_ticket_hold_time": average, "time_to_first_resale": holds.value_at(first_idx)}
 
-    # Label history: labels available in [t - w, t), minus the order's own label.
-    label_order = sources.labels["order_id"].to_numpy()
-    order_event = pd.Series(event, index=orders["order_id"].to_numpy())
+
+def _label_history(
+    labels: tuple, order_ids: pd.Series, event: np.ndarray, moments: _Moments
+) -> dict[str, np.ndarray]:
+    """Labels of the wallet's and the event's orders available in [t - w, t), minus the
+    order's own label; `labels` is the label frame, its times in seconds and wallet codes."""
+    labels, labels_t, label_wallet = labels
+    t, base = moments.t, moments.base
+    label_order = labels["order_id"].to_numpy()
+    order_event = pd.Series(event, index=order_ids.to_numpy())
     label_event = order_event.reindex(label_order).to_numpy(dtype=float)
     own_label_t = (
         pd.Series(labels_t, index=label_order)
         .groupby(level=0)
         .min()
-        .reindex(orders["order_id"].to_numpy())
+        .reindex(order_ids.to_numpy())
         .to_numpy(dtype=float)
     )
     wallet_labels = _Timeline(label_wallet[label_wallet >= 0], labels_t[label_wallet >= 0], base)
     has_event = ~np.isnan(label_event)
     event_labels = _Timeline(label_event[has_event].astype(np.int64), labels_t[has_event], base)
+    features = {}
     for days in LABEL_HISTORY_WINDOWS_DAYS:
         window = days * DAY
         own = ((own_label_t >= t - window) & (own_label_t < t)).astype(int)
-        wallet_count = wallet_labels.count_before(by_wallet, window)
+        wallet_count = wallet_labels.count_before(moments.by_wallet, window)
         features[f"wallet_labels_{days}d"] = (wallet_count - own).astype(float)
         features[f"event_labels_{days}d"] = (
-            event_labels.count_before(by_event, window) - own
+            event_labels.count_before(moments.by_event, window) - own
         ).astype(float)
-
-    frame = pd.DataFrame(
-        {
-            "order_id": orders["order_id"].to_numpy(dtype=np.int64),
-            "wallet_id": orders["buyer_wallet_id"].to_numpy(dtype=np.int64),
-            "event_id": orders["event_id"].to_numpy(dtype=np.int64),
-            "feature_ts": orders["created_at"].to_numpy(),
-            **features,
-            "payment_method": orders["payment_method"].to_numpy(),
-            "is_resale": resale,
-        }
-    )
-    if target_ids is not None:
-        frame = frame[frame["order_id"].isin(target_ids)]
-    return frame.reset_index(drop=True)
+    return features

@@ -19,12 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
-from ..db import is_missing, read_frame
+from ..db import read_frame
 from ..errors import MlkitError
 from ..geo import JET_SPEED_KMH, haversine_km
 from .columns import LABEL_HISTORY_WINDOWS_DAYS
-from .etl import label_query
 from .features import DAY, HOUR
+from .labels import label_query
 
 WALLET_KEY = "features:wallet:{}"
 ORDER_COLUMNS = (
@@ -245,9 +245,9 @@ def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: di
         "geo_velocity_flag": math.nan,
     }
     lat, lon = order.get("geo_lat"), order.get("geo_lon")
-    if buys and not (is_missing(lat) or is_missing(lon)):
+    if buys and not (pd.isna(lat) or pd.isna(lon)):
         previous = buys[-1]
-        if not (is_missing(previous["geo_lat"]) or is_missing(previous["geo_lon"])):
+        if not (pd.isna(previous["geo_lat"]) or pd.isna(previous["geo_lon"])):
             km = float(
                 haversine_km(previous["geo_lat"], previous["geo_lon"], float(lat), float(lon))
             )
@@ -286,7 +286,7 @@ def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: di
 
 def _hold_hours(rows: list[dict], wallet_id: int) -> list[float]:
     """For the wallet's completed resales in time order: hours since it bought that ticket."""
-    sold = [r for r in rows if r["status"] == "COMPLETED" and not is_missing(r["ticket_id"])]
+    sold = [r for r in rows if r["status"] == "COMPLETED" and not pd.isna(r["ticket_id"])]
     holds = []
     for resale in sold:
         if not resale["is_resale"] or resale["seller_wallet_id"] != wallet_id:
