@@ -86,39 +86,46 @@ def _check_server(dialect: str) -> None:
         engine.dispose()
 
 
+def _admin_statement(dialect: str, statement: str) -> None:
+    """One CREATE/DROP DATABASE on the server, outside any transaction."""
+    import sqlalchemy as sa
+
+    engine = _admin_engine(dialect)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
 def make_database(dialect: str, tmp_dir) -> str:
     """A new empty database with a unique name; returns its URL."""
     if dialect == "sqlite":
         return f"sqlite:///{tmp_dir}/mlkit-{uuid.uuid4().hex[:8]}.db"
-    import sqlalchemy as sa
-
     _check_server(dialect)
     name = f"mlkit_test_{uuid.uuid4().hex[:12]}"
-    engine = _admin_engine(dialect)
-    with engine.connect() as conn:
-        if dialect == "postgresql":
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        else:
-            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    engine.dispose()
+    _admin_statement(
+        dialect,
+        f'CREATE DATABASE "{name}"'
+        if dialect == "postgresql"
+        else f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4",
+    )
     return f"{_server_url(dialect)}/{name}"
 
 
 def drop_database(url: str) -> None:
-    import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     dialect = parsed.get_backend_name()
     if dialect == "sqlite":
         return
-    engine = _admin_engine(dialect)
-    with engine.connect() as conn:
-        if dialect == "postgresql":
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
-        else:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
-    engine.dispose()
+    _admin_statement(
+        dialect,
+        f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'
+        if dialect == "postgresql"
+        else f"DROP DATABASE IF EXISTS `{parsed.database}`",
+    )
 
 
 @pytest.fixture(scope="module", params=DIALECTS)
