@@ -183,6 +183,35 @@ def _labels(
     }
 
 
+# The label tables and their id columns.
+LABEL_TABLES = {"bot_detection": "detection_id", "security_alerts": "alert_id"}
+
+
+def label_columns(labels: dict, table: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One label table's rows (positions among the orders), the seconds each becomes
+    available, and its own columns, as `_labels` drew them."""
+    if table == "bot_detection":
+        return (
+            labels["detection_order"],
+            labels["detection_at"],
+            {
+                "bot_score": np.round(labels["detection_score"], 4),
+                "is_bot": labels["detection_is_bot"],
+                "detector": labels["detection_detector"],
+            },
+        )
+    return (
+        labels["alert_order"],
+        labels["alert_at"],
+        {
+            "alert_type": labels["alert_type"],
+            "severity": labels["alert_severity"],
+            "confirmed_fraud": labels["alert_confirmed"],
+            "details": labels["alert_details"],
+        },
+    )
+
+
 # ---------------------------------------------------------------- security noise
 
 

@@ -66,12 +66,7 @@ def _normal_orders(rng: np.random.Generator, events: _Events, wallets: _Wallets,
     city = np.where(travel, rng.choice(N_CITIES, n_anchor, p=CITY_SHARE), home)
     event = _events_near(rng, events, home)
     t = _ramp_times(rng, events, event, CITY_LON[city], daily=True)
-    lat, lon = _jitter(rng, city, km=4.0)
-    lat = np.where(travel, lat, wallets.home_lat[buyer] + rng.normal(0, 0.02, n_anchor))
-    lon = np.where(travel, lon, wallets.home_lon[buyer] + rng.normal(0, 0.03, n_anchor))
-    method = _habitual_methods(rng, wallets, buyer)
-    octets = _home_octets(rng, wallets, buyer)
-    octets[travel] = _random_octets(rng, int(travel.sum()), _RESIDENTIAL_OCTETS)
+    lat, lon, method, octets = _whereabouts(rng, wallets, buyer, city, travel)
 
     source = rng.integers(0, n_anchor, n_follow)
     gap = 20 + np.floor(rng.exponential(180, n_follow)).astype(np.int64)
@@ -91,6 +86,25 @@ def _normal_orders(rng: np.random.Generator, events: _Events, wallets: _Wallets,
         "octets": np.concatenate([octets, octets[source]]),
         "session": np.full(n, -1, dtype=np.int64),
     }
+
+
+def _whereabouts(
+    rng: np.random.Generator,
+    wallets: _Wallets,
+    buyer: np.ndarray,
+    city: np.ndarray,
+    travel: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where normal orders come from (home, or `city` when travelling), the buyers'
+    habitual payment methods and their home address (a residential one when away)."""
+    n = len(buyer)
+    lat, lon = _jitter(rng, city, km=4.0)
+    lat = np.where(travel, lat, wallets.home_lat[buyer] + rng.normal(0, 0.02, n))
+    lon = np.where(travel, lon, wallets.home_lon[buyer] + rng.normal(0, 0.03, n))
+    method = _habitual_methods(rng, wallets, buyer)
+    octets = _home_octets(rng, wallets, buyer)
+    octets[travel] = _random_octets(rng, int(travel.sum()), _RESIDENTIAL_OCTETS)
+    return lat, lon, method, octets
 
 
 def _events_near(rng: np.random.Generator, events: _Events, home: np.ndarray) -> np.ndarray:
