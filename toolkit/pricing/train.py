@@ -92,15 +92,12 @@ def train_bandit(
 
     Fewer than `pricing.min_offers` offers raise TooLittleData before any run is recorded.
     """
-    from ..registry import register_model
     from ..runs import training_run
     from ..validation import promote_trained
 
     policy = check_policy(policy or config.get("pricing.policy"))
-    surge, early = (
-        float(config.get("pricing.surge_ratio")),
-        float(config.get("pricing.early_bird_ratio")),
-    )
+    surge = float(config.get("pricing.surge_ratio"))
+    early = float(config.get("pricing.early_bird_ratio"))
     epsilon = float(config.get("pricing.epsilon"))
     cooldown = int(config.get("training.retry_cooldown_sec"))
     now = utcnow()
@@ -124,18 +121,7 @@ def train_bandit(
             ", ".join(f"{a}: {c}" for a, c in zip(ARMS, counts, strict=True)),
         )
         pulls, sums, squares, figures = replay(frame, rewards, policy, epsilon=epsilon, seed=seed)
-        states = {
-            arm: ArmState(
-                arm=arm,
-                pulls=int(pulls[i]),
-                reward_sum=float(sums[i]),
-                reward_sq_sum=float(squares[i]),
-                alpha=1.0 + float(sums[i]),
-                beta=1.0 + float(pulls[i] - sums[i]),
-                updated_at=now,
-            )
-            for i, arm in enumerate(ARMS)
-        }
+        states = _arm_states(pulls, sums, squares, now)
         means = {arm: s.mean for arm, s in states.items()}
         best = max(means, key=means.get)
         metrics = {
@@ -155,12 +141,6 @@ def train_bandit(
             _fmt(figures["policy_replay_reward"]),
             _fmt(figures["logged_reward"]),
         )
-        snapshot = {
-            "bandit": "pricing",
-            "policy": policy,
-            "reward_scale": scale,
-            "arms": {arm: s.as_dict() for arm, s in states.items()},
-        }
         params = {
             "policy": policy,
             "reward_scale": scale,
@@ -169,17 +149,7 @@ def train_bandit(
             "since": start.isoformat(),
             "until": now.isoformat(),
         }
-        mv = register_model(
-            engine,
-            config.artifacts_dir,
-            name="pricing",
-            family="pricing",
-            write_artifact=lambda path: Path(path).write_text(json.dumps(snapshot, indent=2)),
-            filename="state.json",
-            metrics=metrics,
-            params=params,
-            features=list(ARMS),
-        )
+        mv = _register(engine, config, states, metrics, params)
         # The live state changes only once the snapshot is safely registered.
         BanditStore(engine, redis).save(states)
         run.finish(
@@ -204,6 +174,45 @@ def train_bandit(
         "metrics": metrics,
         "alias": alias or None,
     }
+
+
+def _arm_states(pulls, sums, squares, now) -> dict[str, ArmState]:
+    """Each arm's state from its totals: counts, reward sums and a Beta(1 + wins, 1 + losses)."""
+    return {
+        arm: ArmState(
+            arm=arm,
+            pulls=int(pulls[i]),
+            reward_sum=float(sums[i]),
+            reward_sq_sum=float(squares[i]),
+            alpha=1.0 + float(sums[i]),
+            beta=1.0 + float(pulls[i] - sums[i]),
+            updated_at=now,
+        )
+        for i, arm in enumerate(ARMS)
+    }
+
+
+def _register(engine: Engine, config, states: dict, metrics: dict, params: dict):
+    """Register the arms' snapshot (state.json) as a new pricing version."""
+    from ..registry import register_model
+
+    snapshot = {
+        "bandit": "pricing",
+        "policy": params["policy"],
+        "reward_scale": params["reward_scale"],
+        "arms": {arm: s.as_dict() for arm, s in states.items()},
+    }
+    return register_model(
+        engine,
+        config.artifacts_dir,
+        name="pricing",
+        family="pricing",
+        write_artifact=lambda path: Path(path).write_text(json.dumps(snapshot, indent=2)),
+        filename="state.json",
+        metrics=metrics,
+        params=params,
+        features=list(ARMS),
+    )
 
 
 def _per_arm(frame: pd.DataFrame, column: str) -> dict:

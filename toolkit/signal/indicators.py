@@ -58,6 +58,19 @@ def sma(close: pd.Series, window: int) -> pd.Series:
 def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
     """The indicator columns of time-ordered bars (columns open, high, low, close, volume
     and ts), index aligned with `bars`. About 440 columns."""
+    series = _derived_series(bars)
+    cols: dict[str, pd.Series] = {}
+    for w in WINDOWS:
+        cols.update(_window_columns(series, w))
+    cols.update(_horizon_columns(series["c"], series["log_c"], series["r1"]))
+    cols.update(_calendar_columns(series["ts"]))
+    frame = pd.DataFrame({name: s.to_numpy(dtype=float) for name, s in cols.items()})
+    frame.index = bars.index
+    return frame
+
+
+def _derived_series(bars: pd.DataFrame) -> dict[str, pd.Series]:
+    """The bars' columns and the per-bar series the indicators are built from."""
     o, h, lo, c, v = (bars[name].astype(float).reset_index(drop=True) for name in OHLCV)
     ts = pd.to_datetime(bars["ts"]).reset_index(drop=True)
     log_c = np.log(c)
@@ -79,68 +92,105 @@ def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
     price_volume = c * v
     up_bar = (r1 > 0).astype(float).where(r1.notna())
 
+    return {
+        "ts": ts,
+        "c": c,
+        "h": h,
+        "lo": lo,
+        "v": v,
+        "log_c": log_c,
+        "r1": r1,
+        "true_range": true_range,
+        "typical": typical,
+        "plus_dm": plus_dm,
+        "minus_dm": minus_dm,
+        "obv": obv,
+        "positive_flow": positive_flow,
+        "negative_flow": negative_flow,
+        "log_hl": log_hl,
+        "log_co": log_co,
+        "close_location": close_location,
+        "price_volume": price_volume,
+        "up_bar": up_bar,
+    }
+
+
+def _window_columns(series: dict[str, pd.Series], w: int) -> dict[str, pd.Series]:
+    """The indicators over the last `w` bars."""
+    c, h, lo, v, log_c, r1 = (series[k] for k in ("c", "h", "lo", "v", "log_c", "r1"))
+    true_range, typical, obv = series["true_range"], series["typical"], series["obv"]
+    plus_dm, minus_dm = series["plus_dm"], series["minus_dm"]
+    positive_flow, negative_flow = series["positive_flow"], series["negative_flow"]
+    log_hl, log_co = series["log_hl"], series["log_co"]
+    close_location, price_volume = series["close_location"], series["price_volume"]
+    up_bar = series["up_bar"]
     cols: dict[str, pd.Series] = {}
-    for w in WINDOWS:
-        roll = c.rolling(w, min_periods=w)
-        mean, std = roll.mean(), roll.std()
-        ema = _ema(c, w)
-        vol = r1.rolling(w, min_periods=w).std()
-        atr = _wilder(true_range, w)
-        lowest = lo.rolling(w, min_periods=w).min()
-        highest = h.rolling(w, min_periods=w).max()
-        stoch = 100.0 * _div(c - lowest, highest - lowest)
-        v_roll = v.rolling(w, min_periods=w)
-        v_mean, v_std = v_roll.mean(), v_roll.std()
-        tp_roll = typical.rolling(w, min_periods=w)
-        plus_di = 100.0 * _div(_wilder(plus_dm, w), atr)
-        minus_di = 100.0 * _div(_wilder(minus_dm, w), atr)
-        dx = 100.0 * _div((plus_di - minus_di).abs(), plus_di + minus_di)
-        obv_roll = obv.rolling(w, min_periods=w)
-        pos = positive_flow.rolling(w, min_periods=w).sum()
-        neg = negative_flow.rolling(w, min_periods=w).sum()
-        vwap = _div(price_volume.rolling(w, min_periods=w).sum(), v.rolling(w, min_periods=w).sum())
+    roll = c.rolling(w, min_periods=w)
+    mean, std = roll.mean(), roll.std()
+    ema = _ema(c, w)
+    vol = r1.rolling(w, min_periods=w).std()
+    atr = _wilder(true_range, w)
+    lowest = lo.rolling(w, min_periods=w).min()
+    highest = h.rolling(w, min_periods=w).max()
+    stoch = 100.0 * _div(c - lowest, highest - lowest)
+    v_roll = v.rolling(w, min_periods=w)
+    v_mean, v_std = v_roll.mean(), v_roll.std()
+    tp_roll = typical.rolling(w, min_periods=w)
+    plus_di = 100.0 * _div(_wilder(plus_dm, w), atr)
+    minus_di = 100.0 * _div(_wilder(minus_dm, w), atr)
+    dx = 100.0 * _div((plus_di - minus_di).abs(), plus_di + minus_di)
+    obv_roll = obv.rolling(w, min_periods=w)
+    pos = positive_flow.rolling(w, min_periods=w).sum()
+    neg = negative_flow.rolling(w, min_periods=w).sum()
+    vwap = _div(price_volume.rolling(w, min_periods=w).sum(), v.rolling(w, min_periods=w).sum())
 
-        cols[f"sma_ratio_{w}"] = _div(c, mean) - 1.0
-        cols[f"ema_ratio_{w}"] = _div(c, ema) - 1.0
-        cols[f"sma_slope_{w}"] = np.log(_div(mean, mean.shift(max(1, w // 4))))
-        cols[f"volatility_{w}"] = vol
-        cols[f"rsi_{w}"] = rsi(c, w)
-        cols[f"bollinger_pctb_{w}"] = _div(c - (mean - 2.0 * std), 4.0 * std)
-        cols[f"bollinger_width_{w}"] = _div(4.0 * std, mean)
-        cols[f"atr_{w}"] = _div(atr, c)
-        cols[f"stoch_k_{w}"] = stoch
-        cols[f"stoch_d_{w}"] = stoch.rolling(3, min_periods=3).mean()
-        cols[f"high_distance_{w}"] = _div(c, highest) - 1.0
-        cols[f"low_distance_{w}"] = _div(c, lowest) - 1.0
-        cols[f"volume_z_{w}"] = _div(v - v_mean, v_std)
-        cols[f"volume_ratio_{w}"] = _div(v, v_mean)
-        # CCI with the rolling standard deviation in place of the mean absolute deviation,
-        # which has no vectorised rolling form; the two differ by a near-constant factor.
-        cols[f"cci_{w}"] = _div(typical - tp_roll.mean(), 0.015 * tp_roll.std())
-        cols[f"momentum_z_{w}"] = _div(log_c - log_c.shift(w), vol * np.sqrt(w))
-        cols[f"skew_{w}"] = r1.rolling(w, min_periods=w).skew()
-        cols[f"kurtosis_{w}"] = r1.rolling(w, min_periods=w).kurt()
-        cols[f"obv_z_{w}"] = _div(obv - obv_roll.mean(), obv_roll.std())
-        cols[f"mfi_{w}"] = 100.0 * _div(pos, pos + neg)
-        cols[f"range_mean_{w}"] = _div(h - lo, c).rolling(w, min_periods=w).mean()
-        cols[f"close_location_{w}"] = close_location.rolling(w, min_periods=w).mean()
-        cols[f"adx_{w}"] = _wilder(dx, w)
-        cols[f"di_diff_{w}"] = plus_di - minus_di
-        cols[f"parkinson_{w}"] = np.sqrt(
-            (log_hl**2).rolling(w, min_periods=w).mean() / (4.0 * np.log(2.0))
-        )
-        garman_klass = 0.5 * log_hl**2 - (2.0 * np.log(2.0) - 1.0) * log_co**2
-        cols[f"garman_klass_{w}"] = np.sqrt(
-            garman_klass.rolling(w, min_periods=w).mean().clip(lower=0.0)
-        )
-        cols[f"autocorr_{w}"] = r1.rolling(w, min_periods=w).corr(r1.shift(1)).clip(-1.0, 1.0)
-        cols[f"volume_price_corr_{w}"] = (
-            r1.rolling(w, min_periods=w).corr(v.pct_change()).clip(-1.0, 1.0)
-        )
-        cols[f"vwap_distance_{w}"] = _div(c, vwap) - 1.0
-        cols[f"keltner_{w}"] = _div(c - ema, atr)
-        cols[f"up_share_{w}"] = up_bar.rolling(w, min_periods=w).mean()
+    cols[f"sma_ratio_{w}"] = _div(c, mean) - 1.0
+    cols[f"ema_ratio_{w}"] = _div(c, ema) - 1.0
+    cols[f"sma_slope_{w}"] = np.log(_div(mean, mean.shift(max(1, w // 4))))
+    cols[f"volatility_{w}"] = vol
+    cols[f"rsi_{w}"] = rsi(c, w)
+    cols[f"bollinger_pctb_{w}"] = _div(c - (mean - 2.0 * std), 4.0 * std)
+    cols[f"bollinger_width_{w}"] = _div(4.0 * std, mean)
+    cols[f"atr_{w}"] = _div(atr, c)
+    cols[f"stoch_k_{w}"] = stoch
+    cols[f"stoch_d_{w}"] = stoch.rolling(3, min_periods=3).mean()
+    cols[f"high_distance_{w}"] = _div(c, highest) - 1.0
+    cols[f"low_distance_{w}"] = _div(c, lowest) - 1.0
+    cols[f"volume_z_{w}"] = _div(v - v_mean, v_std)
+    cols[f"volume_ratio_{w}"] = _div(v, v_mean)
+    # CCI with the rolling standard deviation in place of the mean absolute deviation,
+    # which has no vectorised rolling form; the two differ by a near-constant factor.
+    cols[f"cci_{w}"] = _div(typical - tp_roll.mean(), 0.015 * tp_roll.std())
+    cols[f"momentum_z_{w}"] = _div(log_c - log_c.shift(w), vol * np.sqrt(w))
+    cols[f"skew_{w}"] = r1.rolling(w, min_periods=w).skew()
+    cols[f"kurtosis_{w}"] = r1.rolling(w, min_periods=w).kurt()
+    cols[f"obv_z_{w}"] = _div(obv - obv_roll.mean(), obv_roll.std())
+    cols[f"mfi_{w}"] = 100.0 * _div(pos, pos + neg)
+    cols[f"range_mean_{w}"] = _div(h - lo, c).rolling(w, min_periods=w).mean()
+    cols[f"close_location_{w}"] = close_location.rolling(w, min_periods=w).mean()
+    cols[f"adx_{w}"] = _wilder(dx, w)
+    cols[f"di_diff_{w}"] = plus_di - minus_di
+    cols[f"parkinson_{w}"] = np.sqrt(
+        (log_hl**2).rolling(w, min_periods=w).mean() / (4.0 * np.log(2.0))
+    )
+    garman_klass = 0.5 * log_hl**2 - (2.0 * np.log(2.0) - 1.0) * log_co**2
+    cols[f"garman_klass_{w}"] = np.sqrt(
+        garman_klass.rolling(w, min_periods=w).mean().clip(lower=0.0)
+    )
+    cols[f"autocorr_{w}"] = r1.rolling(w, min_periods=w).corr(r1.shift(1)).clip(-1.0, 1.0)
+    cols[f"volume_price_corr_{w}"] = (
+        r1.rolling(w, min_periods=w).corr(v.pct_change()).clip(-1.0, 1.0)
+    )
+    cols[f"vwap_distance_{w}"] = _div(c, vwap) - 1.0
+    cols[f"keltner_{w}"] = _div(c - ema, atr)
+    cols[f"up_share_{w}"] = up_bar.rolling(w, min_periods=w).mean()
 
+    return cols
+
+
+def _horizon_columns(c: pd.Series, log_c: pd.Series, r1: pd.Series) -> dict[str, pd.Series]:
+    """Returns over several horizons, lagged returns, MACDs and moving-average crosses."""
+    cols: dict[str, pd.Series] = {}
     for k in RETURN_HORIZONS:
         cols[f"return_{k}"] = log_c - log_c.shift(k)
     for k in RETURN_LAGS:
@@ -157,6 +207,12 @@ def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
     for fast, slow in combinations(CROSS_WINDOWS, 2):
         cols[f"sma_cross_{fast}_{slow}"] = _div(smas[fast], smas[slow]) - 1.0
         cols[f"ema_cross_{fast}_{slow}"] = _div(emas[fast], emas[slow]) - 1.0
+    return cols
+
+
+def _calendar_columns(ts: pd.Series) -> dict[str, pd.Series]:
+    """The bar's hour, weekday and minute, cyclically encoded where they cycle."""
+    cols: dict[str, pd.Series] = {}
     hour = ts.dt.hour.to_numpy(dtype=float)
     weekday = ts.dt.day_of_week.to_numpy(dtype=float)
     cols["hour_sin"] = pd.Series(np.sin(2 * np.pi * hour / 24))
@@ -166,9 +222,7 @@ def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
     # Constant on hourly bars (and then dropped by sanitisation); informative on minute bars.
     cols["minute_of_hour"] = pd.Series(ts.dt.minute.to_numpy(dtype=float))
 
-    frame = pd.DataFrame({name: s.to_numpy(dtype=float) for name, s in cols.items()})
-    frame.index = bars.index
-    return frame
+    return cols
 
 
 # ---------------------------------------------------------------- sanitisation
