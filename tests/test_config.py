@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mlkit.toolkit.config import DEFAULTS, interpolate, load_config
+from mlkit.toolkit.drift import DriftSettings
 from mlkit.toolkit.errors import MlkitError
+from mlkit.toolkit.fraud.scoring import Thresholds
+from mlkit.toolkit.signal.model import ModelSettings
+from mlkit.toolkit.signal.train import TrainSettings
 
 SHIPPED = Path(__file__).resolve().parents[1] / "config.yaml"
 
@@ -110,6 +117,57 @@ def test_values_are_coerced_to_the_default_type(tmp_path):
     assert config.get("redis.enabled") is False
     assert config.redis_url is None
     assert config.get("training.retry_cooldown_sec") == 900
+
+
+def test_signal_keys_at_their_old_training_place_are_read_with_one_warning(tmp_path, caplog):
+    file = tmp_path / "old.yaml"
+    file.write_text(
+        "training:\n  min_rfe_samples: 90\n  allow_fallback_execution: yes\n"
+        "  retry_cooldown_sec: 60\nsignal:\n  depth: 4\n"
+    )
+    config = load_config(file, env={})
+    assert config.get("signal.min_rfe_samples") == 90
+    assert config.get("signal.allow_fallback_execution") is True
+    assert config.get("signal.depth") == 4 and config.get("training.retry_cooldown_sec") == 60
+    assert set(config.get("training")) == {"retry_cooldown_sec"}
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "training.min_rfe_samples, training.allow_fallback_execution read as" in warning
+    assert str(file) in warning
+    # The new place wins when the file sets both.
+    file.write_text("training:\n  min_rfe_samples: 90\nsignal:\n  min_rfe_samples: 70\n")
+    assert load_config(file, env={}).get("signal.min_rfe_samples") == 70
+
+
+def test_config_show_puts_an_old_key_at_its_new_place_and_warns_on_stderr(tmp_path):
+    file = tmp_path / "old.yaml"
+    file.write_text("training:\n  max_baseline_features: 33\n")
+    show = ["--config", str(file), "config", "show", "--json"]
+    result = subprocess.run(
+        [sys.executable, "-c", "from mlkit.commands.main import run; run()", *show],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["signal"]["max_baseline_features"] == 33
+    assert "max_baseline_features" not in document["training"]
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"warning: {file}: training.max_baseline_features read as signal.")
+
+
+@pytest.mark.parametrize("settings", [Thresholds, DriftSettings, ModelSettings, TrainSettings])
+def test_settings_defaults_are_the_config_defaults(settings, tmp_path):
+    shipped = settings.from_config(load_config(SHIPPED, env={}))
+    assert settings.default() == shipped
+    assert settings.from_config(load_config(env={"MLKIT_HOME": str(tmp_path)})) == shipped
+    changed = tmp_path / "c.yaml"
+    first = dataclasses.fields(settings)[0]
+    section = DEFAULTS[settings.section]
+    key = first.metadata.get("key", first.name)
+    changed.write_text(f"{settings.section}:\n  {key}: {section[key] + 1}\n")
+    value = getattr(settings.from_config(load_config(changed, env={})), first.name)
+    assert value == section[key] + 1
 
 
 @pytest.mark.parametrize(

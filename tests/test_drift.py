@@ -19,7 +19,7 @@ from mlkit.toolkit.drift import (
 from mlkit.toolkit.errors import MlkitError
 from mlkit.toolkit.schema import drift_checks, drift_results, fraud_features
 
-SETTINGS = DriftSettings()
+SETTINGS = DriftSettings.default()
 
 
 def frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -108,12 +108,18 @@ def test_wasserstein_matches_scipy():
 
 def test_bad_settings_are_refused():
     with pytest.raises(MlkitError, match=r"drift\.bins"):
-        DriftSettings(bins=1).check()
+        DriftSettings.default(bins=1)
     with pytest.raises(MlkitError, match=r"drift\.p_value"):
-        DriftSettings(p_value=1.5).check()
+        DriftSettings.default(p_value=1.5)
 
 
 # ---------------------------------------------------------------- against a database
+
+
+def drift_check(cli, database_url: str, ref: str, window: str, *extra: str):
+    return cli(
+        "--database", database_url, "drift", "check", "--model", ref, "--window", window, *extra
+    )
 
 
 @pytest.fixture(scope="module")
@@ -201,17 +207,7 @@ def test_a_shifted_feature_in_the_database_is_detected_named_and_exits_3(
             .values(price_deviation_ratio=f.c.price_deviation_ratio * 3 + 1)
         )
     try:
-        result = cli(
-            "--database",
-            database_url,
-            "drift",
-            "check",
-            "--model",
-            world["ref"],
-            "--window",
-            "7d",
-            "--json",
-        )
+        result = drift_check(cli, database_url, world["ref"], "7d", "--json")
         assert result.exit_code == 3, result.output
         document = json.loads(result.stdout)
         assert document["drifted"] and document["features_drifted"] == ["price_deviation_ratio"]
@@ -220,9 +216,7 @@ def test_a_shifted_feature_in_the_database_is_detected_named_and_exits_3(
         latest = latest_drift_check(engine)
         assert latest["check_id"] == document["check_id"] and latest["drifted"]
         assert latest["features_drifted_names"] == ["price_deviation_ratio"]
-        table = cli(
-            "--database", database_url, "drift", "check", "--model", world["ref"], "--window", "7d"
-        )
+        table = drift_check(cli, database_url, world["ref"], "7d")
         assert table.exit_code == 3 and "price_deviation_ratio" in table.stdout
     finally:
         with engine.begin() as conn:
@@ -231,9 +225,7 @@ def test_a_shifted_feature_in_the_database_is_detected_named_and_exits_3(
                 .where(f.c.feature_ts >= world["start"])
                 .values(price_deviation_ratio=(f.c.price_deviation_ratio - 1) / 3)
             )
-    result = cli(
-        "--database", database_url, "drift", "check", "--model", world["ref"], "--window", "7d"
-    )
+    result = drift_check(cli, database_url, world["ref"], "7d")
     assert result.exit_code == 0, result.output
     assert "no drift" in result.stdout
 
@@ -286,26 +278,14 @@ def test_a_quiet_window_is_skipped_with_exit_0_and_nothing_recorded(
     # A week after the last order: the window counts back from now, not from that order.
     monkeypatch.setenv("MLKIT_NOW", (world["now"] + pd.Timedelta(days=7)).isoformat())
     before = latest_drift_check(engine)
-    result = cli(
-        "--database",
-        database_url,
-        "drift",
-        "check",
-        "--model",
-        world["ref"],
-        "--window",
-        "1d",
-        "--json",
-    )
+    result = drift_check(cli, database_url, world["ref"], "1d", "--json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["status"] == "skipped" and not document["drifted"]
     assert document["current_rows"] == 0 and document["check_id"] is None
     assert "skipped: only 0 recent orders" in document["warnings"][0]
     assert latest_drift_check(engine) == before
-    table = cli(
-        "--database", database_url, "drift", "check", "--model", world["ref"], "--window", "1d"
-    )
+    table = drift_check(cli, database_url, world["ref"], "1d")
     assert table.exit_code == 0 and "nothing compared" in table.stdout
 
 

@@ -151,7 +151,7 @@ def test_walk_forward_folds_purge_a_horizon_before_each_test_block():
 
 @pytest.mark.parametrize("bootstrap", ["Bayesian", "Bernoulli", "MVS", "No"])
 def test_catboost_parameters_never_conflict(bootstrap):
-    params = catboost_params(ModelSettings(bootstrap_type=bootstrap, iterations=3))
+    params = catboost_params(ModelSettings.default(bootstrap_type=bootstrap, iterations=3))
     assert params["auto_class_weights"] == "Balanced"
     assert params["loss_function"] == "MultiClass"
     assert ("subsample" in params) == (bootstrap in ("Bernoulli", "MVS"))
@@ -159,12 +159,14 @@ def test_catboost_parameters_never_conflict(bootstrap):
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(90, 3)), columns=["a", "b", "c"])
     y = np.tile([SELL, HOLD, BUY], 30)
-    model = fit_classifier(X, y, ModelSettings(bootstrap_type=bootstrap, iterations=3, depth=2))
+    model = fit_classifier(
+        X, y, ModelSettings.default(bootstrap_type=bootstrap, iterations=3, depth=2)
+    )
     assert model.predict_proba(X).shape == (90, 3)
     with pytest.raises(MlkitError, match="bootstrap_type"):
-        catboost_params(ModelSettings(bootstrap_type="Bootstrap"))
+        catboost_params(ModelSettings.default(bootstrap_type="Bootstrap"))
     with pytest.raises(MlkitError, match="lack class"):
-        fit_classifier(X, np.zeros(90, dtype=int), ModelSettings(iterations=3))
+        fit_classifier(X, np.zeros(90, dtype=int), ModelSettings.default(iterations=3))
 
 
 def _closes(*segments: tuple[int, float, float]) -> pd.Series:

@@ -16,11 +16,11 @@ from mlkit.toolkit.signal.labels import CLASSES
 from mlkit.toolkit.signal.model import ModelSettings
 from mlkit.toolkit.signal.train import TrainSettings, fit_signal, prepare, walk_forward
 
-FAST = TrainSettings(
+FAST = TrainSettings.default(
     horizon=12,
     folds=3,
     test_fraction=0.3,
-    model=ModelSettings(
+    model=ModelSettings.default(
         iterations=60,
         learning_rate=0.15,
         depth=4,

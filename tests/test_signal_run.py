@@ -101,7 +101,7 @@ def test_too_few_samples_no_training_fallback_and_status_says_why(engine, config
         "attempted": False,
         "outcome": "skipped",
         "reason": "insufficient_samples",
-        "detail": "120 bars < training.min_initial_train_samples 400: no training attempted",
+        "detail": "120 bars < signal.min_initial_train_samples 400: no training attempted",
     }
     assert result["fallback"] is True and result["model_version"] is None
     assert result["signal"] in ("SELL", "HOLD", "BUY")
@@ -120,8 +120,7 @@ def test_too_few_samples_no_training_fallback_and_status_says_why(engine, config
     assert status["is_trained"] is False and status["fallback_active"] is True
     assert status["untrained_reason"]["code"] == "insufficient_samples"
     assert (
-        "120 bars < training.min_initial_train_samples 400"
-        in (status["untrained_reason"]["detail"])
+        "120 bars < signal.min_initial_train_samples 400" in (status["untrained_reason"]["detail"])
     )
     assert status["last_training_time"] is None and status["samples_in_last_train"] == 0
     assert status["training_cooldown_active"] is False and status["next_retry_at"] is None

@@ -7,15 +7,20 @@ String values may use `${VAR}` and `${VAR:-default}` (defaults may nest).
 from __future__ import annotations
 
 import copy
+import dataclasses
+import logging
 import os
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn, Self
 from urllib.parse import urlsplit
 
 from .errors import MlkitError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HOME = "~/.local/share/mlkit"
 
@@ -78,10 +83,6 @@ DEFAULTS: dict[str, Any] = {
         "min_interactions": 500,  # fewer in the window: no new recommender
     },
     "training": {
-        "min_initial_train_samples": 400,
-        "min_rfe_samples": 150,
-        "max_baseline_features": 120,
-        "allow_fallback_execution": False,
         "retry_cooldown_sec": 600,  # after a failed training of any family
     },
     "signal": {
@@ -94,18 +95,25 @@ DEFAULTS: dict[str, Any] = {
         "test_fraction": 0.2,
         "max_missing_share": 0.5,
         "trade_cost_bps": 5.0,
+        "min_initial_train_samples": 400,  # fewer bars: no training attempted
+        "allow_fallback_execution": False,  # the SMA/RSI fallback signal may execute
         "iterations": 300,
         "learning_rate": 0.05,
         "depth": 6,
         "border_count": 32,
         "bootstrap_type": "Bernoulli",
         "subsample": 0.8,
+        "bagging_temperature": 1.0,  # with the Bayesian bootstrap only
         "random_seed": 0,
         "thread_count": 2,
         "rfe_algorithm": "RecursiveByLossFunctionChange",
         "rfe_features": 40,
         "rfe_steps": 3,
         "selection_iterations": 60,
+        "selection_learning_rate": 0.15,
+        # Fewer selection rows: the max_baseline_features most important of one fit.
+        "min_rfe_samples": 150,
+        "max_baseline_features": 120,
     },
     "drift": {
         "model": "fraud@prod",
@@ -179,6 +187,17 @@ DEFAULTS: dict[str, Any] = {
             },
         ],
     },
+}
+
+# Keys that moved: a file setting the old place is read as the new one, with a warning.
+MOVED_KEYS = {
+    f"training.{key}": f"signal.{key}"
+    for key in (
+        "min_initial_train_samples",
+        "min_rfe_samples",
+        "max_baseline_features",
+        "allow_fallback_execution",
+    )
 }
 
 ALERT_RULE_KEYS = {"name", "condition", "duration", "severity", "action", "enabled"}
@@ -305,6 +324,47 @@ class Config:
             "logs_dir": str(self.logs_dir),
         }
         return data
+
+
+def config_key(name: str) -> Any:
+    """A settings field read from the section key `name` rather than the field's own name."""
+    return field(metadata={"key": name})
+
+
+class Settings:
+    """A typed config section: a frozen dataclass whose fields are keys of `section`, values
+    from the config, or from DEFAULTS where code needs them without one; a field that is
+    itself Settings reads the same section."""
+
+    section: ClassVar[str]
+
+    @classmethod
+    def from_section(cls, values: Mapping[str, Any], **overrides: Any) -> Self:
+        types = typing.get_type_hints(cls)
+        given = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            kind = types[f.name]
+            if f.name in overrides:
+                given[f.name] = overrides[f.name]
+            elif isinstance(kind, type) and issubclass(kind, Settings):
+                given[f.name] = kind.from_section(values)
+            else:
+                given[f.name] = kind(values[f.metadata.get("key", f.name)])
+        settings = cls(**given)
+        settings.check()
+        return settings
+
+    @classmethod
+    def from_config(cls, config: Config) -> Self:
+        return cls.from_section(config.get(cls.section))
+
+    @classmethod
+    def default(cls, **overrides: Any) -> Self:
+        """The built-in defaults, with `overrides` by field name."""
+        return cls.from_section(DEFAULTS[cls.section], **overrides)
+
+    def check(self) -> None:
+        """Raise MlkitError naming the keys whose values cannot work together."""
 
 
 def _expand(value: str) -> Path:
@@ -483,10 +543,35 @@ def _merge_file(data: dict[str, Any], source: Path, env: Mapping[str, str]) -> N
         return
     if not isinstance(raw, dict):
         raise MlkitError(f"{source}: expected a mapping of sections at the top level")
+    _move_old_keys(raw, source)
     try:
         _merge(data, raw, DEFAULTS, env, prefix="")
     except ValueError as exc:
         raise MlkitError(f"{source}: {exc}", hint="see `mlkit config show` for every key") from None
+
+
+def _move_old_keys(raw: dict, source: Path) -> None:
+    """Read each MOVED_KEYS key the file sets at its old place as its new one, unless the
+    file sets that too; one warning names them."""
+    moved = {}
+    for old, new in MOVED_KEYS.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        section = raw.get(old_section)
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        value = section.pop(old_key)
+        if raw.get(new_section) is None:
+            raw[new_section] = {}
+        if isinstance(raw[new_section], dict):
+            raw[new_section].setdefault(new_key, value)
+        moved[old] = new
+    if moved:
+        log.warning(
+            "warning: %s: %s read as %s (the keys moved); update the file",
+            source,
+            ", ".join(moved),
+            ", ".join(moved.values()),
+        )
 
 
 def _merge(target: dict, given: dict, shape: dict, env: Mapping[str, str], prefix: str) -> None:

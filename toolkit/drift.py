@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .clock import parse_moment, utcnow
+from .config import Settings
 from .errors import MlkitError
 from .schema import drift_checks, drift_results, fraud_features, orders
 
@@ -63,30 +64,17 @@ REFERENCE_MODES = ("recent", "all")
 
 
 @dataclass(frozen=True)
-class DriftSettings:
-    kl_threshold: float = 0.15
-    psi_threshold: float = 0.2
-    bins: int = 10
-    large_sample: int = 5000
-    p_value: float = 0.01
-    wasserstein_threshold: float = 0.1
-    reference: str = "recent"
-    calibration_windows: int = 14
+class DriftSettings(Settings):
+    section = "drift"
 
-    @classmethod
-    def from_config(cls, config) -> DriftSettings:
-        settings = cls(
-            kl_threshold=float(config.get("drift.kl_threshold")),
-            psi_threshold=float(config.get("drift.psi_threshold")),
-            bins=int(config.get("drift.bins")),
-            large_sample=int(config.get("drift.large_sample")),
-            p_value=float(config.get("drift.p_value")),
-            wasserstein_threshold=float(config.get("drift.wasserstein_threshold")),
-            reference=str(config.get("drift.reference")),
-            calibration_windows=int(config.get("drift.calibration_windows")),
-        )
-        settings.check()
-        return settings
+    kl_threshold: float
+    psi_threshold: float
+    bins: int
+    large_sample: int
+    p_value: float
+    wasserstein_threshold: float
+    reference: str
+    calibration_windows: int
 
     def check(self) -> None:
         problems = []
@@ -194,22 +182,13 @@ def compare_numeric(
         # Constant in training: the raw distance (any move is a move of that size).
         statistic = wasserstein_sorted(ref_sorted, cur_sorted) / (spread if spread > 0 else 1.0)
         test_drifted = statistic > threshold
-    return _verdict(
-        name,
-        "numeric",
-        psi,
-        kl,
-        test,
-        statistic,
-        p_value,
-        threshold,
-        test_drifted,
-        settings,
-        reference_mean=float(ref_sorted.mean()) if len(ref_sorted) else None,
-        current_mean=float(cur_sorted.mean()) if len(cur_sorted) else None,
-        reference_missing=float(ref_missing.mean()) if len(reference) else None,
-        current_missing=float(cur_missing.mean()) if len(current) else None,
-    )
+    outcome = (test, statistic, p_value, threshold, test_drifted)
+    return _verdict(name, "numeric", (psi, kl), outcome, settings) | {
+        "reference_mean": float(ref_sorted.mean()) if len(ref_sorted) else None,
+        "current_mean": float(cur_sorted.mean()) if len(cur_sorted) else None,
+        "reference_missing": float(ref_missing.mean()) if len(reference) else None,
+        "current_missing": float(cur_missing.mean()) if len(current) else None,
+    }
 
 
 def compare_categorical(
@@ -237,26 +216,12 @@ def compare_categorical(
     else:
         test, threshold = "psi", settings.psi_threshold
         statistic, test_drifted = psi, psi > threshold
-    missing = (
-        float(pd.isna(reference).mean()) if len(reference) else None,
-        float(pd.isna(current).mean()) if len(current) else None,
-    )
-    result = _verdict(
-        name,
-        "categorical",
-        psi,
-        kl,
-        test,
-        statistic,
-        p_value,
-        threshold,
-        test_drifted,
-        settings,
-        reference_missing=missing[0],
-        current_missing=missing[1],
-    )
-    result["dof"] = max(int(((ref + cur) > 0).sum()) - 1, 1)  # of the chi-square test
-    return result
+    outcome = (test, statistic, p_value, threshold, test_drifted)
+    return _verdict(name, "categorical", (psi, kl), outcome, settings) | {
+        "reference_missing": float(pd.isna(reference).mean()) if len(reference) else None,
+        "current_missing": float(pd.isna(current).mean()) if len(current) else None,
+        "dof": max(int(((ref + cur) > 0).sum()) - 1, 1),  # of the chi-square test
+    }
 
 
 def _category_counts(values: pd.Series) -> pd.Series:
@@ -276,16 +241,14 @@ def _is_missing(value: Any) -> bool:
 def _verdict(
     name: str,
     kind: str,
-    psi: float,
-    kl: float,
-    test: str,
-    statistic: float | None,
-    p_value: float | None,
-    threshold: float,
-    test_drifted: bool,
+    divergences: tuple[float, float],
+    outcome: tuple[str, float | None, float | None, float, bool],
     settings: DriftSettings,
-    **summary: float | None,
 ) -> dict[str, Any]:
+    """One feature's result before calibration; `outcome` is the size-aware test's
+    (name, statistic, p-value, threshold, drifted)."""
+    psi, kl = divergences
+    test, statistic, p_value, threshold, test_drifted = outcome
     reasons = []
     if kl > settings.kl_threshold:
         reasons.append("kl")
@@ -304,10 +267,8 @@ def _verdict(
         "threshold": threshold,
         "drifted": bool(reasons),
         "reasons": reasons,
-        "reference_mean": summary.get("reference_mean"),
-        "current_mean": summary.get("current_mean"),
-        "reference_missing": summary.get("reference_missing"),
-        "current_missing": summary.get("current_missing"),
+        "reference_mean": None,
+        "current_mean": None,
     }
 
 
@@ -542,6 +503,61 @@ def _read_current(
     return frame, int(n_orders), covered_until
 
 
+def _window_start(window: str, now: datetime) -> datetime:
+    start = parse_moment(window, now=now, option="--window")
+    if start >= now:
+        raise MlkitError(
+            f"--window {window!r} starts at {start:%Y-%m-%d %H:%M}, not before now "
+            f"({now:%Y-%m-%d %H:%M})",
+            hint="use a duration like 7d (back from now) or an earlier date",
+        )
+    return start
+
+
+def _fraud_version(engine: Engine, model: str) -> tuple[Any, list[str]]:
+    """The registry version `model` names and the fraud features it uses."""
+    from .fraud.columns import FEATURES
+    from .registry import resolve
+
+    mv = resolve(engine, model)
+    if mv.family != "fraud":
+        raise MlkitError(
+            f"{mv.ref} is a {mv.family} model: drift checks compare order features",
+            hint="check a fraud model, e.g. --model fraud@prod",
+        )
+    features = [f for f in (mv.features or FEATURES) if f in FEATURES]
+    if not features:
+        raise MlkitError(f"{mv.ref} lists none of the fraud features to compare")
+    return mv, features
+
+
+def _judge(
+    snapshot: pd.DataFrame,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: list[str],
+    settings: DriftSettings,
+    slice_info: dict[str, Any],
+    span: timedelta,
+    step: timedelta,
+) -> list[dict[str, Any]]:
+    """Each feature's result, calibrated on the snapshot's earlier windows when the
+    reference is its recent slice (recording how many in `slice_info`)."""
+    from .fraud.columns import CATEGORICAL_FEATURES
+
+    results = compare_frames(reference, current, features, settings, CATEGORICAL_FEATURES)
+    earlier = []
+    if slice_info["mode"] == "recent":
+        windows = settings.calibration_windows
+        earlier = earlier_slices(snapshot, slice_info["start"], span, windows, step=step)
+    baselines = [
+        compare_frames(reference, rows, features, settings, CATEGORICAL_FEATURES)
+        for rows in earlier
+    ]
+    slice_info["calibration_windows"] = len(baselines)
+    return calibrate(results, baselines, settings, (len(reference), len(current)))
+
+
 def run_drift_check(
     engine: Engine,
     config,
@@ -552,30 +568,12 @@ def run_drift_check(
 ) -> dict[str, Any]:
     """Compare the features of the orders of the last `window` before now with the last
     `window` of `model`'s training snapshot; record the check and return it."""
-    from .fraud.columns import CATEGORICAL_FEATURES, FEATURES
-    from .registry import resolve
-
     started = time.perf_counter()
     settings = DriftSettings.from_config(config)
-    model = model or str(config.get("drift.model"))
     window = window or str(config.get("drift.window"))
     now = utcnow()
-    start = parse_moment(window, now=now, option="--window")
-    if start >= now:
-        raise MlkitError(
-            f"--window {window!r} starts at {start:%Y-%m-%d %H:%M}, not before now "
-            f"({now:%Y-%m-%d %H:%M})",
-            hint="use a duration like 7d (back from now) or an earlier date",
-        )
-    mv = resolve(engine, model)
-    if mv.family != "fraud":
-        raise MlkitError(
-            f"{mv.ref} is a {mv.family} model: drift checks compare order features",
-            hint="check a fraud model, e.g. --model fraud@prod",
-        )
-    features = [f for f in (mv.features or FEATURES) if f in FEATURES]
-    if not features:
-        raise MlkitError(f"{mv.ref} lists none of the fraud features to compare")
+    start = _window_start(window, now)
+    mv, features = _fraud_version(engine, model or str(config.get("drift.model")))
     # The snapshot's Parquet read overlaps the database read (both release the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(_read_reference, mv.dataset_ref, mv.ref, features)
@@ -636,20 +634,8 @@ def run_drift_check(
         )
     if slice_info["note"]:
         document["warnings"].append(slice_info["note"])
-    results = compare_frames(reference, current, features, settings, CATEGORICAL_FEATURES)
-    earlier = (
-        earlier_slices(
-            snapshot, slice_info["start"], span, settings.calibration_windows, step=now - start
-        )
-        if slice_info["mode"] == "recent"
-        else []
-    )
-    baselines = [
-        compare_frames(reference, rows, features, settings, CATEGORICAL_FEATURES)
-        for rows in earlier
-    ]
-    slice_info["calibration_windows"] = len(baselines)
-    calibrate(results, baselines, settings, (len(reference), len(current)))
+    step = now - start
+    results = _judge(snapshot, reference, current, features, settings, slice_info, span, step)
     drifted = [r["feature"] for r in results if r["drifted"]]
     document.update(
         drifted=bool(drifted),

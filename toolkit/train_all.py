@@ -90,7 +90,7 @@ def _signal_plan(engine: Engine, config) -> list[Planned]:
     symbols = symbols_overview(engine) if has_market else {}
     if not symbols:
         return [Planned("signal", "signal", None, "no market data (mlkit ingest market)")]
-    minimum = int(config.get("training.min_initial_train_samples"))
+    minimum = int(config.get("signal.min_initial_train_samples"))
     plan = []
     for symbol, info in symbols.items():
 
@@ -105,8 +105,7 @@ def _signal_plan(engine: Engine, config) -> list[Planned]:
                     "signal",
                     model_name(symbol),
                     None,
-                    f"{info['bars']} bars, fewer than training.min_initial_train_samples "
-                    f"({minimum})",
+                    f"{info['bars']} bars, fewer than signal.min_initial_train_samples ({minimum})",
                 )
             )
         else:

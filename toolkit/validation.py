@@ -90,11 +90,10 @@ class CandidateRejected(MlkitError):
         self.failures = failures
 
 
-def promote_trained(engine, config, mv, alias: str, reason: str) -> None:
-    """Move `alias` to a freshly trained version once it validates, else raise
-    CandidateRejected naming the failed gates and the version the alias still names.
-
-    Called inside the training run, so that the run is recorded `rejected`."""
+def promote_trained(engine, config, mv, alias: str, reason: str) -> str:
+    """Move `alias` to a freshly trained version once it validates and return it, else raise
+    CandidateRejected naming the failed gates; called inside the training run, so that the
+    run is recorded `rejected`."""
     from .registry import promote, resolve
 
     failures = validation_failures(engine, mv, config)
@@ -110,6 +109,7 @@ def promote_trained(engine, config, mv, alias: str, reason: str) -> None:
             hint=f"{mv.ref} stays registered for inspection: `mlkit validate model {mv.ref}`",
         )
     promote(engine, mv.name, mv.version, alias, reason=reason)
+    return alias
 
 
 def validation_failures(engine, mv, config) -> list[str]:

@@ -28,10 +28,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 @dataclass
 class XGBoostFraud:
     """Gradient-boosted trees on the numeric features, `is_resale` and one-hot payment
-    methods. Trained with positives up-weighted by sqrt(negatives / positives), with depth
-    and min_child_weight from a small grid on demo data (the full ratio and deeper trees
-    did worse), Platt-scaled on validation, so scores are probabilities the decision
-    thresholds can use, then refit on train + validation (see `fit`)."""
+    methods, positives up-weighted by sqrt(negatives / positives) and Platt-scaled on
+    validation, so scores are probabilities the decision thresholds can use."""
 
     max_depth: int = 3
     min_child_weight: float = 10.0
@@ -60,11 +58,9 @@ class XGBoostFraud:
         return [*NUMERIC_FEATURES, "is_resale", *[f"payment_method={c}" for c in self.categories_]]
 
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame) -> XGBoostFraud:
-        """Two passes. The first, early-stopped on validation AUC-PR, picks the number of
-        rounds, and its out-of-sample validation margins fit the Platt calibration. The
-        second refits on train + validation with the rounds scaled by the rows gained: the
-        validation weeks are the most recent the model can learn from, and with a few
-        thousand frauds every labelled one counts."""
+        """Early-stopped on validation AUC-PR, whose out-of-sample margins fit the Platt
+        calibration, then refit on train + validation with the rounds scaled by the rows
+        gained: the validation weeks are the most recent, and every fraud label counts."""
         import xgboost as xgb
 
         self.categories_ = sorted(train[CATEGORICAL].dropna().astype(str).unique())

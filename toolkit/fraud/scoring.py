@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from .. import schema
 from ..clock import utcnow
+from ..config import Settings, config_key
 from ..db import bulk_insert, read_frame
 from ..errors import MlkitError
 from ..locks import job_lock
@@ -22,25 +23,21 @@ from .model import load_model
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    block: float = 0.85
-    review: float = 0.65
-    two_factor: float = 0.35
+class Thresholds(Settings):
+    """The fraud score cut-offs of the decisions above APPROVED."""
 
-    @classmethod
-    def from_config(cls, config) -> Thresholds:
-        return cls(
-            block=config.get("fraud.threshold_block"),
-            review=config.get("fraud.threshold_review"),
-            two_factor=config.get("fraud.threshold_2fa"),
-        )
+    section = "fraud"
+
+    block: float = config_key("threshold_block")
+    review: float = config_key("threshold_review")
+    two_factor: float = config_key("threshold_2fa")
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
-        return np.select(
-            [scores >= self.block, scores >= self.review, scores >= self.two_factor],
-            ["BLOCKED", "MANUAL_REVIEW", "REQUIRE_2FA"],
-            default="APPROVED",
+        """Each score's decision: the highest of DECISIONS whose threshold it reaches."""
+        level = np.select(
+            [scores >= self.block, scores >= self.review, scores >= self.two_factor], [3, 2, 1]
         )
+        return np.asarray(DECISIONS)[level]
 
 
 def load_verified_model(mv, artifacts_dir: Path):

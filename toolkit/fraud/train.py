@@ -40,22 +40,26 @@ class Split:
         } | {"gap_days": round(self.gap.total_seconds() / 86400, 3)}
 
 
-def load_dataset(path: Path) -> tuple[pd.DataFrame, dict]:
-    """A snapshot's rows and manifest, checked before any training starts."""
-    data_file = path / "data.parquet" if path.is_dir() else path
-    if not data_file.is_file():
-        raise MlkitError(f"no dataset at {path}", hint="build one: mlkit dataset build fraud")
+def _read_snapshot(data_file: Path) -> tuple[pd.DataFrame, dict]:
     import pyarrow as pa
 
     manifest_file = data_file.parent / "manifest.json"
     try:
         frame = pd.read_parquet(data_file)
-        manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+        return frame, json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise MlkitError(
             f"cannot read the dataset {data_file}: {exc}",
             hint="give a snapshot folder (or its data.parquet) from `mlkit dataset build fraud`",
         ) from exc
+
+
+def load_dataset(path: Path) -> tuple[pd.DataFrame, dict]:
+    """A snapshot's rows and manifest, checked before any training starts."""
+    data_file = path / "data.parquet" if path.is_dir() else path
+    if not data_file.is_file():
+        raise MlkitError(f"no dataset at {path}", hint="build one: mlkit dataset build fraud")
+    frame, manifest = _read_snapshot(data_file)
     missing = [c for c in DATASET_COLUMNS if c not in frame.columns]
     if missing:
         raise MlkitError(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config import Settings
 from ..errors import MlkitError
 from .labels import CLASSES
 
@@ -33,46 +34,27 @@ BOOTSTRAPS = (*SUBSAMPLING_BOOTSTRAPS, "Bayesian", "No")
 
 
 @dataclass(frozen=True)
-class ModelSettings:
-    """What `signal.*` in the configuration says about the model and its selection."""
+class ModelSettings(Settings):
+    """What `signal.*` says about the model and its feature selection."""
 
-    iterations: int = 300
-    learning_rate: float = 0.05
-    depth: int = 6
-    border_count: int = 32
-    bootstrap_type: str = "Bernoulli"
-    subsample: float = 0.8
-    bagging_temperature: float = 1.0
-    random_seed: int = 0
-    thread_count: int = 2
-    rfe_algorithm: str = "RecursiveByLossFunctionChange"
-    rfe_features: int = 40
-    rfe_steps: int = 3
-    selection_iterations: int = 60
-    selection_learning_rate: float = 0.15
-    min_rfe_samples: int = 150
-    max_baseline_features: int = 120
+    section = "signal"
 
-    @classmethod
-    def from_config(cls, config) -> ModelSettings:
-        s = config.get("signal")
-        t = config.get("training")
-        return cls(
-            iterations=int(s["iterations"]),
-            learning_rate=float(s["learning_rate"]),
-            depth=int(s["depth"]),
-            border_count=int(s["border_count"]),
-            bootstrap_type=str(s["bootstrap_type"]),
-            subsample=float(s["subsample"]),
-            random_seed=int(s["random_seed"]),
-            thread_count=int(s["thread_count"]),
-            rfe_algorithm=str(s["rfe_algorithm"]),
-            rfe_features=int(s["rfe_features"]),
-            rfe_steps=int(s["rfe_steps"]),
-            selection_iterations=int(s["selection_iterations"]),
-            min_rfe_samples=int(t["min_rfe_samples"]),
-            max_baseline_features=int(t["max_baseline_features"]),
-        )
+    iterations: int
+    learning_rate: float
+    depth: int
+    border_count: int
+    bootstrap_type: str
+    subsample: float
+    bagging_temperature: float
+    random_seed: int
+    thread_count: int
+    rfe_algorithm: str
+    rfe_features: int
+    rfe_steps: int
+    selection_iterations: int
+    selection_learning_rate: float
+    min_rfe_samples: int
+    max_baseline_features: int
 
 
 def catboost_params(settings: ModelSettings, *, iterations: int | None = None, **extra) -> dict:
@@ -177,10 +159,10 @@ def select_features(
     target = min(settings.rfe_features, len(names))
     if n >= settings.min_rfe_samples and fit_rows >= eval_rows and target < len(names):
         selection = _rfe(X, y, settings, fit_rows=fit_rows, eval_start=n - eval_rows)
-        selection.reason = f"{n} samples >= training.min_rfe_samples {settings.min_rfe_samples}"
+        selection.reason = f"{n} samples >= signal.min_rfe_samples {settings.min_rfe_samples}"
     else:
         why = (
-            f"{n} samples < training.min_rfe_samples {settings.min_rfe_samples}"
+            f"{n} samples < signal.min_rfe_samples {settings.min_rfe_samples}"
             if n < settings.min_rfe_samples
             else f"{n} samples leave too few for RFE's held-out rows"
             if fit_rows < eval_rows

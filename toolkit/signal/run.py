@@ -3,9 +3,9 @@ first when possible, the fallback when not, and what the family knows about itse
 
 While a symbol has no `prod` model, each run first considers an automatic initial
 training: only when no cooldown of a failed run lasts and the symbol has at least
-`training.min_initial_train_samples` bars. A failed training starts the cooldown
+`signal.min_initial_train_samples` bars. A failed training starts the cooldown
 (`training.retry_cooldown_sec`) and the run carries on with the fallback signal, which
-is marked `fallback: true` and may execute only when `training.allow_fallback_execution`
+is marked `fallback: true` and may execute only when `signal.allow_fallback_execution`
 says so. Every fallback signal counts in `signal_state`; the "model is not trained"
 warning is logged on the 1st, 11th, 21st, ... of them.
 """
@@ -21,7 +21,8 @@ from sqlalchemy.engine import Engine
 
 from ..clock import utcnow
 from ..errors import MlkitError
-from ..registry import ModelVersion, json_safe, resolve
+from ..formats import json_safe
+from ..registry import ModelVersion, resolve
 from ..schema import market_data, model_versions, signal_state, signals, training_runs
 from .fallback import MIN_BARS, latest_fallback
 from .indicators import PREDICTION_LOOKBACK, compute_features
@@ -98,7 +99,7 @@ def _cooldown_until(last_run) -> datetime | None:
 def untrained_reason(config, n_bars: int, last_run) -> tuple[str, str]:
     """(code, sentence) saying why a symbol has no model; the code is one of
     insufficient_samples, training_cooldown, training_failed, never_trained."""
-    minimum = int(config.get("training.min_initial_train_samples"))
+    minimum = int(config.get("signal.min_initial_train_samples"))
     until = _cooldown_until(last_run)
     if until is not None:
         wait = int((until - utcnow()).total_seconds()) + 1
@@ -110,7 +111,7 @@ def untrained_reason(config, n_bars: int, last_run) -> tuple[str, str]:
     if n_bars < minimum:
         return (
             "insufficient_samples",
-            f"{n_bars} bars < training.min_initial_train_samples {minimum}: no training attempted",
+            f"{n_bars} bars < signal.min_initial_train_samples {minimum}: no training attempted",
         )
     if last_run is not None and last_run.status == "failed":
         return (
@@ -233,7 +234,7 @@ def run_signal(engine: Engine, config, symbol: str, *, train: bool = True) -> di
             mv = serving_version(engine, symbol)
     bars = load_bars(engine, symbol, last=PREDICTION_LOOKBACK)
     last_bar = bars.iloc[-1]
-    allow_fallback = bool(config.get("training.allow_fallback_execution"))
+    allow_fallback = bool(config.get("signal.allow_fallback_execution"))
     document: dict = {"symbol": symbol, "ts": last_bar["ts"].to_pydatetime()}
     document["close"] = float(last_bar["close"])
     if mv is not None:
@@ -380,7 +381,7 @@ def symbol_status(engine: Engine, config, symbol: str, overview: dict | None = N
                 if k in ("accuracy", "macro_f1", "majority_accuracy", "backtest")
             },
             "prediction_warning_count": int(warnings or 0),
-            "allow_fallback_execution": bool(config.get("training.allow_fallback_execution")),
+            "allow_fallback_execution": bool(config.get("signal.allow_fallback_execution")),
             "retry_cooldown_sec": int(config.get("training.retry_cooldown_sec")),
             "last_signal": None
             if last_signal is None

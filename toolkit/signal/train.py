@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from ..config import Settings, config_key
 from ..errors import MlkitError
 from .fallback import fallback_frame
 from .indicators import PREDICTION_LOOKBACK, Sanitization, compute_features, sanitize
@@ -48,31 +49,20 @@ log = logging.getLogger("mlkit.train")
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    horizon: int = 24
-    sell_quantile: float = 0.33
-    buy_quantile: float = 0.67
-    folds: int = 3
-    test_fraction: float = 0.2
-    max_missing_share: float = 0.5
-    trade_cost_bps: float = 5.0
-    min_initial_train_samples: int = 400
-    model: ModelSettings = field(default_factory=ModelSettings)
+class TrainSettings(Settings):
+    """What `signal.*` says about labels, evaluation and the training guard."""
 
-    @classmethod
-    def from_config(cls, config) -> TrainSettings:
-        s = config.get("signal")
-        return cls(
-            horizon=int(s["horizon_bars"]),
-            sell_quantile=float(s["sell_quantile"]),
-            buy_quantile=float(s["buy_quantile"]),
-            folds=int(s["walk_forward_folds"]),
-            test_fraction=float(s["test_fraction"]),
-            max_missing_share=float(s["max_missing_share"]),
-            trade_cost_bps=float(s["trade_cost_bps"]),
-            min_initial_train_samples=int(config.get("training.min_initial_train_samples")),
-            model=ModelSettings.from_config(config),
-        )
+    section = "signal"
+
+    horizon: int = config_key("horizon_bars")
+    sell_quantile: float
+    buy_quantile: float
+    folds: int = config_key("walk_forward_folds")
+    test_fraction: float
+    max_missing_share: float
+    trade_cost_bps: float
+    min_initial_train_samples: int
+    model: ModelSettings
 
 
 # ---------------------------------------------------------------- features and labels
@@ -348,14 +338,9 @@ def train_signal_model(
     on_started: Callable[[], None] | None = None,
     settings: TrainSettings | None = None,
 ) -> dict:
-    """Train, register and (validated) point `alias` at a new version of signal-<SYMBOL>.
-
-    Refused before any run is recorded when the symbol has fewer bars than
-    `training.min_initial_train_samples`; refused by the run itself while another run
-    holds the lock or a failure's cooldown (`training.retry_cooldown_sec`) lasts.
-    `on_started` is called once the run is recorded, i.e. a failure after it starts the
-    cooldown.
-    """
+    """Train, register and (validated) point `alias` at a new version of signal-<SYMBOL>;
+    refused below `signal.min_initial_train_samples` bars, and by the run while another
+    holds the lock or a failure's cooldown lasts. `on_started` runs once the run is recorded."""
     from ..registry import register_model
     from ..runs import training_run
     from ..validation import promote_trained
@@ -369,7 +354,7 @@ def train_signal_model(
     n_bars = count_bars(engine, symbol)
     if n_bars < settings.min_initial_train_samples:
         raise MlkitError(
-            f"{symbol} has {n_bars} bars, fewer than training.min_initial_train_samples "
+            f"{symbol} has {n_bars} bars, fewer than signal.min_initial_train_samples "
             f"({settings.min_initial_train_samples}): no training attempted",
             hint=f"load more history with `mlkit ingest market --csv FILE --symbol {symbol}`",
         )
@@ -412,11 +397,9 @@ def train_signal_model(
             },
         )
         log.info("[TRAIN] Registered %s in %.1f s", mv.ref, fit.seconds["total"])
-        promoted = None
-        if alias:  # inside the run: a version failing its gate makes the run `rejected`
-            reason = f"trained on {n_bars} bars of {symbol}"
-            promote_trained(engine, config, mv, alias, reason=reason)
-            promoted = alias
+        # Inside the run: a version failing its gate makes the run `rejected`.
+        reason = f"trained on {n_bars} bars of {symbol}"
+        promoted = promote_trained(engine, config, mv, alias, reason=reason) if alias else None
     return {
         "model": name,
         "symbol": symbol,
