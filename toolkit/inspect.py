@@ -389,117 +389,114 @@ def label_history_means(frame: pd.DataFrame) -> dict[str, dict[str, float | None
     return means
 
 
+Verdict = tuple[str, bool, str]  # check name, passed, detail
+
+
 def checks(report: dict[str, Any], frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Pass/fail verdicts over the report; any failure fails `--strict`."""
-    out: list[dict[str, Any]] = []
+    manifest, leakage = report["manifest"], report["leakage"]
+    verdicts = [
+        _columns_check(frame),
+        _labels_check(report["rows"], report["label_distribution"]),
+        *_manifest_checks(manifest),
+        _unique_check(report["duplicates"]),
+        _feature_ts_check(leakage["feature_ts_after_event_ts"]),
+        _cutoff_check(leakage["label_after_cutoff"], manifest),
+        _auc_check(leakage["single_feature_auc"]),
+    ]
+    return [{"name": name, "ok": bool(ok), "detail": detail} for name, ok, detail in verdicts]
 
-    def check(name: str, ok: bool, detail: str) -> None:
-        out.append({"name": name, "ok": bool(ok), "detail": detail})
 
+def _columns_check(frame: pd.DataFrame) -> Verdict:
     missing = [col for col in DATASET_COLUMNS if col not in frame.columns]
     extra = [col for col in frame.columns if col not in DATASET_COLUMNS]
     detail = f"missing: {', '.join(missing)}" if missing else "every dataset column present"
     if extra:
         detail += f" (extra: {', '.join(extra)})"
-    check("columns", not missing, detail)
+    return "columns", not missing, detail
 
-    labels = report["label_distribution"]
+
+def _labels_check(rows: int, labels: dict[str, Any]) -> Verdict:
     unexpected = sorted(set(labels["counts"]) - {"0", "1"})
-    if report["rows"] == 0:
-        check("labels", False, "the dataset is empty")
-    elif unexpected:
-        check("labels", False, f"labels other than 0/1: {', '.join(unexpected)}")
-    elif len(labels["counts"]) < 2:
-        check("labels", False, f"one class only ({next(iter(labels['counts']))})")
-    else:
-        check("labels", True, f"{labels['positives']:,} positives, rate {labels['rate']:.3%}")
+    if rows == 0:
+        return "labels", False, "the dataset is empty"
+    if unexpected:
+        return "labels", False, f"labels other than 0/1: {', '.join(unexpected)}"
+    if len(labels["counts"]) < 2:
+        return "labels", False, f"one class only ({next(iter(labels['counts']))})"
+    return "labels", True, f"{labels['positives']:,} positives, rate {labels['rate']:.3%}"
 
-    manifest = report["manifest"]
-    sha = manifest["sha256"]
+
+def _manifest_checks(manifest: dict[str, Any]) -> list[Verdict]:
+    """The manifest's sha256 and row count against the data."""
     if manifest["error"]:
-        check("manifest_sha256", False, manifest["error"])
-    elif sha["expected"] is None:
-        check("manifest_sha256", False, "the manifest records no sha256")
+        return [
+            ("manifest_sha256", False, manifest["error"]),
+            ("manifest_rows", False, manifest["error"]),
+        ]
+    sha, rows = manifest["sha256"], manifest["rows"]
+    if sha["expected"] is None:
+        sha_verdict = ("manifest_sha256", False, "the manifest records no sha256")
+    elif sha["ok"]:
+        sha_verdict = ("manifest_sha256", True, "data.parquet matches the manifest")
     else:
         actual, expected = sha["actual"][:12], str(sha["expected"])[:12]
-        check(
-            "manifest_sha256",
-            sha["ok"],
-            "data.parquet matches the manifest"
-            if sha["ok"]
-            else f"data.parquet is {actual}…, the manifest says {expected}…",
-        )
-    rows = manifest["rows"]
-    if manifest["error"]:
-        check("manifest_rows", False, manifest["error"])
-    else:
-        check(
-            "manifest_rows",
-            rows["ok"],
-            f"{rows['actual']:,} rows"
-            if rows["ok"]
-            else f"data has {rows['actual']:,} rows, manifest says {rows['expected']}",
-        )
-
-    dups = report["duplicates"]
-    check(
-        "order_id_unique",
-        dups["order_id"] == 0,
-        "no duplicate order_id"
-        if dups["order_id"] == 0
-        else f"{dups['order_id']:,} duplicate order_id rows ({dups['rows']:,} fully duplicated)",
+        detail = f"data.parquet is {actual}…, the manifest says {expected}…"
+        sha_verdict = ("manifest_sha256", False, detail)
+    rows_detail = (
+        f"{rows['actual']:,} rows"
+        if rows["ok"]
+        else f"data has {rows['actual']:,} rows, manifest says {rows['expected']}"
     )
+    return [sha_verdict, ("manifest_rows", rows["ok"], rows_detail)]
 
-    leakage = report["leakage"]
-    late = leakage["feature_ts_after_event_ts"]
+
+def _unique_check(dups: dict[str, Any]) -> Verdict:
+    if dups["order_id"] == 0:
+        return "order_id_unique", True, "no duplicate order_id"
+    detail = f"{dups['order_id']:,} duplicate order_id rows ({dups['rows']:,} fully duplicated)"
+    return "order_id_unique", False, detail
+
+
+def _feature_ts_check(late: dict[str, Any]) -> Verdict:
     problems = []
     if late["rows"]:
         problems.append(f"{late['rows']:,} rows with feature_ts after event_ts")
     if late["missing_timestamps"]:
         problems.append(f"{late['missing_timestamps']:,} rows missing event_ts or feature_ts")
-    check(
-        "feature_ts_not_after_event_ts",
-        not problems,
-        "; ".join(problems) or "every feature_ts <= event_ts",
-    )
+    detail = "; ".join(problems) or "every feature_ts <= event_ts"
+    return "feature_ts_not_after_event_ts", not problems, detail
 
-    cutoff = leakage["label_after_cutoff"]
+
+def _cutoff_check(cutoff: dict[str, Any], manifest: dict[str, Any]) -> Verdict:
     if cutoff["rows"] is None:
         why = manifest["error"] or (
             "the manifest records no label_cutoff"
             if not cutoff["cutoff"]
             else f"unparseable label_cutoff {cutoff['cutoff']!r}"
         )
-        check("labels_known_by_cutoff", False, f"cannot check: {why}")
-    else:
-        problems = []
-        if cutoff["positive_rows"]:
-            problems.append(
-                f"{cutoff['positive_rows']:,} positive labels available after {cutoff['cutoff']}"
-            )
-        if cutoff["positives_without_available_at"]:
-            problems.append(
-                f"{cutoff['positives_without_available_at']:,} positive labels "
-                "without label_available_at"
-            )
-        check(
-            "labels_known_by_cutoff",
-            not problems,
-            "; ".join(problems) or f"every positive label known by {cutoff['cutoff']}",
+        return "labels_known_by_cutoff", False, f"cannot check: {why}"
+    problems = []
+    if cutoff["positive_rows"]:
+        problems.append(
+            f"{cutoff['positive_rows']:,} positive labels available after {cutoff['cutoff']}"
         )
+    if cutoff["positives_without_available_at"]:
+        problems.append(
+            f"{cutoff['positives_without_available_at']:,} positive labels "
+            "without label_available_at"
+        )
+    detail = "; ".join(problems) or f"every positive label known by {cutoff['cutoff']}"
+    return "labels_known_by_cutoff", not problems, detail
 
-    auc = leakage["single_feature_auc"]
+
+def _auc_check(auc: dict[str, Any]) -> Verdict:
     flagged = [item for item in auc["features"] if item["flagged"]]
     if flagged:
         names = ", ".join(f"{item['feature']} ({item['auc']:.3f})" for item in flagged)
-        check("single_feature_auc", False, f"suspiciously near 1: {names}")
-    else:
-        best = next((item for item in auc["features"] if item["auc"] is not None), None)
-        check(
-            "single_feature_auc",
-            True,
-            f"best single feature {best['feature']} at {best['auc']:.3f} < {auc['threshold']}"
-            if best
-            else "no feature scored",
-        )
-    return out
+        return "single_feature_auc", False, f"suspiciously near 1: {names}"
+    best = next((item for item in auc["features"] if item["auc"] is not None), None)
+    if best is None:
+        return "single_feature_auc", True, "no feature scored"
+    detail = f"best single feature {best['feature']} at {best['auc']:.3f} < {auc['threshold']}"
+    return "single_feature_auc", True, detail
