@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mlkit.toolkit import schema
-from mlkit.toolkit.demo import shop
+from mlkit.toolkit.demo import shop, shop_activity, shop_catalog
 from mlkit.toolkit.demo.params import DemoParams
 from mlkit.toolkit.demo.shop import ShopState
 
@@ -150,7 +150,7 @@ def test_every_row_points_at_a_real_user_and_product(frames):
 def test_catalogue_is_consistent_and_sized_by_the_world(frames):
     products = frames["products"]
     assert len(products) == 2000  # clamp(200_000 // 100, 200, 3000)
-    assert set(products["category"]) == set(shop.CATEGORY_NAMES)
+    assert set(products["category"]) == set(shop_catalog.CATEGORY_NAMES)
     assert set(products["gender"]) == {"M", "F", "U"}
     women_only = products["category"].isin(["Dresses", "Skirts"])
     assert (products.loc[women_only, "gender"] == "F").all()
@@ -218,7 +218,7 @@ def test_open_carts_are_recent_and_never_bought(frames, interactions):
     carts = frames["cart_items"]
     assert len(carts) > 0
     end = START + timedelta(days=DAYS)
-    assert carts["added_at"].min() >= end - timedelta(days=shop.CART_WINDOW_DAYS)
+    assert carts["added_at"].min() >= end - timedelta(days=shop_activity.CART_WINDOW_DAYS)
     bought = frames["order_items"][["user_id", "product_id"]].drop_duplicates()
     assert carts.merge(bought, on=["user_id", "product_id"]).empty
 
