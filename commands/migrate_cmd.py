@@ -136,7 +136,7 @@ def migrate(
     from mlkit.toolkit.errors import MlkitError
     from mlkit.toolkit.migrate import MigrationOptions
     from mlkit.toolkit.migrate import migrate as run
-    from mlkit.toolkit.migrate.copy import migration_id
+    from mlkit.toolkit.migrate.run import migration_id
 
     if verbose:
         options(ctx).verbose = True

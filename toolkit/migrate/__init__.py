@@ -4,8 +4,8 @@ and both sides compared by order-independent checksums afterwards."""
 
 from __future__ import annotations
 
-from .copy import MigrationOptions, MigrationReport, migrate
 from .plan import build_plan, open_source, open_target
+from .run import MigrationOptions, MigrationReport, migrate
 
 __all__ = [
     "MigrationOptions",

@@ -1,0 +1,423 @@
+"""The run: the plan checked, the target's tables prepared (created without their indexes
+and foreign keys, refused when another run filled them), each table copied, then indexes
+and foreign keys added and both sides verified."""
+
+from __future__ import annotations
+
+import hashlib
+import time as clock
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
+
+from ..db import masked
+from ..errors import MlkitError
+from ..schema import migration_progress
+from .copier import Copier, Progress, ResumePoints, now_utc, target_error
+from .plan import (
+    Plan,
+    TablePlan,
+    build_plan,
+    open_source,
+    open_target,
+    plan_document,
+    source_url,
+)
+from .reflect import quote
+from .rejects import RejectLog
+from .verify import check_tables, count_rows
+
+
+@dataclass
+class MigrationOptions:
+    source: str
+    target: str
+    tables: list[str] | None = None
+    exclude: list[str] | None = None
+    batch_size: int | None = None  # None: default_batch_size, or bigger for LOAD DATA
+    default_batch_size: int = 1000
+    dry_run: bool = False
+    resume: bool = False
+    replace: bool = False
+    verify: bool = True
+    on_error: str = "fail"  # fail | skip
+    reject_file: Path | None = None
+
+
+@dataclass
+class TableResult:
+    table: str
+    rows: int
+    strategy: str
+    copied: int = 0
+    rejected: int = 0
+    status: str = "pending"  # copied | resumed | already done | planned
+    seconds: float = 0.0
+    batches: int = 0
+    writer: str | None = None  # how rows went in: LOAD DATA, INSERT, COPY, executemany
+    ddl: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    verify: dict | None = None
+
+    def document(self) -> dict:
+        doc = {
+            "table": self.table,
+            "rows": self.rows,
+            "strategy": self.strategy,
+            "batches": self.batches,
+            "writer": self.writer,
+            "status": self.status,
+            "copied": self.copied,
+            "rejected": self.rejected,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.copied / self.seconds) if self.seconds else None,
+            "notes": self.notes,
+        }
+        if self.ddl:
+            doc["ddl"] = self.ddl
+        if self.verify is not None:
+            doc["verify"] = self.verify
+        return doc
+
+
+@dataclass
+class MigrationReport:
+    migration_id: str
+    source: str
+    target: str
+    source_dialect: str
+    target_dialect: str
+    dry_run: bool
+    tables: list[TableResult]
+    views: list[str] = field(default_factory=list)
+    skipped_tables: list[str] = field(default_factory=list)
+    database_created: bool = False
+    reject_file: str | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.mismatched
+
+    def document(self) -> dict:
+        return {
+            "migration_id": self.migration_id,
+            "source": self.source,
+            "target": self.target,
+            "source_dialect": self.source_dialect,
+            "target_dialect": self.target_dialect,
+            "dry_run": self.dry_run,
+            "database_created": self.database_created,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "rows_copied": sum(t.copied for t in self.tables),
+            "rows_rejected": sum(t.rejected for t in self.tables),
+            "reject_file": self.reject_file,
+            "views_not_copied": self.views,
+            "tables_not_copied": self.skipped_tables,
+            "mismatched_tables": self.mismatched,
+            "problems": self.problems,
+            "notes": self.notes,
+            "tables": [t.document() for t in self.tables],
+        }
+
+
+def migration_id(source: str, target: str) -> str:
+    """The same source and target give the same id, which is how --resume finds its rows."""
+    text = f"{masked(source_url(source))}\n{masked(target)}"
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def migrate(
+    options: MigrationOptions,
+    *,
+    on_progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+) -> MigrationReport:
+    started = clock.perf_counter()
+    say = log or (lambda _text: None)
+    progress = on_progress or (lambda _label, _done, _total: None)
+    if options.resume and options.replace:
+        raise MlkitError("--resume and --replace contradict each other", hint="choose one")
+    if options.on_error not in ("fail", "skip"):
+        raise MlkitError(f"--on-error {options.on_error!r}", hint="use fail or skip")
+    if (options.batch_size or options.default_batch_size) < 1:
+        raise MlkitError("--batch-size must be at least 1")
+    source = open_source(options.source)
+    if masked(source_url(options.source)) == masked(options.target):
+        raise MlkitError("source and target are the same database")
+    target = open_target(options.target, create=False)
+    plan = build_plan(
+        source,
+        target,
+        tables=options.tables,
+        exclude=options.exclude,
+        batch_size=options.batch_size,
+        default_batch_size=options.default_batch_size,
+    )
+    mid = migration_id(options.source, options.target)
+    report = MigrationReport(
+        mid,
+        masked(source.url)
+        if source.dialect.name != "sqlite"
+        else masked(source_url(options.source)),
+        masked(target.url),
+        plan.source_dialect,
+        target.dialect,
+        options.dry_run,
+        [],
+        views=plan.views,
+        skipped_tables=plan.skipped,
+        database_created=not target.exists and not options.dry_run,
+    )
+    if options.dry_run:
+        _dry_run(plan, report)
+        report.seconds = clock.perf_counter() - started
+        return report
+    if target.engine is None:
+        # Only now, with a plan that holds, does a missing target database get created.
+        target = plan.target = open_target(options.target, create=True)
+    engine = target.engine
+    _check_writable(engine)
+    points = ResumePoints(mid, report.source)
+    states = points.read(engine)
+    existing = _prepare_tables(engine, plan, states, options, points)
+    rejects = RejectLog(options.reject_file or Path(f"mlkit-migrate-{mid}-rejects.jsonl"))
+    copier = Copier(source, engine, target, points, options.on_error, rejects, progress)
+    for tp in plan.tables:
+        result = TableResult(tp.name, tp.spec.rows, tp.strategy, batches=tp.batches)
+        result.notes = list(tp.notes)
+        report.tables.append(result)
+        state = states.get(tp.name)
+        if options.resume and state and state["status"] == "done":
+            result.status = "already done"
+            result.copied = state["rows_copied"] or 0
+        else:
+            say(f"{tp.name}: copying {tp.spec.rows:,} rows")
+            t0 = clock.perf_counter()
+            copier.copy(tp, state if options.resume else None, result)
+            result.seconds = clock.perf_counter() - t0
+        result.rejected = rejects.count(tp.name)
+        report.problems += _finish_table(engine, tp, existing.get(tp.name, set()))
+    report.problems += _add_foreign_keys(engine, plan)
+    if rejects.written:
+        report.reject_file = str(rejects.path)
+    if options.verify:
+        say("verifying: row counts and checksums on both sides")
+        checks = check_tables(
+            options.source,
+            source,
+            engine,
+            plan.tables,
+            {tp.name: rejects.hashes(tp.name) for tp in plan.tables},
+        )
+        for check, result in zip(checks, report.tables, strict=True):
+            result.verify = check.document()
+            if not check.ok:
+                report.mismatched.append(check.table)
+    source.dispose()
+    engine.dispose()
+    report.seconds = clock.perf_counter() - started
+    return report
+
+
+def _dry_run(plan: Plan, report: MigrationReport) -> None:
+    """The plan with what the target holds today; reads only."""
+    docs = plan_document(plan)
+    existing: dict[str, int] = {}
+    engine = plan.target.engine
+    if engine is not None:
+        with engine.connect() as conn:
+            names = set(sa.inspect(conn).get_table_names())
+            for tp in plan.tables:
+                if tp.name in names:
+                    existing[tp.name] = count_rows(conn, tp.name)
+    for tp, doc in zip(plan.tables, docs, strict=True):
+        result = TableResult(tp.name, doc["rows"], tp.strategy, status="planned")
+        result.batches, result.ddl, result.notes = doc["batches"], doc["ddl"], list(doc["notes"])
+        if tp.name in existing:
+            rows = existing[tp.name]
+            result.notes.append(
+                f"target table exists with {rows:,} rows: "
+                + ("refused without --resume or --replace" if rows else "rows go into it")
+            )
+        report.tables.append(result)
+    if engine is None:
+        report.notes.append("the target database does not exist yet: the run creates it")
+
+
+def _check_writable(engine: Engine) -> None:
+    """Create the progress table (or write to it and roll back): a read-only target fails
+    here, before anything else is written."""
+    try:
+        with engine.begin() as conn:
+            migration_progress.create(conn, checkfirst=True)
+        with engine.connect() as conn:
+            trans = conn.begin()
+            conn.execute(
+                migration_progress.insert().values(
+                    migration_id="write-probe",
+                    table_name="write-probe",
+                    source_url="",
+                    status="probe",
+                    rows_copied=0,
+                    updated_at=now_utc(),
+                )
+            )
+            trans.rollback()
+    except DBAPIError as exc:
+        raise target_error(exc, engine, "cannot write to the target") from None
+
+
+def _prepare_tables(
+    engine: Engine,
+    plan: Plan,
+    states: dict[str, dict],
+    options: MigrationOptions,
+    points: ResumePoints,
+) -> dict[str, set[str]]:
+    """Refuse non-empty tables this migration did not fill, drop them with --replace, and
+    create the missing ones. Returns each existing table's index names."""
+    with engine.connect() as conn:
+        names = set(sa.inspect(conn).get_table_names())
+        counts = {tp.name: count_rows(conn, tp.name) for tp in plan.tables if tp.name in names}
+    conflicts = []
+    for tp in plan.tables:
+        rows = counts.get(tp.name, 0)
+        state = states.get(tp.name)
+        if not rows or options.replace:
+            continue
+        if options.resume and state:
+            continue
+        if state and state["status"] != "done":
+            conflicts.append(
+                f"{tp.name} ({rows:,} rows; an interrupted migration copied "
+                f"{state['rows_copied']:,} of {tp.spec.rows:,})"
+            )
+        else:
+            conflicts.append(f"{tp.name} ({rows:,} rows)")
+    if conflicts:
+        raise MlkitError(
+            "target tables are not empty: " + ", ".join(conflicts),
+            hint="--resume continues an interrupted migration; --replace drops and copies again",
+        )
+    try:
+        with engine.begin() as conn:
+            if options.replace:
+                _drop_tables(conn, [tp for tp in reversed(plan.tables) if tp.name in names])
+                names -= {tp.name for tp in plan.tables}
+            if not options.resume:
+                # A fresh start for these tables: forget earlier runs' resume points.
+                points.forget(conn, [tp.name for tp in plan.tables])
+                states.clear()
+        existing: dict[str, set[str]] = {}
+        for tp in plan.tables:
+            if tp.name in names:
+                existing[tp.name] = _check_columns(engine, tp)
+                continue
+            inline = None if plan.target.dialect == "sqlite" else []
+            create = CreateTable(tp.table, include_foreign_key_constraints=inline)
+            with engine.begin() as conn:
+                conn.execute(create)
+            existing[tp.name] = set()
+        return existing
+    except DBAPIError as exc:
+        raise target_error(exc, engine, "cannot create the target tables") from None
+
+
+def _drop_tables(conn: sa.Connection, plans: list[TablePlan]) -> None:
+    dialect = conn.dialect.name
+    if dialect == "mysql":
+        conn.exec_driver_sql("SET SESSION foreign_key_checks = 0")
+    for tp in plans:
+        cascade = " CASCADE" if dialect == "postgresql" else ""
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(conn, tp.name)}{cascade}")
+    if dialect == "mysql":
+        conn.exec_driver_sql("SET SESSION foreign_key_checks = 1")
+
+
+def _check_columns(engine: Engine, tp: TablePlan) -> set[str]:
+    """An existing target table must have every source column; returns its index names."""
+    inspector = sa.inspect(engine)
+    have = {c["name"] for c in inspector.get_columns(tp.name)}
+    missing = [c.name for c in tp.spec.columns if c.name not in have]
+    if missing:
+        raise MlkitError(
+            f"target table {tp.name} exists without column(s) {', '.join(missing)}",
+            hint="--replace drops it and creates it from the source",
+        )
+    names = {ix["name"] for ix in inspector.get_indexes(tp.name)}
+    names |= {uc["name"] for uc in inspector.get_unique_constraints(tp.name) if uc.get("name")}
+    return names
+
+
+def _finish_table(engine: Engine, tp: TablePlan, existing_indexes: set[str]) -> list[str]:
+    """Indexes after the data (one sorted build beats maintaining them row by row), then
+    autoincrement moved past the copied ids."""
+    problems = []
+    for index in tp.indexes:
+        if index.name in existing_indexes:
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.execute(CreateIndex(index))
+        except DBAPIError as exc:
+            problems.append(f"{tp.name}: index {index.name} not created: {_first_line(exc)}")
+    try:
+        _continue_ids(engine, tp)
+    except DBAPIError as exc:
+        problems.append(f"{tp.name}: autoincrement not moved past the ids: {_first_line(exc)}")
+    return problems
+
+
+def _first_line(exc: DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+
+
+def _continue_ids(engine: Engine, tp: TablePlan) -> None:
+    auto = [c for c in tp.spec.columns if c.autoincrement and tp.spec.primary_key == [c.name]]
+    if not auto:
+        return
+    column = auto[0].name
+    floor = tp.spec.sqlite_sequence or 0
+    with engine.begin() as conn:
+        q = lambda n: quote(conn, n)  # noqa: E731
+        top = conn.exec_driver_sql(f"SELECT MAX({q(column)}) FROM {q(tp.name)}").scalar() or 0
+        following = max(int(top), int(floor)) + 1
+        if conn.dialect.name == "postgresql":
+            sequence = conn.execute(
+                sa.text("SELECT pg_get_serial_sequence(:t, :c)"),
+                {"t": q(tp.name), "c": column},
+            ).scalar()
+            if sequence:
+                conn.execute(
+                    sa.text("SELECT setval(:s, :v, false)"), {"s": sequence, "v": following}
+                )
+        elif conn.dialect.name == "mysql" and floor > top:
+            conn.exec_driver_sql(f"ALTER TABLE {q(tp.name)} AUTO_INCREMENT = {following}")
+
+
+def _add_foreign_keys(engine: Engine, plan: Plan) -> list[str]:
+    """Foreign keys once every table holds its rows; the target checks them as it adds them."""
+    problems = []
+    for tp in plan.tables:
+        if not tp.foreign_keys:
+            continue
+        have = {fk.get("name") for fk in sa.inspect(engine).get_foreign_keys(tp.name)}
+        for fk in tp.foreign_keys:
+            if fk.name in have:
+                continue
+            try:
+                with engine.begin() as conn:
+                    conn.execute(AddConstraint(fk))
+            except DBAPIError as exc:
+                problems.append(f"{tp.name}: foreign key {fk.name} not added: {_first_line(exc)}")
+    return problems
