@@ -245,7 +245,6 @@ def test_cli_status_with_runs(engine, tmp_path, cli, monkeypatch):
     name = unique()
     _status_fixture(engine, tmp_path, name)
     monkeypatch.setattr(runs, "FAMILIES", (name,))
-    monkeypatch.setattr(training_status, "__defaults__", ((name,),))
     url = engine.url.render_as_string(hide_password=False)
     result = cli("status", "--json", env={"MLKIT_DATABASE_URL": url})
     assert result.exit_code == 0, result.output

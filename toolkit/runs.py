@@ -234,14 +234,11 @@ def _end_failed(engine: Engine, run: TrainingRun, exc: BaseException, cooldown: 
 # ---------------------------------------------------------------- status
 
 
-def training_status(engine: Engine, families: tuple[str, ...] | list[str] = FAMILIES) -> dict:
-    """Per family (model name == family): is it trained, which versions `prod`, `candidate`
-    and the latest are, its last training run, and whether it is cooling down.
-
-    Four grouped queries whatever the number of families or runs. Timestamps are naive
-    UTC datetimes.
-    """
-    names = list(families)
+def training_status(engine: Engine, families: tuple[str, ...] | list[str] | None = None) -> dict:
+    """Per family (model name == family; default `FAMILIES`): is it trained, which versions
+    `prod`, `candidate` and the latest are, its last training run, and whether it is
+    cooling down. Four grouped queries; timestamps are naive UTC datetimes."""
+    names = list(FAMILIES if families is None else families)
     now = utcnow()
     with engine.connect() as conn:
         latest = dict(
