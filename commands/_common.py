@@ -14,9 +14,8 @@ import typer
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
     from mlkit.toolkit.config import Config
+    from mlkit.toolkit.db import Engine
 
 
 # The same `--json` flag on every command: one JSON document on stdout, nothing else there.
@@ -68,24 +67,33 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 
 def load_config(ctx: typer.Context) -> Config:
+    """The effective configuration, the global --config, --database and --redis applied."""
     from mlkit.toolkit.config import load_config as load
 
     opts = options(ctx)
     return load(opts.config_path, database_url=opts.database_url, redis_url=opts.redis_url)
 
 
-def open_engine(ctx: typer.Context, config: Config | None = None) -> Engine:
+def open_engine(ctx: typer.Context, config: Config | None = None, *, check: bool = True) -> Engine:
+    """The engine on the configured database: the one way every command and the dashboard
+    connect. `check` connects once, so bad settings fail here as one error line."""
     from mlkit.toolkit.db import make_engine
 
     config = config or load_config(ctx)
-    return make_engine(config.database_url)
+    return make_engine(config.database_url, check=check)
+
+
+def load_context(ctx: typer.Context, *, check: bool = True) -> tuple[Config, Engine]:
+    """The configuration and an engine on its database."""
+    config = load_config(ctx)
+    return config, open_engine(ctx, config, check=check)
 
 
 class MlkitGroup(TyperGroup):
     """The root group: turns failures into one `error:` line and exit code 1."""
 
     def invoke(self, ctx: typer.Context) -> Any:
-        from mlkit.toolkit.errors import MlkitError
+        from mlkit.toolkit.errors import MlkitError, explain_unexpected
 
         try:
             return super().invoke(ctx)
@@ -97,30 +105,8 @@ class MlkitGroup(TyperGroup):
             err("interrupted")
             raise typer.Exit(130) from None
         except Exception as exc:
-            message, hint = _describe_unexpected(exc)
-            fail(message, hint, verbose=options(ctx).verbose)
-
-
-def _describe_unexpected(exc: Exception) -> tuple[str, str]:
-    """Database errors from anywhere become the same friendly line `make_engine` gives."""
-    try:
-        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
-        DBAPIError = SQLAlchemyError = ()
-    if isinstance(exc, DBAPIError):
-        from mlkit.toolkit.db import explain_db_error
-
-        explained = explain_db_error(exc)
-        return explained.message, explained.hint or "run with --verbose for details"
-    if isinstance(exc, SQLAlchemyError):
-        return f"database error: {str(exc).splitlines()[0]}", "run with --verbose for details"
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f" {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror}:{where}", "check the path and its permissions"
-    return (
-        f"unexpected {type(exc).__name__}: {exc}",
-        "run with --verbose for the traceback and report it",
-    )
+            explained = explain_unexpected(exc)
+            fail(explained.message, explained.hint, verbose=options(ctx).verbose)
 
 
 def fail(message: str, hint: str | None = None, *, verbose: bool = False) -> None:
@@ -137,25 +123,11 @@ def err(text: str) -> None:
 
 
 def emit_json(document: Any) -> None:
-    """One standard JSON document on stdout and nothing else there: a NaN or an infinity
-    (which json.dumps would print as the non-JSON `NaN`/`Infinity`) becomes null."""
-    typer.echo(
-        json.dumps(_finite(document), indent=2, default=str, sort_keys=False, allow_nan=False)
-    )
+    """One standard JSON document on stdout and nothing else there (NaN and infinities
+    become null, see `formats.json_safe`)."""
+    from mlkit.toolkit.formats import json_safe
 
-
-def _finite(value: Any) -> Any:
-    """`value` with every non-finite float (numpy's too) replaced by None, recursively."""
-    import math
-
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    if isinstance(value, float) or type(value).__name__ in ("float16", "float32", "float64"):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return value
+    typer.echo(json.dumps(json_safe(document), indent=2, allow_nan=False))
 
 
 # Pipes and log files (cron's) get whole table rows instead of Rich's 80 columns.
@@ -213,7 +185,8 @@ class _StrippedLines:
 
 @contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Any]:
-    """A callback `(label, done, total)` drawing a bar on stderr, silent when not a terminal."""
+    """A callback `(label, done, total)` drawing a bar per label on stderr, silent when not a
+    terminal. Nothing is drawn before the first call, so a question may come first."""
     console = stderr_console()
     if not enabled or not console.is_terminal:
         yield lambda label, done, total: None
@@ -227,18 +200,24 @@ def progress_bar(enabled: bool = True) -> Iterator[Any]:
     )
 
     tasks: dict[str, Any] = {}
-    with Progress(
+    progress = Progress(
         TextColumn("{task.description:<22}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=True,
-    ) as progress:
+    )
 
-        def update(label: str, done: int, total: int | None) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done, total=total)
+    def update(label: str, done: int, total: int | None) -> None:
+        if not tasks:
+            progress.start()
+        if label not in tasks:
+            tasks[label] = progress.add_task(label, total=total)
+        progress.update(tasks[label], completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            progress.stop()

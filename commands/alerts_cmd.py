@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config, stdout_console
+from ._common import JsonFlag, emit_json, err, load_config, open_engine, stdout_console
 
 app = typer.Typer(help="Alert rules: evaluate, record, list.", no_args_is_help=True)
 
@@ -37,10 +37,9 @@ def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     Example: mlkit alerts check --json
     """
     from mlkit.toolkit.alerts import check_alerts
-    from mlkit.toolkit.db import make_engine
 
     config = load_config(ctx)
-    document = check_alerts(make_engine(config.database_url), config)
+    document = check_alerts(open_engine(ctx, config), config)
     if as_json:
         emit_json(document)
     else:
@@ -101,9 +100,8 @@ def list_alerts(
     Example: mlkit alerts list --all --limit 50
     """
     from mlkit.toolkit.alerts import alert_history, firing_alerts
-    from mlkit.toolkit.db import make_engine
 
-    engine = make_engine(load_config(ctx).database_url)
+    engine = open_engine(ctx)
     rows = alert_history(engine, limit) if show_all else firing_alerts(engine, limit)
     if as_json:
         emit_json({"alerts": rows})

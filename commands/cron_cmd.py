@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,19 +36,15 @@ def show(
 
     Example: mlkit cron show --install
     """
-    from mlkit.toolkit.cron import build_block, install_block
+    from mlkit.toolkit.cron import cron_block
 
-    config = load_config(ctx)
     opts = options(ctx)
-    symbols, warnings = _symbols(config)
-    document = build_block(
-        config, symbols=symbols, database_flag=opts.database_url, redis_flag=opts.redis_url
+    document = cron_block(
+        load_config(ctx),
+        database_flag=opts.database_url,
+        redis_flag=opts.redis_url,
+        install=install,
     )
-    document["warnings"] = warnings + document["warnings"]
-    if install:
-        document["install"] = install_block(
-            document["block"], logs_dir=document["logs_dir"], locks_dir=document["locks_dir"]
-        )
     if as_json:
         emit_json(document)
     else:
@@ -92,27 +87,3 @@ def run(
     if result.summary:
         err(result.summary)
     raise typer.Exit(result.exit_code)
-
-
-def _symbols(config) -> tuple[list[str], list[str]]:
-    """Symbols with market data, for the hourly signal lines; none when unreadable."""
-    from sqlalchemy.engine import make_url
-
-    from mlkit.toolkit.db import make_engine
-    from mlkit.toolkit.errors import MlkitError
-
-    url = make_url(config.database_url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").expanduser().is_file():
-        return [], []  # no database yet: reading it would create an empty file
-    try:
-        engine = make_engine(config.database_url)
-        import sqlalchemy as sa
-
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("market_data"):
-                return [], []
-        from mlkit.toolkit.signal.market import symbols_overview
-
-        return list(symbols_overview(engine)), []
-    except MlkitError as exc:
-        return [], [f"cannot read the symbols with market data ({exc.message})"]

@@ -6,17 +6,19 @@ from typing import Annotated
 
 import typer
 
-from ._common import load_config
+from ._common import load_context, options
 
 
 def dashboard(
     ctx: typer.Context,
     refresh: Annotated[float, typer.Option("--refresh", help="Seconds between polls.")] = 2.0,
     database: Annotated[
-        str | None, typer.Option("--database", help="Database URL (else the configured one).")
+        str | None,
+        typer.Option("--database", help="Database URL; as the global --database.", metavar="URL"),
     ] = None,
     redis: Annotated[
-        str | None, typer.Option("--redis", help="Redis URL (else the configured one).")
+        str | None,
+        typer.Option("--redis", help="Redis URL; as the global --redis.", metavar="URL"),
     ] = None,
 ) -> None:
     """Live fraud rates, bandit arms and training status from the database and Redis.
@@ -30,7 +32,11 @@ def dashboard(
 
     if refresh < 0.2:
         raise MlkitError(f"--refresh {refresh} is too fast", hint="poll at most 5 times a second")
-    config = load_config(ctx)
+    opts = options(ctx)
+    opts.database_url = database or opts.database_url
+    opts.redis_url = redis or opts.redis_url
+    # Not checked: the dashboard starts while the database is down and says so in its panels.
+    config, engine = load_context(ctx, check=False)
     from mlkit.dashboard.app import Dashboard
 
-    Dashboard(database or config.database_url, redis or config.redis_url, refresh).run()
+    Dashboard(engine, config.redis_url, refresh).run()

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, stdout_console
+from ._common import JsonFlag, emit_json, load_config, open_engine, stdout_console
 
 app = typer.Typer(help="Build versioned training-set snapshots.", no_args_is_help=True)
 
@@ -39,7 +39,6 @@ def build(
     Example: mlkit dataset build fraud --since 90d --set-current
     """
     from mlkit.toolkit.clock import parse_moment, utcnow
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.errors import MlkitError
     from mlkit.toolkit.fraud.dataset import build_from_config
 
@@ -51,9 +50,7 @@ def build(
         name: parse_moment(value, now=now, option=f"--{name.replace('_', '-')}") if value else None
         for name, value in (("since", since), ("until", until), ("label_cutoff", label_cutoff))
     }
-    result = build_from_config(
-        make_engine(config.database_url), config, **moments, set_current=set_current
-    )
+    result = build_from_config(open_engine(ctx, config), config, **moments, set_current=set_current)
     document = result.as_dict()
     if as_json:
         emit_json(document)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config, stdout_console
+from ._common import JsonFlag, emit_json, err, load_config, open_engine, stdout_console
 
 app = typer.Typer(help="Create and inspect the database schema.", no_args_is_help=True)
 
@@ -26,11 +26,11 @@ def init(
              --create-database
     """
     from mlkit.toolkit.db import create_database as create_db
-    from mlkit.toolkit.db import dialect_name, init_schema, make_engine, masked, parse_url
+    from mlkit.toolkit.db import dialect_name, init_schema, masked
 
-    url = parse_url(load_config(ctx).database_url)
-    created_db = create_db(url) if create_database else False
-    engine = make_engine(url)
+    config = load_config(ctx)
+    created_db = create_db(config.database_url) if create_database else False
+    engine = open_engine(ctx, config)
     created = init_schema(engine)
     result = {
         "dialect": dialect_name(engine),
@@ -42,7 +42,7 @@ def init(
         emit_json(result)
         return
     if created_db:
-        err(f"created database {url.database}")
+        err(f"created database {engine.url.database}")
     what = f"created {len(created)} tables" if created else "schema already up to date"
     stdout_console().print(f"{result['database']} ({result['dialect']}): {what}")
 
@@ -56,9 +56,9 @@ def status(
 
     Example: mlkit db status --json
     """
-    from mlkit.toolkit.db import dialect_name, make_engine, masked, table_counts
+    from mlkit.toolkit.db import dialect_name, masked, table_counts
 
-    engine = make_engine(load_config(ctx).database_url)
+    engine = open_engine(ctx)
     counts = table_counts(engine)
     document = {"dialect": dialect_name(engine), "database": masked(engine), "tables": counts}
     if as_json:

@@ -13,10 +13,12 @@ from ._common import (
     confirm_destructive,
     emit_json,
     err,
-    load_config,
+    load_context,
+    open_engine,
     progress_bar,
     stdout_console,
 )
+from ._render import print_seed_summary
 
 app = typer.Typer(help="Generate demo data with ground truth.", no_args_is_help=True)
 
@@ -80,7 +82,6 @@ def seed(
     Examples: mlkit demo seed --orders 1000000 --seed 7
               mlkit demo seed --append --days 7 --shift price=1.5
     """
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.demo.seed import (
         demo_database_state,
         parse_families,
@@ -90,7 +91,7 @@ def seed(
 
     chosen = parse_families(families)
     shifts = parse_shifts(shift)
-    engine = make_engine(load_config(ctx).database_url)
+    engine = open_engine(ctx)
     if replace and not append:
         periods, _ = demo_database_state(engine)
         if periods:
@@ -120,34 +121,12 @@ def seed(
     print_seed_summary(document)
 
 
-def print_seed_summary(document: dict) -> None:
-    from rich.table import Table
-
-    console = stdout_console()
-    what = "appended period" if document["period"] else "seeded world"
-    console.print(
-        f"{what} {document['period']} (seed {document['seed']}): "
-        f"{document['start']} .. {document['end']}, families {','.join(document['families'])}"
-    )
-    table = Table()
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    for name, rows in sorted(document["rows"].items()):
-        table.add_row(name, f"{rows:,}")
-    console.print(table)
-    rate = document["orders_per_second"]
-    console.print(
-        f"generated in {document['generate_seconds']} s, loaded in {document['load_seconds']} s"
-        + (f" ({rate:,} orders/s)" if rate else "")
-    )
-
-
 @app.command("stream")
 def stream(
     ctx: typer.Context,
     rate: Annotated[float, typer.Option("--rate", help="Orders per second.")] = 20.0,
     duration: Annotated[
-        float | None, typer.Option("--duration", help="Seconds to run (default: until Ctrl-C).")
+        float, typer.Option("--duration", help="Seconds to run; Ctrl-C stops sooner.")
     ] = 60.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     as_json: JsonFlag = False,
@@ -170,19 +149,13 @@ def stream(
     import sys
 
     from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.demo.stream import DemoStream
     from mlkit.toolkit.errors import MlkitError
 
     if not 0 < rate <= 1000:
         raise MlkitError(f"--rate {rate} is out of range", hint="give 0 < rate <= 1000 per second")
-    config = load_config(ctx)
-    streamer = DemoStream(
-        make_engine(config.database_url),
-        config,
-        redis_client(config.redis_url, required=False),
-        seed=seed,
-    )
+    config, engine = load_context(ctx)
+    streamer = DemoStream(engine, config, redis_client(config.redis_url, required=False), seed=seed)
     if streamer.predictor is None:
         err("warning: no fraud@prod model: orders are not scored (run: mlkit quickstart)")
     stop = {"requested": False}

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, stdout_console
+from ._common import JsonFlag, emit_json, load_config, open_engine, stdout_console
 
 app = typer.Typer(
     help="Feature drift between training data and recent orders.", no_args_is_help=True
@@ -47,11 +47,10 @@ def check(
 
     Example: mlkit drift check --model fraud@prod --window 1d --json
     """
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.drift import run_drift_check
 
     config = load_config(ctx)
-    document = run_drift_check(make_engine(config.database_url), config, model=model, window=window)
+    document = run_drift_check(open_engine(ctx, config), config, model=model, window=window)
     if as_json:
         emit_json(document)
     else:

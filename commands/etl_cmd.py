@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, progress_bar, stdout_console
+from ._common import JsonFlag, emit_json, load_context, progress_bar, stdout_console
 
 app = typer.Typer(
     help="Extract orders, compute leakage-free features, load them.", no_args_is_help=True
@@ -43,11 +43,9 @@ def run(
 
     Example: mlkit etl run --since last
     """
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.fraud.etl import lookback_from_config, run_job
 
-    config = load_config(ctx)
-    engine = make_engine(config.database_url)
+    config, engine = load_context(ctx)
     with progress_bar() as progress:
         result = run_job(engine, since, until, lookback_from_config(config), progress=progress)
     document = result.as_dict()

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, progress_bar, stdout_console
+from ._common import JsonFlag, emit_json, load_config, open_engine, progress_bar, stdout_console
 
 app = typer.Typer(
     help="Stored fraud features and their online copy in Redis.", no_args_is_help=True
@@ -32,7 +32,6 @@ def materialize(
     import time
 
     from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.fraud.online import materialize as write_states
 
     config = load_config(ctx)
@@ -40,7 +39,7 @@ def materialize(
     seconds = ttl if ttl is not None else config.get("fraud.online_ttl_seconds")
     started = time.perf_counter()
     with progress_bar() as progress:
-        count = write_states(make_engine(config.database_url), client, seconds, progress=progress)
+        count = write_states(open_engine(ctx, config), client, seconds, progress=progress)
     document = {
         "wallets": count,
         "ttl_seconds": seconds,
@@ -64,11 +63,10 @@ def show(
 
     Example: mlkit features show --order 1234 --json
     """
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.errors import MlkitError
     from mlkit.toolkit.fraud.etl import feature_row
 
-    row = feature_row(make_engine(load_config(ctx).database_url), order)
+    row = feature_row(open_engine(ctx), order)
     if row is None:
         raise MlkitError(
             f"order {order} has no stored features", hint="run `mlkit etl run` to compute them"

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, stdout_console
+from ._common import JsonFlag, emit_json, open_engine, stdout_console
 
 app = typer.Typer(help="Load external data (market bars) into the database.", no_args_is_help=True)
 
@@ -37,11 +37,10 @@ def market(
 
     Example: mlkit ingest market --csv examples/market_btcusdt.csv --symbol BTCUSDT
     """
-    from mlkit.toolkit.db import init_schema, make_engine
+    from mlkit.toolkit.db import init_schema
     from mlkit.toolkit.signal.ingest import ingest_market_csv
 
-    config = load_config(ctx)
-    engine = make_engine(config.database_url)
+    engine = open_engine(ctx)
     init_schema(engine)
     result = ingest_market_csv(engine, csv, symbol).as_dict()
     if as_json:

@@ -14,6 +14,7 @@ from ._common import (
     err,
     fail,
     load_config,
+    open_engine,
     stdout_console,
 )
 
@@ -35,7 +36,6 @@ def bandit_store(ctx: typer.Context) -> BanditStore:
     """The store over the configured database and Redis; says so when Redis is missing."""
     from mlkit.toolkit.cache import redis_client
     from mlkit.toolkit.config import mask_url
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.pricing.state import BanditStore
 
     config = load_config(ctx)
@@ -43,7 +43,7 @@ def bandit_store(ctx: typer.Context) -> BanditStore:
     if redis is None:
         where = f"unreachable at {mask_url(config.redis_url)}" if config.redis_url else "disabled"
         err(f"warning: Redis {where}: the bandit reads and writes the database only")
-    return BanditStore(make_engine(config.database_url), redis)
+    return BanditStore(open_engine(ctx, config), redis)
 
 
 @app.command("recommend")
@@ -196,9 +196,7 @@ def simulate(
         fail("give either --arms RATES or --from-demo", hint="e.g. --arms 0.05,0.04,0.03,0.02")
     scale = None
     if from_demo:
-        from mlkit.toolkit.db import make_engine
-
-        names, rates, scale = service.demo_environment(make_engine(config.database_url))
+        names, rates, scale = service.demo_environment(open_engine(ctx, config))
     else:
         rates = service.parse_rates(arms)
         names = [f"arm{i}" for i in range(len(rates))]

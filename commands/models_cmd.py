@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config, stdout_console
+from mlkit.toolkit.formats import version_label, when
+
+from ._common import JsonFlag, emit_json, err, load_context, open_engine, stdout_console
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
-    from mlkit.toolkit.config import Config
+    from mlkit.toolkit.db import Engine
     from mlkit.toolkit.registry import ModelVersion
 
 app = typer.Typer(
@@ -28,28 +26,6 @@ ReasonOption = Annotated[
 ]
 # Metrics worth a column in `models list`, in this order, when a version has them.
 LIST_METRICS = ("auc_pr", "auc_roc", "f1", "oracle_auc_pr", "accuracy", "rmse")
-
-
-def _engine(ctx: typer.Context) -> tuple[Engine, Config]:
-    from mlkit.toolkit.db import make_engine
-
-    config = load_config(ctx)
-    return make_engine(config.database_url), config
-
-
-def iso(value: Any) -> Any:
-    """Datetimes as ISO-8601 strings for JSON, recursively."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: iso(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [iso(v) for v in value]
-    return value
-
-
-def _when(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M:%S}" if value else "-"
 
 
 def _num(value: Any) -> str:
@@ -74,8 +50,7 @@ def list_(
     """
     from mlkit.toolkit.registry import list_versions
 
-    engine, _ = _engine(ctx)
-    versions = list_versions(engine, name)
+    versions = list_versions(open_engine(ctx), name)
     if as_json:
         emit_json([mv.as_dict() for mv in versions])
         return
@@ -127,7 +102,7 @@ def show(
     """
     from mlkit.toolkit.registry import inspect_artifact, resolve
 
-    engine, config = _engine(ctx)
+    config, engine = load_context(ctx)
     mv = resolve(engine, ref)
     artifact = inspect_artifact(mv, config.artifacts_dir)
     check = artifact["check"]
@@ -145,7 +120,7 @@ def show(
     rows = [
         ("family", mv.family),
         ("aliases", ", ".join(mv.aliases) or "-"),
-        ("created (UTC)", _when(mv.created_at)),
+        ("created", when(mv.created_at)),
         ("artifact", str(mv.artifact_path)),
         ("sha256", mv.sha256),
         ("artifact check", check),
@@ -172,15 +147,6 @@ def show(
         console.print(sub)
 
 
-def _validator(engine: Engine, config: Config) -> Callable[[ModelVersion], list[str]] | None:
-    """`mlkit.toolkit.validation.validation_failures`, when that module is installed."""
-    try:
-        from mlkit.toolkit.validation import validation_failures
-    except ImportError:
-        return None
-    return lambda mv: validation_failures(engine, mv, config)
-
-
 def _alias_now(engine: Engine, name: str, alias: str) -> int | None:
     from mlkit.toolkit.errors import MlkitError
     from mlkit.toolkit.registry import resolve
@@ -205,7 +171,7 @@ def _report_move(name: str, alias: str, before: int | None, mv: ModelVersion, as
     elif before == mv.version:
         stdout_console().print(f"{name}@{alias} already points at v{mv.version}; nothing moved")
     else:
-        was = f"v{before}" if before is not None else "nothing"
+        was = "nothing" if before is None else version_label(before)
         stdout_console().print(f"{name}@{alias}: {was} → v{mv.version}")
 
 
@@ -226,11 +192,17 @@ def promote(
     Example: mlkit models promote fraud 3 --alias prod --reason "better AUC-PR"
     """
     from mlkit.toolkit import registry
+    from mlkit.toolkit.validation import validation_failures
 
-    engine, config = _engine(ctx)
+    config, engine = load_context(ctx)
     before = _alias_now(engine, name, alias)
     mv = registry.promote(
-        engine, name, version, alias, reason=reason, validate=_validator(engine, config)
+        engine,
+        name,
+        version,
+        alias,
+        reason=reason,
+        validate=lambda mv: validation_failures(engine, mv, config),
     )
     _report_move(name, alias, before, mv, as_json)
 
@@ -249,7 +221,7 @@ def rollback(
     """
     from mlkit.toolkit import registry
 
-    engine, _ = _engine(ctx)
+    engine = open_engine(ctx)
     before = _alias_now(engine, name, alias)
     mv = registry.rollback(engine, name, alias, reason=reason)
     _report_move(name, alias, before, mv, as_json)
@@ -267,10 +239,9 @@ def history(
     """
     from mlkit.toolkit import registry
 
-    engine, _ = _engine(ctx)
-    rows = registry.history(engine, name)
+    rows = registry.history(open_engine(ctx), name)
     if as_json:
-        emit_json(iso(rows))
+        emit_json(rows)
         return
     if not rows:
         err(f"no alias of {name} has been moved yet")
@@ -280,15 +251,15 @@ def history(
     from rich.table import Table
 
     table = Table(title=f"alias history of {name}")
-    for column in ("changed (UTC)", "alias", "action", "from", "to", "by", "reason"):
+    for column in ("changed", "alias", "action", "from", "to", "by", "reason"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            _when(row["changed_at"]),
+            when(row["changed_at"]),
             row["alias"],
             row["action"],
-            f"v{row['from_version']}" if row["from_version"] is not None else "-",
-            f"v{row['to_version']}" if row["to_version"] is not None else "-",
+            version_label(row["from_version"]),
+            version_label(row["to_version"]),
             escape(row["changed_by"]),
             escape(row["reason"] or ""),
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -13,12 +12,11 @@ from ._common import (
     confirm_destructive,
     emit_json,
     err,
-    load_config,
+    load_context,
     progress_bar,
     stdout_console,
 )
-
-DEMO_SIGNAL_SYMBOL = "BTCUSDT"
+from ._render import print_seed_summary
 
 
 def quickstart(
@@ -40,108 +38,27 @@ def quickstart(
 
     Example: mlkit quickstart
     """
-    from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.db import dialect_name, init_schema, make_engine, masked, table_counts
-    from mlkit.toolkit.demo.seed import require_own_database, seed_demo
-    from mlkit.toolkit.fraud.dataset import build_from_config
-    from mlkit.toolkit.fraud.etl import resolve_range, run_etl
-    from mlkit.toolkit.fraud.pipeline import train_fraud_model
-    from mlkit.toolkit.fraud.scoring import Thresholds, score_orders
-    from mlkit.toolkit.pricing.train import train_bandit
-    from mlkit.toolkit.recommender.serve import Recommender
-    from mlkit.toolkit.recommender.train import train_recommender
-    from mlkit.toolkit.registry import promote
-    from mlkit.toolkit.signal.run import run_signal
-    from mlkit.toolkit.validation import validation_failures
+    from mlkit.toolkit.db import masked
+    from mlkit.toolkit.quickstart import run_quickstart
 
-    config = load_config(ctx)
-    engine = make_engine(config.database_url)
-    init_schema(engine)
+    config, engine = load_context(ctx)
     err(f"database: {masked(engine)}")
-    periods = require_own_database(engine)
-    if periods:
-        confirm_destructive("the database already holds a demo world: quickstart replaces it", yes)
     with progress_bar() as progress:
-        result = seed_demo(engine, orders=orders, seed=seed, replace=True, progress=progress)
-        etl_result = run_etl(engine, *resolve_range(engine, None, None), progress=progress)
-    dataset = build_from_config(engine, config, set_current=True)
-    # Train on that snapshot, promote to candidate (validated), then to prod, and score.
-    trained = train_fraud_model(engine, config, dataset="current", alias="candidate", force=True)
-    prod = promote(
-        engine,
-        "fraud",
-        trained["version"],
-        "prod",
-        validate=lambda mv: validation_failures(engine, mv, config),
-        reason="mlkit quickstart",
-    )
-    scored = score_orders(
-        engine, prod, Thresholds.from_config(config), artifacts_dir=config.artifacts_dir
-    )
-    # The recommender from the shop's interactions, and one user's picks.
-    # The world ends at the start of today; windows count back from now and hold all of it.
-    shop = train_recommender(engine, config, days=365, force=True)
-    recommender = Recommender.open(engine, config)
-    shopper = int(recommender.model.user_ids[0])
-    picks = recommender.for_user(shopper, 3)
-    # The pricing bandit from the same orders, state into Redis when it answers.
-    bandit = train_bandit(
-        engine, config, redis_client(config.redis_url, required=False), since="365d", force=True
-    )
-    # One trading signal on the demo's hourly bars: trains signal-BTCUSDT first when it has
-    # no model yet (the automatic initial training), else uses it.
-    signal = run_signal(engine, config, DEMO_SIGNAL_SYMBOL)
-    counts = table_counts(engine)
-    document = {
-        "database": masked(engine),
-        "dialect": dialect_name(engine),
-        "seed": result.as_dict(),
-        "etl": etl_result.as_dict(),
-        "dataset": dataset.as_dict(),
-        "model": {k: trained[k] for k in ("model", "version", "kind", "alias", "artifact")}
-        | {
-            "metrics": {k: v for k, v in trained["metrics"].items() if isinstance(v, float)},
-            "prod": prod.version,
-        },
-        "scoring": scored.as_dict(),
-        "recommender": {
-            "version": shop["version"],
-            "metrics": shop["metrics"],
-            "user_id": shopper,
-            "items": picks["items"],
-        },
-        "bandit": {
-            "version": bandit["version"],
-            "offers": bandit["offers"],
-            "best_arm": bandit["metrics"]["best_arm"],
-            "mean_reward": bandit["metrics"]["mean_reward"],
-        },
-        "signal": {
-            k: signal[k]
-            for k in ("symbol", "ts", "signal", "confidence", "fallback", "model_version")
-        }
-        | {"training": signal["training"]["outcome"]},
-        "tables": counts,
-        "live": "mlkit demo stream --rate 20 --duration 600 &  mlkit dashboard",
-        "next": [
-            "mlkit db status",
-            "mlkit features show --order 1",
-            "mlkit inspect dataset --pointer current",
-            "mlkit models list",
-            "mlkit status",
-            "mlkit signal status",
-            "mlkit mab stats",
-            f"mlkit recommend user {shopper}",
-            "mlkit config show",
-            # The appended week lies after now: drift looks at it as of its end.
-            "mlkit demo seed --append --days 7 --shift price=1.5 && "
-            f"mlkit --as-of {result.end + timedelta(days=7):%Y-%m-%d} drift check",
-        ],
-    }
+        document = run_quickstart(
+            engine,
+            config,
+            orders=orders,
+            seed=seed,
+            confirm_replace=lambda what: confirm_destructive(what, yes),
+            progress=progress,
+        )
     if as_json:
         emit_json(document)
         return
-    from .demo_cmd import print_seed_summary
+    _print(document)
+
+
+def _print(document: dict) -> None:
 
     print_seed_summary(document["seed"])
     console = stdout_console()

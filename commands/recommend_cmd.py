@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config, stdout_console
+from ._common import JsonFlag, emit_json, err, load_config, open_engine, stdout_console
 
 if TYPE_CHECKING:
     from mlkit.toolkit.recommender.serve import Recommender
@@ -22,12 +22,11 @@ ModelOption = Annotated[str, typer.Option("--model", help="Registry reference to
 
 
 def _recommender(ctx: typer.Context, ref: str) -> Recommender:
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.recommender.serve import Recommender
 
     config = load_config(ctx)
     # check=False: Recommender.open connects itself and falls back when it cannot
-    engine = make_engine(config.database_url, check=False)
+    engine = open_engine(ctx, config, check=False)
     recommender = Recommender.open(engine, config, ref)
     if recommender.warning:
         err(f"warning: {recommender.warning}")
@@ -126,7 +125,6 @@ def training_data(
     from pathlib import Path
 
     from mlkit.toolkit.clock import utcnow
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.errors import MlkitError
     from mlkit.toolkit.recommender.export import write_export
 
@@ -136,7 +134,7 @@ def training_data(
         raise MlkitError(f"--format {fmt} writes several files", hint="give --out DIRECTORY")
     config = load_config(ctx)
     written = write_export(
-        make_engine(config.database_url), days, fmt, Path(out) if out else None, utcnow()
+        open_engine(ctx, config), days, fmt, Path(out) if out else None, utcnow()
     )
     if written is None:
         return

@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, YesFlag, confirm_destructive, emit_json, load_config, stdout_console
+from ._common import (
+    JsonFlag,
+    YesFlag,
+    confirm_destructive,
+    emit_json,
+    load_config,
+    open_engine,
+    stdout_console,
+)
 
 app = typer.Typer(help="Data retention: archive old rows.", no_args_is_help=True)
 
@@ -44,7 +52,6 @@ def run(
 
     Example: mlkit retention run --older-than 365d --dry-run
     """
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.retention import run_retention
 
     config = load_config(ctx)
@@ -55,7 +62,7 @@ def run(
             unattended=True,
         )
     document = run_retention(
-        make_engine(config.database_url),
+        open_engine(ctx, config),
         older_than=older_than or str(config.get("retention.older_than")),
         batch_size=batch_size or int(config.get("retention.batch_size")),
         dry_run=dry_run,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, stdout_console
+from ._common import JsonFlag, emit_json, load_context, stdout_console
 
 score_app = typer.Typer(help="Batch-score orders into fraud_predictions.", no_args_is_help=True)
 predict_app = typer.Typer(help="Score one order with online features.", no_args_is_help=True)
@@ -37,13 +37,11 @@ def score_fraud(
     Example: mlkit score fraud --since 1d --model fraud@prod
     """
     from mlkit.toolkit.clock import parse_moment, utcnow
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.fraud.etl import lookback_from_config
     from mlkit.toolkit.fraud.scoring import Thresholds, score_orders
     from mlkit.toolkit.registry import resolve
 
-    config = load_config(ctx)
-    engine = make_engine(config.database_url)
+    config, engine = load_context(ctx)
     start = parse_moment(since, now=utcnow(), option="--since") if since else None
     result = score_orders(
         engine,
@@ -92,7 +90,6 @@ def predict_fraud(
              "payment_method": "paypal", "created_at": "2026-03-01T12:00:00"}'
     """
     from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.errors import MlkitError
     from mlkit.toolkit.fraud.scoring import FraudPredictor, Thresholds
     from mlkit.toolkit.registry import resolve
@@ -111,8 +108,7 @@ def predict_fraud(
         ) from None
     if not isinstance(request, dict):
         raise MlkitError("the order must be a JSON object", hint="pass one JSON object")
-    config = load_config(ctx)
-    engine = make_engine(config.database_url)
+    config, engine = load_context(ctx)
     predictor = FraudPredictor(
         engine,
         resolve(engine, model),

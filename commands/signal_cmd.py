@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, stdout_console
+from ._common import JsonFlag, emit_json, load_config, open_engine, stdout_console
 
 app = typer.Typer(
     help="SELL / HOLD / BUY signals from the symbol's CatBoost model, or the SMA/RSI fallback.",
@@ -35,11 +35,10 @@ def run(
 
     Example: mlkit signal run --symbol BTCUSDT --json
     """
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.signal.run import run_signal
 
     config = load_config(ctx)
-    document = run_signal(make_engine(config.database_url), config, symbol, train=not no_train)
+    document = run_signal(open_engine(ctx, config), config, symbol, train=not no_train)
     if as_json:
         emit_json(document)
         return
@@ -98,11 +97,10 @@ def status(
 
     Example: mlkit signal status --symbol BTCUSDT --json
     """
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.signal.run import signal_status
 
     config = load_config(ctx)
-    document = signal_status(make_engine(config.database_url), config, symbol)
+    document = signal_status(open_engine(ctx, config), config, symbol)
     if as_json:
         emit_json(document if symbol is None else next(iter(document.values())))
         return

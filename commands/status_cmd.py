@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, stdout_console
+from mlkit.toolkit.formats import version_label, when
 
-
-def _when(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M:%S} UTC" if value else "-"
-
-
-def _version(value: int | None) -> str:
-    return f"v{value}" if value is not None else "-"
+from ._common import JsonFlag, emit_json, load_context, stdout_console
 
 
 def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
@@ -25,41 +18,17 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
     Example: mlkit status --json
     """
-    from sqlalchemy.exc import DBAPIError
+    from mlkit.toolkit.status import status_report
 
-    from mlkit.toolkit.db import explain_db_error, make_engine
-    from mlkit.toolkit.errors import MlkitError
-    from mlkit.toolkit.runs import training_status
-
-    from .models_cmd import iso
-
-    config = load_config(ctx)
-    engine = make_engine(config.database_url)
-    try:
-        document = training_status(engine)
-    except DBAPIError as exc:
-        explained = explain_db_error(exc, engine.url)
-        text = str(exc.orig).lower()
-        if any(s in text for s in ("no such table", "does not exist", "doesn't exist")):
-            raise MlkitError(
-                "the registry tables are missing in this database",
-                hint="create them with `mlkit db init`",
-            ) from None
-        raise explained from None
-    if "pricing" in document:
-        document["pricing"]["bandit"] = _bandit(engine, config)
-    if "signal" in document:
-        from mlkit.toolkit.signal.run import family_training_status
-
-        # Signal models are per symbol (signal-BTCUSDT...): the family is trained if any is.
-        symbols = family_training_status(engine)
-        document["signal"]["symbols"] = symbols
-        document["signal"]["is_trained"] = document["signal"]["is_trained"] or any(
-            entry["is_trained"] for entry in symbols.values()
-        )
+    config, engine = load_context(ctx)
+    document = status_report(engine, config)
     if as_json:
-        emit_json(iso(document))
+        emit_json(document)
         return
+    _print(document)
+
+
+def _print(document: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -72,8 +41,8 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         table.add_row("trained", "yes" if info["is_trained"] else "no")
         table.add_row(
             "versions",
-            f"prod {_version(info['prod'])} · candidate {_version(info['candidate'])} · "
-            f"latest {_version(info['latest_version'])}",
+            f"prod {version_label(info['prod'])} · candidate {version_label(info['candidate'])} · "
+            f"latest {version_label(info['latest_version'])}",
         )
         if run is None:
             table.add_row("last training", "never")
@@ -81,7 +50,7 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             duration = run["duration_seconds"]
             table.add_row(
                 "last training",
-                f"run {run['run_id']} {run['status']} at {_when(run['started_at'])}"
+                f"run {run['run_id']} {run['status']} at {when(run['started_at'])}"
                 + (f" ({duration:.1f} s)" if duration is not None else ""),
             )
             if run["n_samples"] is not None:
@@ -92,7 +61,8 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                 table.add_row(
                     "rejected",
                     f"[yellow]v{run['version']} failed its validation gate: "
-                    f"{escape(run['last_error'])}; prod stays {_version(info['prod'])}[/yellow]",
+                    f"{escape(run['last_error'])}; "
+                    f"prod stays {version_label(info['prod'])}[/yellow]",
                 )
             elif run["last_error"]:
                 table.add_row("last error", f"[red]{escape(run['last_error'])}[/red]")
@@ -100,7 +70,7 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         if success is not None and (run is None or success["run_id"] != run["run_id"]):
             table.add_row(
                 "last success",
-                f"run {success['run_id']} at {_when(success['finished_at'])}"
+                f"run {success['run_id']} at {when(success['finished_at'])}"
                 + (f" → v{success['version']}" if success["version"] is not None else ""),
             )
         bandit = info.get("bandit")
@@ -115,18 +85,8 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         for symbol, entry in (info.get("symbols") or {}).items():
             table.add_row(symbol, _symbol_line(entry))
         if info["cooldown"]:
-            table.add_row("cooldown", f"[yellow]until {_when(info['next_retry_at'])}[/yellow]")
+            table.add_row("cooldown", f"[yellow]until {when(info['next_retry_at'])}[/yellow]")
         console.print(table)
-
-
-def _bandit(engine, config) -> dict | None:
-    """The pricing bandit's arms as `mlkit mab stats` reports them (None when untrained)."""
-    from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.pricing.service import stats_report
-    from mlkit.toolkit.pricing.state import BanditStore
-
-    store = BanditStore(engine, redis_client(config.redis_url, required=False))
-    return stats_report(*store.read()) if store.is_trained() else None
 
 
 def _symbol_line(entry: dict[str, Any]) -> str:
@@ -134,13 +94,13 @@ def _symbol_line(entry: dict[str, Any]) -> str:
     from rich.markup import escape
 
     run = entry["last_training"]
-    parts = [f"prod {_version(entry['prod'])}" if entry["is_trained"] else "not trained"]
+    parts = [f"prod {version_label(entry['prod'])}" if entry["is_trained"] else "not trained"]
     if run is not None:
-        parts.append(f"last run {run['status']} at {_when(run['started_at'])}")
+        parts.append(f"last run {run['status']} at {when(run['started_at'])}")
         if run["last_error"]:
             parts.append(f"[red]{escape(run['last_error'])}[/red]")
     if entry["cooldown"]:
-        parts.append(f"[yellow]cooldown until {_when(entry['next_retry_at'])}[/yellow]")
+        parts.append(f"[yellow]cooldown until {when(entry['next_retry_at'])}[/yellow]")
     return " · ".join(parts)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config, stdout_console
+from ._common import JsonFlag, emit_json, err, load_config, open_engine, stdout_console
 
 app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
 
@@ -71,12 +71,11 @@ def fraud(
 
     Example: mlkit train fraud --alias prod
     """
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.fraud.pipeline import train_fraud_model
 
     config = load_config(ctx)
     result = train_fraud_model(
-        make_engine(config.database_url),
+        open_engine(ctx, config),
         config,
         dataset=dataset,
         kind=model,
@@ -123,7 +122,6 @@ def mab(
     Example: mlkit train mab --since 90d --policy thompson --json
     """
     from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.errors import TooLittleData
     from mlkit.toolkit.pricing.train import train_bandit
 
@@ -136,7 +134,7 @@ def mab(
         )
     try:
         result = train_bandit(
-            make_engine(config.database_url),
+            open_engine(ctx, config),
             config,
             redis,
             since=since,
@@ -180,12 +178,11 @@ def signal(
 
     Example: mlkit train signal --symbol BTCUSDT --json
     """
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.signal.train import train_signal_model
 
     config = load_config(ctx)
     result = train_signal_model(
-        make_engine(config.database_url), config, symbol, alias=alias or None, force=force
+        open_engine(ctx, config), config, symbol, alias=alias or None, force=force
     )
     if as_json:
         emit_json(result)
@@ -223,14 +220,13 @@ def recommender(
 
     Example: mlkit train recommender --days 90 --json
     """
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.errors import TooLittleData
     from mlkit.toolkit.recommender.train import train_recommender
 
     config = load_config(ctx)
     try:
         result = train_recommender(
-            make_engine(config.database_url), config, days=days, alias=alias or None, force=force
+            open_engine(ctx, config), config, days=days, alias=alias or None, force=force
         )
     except TooLittleData as exc:
         _skip_or_fail(exc, "recommender", skip_if_too_few, as_json)
@@ -260,7 +256,6 @@ def train_all(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     Example: mlkit train all --json
     """
     from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.train_all import train_all as run_all
 
     config = load_config(ctx)
@@ -271,7 +266,7 @@ def train_all(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             "Redis unreachable, it will be rewritten on the next read"
         )
     document = run_all(
-        make_engine(config.database_url),
+        open_engine(ctx, config),
         config,
         redis=redis,
         on_start=lambda item: err(f"training {item.model} ..."),

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, stdout_console
+from ._common import JsonFlag, emit_json, load_config, open_engine, stdout_console
 
 app = typer.Typer(help="Validate model artifacts.", no_args_is_help=True)
 
@@ -25,13 +25,12 @@ def model(
 
     Example: mlkit validate model fraud@candidate --min-auc-pr 0.5
     """
-    from mlkit.toolkit.db import make_engine
     from mlkit.toolkit.errors import MlkitError
     from mlkit.toolkit.registry import resolve
     from mlkit.toolkit.validation import validate_version
 
     config = load_config(ctx)
-    mv = resolve(make_engine(config.database_url), ref)
+    mv = resolve(open_engine(ctx, config), ref)
     checks = validate_version(mv, config, min_auc_pr=min_auc_pr)
     failed = [c for c in checks if not c.ok]
     if as_json:

@@ -19,8 +19,9 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Sparkline, Static
 
-from mlkit.toolkit.config import mask_url
-from mlkit.toolkit.monitor import DECISIONS, DashboardSource, Snapshot
+from mlkit.toolkit.db import Engine, masked
+from mlkit.toolkit.formats import version_label
+from mlkit.toolkit.monitor import DECISIONS, DashboardSource, Panel, Snapshot
 
 HELP = """mlkit dashboard
 
@@ -70,10 +71,10 @@ class Dashboard(App):
         Binding("question_mark", "help", "Help"),
     ]
 
-    def __init__(self, database_url: str, redis_url: str | None, refresh: float = 2.0):
+    def __init__(self, engine: Engine, redis_url: str | None, refresh: float = 2.0):
         super().__init__()
-        self.source = DashboardSource(database_url, redis_url)
-        self.database_label = mask_url(database_url)
+        self.source = DashboardSource(engine, redis_url)
+        self.database_label = masked(engine)
         self.refresh_seconds = refresh
         self.paused = False
         self.polling = False
@@ -164,12 +165,19 @@ class Dashboard(App):
             f"db {self.database_label} · Redis {redis} · {state} · {last}"
         )
 
-    def _render_fraud(self, s: Snapshot) -> None:
-        panel, box = s.fraud, self.query_one("#fraud", Static)
+    def _panel_box(self, panel: Panel, selector: str) -> Static | None:
+        """The panel's box to render into; None once the panel's error is shown in it."""
+        box = self.query_one(selector, Static)
         if panel.error:
             box.update(Text(panel.error, style="bold red"))
+            return None
+        return box
+
+    def _render_fraud(self, s: Snapshot) -> None:
+        box = self._panel_box(s.fraud, "#fraud")
+        if box is None:
             return
-        data = panel.data
+        data = s.fraud.data
         if not data["orders"]:
             box.update("no orders yet")
             return
@@ -212,11 +220,10 @@ class Dashboard(App):
         self.query_one("#blocked", Static).update(blocked)
 
     def _render_bandit(self, s: Snapshot) -> None:
-        panel, box = s.bandit, self.query_one("#bandit", Static)
-        if panel.error:
-            box.update(Text(panel.error, style="bold red"))
+        box = self._panel_box(s.bandit, "#bandit")
+        if box is None:
             return
-        data = panel.data
+        data = s.bandit.data
         table = Table(
             box=None, expand=True, caption=self._bandit_caption(s), caption_justify="left"
         )
@@ -242,21 +249,20 @@ class Dashboard(App):
         return f"Redis {s.redis_state}: from the database"
 
     def _render_training(self, s: Snapshot) -> None:
-        panel, box = s.training, self.query_one("#training", Static)
-        if panel.error:
-            box.update(Text(panel.error, style="bold red"))
+        box = self._panel_box(s.training, "#training")
+        if box is None:
             return
         table = Table(box=None, expand=True)
         for column in ("family", "prod", "cand.", "last run", "metric", "status"):
             table.add_column(column)
-        for family, info in panel.data.items():
+        for family, info in s.training.data.items():
             run = info["last_training"]
             status, style = _status(info)
             metric = _key_metric((run or {}).get("metrics") or {})
             table.add_row(
                 family,
-                _version(info["prod"]),
-                _version(info["candidate"]),
+                version_label(info["prod"]),
+                version_label(info["candidate"]),
                 f"{run['started_at']:%m-%d %H:%M}" if run else "never",
                 metric,
                 Text(status, style=style),
@@ -274,10 +280,6 @@ def _key_metric(metrics: dict) -> str:
         if isinstance(metrics.get(name), float):
             return f"{name} {metrics[name]:.3f}"
     return "-"
-
-
-def _version(value: int | None) -> str:
-    return "-" if value is None else f"v{value}"
 
 
 def _status(info: dict) -> tuple[str, str]:

@@ -91,7 +91,7 @@ async def test_panels_show_the_seeded_figures_and_follow_updates(seeded, redis_u
     store = BanditStore(engine, redis_lib.Redis.from_url(redis_url))
     train_bandit(engine, config, store.redis, since="365d", force=True)
 
-    app = Dashboard(url, redis_url, REFRESH)
+    app = Dashboard(make_engine(url, check=False), redis_url, REFRESH)
     async with app.run_test(size=(180, 50)) as pilot:
         await wait_for_refresh(app, pilot, 0)
         fraud = text_of(app, "#fraud")
@@ -184,7 +184,7 @@ async def test_redis_stopped_degrades_the_bandit_panel_and_it_recovers(seeded):
     _, url, _ = seeded
     port = free_port()
     server = start_redis(port)
-    app = Dashboard(url, f"redis://127.0.0.1:{port}/0", REFRESH)
+    app = Dashboard(make_engine(url, check=False), f"redis://127.0.0.1:{port}/0", REFRESH)
     try:
         async with app.run_test(size=(180, 50)) as pilot:
             await wait_for_refresh(app, pilot, 0)
@@ -212,7 +212,7 @@ async def test_sqlite_without_redis_and_a_database_that_goes_away(tmp_path):
     setup = make_engine(f"sqlite:///{path}")
     init_schema(setup)
     setup.dispose()  # its last connection checkpoints the WAL: the schema is in the file we move
-    app = Dashboard(f"sqlite:///{path}", None, REFRESH)
+    app = Dashboard(make_engine(f"sqlite:///{path}", check=False), None, REFRESH)
     async with app.run_test(size=(180, 50)) as pilot:
         await wait_for_refresh(app, pilot, 0)
         assert "no orders yet" in text_of(app, "#fraud")
@@ -232,3 +232,39 @@ async def test_sqlite_without_redis_and_a_database_that_goes_away(tmp_path):
         await wait_for_refresh(app, pilot, app.refreshes)
         assert "no orders yet" in text_of(app, "#fraud")
         await pilot.press("q")
+
+
+def test_the_command_opens_the_configured_database_and_quits_on_q(
+    seeded, cli, redis_url, monkeypatch
+):
+    """`mlkit dashboard` as a user starts it, headless: its --database reaches the panels."""
+    from mlkit.dashboard.app import Dashboard
+
+    _, url, _ = seeded
+    shown = {}
+
+    async def look_and_quit(pilot) -> None:
+        await wait_for_refresh(pilot.app, pilot, 0)
+        shown["top"] = text_of(pilot.app, "#top")
+        shown["fraud"] = text_of(pilot.app, "#fraud")
+        await pilot.press("q")
+
+    run = Dashboard.run
+    monkeypatch.setattr(
+        Dashboard,
+        "run",
+        lambda app: run(app, headless=True, size=(180, 50), auto_pilot=look_and_quit),
+    )
+    result = cli("--redis", redis_url, "dashboard", "--database", url, "--refresh", str(REFRESH))
+    assert result.exit_code == 0, result.output
+    assert url.rsplit("/", 1)[-1] in shown["top"] and "Redis ok" in shown["top"]
+    assert "as of" in shown["fraud"]
+
+
+def test_the_command_checks_its_options_and_the_config(cli):
+    fast = cli("dashboard", "--refresh", "0.1")
+    assert fast.exit_code == 1 and fast.stderr.startswith("error: --refresh 0.1 is too fast")
+    for args in (["--database", "oracle://x@y/z", "dashboard"], ["dashboard", "--database", "x"]):
+        result = cli(*args)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("error: --database: "), result.stderr

@@ -501,6 +501,48 @@ def build_block(
     }
 
 
+def cron_block(
+    config: Config,
+    *,
+    database_flag: str | None = None,
+    redis_flag: str | None = None,
+    install: bool = False,
+) -> dict[str, Any]:
+    """`mlkit cron show`: the block with a signal line per symbol with market data, merged
+    into the crontab when `install` (the outcome under "install")."""
+    symbols, warnings = market_symbols(config)
+    document = build_block(
+        config, symbols=symbols, database_flag=database_flag, redis_flag=redis_flag
+    )
+    document["warnings"] = warnings + document["warnings"]
+    if install:
+        document["install"] = install_block(
+            document["block"], logs_dir=document["logs_dir"], locks_dir=document["locks_dir"]
+        )
+    return document
+
+
+def market_symbols(config: Config) -> tuple[list[str], list[str]]:
+    """Symbols with market data, for the hourly signal lines, and a warning when they
+    cannot be read."""
+    import sqlalchemy as sa
+
+    from .db import dialect_name, make_engine, parse_url
+    from .signal.market import symbols_overview
+
+    url = parse_url(config.database_url)
+    if dialect_name(url) == "sqlite" and not Path(url.database or "").expanduser().is_file():
+        return [], []  # no database yet: reading it would create an empty file
+    try:
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("market_data"):
+                return [], []
+        return list(symbols_overview(engine)), []
+    except MlkitError as exc:
+        return [], [f"cannot read the symbols with market data ({exc.message})"]
+
+
 # ---------------------------------------------------------------- merging
 
 

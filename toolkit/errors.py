@@ -16,3 +16,25 @@ class MlkitError(Exception):
 class TooLittleData(MlkitError):
     """Too little data in a training window to learn from: an unattended run (cron,
     `train all`) records it as a skip and keeps the serving model; by hand it is an error."""
+
+
+def explain_unexpected(exc: Exception) -> MlkitError:
+    """An exception mlkit did not raise on purpose as a message and hint: a database error
+    as `make_engine` words it, a file system error with its path, anything else as a bug."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    verbose = "run with --verbose for details"
+    if isinstance(exc, DBAPIError):
+        from .db import explain_db_error
+
+        explained = explain_db_error(exc)
+        return MlkitError(explained.message, explained.hint or verbose)
+    if isinstance(exc, SQLAlchemyError):
+        return MlkitError(f"database error: {str(exc).splitlines()[0]}", verbose)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return MlkitError(f"{exc.strerror}:{where}", "check the path and its permissions")
+    return MlkitError(
+        f"unexpected {type(exc).__name__}: {exc}",
+        "run with --verbose for the traceback and report it",
+    )

@@ -209,19 +209,21 @@ def bandit_overview(engine: Engine, redis) -> dict:
 
 
 def training_overview(engine: Engine) -> dict:
-    from .runs import training_status
+    from .status import family_status
 
-    return training_status(engine)
+    return family_status(engine, bandit=False)  # the bandit has a panel of its own
 
 
 class DashboardSource:
     """Reads every panel once per `snapshot()`; owns the engine and the Redis client and
     lets both reconnect by themselves after an outage."""
 
-    def __init__(self, database_url: str, redis_url: str | None):
+    def __init__(self, database: Engine | str, redis_url: str | None):
         from .db import make_engine
 
-        self.engine = make_engine(database_url, check=False)
+        self.engine = (
+            database if isinstance(database, Engine) else make_engine(database, check=False)
+        )
         self.redis_url = redis_url
         self._redis = None
 
