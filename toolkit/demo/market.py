@@ -19,6 +19,7 @@ from scipy.signal import lfilter
 
 from ..schema import demo_truth_regimes, market_data
 from .params import DemoParams
+from .queries import latest_rows
 
 
 @dataclass(frozen=True)
@@ -71,39 +72,10 @@ class MarketState:
 
 def read_state(conn: sa.Connection) -> MarketState:
     """The last bar and the last regime of each symbol: two grouped queries."""
-    last_bar_ts = (
-        sa.select(market_data.c.symbol, sa.func.max(market_data.c.ts).label("ts"))
-        .group_by(market_data.c.symbol)
-        .subquery()
-    )
-    bars = conn.execute(
-        sa.select(market_data.c.symbol, market_data.c.ts, market_data.c.close).join(
-            last_bar_ts,
-            sa.and_(
-                market_data.c.symbol == last_bar_ts.c.symbol,
-                market_data.c.ts == last_bar_ts.c.ts,
-            ),
-        )
-    ).all()
-    last_truth_ts = (
-        sa.select(demo_truth_regimes.c.symbol, sa.func.max(demo_truth_regimes.c.ts).label("ts"))
-        .group_by(demo_truth_regimes.c.symbol)
-        .subquery()
-    )
-    truths = conn.execute(
-        sa.select(
-            demo_truth_regimes.c.symbol,
-            demo_truth_regimes.c.regime,
-            demo_truth_regimes.c.volatility,
-        ).join(
-            last_truth_ts,
-            sa.and_(
-                demo_truth_regimes.c.symbol == last_truth_ts.c.symbol,
-                demo_truth_regimes.c.ts == last_truth_ts.c.ts,
-            ),
-        )
-    ).all()
-    truth_by_symbol = {row.symbol: row for row in truths}
+    m, t = market_data, demo_truth_regimes
+    bars = conn.execute(latest_rows(m, "symbol", "ts", m.c.symbol, m.c.ts, m.c.close)).all()
+    truths = conn.execute(latest_rows(t, "symbol", "ts", t.c.symbol, t.c.regime, t.c.volatility))
+    truth_by_symbol = {row.symbol: row for row in truths.all()}
     state = MarketState()
     for row in bars:
         spec = SYMBOLS.get(row.symbol)
@@ -128,99 +100,21 @@ def generate(params: DemoParams, state: MarketState | None) -> dict[str, pd.Data
     rng = params.rng("market")
     state = state or MarketState()
     volatility_factor = params.factor("volatility")
-    volume_factor = params.factor("volume")
-
-    first_bar = pd.Timestamp(params.start).ceil("h")
-    # Never repeat a bar the database already has, should the periods overlap.
-    known_until = [symbol.ts for symbol in state.symbols.values() if symbol.ts is not None]
-    if known_until:
-        first_bar = max(
-            first_bar, pd.Timestamp(max(known_until)).floor("h") + pd.Timedelta(hours=1)
-        )
-    all_bars = pd.date_range(first_bar, pd.Timestamp(params.end), freq="h", inclusive="left")
-    n_bars = len(all_bars)
+    all_bars = _bar_times(params, state)
     names = list(SYMBOLS)
-    n_symbols = len(names)
     specs = [SYMBOLS[name] for name in names]
     base_vol = np.array([spec.hourly_volatility for spec in specs])[:, None]
+    draws = _Draws.of(rng, len(names), len(all_bars))
 
-    # Every random number is drawn up front in a fixed order: the same params give the
-    # same bars whatever code path follows.
-    start_jitter = rng.normal(0.0, 0.05, n_symbols)
-    fresh_regime = rng.choice(
-        len(REGIMES), n_symbols, p=REGIME_MEAN_HOURS / REGIME_MEAN_HOURS.sum()
-    )
-    max_segments = n_bars // 24 + 32
-    jump_steps = rng.integers(1, 3, (n_symbols, max_segments))
-    segment_uniforms = rng.random((n_symbols, max_segments))
-    log_vol_innovations = rng.normal(0.0, 1.0, (n_symbols, n_bars))
-    market_shocks = rng.standard_t(SHOCK_DF, n_bars)
-    own_shocks = rng.standard_t(SHOCK_DF, (n_symbols, n_bars))
-    open_gaps = rng.normal(0.0, OPEN_GAP_SD, (n_symbols, n_bars))
-    wick_draws = np.abs(rng.normal(0.0, 1.0, (2, n_symbols, n_bars)))
-    volume_noise = rng.normal(0.0, 0.25, (n_symbols, n_bars))
-
-    # Where each symbol resumes: the previous close and regime, or a fresh start.
     previous = [state.symbols.get(name) for name in names]
-    last_close = np.array(
-        [
-            prev.close if prev else spec.start_price * np.exp(jitter)
-            for prev, spec, jitter in zip(previous, specs, start_jitter, strict=True)
-        ]
-    )
-    # A fresh symbol starts in a regime drawn by the share of time each one lasts.
-    first_regime = np.array(
-        [
-            REGIMES.index(prev.regime) if prev and prev.regime in REGIMES else fresh
-            for prev, fresh in zip(previous, fresh_regime, strict=True)
-        ]
-    )
-    # Log-volatility deviation of the last bar from the level this period would give it,
-    # so a volatility shift between periods fades in at the AR rate instead of jumping.
-    start_log_vol = np.zeros(n_symbols)
-    for row, (prev, spec) in enumerate(zip(previous, specs, strict=True)):
-        if prev is not None and prev.volatility > 0:
-            level = spec.hourly_volatility * REGIME_VOLATILITY[first_regime[row]]
-            deviation = np.log(prev.volatility / (level * volatility_factor)) + LOG_VOL_SD**2 / 2
-            start_log_vol[row] = np.clip(deviation, -2.0, 2.0)
-
-    # Regime path: the jump chain moves to one of the two other regimes with equal odds
-    # (a cyclic step of 1 or 2), and each visit lasts a geometric number of hours whose
-    # mean depends on the regime. Geometric holding times are memoryless, so a resumed
-    # regime simply gets a fresh duration.
-    segment_regimes = (
-        first_regime[:, None] + np.cumsum(jump_steps, axis=1) - jump_steps[:, :1]
-    ) % 3
-    stay_prob = 1.0 - 1.0 / REGIME_MEAN_HOURS[segment_regimes]
-    durations = 1 + np.floor(np.log1p(-segment_uniforms) / np.log(stay_prob)).astype(np.int64)
-    segment_ends = np.cumsum(durations, axis=1)
-    bar_index = np.arange(n_bars)
-    regime_index = np.empty((n_symbols, n_bars), dtype=np.int64)
-    for row in range(n_symbols):
-        segment_of_bar = np.searchsorted(segment_ends[row], bar_index, side="right")
-        regime_index[row] = segment_regimes[row, np.minimum(segment_of_bar, max_segments - 1)]
-
-    # Volatility clustering: AR(1) log-volatility run by lfilter, resumed from the last bar.
-    log_vol_step = LOG_VOL_SD * np.sqrt(1.0 - LOG_VOL_PERSISTENCE**2)
-    log_vol, _ = lfilter(
-        [1.0],
-        [1.0, -LOG_VOL_PERSISTENCE],
-        log_vol_step * log_vol_innovations,
-        axis=1,
-        zi=(LOG_VOL_PERSISTENCE * start_log_vol)[:, None],
-    )
-    volatility = (
-        base_vol
-        * REGIME_VOLATILITY[regime_index]
-        * np.exp(log_vol - LOG_VOL_SD**2 / 2)
-        * volatility_factor
-    )
+    last_close, first_regime, start_log_vol = _resume(previous, specs, draws, volatility_factor)
+    regime_index = _regime_path(first_regime, draws, len(all_bars))
+    volatility = _volatility(base_vol, regime_index, draws, start_log_vol, volatility_factor)
     drift = base_vol * REGIME_DRIFT[regime_index]
-
     t_scale = np.sqrt(SHOCK_DF / (SHOCK_DF - 2.0))  # Student-t to unit variance
     shocks = (
-        np.sqrt(MARKET_FACTOR_SHARE) * market_shocks[None, :]
-        + np.sqrt(1.0 - MARKET_FACTOR_SHARE) * own_shocks
+        np.sqrt(MARKET_FACTOR_SHARE) * draws.market_shocks[None, :]
+        + np.sqrt(1.0 - MARKET_FACTOR_SHARE) * draws.own_shocks
     ) / t_scale
     log_returns = drift + volatility * shocks
 
@@ -230,7 +124,7 @@ def generate(params: DemoParams, state: MarketState | None) -> dict[str, pd.Data
     deviation, _ = lfilter(
         [1.0],
         [1.0, -pull],
-        open_gaps + log_returns,
+        draws.open_gaps + log_returns,
         axis=1,
         zi=pull * (np.log(last_close) - anchor[:, 0])[:, None],
     )
@@ -244,29 +138,15 @@ def generate(params: DemoParams, state: MarketState | None) -> dict[str, pd.Data
     close = np.exp(log_close)
     open_ = np.exp(log_close - log_returns)
     # Wicks reach beyond the body by about half a bar's volatility.
-    high = np.maximum(open_, close) * np.exp(0.5 * volatility * wick_draws[0])
-    low = np.minimum(open_, close) * np.exp(-0.5 * volatility * wick_draws[1])
+    high = np.maximum(open_, close) * np.exp(0.5 * volatility * draws.wicks[0])
+    low = np.minimum(open_, close) * np.exp(-0.5 * volatility * draws.wicks[1])
+    volume = _volume(all_bars, specs, log_returns, volatility, base_vol, draws, params)
 
-    # Volume: busier in the European/US afternoon, on big moves and in volatile spells.
-    hours = all_bars.hour.to_numpy()
-    daily_cycle = 1.0 + 0.35 * np.cos(2 * np.pi * (hours - 15) / 24)
-    move_size = np.abs(log_returns) / volatility
-    hourly_volume = np.array([spec.hourly_volume for spec in specs])[:, None]
-    volume = (
-        hourly_volume
-        * daily_cycle[None, :]
-        * (0.5 + 0.6 * move_size)
-        * (volatility / (base_vol * volatility_factor)) ** 0.5
-        * np.exp(volume_noise)
-        * volume_factor
-    )
-
-    symbol_column = np.repeat(np.array(names, dtype=object), n_bars)
-    ts_column = np.tile(all_bars.to_numpy().astype("datetime64[us]"), n_symbols)
+    n_bars = len(all_bars)
     bars = pd.DataFrame(
         {
-            "symbol": pd.array(symbol_column, dtype="str"),
-            "ts": ts_column,
+            "symbol": pd.array(np.repeat(np.array(names, dtype=object), n_bars), dtype="str"),
+            "ts": np.tile(all_bars.to_numpy().astype("datetime64[us]"), len(names)),
             "open": _round_price(open_.ravel()),
             "high": _round_price(high.ravel()),
             "low": _round_price(low.ravel()),
@@ -284,6 +164,133 @@ def generate(params: DemoParams, state: MarketState | None) -> dict[str, pd.Data
         }
     )
     return {"market_data": bars, "demo_truth_regimes": truth}
+
+
+def _bar_times(params: DemoParams, state: MarketState) -> pd.DatetimeIndex:
+    """The hours of the period, never one the database already has (should periods overlap)."""
+    first_bar = pd.Timestamp(params.start).ceil("h")
+    known_until = [symbol.ts for symbol in state.symbols.values() if symbol.ts is not None]
+    if known_until:
+        first_bar = max(
+            first_bar, pd.Timestamp(max(known_until)).floor("h") + pd.Timedelta(hours=1)
+        )
+    return pd.date_range(first_bar, pd.Timestamp(params.end), freq="h", inclusive="left")
+
+
+@dataclass
+class _Draws:
+    """Every random number of a period, drawn up front in a fixed order: the same params
+    give the same bars whatever code path follows."""
+
+    start_jitter: np.ndarray
+    fresh_regime: np.ndarray
+    jump_steps: np.ndarray
+    segment_uniforms: np.ndarray
+    log_vol_innovations: np.ndarray
+    market_shocks: np.ndarray
+    own_shocks: np.ndarray
+    open_gaps: np.ndarray
+    wicks: np.ndarray
+    volume_noise: np.ndarray
+
+    @classmethod
+    def of(cls, rng: np.random.Generator, n_symbols: int, n_bars: int) -> _Draws:
+        max_segments = n_bars // 24 + 32
+        return cls(
+            rng.normal(0.0, 0.05, n_symbols),
+            rng.choice(len(REGIMES), n_symbols, p=REGIME_MEAN_HOURS / REGIME_MEAN_HOURS.sum()),
+            rng.integers(1, 3, (n_symbols, max_segments)),
+            rng.random((n_symbols, max_segments)),
+            rng.normal(0.0, 1.0, (n_symbols, n_bars)),
+            rng.standard_t(SHOCK_DF, n_bars),
+            rng.standard_t(SHOCK_DF, (n_symbols, n_bars)),
+            rng.normal(0.0, OPEN_GAP_SD, (n_symbols, n_bars)),
+            np.abs(rng.normal(0.0, 1.0, (2, n_symbols, n_bars))),
+            rng.normal(0.0, 0.25, (n_symbols, n_bars)),
+        )
+
+
+def _resume(previous: list, specs: list[SymbolSpec], draws: _Draws, volatility_factor: float):
+    """Where each symbol resumes: its last close, regime and log-volatility deviation, or a
+    fresh start."""
+    last_close = np.array(
+        [
+            prev.close if prev else spec.start_price * np.exp(jitter)
+            for prev, spec, jitter in zip(previous, specs, draws.start_jitter, strict=True)
+        ]
+    )
+    # A fresh symbol starts in a regime drawn by the share of time each one lasts.
+    first_regime = np.array(
+        [
+            REGIMES.index(prev.regime) if prev and prev.regime in REGIMES else fresh
+            for prev, fresh in zip(previous, draws.fresh_regime, strict=True)
+        ]
+    )
+    # Log-volatility deviation of the last bar from the level this period would give it,
+    # so a volatility shift between periods fades in at the AR rate instead of jumping.
+    start_log_vol = np.zeros(len(specs))
+    for row, (prev, spec) in enumerate(zip(previous, specs, strict=True)):
+        if prev is not None and prev.volatility > 0:
+            level = spec.hourly_volatility * REGIME_VOLATILITY[first_regime[row]]
+            deviation = np.log(prev.volatility / (level * volatility_factor)) + LOG_VOL_SD**2 / 2
+            start_log_vol[row] = np.clip(deviation, -2.0, 2.0)
+    return last_close, first_regime, start_log_vol
+
+
+def _regime_path(first_regime: np.ndarray, draws: _Draws, n_bars: int) -> np.ndarray:
+    """The regime of every bar (symbols x bars). The jump chain moves to one of the two
+    other regimes with equal odds (a cyclic step of 1 or 2), and each visit lasts a
+    geometric number of hours whose mean depends on the regime; geometric holding times are
+    memoryless, so a resumed regime simply gets a fresh duration."""
+    jump_steps = draws.jump_steps
+    n_symbols, max_segments = jump_steps.shape
+    segment_regimes = (
+        first_regime[:, None] + np.cumsum(jump_steps, axis=1) - jump_steps[:, :1]
+    ) % 3
+    stay_prob = 1.0 - 1.0 / REGIME_MEAN_HOURS[segment_regimes]
+    durations = 1 + np.floor(np.log1p(-draws.segment_uniforms) / np.log(stay_prob)).astype(np.int64)
+    segment_ends = np.cumsum(durations, axis=1)
+    bar_index = np.arange(n_bars)
+    regime_index = np.empty((n_symbols, n_bars), dtype=np.int64)
+    for row in range(n_symbols):
+        segment_of_bar = np.searchsorted(segment_ends[row], bar_index, side="right")
+        regime_index[row] = segment_regimes[row, np.minimum(segment_of_bar, max_segments - 1)]
+    return regime_index
+
+
+def _volatility(base_vol, regime_index, draws: _Draws, start_log_vol, volatility_factor):
+    """Hourly volatility with clustering: an AR(1) log-volatility run by lfilter, resumed
+    from the last bar."""
+    log_vol_step = LOG_VOL_SD * np.sqrt(1.0 - LOG_VOL_PERSISTENCE**2)
+    log_vol, _ = lfilter(
+        [1.0],
+        [1.0, -LOG_VOL_PERSISTENCE],
+        log_vol_step * draws.log_vol_innovations,
+        axis=1,
+        zi=(LOG_VOL_PERSISTENCE * start_log_vol)[:, None],
+    )
+    return (
+        base_vol
+        * REGIME_VOLATILITY[regime_index]
+        * np.exp(log_vol - LOG_VOL_SD**2 / 2)
+        * volatility_factor
+    )
+
+
+def _volume(all_bars, specs, log_returns, volatility, base_vol, draws: _Draws, params):
+    """Volume: busier in the European/US afternoon, on big moves and in volatile spells."""
+    hours = all_bars.hour.to_numpy()
+    daily_cycle = 1.0 + 0.35 * np.cos(2 * np.pi * (hours - 15) / 24)
+    move_size = np.abs(log_returns) / volatility
+    hourly_volume = np.array([spec.hourly_volume for spec in specs])[:, None]
+    return (
+        hourly_volume
+        * daily_cycle[None, :]
+        * (0.5 + 0.6 * move_size)
+        * (volatility / (base_vol * params.factor("volatility"))) ** 0.5
+        * np.exp(draws.volume_noise)
+        * params.factor("volume")
+    )
 
 
 def _round_price(values: np.ndarray) -> np.ndarray:

@@ -174,52 +174,64 @@ def seed_demo(
         result.generate_seconds = time.perf_counter() - started
 
         loading = time.perf_counter()
-        prepare_bulk_transaction(conn)
-        for table in schema.metadata.sorted_tables:
-            frame = frames.get(table.name)
-            if frame is None or frame.empty:
-                continue
-            done = 0
-
-            def advance(n: int, label: str = f"load {table.name}", total: int = len(frame)):
-                nonlocal done
-                done += n
-                report(label, done, total)
-
-            try:
-                result.rows[table.name] = bulk_insert(conn, table, frame, on_rows=advance)
-            except Exception as exc:
-                if not _is_integrity_error(exc):
-                    raise
-                raise MlkitError(
-                    f"demo rows collide with rows already in {table.name}: "
-                    f"{str(exc).strip().splitlines()[0]}",
-                    hint="nothing was loaded; seed into an empty database "
-                    "(--database sqlite:///demo.db)",
-                ) from None
-        sync_sequences(conn, [schema.metadata.tables[name] for name in result.rows])
-        bars = record_period(conn, params.period, frames)
-        conn.execute(
-            schema.demo_worlds.insert().values(
-                run_id=params.period,
-                seed=params.seed,
-                families=",".join(params.families),
-                start_ts=params.start,
-                end_ts=params.end,
-                orders=result.rows.get("orders", 0),
-                params={
-                    "orders": params.orders,
-                    "days": params.days,
-                    "world_orders": params.world_orders,
-                    "shift": params.shift,
-                    "bars": bars,
-                },
-                created_at=utcnow(),
-            )
-        )
+        result.rows = _load(conn, frames, report)
+        _record_world(conn, params, frames, result.rows)
     _after_load(engine, result.rows)
     result.load_seconds = time.perf_counter() - loading
     return result
+
+
+def _load(conn: sa.Connection, frames: dict, report: ProgressCallback) -> dict[str, int]:
+    """Bulk-insert every frame in foreign-key order; the rows loaded per table."""
+    rows: dict[str, int] = {}
+    prepare_bulk_transaction(conn)
+    for table in schema.metadata.sorted_tables:
+        frame = frames.get(table.name)
+        if frame is None or frame.empty:
+            continue
+        done = 0
+
+        def advance(n: int, label: str = f"load {table.name}", total: int = len(frame)):
+            nonlocal done
+            done += n
+            report(label, done, total)
+
+        try:
+            rows[table.name] = bulk_insert(conn, table, frame, on_rows=advance)
+        except Exception as exc:
+            if not _is_integrity_error(exc):
+                raise
+            raise MlkitError(
+                f"demo rows collide with rows already in {table.name}: "
+                f"{str(exc).strip().splitlines()[0]}",
+                hint="nothing was loaded; seed into an empty database "
+                "(--database sqlite:///demo.db)",
+            ) from None
+    sync_sequences(conn, [schema.metadata.tables[name] for name in rows])
+    return rows
+
+
+def _record_world(conn: sa.Connection, params: DemoParams, frames: dict, rows: dict) -> None:
+    """The period's row in demo_worlds and its id ranges in the fence."""
+    bars = record_period(conn, params.period, frames)
+    conn.execute(
+        schema.demo_worlds.insert().values(
+            run_id=params.period,
+            seed=params.seed,
+            families=",".join(params.families),
+            start_ts=params.start,
+            end_ts=params.end,
+            orders=rows.get("orders", 0),
+            params={
+                "orders": params.orders,
+                "days": params.days,
+                "world_orders": params.world_orders,
+                "shift": params.shift,
+                "bars": bars,
+            },
+            created_at=utcnow(),
+        )
+    )
 
 
 def demo_database_state(engine: Engine) -> tuple[int, dict[str, int]]:

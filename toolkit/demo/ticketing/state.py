@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from ... import schema
 from ...inputs import PAYMENT_METHODS
+from ..queries import latest_rows
 from .facts import _QUICK_RESALE_SECONDS, EVENT_STATE_COLUMNS, ID_COLUMNS, STATE_WALLET_COLUMNS
 
 
@@ -55,22 +56,16 @@ def read_state(conn: sa.Connection) -> TicketingState:
         .order_by(w.c.wallet_id),
         conn,
     )
-    last_at = (
-        sa.select(o.c.buyer_wallet_id.label("wallet_id"), sa.func.max(o.c.created_at).label("at"))
-        .group_by(o.c.buyer_wallet_id)
-        .subquery()
-    )
     last_orders = pd.read_sql(
-        sa.select(
-            last_at.c.wallet_id,
+        latest_rows(
+            o,
+            "buyer_wallet_id",
+            "created_at",
+            o.c.buyer_wallet_id.label("wallet_id"),
             o.c.order_id,
             o.c.created_at.label("last_order_at"),
             o.c.geo_lat.label("last_geo_lat"),
             o.c.geo_lon.label("last_geo_lon"),
-        ).join_from(
-            last_at,
-            o,
-            sa.and_(o.c.buyer_wallet_id == last_at.c.wallet_id, o.c.created_at == last_at.c.at),
         ),
         conn,
     )
