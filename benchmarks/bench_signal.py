@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 
-from mlkit.toolkit.config import load_config
-from mlkit.toolkit.db import init_schema, make_engine
+from _home import fresh_home
+
+from mlkit.toolkit.db import init_schema
 from mlkit.toolkit.demo import market
 from mlkit.toolkit.demo.params import DemoParams
 from mlkit.toolkit.signal.indicators import compute_features, sanitize
@@ -41,10 +40,7 @@ def main() -> None:
     parser.add_argument("--database", help="default: a fresh SQLite file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    home = Path(tempfile.mkdtemp(prefix="mlkit-bench-"))
-    url = args.database or f"sqlite:///{home}/bench.db"
-    config = load_config(database_url=url, env={"MLKIT_HOME": str(home)})
-    engine = make_engine(url)
+    config, engine = fresh_home(args.database)
     init_schema(engine)
 
     params = DemoParams(

@@ -122,6 +122,24 @@ def drift_check(cli, database_url: str, ref: str, window: str, *extra: str):
     )
 
 
+def register_stand_in(engine, home, family: str, dataset_ref: str | None = None):
+    """A registered version of `family` with a stand-in artifact; fraud ones list the fraud
+    features, whose drift is checked against `dataset_ref`."""
+    from mlkit.toolkit.fraud.columns import FEATURES as FRAUD_FEATURES
+    from mlkit.toolkit.registry import register_model
+
+    return register_model(
+        engine,
+        home,
+        name=family,
+        family=family,
+        write_artifact=lambda path: path.write_text("stand-in"),
+        filename="model.txt",
+        features=list(FRAUD_FEATURES) if family == "fraud" else None,
+        dataset_ref=dataset_ref,
+    )
+
+
 @pytest.fixture(scope="module")
 def world(engine, tmp_path_factory):
     """A small demo world with features, and a fraud model whose training snapshot is
@@ -131,7 +149,6 @@ def world(engine, tmp_path_factory):
     from mlkit.toolkit.demo.seed import seed_demo
     from mlkit.toolkit.fraud.columns import FEATURES as FRAUD_FEATURES
     from mlkit.toolkit.fraud.etl import run_etl
-    from mlkit.toolkit.registry import register_model
     from mlkit.toolkit.schema import orders
 
     seed_demo(engine, orders=3000, days=20, seed=7, families=("fraud",))
@@ -149,16 +166,7 @@ def world(engine, tmp_path_factory):
     folder = tmp_path_factory.mktemp("snapshot")
     snapshot.to_parquet(folder / "data.parquet")
     home = tmp_path_factory.mktemp("artifacts")
-    mv = register_model(
-        engine,
-        home,
-        name="fraud",
-        family="fraud",
-        write_artifact=lambda path: path.write_text("stand-in"),
-        filename="model.txt",
-        features=list(FRAUD_FEATURES),
-        dataset_ref=str(folder),
-    )
+    mv = register_stand_in(engine, home, "fraud", dataset_ref=str(folder))
     return {
         "config": load_config(),
         "ref": mv.ref,
@@ -247,27 +255,10 @@ def test_bad_input_is_one_error_line_and_exit_1(
 
 
 def test_a_missing_snapshot_or_a_foreign_model_is_refused(engine, world, tmp_path):
-    from mlkit.toolkit.registry import register_model
-
-    gone = register_model(
-        engine,
-        tmp_path,
-        name="fraud",
-        family="fraud",
-        write_artifact=lambda path: path.write_text("x"),
-        filename="model.txt",
-        dataset_ref=str(tmp_path / "deleted"),
-    )
+    gone = register_stand_in(engine, tmp_path, "fraud", dataset_ref=str(tmp_path / "deleted"))
     with pytest.raises(MlkitError, match=r"snapshot of .* is gone"):
         run_drift_check(engine, world["config"], model=gone.ref, record=False)
-    other = register_model(
-        engine,
-        tmp_path,
-        name="recommender",
-        family="recommender",
-        write_artifact=lambda path: path.write_text("x"),
-        filename="model.txt",
-    )
+    other = register_stand_in(engine, tmp_path, "recommender")
     with pytest.raises(MlkitError, match="is a recommender model"):
         run_drift_check(engine, world["config"], model=other.ref, record=False)
 
@@ -302,10 +293,8 @@ def test_aging_days_report_no_drift_and_a_price_shift_is_caught(tmp_path, monkey
     from mlkit.toolkit.config import load_config
     from mlkit.toolkit.db import init_schema, make_engine
     from mlkit.toolkit.demo.seed import seed_demo
-    from mlkit.toolkit.fraud.columns import FEATURES as FRAUD_FEATURES
     from mlkit.toolkit.fraud.dataset import build_fraud_dataset
     from mlkit.toolkit.fraud.etl import run_etl
-    from mlkit.toolkit.registry import register_model
 
     engine = make_engine(f"sqlite:///{tmp_path}/world.db")
     init_schema(engine)
@@ -314,16 +303,7 @@ def test_aging_days_report_no_drift_and_a_price_shift_is_caught(tmp_path, monkey
     seed_demo(engine, orders=8000, days=30, seed=3, families=("fraud",), start=end - timedelta(30))
     run_etl(engine, None, end)
     snapshot = build_fraud_dataset(engine, tmp_path / "datasets", since=None, until=None)
-    ref = register_model(
-        engine,
-        tmp_path / "artifacts",
-        name="fraud",
-        family="fraud",
-        write_artifact=lambda path: path.write_text("stand-in"),
-        filename="model.txt",
-        features=list(FRAUD_FEATURES),
-        dataset_ref=str(snapshot.path),
-    ).ref
+    ref = register_stand_in(engine, tmp_path / "artifacts", "fraud", str(snapshot.path)).ref
     config = load_config()
 
     def next_day(day: int, shift=None) -> dict:
