@@ -22,7 +22,7 @@ import secrets
 import shutil
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -75,21 +75,10 @@ class ModelVersion:
         return f"{self.name}:{self.version}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "ref": self.ref,
-            "family": self.family,
-            "artifact_path": str(self.artifact_path),
-            "sha256": self.sha256,
-            "metrics": json_safe(self.metrics),
-            "params": json_safe(self.params),
-            "features": list(self.features),
-            "input_example": json_safe(self.input_example),
-            "dataset_ref": self.dataset_ref,
-            "created_at": self.created_at.isoformat() if self.created_at else None,
-            "aliases": list(self.aliases),
-        }
+        """The fields as JSON values, with the reference after the name and version."""
+        document = json_safe(asdict(self))
+        name, version = document.pop("name"), document.pop("version")
+        return {"name": name, "version": version, "ref": self.ref, **document}
 
 
 def _from_row(row: Any, aliases: list[str] | None = None) -> ModelVersion:

@@ -28,8 +28,8 @@ from sqlalchemy.exc import DBAPIError
 from .clock import utcnow
 from .db import explain_db_error
 from .errors import MlkitError
+from .formats import json_safe
 from .locks import JobBusy, job_lock
-from .registry import json_safe
 from .schema import model_aliases, model_versions, training_runs
 from .validation import CandidateRejected
 
@@ -73,13 +73,9 @@ class TrainingRun:
             self.metrics = json_safe(metrics)
 
     def _fields(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "n_samples": self.n_samples,
-            "n_features": self.n_features,
-            "class_distribution": self.class_distribution,
-            "metrics": self.metrics,
-        }
+        """What the run produced, as `training_runs` columns."""
+        produced = ("version", "n_samples", "n_features", "class_distribution", "metrics")
+        return {name: getattr(self, name) for name in produced}
 
 
 # ---------------------------------------------------------------- the run

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -98,17 +98,11 @@ class ArmState:
         return max(self.reward_sq_sum / self.pulls - self.mean**2, 0.0)
 
     def as_dict(self) -> dict:
-        return {
-            "arm": self.arm,
-            "pulls": self.pulls,
-            "reward_sum": self.reward_sum,
-            "reward_sq_sum": self.reward_sq_sum,
-            "mean": self.mean,
-            "variance": self.variance,
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-        }
+        """The fields as JSON values, the mean and variance right after the sums they summarise."""
+        state = asdict(self)
+        priors = {name: state.pop(name) for name in ("alpha", "beta", "updated_at")}
+        priors["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
+        return state | {"mean": self.mean, "variance": self.variance} | priors
 
     def to_json(self, stamp: Stamp) -> str:
         value = self.as_dict() | {"generation": stamp.generation, "database_id": stamp.database_id}
