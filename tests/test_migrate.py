@@ -814,3 +814,42 @@ def test_migration_checksums_and_reject_file_are_unchanged(cli, tmp_path, server
     assert lines == UNCHANGED_REJECTS[server]
     expected = "".join(json.dumps(line) + "\n" for line in UNCHANGED_REJECTS[server])
     assert rejects.read_text(encoding="utf-8") == expected
+
+
+def test_reject_lines_keep_values_as_the_source_stored_them():
+    """What JSON cannot hold as such (a PostgreSQL source's JSON and ARRAY values included)
+    stays its repr in the reject file; bytes go as hex and times as ISO text."""
+    from datetime import datetime, timedelta
+    from decimal import Decimal
+
+    from mlkit.toolkit.migrate.rejects import reject_entry
+
+    row = {
+        "doc": {"a": [1, 2]},
+        "tags": [1, "b"],
+        "pair": (1, 2),
+        "amount": Decimal("1.50"),
+        "wait": timedelta(seconds=90),
+        "data": b"\x00\xff",
+        "ratio": math.nan,
+        "at": datetime(2024, 1, 2, 3, 4, 5, 6),
+        "gone": None,
+    }
+    entry = reject_entry("t", list(row), list(row.values()), [7, b"k"], "why", 5)
+    assert entry == {
+        "table": "t",
+        "key": [7, {"hex": "6b"}],
+        "reason": "why",
+        "row": {
+            "doc": "{'a': [1, 2]}",
+            "tags": "[1, 'b']",
+            "pair": "(1, 2)",
+            "amount": "Decimal('1.50')",
+            "wait": "datetime.timedelta(seconds=90)",
+            "data": {"hex": "00ff"},
+            "ratio": "nan",
+            "at": "2024-01-02T03:04:05.000006",
+            "gone": None,
+        },
+        "raw_hash": 5,
+    }

@@ -12,22 +12,24 @@ from typing import Any
 def json_safe(value: Any, *, exact: bool = False) -> Any:
     """Plain JSON types: numpy scalars and arrays unwrapped, pandas' missing values as None,
     times as ISO strings, bytes as {"hex": ...}. NaN and infinities become None (JSONB and
-    strict parsers refuse them); with `exact`, a value JSON cannot hold (NaN, an unknown
-    object) is kept as its repr, so a reject file shows what was refused."""
+    strict parsers refuse them); with `exact`, a value JSON cannot hold (NaN, a container,
+    an unknown object) is kept as its repr, so a reject file shows what was refused."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         if math.isfinite(value):
             return value
         return repr(value) if exact else None
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v, exact=exact) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v, exact=exact) for v in value]
-    if isinstance(value, set | frozenset):
-        return [json_safe(v, exact=exact) for v in sorted(value, key=str)]
     if isinstance(value, bytes | bytearray | memoryview):
         return {"hex": bytes(value).hex()}
+    if exact:
+        return value.isoformat() if isinstance(value, datetime | date | time) else repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return [json_safe(v) for v in sorted(value, key=str)]
     if type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values
         return None
     if isinstance(value, datetime | date | time):
@@ -37,10 +39,10 @@ def json_safe(value: Any, *, exact: bool = False) -> Any:
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return json_safe(value.tolist(), exact=exact)
+        return json_safe(value.tolist())
     if hasattr(value, "isoformat"):  # pandas Timestamp
         return value.isoformat()
-    return repr(value) if exact else str(value)
+    return str(value)
 
 
 def when(value: datetime | None) -> str:

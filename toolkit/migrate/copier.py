@@ -30,12 +30,13 @@ from sqlalchemy.exc import DBAPIError
 
 from ..db import explain_db_error, masked
 from ..errors import MlkitError
+from ..formats import json_safe
 from ..schema import migration_progress
 from .bulk import FORMAT_ERRORS
 from .plan import TablePlan, TargetInfo
 from .reflect import quote
-from .rejects import RejectLog
-from .values import RejectValue, fewer_collections, json_safe, raw_row_hasher, row_converter
+from .rejects import RejectLog, reject_entry
+from .values import RejectValue, fewer_collections, raw_row_hasher, row_converter
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -447,20 +448,11 @@ class BatchWriter:
 
     def _reject(self, job: _TableJob, batch: _Batch) -> None:
         names = [c.name for c in job.tp.spec.columns]
-        rows, keys = batch.rows, batch.keys
-        self.rejects.add(
-            job.tp.name,
-            [
-                {
-                    "table": job.tp.name,
-                    "key": [json_safe(v) for v in keys[i]] if keys else None,
-                    "reason": reason,
-                    "row": {n: json_safe(v) for n, v in zip(names, rows[i], strict=True)},
-                    "raw_hash": job.raw_hash(rows[i]),
-                }
-                for i, reason in sorted(batch.rejects)
-            ],
-        )
+        entries = []
+        for i, reason in sorted(batch.rejects):
+            row, key = batch.rows[i], batch.keys[i] if batch.keys else None
+            entries.append(reject_entry(job.tp.name, names, row, key, reason, job.raw_hash(row)))
+        self.rejects.add(job.tp.name, entries)
 
     def _is_value_error(self, exc: Exception) -> bool:
         if isinstance(exc, (*self.data_errors, ValueError, TypeError)):
@@ -471,7 +463,7 @@ class BatchWriter:
 def _refused(tp: TablePlan, batch: _Batch, i: int, reason: str) -> MlkitError:
     """The error for a row the target cannot hold, named by its key when it has one."""
     key = batch.keys[i] if batch.keys else None
-    where = f"row {json.dumps([json_safe(v) for v in key])}" if key else "a row"
+    where = f"row {json.dumps([json_safe(v, exact=True) for v in key])}" if key else "a row"
     return MlkitError(
         f"{tp.name}: {where} cannot go into the target: {reason}",
         hint="fix the value in the source, or --on-error skip to set such rows aside in a "

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+from ..formats import json_safe
 
 
 class RejectLog:
@@ -58,3 +61,16 @@ class RejectLog:
 
     def hashes(self, table: str) -> Counter:
         return Counter(e["raw_hash"] for e in self._unique(table))
+
+
+def reject_entry(
+    table: str, columns: list[str], row: Any, key: list[Any] | None, reason: str, raw_hash: int
+) -> dict:
+    """One line of the reject file: the row as the source stored it, its key and the reason."""
+    return {
+        "table": table,
+        "key": None if key is None else [json_safe(v, exact=True) for v in key],
+        "reason": reason,
+        "row": {n: json_safe(v, exact=True) for n, v in zip(columns, row, strict=True)},
+        "raw_hash": raw_hash,
+    }

@@ -451,19 +451,6 @@ def raw_row_hasher(width: int) -> Callable[[Sequence[Any]], int]:
     return hash_row
 
 
-def json_safe(value: Any) -> Any:
-    """A value for the reject file: bytes as hex, everything else JSON or its repr."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"hex": bytes(value).hex()}
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    return repr(value)
-
-
 # ---------------------------------------------------------------- whole-column shortcuts
 #
 # For the commonest ways SQLite stores numbers and dates, a column's worth of raw values
