@@ -1,8 +1,7 @@
 """`mlkit drift check` over 1,000,000 recent orders on PostgreSQL, beside reading them once.
 
-Target: <= 10 s wall for the command. The reference, measured in the same run, is a
-plain pandas read (`pandas.read_sql`) of the same feature rows of the same window plus
-`pandas.read_parquet` of the training snapshot: what any drift check has to read.
+Target: <= 10 s wall; the reference is a plain pandas read of the same feature rows plus
+the training snapshot: what any drift check has to read.
 
 Run: python benchmarks/bench_drift.py [--orders 1000000] [--database URL (reuse a seeded one)]
 """

@@ -1,12 +1,7 @@
 """Signal training speed on 20,000 hourly demo bars x 440+ raw indicator features.
 
-Times `mlkit train signal` end to end (read the bars, indicators, sanitisation, RFE, a
-3-fold walk-forward, the final fit, registration; target <= 60 s on a 2-core machine) and
-prints the share spent in feature selection. The reference, measured in the same run, is
-one plain CatBoost fit with the same parameters on every sanitised feature, no selection:
-what a single model costs before selection shrinks it. Quality figures (walk-forward
-accuracy beside the commonest class, backtest beside buy and hold and the fallback) are
-printed for context.
+Times `mlkit train signal` end to end (target <= 60 s on 2 cores) beside one plain CatBoost
+fit on every sanitised feature: what a model costs before selection shrinks it.
 
 Run: python benchmarks/bench_signal.py [--bars 20000] [--symbol BTCUSDT] [--database URL]
 """

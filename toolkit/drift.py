@@ -1,35 +1,9 @@
 """Feature drift: the features of recent orders against a model's training snapshot.
 
-What is compared: the orders of the last `window` before now (`toolkit.clock.utcnow`, so
-MLKIT_NOW moves it) against the last window-length of the training snapshot by order time
-(`event_ts`; drift.reference "all" takes the whole snapshot), its most recent comparable
-part. Features that age by nature (wallet age, cumulative counts) or that follow the few
-events on sale (event popularity, event labels) move from window to window even in a world
-that has not changed, so each measure is judged beyond the feature's natural band: the
-most it reaches when up to drift.calibration_windows earlier window-length slices of the
-snapshot are compared with the same reference slice, plus the spread of those values. A
-shift larger than anything the training period showed is drift; the week-to-week churn
-the model was trained across is not. No feature is transformed; the JSON names the slice
-and each feature's natural band.
-
-Per feature, both sides are counted on the same bins (quantiles of the reference slice,
-or its distinct values when there are few, plus a bin for missing values) and compared by
-
-- PSI = sum (q - p) ln(q / p), the population stability index;
-- KL(recent || training) = sum q ln(q / p), the platform's `model_drift` measure; the
-  check's `max_kl` (what the rule reads) is the largest KL beyond the natural band;
-- a size-aware test: below `drift.large_sample` rows on the smaller side, the two-sample
-  Kolmogorov-Smirnov distance, which drifts when its excess over the natural band is
-  larger than the KS critical distance at `drift.p_value` shared by all the features
-  compared (Bonferroni; chi-square for categories, against its critical value); from
-  there on every difference is "significant", so the Wasserstein distance divided by the
-  training standard deviation (PSI for categories) is held against a size of shift instead.
-
-A feature drifts when any of the three crosses its threshold; the reasons say which.
-Fewer than MIN_CURRENT_ROWS recent orders with features is a skipped check (status
-"skipped", nothing recorded), not an error: a quiet night must not fail the hourly job.
-Everything is vectorised: each column is sorted once per side and the bins, KS and
-Wasserstein are read off the sorted arrays.
+Per feature, PSI, KL (the platform's `model_drift` measure) and a size-aware test (KS or
+chi-square on small samples, Wasserstein or PSI on large ones) on shared bins, each judged
+beyond the feature's natural band over earlier windows of the snapshot, since aging and
+event-driven features move from window to window in an unchanged world.
 """
 
 from __future__ import annotations
@@ -325,18 +299,10 @@ def calibrate(
     settings: DriftSettings,
     sizes: tuple[int, int],
 ) -> list[dict[str, Any]]:
-    """Judge each feature's measures beyond its natural band: from the largest value the
-    training snapshot's own earlier windows reach against its reference slice, up by the
-    spread of those values (largest minus smallest). A feature that swings by nature (the
-    few events on sale, ages that grow) must move by more than its own swing; a steady one
-    (price against base) is judged almost from zero.
-
-    A measure drifts when its excess over that band crosses its threshold: KL, PSI,
-    Wasserstein and the PSI test by their thresholds; the KS distance and the chi-square
-    statistic when their excess is larger than the test's critical value at drift.p_value
-    (for the sample sizes `sizes`, the categories' degrees of freedom), divided by the
-    number of features compared: one check tests every feature, and at 0.01 each, 18
-    unchanged features would still raise a false drift in one check out of six."""
+    """Judge each feature's measures beyond its natural band (the most the snapshot's
+    earlier windows reach, plus their spread), so a feature that swings by nature must move
+    by more than its swing. Test critical values use drift.p_value divided by the number
+    of features (Bonferroni): one check tests them all."""
     n, m = sizes
     alpha = settings.p_value / max(len(results), 1)  # Bonferroni over the features
     ks_margin = np.sqrt(-np.log(alpha / 2) / 2 * (n + m) / (n * m))

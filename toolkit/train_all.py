@@ -1,10 +1,6 @@
-"""`mlkit train all`: every family in turn, one failure never stopping the others.
-
-Order: fraud, pricing, recommender, then a signal model per symbol with market data.
-A model whose last run failed and is still cooling down is skipped (so is one another
-process is training right now, one without the data it learns from, or one whose window
-holds too little to learn from: TooLittleData keeps the serving model); everything else
-is trained with the same defaults as its own `mlkit train <family>` command.
+"""`mlkit train all`: every family in turn (fraud, pricing, recommender, a signal model per
+symbol), one failure never stopping the others; a model cooling down, busy or without
+enough data is skipped and keeps serving.
 """
 
 from __future__ import annotations

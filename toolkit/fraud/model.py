@@ -1,7 +1,5 @@
 """The fraud models: XGBoost (imbalance-aware, calibrated) and a logistic-regression
-baseline, both behind one small interface the scorer and `predict` share.
-
-Models never query the database: they take frames with the dataset's columns.
+baseline, behind one small interface; they take frames, never the database.
 """
 
 from __future__ import annotations

@@ -92,9 +92,8 @@ def score_orders(
     artifacts_dir: Path,
 ) -> ScoringResult:
     """Score every featured order since `since` and replace this version's predictions for
-    them in one transaction: re-running gives the same rows, never duplicates. With a
-    `lookback`, the features are first caught up (`etl run --since last`), so orders
-    without features yet are scored too. No orders: a result with 0 rows."""
+    them in one transaction, so a re-run never duplicates; with a `lookback` the features
+    are caught up first, so orders without features yet are scored too."""
     from .etl import catch_up
 
     started = time.perf_counter()

@@ -1,12 +1,6 @@
 """The signal served while no model is trained: SMA(14)/SMA(50) crossover with an RSI(14)
-filter.
-
-BUY when SMA(14) > SMA(50) and RSI < 70; SELL when SMA(14) < SMA(50) and RSI > 30; HOLD
-otherwise. Confidence lies in 55-65 %: 55 plus up to 10 points for strength, half from
-the gap between the averages (full at 2 %) and half from how far RSI is from the level
-that would veto the signal (full at 40 points). A HOLD's strength is how far RSI is past
-the veto level (full at 30 points), or zero when the averages are level.
-"""
+filter (BUY when SMA14 > SMA50 and RSI < 70, SELL when SMA14 < SMA50 and RSI > 30, else
+HOLD), confidence 55-65 % by the strength of the signal."""
 
 from __future__ import annotations
 

@@ -1,19 +1,13 @@
-"""`mlkit ingest market`: OHLCV bars from a CSV file into `market_data`.
-
-The whole file is read and checked before anything is written; a file with any bad row
-writes nothing and the error names the lines (line 1 is the header). Column names are
-matched case-insensitively with common variants (Date, Datetime, Timestamp, open_time,
-Open, o, Vol, ...); a separate date and time column pair is joined. Timestamps may be
-ISO dates or datetimes (an offset is converted to UTC) or epoch seconds / milliseconds /
-microseconds, one unit per file; the row rules live in `toolkit.inputs`. The good file
-is upserted on (symbol, ts) in one transaction.
-"""
+"""`mlkit ingest market`: OHLCV bars from a CSV file into `market_data`, upserted on
+(symbol, ts) in one transaction; a file with any bad row writes nothing and the error names
+its lines (the row rules live in `toolkit.inputs`)."""
 
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -53,25 +47,19 @@ MAX_LISTED = 5  # bad lines named in the error; the rest are counted
 @dataclass
 class IngestResult:
     symbol: str
-    path: str
+    file: str
     rows: int
     new: int
-    existing: int
-    first_ts: object
-    last_ts: object
+    updated: int  # bars that already existed
+    first_ts: datetime | None
+    last_ts: datetime | None
     columns: dict[str, str]
     seconds: float
 
     def as_dict(self) -> dict:
-        return {
-            "symbol": self.symbol,
-            "file": self.path,
-            "rows": self.rows,
-            "new": self.new,
-            "updated": self.existing,
+        return asdict(self) | {
             "first_ts": self.first_ts.isoformat() if self.first_ts is not None else None,
             "last_ts": self.last_ts.isoformat() if self.last_ts is not None else None,
-            "columns": self.columns,
             "seconds": round(self.seconds, 3),
         }
 
@@ -232,10 +220,10 @@ def ingest_market_csv(engine: Engine, path: str | Path, symbol: str) -> IngestRe
         raise explain_db_error(exc, engine.url) from None
     return IngestResult(
         symbol=symbol,
-        path=str(path),
+        file=str(path),
         rows=counts["rows"],
         new=counts["new"],
-        existing=counts["existing"],
+        updated=counts["existing"],
         first_ts=bars["ts"].iloc[0].to_pydatetime(),
         last_ts=bars["ts"].iloc[-1].to_pydatetime(),
         columns={k: str(v) for k, v in mapping.items()},

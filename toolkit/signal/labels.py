@@ -1,10 +1,7 @@
 """SELL / HOLD / BUY labels from forward returns, and walk-forward folds with a purge gap.
 
-A bar's label is the log return from its close to the close `horizon` bars later, cut by
-two thresholds. The thresholds are quantiles of the forward returns of the training
-period only, so a test period never shapes its own labels. Between a fold's training
-rows and its test rows lie `horizon` bars: the last training label then ends before the
-first test bar, and no training label sees a test price.
+Thresholds come from the training period's returns only and a `horizon`-bar gap separates
+training from test rows, so no test price shapes a training label.
 """
 
 from __future__ import annotations

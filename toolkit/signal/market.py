@@ -101,14 +101,9 @@ def upsert_statement(conn: sa.Connection, table: sa.Table, keys: list[str], upda
 
 
 def upsert_bars(conn: sa.Connection, symbol: str, bars: pd.DataFrame) -> dict[str, int]:
-    """Insert or update the bars of one symbol inside the caller's transaction, keyed on
-    (symbol, ts): a re-run with the same file changes nothing, a corrected file overwrites.
-
-    PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT
-    (psycopg2's executemany would send a statement per row). MySQL and SQLite: one
-    multi-row statement per chunk (ON DUPLICATE KEY UPDATE / ON CONFLICT). Returns how
-    many bars were new and how many already existed.
-    """
+    """Insert or update one symbol's bars on (symbol, ts) inside the caller's transaction;
+    returns (new, existing). PostgreSQL goes through COPY into a temporary table, since
+    psycopg2's executemany sends a statement per row."""
     import numpy as np
     import pandas as pd
 

@@ -144,11 +144,8 @@ def select_features(
     X: pd.DataFrame, y: np.ndarray, settings: ModelSettings, *, gap: int
 ) -> Selection:
     """RFE when the selection rows reach `min_rfe_samples`, else the most important
-    features of one fit, at most `max_baseline_features` of them.
-
-    RFE is CatBoost's recursive elimination (`rfe_algorithm`), judged on the last fifth of
-    the rows, held out with a `gap`-row purge so no training label overlaps it.
-    """
+    features of one fit, at most `max_baseline_features`; RFE is judged on the last fifth of
+    the rows, held out behind a `gap`-row purge so no training label overlaps it."""
     import time
 
     started = time.perf_counter()

@@ -1,13 +1,6 @@
-"""`mlkit signal run` and `mlkit signal status`: a signal for a symbol's latest bar, trained
-first when possible, the fallback when not, and what the family knows about itself.
-
-While a symbol has no `prod` model, each run first considers an automatic initial
-training: only when no cooldown of a failed run lasts and the symbol has at least
-`signal.min_initial_train_samples` bars. A failed training starts the cooldown
-(`training.retry_cooldown_sec`) and the run carries on with the fallback signal, which
-is marked `fallback: true` and may execute only when `signal.allow_fallback_execution`
-says so. Every fallback signal counts in `signal_state`; the "model is not trained"
-warning is logged on the 1st, 11th, 21st, ... of them.
+"""`mlkit signal run` and `mlkit signal status`: a signal for a symbol's latest bar, from
+the model, trained first when possible (`signal.min_initial_train_samples`, no cooldown),
+else from the fallback, which executes only when `signal.allow_fallback_execution` says so.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Training a symbol's signal model: features, labels, walk-forward evaluation, final fit,
 registration.
 
-The walk-forward decides everything it evaluates on the training side of its first fold:
-which columns sanitisation keeps, which features selection keeps, and, per fold, the
-label thresholds. The registered model is then fitted on every labelled bar with the same
-features, so the latest market is in it; its metrics are the walk-forward ones.
+The walk-forward picks columns, features and thresholds on its first fold's training side
+only; the registered model is refitted on every labelled bar so the latest market is in it.
 """
 
 from __future__ import annotations
