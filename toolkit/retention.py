@@ -179,6 +179,39 @@ def _prediction_batch(conn: sa.Connection, cutoff: datetime, after: int, size: i
     return conn.execute(sa.select(sa.func.max(ids.c.id))).scalar()
 
 
+def _move_orders(
+    conn: sa.Connection, cutoff: datetime, last: int, high: int, now: datetime
+) -> dict[str, int]:
+    """Archive the old orders with ids in (last, high], and their predictions first: they
+    point at those orders."""
+    batch = sa.and_(
+        orders.c.order_id > last,
+        orders.c.order_id <= high,
+        orders.c.created_at < cutoff,
+    )
+    p = fraud_predictions
+    # The id range lets the planners read predictions through their order index.
+    batch_predictions = sa.and_(
+        p.c.order_id > last,
+        p.c.order_id <= high,
+        p.c.order_id.in_(sa.select(orders.c.order_id).where(batch)),
+    )
+    predictions = _copy_then_delete(
+        conn, p, fraud_predictions_archive, "id", batch_predictions, now
+    )
+    moved_orders = _copy_then_delete(conn, orders, orders_archive, "order_id", batch, now)
+    return {"orders": moved_orders, "predictions": predictions}
+
+
+def _move_orphan_predictions(
+    conn: sa.Connection, cutoff: datetime, last: int, high: int, now: datetime
+) -> dict[str, int]:
+    """Archive the old predictions without a live order with ids in (last, high]."""
+    p = fraud_predictions
+    batch = sa.and_(p.c.id > last, p.c.id <= high, _orphan_predictions(cutoff))
+    return {"predictions": _copy_then_delete(conn, p, fraud_predictions_archive, "id", batch, now)}
+
+
 def run_retention(
     engine: Engine,
     *,
@@ -217,52 +250,23 @@ def run_retention(
         return document
     moved = document["moved"]
     with job_lock(engine, "retention"):
-        last = 0
-        while True:
-            with engine.begin() as conn:
-                high = _order_batch(conn, cutoff, last, batch_size)
-                if high is None:
-                    break
-                batch = sa.and_(
-                    orders.c.order_id > last,
-                    orders.c.order_id <= high,
-                    orders.c.created_at < cutoff,
-                )
-                p = fraud_predictions
-                # The id range lets the planners read predictions through their order index.
-                batch_predictions = sa.and_(
-                    p.c.order_id > last,
-                    p.c.order_id <= high,
-                    p.c.order_id.in_(sa.select(orders.c.order_id).where(batch)),
-                )
-                # Predictions first: they point at the orders of the batch.
-                moved_predictions = _copy_then_delete(
-                    conn, p, fraud_predictions_archive, "id", batch_predictions, now
-                )
-                moved_orders = _copy_then_delete(
-                    conn, orders, orders_archive, "order_id", batch, now
-                )
-            last = high
-            moved["orders"] += moved_orders
-            moved["predictions"] += moved_predictions
-            document["batches"] += 1
-            if on_batch is not None:
-                on_batch(document["batches"], dict(moved))
-        last = 0
-        while True:
-            with engine.begin() as conn:
-                high = _prediction_batch(conn, cutoff, last, batch_size)
-                if high is None:
-                    break
-                p = fraud_predictions
-                batch = sa.and_(p.c.id > last, p.c.id <= high, _orphan_predictions(cutoff))
-                moved["predictions"] += _copy_then_delete(
-                    conn, p, fraud_predictions_archive, "id", batch, now
-                )
-            last = high
-            document["batches"] += 1
-            if on_batch is not None:
-                on_batch(document["batches"], dict(moved))
+        for next_batch, move in (
+            (_order_batch, _move_orders),
+            (_prediction_batch, _move_orphan_predictions),
+        ):
+            last = 0
+            while True:
+                with engine.begin() as conn:
+                    high = next_batch(conn, cutoff, last, batch_size)
+                    if high is None:
+                        break
+                    counts = move(conn, cutoff, last, high, now)
+                last = high
+                for table, rows in counts.items():
+                    moved[table] += rows
+                document["batches"] += 1
+                if on_batch is not None:
+                    on_batch(document["batches"], dict(moved))
     with engine.connect() as conn:
         after = _counts(conn)
     document["after"] = after
