@@ -146,6 +146,7 @@ def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 def reset(
     ctx: typer.Context,
     yes: YesFlag = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Forget the bandit's state in the database and Redis (retrain with `mlkit train mab`).
 
@@ -161,11 +162,15 @@ def reset(
     confirm_destructive("mab reset forgets every arm's statistics", yes)
     store = bandit_store(ctx)
     if store.reset():
-        err("bandit state deleted from the database and Redis")
+        redis, said = "reset", "bandit state deleted from the database and Redis"
     elif load_config(ctx).redis_url:
-        err(f"bandit state deleted from the database; {REDIS_UNREACHABLE}")
+        redis, said = "unreachable", f"bandit state deleted from the database; {REDIS_UNREACHABLE}"
     else:
-        err("bandit state deleted from the database (Redis is disabled)")
+        redis, said = "disabled", "bandit state deleted from the database (Redis is disabled)"
+    if as_json:
+        emit_json({"database": "reset", "redis": redis})
+    else:
+        err(said)
 
 
 @app.command("simulate")

@@ -48,3 +48,46 @@ def test_importing_every_toolkit_module_loads_no_ui_library():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# Shared command helpers, not commands: every command may use them.
+COMMAND_HELPERS = ("_common", "_render")
+
+
+def command_imports(path: Path) -> set[str]:
+    """What a module imports, relative imports of the commands package named in full."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = imported_roots(path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                names.add(f"mlkit.commands.{node.module}")
+            else:
+                names.update(f"mlkit.commands.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_commands_import_no_other_command_nor_sqlalchemy():
+    offenders = []
+    for path in sorted((ROOT / "commands").glob("*.py")):
+        for name in command_imports(path):
+            module = name.removeprefix("mlkit.commands.").split(".")[0]
+            other_command = name.startswith("mlkit.commands.") and module not in (
+                *COMMAND_HELPERS,
+                path.stem,
+            )
+            if path.name == "main.py" and other_command:
+                continue  # the root app joins every command's sub-app
+            if other_command or name.split(".")[0] == "sqlalchemy":
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == []
+
+
+def test_the_dashboard_imports_no_command():
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "dashboard").rglob("*.py"))
+        for name in imported_roots(path)
+        if name.startswith("mlkit.commands")
+    ]
+    assert offenders == []
