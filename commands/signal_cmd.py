@@ -28,10 +28,10 @@ def run(
     """Signal the symbol's latest bar and store it in `signals`.
 
     With no trained model, first trains one when no cooldown is active and there are
-    at least training.min_initial_train_samples bars; a failed training starts a
+    at least signal.min_initial_train_samples bars; a failed training starts a
     cooldown of training.retry_cooldown_sec. Without a model the signal comes from the
     SMA(14)/SMA(50) crossover and RSI(14), marked fallback, and may execute only when
-    training.allow_fallback_execution is true.
+    signal.allow_fallback_execution is true.
 
     Example: mlkit signal run --symbol BTCUSDT --json
     """
@@ -76,7 +76,7 @@ def run(
         "  execution "
         + ("allowed" if document["execution_allowed"] else "not allowed")
         + (
-            " (training.allow_fallback_execution is false)"
+            " (signal.allow_fallback_execution is false)"
             if document["fallback"] and not document["allow_fallback_execution"]
             else ""
         )

@@ -171,10 +171,10 @@ def signal(
 
     About 440 indicators from past bars, sanitised; labels from the forward return over
     signal.horizon_bars cut at training-period quantiles; RFE when the selection rows
-    reach training.min_rfe_samples, else the training.max_baseline_features most
+    reach signal.min_rfe_samples, else the signal.max_baseline_features most
     important features; balanced class weights. Metrics come from a walk-forward with a
     purge gap of the horizon: accuracy, macro-F1, per class, and a backtest beside buy
-    and hold and the SMA/RSI fallback. Refused below training.min_initial_train_samples bars.
+    and hold and the SMA/RSI fallback. Refused below signal.min_initial_train_samples bars.
 
     Example: mlkit train signal --symbol BTCUSDT --json
     """
