@@ -342,7 +342,7 @@ class Settings:
     def from_section(cls, values: Mapping[str, Any], **overrides: Any) -> Self:
         types = typing.get_type_hints(cls)
         given = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):
             kind = types[f.name]
             if f.name in overrides:
                 given[f.name] = overrides[f.name]
