@@ -19,10 +19,9 @@ START = datetime(2026, 1, 1)
 DAYS = 90
 
 
-def params(**overrides) -> DemoParams:
-    values = {"seed": 11, "orders": 20_000, "days": DAYS, "start": START, "world_orders": 20_000}
-    values.update(overrides)
-    return DemoParams(**values)
+def params(**changes) -> DemoParams:
+    defaults = {"seed": 11, "orders": 20_000, "days": DAYS, "start": START, "world_orders": 20_000}
+    return DemoParams(**{**defaults, **changes})
 
 
 @pytest.fixture(scope="module")

@@ -143,31 +143,12 @@ def test_an_append_that_ends_after_the_clock_is_loaded_with_a_warning(tmp_path, 
         start=datetime(2026, 5, 5),
     )
     # The simulated fortnight's way: the clock at the end of the appended day.
-    on_time = cli(
-        "--database",
-        url,
-        "--as-of",
-        "2026-05-11T00:00:00",
-        "demo",
-        "seed",
-        "--append",
-        "--days",
-        "1",
-        "--json",
-    )
+    append_a_day = ["--database", url, "--as-of", "2026-05-11T00:00:00", "demo", "seed"]
+    append_a_day += ["--append", "--days", "1"]
+    on_time = cli(*append_a_day, "--json")
     assert on_time.exit_code == 0, on_time.output
     assert json.loads(on_time.stdout)["warnings"] == [] and "warning" not in on_time.stderr
-    early = cli(
-        "--database",
-        url,
-        "--as-of",
-        "2026-05-11T00:00:00",
-        "demo",
-        "seed",
-        "--append",
-        "--days",
-        "1",
-    )
+    early = cli(*append_a_day)
     assert early.exit_code == 0, early.output
     assert "warning: the appended period ends 2026-05-12 00:00 UTC, after now" in early.stderr
     with db.make_engine(url).connect() as conn:

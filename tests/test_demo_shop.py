@@ -34,10 +34,9 @@ TIME_COLUMNS = {
 }
 
 
-def params(**overrides) -> DemoParams:
-    values = {"seed": 5, "orders": ORDERS, "days": DAYS, "start": START, "world_orders": ORDERS}
-    values.update(overrides)
-    return DemoParams(**values)
+def params(**changes) -> DemoParams:
+    defaults = {"seed": 5, "orders": ORDERS, "days": DAYS, "start": START, "world_orders": ORDERS}
+    return DemoParams(**{**defaults, **changes})
 
 
 @pytest.fixture(scope="module")

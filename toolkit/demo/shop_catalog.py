@@ -23,22 +23,23 @@ class Category:
     share: float  # share of the catalogue
 
 
-# name, noun (in a product name), item (in a review), median price, (M, F, U) gender line
-# shares, sizing, share of the catalogue.
-_CATEGORY_ROWS = (
-    ("T-Shirts", "T-Shirt", "t-shirt", 22, (0.4, 0.4, 0.2), "clothing", 0.13),
-    ("Shirts", "Shirt", "shirt", 45, (0.5, 0.4, 0.1), "clothing", 0.1),
-    ("Jeans", "Jeans", "pair of jeans", 65, (0.45, 0.45, 0.1), "clothing", 0.09),
-    ("Trousers", "Trousers", "pair of trousers", 55, (0.5, 0.45, 0.05), "clothing", 0.08),
-    ("Dresses", "Dress", "dress", 75, (0.0, 1.0, 0.0), "clothing", 0.09),
-    ("Skirts", "Skirt", "skirt", 45, (0.0, 1.0, 0.0), "clothing", 0.06),
-    ("Jackets", "Jacket", "jacket", 130, (0.45, 0.45, 0.1), "clothing", 0.08),
-    ("Sweaters", "Sweater", "sweater", 60, (0.4, 0.4, 0.2), "clothing", 0.08),
-    ("Shoes", "Shoes", "pair of shoes", 95, (0.5, 0.5, 0.0), "shoes", 0.08),
-    ("Sneakers", "Sneakers", "pair of sneakers", 85, (0.3, 0.3, 0.4), "shoes", 0.08),
-    ("Bags", "Bag", "bag", 70, (0.0, 0.6, 0.4), "one_size", 0.06),
-    ("Accessories", "Accessory", "accessory", 25, (0.25, 0.25, 0.5), "one_size", 0.07),
-)
+# Per category: its name, what one item is called in a product name and in a review, its
+# median price, the share of its men's, women's and unisex lines, its sizing and its share
+# of the catalogue.
+_CATEGORY_TABLE = """
+T-Shirts    | T-Shirt   | t-shirt          | 22  | 0.40 0.40 0.20 | clothing | 0.13
+Shirts      | Shirt     | shirt            | 45  | 0.50 0.40 0.10 | clothing | 0.10
+Jeans       | Jeans     | pair of jeans    | 65  | 0.45 0.45 0.10 | clothing | 0.09
+Trousers    | Trousers  | pair of trousers | 55  | 0.50 0.45 0.05 | clothing | 0.08
+Dresses     | Dress     | dress            | 75  | 0.00 1.00 0.00 | clothing | 0.09
+Skirts      | Skirt     | skirt            | 45  | 0.00 1.00 0.00 | clothing | 0.06
+Jackets     | Jacket    | jacket           | 130 | 0.45 0.45 0.10 | clothing | 0.08
+Sweaters    | Sweater   | sweater          | 60  | 0.40 0.40 0.20 | clothing | 0.08
+Shoes       | Shoes     | pair of shoes    | 95  | 0.50 0.50 0.00 | shoes    | 0.08
+Sneakers    | Sneakers  | pair of sneakers | 85  | 0.30 0.30 0.40 | shoes    | 0.08
+Bags        | Bag       | bag              | 70  | 0.00 0.60 0.40 | one_size | 0.06
+Accessories | Accessory | accessory        | 25  | 0.25 0.25 0.50 | one_size | 0.07
+"""
 # Material -> share within the category.
 _CATEGORY_MATERIALS = {
     "T-Shirts": {"Cotton": 0.6, "Linen": 0.15, "Polyester": 0.15, "Viscose": 0.1},
@@ -55,8 +56,19 @@ _CATEGORY_MATERIALS = {
     "Accessories": {"Leather": 0.4, "Wool": 0.2, "Cotton": 0.2, "Silk": 0.2},
 }
 CATEGORIES = tuple(
-    Category(name, noun, item, price, genders, _CATEGORY_MATERIALS[name], sizing, share)
-    for name, noun, item, price, genders, sizing, share in _CATEGORY_ROWS
+    Category(
+        name,
+        noun,
+        item,
+        float(price),
+        tuple(float(x) for x in genders.split()),
+        _CATEGORY_MATERIALS[name],
+        sizing,
+        float(share),
+    )
+    for name, noun, item, price, genders, sizing, share in (
+        [cell.strip() for cell in line.split("|")] for line in _CATEGORY_TABLE.strip().splitlines()
+    )
 )
 CATEGORY_NAMES = tuple(category.name for category in CATEGORIES)
 

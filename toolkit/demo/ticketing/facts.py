@@ -10,44 +10,45 @@ HOUR = 3_600
 
 # ---------------------------------------------------------------- the world's fixed facts
 
-# (city, country, lat, lon, relative size): homes, venues and where orders come from.
-_CITY_ROWS = (
-    ("New York", "US", 40.71, -74.01, 9),
-    ("Los Angeles", "US", 34.05, -118.24, 6),
-    ("Chicago", "US", 41.88, -87.63, 4),
-    ("Toronto", "CA", 43.65, -79.38, 4),
-    ("Mexico City", "MX", 19.43, -99.13, 5),
-    ("Sao Paulo", "BR", -23.55, -46.63, 5),
-    ("Buenos Aires", "AR", -34.60, -58.38, 3),
-    ("London", "GB", 51.51, -0.13, 8),
-    ("Paris", "FR", 48.86, 2.35, 6),
-    ("Berlin", "DE", 52.52, 13.40, 5),
-    ("Frankfurt", "DE", 50.11, 8.68, 2),
-    ("Madrid", "ES", 40.42, -3.70, 4),
-    ("Rome", "IT", 41.90, 12.50, 3),
-    ("Amsterdam", "NL", 52.37, 4.90, 3),
-    ("Stockholm", "SE", 59.33, 18.07, 2),
-    ("Warsaw", "PL", 52.23, 21.01, 2),
-    ("Prague", "CZ", 50.08, 14.44, 2),
-    ("Istanbul", "TR", 41.01, 28.98, 4),
-    ("Dubai", "AE", 25.20, 55.27, 3),
-    ("Cairo", "EG", 30.04, 31.24, 2),
-    ("Lagos", "NG", 6.52, 3.38, 2),
-    ("Johannesburg", "ZA", -26.20, 28.05, 2),
-    ("Mumbai", "IN", 19.08, 72.88, 4),
-    ("Singapore", "SG", 1.35, 103.82, 4),
-    ("Bangkok", "TH", 13.76, 100.50, 3),
-    ("Hong Kong", "HK", 22.32, 114.17, 3),
-    ("Seoul", "KR", 37.57, 126.98, 5),
-    ("Tokyo", "JP", 35.68, 139.69, 7),
-    ("Sydney", "AU", -33.87, 151.21, 4),
-    ("Melbourne", "AU", -37.81, 144.96, 3),
-)
+# City, country, lat, lon and relative size: homes, venues and where orders come from.
+_CITY_TABLE = """
+New York      US   40.71   -74.01  9
+Los Angeles   US   34.05  -118.24  6
+Chicago       US   41.88   -87.63  4
+Toronto       CA   43.65   -79.38  4
+Mexico City   MX   19.43   -99.13  5
+Sao Paulo     BR  -23.55   -46.63  5
+Buenos Aires  AR  -34.60   -58.38  3
+London        GB   51.51    -0.13  8
+Paris         FR   48.86     2.35  6
+Berlin        DE   52.52    13.40  5
+Frankfurt     DE   50.11     8.68  2
+Madrid        ES   40.42    -3.70  4
+Rome          IT   41.90    12.50  3
+Amsterdam     NL   52.37     4.90  3
+Stockholm     SE   59.33    18.07  2
+Warsaw        PL   52.23    21.01  2
+Prague        CZ   50.08    14.44  2
+Istanbul      TR   41.01    28.98  4
+Dubai         AE   25.20    55.27  3
+Cairo         EG   30.04    31.24  2
+Lagos         NG    6.52     3.38  2
+Johannesburg  ZA  -26.20    28.05  2
+Mumbai        IN   19.08    72.88  4
+Singapore     SG    1.35   103.82  4
+Bangkok       TH   13.76   100.50  3
+Hong Kong     HK   22.32   114.17  3
+Seoul         KR   37.57   126.98  5
+Tokyo         JP   35.68   139.69  7
+Sydney        AU  -33.87   151.21  4
+Melbourne     AU  -37.81   144.96  3
+"""
+_CITY_ROWS = [line.rsplit(None, 4) for line in _CITY_TABLE.strip().splitlines()]
 CITY_NAMES = np.array([row[0] for row in _CITY_ROWS], dtype=object)
 CITY_COUNTRIES = np.array([row[1] for row in _CITY_ROWS], dtype=object)
-CITY_LAT = np.array([row[2] for row in _CITY_ROWS])
-CITY_LON = np.array([row[3] for row in _CITY_ROWS])
-CITY_SHARE = np.array([row[4] for row in _CITY_ROWS], dtype=float)
+CITY_LAT = np.array([float(row[2]) for row in _CITY_ROWS])
+CITY_LON = np.array([float(row[3]) for row in _CITY_ROWS])
+CITY_SHARE = np.array([float(row[4]) for row in _CITY_ROWS])
 CITY_SHARE /= CITY_SHARE.sum()
 N_CITIES = len(_CITY_ROWS)
 

@@ -227,21 +227,8 @@ def _security_events(
     rate limits that bots hit while camping on a sale."""
     horizon = clock.horizon
     active = np.unique(orders["buyer"]) if len(orders["buyer"]) else np.arange(len(wallets))
-    parts = []
-
-    n_fail = max(5, n_orders // 80)
-    parts.append(
-        {
-            "type": np.full(n_fail, "failed_login", dtype=object),
-            "severity": np.full(n_fail, "low", dtype=object),
-            "octets": _random_octets(rng, n_fail, _RESIDENTIAL_OCTETS),
-            "wallet": active[rng.integers(0, len(active), n_fail)],
-            "t": rng.integers(0, horizon, n_fail),
-            "detail": np.array(
-                ["invalid_signature", "expired_nonce", "wrong_network"], dtype=object
-            )[rng.integers(0, 3, n_fail)],
-        }
-    )
+    reasons = np.array(["invalid_signature", "expired_nonce", "wrong_network"], dtype=object)
+    fails = _account_events(rng, "failed_login", reasons, max(5, n_orders // 80), active, horizon)
     # Brute force: 6-14 failed logins within five minutes from one hosting address.
     sizes = rng.integers(6, 15, max(2, n_orders // 15_000))
     burst = np.repeat(np.arange(len(sizes)), sizes)
@@ -254,41 +241,20 @@ def _security_events(
     target = np.where(
         single[burst], targets[burst, 0], targets[burst, rng.integers(0, 3, len(burst))]
     )
-    parts.append(
-        {
-            "type": np.full(len(burst), "failed_login", dtype=object),
-            "severity": np.full(len(burst), "high", dtype=object),
-            "octets": _random_octets(rng, len(sizes), _HOSTING_OCTETS)[burst],
-            "wallet": target,
-            "t": np.minimum(start[burst] + np.minimum(elapsed, 280), horizon - 1).astype(np.int64),
-            "detail": np.full(len(burst), "invalid_signature", dtype=object),
-        }
-    )
-    n_reset = max(3, n_orders // 250)
-    parts.append(
-        {
-            "type": np.full(n_reset, "password_reset", dtype=object),
-            "severity": np.full(n_reset, "low", dtype=object),
-            "octets": _random_octets(rng, n_reset, _RESIDENTIAL_OCTETS),
-            "wallet": active[rng.integers(0, len(active), n_reset)],
-            "t": rng.integers(0, horizon, n_reset),
-            "detail": np.array(["email", "sms"], dtype=object)[rng.integers(0, 2, n_reset)],
-        }
+    octets = _random_octets(rng, len(sizes), _HOSTING_OCTETS)[burst]
+    t = np.minimum(start[burst] + np.minimum(elapsed, 280), horizon - 1).astype(np.int64)
+    brute_force = _security_part("failed_login", "high", octets, target, t, "invalid_signature")
+    channels = np.array(["email", "sms"], dtype=object)
+    resets = _account_events(
+        rng, "password_reset", channels, max(3, n_orders // 250), active, horizon
     )
     # Bots hammering the order endpoint: about half of their sessions trip the rate limit.
     sessions, first_of_session = np.unique(orders["session"], return_index=True)
     first_of_session = first_of_session[sessions >= 0]
-    session_rows = first_of_session[rng.random(len(first_of_session)) < 0.5]
-    parts.append(
-        {
-            "type": np.full(len(session_rows), "rate_limited", dtype=object),
-            "severity": np.full(len(session_rows), "medium", dtype=object),
-            "octets": orders["octets"][session_rows],
-            "wallet": orders["buyer"][session_rows],
-            "t": orders["t"][session_rows],
-            "detail": np.full(len(session_rows), "/api/v1/orders", dtype=object),
-        }
-    )
+    rows = first_of_session[rng.random(len(first_of_session)) < 0.5]
+    octets, buyer, t = orders["octets"][rows], orders["buyer"][rows], orders["t"][rows]
+    limited = _security_part("rate_limited", "medium", octets, buyer, t, "/api/v1/orders")
+    parts = [fails, brute_force, resets, limited]
     events = _concat(parts)
     rank = np.lexsort((np.arange(len(events["t"])), events["t"]))
     events = {k: v[rank] for k, v in events.items()}
@@ -313,6 +279,32 @@ def _security_events(
             "metadata": pd.Series(metadata, dtype=object),
             "created_at": clock.stamp(events["t"]),
         }
+    )
+
+
+def _security_part(kind: str, severity: str, octets, wallet, t, detail) -> dict:
+    """Security events of one kind and severity; `detail` is one string or one per event."""
+    n = len(t)
+    return {
+        "type": np.full(n, kind, dtype=object),
+        "severity": np.full(n, severity, dtype=object),
+        "octets": octets,
+        "wallet": wallet,
+        "t": t,
+        "detail": np.full(n, detail, dtype=object) if isinstance(detail, str) else detail,
+    }
+
+
+def _account_events(rng: np.random.Generator, kind: str, details, n: int, active, horizon: int):
+    """`n` low-severity events of `kind` for random active wallets at random times, from
+    residential addresses, each with one of `details`."""
+    return _security_part(
+        kind,
+        "low",
+        _random_octets(rng, n, _RESIDENTIAL_OCTETS),
+        active[rng.integers(0, len(active), n)],
+        rng.integers(0, horizon, n),
+        details[rng.integers(0, len(details), n)],
     )
 
 
