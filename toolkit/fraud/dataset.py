@@ -25,6 +25,7 @@ from ..datasets import asof_join_index, write_snapshot
 from ..db import read_frame
 from ..errors import MlkitError
 from .columns import DATASET_COLUMNS, FEATURES
+from .features import order_keys
 from .labels import label_query, own_labels
 
 NAME = "fraud"
@@ -184,10 +185,7 @@ def join_features(
     matched = feature_rows.reset_index(drop=True).reindex(np.where(index >= 0, index, -1))
     out = pd.DataFrame(
         {
-            "order_id": entities["order_id"].to_numpy(dtype=np.int64),
-            "wallet_id": entities["buyer_wallet_id"].to_numpy(dtype=np.int64),
-            "event_id": entities["event_id"].to_numpy(dtype=np.int64),
-            "event_ts": entities["created_at"].to_numpy(),
+            **order_keys(entities, "event_ts"),
             "feature_ts": matched["feature_ts"].to_numpy(),
             "amount": entities["price"].to_numpy(dtype=float),
         }

@@ -240,10 +240,7 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
 
     frame = pd.DataFrame(
         {
-            "order_id": orders["order_id"].to_numpy(dtype=np.int64),
-            "wallet_id": orders["buyer_wallet_id"].to_numpy(dtype=np.int64),
-            "event_id": orders["event_id"].to_numpy(dtype=np.int64),
-            "feature_ts": orders["created_at"].to_numpy(),
+            **order_keys(orders, "feature_ts"),
             **features,
             "payment_method": orders["payment_method"].to_numpy(),
             "is_resale": resale,
@@ -252,6 +249,17 @@ def compute_features(sources: FraudSources, target_ids: np.ndarray | None = None
     if target_ids is not None:
         frame = frame[frame["order_id"].isin(target_ids)]
     return frame.reset_index(drop=True)
+
+
+def order_keys(orders: pd.DataFrame, moment: str) -> dict[str, np.ndarray]:
+    """The keys of feature and dataset rows from an orders frame: order, buyer wallet and
+    event ids, and the order's timestamp named `moment`."""
+    return {
+        "order_id": orders["order_id"].to_numpy(dtype=np.int64),
+        "wallet_id": orders["buyer_wallet_id"].to_numpy(dtype=np.int64),
+        "event_id": orders["event_id"].to_numpy(dtype=np.int64),
+        moment: orders["created_at"].to_numpy(),
+    }
 
 
 def _geo_velocity_flag(
