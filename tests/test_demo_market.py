@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -17,20 +18,18 @@ from mlkit.toolkit.demo.params import DemoParams
 
 START = datetime(2026, 1, 1)
 DAYS = 90
-
-
-def params(**changes) -> DemoParams:
-    defaults = {"seed": 11, "orders": 20_000, "days": DAYS, "start": START, "world_orders": 20_000}
-    return DemoParams(**{**defaults, **changes})
+PARAMS = DemoParams(seed=11, orders=20_000, days=DAYS, start=START, world_orders=20_000)
 
 
 @pytest.fixture(scope="module")
 def frames() -> dict[str, pd.DataFrame]:
-    return market.generate(params(), None)
+    """Period 0 of the market world: bars and regimes."""
+    return market.generate(PARAMS, None)
 
 
 @pytest.fixture(scope="module")
 def bars(frames) -> pd.DataFrame:
+    """Every symbol's hourly bars."""
     return frames["market_data"]
 
 
@@ -52,10 +51,10 @@ def closes(bars: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_same_params_give_the_same_frames_and_another_seed_does_not(frames):
-    again = market.generate(params(), None)
+    again = market.generate(PARAMS, None)
     for name, frame in frames.items():
         pd.testing.assert_frame_equal(frame, again[name])
-    other = market.generate(params(seed=12), None)
+    other = market.generate(replace(PARAMS, seed=12), None)
     assert not np.allclose(other["market_data"]["close"], frames["market_data"]["close"])
 
 
@@ -119,7 +118,7 @@ def test_regimes_persist_for_days_and_differ_in_drift_and_volatility(frames):
 
 def test_past_momentum_predicts_the_next_day_but_far_from_perfectly():
     # A year, so a few dozen regimes back the estimate rather than a handful.
-    year = market.generate(params(days=365), None)["market_data"]
+    year = market.generate(replace(PARAMS, days=365), None)["market_data"]
     log_close = np.log(closes(year))
     past = log_close - log_close.shift(48)
     forward = log_close.shift(-24) - log_close
@@ -134,12 +133,12 @@ def test_past_momentum_predicts_the_next_day_but_far_from_perfectly():
 
 
 def test_shifts_scale_volume_and_volatility(frames):
-    louder = market.generate(params(shift={"volume": 2.0}), None)["market_data"]
+    louder = market.generate(replace(PARAMS, shift={"volume": 2.0}), None)["market_data"]
     base = frames["market_data"]
     np.testing.assert_allclose(louder["close"], base["close"])
     ratio = louder["volume"].sum() / base["volume"].sum()
     assert ratio == pytest.approx(2.0, rel=1e-3)
-    wilder = market.generate(params(shift={"volatility": 2.0}), None)["market_data"]
+    wilder = market.generate(replace(PARAMS, shift={"volatility": 2.0}), None)["market_data"]
 
     def realised(frame: pd.DataFrame) -> float:
         return float(np.log(closes(frame)).diff().std().mean())
@@ -152,7 +151,7 @@ def test_append_continues_every_symbol_where_the_last_period_ended(frames):
     state = state_after(frames)
     # The seed plan starts an append one second after the last period's end.
     start = START + timedelta(days=DAYS, seconds=1)
-    after = market.generate(params(period=1, start=start, days=10), state)
+    after = market.generate(replace(PARAMS, period=1, start=start, days=10), state)
     bars = after["market_data"]
     assert set(bars["symbol"]) == set(before["symbol"])
     assert bars["ts"].min() >= start and bars["ts"].max() < start + timedelta(days=10)
@@ -169,7 +168,7 @@ def test_append_continues_every_symbol_where_the_last_period_ended(frames):
 
 def test_generation_at_a_million_orders_takes_a_moment():
     started = time.perf_counter()
-    frames = market.generate(params(orders=1_000_000, world_orders=1_000_000), None)
+    frames = market.generate(replace(PARAMS, orders=1_000_000, world_orders=1_000_000), None)
     elapsed = time.perf_counter() - started
     print(f"market: {len(frames['market_data'])} bars in {elapsed:.3f}s")
     # Bars depend on days, never on orders.

@@ -4,6 +4,7 @@ frames only (no database)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -34,18 +35,18 @@ TIME_COLUMNS = {
 }
 
 
-def params(**changes) -> DemoParams:
-    defaults = {"seed": 5, "orders": ORDERS, "days": DAYS, "start": START, "world_orders": ORDERS}
-    return DemoParams(**{**defaults, **changes})
+PARAMS = DemoParams(seed=5, orders=ORDERS, days=DAYS, start=START, world_orders=ORDERS)
 
 
 @pytest.fixture(scope="module")
 def frames() -> dict[str, pd.DataFrame]:
-    return shop.generate(params(), None)
+    """Period 0 of the shop world: catalogue, users and their activity."""
+    return shop.generate(PARAMS, None)
 
 
 @pytest.fixture(scope="module")
 def interactions(frames) -> pd.DataFrame:
+    """Views, carts, purchases and ratings."""
     return frames["product_interactions"]
 
 
@@ -104,11 +105,11 @@ def hit_rates(frames: dict[str, pd.DataFrame], k: int = 10) -> tuple[float, floa
 
 
 def test_same_params_give_the_same_frames_and_another_seed_does_not(frames):
-    again = shop.generate(params(), None)
+    again = shop.generate(PARAMS, None)
     assert set(again) == set(frames)
     for name, frame in frames.items():
         pd.testing.assert_frame_equal(frame, again[name])
-    other = shop.generate(params(seed=6), None)
+    other = shop.generate(replace(PARAMS, seed=6), None)
     assert not frames["products"]["name"].equals(other["products"]["name"])
     assert len(other["product_interactions"]) != len(frames["product_interactions"])
 
@@ -251,7 +252,7 @@ def test_append_continues_with_the_same_users_and_catalogue(frames):
     state = state_after(frames)
     start = START + timedelta(days=DAYS, seconds=1)
     after = shop.generate(
-        params(period=1, start=start, days=10, orders=60_000, shift={"price": 2.0}), state
+        replace(PARAMS, period=1, start=start, days=10, orders=60_000, shift={"price": 2.0}), state
     )
     assert after["demo_truth_users"].empty  # the users are the world's own
     new_products = after["products"]
@@ -281,16 +282,16 @@ def test_append_continues_with_the_same_users_and_catalogue(frames):
 
 
 def test_interactions_scale_with_orders_not_the_world():
-    small = shop.generate(params(orders=50_000), None)["product_interactions"]
+    small = shop.generate(replace(PARAMS, orders=50_000), None)["product_interactions"]
     assert len(small) == pytest.approx(0.3 * 50_000, rel=0.15)
-    tiny = shop.generate(params(orders=1_000, world_orders=1_000, days=3), None)
+    tiny = shop.generate(replace(PARAMS, orders=1_000, world_orders=1_000, days=3), None)
     assert len(tiny["products"]) == 200 and len(tiny["demo_truth_users"]) == 200
     assert len(tiny["product_interactions"]) >= 0.85 * shop.MIN_INTERACTIONS
 
 
 def test_generation_at_a_million_orders_takes_a_few_seconds():
     started = time.perf_counter()
-    frames = shop.generate(params(orders=1_000_000, world_orders=1_000_000, days=90), None)
+    frames = shop.generate(replace(PARAMS, orders=1_000_000, world_orders=1_000_000, days=90), None)
     elapsed = time.perf_counter() - started
     rows = len(frames["product_interactions"])
     print(f"shop: {rows} interactions in {elapsed:.2f}s")

@@ -1,13 +1,8 @@
 """`mlkit demo stream`: live traffic of the demo world, so a dashboard has something to watch.
 
-Every second it places `rate` primary orders stamped by the clock, drawn the way `demo seed`
-draws them (the ticketing package): normal wallets buying near home with their habitual
-payment methods (some a second ticket minutes later), scalper-bot bursts from fresh wallets
-and stolen-payment sessions card after card, in the world's shares. Each tick's orders go in
-with one statement, are scored in one batch by the prod fraud model, get their truth and late
-labels as the generator writes them, and reward the bandit. The stream only ever inserts rows
-(and rewards arms). Drawing orders lives in `stream_traffic.py`, writing them in
-`stream_writes.py`.
+Every second it places `rate` orders drawn the way `demo seed` draws them
+(`stream_traffic.py`), and writes, scores and rewards them in one transaction
+(`stream_writes.py`). The stream only ever inserts rows (and rewards arms).
 """
 
 from __future__ import annotations
@@ -191,13 +186,9 @@ class DemoStream(_Traffic, _Writes):
     # ------------------------------------------------------------ warm start
 
     def warm_start(self, rate: float, now: datetime | None = None) -> StreamTotals:
-        """Start in steady state: the bot bursts, stolen-payment sessions and second
-        tickets that would be under way at `rate` are created with their earlier orders
-        backdated to when they fell, in one batch; their later orders wait in the queue.
-
-        Sessions are those starting in the WARM_SPAN before now, at the rate a running
-        stream starts them, never before the world's last order minus WARM_MARGIN; only
-        sessions still under way now are kept (the finished ones would be history)."""
+        """Start in steady state: the fraud sessions and second tickets that would be under
+        way at `rate` are created with their earlier orders backdated, in one batch, and
+        their later orders queued; never earlier than the world's last order (WARM_MARGIN)."""
         totals = StreamTotals(requested_rate=rate)
         now = now or utcnow()
         t_now = int((now - self.origin).total_seconds())
@@ -253,11 +244,10 @@ class DemoStream(_Traffic, _Writes):
         warm: bool = True,
     ) -> StreamTotals:
         """Stream until `duration` seconds have passed (None: forever) or `should_stop()`,
-        after a warm start (`warm_start`) unless `warm` is false.
+        after a warm start unless `warm` is false.
 
-        Ticks are due once a second on a monotonic clock; each places what is owed by then
-        (floor(rate x due seconds)), so a slow tick is caught up by the next, never drifts.
-        A stop request ends the loop between ticks, never inside one."""
+        Ticks are due once a second on a monotonic clock and each places what is owed by then,
+        so a slow tick is caught up by the next; a stop request ends the loop between ticks."""
         totals = StreamTotals(requested_rate=rate)
         origin = utcnow()
         if warm:

@@ -49,6 +49,8 @@ ORDER_FIELDS = ("due", "kind", "buyer", "event", "method", "city", "lat", "lon",
 
 
 class _Traffic:
+    """`DemoStream`'s drawing of orders, on its rng, wallets, events and queue."""
+
     # ------------------------------------------------------------ drawing orders
 
     @staticmethod

@@ -43,6 +43,8 @@ def _plain(values) -> list:
 
 
 class _Writes:
+    """`DemoStream`'s writing of a tick, on its engine, clock, wallets and bandit store."""
+
     def _place(self, orders: dict, octets: np.ndarray, at: np.ndarray, totals: StreamTotals):
         """Price, record, score and reward orders placed at seconds `at` since the origin,
         in one transaction (one insert per table, one scoring batch)."""

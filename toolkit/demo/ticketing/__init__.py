@@ -2,12 +2,8 @@
 
 `generate` makes one period of the world; `read_state` reads back what an `--append` needs
 to continue it. Wallets have a latent kind (normal, scalper bot, stolen payment) that only
-shows through behaviour; primary sales are priced by one of four strategies whose true
-conversion depends on the event type; fraud labels arrive late and not always.
-
-Everything is vectorised over orders and wallets: the only Python loops run over a handful
-of categories (cities, event types) or rejection rounds. Times are int64 seconds after the
-period's origin until the frames are built.
+shows through behaviour, and everything is vectorised over orders and wallets: times are
+int64 seconds after the period's origin until the frames are built.
 """
 
 from ...inputs import ORDER_STATUSES as STATUSES
