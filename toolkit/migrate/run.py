@@ -9,9 +9,10 @@ import time as clock
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
@@ -31,6 +32,9 @@ from .plan import (
 from .reflect import quote
 from .rejects import RejectLog
 from .verify import check_tables, count_rows
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @dataclass
@@ -107,6 +111,22 @@ class MigrationReport:
     def ok(self) -> bool:
         return not self.problems and not self.mismatched
 
+    @property
+    def rows_copied(self) -> int:
+        return sum(t.copied for t in self.tables)
+
+    def failure(self) -> MlkitError | None:
+        """What the run ends with: a verification mismatch, else the first problem."""
+        if self.mismatched:
+            return MlkitError(
+                f"verification failed for {', '.join(self.mismatched)}: the target's rows "
+                "differ from the source's",
+                hint="see the verify columns above; --replace copies those tables again",
+            )
+        if self.problems:
+            return MlkitError(self.problems[0], hint=f"{len(self.problems)} problem(s) in all")
+        return None
+
     def document(self) -> dict:
         return {
             "migration_id": self.migration_id,
@@ -118,7 +138,7 @@ class MigrationReport:
             "database_created": self.database_created,
             "ok": self.ok,
             "seconds": round(self.seconds, 3),
-            "rows_copied": sum(t.copied for t in self.tables),
+            "rows_copied": self.rows_copied,
             "rows_rejected": sum(t.rejected for t in self.tables),
             "reject_file": self.reject_file,
             "views_not_copied": self.views,
@@ -128,6 +148,67 @@ class MigrationReport:
             "notes": self.notes,
             "tables": [t.document() for t in self.tables],
         }
+
+
+# The trading system's variables behind each `mysql:` setting, named in errors.
+MYSQL_VARIABLES = {"host": "MYSQL_HOST", "user": "MYSQL_USER", "db": "MYSQL_DB"}
+
+
+def mysql_target(config: Config) -> str | None:
+    """The MySQL URL from config.yaml's `mysql:` (the MYSQL_* variables), or None when
+    MYSQL_ENABLED is not true."""
+    section = config.data["mysql"]
+    if not section["enabled"]:
+        return None
+    missing = [var for key, var in MYSQL_VARIABLES.items() if not str(section[key]).strip()]
+    if missing:
+        raise MlkitError(
+            f"MYSQL_ENABLED is true but {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set",
+            hint="export the missing variable(s), or pass --target URL",
+        )
+    return URL.create(
+        "mysql+pymysql",
+        username=section["user"],
+        password=section["password"] or None,
+        host=section["host"],
+        port=int(section["port"]) if section["port"] else None,
+        database=section["db"],
+        query={"charset": section["charset"]} if section["charset"] else {},
+    ).render_as_string(hide_password=False)
+
+
+def migrate_configured(
+    config: Config,
+    *,
+    source: str | None,
+    target: str | None,
+    reject_file: Path | None,
+    on_progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+    **choices: Any,
+) -> MigrationReport:
+    """`migrate` with the config's defaults: the configured database as source, MYSQL_* as
+    target, migrate.batch_size, and the reject file in <home>/migrations. `choices` are the
+    other MigrationOptions fields."""
+    source = source or config.database_url
+    target = target or mysql_target(config)
+    if not target:
+        raise MlkitError(
+            "no target database",
+            hint="pass --target URL, or set MYSQL_ENABLED=true with MYSQL_HOST, MYSQL_USER, "
+            "MYSQL_PASSWORD and MYSQL_DB",
+        )
+    if reject_file is None:
+        reject_file = config.home / "migrations" / f"{migration_id(source, target)}-rejects.jsonl"
+    options = MigrationOptions(
+        source=source,
+        target=target,
+        default_batch_size=int(config.data["migrate"]["batch_size"]),
+        reject_file=reject_file,
+        **choices,
+    )
+    return migrate(options, on_progress=on_progress, log=log)
 
 
 def migration_id(source: str, target: str) -> str:
