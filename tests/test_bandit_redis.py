@@ -62,18 +62,7 @@ def assert_serves_the_database_then_takes_a_reward(world, redis_url, cli, event_
     again = json.loads(cli("mab", "stats", "--json", env=env).stdout)
     assert again["source"] == "redis" and again["arms"] == served["arms"]
 
-    out = cli(
-        "mab",
-        "reward",
-        "--event",
-        str(event_id),
-        "--arm",
-        "early_bird",
-        "--reward",
-        "1",
-        "--json",
-        env=env,
-    )
+    out = cli(*f"mab reward --event {event_id} --arm early_bird --reward 1 --json".split(), env=env)
     assert out.exit_code == 0, out.output
     after = BanditStore(world).read_database()["early_bird"]
     assert after.pulls == database["early_bird"].pulls + 1
@@ -88,15 +77,8 @@ def test_train_while_redis_is_down_is_never_hidden_by_the_old_redis_state(
 ):
     BanditStore(world, redis_of(redis_url)).save(surge_heavy())
     assert cached(redis_url, "surge_pricing")["pulls"] == 1_000_000
-    trained = cli(
-        "train",
-        "mab",
-        "--since",
-        "1000d",
-        "--force",
-        "--json",
-        env=env_for(world, UNREACHABLE_REDIS),
-    )
+    down = env_for(world, UNREACHABLE_REDIS)
+    trained = cli("train", "mab", "--since", "1000d", "--force", "--json", env=down)
     assert trained.exit_code == 0, trained.output
     assert DOWN_MESSAGE in trained.stderr
     assert cached(redis_url, "surge_pricing")["pulls"] == 1_000_000  # Redis missed it
@@ -120,17 +102,8 @@ def test_reset_while_redis_is_down_says_so_and_redis_is_rewritten(world, redis_u
 def test_a_reward_redis_missed_is_not_hidden_by_it(world, redis_url, cli, event_id):
     store = BanditStore(world, redis_of(redis_url))
     store.save(surge_heavy())
-    out = cli(
-        "mab",
-        "reward",
-        "--event",
-        str(event_id),
-        "--arm",
-        "baseline",
-        "--reward",
-        "1",
-        env=env_for(world, UNREACHABLE_REDIS),
-    )
+    down = env_for(world, UNREACHABLE_REDIS)
+    out = cli(*f"mab reward --event {event_id} --arm baseline --reward 1".split(), env=down)
     assert out.exit_code == 0, out.output
     states, source = store.read()
     assert source == "database" and states["baseline"].pulls == 1_000_001

@@ -102,14 +102,9 @@ def features(engine) -> pd.DataFrame:
 
 def etl_run(cli, engine, now: datetime, *args: str) -> dict:
     url = engine.url.render_as_string(hide_password=False)
+    clock = {"MLKIT_NOW": now.isoformat()}
     result = cli(
-        "--database",
-        url,
-        "etl",
-        "run",
-        *(args or ("--since", "last")),
-        "--json",
-        env={"MLKIT_NOW": now.isoformat()},
+        "--database", url, "etl", "run", *(args or ("--since", "last")), "--json", env=clock
     )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
@@ -149,15 +144,8 @@ def test_nothing_new_is_a_quiet_noop_that_writes_nothing(cli, db):
     assert again["watermark"] == (T0 + timedelta(hours=2)).isoformat()
     pd.testing.assert_frame_equal(before, features(db))  # computed_at included: not rewritten
     url = db.url.render_as_string(hide_password=False)
-    quiet = cli(
-        "--database",
-        url,
-        "etl",
-        "run",
-        "--since",
-        "last",
-        env={"MLKIT_NOW": (T0 + timedelta(days=3)).isoformat()},
-    )
+    clock = {"MLKIT_NOW": (T0 + timedelta(days=3)).isoformat()}
+    quiet = cli("--database", url, "etl", "run", "--since", "last", env=clock)
     assert quiet.exit_code == 0 and "no new orders" in quiet.stdout
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from conftest import env_for, redis_of
+from too_little_data import assert_refused_then_skipped
 
 from mlkit.toolkit import schema
 from mlkit.toolkit.config import load_config
@@ -202,16 +203,7 @@ def test_without_redis_everything_runs_on_the_database_with_a_warning(world, cli
     with world.connect() as conn:
         event_id = conn.execute(sa.select(schema.events.c.event_id).limit(1)).scalar_one()
     out = cli(
-        "mab",
-        "reward",
-        "--event",
-        str(event_id),
-        "--arm",
-        "ml_pricing",
-        "--reward",
-        "0.5",
-        "--json",
-        env=env,
+        *f"mab reward --event {event_id} --arm ml_pricing --reward 0.5 --json".split(), env=env
     )
     assert out.exit_code == 0, out.output
     assert "warning: Redis unreachable" in out.stderr
@@ -314,16 +306,15 @@ def test_the_window_counts_back_from_now_and_too_few_offers_keep_the_live_bandit
     before = runs()
     # Ten days after the world's last order, the last five days hold no offer at all.
     later = f"{end + timedelta(days=10):%Y-%m-%dT%H:%M:%S}"
-    by_hand = cli("--as-of", later, "train", "mab", "--since", "5d", env=env)
-    assert by_hand.exit_code == 1 and "Traceback" not in by_hand.output
-    assert "error: 0 priced primary orders between" in by_hand.stderr
-    assert "fewer than pricing.min_offers (100)" in by_hand.stderr
-    assert "hint: widen --since (it counts back from now" in by_hand.stderr
-    skipped = cli(
-        "--as-of", later, "train", "mab", "--since", "5d", "--skip-if-too-few", "--json", env=env
+    _, skipped = assert_refused_then_skipped(
+        cli,
+        ("--as-of", later, "train", "mab", "--since", "5d"),
+        env,
+        "error: 0 priced primary orders between",
+        "fewer than pricing.min_offers (100)",
+        "hint: widen --since (it counts back from now",
     )
-    assert skipped.exit_code == 0, skipped.output
-    assert json.loads(skipped.stdout)["status"] == "skipped"
+    assert skipped["status"] == "skipped"
     # `train all` (and so cron) with the default 90 days, half a year after the last order.
     monkeypatch.setenv("MLKIT_NOW", f"{end + timedelta(days=180):%Y-%m-%dT%H:%M:%S}")
     plan = [p for p in default_plan(world, load_config()) if p.model == "pricing"]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from too_little_data import assert_refused_then_skipped
 
 from mlkit.toolkit import schema
 from mlkit.toolkit.config import load_config
@@ -231,27 +232,18 @@ def test_windows_count_back_from_now_and_too_few_interactions_keep_the_served_mo
     assert json.loads(empty.stdout)["metadata"]["total_interactions"] == 0
 
     versions = len(list_versions(shop, "recommender"))
-    by_hand = cli("--as-of", later, "train", "recommender", "--days", "5", env=env)
-    assert by_hand.exit_code == 1 and "Traceback" not in by_hand.output
-    assert "error: 0 interactions between" in by_hand.stderr
-    assert "fewer than recommender.min_interactions (500)" in by_hand.stderr
-    assert "hint: widen --days (it counts back from now" in by_hand.stderr
-    skipped = cli(
-        "--as-of",
-        later,
-        "train",
-        "recommender",
-        "--days",
-        "5",
-        "--skip-if-too-few",
-        "--json",
-        env=env,
+    refused, skipped = assert_refused_then_skipped(
+        cli,
+        ("--as-of", later, "train", "recommender", "--days", "5"),
+        env,
+        "error: 0 interactions between",
+        "fewer than recommender.min_interactions (500)",
+        "hint: widen --days (it counts back from now",
     )
-    assert skipped.exit_code == 0, skipped.output
-    assert json.loads(skipped.stdout) == {
+    assert skipped == {
         "model": "recommender",
         "status": "skipped",
-        "reason": by_hand.stderr.splitlines()[0].removeprefix("error: "),
+        "reason": refused.stderr.splitlines()[0].removeprefix("error: "),
     }
     assert len(list_versions(shop, "recommender")) == versions
     with shop.connect() as conn:

@@ -91,11 +91,6 @@ def test_failure_while_writing_leaves_no_row_and_no_folder(engine, tmp_path):
             family="fraud",
             write_artifact=broken,
             filename="model.ubj",
-            metrics={},
-            params={},
-            features=[],
-            input_example=[],
-            dataset_ref=None,
         )
     with pytest.raises(MlkitError, match=r"no .*model\.ubj"):
         register(engine, tmp_path, name, b"")  # an empty artifact is no model

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -189,20 +189,11 @@ def test_rows_already_archived_are_not_copied_twice(world):
 
 def test_two_runs_at_once_move_each_row_once(world):
     before = snapshot(world)
-    results, errors = [], []
-
-    def run() -> None:
-        try:
-            results.append(run_retention(world, older_than=CUTOFF, batch_size=BATCH))
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [
+            pool.submit(run_retention, world, older_than=CUTOFF, batch_size=BATCH) for _ in range(2)
+        ]
+    results = [run.result() for run in runs]  # raises what a run raised
     assert_each_row_once(before, snapshot(world))
     moved = sorted(r["moved"]["orders"] for r in results)
     assert moved[0] == 0 and moved[1] > 0  # the second waited, then found nothing
@@ -220,28 +211,11 @@ def test_bad_cutoffs_are_refused(engine, older_than, message):
 
 
 def test_cli_retention_and_kpi_refresh(world, cli, database_url):
-    dry = cli(
-        "--database",
-        database_url,
-        "retention",
-        "run",
-        "--older-than",
-        CUTOFF,
-        "--dry-run",
-        "--json",
-    )
+    retention = ("--database", database_url, "retention", "run", "--older-than", CUTOFF)
+    dry = cli(*retention, "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
     plan = json.loads(dry.stdout)["to_move"]
-    result = cli(
-        "--database",
-        database_url,
-        "retention",
-        "run",
-        "--older-than",
-        CUTOFF,
-        "--batch-size",
-        "400",
-    )
+    result = cli(*retention, "--batch-size", "400")
     assert result.exit_code == 0, result.output
     assert f"archived {plan['orders']:,} orders" in result.stdout
     bad = cli("--database", database_url, "retention", "run", "--older-than", "yesterday-ish")

@@ -168,11 +168,6 @@ def _status_fixture(engine, tmp_path, name: str) -> None:
             family=name,
             write_artifact=lambda p, b=payload: p.write_bytes(b),
             filename="model.joblib",
-            metrics={},
-            params={},
-            features=[],
-            input_example=[],
-            dataset_ref=None,
         )
     registry.promote(engine, name, 1, "prod")
     registry.promote(engine, name, 2, "candidate")
