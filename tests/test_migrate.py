@@ -134,6 +134,22 @@ def run_json(cli, *args: str) -> tuple[int, dict, str]:
     return result.exit_code, document, result.stderr
 
 
+def fail_then_skip(cli, source: Path, url: str, *extra: str) -> tuple[str, dict, list[dict]]:
+    """Migrate `source` with the default --on-error fail, which must exit 1, then with `extra`
+    and --on-error skip, which must succeed: the failure's stderr, the second run's first
+    table and the reject file's lines."""
+    args = ("--source", f"sqlite:///{source}", "--target", url)
+    failed = cli("migrate", *args)
+    assert failed.exit_code == 1
+    rejects = source.parent / "rejects.jsonl"
+    code, doc, stderr = run_json(
+        cli, *args, *extra, "--on-error", "skip", "--reject-file", str(rejects)
+    )
+    assert code == 0, stderr
+    lines = [json.loads(line) for line in rejects.read_text().splitlines()]
+    return failed.stderr, doc["tables"][0], lines
+
+
 def test_every_type_round_trips_with_identical_checksums(cli, source_db, target_url):
     code, doc, stderr = run_json(cli, "--source", f"sqlite:///{source_db}", "--target", target_url)
     assert code == 0, stderr
@@ -262,19 +278,8 @@ def _big_source(path: Path, rows: int) -> Path:
 def test_killed_migration_resumes_without_duplicates_or_gaps(tmp_path, target_url, killed_table):
     rows = 40_000
     source = _big_source(tmp_path / "big.db", rows)
-    args = [
-        sys.executable,
-        "-m",
-        "mlkit.commands.main",
-        "migrate",
-        "--source",
-        f"sqlite:///{source}",
-        "--target",
-        target_url,
-        "--batch-size",
-        "200",
-        "--no-verify",
-    ]
+    args = [sys.executable, "-m", "mlkit.commands.main", "migrate", "--batch-size", "200"]
+    args += ["--source", f"sqlite:///{source}", "--target", target_url, "--no-verify"]
     env = {**os.environ, "MLKIT_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -321,20 +326,11 @@ def test_values_the_target_cannot_hold_fail_or_go_to_the_reject_file(cli, tmp_pa
     path = add_table(tmp_path / "dirty.db", *PRICES)
     url = make_database(server, tmp_path)
     try:
-        args = ("--source", f"sqlite:///{path}", "--target", url)
-        failed = cli("migrate", *args)
-        assert failed.exit_code == 1
-        assert "prices: row [2] cannot go into the target" in failed.stderr
-        assert "'lots' is not an integer" in failed.stderr
-        rejects = tmp_path / "rejects.jsonl"
-        code, doc, stderr = run_json(
-            cli, *args, "--replace", "--yes", "--on-error", "skip", "--reject-file", str(rejects)
-        )
-        assert code == 0, stderr
-        table = doc["tables"][0]
+        failure, table, lines = fail_then_skip(cli, path, url, "--replace", "--yes")
+        assert "prices: row [2] cannot go into the target" in failure
+        assert "'lots' is not an integer" in failure
         assert table["copied"] == 3 and table["rejected"] == 2
         assert table["verify"]["ok"] and table["verify"]["rejected"] == 2
-        lines = [json.loads(line) for line in rejects.read_text().splitlines()]
         assert [line["key"] for line in lines] == [[2], [4]]
         assert "not an integer" in lines[0]["reason"]
         assert "more than 2 decimal places" in lines[1]["reason"]
@@ -554,35 +550,19 @@ def test_mysql_load_data_refused_values_fail_or_go_to_the_reject_file(cli, tmp_p
     """A value the converter lets through but the target refuses (a target column narrower
     than the data): LOAD DATA only warns, so the batch goes again by INSERT, which names
     the row."""
-    path = tmp_path / "notes.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
-    conn.executemany(
-        "INSERT INTO notes VALUES (?, ?)",
-        [(1, "ok"), (2, "fine"), (3, "far too long"), (4, "\\N"), (5, None)],
-    )
-    conn.commit()
-    conn.close()
+    rows = [(1, "ok"), (2, "fine"), (3, "far too long"), (4, "\\N"), (5, None)]
+    path = add_table(tmp_path / "notes.db", "notes", "id INTEGER PRIMARY KEY, body TEXT", rows)
     url = make_database("mysql", tmp_path)
     try:
         engine = sa.create_engine(url)
         with engine.begin() as conn:
             conn.execute(sa.text("CREATE TABLE notes (id BIGINT PRIMARY KEY, body VARCHAR(5))"))
-        args = ("--source", f"sqlite:///{path}", "--target", url)
-        failed = cli("migrate", *args)
-        assert failed.exit_code == 1
-        assert "notes: row [3] cannot go into the target" in failed.stderr
-        assert "Data too long" in failed.stderr
-        rejects = tmp_path / "rejects.jsonl"
-        code, doc, stderr = run_json(
-            cli, *args, "--on-error", "skip", "--reject-file", str(rejects)
-        )
-        assert code == 0, stderr
-        table = doc["tables"][0]
+        failure, table, lines = fail_then_skip(cli, path, url)
+        assert "notes: row [3] cannot go into the target" in failure
+        assert "Data too long" in failure
         assert table["writer"] == "LOAD DATA LOCAL INFILE"
         assert table["copied"] == 4 and table["rejected"] == 1
         assert table["verify"]["ok"] and table["verify"]["rejected"] == 1
-        lines = [json.loads(line) for line in rejects.read_text().splitlines()]
         assert [line["key"] for line in lines] == [[3]]
         assert "Data too long" in lines[0]["reason"]
         with engine.connect() as conn:

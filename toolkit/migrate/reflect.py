@@ -179,28 +179,28 @@ def _declared(t: sa.types.TypeEngine) -> str:
         return type(t).__name__
 
 
+# SQLAlchemy's types and the kind each is copied as, in the order they are tried (a Float
+# is also a Numeric).
+_KIND_OF_TYPE = (
+    (sa.Boolean, "bool"),
+    (sa.Integer, "int"),
+    (sa.Float, "float"),
+    (sa.Numeric, "decimal"),
+    (sa.DateTime, "datetime"),
+    (sa.Date, "date"),
+    (sa.Time, "time"),
+    (sa.JSON, "json"),
+    (sa.LargeBinary, "blob"),
+    (sa.types.NullType, "untyped?"),
+)
+
+
 def _kind(t: sa.types.TypeEngine) -> str:
-    if isinstance(t, sa.Boolean):
-        return "bool"
-    if isinstance(t, sa.Integer):
-        return "int"
-    if isinstance(t, sa.Float):
-        return "float"
-    if isinstance(t, sa.Numeric):
-        # NUMERIC without precision holds whatever SQLite stored (ints or doubles): see _measure.
-        return "decimal" if t.precision is not None else "numeric?"
-    if isinstance(t, sa.DateTime):
-        return "datetime"
-    if isinstance(t, sa.Date):
-        return "date"
-    if isinstance(t, sa.Time):
-        return "time"
-    if isinstance(t, sa.JSON):
-        return "json"
-    if isinstance(t, sa.LargeBinary):
-        return "blob"
-    if isinstance(t, sa.types.NullType):
-        return "untyped?"
+    for type_, kind in _KIND_OF_TYPE:
+        if isinstance(t, type_):
+            # NUMERIC without precision holds whatever SQLite stored (ints or doubles): see
+            # _measure.
+            return "numeric?" if kind == "decimal" and t.precision is None else kind
     return "text"  # strings, and types without a portable counterpart (UUID, ENUM...) as text
 
 

@@ -20,15 +20,7 @@ from ..db import masked
 from ..errors import MlkitError
 from ..schema import migration_progress
 from .copier import Copier, Progress, ResumePoints, now_utc, target_error
-from .plan import (
-    Plan,
-    TablePlan,
-    build_plan,
-    open_source,
-    open_target,
-    plan_document,
-    source_url,
-)
+from .plan import Plan, TablePlan, build_plan, open_source, open_target, plan_document, source_url
 from .reflect import quote
 from .rejects import RejectLog
 from .verify import check_tables, count_rows
@@ -69,15 +61,8 @@ class TableResult:
     verify: dict | None = None
 
     def document(self) -> dict:
-        doc = {
-            "table": self.table,
-            "rows": self.rows,
-            "strategy": self.strategy,
-            "batches": self.batches,
-            "writer": self.writer,
-            "status": self.status,
-            "copied": self.copied,
-            "rejected": self.rejected,
+        plain = ("table", "rows", "strategy", "batches", "writer", "status", "copied", "rejected")
+        doc = {name: getattr(self, name) for name in plain} | {
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.copied / self.seconds) if self.seconds else None,
             "notes": self.notes,
@@ -128,14 +113,16 @@ class MigrationReport:
         return None
 
     def document(self) -> dict:
-        return {
-            "migration_id": self.migration_id,
-            "source": self.source,
-            "target": self.target,
-            "source_dialect": self.source_dialect,
-            "target_dialect": self.target_dialect,
-            "dry_run": self.dry_run,
-            "database_created": self.database_created,
+        plain = (
+            "migration_id",
+            "source",
+            "target",
+            "source_dialect",
+            "target_dialect",
+            "dry_run",
+            "database_created",
+        )
+        return {name: getattr(self, name) for name in plain} | {
             "ok": self.ok,
             "seconds": round(self.seconds, 3),
             "rows_copied": self.rows_copied,
@@ -443,20 +430,25 @@ def _check_columns(engine: Engine, tp: TablePlan) -> set[str]:
 def _finish_table(engine: Engine, tp: TablePlan, existing_indexes: set[str]) -> list[str]:
     """Indexes after the data (one sorted build beats maintaining them row by row), then
     autoincrement moved past the copied ids."""
-    problems = []
+    problems: list[str] = []
     for index in tp.indexes:
-        if index.name in existing_indexes:
-            continue
-        try:
-            with engine.begin() as conn:
-                conn.execute(CreateIndex(index))
-        except DBAPIError as exc:
-            problems.append(f"{tp.name}: index {index.name} not created: {_first_line(exc)}")
+        if index.name not in existing_indexes:
+            failure = f"{tp.name}: index {index.name} not created"
+            _try_ddl(engine, CreateIndex(index), failure, problems)
     try:
         _continue_ids(engine, tp)
     except DBAPIError as exc:
         problems.append(f"{tp.name}: autoincrement not moved past the ids: {_first_line(exc)}")
     return problems
+
+
+def _try_ddl(engine: Engine, statement: Any, failure: str, problems: list[str]) -> None:
+    """Run one DDL statement in a transaction of its own; a refusal goes into `problems`."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(statement)
+    except DBAPIError as exc:
+        problems.append(f"{failure}: {_first_line(exc)}")
 
 
 def _first_line(exc: DBAPIError) -> str:
@@ -488,17 +480,13 @@ def _continue_ids(engine: Engine, tp: TablePlan) -> None:
 
 def _add_foreign_keys(engine: Engine, plan: Plan) -> list[str]:
     """Foreign keys once every table holds its rows; the target checks them as it adds them."""
-    problems = []
+    problems: list[str] = []
     for tp in plan.tables:
         if not tp.foreign_keys:
             continue
         have = {fk.get("name") for fk in sa.inspect(engine).get_foreign_keys(tp.name)}
         for fk in tp.foreign_keys:
-            if fk.name in have:
-                continue
-            try:
-                with engine.begin() as conn:
-                    conn.execute(AddConstraint(fk))
-            except DBAPIError as exc:
-                problems.append(f"{tp.name}: foreign key {fk.name} not added: {_first_line(exc)}")
+            if fk.name not in have:
+                failure = f"{tp.name}: foreign key {fk.name} not added"
+                _try_ddl(engine, AddConstraint(fk), failure, problems)
     return problems

@@ -212,27 +212,19 @@ def _temporal_converter(col: ColumnSpec, target: str) -> Converter:
             raise RejectValue(f"{_short(v)} is before the year {min_year}")
         return dt
 
-    if kind == "datetime":
+    if kind in ("datetime", "date"):
 
         def convert(v: Any) -> Any:
             if v is None:
                 return None
             dt = to_datetime(v)
-            return dt.isoformat(sep=" ", timespec="microseconds") if as_text else dt
-
-        return convert
-
-    if kind == "date":
-
-        def convert_date(v: Any) -> Any:
-            if v is None:
-                return None
-            dt = to_datetime(v)
+            if kind == "datetime":
+                return dt.isoformat(sep=" ", timespec="microseconds") if as_text else dt
             if dt.time() != time(0):
                 raise RejectValue(f"{_short(v)} has a time of day; the column is a DATE")
             return dt.date().isoformat() if as_text else dt.date()
 
-        return convert_date
+        return convert
 
     def convert_time(v: Any) -> Any:
         if v is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -49,15 +49,8 @@ class TableCheck:
         )
 
     def document(self) -> dict:
-        return {
-            "ok": self.ok,
-            "source_rows": self.source_rows,
-            "rejected": self.rejected,
-            "target_rows": self.target_rows,
-            "source_checksum": self.source_checksum,
-            "target_checksum": self.target_checksum,
-            "unconvertible": self.unconvertible,
-        }
+        """Every field but the table's name (the table's document holds it), `ok` first."""
+        return {"ok": self.ok} | {f.name: getattr(self, f.name) for f in fields(self)[1:]}
 
 
 def _stream(engine: Engine, sql: str):
