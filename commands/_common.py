@@ -29,6 +29,27 @@ YesFlag = Annotated[
 ]
 
 
+# Options several commands take, said the same way everywhere.
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", help="30d, 12h (back from now) or 2026-01-01 [default: every order]."),
+]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", help="End of the range, exclusive [default: now].")
+]
+ModelOption = Annotated[
+    str, typer.Option("--model", help="The model version: NAME@ALIAS, NAME:VERSION or NAME.")
+]
+SymbolOption = Annotated[str, typer.Option("--symbol", help="The symbol, e.g. BTCUSDT.")]
+OVERRIDES = "overrides config and environment."
+DatabaseOption = Annotated[
+    str | None, typer.Option("--database", help=f"Database URL; {OVERRIDES}", metavar="URL")
+]
+RedisOption = Annotated[
+    str | None, typer.Option("--redis", help=f"Redis URL; {OVERRIDES}", metavar="URL")
+]
+
+
 def confirm_destructive(what: str, yes: bool, *, unattended: bool = False) -> None:
     """Go ahead when `--yes` was given or the user at a terminal agrees; else exit 1.
 

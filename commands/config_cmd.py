@@ -10,10 +10,7 @@ app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True
 
 
 @app.command("show")
-def show(
-    ctx: typer.Context,
-    as_json: JsonFlag = False,
-) -> None:
+def show(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Print the effective configuration, every password masked.
 
     Example: DB_HOST=db.internal mlkit config show --json

@@ -12,15 +12,13 @@ from ._common import JsonFlag, emit_json, err, load_config, options
 app = typer.Typer(help="The crontab block for the platform's schedule.", no_args_is_help=True)
 
 
+InstallFlag = Annotated[
+    bool, typer.Option("--install", help="Merge the block into your crontab (idempotent).")
+]
+
+
 @app.command("show")
-def show(
-    ctx: typer.Context,
-    install: Annotated[
-        bool,
-        typer.Option("--install", help="Merge the block into your crontab (idempotent)."),
-    ] = False,
-    as_json: JsonFlag = False,
-) -> None:
+def show(ctx: typer.Context, install: InstallFlag = False, as_json: JsonFlag = False) -> None:
     """Print the crontab block: ETL daily 02:00, kpi refresh every 5 min, retention weekly,
     fraud retraining every two weeks, bandit weekly, recommender daily, signals hourly
     (one line per symbol with market data), drift and alerts hourly; schedules from the

@@ -6,20 +6,14 @@ from typing import Annotated
 
 import typer
 
-from ._common import load_context, options
+from ._common import DatabaseOption, RedisOption, load_context, options
 
 
 def dashboard(
     ctx: typer.Context,
     refresh: Annotated[float, typer.Option("--refresh", help="Seconds between polls.")] = 2.0,
-    database: Annotated[
-        str | None,
-        typer.Option("--database", help="Database URL; as the global --database.", metavar="URL"),
-    ] = None,
-    redis: Annotated[
-        str | None,
-        typer.Option("--redis", help="Redis URL; as the global --redis.", metavar="URL"),
-    ] = None,
+    database: DatabaseOption = None,
+    redis: RedisOption = None,
 ) -> None:
     """Live fraud rates, bandit arms and training status from the database and Redis.
 

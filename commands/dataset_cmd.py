@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, open_engine, stdout_console
+from ._common import (
+    JsonFlag,
+    SinceOption,
+    UntilOption,
+    emit_json,
+    load_config,
+    open_engine,
+    stdout_console,
+)
 
 app = typer.Typer(help="Build versioned training-set snapshots.", no_args_is_help=True)
 
@@ -15,10 +23,8 @@ app = typer.Typer(help="Build versioned training-set snapshots.", no_args_is_hel
 def build(
     ctx: typer.Context,
     family: Annotated[str, typer.Argument(help="Model family: fraud.")],
-    since: Annotated[
-        str | None, typer.Option("--since", help="30d, 2026-01-01 [default: every order].")
-    ] = None,
-    until: Annotated[str | None, typer.Option("--until", help="End, exclusive.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     label_cutoff: Annotated[
         str | None,
         typer.Option(

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ._common import JsonFlag, emit_json, err, load_config, open_engine, stdout_console
+from ._render import print_values
 
 app = typer.Typer(help="Create and inspect the database schema.", no_args_is_help=True)
 
@@ -48,10 +49,7 @@ def init(
 
 
 @app.command("status")
-def status(
-    ctx: typer.Context,
-    as_json: JsonFlag = False,
-) -> None:
+def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Dialect, masked URL and the row count of every table.
 
     Example: mlkit db status --json
@@ -64,14 +62,11 @@ def status(
     if as_json:
         emit_json(document)
         return
-    from rich.table import Table
-
-    table = Table(title=f"{document['database']} ({document['dialect']})")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    for name, rows in counts.items():
-        table.add_row(name, "missing" if rows is None else f"{rows:,}")
-    stdout_console().print(table)
+    print_values(
+        f"{document['database']} ({document['dialect']})",
+        ("table", "rows"),
+        ((name, "missing" if rows is None else f"{rows:,}") for name, rows in counts.items()),
+    )
     if any(rows is None for rows in counts.values()):
         err("hint: create the missing tables with `mlkit db init`")
 

@@ -14,21 +14,17 @@ app = typer.Typer(
 
 DRIFT_EXIT_CODE = 3
 
+MODEL_HELP = "The model version [default: drift.model, fraud@prod]."
+WINDOW_HELP = "Recent orders: 1d back from now, or a date [default: drift.window]."
+DriftModelOption = Annotated[str | None, typer.Option("--model", help=MODEL_HELP)]
+WindowOption = Annotated[str | None, typer.Option("--window", help=WINDOW_HELP)]
+
 
 @app.command("check")
 def check(
     ctx: typer.Context,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="Model reference [default: drift.model, fraud@prod]."),
-    ] = None,
-    window: Annotated[
-        str | None,
-        typer.Option(
-            "--window",
-            help="Recent orders: 1d back from now, or a date [default: drift.window].",
-        ),
-    ] = None,
+    model: DriftModelOption = None,
+    window: WindowOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Compare each feature of the orders of the last window before now with the last

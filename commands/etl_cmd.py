@@ -6,27 +6,24 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_context, progress_bar, stdout_console
+from ._common import JsonFlag, UntilOption, emit_json, load_context, progress_bar, stdout_console
 
 app = typer.Typer(
     help="Extract orders, compute leakage-free features, load them.", no_args_is_help=True
 )
 
 
+SINCE_HELP = (
+    "30d, 12h (back from now), 2026-01-01, or `last`: the incremental run [default: every order]."
+)
+IncrementalSinceOption = Annotated[str | None, typer.Option("--since", help=SINCE_HELP)]
+
+
 @app.command("run")
 def run(
     ctx: typer.Context,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since",
-            help="30d, 12h (back from now), 2026-01-01, or `last`: the incremental run "
-            "[default: every order].",
-        ),
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="End of the range, exclusive [default: now].")
-    ] = None,
+    since: IncrementalSinceOption = None,
+    until: UntilOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Compute the features of orders in [since, until) and upsert them by order id.

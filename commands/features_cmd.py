@@ -7,21 +7,21 @@ from typing import Annotated
 import typer
 
 from ._common import JsonFlag, emit_json, load_config, open_engine, progress_bar, stdout_console
+from ._render import print_values
 
 app = typer.Typer(
     help="Stored fraud features and their online copy in Redis.", no_args_is_help=True
 )
 
 
+TtlOption = Annotated[
+    int | None,
+    typer.Option("--ttl", help="Seconds each key lives [default: fraud.online_ttl_seconds]."),
+]
+
+
 @app.command("materialize")
-def materialize(
-    ctx: typer.Context,
-    ttl: Annotated[
-        int | None,
-        typer.Option("--ttl", help="Seconds each key lives [default: fraud.online_ttl_seconds]."),
-    ] = None,
-    as_json: JsonFlag = False,
-) -> None:
+def materialize(ctx: typer.Context, ttl: TtlOption = None, as_json: JsonFlag = False) -> None:
     """Write each wallet's history to Redis (features:wallet:<id>) for online scoring.
 
     Online features of a new order are computed from it while fresh, else from the
@@ -74,14 +74,12 @@ def show(
     if as_json:
         emit_json(row)
         return
-    from rich.table import Table
+    print_values(
+        f"order {order}: features known at {row['feature_ts']}",
+        ("feature", "value"),
+        ((name, _value(value)) for name, value in row.items()),
+    )
 
-    table = Table(title=f"order {order}: features known at {row['feature_ts']}")
-    table.add_column("feature")
-    table.add_column("value", justify="right")
-    for name, value in row.items():
-        table.add_row(
-            name,
-            "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value),
-        )
-    stdout_console().print(table)
+
+def _value(value) -> str:
+    return "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)

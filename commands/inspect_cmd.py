@@ -23,6 +23,10 @@ class Pointer(StrEnum):
     current = "current"
 
 
+POINTER_HELP = "Inspect the snapshot the fraud _LATEST or _CURRENT file names."
+PointerOption = Annotated[Pointer | None, typer.Option("--pointer", help=POINTER_HELP)]
+
+
 @app.command("dataset")
 def dataset(
     ctx: typer.Context,
@@ -34,12 +38,7 @@ def dataset(
             metavar="PATH",
         ),
     ] = None,
-    pointer: Annotated[
-        Pointer | None,
-        typer.Option(
-            "--pointer", help="Inspect the snapshot the fraud _LATEST or _CURRENT file names."
-        ),
-    ] = None,
+    pointer: PointerOption = None,
     samples: Annotated[
         int, typer.Option("--samples", min=0, help="Sample rows shown per class.")
     ] = 3,
@@ -98,6 +97,11 @@ def _cell(value: Any) -> str:
 
 def render(report: dict[str, Any], console: Console) -> None:
     """The report as Rich sections: overview, nulls, amount, leakage, samples, checks."""
+    for section in (_overview, _nulls, _amount, _leakage, _samples, _checks):
+        section(report, console)
+
+
+def _overview(report: dict[str, Any], console: Console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -109,26 +113,29 @@ def render(report: dict[str, Any], console: Console) -> None:
     manifest = report["manifest"]
     if manifest["run_id"]:
         console.print(f"run_id {escape(str(manifest['run_id']))}")
-
-    overview = Table(title="overview", show_header=False)
-    overview.add_column(style="bold")
-    overview.add_column()
     labels = report["label_distribution"]
     rate = "-" if labels["rate"] is None else f"{labels['rate']:.3%}"
     counts = ", ".join(f"{key}: {count:,}" for key, count in labels["counts"].items())
     span = report["time_range"]
     dups = report["duplicates"]
-    overview.add_row("rows", f"{report['rows']:,}")
-    overview.add_row("columns", str(report["columns"]))
-    overview.add_row("event_ts", f"{span['min'] or '-'} → {span['max'] or '-'}")
-    overview.add_row("labels", f"{counts} (fraud rate {rate})")
-    overview.add_row(
-        "distinct", ", ".join(f"{key} {count:,}" for key, count in report["distinct"].items())
-    )
-    overview.add_row(
-        "duplicates", f"order_id {dups['order_id']:,}, fully duplicated rows {dups['rows']:,}"
-    )
+    overview = Table(title="overview", show_header=False)
+    overview.add_column(style="bold")
+    overview.add_column()
+    for name, value in (
+        ("rows", f"{report['rows']:,}"),
+        ("columns", str(report["columns"])),
+        ("event_ts", f"{span['min'] or '-'} → {span['max'] or '-'}"),
+        ("labels", f"{counts} (fraud rate {rate})"),
+        ("distinct", ", ".join(f"{key} {count:,}" for key, count in report["distinct"].items())),
+        ("duplicates", f"order_id {dups['order_id']:,}, fully duplicated rows {dups['rows']:,}"),
+    ):
+        overview.add_row(name, value)
     console.print(overview)
+
+
+def _nulls(report: dict[str, Any], console: Console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
 
     nulls = Table(title="null rates (worst first)")
     nulls.add_column("column")
@@ -146,6 +153,10 @@ def render(report: dict[str, Any], console: Console) -> None:
         nulls.caption = f"{len(report['null_rates']) - TOP_NULL_RATES} more columns in --json"
     console.print(nulls)
 
+
+def _amount(report: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
     amount = report["amount"]
     stats = Table(title="amount")
     keys = ("count", "mean", "std", "min", "p50", "p95", "p99", "max")
@@ -153,6 +164,11 @@ def render(report: dict[str, Any], console: Console) -> None:
         stats.add_column(key, justify="right")
     stats.add_row(*(_num(amount[key]) for key in keys))
     console.print(stats)
+
+
+def _leakage(report: dict[str, Any], console: Console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
 
     leakage = report["leakage"]
     late = leakage["feature_ts_after_event_ts"]
@@ -187,17 +203,24 @@ def render(report: dict[str, Any], console: Console) -> None:
             )
         console.print(history)
 
+
+def _samples(report: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
     rows = report["samples"]["fraud"] + report["samples"]["non_fraud"]
-    if rows:
-        shown = ("order_id", "wallet_id", "event_id", "event_ts", "amount", "payment_method")
-        sample = Table(title="samples")
-        for key in (*shown, "label"):
-            sample.add_column(
-                key, justify="left" if key in ("event_ts", "payment_method") else "right"
-            )
-        for row in rows:
-            sample.add_row(*(_cell(row.get(key)) for key in (*shown, "label")))
-        console.print(sample)
+    if not rows:
+        return
+    shown = ("order_id", "wallet_id", "event_id", "event_ts", "amount", "payment_method", "label")
+    sample = Table(title="samples")
+    for key in shown:
+        sample.add_column(key, justify="left" if key in ("event_ts", "payment_method") else "right")
+    for row in rows:
+        sample.add_row(*(_cell(row.get(key)) for key in shown))
+    console.print(sample)
+
+
+def _checks(report: dict[str, Any], console: Console) -> None:
+    from rich.markup import escape
 
     console.print("[bold]checks[/bold]")
     for check in report["checks"]:

@@ -143,11 +143,7 @@ def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 
 @app.command("reset")
-def reset(
-    ctx: typer.Context,
-    yes: YesFlag = False,
-    as_json: JsonFlag = False,
-) -> None:
+def reset(ctx: typer.Context, yes: YesFlag = False, as_json: JsonFlag = False) -> None:
     """Forget the bandit's state in the database and Redis (retrain with `mlkit train mab`).
 
     Asks first on a terminal; needs --yes elsewhere.

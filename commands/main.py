@@ -34,7 +34,7 @@ from . import (
     train_cmd,
     validate_cmd,
 )
-from ._common import GlobalOptions, MlkitGroup
+from ._common import DatabaseOption, GlobalOptions, MlkitGroup, RedisOption
 
 app = typer.Typer(
     cls=MlkitGroup,
@@ -79,43 +79,37 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config", "-c", help="Config file (else $MLKIT_CONFIG, ./config.yaml).", metavar="PATH"
+    ),
+]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Run as of this moment (sets MLKIT_NOW): every window counts back from it.",
+        metavar="MOMENT",
+    ),
+]
+VersionFlag = Annotated[
+    bool,
+    typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+]
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
-    config: Annotated[
-        str | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="Config file (else $MLKIT_CONFIG, ./config.yaml).",
-            metavar="PATH",
-        ),
-    ] = None,
-    database: Annotated[
-        str | None,
-        typer.Option(
-            "--database", help="Database URL; overrides config and environment.", metavar="URL"
-        ),
-    ] = None,
-    redis: Annotated[
-        str | None,
-        typer.Option("--redis", help="Redis URL; overrides config and environment.", metavar="URL"),
-    ] = None,
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    redis: RedisOption = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")
     ] = False,
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            help="Run as of this moment (sets MLKIT_NOW): every window counts back from it.",
-            metavar="MOMENT",
-        ),
-    ] = None,
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
-    ] = False,
+    as_of: AsOfOption = None,
+    version: VersionFlag = False,
 ) -> None:
     ctx.obj = GlobalOptions(config, database, redis, verbose, as_of)
     if as_of is not None:

@@ -21,6 +21,7 @@ app = typer.Typer(
 AliasOption = Annotated[
     str, typer.Option("--alias", "-a", help="The alias to move, e.g. prod or candidate.")
 ]
+NameArgument = Annotated[str, typer.Argument(help="Model name, e.g. fraud.")]
 ReasonOption = Annotated[
     str | None, typer.Option("--reason", help="Why, recorded in the alias history.")
 ]
@@ -178,7 +179,7 @@ def _report_move(name: str, alias: str, before: int | None, mv: ModelVersion, as
 @app.command("promote")
 def promote(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Model name, e.g. fraud.")],
+    name: NameArgument,
     version: Annotated[int, typer.Argument(help="Version number to point the alias at.")],
     alias: AliasOption,
     reason: ReasonOption = None,
@@ -210,7 +211,7 @@ def promote(
 @app.command("rollback")
 def rollback(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Model name, e.g. fraud.")],
+    name: NameArgument,
     alias: AliasOption,
     reason: ReasonOption = None,
     as_json: JsonFlag = False,
@@ -228,11 +229,7 @@ def rollback(
 
 
 @app.command("history")
-def history(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Model name, e.g. fraud.")],
-    as_json: JsonFlag = False,
-) -> None:
+def history(ctx: typer.Context, name: NameArgument, as_json: JsonFlag = False) -> None:
     """Every alias move of a model, oldest first: when, who, from which version to which.
 
     Example: mlkit models history fraud --json

@@ -11,7 +11,6 @@ from ._common import (
     YesFlag,
     confirm_destructive,
     emit_json,
-    err,
     load_context,
     progress_bar,
     stdout_console,
@@ -42,7 +41,7 @@ def quickstart(
     from mlkit.toolkit.quickstart import run_quickstart
 
     config, engine = load_context(ctx)
-    err(f"database: {masked(engine)}")
+    typer.echo(f"database: {masked(engine)}", err=True)
     with progress_bar() as progress:
         document = run_quickstart(
             engine,
@@ -59,47 +58,36 @@ def quickstart(
 
 
 def _print(document: dict) -> None:
-
     print_seed_summary(document["seed"])
     console = stdout_console()
-    etl = document["etl"]
-    console.print(
-        f"etl: {etl['rows']:,} orders into fraud_features ({etl['labelled_rows']:,} labelled) "
-        f"in {etl['seconds']} s"
-    )
-    data = document["dataset"]
-    console.print(
-        f"dataset: {data['rows']:,} rows ({data['label_counts']['1']:,} fraud) at {data['path']}"
-    )
-    model, metrics = document["model"], document["model"]["metrics"]
-    oracle = f" (oracle {metrics['oracle_auc_pr']:.3f})" if "oracle_auc_pr" in metrics else ""
-    console.print(
-        f"model: fraud:{model['version']} ({model['kind']}) test AUC-PR {metrics['auc_pr']:.3f}"
-        f"{oracle}, validated, prod -> v{model['prod']}"
-    )
-    scoring = document["scoring"]
-    console.print(
-        f"scored {scoring['rows']:,} orders into fraud_predictions: "
-        + ", ".join(f"{k} {v:,}" for k, v in scoring["decisions"].items())
-    )
-    rec = document["recommender"]
-    console.print(
-        f"recommender: recommender:{rec['version']} HitRate@10 "
-        f"{rec['metrics']['hit_rate_at_10']:.3f} (popular "
-        f"{rec['metrics']['popular_hit_rate_at_10']:.3f}); for user {rec['user_id']}: "
-        + "; ".join(f"{i['name']} ({i['reason']})" for i in rec["items"])
-    )
-    mab = document["bandit"]
-    console.print(
-        f"bandit: pricing:{mab['version']} from {mab['offers']:,} offers, best arm "
-        f"{mab['best_arm']} (mean reward {mab['mean_reward'][mab['best_arm']]:.4f})"
-    )
-    sig = document["signal"]
-    console.print(
-        f"signal: {sig['symbol']} {sig['signal']} at {sig['confidence']:.1f}% for the bar of "
-        f"{sig['ts']} from {'the fallback' if sig['fallback'] else sig['model_version']}"
-        + (" (trained first)" if sig["training"] == "trained" else "")
-    )
+    for line in _summary_lines(document):
+        console.print(line)
     console.print(f"\n[bold]mlkit is ready[/bold] on {document['database']}.")
     console.print("next: " + "  |  ".join(document["next"]))
     console.print(f"watch it live: {document['live']}")
+
+
+def _summary_lines(document: dict) -> list[str]:
+    """One line per step after the seed: features, dataset, model, scores, the others."""
+    etl, data, scoring = document["etl"], document["dataset"], document["scoring"]
+    model, metrics = document["model"], document["model"]["metrics"]
+    oracle = f" (oracle {metrics['oracle_auc_pr']:.3f})" if "oracle_auc_pr" in metrics else ""
+    rec, mab, sig = document["recommender"], document["bandit"], document["signal"]
+    picks = "; ".join(f"{i['name']} ({i['reason']})" for i in rec["items"])
+    return [
+        f"etl: {etl['rows']:,} orders into fraud_features ({etl['labelled_rows']:,} labelled) "
+        f"in {etl['seconds']} s",
+        f"dataset: {data['rows']:,} rows ({data['label_counts']['1']:,} fraud) at {data['path']}",
+        f"model: fraud:{model['version']} ({model['kind']}) test AUC-PR {metrics['auc_pr']:.3f}"
+        f"{oracle}, validated, prod -> v{model['prod']}",
+        f"scored {scoring['rows']:,} orders into fraud_predictions: "
+        + ", ".join(f"{k} {v:,}" for k, v in scoring["decisions"].items()),
+        f"recommender: recommender:{rec['version']} HitRate@10 "
+        f"{rec['metrics']['hit_rate_at_10']:.3f} (popular "
+        f"{rec['metrics']['popular_hit_rate_at_10']:.3f}); for user {rec['user_id']}: {picks}",
+        f"bandit: pricing:{mab['version']} from {mab['offers']:,} offers, best arm "
+        f"{mab['best_arm']} (mean reward {mab['mean_reward'][mab['best_arm']]:.4f})",
+        f"signal: {sig['symbol']} {sig['signal']} at {sig['confidence']:.1f}% for the bar of "
+        f"{sig['ts']} from {'the fallback' if sig['fallback'] else sig['model_version']}"
+        + (" (trained first)" if sig["training"] == "trained" else ""),
+    ]

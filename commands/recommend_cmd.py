@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config, open_engine, stdout_console
+from ._common import JsonFlag, ModelOption, emit_json, err, load_config, open_engine, stdout_console
 
 if TYPE_CHECKING:
     from mlkit.toolkit.recommender.serve import Recommender
@@ -18,7 +18,6 @@ app = typer.Typer(
 export_app = typer.Typer(help="Export data for training elsewhere.", no_args_is_help=True)
 
 CountOption = Annotated[int, typer.Option("-n", "--count", help="How many items (1-100).")]
-ModelOption = Annotated[str, typer.Option("--model", help="Registry reference to serve.")]
 
 
 def _recommender(ctx: typer.Context, ref: str) -> Recommender:
@@ -72,7 +71,9 @@ def product(
 @app.command("user")
 def user(
     ctx: typer.Context,
-    user_id: Annotated[int, typer.Argument(help="User id.")],
+    user_id: Annotated[
+        int, typer.Argument(help="User id; one without history gets popular products.")
+    ],
     n: CountOption = 10,
     model: ModelOption = "recommender@prod",
     as_json: JsonFlag = False,

@@ -8,20 +8,21 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_context, stdout_console
+from ._common import JsonFlag, ModelOption, SinceOption, emit_json, load_context, stdout_console
 
 score_app = typer.Typer(help="Batch-score orders into fraud_predictions.", no_args_is_help=True)
 predict_app = typer.Typer(help="Score one order with online features.", no_args_is_help=True)
+
+OrderArgument = Annotated[
+    str | None, typer.Argument(help="The order as JSON; '-' or nothing reads stdin.")
+]
 
 
 @score_app.command("fraud")
 def score_fraud(
     ctx: typer.Context,
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="1d, 12h (back from now), 2026-01-01 [default: all]."),
-    ] = None,
-    model: Annotated[str, typer.Option("--model", help="Model reference.")] = "fraud@prod",
+    since: SinceOption = None,
+    model: ModelOption = "fraud@prod",
     no_etl: Annotated[
         bool, typer.Option("--no-etl", help="Score the stored features without catching up.")
     ] = False,
@@ -73,10 +74,8 @@ def score_fraud(
 @predict_app.command("fraud")
 def predict_fraud(
     ctx: typer.Context,
-    order: Annotated[
-        str | None, typer.Argument(help="The order as JSON; '-' or nothing reads stdin.")
-    ] = None,
-    model: Annotated[str, typer.Option("--model", help="Model reference.")] = "fraud@prod",
+    order: OrderArgument = None,
+    model: ModelOption = "fraud@prod",
 ) -> None:
     """Score one order: online features (Redis when fresh, else the database), the model,
     the decision. Prints {"fraud_score", "decision", "model_version", "features"}.

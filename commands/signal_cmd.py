@@ -6,14 +6,17 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, open_engine, stdout_console
+from ._common import JsonFlag, SymbolOption, emit_json, load_config, open_engine, stdout_console
 
 app = typer.Typer(
     help="SELL / HOLD / BUY signals from the symbol's CatBoost model, or the SMA/RSI fallback.",
     no_args_is_help=True,
 )
 
-SymbolOption = Annotated[str, typer.Option("--symbol", help="The symbol, e.g. BTCUSDT.")]
+
+OneSymbolOption = Annotated[
+    str | None, typer.Option("--symbol", help="One symbol; default every known one.")
+]
 
 
 @app.command("run")
@@ -84,13 +87,7 @@ def run(
 
 
 @app.command("status")
-def status(
-    ctx: typer.Context,
-    symbol: Annotated[
-        str | None, typer.Option("--symbol", help="One symbol; default every known one.")
-    ] = None,
-    as_json: JsonFlag = False,
-) -> None:
+def status(ctx: typer.Context, symbol: OneSymbolOption = None, as_json: JsonFlag = False) -> None:
     """Per symbol: trained or fallback (and why), last training, samples, class
     distribution and weights, cooldown and next retry, last error, sanitisation,
     untrained-prediction warnings and the last signal.

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config, open_engine, stdout_console
+from ._common import (
+    JsonFlag,
+    SymbolOption,
+    emit_json,
+    err,
+    load_config,
+    load_context,
+    open_engine,
+    stdout_console,
+)
 
 app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
 
@@ -24,13 +34,56 @@ SkipOption = Annotated[
 ]
 
 
-def _skip_or_fail(exc, model: str, skip: bool, as_json: bool) -> None:
-    """TooLittleData: a skip said on stderr (and as JSON) when asked for, else the error."""
-    if not skip:
-        raise exc
+def _train(
+    run: Callable[[], dict],
+    summary: Callable[[dict], str],
+    as_json: bool,
+    *,
+    skip_too_few: bool = False,
+    model: str = "",
+) -> None:
+    """Run a training and show its document, or its summary line and where the alias moved.
+
+    With `skip_too_few`, too little data is a skip said on stderr (and as JSON), not an
+    error."""
+    from mlkit.toolkit.errors import TooLittleData
+
+    try:
+        result = run()
+    except TooLittleData as exc:
+        if not skip_too_few:
+            raise
+        if as_json:
+            emit_json({"model": model, "status": "skipped", "reason": exc.message})
+        err(f"skipped {model}: {exc.message}")
+        return
     if as_json:
-        emit_json({"model": model, "status": "skipped", "reason": exc.message})
-    err(f"skipped {model}: {exc.message}")
+        emit_json(result)
+        return
+    moved = f"; {result['alias']} -> v{result['version']}" if result["alias"] else ""
+    stdout_console().print(summary(result) + moved)
+
+
+def _bandit_redis(config):
+    """A Redis client for the bandit's state, or None after saying it goes to the database."""
+    from mlkit.toolkit.cache import redis_client
+
+    redis = redis_client(config.redis_url, required=False)
+    if redis is None:
+        err(
+            "warning: the bandit state is saved to the database only; "
+            "Redis unreachable, it will be rewritten on the next read"
+        )
+    return redis
+
+
+def _fraud_summary(result: dict) -> str:
+    m = result["metrics"]
+    oracle = f", oracle AUC-PR {m['oracle_auc_pr']:.4f}" if "oracle_auc_pr" in m else ""
+    return (
+        f"fraud:{result['version']} ({result['kind']}): test AUC-PR {m['auc_pr']:.4f}{oracle}, "
+        f"AUC-ROC {m['auc_roc']:.4f}, F1 {m['f1']:.4f} at {m['threshold']:.3f}"
+    )
 
 
 @app.command("fraud")
@@ -73,25 +126,30 @@ def fraud(
     """
     from mlkit.toolkit.fraud.pipeline import train_fraud_model
 
-    config = load_config(ctx)
-    result = train_fraud_model(
-        open_engine(ctx, config),
-        config,
-        dataset=dataset,
-        kind=model,
-        alias=alias or None,
-        force=force,
-        catch_up=not no_etl,
+    config, engine = load_context(ctx)
+    _train(
+        lambda: train_fraud_model(
+            engine,
+            config,
+            dataset=dataset,
+            kind=model,
+            alias=alias or None,
+            force=force,
+            catch_up=not no_etl,
+        ),
+        _fraud_summary,
+        as_json,
     )
-    if as_json:
-        emit_json(result)
-        return
+
+
+def _bandit_summary(result: dict) -> str:
     m = result["metrics"]
-    oracle = f", oracle AUC-PR {m['oracle_auc_pr']:.4f}" if "oracle_auc_pr" in m else ""
-    stdout_console().print(
-        f"fraud:{result['version']} ({result['kind']}): test AUC-PR {m['auc_pr']:.4f}{oracle}, "
-        f"AUC-ROC {m['auc_roc']:.4f}, F1 {m['f1']:.4f} at {m['threshold']:.3f}"
-        + (f"; {result['alias']} -> v{result['version']}" if result["alias"] else "")
+    replay = m["policy_replay_reward"]
+    return (
+        f"pricing:{result['version']} ({result['policy']}) from {result['offers']:,} offers: "
+        f"best arm {m['best_arm']} (mean reward {m['mean_reward'][m['best_arm']]:.4f}); "
+        f"replay reward {'n/a' if replay is None else f'{replay:.4f}'} vs logged "
+        f"{m['logged_reward']:.4f}"
     )
 
 
@@ -121,48 +179,37 @@ def mab(
 
     Example: mlkit train mab --since 90d --policy thompson --json
     """
-    from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.errors import TooLittleData
     from mlkit.toolkit.pricing.train import train_bandit
 
     config = load_config(ctx)
-    redis = redis_client(config.redis_url, required=False)
-    if redis is None:
-        err(
-            "warning: the bandit state is saved to the database only; "
-            "Redis unreachable, it will be rewritten on the next read"
-        )
-    try:
-        result = train_bandit(
-            open_engine(ctx, config),
-            config,
-            redis,
-            since=since,
-            policy=policy,
-            alias=alias or None,
-            force=force,
-        )
-    except TooLittleData as exc:
-        _skip_or_fail(exc, "pricing", skip_if_too_few, as_json)
-        return
-    if as_json:
-        emit_json(result)
-        return
-    m = result["metrics"]
-    replay = m["policy_replay_reward"]
-    stdout_console().print(
-        f"pricing:{result['version']} ({result['policy']}) from {result['offers']:,} offers: "
-        f"best arm {m['best_arm']} (mean reward {m['mean_reward'][m['best_arm']]:.4f}); "
-        f"replay reward {'n/a' if replay is None else f'{replay:.4f}'} vs logged "
-        f"{m['logged_reward']:.4f}"
-        + (f"; {result['alias']} -> v{result['version']}" if result["alias"] else "")
+    redis = _bandit_redis(config)
+    engine = open_engine(ctx, config)
+    _train(
+        lambda: train_bandit(
+            engine, config, redis, since=since, policy=policy, alias=alias or None, force=force
+        ),
+        _bandit_summary,
+        as_json,
+        skip_too_few=skip_if_too_few,
+        model="pricing",
+    )
+
+
+def _signal_summary(result: dict) -> str:
+    m, bt = result["metrics"], result["metrics"]["backtest"]
+    return (
+        f"{result['ref']}: {result['samples']:,} samples, {result['raw_features']} -> "
+        f"{result['features']} features ({result['selection']['method']}); walk-forward "
+        f"accuracy {m['accuracy']:.3f} (majority {m['majority_accuracy']:.3f}), macro-F1 "
+        f"{m['macro_f1']:.3f}; backtest {bt['model']['return']:+.2%} vs buy and hold "
+        f"{bt['buy_and_hold']['return']:+.2%}, fallback {bt['fallback']['return']:+.2%}"
     )
 
 
 @app.command("signal")
 def signal(
     ctx: typer.Context,
-    symbol: Annotated[str, typer.Option("--symbol", help="The symbol, e.g. BTCUSDT.")],
+    symbol: SymbolOption,
     alias: AliasOption = "prod",
     force: ForceOption = False,
     as_json: JsonFlag = False,
@@ -180,21 +227,21 @@ def signal(
     """
     from mlkit.toolkit.signal.train import train_signal_model
 
-    config = load_config(ctx)
-    result = train_signal_model(
-        open_engine(ctx, config), config, symbol, alias=alias or None, force=force
+    config, engine = load_context(ctx)
+    _train(
+        lambda: train_signal_model(engine, config, symbol, alias=alias or None, force=force),
+        _signal_summary,
+        as_json,
     )
-    if as_json:
-        emit_json(result)
-        return
-    m, bt = result["metrics"], result["metrics"]["backtest"]
-    stdout_console().print(
-        f"{result['ref']}: {result['samples']:,} samples, {result['raw_features']} -> "
-        f"{result['features']} features ({result['selection']['method']}); walk-forward "
-        f"accuracy {m['accuracy']:.3f} (majority {m['majority_accuracy']:.3f}), macro-F1 "
-        f"{m['macro_f1']:.3f}; backtest {bt['model']['return']:+.2%} vs buy and hold "
-        f"{bt['buy_and_hold']['return']:+.2%}, fallback {bt['fallback']['return']:+.2%}"
-        + (f"; {result['alias']} -> v{result['version']}" if result["alias"] else "")
+
+
+def _recommender_summary(result: dict) -> str:
+    m = result["metrics"]
+    return (
+        f"recommender:{result['version']} on {result['products']:,} products, "
+        f"{result['interactions']:,} interactions: HitRate@10 {m['hit_rate_at_10']:.3f} "
+        f"(popular {m['popular_hit_rate_at_10']:.3f}), NDCG@10 {m['ndcg_at_10']:.3f}, "
+        f"coverage {m['catalog_coverage']:.1%}"
     )
 
 
@@ -220,27 +267,15 @@ def recommender(
 
     Example: mlkit train recommender --days 90 --json
     """
-    from mlkit.toolkit.errors import TooLittleData
     from mlkit.toolkit.recommender.train import train_recommender
 
-    config = load_config(ctx)
-    try:
-        result = train_recommender(
-            open_engine(ctx, config), config, days=days, alias=alias or None, force=force
-        )
-    except TooLittleData as exc:
-        _skip_or_fail(exc, "recommender", skip_if_too_few, as_json)
-        return
-    if as_json:
-        emit_json(result)
-        return
-    m = result["metrics"]
-    stdout_console().print(
-        f"recommender:{result['version']} on {result['products']:,} products, "
-        f"{result['interactions']:,} interactions: HitRate@10 {m['hit_rate_at_10']:.3f} "
-        f"(popular {m['popular_hit_rate_at_10']:.3f}), NDCG@10 {m['ndcg_at_10']:.3f}, "
-        f"coverage {m['catalog_coverage']:.1%}"
-        + (f"; {result['alias']} -> v{result['version']}" if result["alias"] else "")
+    config, engine = load_context(ctx)
+    _train(
+        lambda: train_recommender(engine, config, days=days, alias=alias or None, force=force),
+        _recommender_summary,
+        as_json,
+        skip_too_few=skip_if_too_few,
+        model="recommender",
     )
 
 
@@ -255,16 +290,10 @@ def train_all(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
     Example: mlkit train all --json
     """
-    from mlkit.toolkit.cache import redis_client
     from mlkit.toolkit.train_all import train_all as run_all
 
     config = load_config(ctx)
-    redis = redis_client(config.redis_url, required=False)
-    if redis is None:
-        err(
-            "warning: the bandit state is saved to the database only; "
-            "Redis unreachable, it will be rewritten on the next read"
-        )
+    redis = _bandit_redis(config)
     document = run_all(
         open_engine(ctx, config),
         config,

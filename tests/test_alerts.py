@@ -9,6 +9,7 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -19,19 +20,12 @@ import sqlalchemy as sa
 import yaml
 
 from mlkit.toolkit import alerts as alerts_module
+from mlkit.toolkit import schema
 from mlkit.toolkit.alerts import check_alerts, firing_alerts, parse_rules
 from mlkit.toolkit.clock import utcnow
 from mlkit.toolkit.config import load_config
 from mlkit.toolkit.errors import MlkitError
-from mlkit.toolkit.schema import (
-    alert_notifications,
-    alerts,
-    drift_checks,
-    drift_results,
-    fraud_predictions,
-    security_events,
-    training_runs,
-)
+from mlkit.toolkit.schema import alerts
 
 RULES = {
     "fraud": {
@@ -73,12 +67,12 @@ def empty_tables(engine):
     with engine.begin() as conn:
         for table in (
             alerts,
-            alert_notifications,
-            drift_results,
-            drift_checks,
-            fraud_predictions,
-            security_events,
-            training_runs,
+            schema.alert_notifications,
+            schema.drift_results,
+            schema.drift_checks,
+            schema.fraud_predictions,
+            schema.security_events,
+            schema.training_runs,
         ):
             conn.execute(table.delete())
 
@@ -97,7 +91,7 @@ def alert_rows(engine) -> list:
 def add_predictions(engine, decisions: list[str], at) -> None:
     with engine.begin() as conn:
         conn.execute(
-            fraud_predictions.insert(),
+            schema.fraud_predictions.insert(),
             [
                 {
                     "order_id": i + 1,
@@ -167,11 +161,11 @@ def test_failed_logins_count_per_source_in_the_window(engine):
     rows = events("10.0.0.1", 5) + events("10.0.0.2", 5) + events("10.0.0.3", 9, 30)
     rows += events("10.0.0.4", 9, kind="password_reset")
     with engine.begin() as conn:
-        conn.execute(security_events.insert(), rows)
+        conn.execute(schema.security_events.insert(), rows)
     result = check_alerts(engine, config, now=now)
     assert result["rules"][0]["value"] == 5 and not result["firing"]
     with engine.begin() as conn:
-        conn.execute(security_events.insert(), events("10.0.0.2", 1, minutes_ago=0.1))
+        conn.execute(schema.security_events.insert(), events("10.0.0.2", 1, minutes_ago=0.1))
     result = check_alerts(engine, config, now=now)
     assert result["rules"][0]["value"] == 6 and result["firing"] == ["failed_login_attempts"]
     assert "10.0.0.2" in result["rules"][0]["message"]
@@ -185,7 +179,7 @@ def test_model_drift_reads_the_latest_drift_check(engine):
         now = utcnow()
         with engine.begin() as conn:
             check_id = conn.execute(
-                drift_checks.insert().values(
+                schema.drift_checks.insert().values(
                     model_ref="fraud:1",
                     reference="/x",
                     window_text="7d",
@@ -203,7 +197,7 @@ def test_model_drift_reads_the_latest_drift_check(engine):
                 )
             ).inserted_primary_key[0]
             conn.execute(
-                drift_results.insert().values(
+                schema.drift_results.insert().values(
                     check_id=check_id,
                     feature="wallet_age_days",
                     kind="numeric",
@@ -229,7 +223,7 @@ def test_training_failed_counts_models_whose_latest_run_failed(engine):
     def run(name: str, status: str, minutes_ago: int) -> None:
         with engine.begin() as conn:
             conn.execute(
-                training_runs.insert().values(
+                schema.training_runs.insert().values(
                     model_name=name,
                     status=status,
                     started_at=now - timedelta(minutes=minutes_ago),
@@ -254,7 +248,7 @@ def test_training_failed_fires_on_a_rejected_run_as_of_the_clock(engine, monkeyp
     def run(status: str, minutes_ago: int, error: str | None = None) -> None:
         with engine.begin() as conn:
             conn.execute(
-                training_runs.insert().values(
+                schema.training_runs.insert().values(
                     model_name="fraud",
                     status=status,
                     last_error=error,
@@ -281,7 +275,7 @@ def test_firing_alerts_newest_first_and_a_removed_rule_resolves(engine):
     add_predictions(engine, ["BLOCKED"] * 3, now - timedelta(minutes=1))
     with engine.begin() as conn:
         conn.execute(
-            training_runs.insert().values(
+            schema.training_runs.insert().values(
                 model_name="fraud", status="failed", started_at=now - timedelta(minutes=1)
             )
         )
@@ -307,20 +301,10 @@ def test_two_checks_at_once_open_one_alert(engine):
     config = config_with("fraud")
     now = utcnow()
     add_predictions(engine, ["BLOCKED"] * 4, now - timedelta(minutes=1))
-    errors = []
-
-    def check() -> None:
-        try:
-            check_alerts(engine, config, now=now)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=check) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    with ThreadPoolExecutor(4) as pool:
+        checks = [pool.submit(check_alerts, engine, config, now=now) for _ in range(4)]
+    for check in checks:
+        check.result()  # raises what the check raised
     assert len(alert_rows(engine)) == 1
 
 
@@ -452,7 +436,7 @@ def closed_port() -> int:
 
 def queue_rows(engine) -> list:
     with engine.connect() as conn:
-        n = alert_notifications
+        n = schema.alert_notifications
         return conn.execute(sa.select(n).order_by(n.c.notification_id)).all()
 
 
@@ -614,7 +598,7 @@ def test_db_init_adds_the_notification_queue_to_an_existing_database(engine):
     from mlkit.toolkit.db import init_schema
 
     with engine.begin() as conn:
-        alert_notifications.drop(conn)
+        schema.alert_notifications.drop(conn)
     with pytest.raises(MlkitError, match="alert_notifications table is missing"):
         check_alerts(engine, config_with("fraud", webhook="http://127.0.0.1:9/"))
     assert check_alerts(engine, config_with("fraud"))["webhook"]["queued"] == 0
