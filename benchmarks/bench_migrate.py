@@ -6,9 +6,8 @@ the same run:
 
 - `mlkit migrate` (a subprocess, verification on, its default batches: LOAD DATA LOCAL
   INFILE of up to 50,000 rows a commit), over all rows;
-- `sqlite3mysql` (pip install sqlite3-to-mysql), over the first SUBSET rows only: it
-  moves ~1,300 rows/s here, so the full table would take most of an hour; its rate is
-  rows/s either way;
+- `sqlite3mysql` (pip install sqlite3-to-mysql), over the first SUBSET rows only, as it
+  is too slow for the full table (its rate is rows/s either way);
 - PyMySQL `executemany` (multi-row INSERTs, a commit per 1,000 rows) of the same rows
   into a table created by hand: the floor any Python loader works from.
 

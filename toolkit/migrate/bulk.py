@@ -1,13 +1,7 @@
-"""MySQL's bulk loader: a batch written as a tab-separated file and sent with LOAD DATA LOCAL
-INFILE, several times faster than multi-row INSERTs on both ends (no SQL to parse, no
-per-value quoting in Python).
-
-Values are converted and formatted a column at a time (one C-level `map` per column instead
-of a Python call per value), escaped the way LOAD DATA reads them back: `\\N` for NULL,
-backslash escapes for backslash, tab, newline, carriage return and NUL, blobs as hex through
-UNHEX(). LOAD DATA LOCAL turns every refused value into a warning (the server cannot stop a
-file mid-stream), so a batch that leaves any warning, or a row count other than the rows
-sent, is refused as a whole and the caller writes it again by INSERT, which fails loudly."""
+"""MySQL's bulk loader: a batch written as a tab-separated file, a column at a time, and sent
+with LOAD DATA LOCAL INFILE (no SQL to parse, no per-value quoting). LOAD DATA LOCAL turns a
+refused value into a warning, so a batch that leaves any warning, or fewer rows than sent,
+is refused whole and the caller writes it again by INSERT, which names the row."""
 
 from __future__ import annotations
 
@@ -24,6 +18,8 @@ from .plan import TablePlan
 from .reflect import ColumnSpec, quote
 from .values import column_shortcut, make_converter
 
+# Escaped the way LOAD DATA reads them back: \N for NULL, backslash escapes for backslash,
+# tab, newline, carriage return and NUL; blobs go as hex through UNHEX().
 NULL = "\\N"
 _SPECIAL = re.compile("[\\\\\t\n\r\x00]")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"})

@@ -1,11 +1,7 @@
-"""The copy of each table: rows streamed from the source a batch at a time (keyset pages, so
-memory stays flat), each batch committed together with its resume point in
-migration_progress. The next batch is read and formatted in a thread while the target works
-on this one. A crash loses at most the batch in flight; --resume continues after the last
-commit.
-
-Tables without a primary key page by SQLite's rowid; from other sources they are copied in
-one transaction, so a crash leaves them empty and --resume copies them again."""
+"""The copy of each table in keyset pages, each batch committed with its resume point in
+migration_progress, so a crash loses at most the batch in flight. A table without a primary
+key pages by SQLite's rowid; from other sources it is copied in one transaction, which a
+crash leaves empty for --resume to copy again."""
 
 from __future__ import annotations
 

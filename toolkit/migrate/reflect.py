@@ -222,9 +222,8 @@ _CLASSES = ("integer", "real", "text", "blob")
 
 def _measure(conn: sa.Connection, spec: TableSpec) -> None:
     """One scan per table: row count, and per column what the types are chosen from. On
-    SQLite each column's kind decides what is counted: the scan's time grows with the
-    number of aggregates, and a column whose type is declared needs only its values of the
-    wrong storage class, not a count of every class."""
+    SQLite a column's kind decides what is counted, since the scan's time grows with the
+    number of aggregates."""
     sqlite = conn.dialect.name == "sqlite"
     q = lambda name: quote(conn, name)  # noqa: E731
     exprs: list[str] = ["COUNT(*)"]

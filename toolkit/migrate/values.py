@@ -366,9 +366,8 @@ def row_hasher(columns: Sequence[ColumnSpec]) -> Callable[[Sequence[Any]], int]:
 
 @contextmanager
 def fewer_collections() -> Iterator[None]:
-    """Copies and checksums allocate hundreds of thousands of tuples a batch, none of them
-    in a cycle; at the collector's default (a pass every 700 allocations) a third of their
-    time went to scanning the batch in flight again and again."""
+    """The cyclic collector held back: copies and checksums allocate hundreds of thousands
+    of tuples a batch, none in a cycle, which the default threshold rescans again and again."""
     before = gc.get_threshold()
     gc.set_threshold(max(before[0], 100_000), *before[1:])
     try:

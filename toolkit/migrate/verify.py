@@ -74,8 +74,7 @@ def check_tables(
     rejected: dict[str, Counter],
 ) -> list[TableCheck]:
     """Every table's check. The source side runs in a forked process while this one reads
-    the target: both sides are Python-bound (driver parsing, hashing), so two processes
-    take half the time of one."""
+    the target, as both sides are Python-bound (driver parsing, hashing)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -179,10 +178,9 @@ def _target_side(target: Engine, plan: TablePlan) -> tuple[int, int]:
 
 
 def _mysql_target_side(target: Engine, spec: TableSpec) -> tuple[int, int]:
-    """MySQL's rows as the text the server sends: PyMySQL's Python-level decoding (Decimal,
-    datetime) took more time than anything else here. Text already in normalised form
-    (DATETIME(6), DATE, plain integers) is hashed as it is; any other value is decoded
-    exactly as PyMySQL would have and normalised as usual."""
+    """MySQL's rows as the text the server sends, skipping PyMySQL's slow Python-level
+    decoding: text already in normalised form is hashed as it is, any other value decoded
+    as PyMySQL would and normalised."""
     from pymysql.converters import decoders
     from pymysql.cursors import SSCursor
 
