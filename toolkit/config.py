@@ -637,24 +637,12 @@ def _alert_rules(value: Any, where: str, env: Mapping[str, str]) -> list[dict[st
 
 
 def _check_urls(config: Config, origin: dict[str, str]) -> None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from .db import parse_url  # the one reading of a database URL, with its error texts
 
-    where = f"{origin['database']}: "
-    url = config.database_url
     try:
-        backend = make_url(url).get_backend_name()
-    except ArgumentError:
-        raise MlkitError(
-            f"{where}invalid database URL {mask_url(url)!r}",
-            hint="use sqlite:///path.db, postgresql+psycopg2://user@host/db "
-            "or mysql+pymysql://user@host/db",
-        ) from None
-    if backend not in SUPPORTED_BACKENDS:
-        raise MlkitError(
-            f"{where}unsupported database dialect '{backend}'",
-            hint="mlkit supports sqlite, postgresql and mysql (mariadb) URLs",
-        )
+        parse_url(config.database_url)
+    except MlkitError as exc:
+        raise MlkitError(f"{origin['database']}: {exc.message}", hint=exc.hint) from None
     where = f"{origin['redis']}: "
     if config.redis_url:
         parts = urlsplit(config.redis_url)
