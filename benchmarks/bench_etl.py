@@ -8,30 +8,18 @@ Run: python benchmarks/bench_etl.py [--orders 1000000] [--database URL (reuse a 
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import subprocess
-import sys
 import time
 from contextlib import nullcontext
 
 import sqlalchemy as sa
+from _common import options, run_mlkit
 from _scratch import scratch_postgres
 
 TARGET_S = 60.0
 TARGET_RATIO = 5.0
 SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-
-
-def mlkit(url: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "mlkit.commands.main", "--database", url, *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout
 
 
 def copy_out_seconds(url: str) -> float:
@@ -77,18 +65,15 @@ def server_side_write_seconds(url: str, rows: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--database", help="an already seeded database to reuse")
-    args = parser.parse_args()
+    args = options(__doc__, database_help="an already seeded database to reuse", orders=1_000_000)
     given = args.database
     with nullcontext(given) if given else scratch_postgres(SERVER) as url:
         if not given:
-            mlkit(url, "demo", "seed", "--orders", str(args.orders), "--families", "fraud")
+            run_mlkit(url, "demo", "seed", "--orders", str(args.orders), "--families", "fraud")
         copy_s = min(copy_out_seconds(url) for _ in range(3))
         floor_s = server_side_write_seconds(url, args.orders)
         started = time.perf_counter()
-        result = json.loads(mlkit(url, "etl", "run", "--json"))
+        result = json.loads(run_mlkit(url, "etl", "run", "--json"))
         etl_s = time.perf_counter() - started
     ratio = etl_s / copy_s
     ok = etl_s <= TARGET_S and ratio <= TARGET_RATIO

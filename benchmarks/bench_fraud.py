@@ -10,18 +10,15 @@ Run: python benchmarks/bench_fraud.py [--orders 200000] [--seed 7] [--database U
 
 from __future__ import annotations
 
-import argparse
 import logging
-import tempfile
 import time
-from pathlib import Path
 
-import numpy as np
 import sqlalchemy as sa
+from _common import latency_ms, options
+from _home import fresh_home
 
 from mlkit.toolkit import schema
-from mlkit.toolkit.config import load_config
-from mlkit.toolkit.db import make_engine, read_frame
+from mlkit.toolkit.db import read_frame
 from mlkit.toolkit.demo.seed import seed_demo
 from mlkit.toolkit.fraud import etl
 from mlkit.toolkit.fraud.columns import FEATURES
@@ -31,16 +28,9 @@ from mlkit.toolkit.registry import resolve
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=200_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--database", help="default: a fresh SQLite file")
-    args = parser.parse_args()
+    args = options(__doc__, database_help="default: a fresh SQLite file", orders=200_000, seed=7)
     logging.basicConfig(level=logging.WARNING)
-    home = Path(tempfile.mkdtemp(prefix="mlkit-bench-"))
-    url = args.database or f"sqlite:///{home}/bench.db"
-    config = load_config(database_url=url, env={"MLKIT_HOME": str(home)})
-    engine = make_engine(url)
+    config, engine = fresh_home(args.database)
     seed_demo(engine, orders=args.orders, seed=args.seed, families=("fraud",))
     etl.run_etl(engine, *etl.resolve_range(engine, None, None))
     xgb = train_fraud_model(engine, config, kind="xgboost", alias="prod")
@@ -94,16 +84,9 @@ def main() -> None:
         }
         for o in orders
     ]
-    for request in requests[:20]:
-        predictor.predict(request)
-    latencies = []
-    for request in requests:
-        started = time.perf_counter()
-        predictor.predict(request)
-        latencies.append((time.perf_counter() - started) * 1000)
-    p50, p99 = np.percentile(latencies, [50, 99])
+    p50, p99, timed = latency_ms(predictor.predict, requests[:20], requests)
     print(
-        f"predict (online features from the database + model), warm, {len(requests)} orders: "
+        f"predict (online features from the database + model), warm, {timed} orders: "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 <= 10 ms) {'ok' if p99 <= 10 else 'SLOW'}"
     )
 

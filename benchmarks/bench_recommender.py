@@ -14,15 +14,13 @@ Run: python benchmarks/bench_recommender.py
 from __future__ import annotations
 
 import resource
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import latency_ms
+from _home import fresh_home
 
-from mlkit.toolkit.config import load_config
-from mlkit.toolkit.db import make_engine
 from mlkit.toolkit.demo.seed import seed_demo
 from mlkit.toolkit.recommender.data import ShopData
 from mlkit.toolkit.recommender.model import fit
@@ -33,10 +31,7 @@ WEIGHTS = (0.7, 0.2, 0.1)
 
 
 def quality() -> None:
-    home = Path(tempfile.mkdtemp(prefix="mlkit-bench-"))
-    url = f"sqlite:///{home}/shop.db"
-    config = load_config(database_url=url, env={"MLKIT_HOME": str(home)})
-    engine = make_engine(url)
+    config, engine = fresh_home()
     seed_demo(engine, orders=200_000, seed=3, families=("recommender",))
     result = train_recommender(engine, config, days=90)
     m = result["metrics"]
@@ -114,16 +109,11 @@ def scale() -> None:
     )
     recommender = Recommender(model, "recommender:bench", None)
     users = np.random.default_rng(1).choice(model.user_ids, 320, replace=False)
-    for user in users[:20]:
-        recommender.for_user(int(user), 10)
-    latencies = []
-    for user in users[20:]:
-        started = time.perf_counter()
-        recommender.for_user(int(user), 10)
-        latencies.append((time.perf_counter() - started) * 1000)
-    p50, p99 = np.percentile(latencies, [50, 99])
+    p50, p99, timed = latency_ms(
+        lambda user: recommender.for_user(int(user), 10), users[:20], users[20:]
+    )
     print(
-        f"recommend user, warm, 50,000 products, {len(latencies)} users: p50 {p50:.1f} ms, "
+        f"recommend user, warm, 50,000 products, {timed} users: p50 {p50:.1f} ms, "
         f"p99 {p99:.1f} ms (target p99 <= 20 ms) {'ok' if p99 <= 20 else 'SLOW'}"
     )
 

@@ -10,27 +10,15 @@ Run: python benchmarks/bench_retention.py [--orders 1000000] [--batch-size 10000
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
 import sys
 import time
 import uuid
 
 import sqlalchemy as sa
+from _common import options, run_mlkit
 
 SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-
-
-def mlkit(url: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "mlkit.commands.main", "--database", url, *args],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"mlkit {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout
 
 
 def reference_seconds(url: str, cutoff: str) -> tuple[float, int]:
@@ -67,10 +55,7 @@ def reference_seconds(url: str, cutoff: str) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--batch-size", type=int, default=10_000)
-    args = parser.parse_args()
+    args = options(__doc__, orders=1_000_000, batch_size=10_000)
     admin = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
     name = f"mlkit_bench_{uuid.uuid4().hex[:8]}"
     twin = f"{name}_ref"
@@ -79,7 +64,7 @@ def main() -> None:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
         print(f"seeding {args.orders:,} orders with a prediction each ...", file=sys.stderr)
-        mlkit(
+        run_mlkit(
             url,
             "demo",
             "seed",
@@ -110,7 +95,7 @@ def main() -> None:
             conn.execute(sa.text(f'CREATE DATABASE "{twin}" TEMPLATE "{name}"'))
         started = time.perf_counter()
         document = json.loads(
-            mlkit(
+            run_mlkit(
                 url,
                 "retention",
                 "run",
