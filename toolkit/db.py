@@ -107,10 +107,9 @@ _NUMPY_REGISTERED = False
 
 
 def register_numpy_scalars() -> None:
-    """Teach every driver numpy's scalars, once per process, so no write path depends on
-    remembering `.item()`: numpy 2's repr (`np.float64(0.5)`) reached psycopg2 as SQL text,
-    PyMySQL quotes unknown types as strings and sqlite3 refuses them. NaN becomes NULL
-    everywhere, as a missing value does in every frame we load."""
+    """Teach every driver numpy's scalars (NaN as NULL), once per process, so no write path
+    depends on remembering `.item()`: untaught, drivers send numpy's repr as SQL text,
+    quote it as a string or refuse it."""
     global _NUMPY_REGISTERED
     if _NUMPY_REGISTERED:
         return
@@ -474,7 +473,7 @@ def _copy_chunk(conn: sa.Connection, table: sa.Table, chunk: pd.DataFrame) -> No
     json_columns = [n for n in out.columns if isinstance(table.c[n].type, sa.JSON)]
     if json_columns:
         out = out.assign(**{n: out[n].map(_json_text) for n in json_columns})
-    # Arrow's CSV writer is an order of magnitude faster than DataFrame.to_csv, writes
+    # Arrow's CSV writer is much faster than DataFrame.to_csv, writes
     # NULL as an empty field and quotes every string, so an empty string stays one.
     buffer = io.BytesIO()
     arrow = pa.Table.from_pandas(out, preserve_index=False)

@@ -17,9 +17,8 @@ Feature definitions (units in brackets):
 - payment_method_diversity: distinct payment methods over the wallet's orders before t and
   this order's own method.
 - social_graph_centrality: degree of the wallet in the ticket-transfer graph as it stood
-  before t (distinct counterparties it sent tickets to or received them from). Degree is
-  the approximation used: it updates per edge, needs no whole-graph recomputation per order,
-  and tracks the hub-like behaviour of resellers that eigenvector centrality would.
+  before t (distinct counterparties it sent tickets to or received them from); degree
+  updates per edge, where other centralities need the whole graph per order.
 - time_to_first_resale: for the wallet's first resale completed before t, the time from
   buying that ticket to reselling it [hours]; never the current ticket's own future.
 - wallet_labels_{1,7,30}d / event_labels_{1,7,30}d: fraud labels on the wallet's orders / on
@@ -67,8 +66,7 @@ def _seconds(values) -> np.ndarray:
 
 class _Queries:
     """Moments to ask about, per group, with the order that visits them sorted by (group,
-    time): binary searches that walk the timeline in one direction stay in cache, several
-    times faster on a million rows. Shifting every time by a constant keeps that order."""
+    time): binary searches that walk the timeline in one direction stay in cache."""
 
     def __init__(self, groups: np.ndarray, times: np.ndarray):
         self.groups = groups.astype(np.int64)
