@@ -23,8 +23,8 @@ WindowOption = Annotated[str | None, typer.Option("--window", help=WINDOW_HELP)]
 @app.command("check")
 def check(
     ctx: typer.Context,
-    model: DriftModelOption = None,
-    window: WindowOption = None,
+    model: DriftModelOption = None,  # None: the config's drift.model
+    window: WindowOption = None,  # None: the config's drift.window
     as_json: JsonFlag = False,
 ) -> None:
     """Compare each feature of the orders of the last window before now with the last
