@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mlkit.toolkit import schema
 from mlkit.toolkit.demo import market
 from mlkit.toolkit.demo.market import MarketState, SymbolState
 from mlkit.toolkit.demo.params import DemoParams
@@ -25,12 +24,6 @@ PARAMS = DemoParams(seed=11, orders=20_000, days=DAYS, start=START, world_orders
 def frames() -> dict[str, pd.DataFrame]:
     """Period 0 of the market world: bars and regimes."""
     return market.generate(PARAMS, None)
-
-
-@pytest.fixture(scope="module")
-def bars(frames) -> pd.DataFrame:
-    """Every symbol's hourly bars."""
-    return frames["market_data"]
 
 
 def state_after(frames: dict[str, pd.DataFrame]) -> MarketState:
@@ -58,18 +51,15 @@ def test_same_params_give_the_same_frames_and_another_seed_does_not(frames):
     assert not np.allclose(other["market_data"]["close"], frames["market_data"]["close"])
 
 
-def test_columns_are_the_schema_columns_with_every_required_one(frames):
+def test_the_frames_are_the_bars_and_their_regimes(frames):
+    # Their columns against the schema: test_demo_schema.py.
     assert set(frames) == {"market_data", "demo_truth_regimes"}
-    for name, frame in frames.items():
-        table = schema.metadata.tables[name]
-        assert set(frame.columns) <= set(table.columns.keys()), name
-        required = {c.name for c in table.columns if not c.nullable}
-        assert required <= set(frame.columns), name
-        assert not frame[list(required)].isna().any().any(), name
+    for frame in frames.values():
         assert frame["ts"].dtype == "datetime64[us]"
 
 
-def test_one_bar_per_symbol_and_hour_over_the_window(bars, frames):
+def test_one_bar_per_symbol_and_hour_over_the_window(frames):
+    bars = frames["market_data"]
     assert set(bars["symbol"]) == set(market.SYMBOLS)
     assert not bars.duplicated(["symbol", "ts"]).any()
     assert (bars.groupby("symbol").size() == 24 * DAYS).all()
@@ -80,7 +70,8 @@ def test_one_bar_per_symbol_and_hour_over_the_window(bars, frames):
     pd.testing.assert_frame_equal(truth[["symbol", "ts"]], bars[["symbol", "ts"]])
 
 
-def test_bars_are_consistent_ohlcv(bars):
+def test_bars_are_consistent_ohlcv(frames):
+    bars = frames["market_data"]
     assert (bars["high"] >= bars[["open", "close"]].max(axis=1)).all()
     assert (bars["low"] <= bars[["open", "close"]].min(axis=1)).all()
     assert (bars["low"] > 0).all() and (bars["volume"] > 0).all()
@@ -92,7 +83,8 @@ def test_bars_are_consistent_ohlcv(bars):
         assert 0.7 < first / market.SYMBOLS[symbol].start_price < 1.4, symbol
 
 
-def test_returns_have_fat_tails_clustering_and_volume_follows_moves(bars):
+def test_returns_have_fat_tails_clustering_and_volume_follows_moves(frames):
+    bars = frames["market_data"]
     for symbol, group in bars.groupby("symbol"):
         group = group.sort_values("ts")
         returns = np.diff(np.log(group["close"].to_numpy()))
