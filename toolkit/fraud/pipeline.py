@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .. import schema
 from ..datasets import resolve_pointer
+from ..demo.truth import fraud_probabilities
 from ..errors import MlkitError
 from ..identity import database_home
 from .columns import FEATURES
@@ -46,17 +44,6 @@ def dataset_path(engine: Engine, config, dataset: str, *, catch_up: bool = True)
     return build_from_config(engine, config, set_current=dataset != "new").path
 
 
-def demo_truth(engine: Engine, order_ids) -> pd.DataFrame | None:
-    """The generator's true probabilities, when this is a demo database (else None)."""
-    t = schema.demo_truth_orders
-    with engine.connect() as conn:
-        if "demo_truth_orders" not in sa.inspect(conn).get_table_names():
-            return None
-        frame = pd.read_sql(sa.select(t.c.order_id, t.c.fraud_probability), conn)
-    frame = frame[frame["order_id"].isin(order_ids)]
-    return frame if len(frame) else None
-
-
 def train_fraud_model(
     engine: Engine,
     config,
@@ -81,7 +68,7 @@ def train_fraud_model(
         frame, manifest = named or load_dataset(path)
         result = fit_fraud(frame, kind, config.get("fraud.label_delay_days"))
         metrics = dict(result.metrics)
-        truth = demo_truth(engine, result.split.test["order_id"])
+        truth = fraud_probabilities(engine, result.split.test["order_id"])
         if truth is not None:
             metrics |= oracle_metrics(truth, result.split.test)
             log.info(

@@ -132,26 +132,10 @@ def parse_rates(text: str) -> np.ndarray:
 
 
 def demo_environment(engine: Engine) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The demo truth's arms: conversion averaged over event types, and each arm's mean
-    price ratio scaled so the best-paying conversion is worth 1."""
-    t = schema.demo_truth_pricing
-    with engine.connect() as conn:
-        if "demo_truth_pricing" not in sa.inspect(conn).get_table_names():
-            rows = []
-        else:
-            rows = conn.execute(sa.select(t.c.arm, t.c.conversion, t.c.mean_price_ratio)).all()
-    if not rows:
-        raise MlkitError(
-            "this database holds no demo truth for pricing", hint="seed one with: mlkit demo seed"
-        )
-    conversion = {arm: [] for arm in ARMS}
-    ratio = {}
-    for arm, conv, price_ratio in rows:
-        conversion[arm].append(conv)
-        ratio[arm] = price_ratio
-    rates = np.array([np.mean(conversion[a]) for a in ARMS])
-    scale = np.array([ratio[a] for a in ARMS])
-    return list(ARMS), rates, scale / scale.max()
+    """The demo truth's arms, conversion rates and payoff scale, to simulate against."""
+    from ..demo.truth import pricing_arms
+
+    return pricing_arms(engine, ARMS)
 
 
 def run_simulation(

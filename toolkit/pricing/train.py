@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .. import schema
 from ..clock import parse_moment, utcnow
+from ..demo.truth import best_pricing_arm
 from ..errors import MlkitError, TooLittleData
 from .history import ARMS, load_history, normalised_reward, reward_scale
 from .policies import check_policy, choose
@@ -131,9 +130,9 @@ def train_bandit(
             "revenue_ratio": _per_arm(frame, "revenue"),
             **figures,
         }
-        truth = demo_best_arm(engine, frame)
+        truth = best_pricing_arm(engine, frame)
         if truth:
-            metrics["demo_truth_best_arm"] = truth
+            metrics["oracle_best_arm"] = truth
         log.info(
             "[TRAIN] Best arm: %s (mean reward %.4f); replay reward %s vs logged %s",
             best,
@@ -222,25 +221,3 @@ def _per_arm(frame: pd.DataFrame, column: str) -> dict:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def demo_best_arm(engine: Engine, frame: pd.DataFrame) -> str | None:
-    """On demo data, the arm with the best true expected revenue over the window's mix of
-    event types (what the bandit should find). Models never read this; it is reported."""
-    t, e = schema.demo_truth_pricing, schema.events
-    with engine.connect() as conn:
-        if "demo_truth_pricing" not in sa.inspect(conn).get_table_names():
-            return None
-        truth = pd.DataFrame(
-            conn.execute(sa.select(t.c.event_type, t.c.arm, t.c.expected_revenue_ratio)).all()
-        )
-        types = pd.DataFrame(
-            conn.execute(sa.select(e.c.event_type, e.c.event_id)).all(),
-            columns=["event_type", "event_id"],
-        )
-    if truth.empty:
-        return None
-    mix = frame[["event_id"]].merge(types, on="event_id")["event_type"].value_counts(normalize=True)
-    table = truth.pivot(index="event_type", columns="arm", values="expected_revenue_ratio")
-    expected = table.reindex(mix.index).mul(mix, axis=0).sum()
-    return str(expected.idxmax())
