@@ -30,9 +30,8 @@ def quickstart(
     model, score every order, train the recommender, learn the pricing bandit, run one
     trading signal on the demo bars (training its model first), summarise.
 
-    200,000 orders (about a minute) give a fraud model sure enough to block: with 50,000
-    it scores no order above 0.79, below fraud.threshold_block. Run it again to start
-    over: the demo world is replaced (it asks first on a terminal; --yes elsewhere). A
+    The default 200,000 orders (about a minute) give a fraud model sure enough to block;
+    far fewer leave every score below fraud.threshold_block. Run it again to start over: the demo world is replaced (it asks first on a terminal; --yes elsewhere). A
     database holding rows no demo world wrote (a platform's own) is refused untouched.
 
     Example: mlkit quickstart
