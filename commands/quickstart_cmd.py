@@ -31,8 +31,9 @@ def quickstart(
     trading signal on the demo bars (training its model first), summarise.
 
     The default 200,000 orders (about a minute) give a fraud model sure enough to block;
-    far fewer leave every score below fraud.threshold_block. Run it again to start over: the demo world is replaced (it asks first on a terminal; --yes elsewhere). A
-    database holding rows no demo world wrote (a platform's own) is refused untouched.
+    far fewer leave every score below fraud.threshold_block. Run it again to start over:
+    the demo world is replaced (it asks first on a terminal; --yes elsewhere). A database
+    holding rows no demo world wrote (a platform's own) is refused untouched.
 
     Example: mlkit quickstart
     """
