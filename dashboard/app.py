@@ -1,8 +1,7 @@
 """`mlkit dashboard`: fraud, pricing bandit and training status, live in the terminal.
 
-Every read goes through `toolkit.monitor.DashboardSource` in a thread worker; the worker
-hands the snapshot back with `call_from_thread` and only then is the next poll scheduled,
-so a slow database never piles queries up. Widgets only render what they are given.
+Reads run in a thread worker and the next poll is scheduled only after the last one returned, so a
+slow database never piles queries up; widgets only render what they are given.
 """
 
 from __future__ import annotations

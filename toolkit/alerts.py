@@ -1,31 +1,9 @@
-"""Alert rules from config `alerts.rules`, evaluated and recorded as they fire and resolve.
+"""Alert rules from config `alerts.rules` (`<metric> <op> <number>`), measured as of the clock and
+recorded as they fire and resolve.
 
-A rule reads `<metric> <op> <number>` with one of these metrics:
-
-- `fraud_rate`: the share of scored orders in the last `duration` whose decision is
-  BLOCKED or MANUAL_REVIEW, i.e. among the `fraud_predictions` rows created in the window;
-  no data (nothing scored) is not firing.
-- `failed_logins`: the most `security_events` of type failed_login from one source
-  (address, else user) in the last `duration`: a brute force is one source trying.
-- `kl_divergence`: the largest per-feature KL of the latest `mlkit drift check`.
-- `training_failed`: how many models' latest finished training run failed (crashed) or
-  was rejected (its version failed the validation gate and was not promoted).
-
-Every rule is measured as of the clock (`toolkit.clock.utcnow()`, so `MLKIT_NOW` too):
-`duration` is the window of the rate and count rules, counted back from it; the two state
-rules ignore `duration` and read the latest drift check or finished training run at or
-before it, holding until a newer one says otherwise. A rule that fires while it is already
-firing updates that alert (value, last_seen_at) instead of adding one; one that stops
-firing is resolved with its time.
-
-The webhook (`alerts.webhook_url`, off by default) hears of both transitions. Each check that
-changed something queues one notification in `alert_notifications`, in the transaction
-that records the change, and then delivers every queued notification oldest first: up to
-WEBHOOK_TRIES tries each with backoff, a timeout per try and WEBHOOK_BUDGET_SECONDS for
-the whole run. One that cannot be delivered stays queued, blocks the newer ones (order is
-kept) and is retried by the next check; the webhook never fails a check. User info in the
-URL is sent as HTTP Basic auth; redirects are not followed. The URL is shown masked (user
-info, query values and token-like path segments hidden) wherever it is reported.
+A rule that keeps firing updates its open alert rather than adding one. Each change queues a webhook
+notification in the same transaction, delivered oldest first, so the webhook hears every transition
+in order and never fails a check.
 """
 
 from __future__ import annotations
@@ -156,6 +134,7 @@ def parse_rules(raw: list[dict[str, Any]]) -> list[Rule]:
 # ---------------------------------------------------------------- metrics
 
 
+# The share of orders scored in the window flagged BLOCKED or MANUAL_REVIEW; none scored: no value.
 def _fraud_rate(conn: sa.Connection, rule: Rule, now: datetime) -> Measurement:
     p = fraud_predictions
     flagged = sa.func.sum(sa.case((p.c.decision.in_(FLAGGED), 1), else_=0))
@@ -174,6 +153,7 @@ def _fraud_rate(conn: sa.Connection, rule: Rule, now: datetime) -> Measurement:
     )
 
 
+# The most failed logins from one source (address, else user): a brute force is one source trying.
 def _failed_logins(conn: sa.Connection, rule: Rule, now: datetime) -> Measurement:
     e = security_events
     source = sa.func.coalesce(e.c.source_ip, e.c.user_id, "unknown").label("source")
@@ -195,6 +175,7 @@ def _failed_logins(conn: sa.Connection, rule: Rule, now: datetime) -> Measuremen
     )
 
 
+# The largest per-feature KL of the latest drift check; a state rule: `duration` is ignored.
 def _kl_divergence(conn: sa.Connection, rule: Rule, now: datetime) -> Measurement:
     check = conn.execute(
         sa.select(drift_checks)
@@ -217,6 +198,7 @@ def _kl_divergence(conn: sa.Connection, rule: Rule, now: datetime) -> Measuremen
     )
 
 
+# Models whose latest finished run failed or was rejected; a state rule: `duration` is ignored.
 def _training_failed(conn: sa.Connection, rule: Rule, now: datetime) -> Measurement:
     t = training_runs
     # A run still going neither raises nor clears the alert: its predecessor decides.

@@ -1,8 +1,7 @@
 """The one clock: naive UTC to the second, the way every timestamp is stored.
 
-`MLKIT_NOW` (an ISO moment, e.g. `2026-03-01T02:00:00`; an offset is converted to UTC)
-sets the clock for a whole process: demos, backfills and the simulated fortnight run every
-command "as of" that moment without patching code. Unset, the clock is the wall clock.
+`MLKIT_NOW` (an ISO moment; an offset is converted to UTC) sets it for a whole process, so demos and
+backfills run every command "as of" that moment without patching code.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Effective configuration: flag > environment > config.yaml > built-in defaults.
 
-The file is found via an explicit path, then `$MLKIT_CONFIG`, then `./config.yaml`.
-String values may use `${VAR}` and `${VAR:-default}` (defaults may nest).
+The file is an explicit path, else `$MLKIT_CONFIG`, else `./config.yaml`; string values may use
+`${VAR}` and `${VAR:-default}`.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """The platform's schedule as a crontab block, and its idempotent merge into a crontab.
 
-Every line calls one wrapper, `<schedule> [NAME=value ...] /abs/mlkit --config /abs/config.yaml
-cron run <job>` (see `toolkit.jobrun`), which creates the log folder, takes the job's lock,
-timestamps every log line and reports a failure in one line on stderr for cron's MAILTO.
-The line carries the environment the jobs need: the variables the config file reads and
-the MLKIT_* overrides that are set now, never a secret (those go into the env file that
-`cron run` loads, `<home>/cron.env` or $MLKIT_ENV_FILE). A block whose jobs would reach a
-different database under cron's bare environment is refused. The block sits between two
-marker comments; installing replaces what is between them and keeps every other line.
-The crontab program is `crontab` (`crontab -l` to read, `crontab -` to write), or the
-command in $MLKIT_CRONTAB_CMD.
+Every line runs `mlkit cron run <job>` (see `toolkit.jobrun`) with the environment the jobs need but
+never a secret (secrets go in the env file `cron run` loads); a block whose jobs would reach another
+database under cron's bare environment is refused. Installing replaces only what lies between the
+block's two marker comments.
 """
 
 from __future__ import annotations
@@ -427,10 +421,9 @@ def build_block(
     database_flag: str | None = None,
     redis_flag: str | None = None,
 ) -> dict[str, Any]:
-    """The crontab block for the configured schedule, with what each line runs.
-
-    `database_flag` / `redis_flag` are the global `--database` / `--redis` given now: the
-    lines pass them on (refused when they hold a password)."""
+    """The crontab block for the configured schedule, with what each line runs; `database_flag` /
+    `redis_flag` (the global flags given now) are passed on, refused when they hold a password.
+    """
     env = dict(os.environ if env is None else env)
     executable = executable or mlkit_executable()
     logs = config.logs_dir.expanduser().resolve()

@@ -1,9 +1,8 @@
 """Versioned training-set snapshots: as-of joins, Parquet files, manifests, pointers.
 
-A snapshot lives in `<datasets>/<name>/dt=<date>/run_id=<id>/` as `data.parquet` and
-`manifest.json`. `_LATEST` (moved by every build) and `_CURRENT` (moved on request) hold
-the snapshot's path relative to `<datasets>/<name>/`. Every file is written to a temporary
-name first and renamed, so a reader never sees half a snapshot or half a pointer.
+A snapshot is `<datasets>/<name>/dt=<date>/run_id=<id>/{data.parquet,manifest.json}`; the `_LATEST`
+and `_CURRENT` pointers hold its path relative to `<datasets>/<name>/`. Every file is written under
+a temporary name and renamed, so a reader never sees half a snapshot or half a pointer.
 """
 
 from __future__ import annotations
@@ -25,12 +24,8 @@ POINTERS = {"latest": "_LATEST", "current": "_CURRENT"}
 
 
 def asof_join_index(left_by, left_on, right_by, right_on) -> np.ndarray:
-    """For each left row, the index of the right row with the same `by` and the greatest
-    `on` <= the left row's `on` (the latest one known at that moment), or -1.
-
-    Ties on `on` resolve to the right row that comes last in the right frame's order.
-    pandas' merge_asof does the matching (one pass in C over both sides sorted by `on`);
-    sides that are not sorted yet are sorted here first.
+    """For each left row, the index of the right row with the same `by` and the greatest `on` <= the
+    left row's `on`, or -1; ties on `on` go to the right row that comes last.
     """
     import pandas as pd
 

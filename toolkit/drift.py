@@ -1,9 +1,7 @@
 """Feature drift: the features of recent orders against a model's training snapshot.
 
-Per feature, PSI, KL (the platform's `model_drift` measure) and a size-aware test (KS or
-chi-square on small samples, Wasserstein or PSI on large ones) on shared bins, each judged
-beyond the feature's natural band over earlier windows of the snapshot, since aging and
-event-driven features move from window to window in an unchanged world.
+Each feature's measures are judged beyond its natural band over earlier windows of the snapshot,
+since aging and event-driven features move between windows in an unchanged world.
 """
 
 from __future__ import annotations
@@ -138,6 +136,7 @@ def compare_numeric(
         ref_counts = np.array([0, ref_missing.sum()])
         cur_counts = np.array([len(cur_sorted), cur_missing.sum()])
     psi, kl = _divergences(ref_counts, cur_counts)
+    # On large samples a p-value flags differences too small to matter: a distance is used there.
     smaller = min(len(ref_sorted), len(cur_sorted))
     p_value = statistic = None
     if smaller == 0:
@@ -299,10 +298,9 @@ def calibrate(
     settings: DriftSettings,
     sizes: tuple[int, int],
 ) -> list[dict[str, Any]]:
-    """Judge each feature's measures beyond its natural band (the most the snapshot's
-    earlier windows reach, plus their spread), so a feature that swings by nature must move
-    by more than its swing. Test critical values use drift.p_value divided by the number
-    of features (Bonferroni): one check tests them all."""
+    """Judge each feature's measures beyond its natural band (the most its earlier windows reach,
+    plus their spread); test critical values are Bonferroni-corrected over the features.
+    """
     n, m = sizes
     alpha = settings.p_value / max(len(results), 1)  # Bonferroni over the features
     ks_margin = np.sqrt(-np.log(alpha / 2) / 2 * (n + m) / (n * m))

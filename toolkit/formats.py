@@ -10,10 +10,9 @@ from typing import Any
 
 
 def json_safe(value: Any, *, exact: bool = False) -> Any:
-    """Plain JSON types: numpy scalars and arrays unwrapped, pandas' missing values as None,
-    times as ISO strings, bytes as {"hex": ...}. NaN and infinities become None (JSONB and
-    strict parsers refuse them); with `exact`, a value JSON cannot hold (NaN, a container,
-    an unknown object) is kept as its repr, so a reject file shows what was refused."""
+    """Plain JSON types (numpy unwrapped, missing values and NaN as None, times ISO, bytes as
+    {"hex": ...}); with `exact`, what JSON cannot hold stays as its repr, for reject files.
+    """
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):

@@ -1,8 +1,7 @@
 """Which rows demo worlds wrote, so seeding and replacing never touch any other row.
 
-Every demo period records the id ranges it loaded per table in `demo_world_rows` (and its
-market bars per symbol in `demo_worlds.params["bars"]`); `demo stream` adds the ids it
-inserts with `record_demo_rows`. A row outside every recorded range is the platform's own.
+Each demo period records the id ranges it loaded per table in `demo_world_rows`; a row outside every
+recorded range is the platform's own.
 """
 
 from __future__ import annotations
@@ -93,9 +92,8 @@ def record_period(conn: sa.Connection, run_id: int, frames: dict) -> dict:
 
 
 def record_demo_rows(conn: sa.Connection, table: str, ids: Iterable[int]) -> None:
-    """Count ids a demo process inserted into `table` as rows of the latest demo period.
-
-    For `demo stream`: call it in the transaction that inserted the rows (wallets, orders).
+    """Count ids a demo process inserted into `table` as rows of the latest demo period; call it in
+    the transaction that inserted them.
     """
     if table not in RECORDED:
         raise ValueError(f"{table} is not a table whose demo rows are recorded")
@@ -193,9 +191,8 @@ class Fence:
         return counts
 
     def remove(self, conn: sa.Connection, *, everything: bool = False) -> int:
-        """Delete the rows of every recorded demo world and what mlkit derived from them.
-
-        `everything` also clears the ETL watermarks, when no other rows remain to keep them.
+        """Delete the rows of every recorded demo world and what mlkit derived from them;
+        `everything` also clears the ETL watermarks when no other rows remain.
         """
         removed = 0
         order = [t.name for t in reversed(schema.metadata.sorted_tables)]

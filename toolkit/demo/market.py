@@ -1,10 +1,7 @@
 """Demo world for the trading family: hourly OHLCV bars driven by hidden market regimes.
 
-Each symbol follows a Markov chain over bull / bear / flat regimes that last days. A regime
-sets the drift and the base volatility; on top of that a log-volatility AR(1) gives
-volatility clustering and Student-t shocks give fat tails. Because regimes persist, the
-return of the last two days says something about the next day, which is what a signal
-model can learn; the per-bar truth goes to `demo_truth_regimes`.
+Regimes (bull / bear / flat) persist for days, so recent returns say something about the next day,
+which is what a signal model can learn; the per-bar truth goes to `demo_truth_regimes`.
 """
 
 from __future__ import annotations
@@ -238,10 +235,9 @@ def _resume(previous: list, specs: list[SymbolSpec], draws: _Draws, volatility_f
 
 
 def _regime_path(first_regime: np.ndarray, draws: _Draws, n_bars: int) -> np.ndarray:
-    """The regime of every bar (symbols x bars). The jump chain moves to one of the two
-    other regimes with equal odds (a cyclic step of 1 or 2), and each visit lasts a
-    geometric number of hours whose mean depends on the regime; geometric holding times are
-    memoryless, so a resumed regime simply gets a fresh duration."""
+    """The regime of every bar (symbols x bars): jumps to one of the two other regimes, each held a
+    geometric number of hours (memoryless, so a resumed regime just gets a fresh duration).
+    """
     jump_steps = draws.jump_steps
     n_symbols, max_segments = jump_steps.shape
     segment_regimes = (

@@ -1,11 +1,7 @@
 """Demo world for the recommender family: a fashion catalogue and users with hidden tastes.
 
-Each user prefers a gender line, two or three categories, two colours, one or two
-materials and a price level. What they look at is drawn with probability proportional to
-exp(affinity), where affinity counts those attribute matches (plus a little popularity),
-and the funnel view -> add_to_cart -> purchase -> rate gets likelier with affinity. So a
-content-based model that reads product attributes can beat plain popularity, which is the
-point of the demo; the tastes go to `demo_truth_users`.
+Users look at and buy products more often the more attributes match their tastes, so a content-based
+model can beat plain popularity; the tastes go to `demo_truth_users`.
 """
 
 from __future__ import annotations

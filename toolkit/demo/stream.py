@@ -1,8 +1,7 @@
 """`mlkit demo stream`: live traffic of the demo world, so a dashboard has something to watch.
 
-Every second it places `rate` orders drawn the way `demo seed` draws them
-(`stream_traffic.py`), and writes, scores and rewards them in one transaction
-(`stream_writes.py`). The stream only ever inserts rows (and rewards arms).
+Each second's orders are drawn as `demo seed` draws them (`stream_traffic.py`) and written, scored
+and rewarded in one transaction (`stream_writes.py`); the stream only inserts rows.
 """
 
 from __future__ import annotations
@@ -243,11 +242,9 @@ class DemoStream(_Traffic, _Writes):
         *,
         warm: bool = True,
     ) -> StreamTotals:
-        """Stream until `duration` seconds have passed (None: forever) or `should_stop()`,
-        after a warm start unless `warm` is false.
-
-        Ticks are due once a second on a monotonic clock and each places what is owed by then,
-        so a slow tick is caught up by the next; a stop request ends the loop between ticks."""
+        """Stream until `duration` seconds have passed (None: forever) or `should_stop()`, after a
+        warm start unless `warm` is false; a slow tick is caught up by the next.
+        """
         totals = StreamTotals(requested_rate=rate)
         origin = utcnow()
         if warm:

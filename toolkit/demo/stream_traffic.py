@@ -1,7 +1,5 @@
-"""How `demo stream` draws its orders: normal buyers, fraud sessions and their truth.
-
-The methods of `DemoStream` that draw traffic; they use the stream's state (its rng, wallets,
-events and queue of orders not yet due).
+"""How `demo stream` draws its orders: normal buyers, fraud sessions and their truth (methods of
+`DemoStream`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""How `demo stream` writes a tick: prices, order rows, truth and labels, fraud scores.
-
-The methods of `DemoStream` that place orders, in one transaction per tick.
+"""How `demo stream` writes a tick, in one transaction: prices, orders, truth and labels, fraud
+scores (methods of `DemoStream`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """A reproducible NFT-ticketing world for the fraud and pricing demo families.
 
-`generate` makes one period of the world; `read_state` reads back what an `--append` needs
-to continue it. Wallets have a latent kind (normal, scalper bot, stolen payment) that only
-shows through behaviour, and everything is vectorised over orders and wallets: times are
-int64 seconds after the period's origin until the frames are built.
+`generate` makes one period; `read_state` reads back what an `--append` needs to continue it.
+Wallets have a latent kind (normal, scalper bot, stolen payment) that shows only through behaviour;
+times are int64 seconds after the period's origin until the frames are built.
 """
 
 from ...inputs import ORDER_STATUSES as STATUSES

@@ -27,11 +27,11 @@ from .world import _Clock, _concat, _ips, _join_text, _random_octets, _text, _Wa
 
 
 def _fraud_features(wallets: _Wallets, orders: dict, transfers: dict) -> dict:
-    """What each order's features could see before it: the buyer's last hour, age, payment
-    methods and travel speed; the markup of a resale and the actor's quick flips.
+    """What each order's features could see before it: the buyer's last hour, age, payment methods
+    and travel speed; a resale's markup and the actor's quick flips.
 
-    History before this period comes from the state (methods, last order, flips); only the
-    hour before an append's first order is not looked at, a negligible loss."""
+    Earlier periods' history comes from the state, except the hour before an append's first order.
+    """
     n = len(orders["t"])
     position = np.arange(n)
     order = np.lexsort((position, orders["t"], orders["buyer"]))

@@ -247,10 +247,9 @@ class _Events:
 
 
 def _ongoing_events(frame: pd.DataFrame | None, clock: _Clock) -> _Events | None:
-    """The events of earlier periods still on sale at the period's start, or None.
-
-    Their latent popularity and conversion shift were never stored: each is drawn again
-    from the event id, the same in every later period."""
+    """The events of earlier periods still on sale at the period's start, or None; their unstored
+    latent traits are drawn again from the event id.
+    """
     if frame is None or frame.empty:
         return None
     event_date = clock.seconds(frame["event_date"]).astype(np.int64)
