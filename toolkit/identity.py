@@ -1,19 +1,9 @@
 """Each database's identity, and the folders its files live in on this machine.
 
-A database gets a random id once, on first use, stored in it (the `database_id` of the
-bandit's row in `bandit_generations`, the stamp its Redis values carry too). Its model
-artifacts, datasets and pointers live under that id: `<artifacts>/<database-id>/<model>/v<n>/`
-(registry rows store `<database-id>/<model>/v<n>/<file>`, relative to the artifacts root),
-`<datasets>/<database-id>/<dataset>/`, and the recommender's fallback pointer
-`<artifacts>/<database-id>/recommender/LAST_GOOD.json`. So databases sharing one MLKIT_HOME
-never write, move or fall back to each other's files. Rows written before identities name
-`<model>/v<n>/<file>` (or an absolute path) under the shared root; they keep loading, their
-bytes checked against their own row's sha256.
-
-When the database is down its id cannot be read from it, so each read of the id also records
-it on this machine, `<artifacts>/databases/<sha256 of the URL>.json` holding the URL (its
-password masked; a SQLite file by absolute path) and the id: the recommender's fallback uses
-that map to find its own LAST_GOOD, and has none when this database was never used here.
+A database gets a random id on first use, stored in it; its artifacts, datasets and the
+recommender's LAST_GOOD live under that id, so databases sharing one MLKIT_HOME never touch each
+other's files. Each read of the id is also recorded on this machine (`<artifacts>/databases/<sha256
+of the URL>.json`), so the recommender's fallback finds its LAST_GOOD while the database is down.
 """
 
 from __future__ import annotations

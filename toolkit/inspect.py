@@ -1,7 +1,5 @@
-"""Inspect a dataset snapshot: shape, labels, duplicates, nulls, amounts and leakage smells.
-
-Every function returns plain, JSON-safe data; the command line and the dashboard render it.
-Timestamps are compared in UTC (naive values are taken to be UTC already).
+"""Inspect a dataset snapshot: shape, labels, duplicates, nulls, amounts and leakage smells, as
+JSON-safe data for the command line and the dashboard; naive timestamps are taken as UTC.
 """
 
 from __future__ import annotations

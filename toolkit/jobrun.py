@@ -1,20 +1,9 @@
 """`mlkit cron run JOB`: one crontab line's run, logged with timestamps and reported to MAILTO.
 
-The run creates `<logs>` and `<logs>/locks`, takes a non-blocking flock on
-`<logs>/locks/<job>.lock` (a run still going makes this one a logged skip that exits 0),
-loads the env file (`<home>/cron.env` or $MLKIT_ENV_FILE) for the variables not already set,
-and runs the job's mlkit commands as child processes of this interpreter, so a crash
-stays in the child. Every line of `<logs>/<job>.log` starts with the clock's ISO moment
-(`toolkit.clock.utcnow()`, so MLKIT_NOW shows as the simulated time) and the job's name:
-
-    2026-03-02T02:00:00Z etl start: mlkit etl run --since last
-    2026-03-02T02:00:00Z etl | <each line the command printed, stdout and stderr>
-    2026-03-02T02:00:00Z etl end: ok (exit 0) after 3.1s
-    2026-03-02T03:00:00Z etl skipped: the previous run is still going
-
-The outcome word is `ok`, the job's documented notice (`drifted`, `alerting` for exit 3
-of `drift check` / `alerts check`), or `failed`. A failed run returns exit 1 and one summary
-line for stderr; anything else returns the job's code and nothing to print.
+The job's commands run as child processes under a non-blocking flock, so a crash stays in the child
+and a run still going makes this one a logged skip (exit 0). Each line of `<logs>/<job>.log` starts
+with the clock's ISO moment and the job's name; a failed run returns exit 1 and one summary line for
+stderr.
 """
 
 from __future__ import annotations

@@ -1,29 +1,8 @@
 """Job locks: one job of a kind at a time across processes and hosts, on every dialect.
 
-A lock is held by its own connection for the whole job, across the job's transactions:
-a PostgreSQL session advisory lock, a MySQL named lock (`GET_LOCK`; its name carries the
-database's, since MySQL's named locks are server-wide), or on SQLite an
-`flock` on `<database file>.lock-<kind>[-<name>]` beside the database file (a temp
-folder for `:memory:`). It is released when the job ends, also when it raises, and by
-the server or the kernel when the process dies.
-
-What a job does when another one of its kind holds the lock:
-
-| kind        | a second run while one holds the lock | why                                      |
-|-------------|---------------------------------------|------------------------------------------|
-| `etl`       | waits up to 1 h, then refuses         | after the first, the second is cheap and |
-|             |                                       | correct (the first did the work)         |
-| `scoring`   | waits up to 1 h, then refuses         | same: it rewrites the same rows          |
-| `retention` | waits up to 1 h, then refuses         | same: it finds nothing left to move      |
-| `alerts`    | waits up to 10 min, then refuses      | short; waiting never opens an alert      |
-|             |                                       | twice nor loses a transition             |
-| `register`  | waits up to 1 min, then refuses       | a version number: a short transaction    |
-| `alias`     | waits up to 1 min, then refuses       | an alias move: a short transaction       |
-| `train`     | refused at once                       | a second training of the same model is   |
-|             |                                       | wasted work; cron runs it next slot      |
-
-Refusing (at once, or when the wait runs out) raises `JobBusy`, an MlkitError that reads
-"another <kind> run[ of <name>] is in progress".
+A lock is held by its own connection for the whole job (a PostgreSQL advisory lock, a MySQL named
+lock, an `flock` beside a SQLite file), so the server or the kernel releases it when the process
+dies. A job that finds its kind busy waits as long as `POLICIES` says, then raises `JobBusy`.
 """
 
 from __future__ import annotations
@@ -61,6 +40,8 @@ class LockPolicy:
     label: str
 
 
+# The long jobs wait: after the first, a second is cheap and correct (nothing is left to do).
+# A second training of the same model is wasted work, so it is refused; cron runs it next slot.
 POLICIES: dict[str, LockPolicy] = {
     "etl": LockPolicy(3600, "ETL"),
     "scoring": LockPolicy(3600, "scoring"),
@@ -119,12 +100,8 @@ def job_lock(
     wait_seconds: float | None = None,
     on_wait: Callable[[], None] | None = None,
 ) -> Iterator[None]:
-    """Hold the lock of job `kind` (per `name`, e.g. a model) for the body.
-
-    The kind's policy (see the module's table) says how long to wait for a holder;
-    `wait_seconds` overrides it. `on_wait` is called once when the lock is busy and this
-    job starts waiting for it.
-    """
+    """Hold the lock of job `kind` (per `name`, e.g. a model) for the body; `wait_seconds` overrides
+    the kind's wait, and `on_wait` is called once if the lock is busy."""
     if kind not in POLICIES:
         raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(POLICIES)}")
     wait = POLICIES[kind].wait_seconds if wait_seconds is None else max(float(wait_seconds), 0.0)

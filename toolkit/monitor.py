@@ -1,15 +1,10 @@
-"""What the dashboard shows, read with bounded queries: fraud decisions and rates, the
-bandit's arms, training status. Each panel is read on its own, timed, and a failing source
-(database or Redis) becomes a message on that panel instead of an exception.
+"""What the dashboard shows, read with bounded queries: fraud decisions and rates, the bandit's
+arms, training status.
 
-Fraud windows count orders placed in the last 1 h / 24 h / 7 d, each order with its latest
-prediction; the fraud rate is the share of scored orders flagged BLOCKED or MANUAL_REVIEW.
-The windows end now, or at the newest order when nothing was placed in the last 7 days (a
-demo or a replica that stopped), and the panel says "as of" then. On PostgreSQL the 24 h
-and 7 d figures come from the materialized `kpi_hourly` (refreshed by `mlkit kpi refresh`)
-for the hours it holds (bar its newest, which may have been partial) plus the hours after,
-read live, so a refresh stays fast on millions of orders; predictions written for old
-hours show there after the next `mlkit kpi refresh` (cron: every 5 minutes).
+Each panel is read on its own, so a failing source becomes a message on that panel rather than an
+exception. The fraud windows (1 h / 24 h / 7 d) end now, or at the newest order when none came in
+the last 7 days; on PostgreSQL their whole hours come from `kpi_hourly`, so they trail until the
+next `mlkit kpi refresh`.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
-"""Data retention: old orders and predictions move to their archive tables.
+"""Data retention: old orders and their predictions move to their archive tables.
 
-Orders older than the cut-off go to `orders_archive` together with their predictions
-(`fraud_predictions_archive`), in batches of consecutive order ids (keyset, never OFFSET).
-Each batch is one transaction that copies, checks that every row it is about to delete
-is in the archive, and deletes; so a crash at any moment leaves each row in exactly one
-place, and a rerun carries on where the last committed batch ended. Rows already in the
-archive (a batch that committed just before a crash was reported) are not copied twice.
-Predictions older than the cut-off whose order is gone follow in a second pass.
-
-Runs hold the `retention` job lock for their whole length (see `locks`), so two started
-at once (cron and a person) run one after the other; the second finds nothing left to move.
+Each batch of consecutive order ids is one transaction that copies, checks and deletes, so a crash
+leaves every row in exactly one place and a rerun carries on. Runs hold the `retention` job lock, so
+two started at once run one after the other.
 """
 
 from __future__ import annotations
@@ -221,11 +214,9 @@ def run_retention(
     now: datetime | None = None,
     on_batch: Callable[[int, dict[str, int]], None] | None = None,
 ) -> dict[str, Any]:
-    """Move orders older than the cut-off (with their predictions) and orphaned old
-    predictions into the archive tables, `batch_size` rows per transaction.
-
-    `on_batch(batch_number, moved_so_far)` is called after each committed batch.
-    """
+    """Move orders older than the cut-off (with their predictions) and orphaned old predictions into
+    the archive, `batch_size` rows per transaction; `on_batch(batch_number, moved_so_far)` follows
+    each commit."""
     if batch_size < 1:
         raise MlkitError(f"the batch size must be at least 1 (got {batch_size})")
     started = time.perf_counter()

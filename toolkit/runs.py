@@ -1,14 +1,9 @@
-"""Training runs: one at a time per model, recorded from start to end, with a cooldown
-after a failure, and the per-family status a dashboard or `mlkit status` shows.
+"""Training runs: one at a time per model, recorded from start to end, with a cooldown after a
+failure, and the per-family status a dashboard or `mlkit status` shows.
 
-A run ends `ok` (its version may serve), `rejected` (it trained and registered a version,
-but the version failed its validation gate: the alias stays where it was, `last_error`
-lists the failed gates) or `failed` (it crashed: `last_error` says why, and the retry
-cooldown starts). A rejection starts no cooldown: the run itself worked, and a changed
-gate or setting should be tried at once; cron's schedule paces retraining on new data.
-
-`training_run` holds the `train` job lock of the model (see `locks`): a second run
-started meanwhile is refused at once instead of waiting or racing the first.
+A run ends `ok`, `rejected` (its version failed the validation gate; the alias stays) or `failed`
+(it crashed; the retry cooldown starts). A rejection starts no cooldown, so a changed gate or
+setting can be tried at once.
 """
 
 from __future__ import annotations
@@ -119,13 +114,11 @@ def _running_description(engine: Engine, model_name: str) -> str:
 def training_run(
     engine: Engine, model_name: str, *, cooldown_seconds: int, force: bool = False
 ) -> Iterator[TrainingRun]:
-    """Run the body as the one training run of `model_name`, recorded in `training_runs`.
+    """Run the body as the one training run of `model_name`, recorded in `training_runs`; refused
+    while another run holds the lock or, unless `force`, within a failure's cooldown.
 
-    Refused (MlkitError) when another run holds the lock, or when the latest run failed and
-    its cooldown has not passed (unless `force`). The row says `running` from the start; it
-    ends `ok`; `rejected` with the failed gates when the body raises CandidateRejected; or
-    `failed` with `last_error` and `next_retry_at`. Either exception is re-raised.
-    """
+    The row ends `ok`, `rejected` when the body raises CandidateRejected, or `failed` with
+    `next_retry_at`; either exception is re-raised."""
     with ExitStack() as held:
         try:
             held.enter_context(job_lock(engine, "train", model_name))

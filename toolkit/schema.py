@@ -1,7 +1,7 @@
 """One SQLAlchemy MetaData for every table mlkit reads or writes.
 
-Timestamps are naive UTC. Money is NUMERIC read back as float, so frames stay
-numeric. Every string has a length, so the same table compiles on MySQL.
+Timestamps are naive UTC; money is NUMERIC read back as float, so frames stay numeric; every string
+has a length, so the tables compile on MySQL.
 """
 
 from __future__ import annotations

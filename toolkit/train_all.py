@@ -1,6 +1,5 @@
-"""`mlkit train all`: every family in turn (fraud, pricing, recommender, a signal model per
-symbol), one failure never stopping the others; a model cooling down, busy or without
-enough data is skipped and keeps serving.
+"""`mlkit train all`: every family in turn, one failure never stopping the others; a model cooling
+down, busy or short of data is skipped and keeps serving.
 """
 
 from __future__ import annotations

@@ -163,13 +163,9 @@ def build_from_config(
 def join_features(
     entities: pd.DataFrame, feature_rows: pd.DataFrame
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Each order with the latest feature row of its wallet known at the order's moment,
-    and whether that row is the order's own.
-
-    Both frames come sorted by (time, order_id); an order's position in that order is
-    its sequence number, so "known at the order's moment" is `seq <= the order's seq` and
-    ties of the same second resolve to the order's own row.
-    """
+    """Each order with the latest feature row of its wallet known at the order's moment, and whether
+    that row is the order's own; both frames come sorted by (time, order_id), so a tie within one
+    second resolves to the order's own row."""
     seq = pd.Series(np.arange(len(entities), dtype=np.int64), index=entities["order_id"])
     order_seq = seq.reindex(feature_rows["order_id"]).to_numpy()
     # Feature rows of orders outside the entity set sort by time among them.

@@ -1,11 +1,10 @@
-"""ETL of the fraud feature table: extract orders and their history, compute features,
-replace the target rows in one transaction, record the watermark.
+"""ETL of the fraud feature table: extract orders and their history, compute features, replace the
+target rows in one transaction, record the watermark.
 
-Incremental runs (`--since last`, `mlkit train fraud`) are keyed on what has not been
-processed: every order without a feature row (an anti-join, whatever its timestamp), plus
-the featured orders of the last `etl.lookback` before the watermark when something new
-arrived, since a late row can change their history. The watermark is the newest
-`feature_ts` stored: data progress, never the wall clock.
+An incremental run features every order without a feature row, whatever its timestamp, and
+recomputes the last `etl.lookback` before the watermark when something new arrived, since a late row
+can change their history. The watermark is the newest `feature_ts` stored: data progress, never the
+wall clock.
 """
 
 from __future__ import annotations
@@ -278,10 +277,9 @@ def catch_up(
     until: datetime | None = None,
     progress: ProgressCallback | None = None,
 ) -> EtlResult:
-    """The incremental run: features for every order before `until` without a feature row,
-    and, when there are such orders, fresh features for the featured ones from the oldest
-    new order on but no further back than `lookback` before the watermark. Nothing new:
-    one query, nothing written."""
+    """The incremental run: features for every order before `until` without a feature row and, when
+    there are any, fresh ones for the featured orders from the oldest new order on, no further back
+    than `lookback` before the watermark."""
     report = progress or (lambda label, done, total: None)
     started = time.perf_counter()
     until = until or utcnow()

@@ -1,29 +1,8 @@
 """Fraud features, each known at the order's timestamp, computed set-based with numpy.
 
-"Before t" always means strictly earlier than the order's own timestamp t: rows stamped at
-the same second as the order, the order's own label and anything later never contribute.
-The order's own attributes (price, payment method, resale flag) are known at t.
-
-Feature definitions (units in brackets):
-- txn_velocity_1h: the wallet's orders (any status) in [t - 1 h, t).
-- wallet_age_days: t minus the wallet's creation time [days].
-- avg_ticket_hold_time: mean time the wallet held a ticket before reselling it, over its
-  resales completed before t [hours]; NaN without past resales.
-- event_popularity_score: the event's completed primary sales before t over its capacity.
-- price_deviation_ratio: price / event base price - 1.
-- cross_event_attendance: distinct events the wallet completed a purchase for before t.
-- geo_velocity_flag: 1 when the implied speed from the wallet's previous order (before t)
-  to this one exceeds 900 km/h, else 0; NaN without a previous order or location.
-- payment_method_diversity: distinct payment methods over the wallet's orders before t and
-  this order's own method.
-- social_graph_centrality: degree of the wallet in the ticket-transfer graph as it stood
-  before t (distinct counterparties it sent tickets to or received them from); degree
-  updates per edge, where other centralities need the whole graph per order.
-- time_to_first_resale: for the wallet's first resale completed before t, the time from
-  buying that ticket to reselling it [hours]; never the current ticket's own future.
-- wallet_labels_{1,7,30}d / event_labels_{1,7,30}d: fraud labels on the wallet's orders / on
-  orders of the event whose label became available in [t - window, t), the order's own
-  label excluded.
+"Before t" means strictly earlier than the order's timestamp t: rows of the same second, the order's
+own label and anything later never contribute, while the order's own attributes are known at t. Each
+feature's definition sits beside its name in `columns.py`.
 """
 
 from __future__ import annotations
@@ -43,20 +22,16 @@ _SHIFT = np.int64(32)  # group id in the high bits, seconds since the base in th
 
 @dataclass
 class FraudSources:
-    """Everything the features of a set of orders are computed from.
+    """Everything the features of a set of orders are computed from; `orders` holds every
+    order before the end of the range, since history counts."""
 
-    orders: order_id, buyer_wallet_id, seller_wallet_id, event_id, ticket_id, price,
-        payment_method, is_resale, status, geo_lat, geo_lon, created_at; all orders before
-        the end of the range, since history counts.
-    wallets: wallet_id, created_at. events: event_id, base_price, capacity.
-    transfers: from_wallet_id, to_wallet_id, transferred_at.
-    labels: order_id, wallet_id, label_available_at (confirmed fraud labels only).
-    """
-
+    # order_id, buyer_wallet_id, seller_wallet_id, event_id, ticket_id, price,
+    # payment_method, is_resale, status, geo_lat, geo_lon, created_at
     orders: pd.DataFrame
-    wallets: pd.DataFrame
-    events: pd.DataFrame
-    transfers: pd.DataFrame
+    wallets: pd.DataFrame  # wallet_id, created_at
+    events: pd.DataFrame  # event_id, base_price, capacity
+    transfers: pd.DataFrame  # from_wallet_id, to_wallet_id, transferred_at
+    # order_id, wallet_id, label_available_at (confirmed fraud labels only)
     labels: pd.DataFrame
 
 

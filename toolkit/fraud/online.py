@@ -1,10 +1,7 @@
 """Features of a new, not-yet-stored order, with the batch path's own definitions.
 
-A wallet's history (its orders as buyer or seller, its transfers, the labels on it) is
-read from Redis (`features:wallet:<id>`, written by `materialize`) when present, else
-from the database; the event's facts are three small aggregate queries. The definitions
-are those of `features.py`, written for one order; tests compare the two paths on the
-same orders.
+A wallet's history comes from Redis (written by `materialize`) when present, else from the database;
+tests compare this path with `features.py` on the same orders.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""MySQL's bulk loader: a batch written as a tab-separated file, a column at a time, and sent
-with LOAD DATA LOCAL INFILE (no SQL to parse, no per-value quoting). LOAD DATA LOCAL turns a
-refused value into a warning, so a batch that leaves any warning, or fewer rows than sent,
-is refused whole and the caller writes it again by INSERT, which names the row."""
+"""MySQL's bulk loader: a batch as a tab-separated file sent by LOAD DATA LOCAL INFILE; since that
+turns a refused value into a warning, a batch with any warning or missing row is refused whole and
+written again by INSERT, which names the row.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The copy of each table in keyset pages, each batch committed with its resume point in
-migration_progress, so a crash loses at most the batch in flight. A table without a primary
-key pages by SQLite's rowid; from other sources it is copied in one transaction, which a
-crash leaves empty for --resume to copy again."""
+"""The copy of each table in keyset pages, each batch committed with its resume point, so a crash
+loses at most the batch in flight; a table without a primary key pages by SQLite's rowid, else is
+copied in one transaction.
+"""
 
 from __future__ import annotations
 

@@ -1,16 +1,8 @@
 """Pricing history: each primary order as one pull of the strategy that priced it.
 
-Strategy from price / base price: above `pricing.surge_ratio` (1.1) surge_pricing, below
-`pricing.early_bird_ratio` (0.95) early_bird, exactly the base price baseline, anything
-else ml_pricing. Reward parts per order:
-
-- revenue: price paid relative to the event's base price (comparable across events);
-- conversion: 1 when COMPLETED, 0 when FAILED or REFUNDED (PENDING orders wait);
-- popularity: the event's completed primary sales before the order / its capacity.
-
-combined = revenue x conversion x (1 + popularity), and the reward the policies learn from
-is combined / scale clipped to [0, 1], where scale is the 99.9th percentile of combined
-over the training history (kept with the trained state).
+The strategy follows from price / base price; the reward is scaled by its high quantile over the
+training history (kept with the trained state) and clipped, so the policies learn from rewards in
+[0, 1].
 """
 
 from __future__ import annotations
@@ -29,6 +21,8 @@ REWARD_QUANTILE = 0.999
 _CENT = 0.005  # a price within half a cent of the base price is the base price
 
 
+# surge_pricing above `surge` x base price, early_bird below `early` x, baseline at it, else
+# ml_pricing.
 def infer_arms(price: np.ndarray, base: np.ndarray, surge: float, early: float) -> np.ndarray:
     """Arm index (into ARMS) per order from its price and the event's base price."""
     ratio = price / base
@@ -39,6 +33,8 @@ def infer_arms(price: np.ndarray, base: np.ndarray, surge: float, early: float) 
     )
 
 
+# Revenue relative to the base price (comparable across events) x conversion (1 COMPLETED,
+# 0 FAILED or REFUNDED) x (1 + the event's completed primary sales before the order / capacity).
 def combined_reward(
     price: np.ndarray, base: np.ndarray, converted: np.ndarray, popularity: np.ndarray
 ) -> np.ndarray:

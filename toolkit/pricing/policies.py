@@ -1,13 +1,5 @@
-"""Bandit policies over arms summarised by pulls and reward sums (rewards in [0, 1]).
-
-- thompson: Beta posteriors, Beta(1 + reward sum, 1 + pulls - reward sum). A reward in
-  [0, 1] counts as that fraction of a success (the conjugate Beta-Bernoulli update in
-  expectation), so the posterior is exact for conversions and sensible for the combined
-  reward. Arms are chosen by a draw from the posterior reshaped to half its variance
-  (counts doubled), the variant Chapelle & Li (2011) found to lose less than plain
-  sampling.
-- ucb1: mean + sqrt(2 ln N / n), every arm pulled once first.
-- egreedy: the best mean, or with probability epsilon a uniformly random arm.
+"""Bandit policies (thompson, ucb1, egreedy) over arms summarised by pulls and reward sums, rewards
+in [0, 1]; Thompson counts a fractional reward as that fraction of a success.
 """
 
 from __future__ import annotations
@@ -17,7 +9,9 @@ import numpy as np
 from ..errors import MlkitError
 
 POLICIES = ("thompson", "ucb1", "egreedy")
-THOMPSON_SHARPENING = 2.0  # posterior counts multiplier when sampling (variance / 2)
+# Posterior counts multiplier when sampling (variance / 2): loses less than plain sampling
+# (Chapelle & Li 2011).
+THOMPSON_SHARPENING = 2.0
 
 
 def check_policy(policy: str) -> str:
@@ -80,12 +74,9 @@ def simulate(
     epsilon: float = 0.1,
     reward_scale: np.ndarray | None = None,
 ) -> dict:
-    """Play `policy` for `horizon` steps against arms paying Bernoulli(expected[i]) times
-    reward_scale[i] (1 by default). Outcomes come from one table drawn from `seed` up
-    front, so two policies run on the same seed meet the same luck.
-
-    Returns cumulative (expected) regret, pulls per arm and the share of pulls that went
-    to the best arm."""
+    """Play `policy` for `horizon` steps against arms paying Bernoulli(expected[i]) x
+    reward_scale[i], with outcomes drawn up front from `seed` so policies meet the same luck: the
+    cumulative expected regret, pulls per arm and the best arm's share."""
     expected = np.asarray(expected, dtype=float)
     scale = np.ones_like(expected) if reward_scale is None else np.asarray(reward_scale, float)
     outcomes = bernoulli_table(expected, horizon, seed) * scale

@@ -1,21 +1,9 @@
 """The bandit's arm statistics: durable in the database, served from Redis.
 
-The database is the record: every reward is one transaction that increments the arm's row
-(pulls + 1, sums + r) and reads the row back, so concurrent updates add up exactly
-however they interleave. Redis is a cache of it, never ahead of it. The database keeps a
-stamp (table bandit_generations): a generation, changed whenever the arms change in a way
-Redis did not receive (`train mab`, `mab reset`, a reward while Redis was unreachable), and
-the database's identity (toolkit.identity). Every Redis value carries the stamp it was written
-under; a reader serves Redis only when all arms carry the database's current stamp, and
-otherwise serves the database and rewrites Redis from it. So state of an older generation
-or of another database sharing the Redis index is never served (two databases on one
-index just keep rewriting it). Writes go through a Lua compare-and-set: a value of another
-stamp is replaced, one of the same stamp only by a value of more pulls, so Redis converges
-to the database whatever order the writers reach it in. Without Redis everything reads and
-writes the database (with a warning).
-
-Redis keys `mab:<arm>` hold JSON: arm, pulls, reward_sum, reward_sq_sum, mean, variance,
-alpha, beta, updated_at, generation, database_id (`redis-cli GET mab:baseline`).
+Each reward is one database transaction incrementing the arm's row, so concurrent updates add up
+exactly. Redis is a cache never ahead of it: it is served only when every arm's value carries the
+database's current stamp (generation and identity), and a compare-and-set write lets Redis converge
+whatever order writers reach it in. Without Redis everything uses the database, with a warning.
 """
 
 from __future__ import annotations
@@ -40,7 +28,7 @@ from .history import ARMS
 log = logging.getLogger("mlkit.mab")
 
 BANDIT = IDENTITY_ROW  # the row of this bandit carries the database's identity
-KEY_PREFIX = "mab:"
+KEY_PREFIX = "mab:"  # mab:<arm> holds the arm's state and stamp as JSON
 
 # KEYS[1] the arm's key; ARGV[1] the new JSON, ARGV[2] its pulls, ARGV[3] its generation,
 # ARGV[4] its database id. Replaces a missing or unreadable value, a value of another

@@ -1,12 +1,7 @@
 """`mlkit train mab`: the pricing bandit learned from order history.
 
-The first fifth of the window (by time) initialises each arm from its historical average;
-the rest is replayed day by day as online learning: at the start of each day the policy
-picks a strategy for every offer of that day from what it knew the evening before, the
-offers where it agreed with the strategy actually used score its replay reward (the
-unbiased replay estimate of Li et al. 2011, since strategies were assigned independently
-of the buyer), and then the day's outcomes update the arms. The saved state holds every
-offer of the window, which counts back from now (`toolkit.clock.utcnow`).
+The window's first fifth initialises the arms; the rest is replayed day by day with the replay
+estimate of Li et al. (2011), unbiased because strategies were assigned independently of the buyer.
 """
 
 from __future__ import annotations
@@ -87,10 +82,8 @@ def train_bandit(
     force: bool = False,
     seed: int = 0,
 ) -> dict:
-    """Learn the arms from the priced orders of [now - since, now), register and save them.
-
-    Fewer than `pricing.min_offers` offers raise TooLittleData before any run is recorded.
-    """
+    """Learn the arms from the priced orders of [now - since, now), register and save them; fewer
+    than `pricing.min_offers` offers raise TooLittleData before any run is recorded."""
     from ..runs import training_run
     from ..validation import promote_trained
 

@@ -1,12 +1,8 @@
 """A wide set of technical indicators over OHLCV bars, and its sanitisation.
 
-Every column at bar t is computed from bars t, t-1, ... only: rolling windows end at the
-bar, exponential averages run forward, and nothing is shifted backwards. A signal is made
-at a bar's close, so the bar itself is known. Rolling features depend on the last `window`
-bars only; exponential ones (EMA, RSI, ATR, ADX, MACD) forget their start geometrically,
-which is why prediction reads PREDICTION_LOOKBACK bars rather than the whole history.
-
-All of it is whole-column pandas/numpy work: no loop over bars.
+Every column at bar t uses bars t, t-1, ... only, since a signal is made at the bar's close.
+Exponential indicators forget their start only geometrically, which is why prediction reads
+PREDICTION_LOOKBACK bars.
 """
 
 from __future__ import annotations

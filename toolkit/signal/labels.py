@@ -1,7 +1,5 @@
-"""SELL / HOLD / BUY labels from forward returns, and walk-forward folds with a purge gap.
-
-Thresholds come from the training period's returns only and a `horizon`-bar gap separates
-training from test rows, so no test price shapes a training label.
+"""SELL / HOLD / BUY labels from forward returns, and walk-forward folds with a purge gap, so no
+test price shapes a training label (thresholds come from the training period only).
 """
 
 from __future__ import annotations

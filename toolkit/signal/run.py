@@ -1,6 +1,6 @@
-"""`mlkit signal run` and `mlkit signal status`: a signal for a symbol's latest bar, from
-the model, trained first when possible (`signal.min_initial_train_samples`, no cooldown),
-else from the fallback, which executes only when `signal.allow_fallback_execution` says so.
+"""`mlkit signal run` and `mlkit signal status`: a signal for a symbol's latest bar from the model
+(trained first when possible), else from the fallback, which executes only if
+`signal.allow_fallback_execution`.
 """
 
 from __future__ import annotations

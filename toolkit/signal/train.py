@@ -1,8 +1,7 @@
-"""Training a symbol's signal model: features, labels, walk-forward evaluation, final fit,
-registration.
+"""Training a symbol's signal model: features, labels, walk-forward evaluation, final fit.
 
-The walk-forward picks columns, features and thresholds on its first fold's training side
-only; the registered model is refitted on every labelled bar so the latest market is in it.
+Choices are made on the first fold's training side only; the registered model is refitted on every
+labelled bar so the latest market is in it.
 """
 
 from __future__ import annotations

@@ -16,25 +16,19 @@ from .facts import _QUICK_RESALE_SECONDS, EVENT_STATE_COLUMNS, ID_COLUMNS, STATE
 
 @dataclass
 class TicketingState:
-    """What an append needs to continue an existing world.
+    """What an append needs to continue an existing world."""
 
-    wallets: one row per existing wallet (STATE_WALLET_COLUMNS): identity, latent truth
-    (kind, home, activity) and the history the fraud truth looks back on: the last order
-    (time and place), the payment methods ever used (bit i = PAYMENT_METHODS[i]) and how
-    many of its tickets it resold within 48 h.
-    max_ids: the largest id per table in ID_COLUMNS (absent or 0 when the table is empty).
-    blacklisted_addresses: already blacklisted, never inserted twice.
-    pricing_truth: demo_truth_pricing as stored; the conversions of the world continue.
-    events: the events whose date lies after the newest order (EVENT_STATE_COLUMNS): their
-    sales go on in the appended period, so an event's history does not end with a period.
-    """
-
+    # One row per existing wallet (STATE_WALLET_COLUMNS): identity, latent truth (kind, home,
+    # activity) and what the fraud truth looks back on: the last order (time and place), the
+    # payment methods ever used (bit i = PAYMENT_METHODS[i]), tickets resold within 48 h.
     wallets: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=list(STATE_WALLET_COLUMNS))
     )
-    max_ids: dict[str, int] = field(default_factory=dict)
-    blacklisted_addresses: frozenset[str] = frozenset()
-    pricing_truth: pd.DataFrame | None = None
+    max_ids: dict[str, int] = field(default_factory=dict)  # per ID_COLUMNS table, 0 if empty
+    blacklisted_addresses: frozenset[str] = frozenset()  # never inserted twice
+    pricing_truth: pd.DataFrame | None = None  # demo_truth_pricing: the conversions continue
+    # Events dated after the newest order (EVENT_STATE_COLUMNS): their sales go on in the
+    # appended period, so an event's history does not end with a period.
     events: pd.DataFrame | None = None
 
 
