@@ -1,20 +1,7 @@
 """Input schemas: every value a user or a client hands mlkit is checked here, once.
 
-Each rejection is an `MlkitError` naming the field and the value, with a hint, so the
-command line prints one `error:` line and exits 1 before anything is read or written.
-Plain Python (and numpy for whole CSV columns): no schema library.
-
-- The order of `predict fraud` (`validate_order`): ids are integers in 1..2**63-1; price
-  is a finite number in (0, PRICE_MAX); payment_method is one of PAYMENT_METHODS or a
-  method the serving model was trained on (there is no catch-all `other` category: the
-  model has none, so an unknown method is refused rather than scored as nothing);
-  created_at is an ISO moment (an offset is converted to UTC, a naive one is UTC; numbers
-  are refused) between EARLIEST_MOMENT and now + FUTURE_SLACK; is_resale is a boolean;
-  geo_lat/geo_lon are finite degrees within [-90, 90] / [-180, 180]. Other keys are ignored.
-- Durations (`30d`, `12h`, `15m`; `parse_duration`): at most MAX_DURATION_DAYS.
-- Market CSV rows (`check_market_rows`): finite positive prices, high and low bounding open
-  and close, volume >= 0, bars between EARLIEST_MOMENT and now + FUTURE_SLACK, and epoch
-  timestamps in one unit per file.
+A rejection is an `MlkitError` naming the field and the value, with a hint, so the command line
+prints one `error:` line and exits 1 before anything is read or written.
 """
 
 from __future__ import annotations
@@ -158,7 +145,7 @@ def moment_value(value: object, field: str, *, now: datetime) -> datetime:
 def validate_order(
     document: object, *, now: datetime, payment_methods: tuple[str, ...] = PAYMENT_METHODS
 ) -> dict:
-    """The order of `predict fraud`, checked and normalised (see the module's docstring)."""
+    """The order of `predict fraud`, checked and normalised; keys it does not know are ignored."""
     if not isinstance(document, Mapping):
         raise MlkitError("the order must be a JSON object", hint="pass one JSON object")
     missing = [name for name in ORDER_REQUIRED if document.get(name) is None]
@@ -172,6 +159,7 @@ def validate_order(
         value = document.get(name)
         order[name] = None if value is None else positive_id(value, name)
     order["price"] = price_value(document["price"])
+    # No catch-all method: the model has none, so an unknown one is refused, not scored as nothing.
     order["payment_method"] = choice(document["payment_method"], "payment_method", payment_methods)
     order["created_at"] = moment_value(document["created_at"], "created_at", now=now)
     resale = document.get("is_resale")

@@ -32,13 +32,11 @@ def run_quickstart(
     confirm_replace: Callable[[str], None],
     progress: Progress = _no_progress,
 ) -> dict[str, Any]:
-    """Seed a demo world (replacing one already there), compute the fraud features, snapshot
-    a training set, train, validate and promote the fraud model to prod, score every order,
-    train the recommender and the pricing bandit, run one trading signal; the summary.
+    """Seed a demo world, build and promote the fraud model, score every order, train the
+    recommender and the bandit, run one trading signal; the summary.
 
-    `confirm_replace(what)` is called before an existing demo world is replaced and raises
-    to stop; a database holding rows no demo world wrote is refused untouched.
-    """
+    `confirm_replace(what)` is called before an existing demo world is replaced and raises to stop;
+    a database holding rows no demo world wrote is refused untouched."""
     from .db import dialect_name, init_schema, masked, table_counts
     from .demo.seed import require_own_database, seed_demo
     from .fraud.etl import resolve_range, run_etl

@@ -1,13 +1,9 @@
 """The model registry: versioned, verified artifacts and movable aliases with their history.
 
-A version lives in `<artifacts>/<database-id>/<name>/v<version>/` (see toolkit.identity) as
-the artifact file and `metadata.json`; its row holds that path relative to the artifacts root,
-and a loader reads the bytes once, checks their sha256 and deserialises those same bytes (see
-`read_artifact`). It is staged in `<artifacts>/<database-id>/<name>/.staging-<random>/` and
-renamed into place inside the transaction that inserts its row, so a version either exists
-completely (row, file and metadata) or not at all. Aliases (`candidate`, `prod`, ...) point
-at versions; every move is appended to `model_alias_history` and never rewritten. A
-reference reads `fraud@prod`, `fraud:3` or `fraud` (the latest version).
+A version is staged and renamed into `<artifacts>/<database-id>/<name>/v<version>/` inside the
+transaction that inserts its row, so it exists completely or not at all; a loader checks the bytes'
+sha256 and deserialises those same bytes. Alias moves are appended to `model_alias_history`, never
+rewritten. A reference reads `fraud@prod`, `fraud:3` or `fraud` (the latest).
 """
 
 from __future__ import annotations
@@ -135,11 +131,8 @@ def register_model(
     input_example: list[dict] | None = None,
     dataset_ref: str | None = None,
 ) -> ModelVersion:
-    """Write the artifact through `write_artifact(path)`, then register it as the next version,
-    in this database's folder under the artifacts root `artifacts_dir`.
-
-    Never moves an alias. On any failure the staging folder is removed and no row exists.
-    """
+    """Write the artifact through `write_artifact(path)` and register it as the next version under
+    `artifacts_dir`; never moves an alias, and a failure leaves no folder and no row."""
     _check_name(name)
     if not filename or Path(filename).name != filename or filename.startswith("."):
         raise MlkitError(f"invalid artifact file name {filename!r}", hint="e.g. model.ubj")
@@ -247,14 +240,11 @@ _PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 
 
 def artifact_file(mv: ModelVersion, artifacts_dir: Path) -> Path:
-    """Where the artifact of `mv` lives, after symlinks, once it is inside the artifacts root.
+    """Where the artifact of `mv` lives, after symlinks, refused unless inside the artifacts root,
+    so writing the database is not enough to make this host read a file of one's choosing.
 
-    Rows hold a path relative to the root (`<database-id>/<name>/v<n>/<file>`, or
-    `<name>/v<n>/<file>` when written before databases had identities); older rows an
-    absolute one, accepted only when it too resolves inside the root (a row pointing
-    anywhere else is refused, so writing the database is not enough to make this host read
-    a file of one's choosing). Whatever the path, the bytes must match the row's sha256.
-    """
+    Rows hold a path relative to the root (`<name>/v<n>/<file>` in rows older than identities) or,
+    older still, an absolute one; the bytes must match the row's sha256 either way."""
     root = Path(artifacts_dir).expanduser().resolve()
     path = (root / Path(mv.artifact_path).expanduser()).resolve()
     if not path.is_relative_to(root):
@@ -497,11 +487,8 @@ def promote(
     reason: str | None = None,
     validate: Callable[[ModelVersion], list[str]] | None = None,
 ) -> ModelVersion:
-    """Point `name@alias` at `version` after `validate(mv)` found nothing wrong.
-
-    Failing checks raise and move nothing. Promoting to the version the alias already
-    names is a no-op (no history row).
-    """
+    """Point `name@alias` at `version` after `validate(mv)` found nothing wrong; failing checks move
+    nothing, and the version the alias already names adds no history row."""
     _check_alias(alias)
     mv = resolve(engine, f"{name}:{int(version)}")
     if validate is not None:
@@ -535,10 +522,8 @@ def rollback(
     changed_by: str | None = None,
     reason: str | None = None,
 ) -> ModelVersion:
-    """Move `name@alias` back to the version it named before its latest move.
-
-    Rolling back twice undoes the rollback (the latest move is then the rollback itself).
-    """
+    """Move `name@alias` back to the version it named before its latest move, so a second rollback
+    undoes the first."""
     _check_alias(alias)
     with job_lock(engine, "alias", name), engine.begin() as conn:
         current = _alias_version(conn, name, alias)
