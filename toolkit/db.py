@@ -427,11 +427,8 @@ def bulk_insert(
     *,
     on_rows: Callable[[int], None] | None = None,
 ) -> int:
-    """Append a frame to a table inside the caller's transaction, by the dialect's fastest path.
-
-    PostgreSQL: COPY from CSV; MySQL: multi-row INSERTs; SQLite: executemany. Rows go in
-    chunks, so memory stays flat however long the frame is.
-    """
+    """Append a frame to a table inside the caller's transaction, by the dialect's fastest path
+    (COPY on PostgreSQL), in chunks so memory stays flat however long the frame is."""
     if frame.empty:
         return 0
     columns = list(frame.columns)

@@ -1,8 +1,7 @@
 """Fill a database with a reproducible demo world and the truth it was sampled from.
 
-A new world ends at the start of the clock's current day (`toolkit.clock.utcnow`), so every
-window counting back from now finds it, and runs on the same day give the same rows; a
-given `start` pins it anywhere.
+A new world ends at the start of the clock's current day, so every window counting back from
+now finds it and runs on the same day give the same rows; a given `start` pins it anywhere.
 """
 
 from __future__ import annotations
@@ -120,11 +119,8 @@ def seed_demo(
     shift: dict[str, float] | None = None,
     progress: ProgressCallback | None = None,
 ) -> SeedResult:
-    """Generate one period of the demo world and load it in a single transaction.
-
-    Refuses a database holding rows no recorded demo world wrote; `replace` deletes only the
-    rows of recorded demo worlds (and what mlkit derived from them), never other rows.
-    """
+    """Generate one period of the demo world and load it in a single transaction; refuses a
+    database holding rows no demo world wrote, and `replace` deletes only demo worlds' rows."""
     if days <= 0:
         raise MlkitError("--days must be positive")
     if orders is not None and orders < 100:

@@ -1,7 +1,6 @@
 """What the recommender reads: the catalogue with its stats and a window of interactions.
 
-Windows count back from now (`toolkit.clock.utcnow`, which `--as-of` / MLKIT_NOW move), like
-every window of mlkit; interactions stamped after now are left out.
+Windows count back from the clock (`--as-of` / MLKIT_NOW move it); later interactions are left out.
 """
 
 from __future__ import annotations

@@ -4,15 +4,10 @@ score(user or product, candidate) = text_weight x cosine of TF-IDF vectors
                                   + price_weight x exp(-|z(log price) difference|)
                                   + rating_weight x (shrunk average rating / 5)
 
-A product's TF-IDF vector reads its name and its attributes as tokens (category, gender,
-colour, material, size). A user's profile is the sum of the vectors of the products they
-touched, weighted by what they did (purchase > add_to_cart > rate, scaled by the rating
-> view) and by recency (a half-life in days), then L2-normalised, so its dot product with
-a product is a cosine. Everything is sparse: profiles are users x terms, the catalogue is
-products x terms, and scores are computed one user (or one batch of users) at a time,
-never a products x products matrix.
-
-The artifact is one `.npz` of plain arrays (no pickle), loaded with allow_pickle=False.
+A user's profile is the L2-normalised sum of the vectors of the products they touched, weighted
+by what they did and how recently, so its dot product with a product is a cosine. Scores are
+computed a batch of users at a time, never as a products x products matrix, and the artifact is
+one `.npz` of plain arrays, loaded without pickle.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Serving recommendations: from the registry's version when the database answers, from
 the last good artifact on disk when it does not (and the caller is told so).
 
-The last good artifact is this database's own: its pointer lives in the database's folder
-(`<artifacts>/<database-id>/recommender/LAST_GOOD.json`), written when `recommender@prod` is
-trained or served, and with the database down its id comes from the map of URLs to ids this
-machine recorded when it last read it (toolkit.identity). A database never read here, or
-never served a `prod` here, has no fallback: another database's model is never served.
+The last good artifact is this database's own, `LAST_GOOD.json` in its folder (found through
+toolkit.identity while the database is down), so another database's model is never served; a
+database never served here has no fallback.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """`mlkit train recommender`: offline evaluation on a time-based holdout, then the model
 on the whole window, registered, promoted, and remembered on disk as the last good one.
 
-Holdout: for each user with at least MIN_USER_INTERACTIONS, their latest fifth of
-interactions (by time) is held out; the products in it they had not touched before are
-what a top-10 list should find. Both the model and the popularity baseline are fitted on
-the earlier interactions only and rank products the user has not touched yet.
+The holdout is each active user's latest interactions: the model and the popularity baseline,
+fitted on the earlier ones only, should find the products the user had not touched before.
 """
 
 from __future__ import annotations
@@ -133,10 +131,8 @@ def check_enough_interactions(data: ShopData, minimum: int) -> None:
 def train_recommender(
     engine: Engine, config, *, days: float = 90, alias: str | None = "prod", force: bool = False
 ) -> dict:
-    """Evaluate, fit and register the recommender on the interactions of the last `days`.
-
-    Too few interactions raise TooLittleData before any run is recorded.
-    """
+    """Evaluate, fit and register the recommender on the interactions of the last `days`; too
+    few interactions raise TooLittleData before any run is recorded."""
     from ..registry import register_model
     from ..runs import training_run
     from ..validation import promote_trained
