@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -14,12 +14,10 @@ from ._common import (
     err,
     fail,
     load_config,
+    load_context,
     open_engine,
     stdout_console,
 )
-
-if TYPE_CHECKING:
-    from mlkit.toolkit.pricing.state import BanditStore
 
 app = typer.Typer(
     help="The pricing bandit: recommend a strategy, record rewards, inspect and reset arms.",
@@ -32,18 +30,8 @@ PolicyOption = Annotated[
 ]
 
 
-def bandit_store(ctx: typer.Context) -> BanditStore:
-    """The store over the configured database and Redis; says so when Redis is missing."""
-    from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.config import mask_url
-    from mlkit.toolkit.pricing.state import BanditStore
-
-    config = load_config(ctx)
-    redis = redis_client(config.redis_url, required=False)
-    if redis is None:
-        where = f"unreachable at {mask_url(config.redis_url)}" if config.redis_url else "disabled"
-        err(f"warning: Redis {where}: the bandit reads and writes the database only")
-    return BanditStore(open_engine(ctx, config), redis)
+def _warn(text: str) -> None:
+    err(f"warning: {text}")
 
 
 @app.command("recommend")
@@ -57,12 +45,10 @@ def recommend(
 
     Example: mlkit mab recommend --event 42 --json
     """
-    from mlkit.toolkit.pricing.service import recommend as recommend_strategy
+    from mlkit.toolkit.pricing.service import recommend_price
 
-    store = bandit_store(ctx)
-    result = recommend_strategy(store.engine, store, load_config(ctx), event, policy=policy)
-    if not result["trained"]:
-        err("warning: the bandit has no pulls yet (run: mlkit train mab); this pick is a guess")
+    config, engine = load_context(ctx)
+    result = recommend_price(engine, config, event, policy=policy, warn=_warn)
     if as_json:
         emit_json(result)
         return
@@ -89,19 +75,15 @@ def reward(
 
     Example: mlkit mab reward --event 42 --arm surge_pricing --reward 1
     """
-    from mlkit.toolkit.pricing.service import event_demand
-    from mlkit.toolkit.pricing.state import check_arm, check_reward
+    from mlkit.toolkit.pricing.service import record_reward
 
-    check_arm(arm)
-    check_reward(value)
-    store = bandit_store(ctx)
-    event_demand(store.engine, event)  # an unknown event is refused before anything is written
-    state = store.record(arm, value)
+    config, engine = load_context(ctx)
+    state = record_reward(engine, config, event, arm, value, warn=_warn)
     if as_json:
-        emit_json({"event_id": event, **state.as_dict()})
+        emit_json(state)
         return
     stdout_console().print(
-        f"{arm}: {state.pulls:,} pulls, mean reward {state.mean:.4f} (event {event})"
+        f"{arm}: {state['pulls']:,} pulls, mean reward {state['mean']:.4f} (event {event})"
     )
 
 
@@ -115,10 +97,10 @@ def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
     Example: mlkit mab stats --json
     """
-    from mlkit.toolkit.pricing.service import stats_report
+    from mlkit.toolkit.pricing.service import arm_stats
 
-    store = bandit_store(ctx)
-    report = stats_report(*store.read())
+    config, engine = load_context(ctx)
+    report = arm_stats(engine, config, warn=_warn)
     if as_json:
         emit_json(report)
         return
@@ -153,20 +135,22 @@ def reset(ctx: typer.Context, yes: YesFlag = False, as_json: JsonFlag = False) -
 
     Example: mlkit mab reset --yes
     """
+    from mlkit.toolkit.pricing.service import reset_bandit
     from mlkit.toolkit.pricing.state import REDIS_UNREACHABLE
 
     confirm_destructive("mab reset forgets every arm's statistics", yes)
-    store = bandit_store(ctx)
-    if store.reset():
-        redis, said = "reset", "bandit state deleted from the database and Redis"
-    elif load_config(ctx).redis_url:
-        redis, said = "unreachable", f"bandit state deleted from the database; {REDIS_UNREACHABLE}"
-    else:
-        redis, said = "disabled", "bandit state deleted from the database (Redis is disabled)"
+    config, engine = load_context(ctx)
+    document = reset_bandit(engine, config, warn=_warn)
     if as_json:
-        emit_json({"database": "reset", "redis": redis})
-    else:
-        err(said)
+        emit_json(document)
+        return
+    err(
+        {
+            "reset": "bandit state deleted from the database and Redis",
+            "unreachable": f"bandit state deleted from the database; {REDIS_UNREACHABLE}",
+            "disabled": "bandit state deleted from the database (Redis is disabled)",
+        }[document["redis"]]
+    )
 
 
 @app.command("simulate")
@@ -189,32 +173,25 @@ def simulate(
 
     Example: mlkit mab simulate --arms 0.05,0.04,0.03,0.02 --horizon 20000 --seed 1 --json
     """
-    from mlkit.toolkit.pricing import service
+    from mlkit.toolkit.pricing.service import simulate_configured
 
     config = load_config(ctx)
-    policy = policy or config.get("pricing.policy")
     if from_demo == (arms is not None):
         fail("give either --arms RATES or --from-demo", hint="e.g. --arms 0.05,0.04,0.03,0.02")
-    scale = None
-    if from_demo:
-        names, rates, scale = service.demo_environment(open_engine(ctx, config))
-    else:
-        rates = service.parse_rates(arms)
-        names = [f"arm{i}" for i in range(len(rates))]
-    result = service.run_simulation(
-        names,
-        rates,
+    result = simulate_configured(
+        config,
+        arms=arms,
+        demo_engine=open_engine(ctx, config) if from_demo else None,
         horizon=horizon,
         seed=seed,
         policy=policy,
-        epsilon=float(config.get("pricing.epsilon")),
-        scale=scale,
     )
     if as_json:
         emit_json(result)
         return
     pulls = ", ".join(f"{n} {p:,}" for n, p in result["pulls"].items())
     stdout_console().print(
-        f"{policy}, {horizon:,} steps: cumulative regret {result['cumulative_regret']:.1f}, "
-        f"best arm {result['best_arm']} got {result['best_arm_share']:.1%} (pulls: {pulls})"
+        f"{result['policy']}, {horizon:,} steps: cumulative regret "
+        f"{result['cumulative_regret']:.1f}, best arm {result['best_arm']} got "
+        f"{result['best_arm_share']:.1%} (pulls: {pulls})"
     )

@@ -11,8 +11,7 @@ from mlkit.toolkit.formats import version_label, when
 from ._common import JsonFlag, emit_json, err, load_context, open_engine, stdout_console
 
 if TYPE_CHECKING:
-    from mlkit.toolkit.db import Engine
-    from mlkit.toolkit.registry import ModelVersion
+    from mlkit.toolkit.registry import AliasMove
 
 app = typer.Typer(
     help="List, show, promote and roll back registered model versions.", no_args_is_help=True
@@ -101,15 +100,13 @@ def show(
 
     Example: mlkit models show fraud@prod
     """
-    from mlkit.toolkit.registry import inspect_artifact, resolve
+    from mlkit.toolkit.registry import describe_version
 
     config, engine = load_context(ctx)
-    mv = resolve(engine, ref)
-    artifact = inspect_artifact(mv, config.artifacts_dir)
-    check = artifact["check"]
-    document = {**mv.as_dict(), "artifact_check": check, "format": artifact["format"]}
+    report = describe_version(engine, ref, config.artifacts_dir)
+    mv, check = report.model, report.check
     if as_json:
-        emit_json(document)
+        emit_json(report.as_dict())
         return
     from rich.markup import escape
     from rich.table import Table
@@ -125,7 +122,7 @@ def show(
         ("artifact", str(mv.artifact_path)),
         ("sha256", mv.sha256),
         ("artifact check", check),
-        ("format", artifact["format"]),
+        ("format", report.format),
         ("dataset", mv.dataset_ref or "-"),
         (
             "features",
@@ -148,32 +145,16 @@ def show(
         console.print(sub)
 
 
-def _alias_now(engine: Engine, name: str, alias: str) -> int | None:
-    from mlkit.toolkit.errors import MlkitError
-    from mlkit.toolkit.registry import resolve
-
-    try:
-        return resolve(engine, f"{name}@{alias}").version
-    except MlkitError:
-        return None
-
-
-def _report_move(name: str, alias: str, before: int | None, mv: ModelVersion, as_json: bool):
-    document = {
-        "name": name,
-        "alias": alias,
-        "from_version": before,
-        "to_version": mv.version,
-        "moved": before != mv.version,
-        "model": mv.as_dict(),
-    }
+def _report_move(move: AliasMove, as_json: bool) -> None:
     if as_json:
-        emit_json(document)
-    elif before == mv.version:
-        stdout_console().print(f"{name}@{alias} already points at v{mv.version}; nothing moved")
+        emit_json(move.as_dict())
+        return
+    where, to = f"{move.name}@{move.alias}", move.model.version
+    if not move.moved:
+        stdout_console().print(f"{where} already points at v{to}; nothing moved")
     else:
-        was = "nothing" if before is None else version_label(before)
-        stdout_console().print(f"{name}@{alias}: {was} → v{mv.version}")
+        was = "nothing" if move.from_version is None else version_label(move.from_version)
+        stdout_console().print(f"{where}: {was} → v{to}")
 
 
 @app.command("promote")
@@ -192,20 +173,10 @@ def promote(
 
     Example: mlkit models promote fraud 3 --alias prod --reason "better AUC-PR"
     """
-    from mlkit.toolkit import registry
-    from mlkit.toolkit.validation import validation_failures
+    from mlkit.toolkit.validation import promote_validated
 
     config, engine = load_context(ctx)
-    before = _alias_now(engine, name, alias)
-    mv = registry.promote(
-        engine,
-        name,
-        version,
-        alias,
-        reason=reason,
-        validate=lambda mv: validation_failures(engine, mv, config),
-    )
-    _report_move(name, alias, before, mv, as_json)
+    _report_move(promote_validated(engine, config, name, version, alias, reason=reason), as_json)
 
 
 @app.command("rollback")
@@ -220,12 +191,9 @@ def rollback(
 
     Example: mlkit models rollback fraud --alias prod
     """
-    from mlkit.toolkit import registry
+    from mlkit.toolkit.registry import rollback_alias
 
-    engine = open_engine(ctx)
-    before = _alias_now(engine, name, alias)
-    mv = registry.rollback(engine, name, alias, reason=reason)
-    _report_move(name, alias, before, mv, as_json)
+    _report_move(rollback_alias(open_engine(ctx), name, alias, reason=reason), as_json)
 
 
 @app.command("history")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
@@ -37,21 +36,10 @@ def score_fraud(
 
     Example: mlkit score fraud --since 1d --model fraud@prod
     """
-    from mlkit.toolkit.clock import parse_moment, utcnow
-    from mlkit.toolkit.fraud.etl import lookback_from_config
-    from mlkit.toolkit.fraud.scoring import Thresholds, score_orders
-    from mlkit.toolkit.registry import resolve
+    from mlkit.toolkit.fraud.scoring import score_configured
 
     config, engine = load_context(ctx)
-    start = parse_moment(since, now=utcnow(), option="--since") if since else None
-    result = score_orders(
-        engine,
-        resolve(engine, model),
-        Thresholds.from_config(config),
-        start,
-        lookback=None if no_etl else lookback_from_config(config),
-        artifacts_dir=config.artifacts_dir,
-    )
+    result = score_configured(engine, config, model, since=since, catch_up=not no_etl)
     document = result.as_dict()
     if as_json:
         emit_json(document)
@@ -88,31 +76,10 @@ def predict_fraud(
     Example: mlkit predict fraud '{"buyer_wallet_id": 12, "event_id": 3, "price": 80,
              "payment_method": "paypal", "created_at": "2026-03-01T12:00:00"}'
     """
-    from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.errors import MlkitError
-    from mlkit.toolkit.fraud.scoring import FraudPredictor, Thresholds
-    from mlkit.toolkit.registry import resolve
+    from mlkit.toolkit.fraud.scoring import predict_order
+    from mlkit.toolkit.inputs import parse_order_json
 
-    text = sys.stdin.read() if order in (None, "-") else order
-    try:
-        request = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MlkitError(
-            f"the order is not valid JSON ({exc.msg}, column {exc.colno})",
-            hint="pass one JSON object",
-        ) from None
-    except RecursionError:
-        raise MlkitError(
-            "the order is nested too deeply", hint="pass one flat JSON object"
-        ) from None
-    if not isinstance(request, dict):
-        raise MlkitError("the order must be a JSON object", hint="pass one JSON object")
+    # The order is checked before anything connects, so a bad one is named first.
+    request = parse_order_json(sys.stdin.read() if order in (None, "-") else order)
     config, engine = load_context(ctx)
-    predictor = FraudPredictor(
-        engine,
-        resolve(engine, model),
-        Thresholds.from_config(config),
-        redis=redis_client(config.redis_url, required=False),
-        artifacts_dir=config.artifacts_dir,
-    )
-    emit_json(predictor.predict(request))
+    emit_json(predict_order(engine, config, model, request))

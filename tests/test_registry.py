@@ -300,19 +300,17 @@ def test_concurrent_registrations_get_distinct_versions(engine, tmp_path):
 
 
 def fake_validation(monkeypatch, failures):
-    """Stand in for mlkit.toolkit.validation: these tests register bytes, not models."""
-    import sys
-    import types
+    """Stand in for the checks of mlkit.toolkit.validation: these tests register bytes, not
+    models."""
+    from mlkit.toolkit import validation
 
     calls = []
-    fake = types.ModuleType("mlkit.toolkit.validation")
 
-    def validation_failures(engine_, mv, config):
+    def validation_failures(mv, config):
         calls.append(mv.ref)
         return failures(mv)
 
-    fake.validation_failures = validation_failures
-    monkeypatch.setitem(sys.modules, "mlkit.toolkit.validation", fake)
+    monkeypatch.setattr(validation, "validation_failures", validation_failures)
     return calls
 
 

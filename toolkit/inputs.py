@@ -175,6 +175,24 @@ def validate_order(
     return order
 
 
+def parse_order_json(text: str) -> dict:
+    """The JSON text of one order as a dict, before `validate_order` checks its fields."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MlkitError(
+            f"the order is not valid JSON ({exc.msg}, column {exc.colno})",
+            hint="pass one JSON object",
+        ) from None
+    except RecursionError:
+        raise MlkitError(
+            "the order is nested too deeply", hint="pass one flat JSON object"
+        ) from None
+    if not isinstance(document, dict):
+        raise MlkitError("the order must be a JSON object", hint="pass one JSON object")
+    return document
+
+
 def parse_duration(text: str, option: str) -> timedelta | None:
     """`30d`, `12h`, `15m` as a timedelta of at most MAX_DURATION_DAYS; None when `text` is
     not shaped like a duration (it may be a date)."""

@@ -93,7 +93,7 @@ def _fraud(engine: Engine, config: Config, step: Callable[[], None]) -> dict[str
         "fraud",
         trained["version"],
         "prod",
-        validate=lambda mv: validation_failures(engine, mv, config),
+        validate=lambda mv: validation_failures(mv, config),
         reason="mlkit quickstart",
     )
     scored = score_orders(

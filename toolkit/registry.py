@@ -571,3 +571,65 @@ def history(engine: Engine, name: str) -> list[dict[str, Any]]:
     if not rows:
         resolve(engine, name)  # raises for an unknown model
     return [dict(r._mapping) for r in rows]
+
+
+# ---------------------------------------------------------------- what `mlkit models` does
+
+
+@dataclass(frozen=True)
+class VersionReport:
+    """One version with the state of its artifact, for `models show`."""
+
+    model: ModelVersion
+    check: str
+    format: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.model.as_dict(), "artifact_check": self.check, "format": self.format}
+
+
+def describe_version(engine: Engine, ref: str, artifacts_dir: Path) -> VersionReport:
+    """The version `ref` names, its artifact checked but not deserialised."""
+    mv = resolve(engine, ref)
+    artifact = inspect_artifact(mv, artifacts_dir)
+    return VersionReport(mv, artifact["check"], artifact["format"])
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """Where an alias pointed before a promote or rollback, and the version it names now."""
+
+    name: str
+    alias: str
+    from_version: int | None
+    model: ModelVersion
+
+    @property
+    def moved(self) -> bool:
+        return self.from_version != self.model.version
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "alias": self.alias,
+            "from_version": self.from_version,
+            "to_version": self.model.version,
+            "moved": self.moved,
+            "model": self.model.as_dict(),
+        }
+
+
+def alias_target(engine: Engine, name: str, alias: str) -> int | None:
+    """The version `name@alias` points at, or None when it is unset (or the model unknown)."""
+    try:
+        return resolve(engine, f"{name}@{alias}").version
+    except MlkitError:
+        return None
+
+
+def rollback_alias(
+    engine: Engine, name: str, alias: str, *, reason: str | None = None
+) -> AliasMove:
+    """`mlkit models rollback`: `rollback`, reported as the move it made."""
+    before = alias_target(engine, name, alias)
+    return AliasMove(name, alias, before, rollback(engine, name, alias, reason=reason))

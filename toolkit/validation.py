@@ -96,7 +96,7 @@ def promote_trained(engine, config, mv, alias: str, reason: str) -> str:
     run is recorded `rejected`."""
     from .registry import promote, resolve
 
-    failures = validation_failures(engine, mv, config)
+    failures = validation_failures(mv, config)
     if failures:
         try:
             kept = f"still points at {resolve(engine, f'{mv.name}@{alias}').ref}"
@@ -112,7 +112,25 @@ def promote_trained(engine, config, mv, alias: str, reason: str) -> str:
     return alias
 
 
-def validation_failures(engine, mv, config) -> list[str]:
+def validation_failures(mv, config) -> list[str]:
     """What `promote` refuses a version for (empty: it may be promoted)."""
-    del engine  # the checks need the version and its artifact only
     return [f"{c.name}: {c.detail}" for c in validate_version(mv, config) if not c.ok]
+
+
+def promote_validated(
+    engine, config, name: str, version: int, alias: str, *, reason: str | None = None
+):
+    """`mlkit models promote`: point `name@alias` at `version` once it passes every check,
+    reported as an `AliasMove`; a failing version is refused and the alias stays put."""
+    from .registry import AliasMove, alias_target, promote
+
+    before = alias_target(engine, name, alias)
+    mv = promote(
+        engine,
+        name,
+        version,
+        alias,
+        reason=reason,
+        validate=lambda mv: validation_failures(mv, config),
+    )
+    return AliasMove(name, alias, before, mv)

@@ -186,3 +186,40 @@ class FraudPredictor:
             "features": clean,
             "feature_source": source,
         }
+
+
+def score_configured(
+    engine: Engine, config, model_ref: str, *, since: str | None = None, catch_up: bool = True
+) -> ScoringResult:
+    """`mlkit score fraud`: the version `model_ref` names scores the orders since `since`
+    (30d, a date; None: every order) with the configured thresholds, the features caught
+    up first unless `catch_up` is off."""
+    from ..clock import parse_moment
+    from ..registry import resolve
+    from .etl import lookback_from_config
+
+    start = parse_moment(since, now=utcnow(), option="--since") if since else None
+    return score_orders(
+        engine,
+        resolve(engine, model_ref),
+        Thresholds.from_config(config),
+        start,
+        lookback=lookback_from_config(config) if catch_up else None,
+        artifacts_dir=config.artifacts_dir,
+    )
+
+
+def predict_order(engine: Engine, config, model_ref: str, order: dict) -> dict:
+    """`mlkit predict fraud`: one order scored by the version `model_ref` names, with online
+    features from Redis when it answers, else from the database."""
+    from ..cache import redis_client
+    from ..registry import resolve
+
+    predictor = FraudPredictor(
+        engine,
+        resolve(engine, model_ref),
+        Thresholds.from_config(config),
+        redis=redis_client(config.redis_url, required=False),
+        artifacts_dir=config.artifacts_dir,
+    )
+    return predictor.predict(order)

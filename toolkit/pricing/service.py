@@ -3,6 +3,8 @@ simulate policies. Importable by a backend as is."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -12,7 +14,7 @@ from ..errors import MlkitError
 from ..inputs import positive_id
 from .history import ARMS
 from .policies import check_policy, choose, posterior_interval, simulate
-from .state import ArmState, BanditStore
+from .state import ArmState, BanditStore, check_arm, check_reward
 
 
 def strategy_price(arm: str, base_price: float, sell_through: float, config) -> float:
@@ -169,3 +171,85 @@ def _arrays(states: dict[str, ArmState]) -> tuple[np.ndarray, np.ndarray]:
     pulls = np.array([float(s.pulls) for s in states.values()])
     sums = np.array([s.reward_sum for s in states.values()])
     return pulls, sums
+
+
+# ---------------------------------------------------------------- what `mlkit mab` does
+
+Warn = Callable[[str], None]
+
+
+def open_store(engine: Engine, config, warn: Warn) -> BanditStore:
+    """The bandit's state over the database and Redis; `warn` is told when Redis is missing."""
+    from ..cache import redis_client
+    from ..config import mask_url
+
+    redis = redis_client(config.redis_url, required=False)
+    if redis is None:
+        where = f"unreachable at {mask_url(config.redis_url)}" if config.redis_url else "disabled"
+        warn(f"Redis {where}: the bandit reads and writes the database only")
+    return BanditStore(engine, redis)
+
+
+def recommend_price(
+    engine: Engine, config, event_id: int, *, policy: str | None, warn: Warn
+) -> dict:
+    """`mlkit mab recommend`: `recommend` on the configured stores; `warn` is told when the
+    bandit has never been trained."""
+    result = recommend(engine, open_store(engine, config, warn), config, event_id, policy=policy)
+    if not result["trained"]:
+        warn("the bandit has no pulls yet (run: mlkit train mab); this pick is a guess")
+    return result
+
+
+def record_reward(
+    engine: Engine, config, event_id: int, arm: str, reward: float, *, warn: Warn
+) -> dict:
+    """`mlkit mab reward`: one reward added to an arm; the arm's state after it."""
+    check_arm(arm)
+    check_reward(reward)
+    store = open_store(engine, config, warn)
+    event_demand(engine, event_id)  # an unknown event is refused before anything is written
+    return {"event_id": event_id, **store.record(arm, reward).as_dict()}
+
+
+def arm_stats(engine: Engine, config, *, warn: Warn) -> dict:
+    """`mlkit mab stats`: `stats_report` of the state as read now."""
+    return stats_report(*open_store(engine, config, warn).read())
+
+
+def reset_bandit(engine: Engine, config, *, warn: Warn) -> dict:
+    """`mlkit mab reset`: every arm forgotten; `redis` says whether Redis was reset,
+    unreachable or disabled."""
+    if open_store(engine, config, warn).reset():
+        redis = "reset"
+    else:
+        redis = "unreachable" if config.redis_url else "disabled"
+    return {"database": "reset", "redis": redis}
+
+
+def simulate_configured(
+    config,
+    *,
+    arms: str | None,
+    demo_engine: Engine | None,
+    horizon: int,
+    seed: int,
+    policy: str | None,
+) -> dict:
+    """`mlkit mab simulate`: `run_simulation` against the rates `arms` lists, or against the
+    demo truth's arms of `demo_engine`; the policy defaults to pricing.policy."""
+    scale = None
+    if demo_engine is not None:
+        names, rates, scale = demo_environment(demo_engine)
+    else:
+        rates = parse_rates(arms or "")
+        names = [f"arm{i}" for i in range(len(rates))]
+    return run_simulation(
+        names,
+        rates,
+        horizon=horizon,
+        seed=seed,
+        policy=policy or config.get("pricing.policy"),
+        epsilon=float(config.get("pricing.epsilon")),
+        scale=scale,
+    )
