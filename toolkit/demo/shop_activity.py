@@ -420,8 +420,8 @@ def _session_ids(
     period: int, user_id: np.ndarray, session: np.ndarray, timeline: _Timeline
 ) -> pd.Series:
     """Readable ids unique across periods: p<period>-u<user>-s<n> for the user's n-th
-    session, p<period>-u<user>-r<k> for a review visit. Built by Arrow compute: a Python
-    string per row would cost hundreds of MB at a few million rows."""
+    session, p<period>-u<user>-r<k> for a review visit. Built by Arrow compute, since a Python
+    string per row costs too much memory at millions of rows."""
     is_review = session < 0
     number = np.where(is_review, -1 - session, timeline.session_number[np.maximum(session, 0)])
     ids = pc.binary_join_element_wise(
