@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, ModelOption, emit_json, err, load_config, open_engine, stdout_console
-
-if TYPE_CHECKING:
-    from mlkit.toolkit.recommender.serve import Recommender
+from ._common import (
+    JsonFlag,
+    ModelOption,
+    emit_json,
+    err,
+    load_context,
+    open_engine,
+    stdout_console,
+)
 
 app = typer.Typer(
     help="Recommend products: similar ones, for a user, or the popular ones.",
@@ -20,16 +25,15 @@ export_app = typer.Typer(help="Export data for training elsewhere.", no_args_is_
 CountOption = Annotated[int, typer.Option("-n", "--count", help="How many items (1-100).")]
 
 
-def _recommender(ctx: typer.Context, ref: str) -> Recommender:
-    from mlkit.toolkit.recommender.serve import Recommender
+def _unchecked(ctx: typer.Context):
+    """An engine not yet connected and the configuration: the recommender connects itself
+    and falls back to its last good artifact when it cannot."""
+    config, engine = load_context(ctx, check=False)
+    return engine, config
 
-    config = load_config(ctx)
-    # check=False: Recommender.open connects itself and falls back when it cannot
-    engine = open_engine(ctx, config, check=False)
-    recommender = Recommender.open(engine, config, ref)
-    if recommender.warning:
-        err(f"warning: {recommender.warning}")
-    return recommender
+
+def _warn(text: str) -> None:
+    err(f"warning: {text}")
 
 
 def _show(result: dict, title: str, as_json: bool) -> None:
@@ -64,7 +68,9 @@ def product(
 
     Example: mlkit recommend product 42 -n 5 --json
     """
-    result = _recommender(ctx, model).similar(product_id, n)
+    from mlkit.toolkit.recommender.serve import similar_products
+
+    result = similar_products(*_unchecked(ctx), model, product_id, n, warn=_warn)
     _show(result, f"like product {product_id}", as_json)
 
 
@@ -83,7 +89,9 @@ def user(
 
     Example: mlkit recommend user 7 -n 10 --json
     """
-    result = _recommender(ctx, model).for_user(user_id, n)
+    from mlkit.toolkit.recommender.serve import user_products
+
+    result = user_products(*_unchecked(ctx), model, user_id, n, warn=_warn)
     if result["cold_start"]:
         err(f"user {user_id} has no history yet: popular products instead")
     _show(result, f"for user {user_id}", as_json)
@@ -101,7 +109,9 @@ def popular(
 
     Example: mlkit recommend popular -n 5 --category Jeans
     """
-    result = _recommender(ctx, model).popular(n, category)
+    from mlkit.toolkit.recommender.serve import popular_products
+
+    result = popular_products(*_unchecked(ctx), model, n, category, warn=_warn)
     _show(result, "popular" + (f" in {category}" if category else ""), as_json)
 
 
@@ -123,20 +133,14 @@ def training_data(
 
     Example: mlkit export training-data --days 90 --format parquet --out export/
     """
-    from pathlib import Path
-
-    from mlkit.toolkit.clock import utcnow
     from mlkit.toolkit.errors import MlkitError
-    from mlkit.toolkit.recommender.export import write_export
+    from mlkit.toolkit.recommender.export import export_training_data
 
     if fmt not in ("json", "csv", "parquet"):
         raise MlkitError(f"unknown format {fmt!r}", hint="choose json, csv or parquet")
     if fmt != "json" and not out:
         raise MlkitError(f"--format {fmt} writes several files", hint="give --out DIRECTORY")
-    config = load_config(ctx)
-    written = write_export(
-        open_engine(ctx, config), days, fmt, Path(out) if out else None, utcnow()
-    )
+    written = export_training_data(open_engine(ctx), days, fmt, out)
     if written is None:
         return
     err(

@@ -7,16 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import (
-    JsonFlag,
-    SymbolOption,
-    emit_json,
-    err,
-    load_config,
-    load_context,
-    open_engine,
-    stdout_console,
-)
+from ._common import JsonFlag, SymbolOption, emit_json, err, load_context, stdout_console
 
 app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
 
@@ -64,17 +55,8 @@ def _train(
     stdout_console().print(summary(result) + moved)
 
 
-def _bandit_redis(config):
-    """A Redis client for the bandit's state, or None after saying it goes to the database."""
-    from mlkit.toolkit.cache import redis_client
-
-    redis = redis_client(config.redis_url, required=False)
-    if redis is None:
-        err(
-            "warning: the bandit state is saved to the database only; "
-            "Redis unreachable, it will be rewritten on the next read"
-        )
-    return redis
+def _warn(text: str) -> None:
+    err(f"warning: {text}")
 
 
 def _fraud_summary(result: dict) -> str:
@@ -179,14 +161,18 @@ def mab(
 
     Example: mlkit train mab --since 90d --policy thompson --json
     """
-    from mlkit.toolkit.pricing.train import train_bandit
+    from mlkit.toolkit.pricing.train import train_bandit_configured
 
-    config = load_config(ctx)
-    redis = _bandit_redis(config)
-    engine = open_engine(ctx, config)
+    config, engine = load_context(ctx)
     _train(
-        lambda: train_bandit(
-            engine, config, redis, since=since, policy=policy, alias=alias or None, force=force
+        lambda: train_bandit_configured(
+            engine,
+            config,
+            since=since,
+            policy=policy,
+            alias=alias or None,
+            force=force,
+            warn=_warn,
         ),
         _bandit_summary,
         as_json,
@@ -290,15 +276,11 @@ def train_all(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
     Example: mlkit train all --json
     """
-    from mlkit.toolkit.train_all import train_all as run_all
+    from mlkit.toolkit.train_all import train_every_family
 
-    config = load_config(ctx)
-    redis = _bandit_redis(config)
-    document = run_all(
-        open_engine(ctx, config),
-        config,
-        redis=redis,
-        on_start=lambda item: err(f"training {item.model} ..."),
+    config, engine = load_context(ctx)
+    document = train_every_family(
+        engine, config, on_start=lambda item: err(f"training {item.model} ..."), warn=_warn
     )
     if as_json:
         emit_json(document)

@@ -192,3 +192,17 @@ def train_all(
         entry["version"], entry["detail"] = _outcome(result or {})
     totals = {s: sum(1 for r in results if r["status"] == s) for s in ("ok", "failed", "skipped")}
     return {"results": results, **totals}
+
+
+def train_every_family(
+    engine: Engine,
+    config,
+    *,
+    on_start: Callable[[Planned], None] | None,
+    warn: Callable[[str], None],
+) -> dict[str, Any]:
+    """`mlkit train all`: `train_all` on the default plan, the bandit saving to the
+    configured Redis when it answers."""
+    from .pricing.train import bandit_redis
+
+    return train_all(engine, config, redis=bandit_redis(config, warn), on_start=on_start)

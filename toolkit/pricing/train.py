@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +215,32 @@ def _per_arm(frame: pd.DataFrame, column: str) -> dict:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def bandit_redis(config, warn: Callable[[str], None]):
+    """A Redis client for the bandit's state, or None after `warn` heard it goes to the
+    database only."""
+    from ..cache import redis_client
+
+    redis = redis_client(config.redis_url, required=False)
+    if redis is None:
+        warn(
+            "the bandit state is saved to the database only; "
+            "Redis unreachable, it will be rewritten on the next read"
+        )
+    return redis
+
+
+def train_bandit_configured(
+    engine: Engine,
+    config,
+    *,
+    since: str,
+    policy: str | None,
+    alias: str | None,
+    force: bool,
+    warn: Callable[[str], None],
+) -> dict:
+    """`mlkit train mab`: `train_bandit` saving to the configured Redis when it answers."""
+    redis = bandit_redis(config, warn)
+    return train_bandit(engine, config, redis, since=since, policy=policy, alias=alias, force=force)

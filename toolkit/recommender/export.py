@@ -38,3 +38,10 @@ def write_export(
     info = metadata(data, generated_at)
     _atomic_write_text(out / "metadata.json", json.dumps(info, indent=2))
     return {"path": str(out), "metadata": info}
+
+
+def export_training_data(engine: Engine, days: float, fmt: str, out: str | None) -> dict | None:
+    """`mlkit export training-data`: `write_export` of the window ending now."""
+    from ..clock import utcnow
+
+    return write_export(engine, days, fmt, Path(out) if out else None, utcnow())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,3 +247,34 @@ def _keep_last_good(home, mv) -> None:
 def check_n(n: int) -> None:
     if not 1 <= n <= MAX_N:
         raise MlkitError(f"-n {n} is out of range", hint=f"ask for 1 to {MAX_N} items")
+
+
+# ---------------------------------------------------------------- what `mlkit recommend` does
+
+Warn = Callable[[str], None]
+
+
+def _opened(engine: Engine, config, ref: str, warn: Warn) -> Recommender:
+    recommender = Recommender.open(engine, config, ref)
+    if recommender.warning:
+        warn(recommender.warning)
+    return recommender
+
+
+def similar_products(
+    engine: Engine, config, ref: str, product_id: int, n: int, *, warn: Warn
+) -> dict:
+    """`mlkit recommend product`: `Recommender.similar`, `warn` told of a fallback model."""
+    return _opened(engine, config, ref, warn).similar(product_id, n)
+
+
+def user_products(engine: Engine, config, ref: str, user_id: int, n: int, *, warn: Warn) -> dict:
+    """`mlkit recommend user`: `Recommender.for_user`, `warn` told of a fallback model."""
+    return _opened(engine, config, ref, warn).for_user(user_id, n)
+
+
+def popular_products(
+    engine: Engine, config, ref: str, n: int, category: str | None, *, warn: Warn
+) -> dict:
+    """`mlkit recommend popular`: `Recommender.popular`, `warn` told of a fallback model."""
+    return _opened(engine, config, ref, warn).popular(n, category)
