@@ -26,26 +26,21 @@ def init(
     Example: MLKIT_DATABASE_URL=postgresql+psycopg2://postgres@host/shop mlkit db init
              --create-database
     """
-    from mlkit.toolkit.db import create_database as create_db
-    from mlkit.toolkit.db import dialect_name, init_schema, masked
+    from mlkit.toolkit.db import init_database
 
     config = load_config(ctx)
-    created_db = create_db(config.database_url) if create_database else False
-    engine = open_engine(ctx, config)
-    created = init_schema(engine)
-    result = {
-        "dialect": dialect_name(engine),
-        "database": masked(engine),
-        "database_created": created_db,
-        "tables_created": created,
-    }
+    result = init_database(
+        config.database_url, lambda: open_engine(ctx, config), create=create_database
+    )
+    document = result.as_dict()
     if as_json:
-        emit_json(result)
+        emit_json(document)
         return
-    if created_db:
-        err(f"created database {engine.url.database}")
+    if result.database_created:
+        err(f"created database {result.name}")
+    created = result.tables_created
     what = f"created {len(created)} tables" if created else "schema already up to date"
-    stdout_console().print(f"{result['database']} ({result['dialect']}): {what}")
+    stdout_console().print(f"{document['database']} ({document['dialect']}): {what}")
 
 
 @app.command("status")
@@ -54,11 +49,10 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
     Example: mlkit db status --json
     """
-    from mlkit.toolkit.db import dialect_name, masked, table_counts
+    from mlkit.toolkit.db import database_status
 
-    engine = open_engine(ctx)
-    counts = table_counts(engine)
-    document = {"dialect": dialect_name(engine), "database": masked(engine), "tables": counts}
+    document = database_status(open_engine(ctx))
+    counts = document["tables"]
     if as_json:
         emit_json(document)
         return

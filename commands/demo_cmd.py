@@ -82,33 +82,22 @@ def seed(
     Examples: mlkit demo seed --orders 1000000 --seed 7
               mlkit demo seed --append --days 7 --shift price=1.5
     """
-    from mlkit.toolkit.demo.seed import (
-        demo_database_state,
-        parse_families,
-        parse_shifts,
-        seed_demo,
-    )
+    from mlkit.toolkit.demo.seed import parse_families, parse_shifts, seed_with_consent
 
     chosen = parse_families(families)
     shifts = parse_shifts(shift)
     engine = open_engine(ctx)
-    if replace and not append:
-        periods, _ = demo_database_state(engine)
-        if periods:
-            confirm_destructive(
-                f"--replace deletes the demo world ({periods} period(s)) of this database",
-                yes,
-            )
-    with progress_bar() as progress:
-        result = seed_demo(
+    with progress_bar() as progress:  # draws nothing before the first step: asking comes first
+        result = seed_with_consent(
             engine,
+            append=append,
+            replace=replace,
+            confirm_replace=lambda what: confirm_destructive(what, yes),
             orders=orders,
             days=days,
             seed=seed,
             families=chosen,
             start=start,
-            append=append,
-            replace=replace,
             shift=shifts,
             progress=progress,
         )

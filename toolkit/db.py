@@ -7,6 +7,7 @@ import json
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -415,6 +416,43 @@ def table_counts(engine: Engine) -> dict[str, int | None]:
             return dict(sorted(counts.items()))
     except DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
+
+
+@dataclass(frozen=True)
+class SchemaInit:
+    """What `mlkit db init` did: the database it reached and what it created there."""
+
+    dialect: str
+    database: str  # the URL, password masked
+    name: str | None  # the database's own name
+    database_created: bool
+    tables_created: list[str]
+
+    def as_dict(self) -> dict:
+        return {
+            "dialect": self.dialect,
+            "database": self.database,
+            "database_created": self.database_created,
+            "tables_created": self.tables_created,
+        }
+
+
+def init_database(url: str, connect: Callable[[], Engine], *, create: bool = False) -> SchemaInit:
+    """`mlkit db init`: with `create`, the URL's database itself first (it must exist before
+    `connect` opens an engine on it), then every missing table, index and the KPI view."""
+    database_created = create_database(url) if create else False
+    engine = connect()
+    tables = init_schema(engine)
+    return SchemaInit(
+        dialect_name(engine), masked(engine), engine.url.database, database_created, tables
+    )
+
+
+def database_status(engine: Engine) -> dict:
+    """`mlkit db status`: the dialect, the masked URL and every table's row count (None for
+    a table not created yet)."""
+    counts = table_counts(engine)
+    return {"dialect": dialect_name(engine), "database": masked(engine), "tables": counts}
 
 
 # ---------------------------------------------------------------- bulk loads

@@ -177,6 +177,25 @@ def seed_demo(
     return result
 
 
+def seed_with_consent(
+    engine: Engine,
+    *,
+    append: bool,
+    replace: bool,
+    confirm_replace: Callable[[str], None],
+    **options,
+) -> SeedResult:
+    """`mlkit demo seed`: `seed_demo` with `options`, after `confirm_replace` (which raises
+    to refuse) agreed to delete the demo world a `replace` finds."""
+    if replace and not append:
+        periods, _ = demo_database_state(engine)
+        if periods:
+            confirm_replace(
+                f"--replace deletes the demo world ({periods} period(s)) of this database"
+            )
+    return seed_demo(engine, append=append, replace=replace, **options)
+
+
 def _load(conn: sa.Connection, frames: dict, report: ProgressCallback) -> dict[str, int]:
     """Bulk-insert every frame in foreign-key order; the rows loaded per table."""
     rows: dict[str, int] = {}
