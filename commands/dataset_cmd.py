@@ -6,15 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import (
-    JsonFlag,
-    SinceOption,
-    UntilOption,
-    emit_json,
-    load_config,
-    open_engine,
-    stdout_console,
-)
+from ._common import JsonFlag, SinceOption, UntilOption, emit_json, load_context, stdout_console
 
 app = typer.Typer(help="Build versioned training-set snapshots.", no_args_is_help=True)
 
@@ -44,19 +36,20 @@ def build(
 
     Example: mlkit dataset build fraud --since 90d --set-current
     """
-    from mlkit.toolkit.clock import parse_moment, utcnow
     from mlkit.toolkit.errors import MlkitError
-    from mlkit.toolkit.fraud.dataset import build_from_config
+    from mlkit.toolkit.fraud.dataset import build_configured
 
     if family != "fraud":
         raise MlkitError(f"no dataset builder for {family!r}", hint="families with one: fraud")
-    config = load_config(ctx)
-    now = utcnow()
-    moments = {
-        name: parse_moment(value, now=now, option=f"--{name.replace('_', '-')}") if value else None
-        for name, value in (("since", since), ("until", until), ("label_cutoff", label_cutoff))
-    }
-    result = build_from_config(open_engine(ctx, config), config, **moments, set_current=set_current)
+    config, engine = load_context(ctx)
+    result = build_configured(
+        engine,
+        config,
+        since=since,
+        until=until,
+        label_cutoff=label_cutoff,
+        set_current=set_current,
+    )
     document = result.as_dict()
     if as_json:
         emit_json(document)

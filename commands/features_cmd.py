@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, open_engine, progress_bar, stdout_console
+from ._common import JsonFlag, emit_json, load_context, open_engine, progress_bar, stdout_console
 from ._render import print_values
 
 app = typer.Typer(
@@ -29,27 +29,17 @@ def materialize(ctx: typer.Context, ttl: TtlOption = None, as_json: JsonFlag = F
 
     Example: mlkit features materialize --ttl 600
     """
-    import time
+    from mlkit.toolkit.fraud.online import materialize_configured
 
-    from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.fraud.online import materialize as write_states
-
-    config = load_config(ctx)
-    client = redis_client(config.redis_url)
-    seconds = ttl if ttl is not None else config.get("fraud.online_ttl_seconds")
-    started = time.perf_counter()
+    config, engine = load_context(ctx)
     with progress_bar() as progress:
-        count = write_states(open_engine(ctx, config), client, seconds, progress=progress)
-    document = {
-        "wallets": count,
-        "ttl_seconds": seconds,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+        document = materialize_configured(engine, config, ttl=ttl, progress=progress)
     if as_json:
         emit_json(document)
         return
     stdout_console().print(
-        f"materialized {count:,} wallets to Redis (TTL {seconds} s) in {document['seconds']} s"
+        f"materialized {document['wallets']:,} wallets to Redis "
+        f"(TTL {document['ttl_seconds']} s) in {document['seconds']} s"
     )
 
 
@@ -63,14 +53,9 @@ def show(
 
     Example: mlkit features show --order 1234 --json
     """
-    from mlkit.toolkit.errors import MlkitError
-    from mlkit.toolkit.fraud.etl import feature_row
+    from mlkit.toolkit.fraud.etl import stored_features
 
-    row = feature_row(open_engine(ctx), order)
-    if row is None:
-        raise MlkitError(
-            f"order {order} has no stored features", hint="run `mlkit etl run` to compute them"
-        )
+    row = stored_features(open_engine(ctx), order)
     if as_json:
         emit_json(row)
         return

@@ -37,12 +37,9 @@ def market(
 
     Example: mlkit ingest market --csv examples/market_btcusdt.csv --symbol BTCUSDT
     """
-    from mlkit.toolkit.db import init_schema
-    from mlkit.toolkit.signal.ingest import ingest_market_csv
+    from mlkit.toolkit.signal.ingest import ingest_market_file
 
-    engine = open_engine(ctx)
-    init_schema(engine)
-    result = ingest_market_csv(engine, csv, symbol).as_dict()
+    result = ingest_market_file(open_engine(ctx), csv, symbol).as_dict()
     if as_json:
         emit_json(result)
         return

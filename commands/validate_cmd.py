@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, open_engine, stdout_console
+from ._common import JsonFlag, emit_json, load_context, stdout_console
 
 app = typer.Typer(help="Validate model artifacts.", no_args_is_help=True)
 
@@ -25,28 +25,16 @@ def model(
 
     Example: mlkit validate model fraud@candidate --min-auc-pr 0.5
     """
-    from mlkit.toolkit.errors import MlkitError
-    from mlkit.toolkit.registry import resolve
-    from mlkit.toolkit.validation import validate_version
+    from mlkit.toolkit.validation import validate_ref
 
-    config = load_config(ctx)
-    mv = resolve(open_engine(ctx, config), ref)
-    checks = validate_version(mv, config, min_auc_pr=min_auc_pr)
-    failed = [c for c in checks if not c.ok]
+    config, engine = load_context(ctx)
+    report = validate_ref(engine, config, ref, min_auc_pr=min_auc_pr)
     if as_json:
-        emit_json(
-            {
-                "model": f"{mv.name}:{mv.version}",
-                "ok": not failed,
-                "checks": [c.__dict__ for c in checks],
-            }
-        )
+        emit_json(report.as_dict())
     else:
         console = stdout_console()
-        for check in checks:
+        for check in report.checks:
             console.print(f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}")
-    if failed:
-        raise MlkitError(
-            f"{mv.name}:{mv.version} failed " + ", ".join(c.name for c in failed),
-            hint="; ".join(c.detail for c in failed),
-        )
+    failure = report.failure()
+    if failure is not None:
+        raise failure

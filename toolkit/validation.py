@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .errors import MlkitError
 
@@ -134,3 +134,39 @@ def promote_validated(
         validate=lambda mv: validation_failures(mv, config),
     )
     return AliasMove(name, alias, before, mv)
+
+
+@dataclass
+class ValidationReport:
+    """`mlkit validate model`: every check of one version."""
+
+    model: str  # name:version
+    checks: list[Check]
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "ok": not self.failed,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+    def failure(self) -> MlkitError | None:
+        """The error naming the failed checks, None when every check passed."""
+        if not self.failed:
+            return None
+        return MlkitError(
+            f"{self.model} failed " + ", ".join(c.name for c in self.failed),
+            hint="; ".join(c.detail for c in self.failed),
+        )
+
+
+def validate_ref(engine, config, ref: str, *, min_auc_pr: float | None = None) -> ValidationReport:
+    """`validate_version` of the version `ref` names."""
+    from .registry import resolve
+
+    mv = resolve(engine, ref)
+    return ValidationReport(mv.ref, validate_version(mv, config, min_auc_pr=min_auc_pr))

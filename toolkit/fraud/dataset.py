@@ -195,3 +195,24 @@ def join_features(
 
 def _sql(engine: Engine, query: sa.Select) -> str:
     return str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def build_configured(
+    engine: Engine,
+    config,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    label_cutoff: str | None = None,
+    set_current: bool = False,
+) -> DatasetResult:
+    """`mlkit dataset build fraud`: `build_from_config` over the moments its options give
+    (30d back from now, or a date; None: unbounded, the cut-off now)."""
+    from ..clock import parse_moment
+
+    now = utcnow()
+    moments = {
+        name: parse_moment(value, now=now, option=f"--{name.replace('_', '-')}") if value else None
+        for name, value in (("since", since), ("until", until), ("label_cutoff", label_cutoff))
+    }
+    return build_from_config(engine, config, **moments, set_current=set_current)

@@ -468,3 +468,14 @@ def feature_row(engine: Engine, order_id: int) -> dict | None:
     with engine.connect() as conn:
         row = conn.execute(sa.select(table).where(table.c.order_id == order_id)).mappings().first()
     return dict(row) if row else None
+
+
+def stored_features(engine: Engine, order_id: int) -> dict:
+    """`mlkit features show`: the order's stored feature row, or an error saying how to
+    compute it."""
+    row = feature_row(engine, order_id)
+    if row is None:
+        raise MlkitError(
+            f"order {order_id} has no stored features", hint="run `mlkit etl run` to compute them"
+        )
+    return row

@@ -296,3 +296,23 @@ def _hold_hours(rows: list[dict], wallet_id: int) -> list[float]:
         if before and before[-1]["buyer_wallet_id"] == wallet_id:
             holds.append((resale["created_at"] - before[-1]["created_at"]).total_seconds() / HOUR)
     return holds
+
+
+def materialize_configured(
+    engine: Engine, config, *, ttl: int | None = None, progress=None
+) -> dict:
+    """`mlkit features materialize`: every wallet's history to the configured Redis (which
+    must answer), each key living `ttl` seconds [default: fraud.online_ttl_seconds]."""
+    import time
+
+    from ..cache import redis_client
+
+    client = redis_client(config.redis_url)
+    seconds = ttl if ttl is not None else config.get("fraud.online_ttl_seconds")
+    started = time.perf_counter()
+    count = materialize(engine, client, seconds, progress=progress)
+    return {
+        "wallets": count,
+        "ttl_seconds": seconds,
+        "seconds": round(time.perf_counter() - started, 2),
+    }

@@ -229,3 +229,11 @@ def ingest_market_csv(engine: Engine, path: str | Path, symbol: str) -> IngestRe
         columns={k: str(v) for k, v in mapping.items()},
         seconds=time.perf_counter() - started,
     )
+
+
+def ingest_market_file(engine: Engine, path: str | Path, symbol: str) -> IngestResult:
+    """`mlkit ingest market`: the schema created where missing, then `ingest_market_csv`."""
+    from ..db import init_schema
+
+    init_schema(engine)
+    return ingest_market_csv(engine, path, symbol)
