@@ -99,10 +99,9 @@ def list_alerts(
 
     Example: mlkit alerts list --all --limit 50
     """
-    from mlkit.toolkit.alerts import alert_history, firing_alerts
+    from mlkit.toolkit.alerts import list_alerts
 
-    engine = open_engine(ctx)
-    rows = alert_history(engine, limit) if show_all else firing_alerts(engine, limit)
+    rows = list_alerts(open_engine(ctx), limit, include_resolved=show_all)
     if as_json:
         emit_json({"alerts": rows})
         return

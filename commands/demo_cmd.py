@@ -137,16 +137,13 @@ def stream(
     import signal
     import sys
 
-    from mlkit.toolkit.cache import redis_client
-    from mlkit.toolkit.demo.stream import DemoStream
+    from mlkit.toolkit.demo.stream import open_stream
     from mlkit.toolkit.errors import MlkitError
 
     if not 0 < rate <= 1000:
         raise MlkitError(f"--rate {rate} is out of range", hint="give 0 < rate <= 1000 per second")
     config, engine = load_context(ctx)
-    streamer = DemoStream(engine, config, redis_client(config.redis_url, required=False), seed=seed)
-    if streamer.predictor is None:
-        err("warning: no fraud@prod model: orders are not scored (run: mlkit quickstart)")
+    streamer = open_stream(engine, config, seed=seed, warn=lambda text: err(f"warning: {text}"))
     stop = {"requested": False}
 
     def request_stop(signum, frame) -> None:

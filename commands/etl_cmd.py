@@ -40,11 +40,11 @@ def run(
 
     Example: mlkit etl run --since last
     """
-    from mlkit.toolkit.fraud.etl import lookback_from_config, run_job
+    from mlkit.toolkit.fraud.etl import run_job_configured
 
     config, engine = load_context(ctx)
     with progress_bar() as progress:
-        result = run_job(engine, since, until, lookback_from_config(config), progress=progress)
+        result = run_job_configured(engine, config, since, until, progress=progress)
     document = result.as_dict()
     if as_json:
         emit_json(document)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_config, open_engine, stdout_console
+from ._common import JsonFlag, emit_json, err, load_context, stdout_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -51,20 +51,18 @@ def dataset(
 
     Example: mlkit inspect dataset --pointer current --strict
     """
-    from mlkit.toolkit.identity import database_home
-    from mlkit.toolkit.inspect import inspect_dataset
+    from mlkit.toolkit.inspect import inspect_in_database
 
     if path is not None and pointer is not None:
         raise typer.BadParameter("give PATH or --pointer, not both", param_hint="--pointer")
-    datasets_dir = None
-    if path is None:  # the pointers of this database's datasets
-        config = load_config(ctx)
-        datasets_dir = database_home(config, open_engine(ctx, config)).datasets_dir
-    report = inspect_dataset(
+    # A pointer is read in this database's datasets folder; a path needs no database.
+    config, engine = load_context(ctx) if path is None else (None, None)
+    report = inspect_in_database(
         path,
         pointer=pointer.value if pointer else None,
-        datasets_dir=datasets_dir,
         samples=samples,
+        config=config,
+        engine=engine,
     )
     if as_json:
         emit_json(report)

@@ -52,7 +52,7 @@ def run(
 
     Example: mlkit retention run --older-than 365d --dry-run
     """
-    from mlkit.toolkit.retention import run_retention
+    from mlkit.toolkit.retention import run_retention_configured
 
     config = load_config(ctx)
     if not dry_run:
@@ -61,10 +61,11 @@ def run(
             yes,
             unattended=True,
         )
-    document = run_retention(
+    document = run_retention_configured(
         open_engine(ctx, config),
-        older_than=older_than or str(config.get("retention.older_than")),
-        batch_size=batch_size or int(config.get("retention.batch_size")),
+        config,
+        older_than=older_than,
+        batch_size=batch_size,
         dry_run=dry_run,
     )
     if as_json:

@@ -570,3 +570,8 @@ def alert_history(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
             sa.select(alerts).order_by(alerts.c.alert_id.desc()).limit(max(int(limit), 0))
         ).all()
     return [row._asdict() for row in rows]
+
+
+def list_alerts(engine: Engine, limit: int, *, include_resolved: bool = False) -> list[dict]:
+    """`mlkit alerts list`: the firing alerts, or with `include_resolved` the history."""
+    return alert_history(engine, limit) if include_resolved else firing_alerts(engine, limit)

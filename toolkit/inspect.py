@@ -498,3 +498,16 @@ def _auc_check(auc: dict[str, Any]) -> Verdict:
         return "single_feature_auc", True, "no feature scored"
     detail = f"best single feature {best['feature']} at {best['auc']:.3f} < {auc['threshold']}"
     return "single_feature_auc", True, detail
+
+
+def inspect_in_database(
+    path: str | Path | None, *, pointer: str | None, samples: int, config=None, engine=None
+) -> dict[str, Any]:
+    """`mlkit inspect dataset`: `inspect_dataset`, a pointer read in the datasets folder of
+    the database `engine` reaches (needed only when no path is given)."""
+    datasets_dir = None
+    if engine is not None:
+        from .identity import database_home
+
+        datasets_dir = database_home(config, engine).datasets_dir
+    return inspect_dataset(path, pointer=pointer, datasets_dir=datasets_dir, samples=samples)

@@ -274,3 +274,21 @@ def run_retention(
     total = moved["orders"] + moved["predictions"]
     document["rows_per_second"] = round(total / seconds) if seconds > 0 and total else None
     return document
+
+
+def run_retention_configured(
+    engine: Engine,
+    config,
+    *,
+    older_than: str | None = None,
+    batch_size: int | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """`mlkit retention run`: `run_retention`, the cut-off and batch size defaulting to
+    retention.older_than and retention.batch_size."""
+    return run_retention(
+        engine,
+        older_than=older_than or str(config.get("retention.older_than")),
+        batch_size=batch_size or int(config.get("retention.batch_size")),
+        dry_run=dry_run,
+    )

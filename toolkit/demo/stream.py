@@ -280,3 +280,16 @@ class DemoStream(_Traffic, _Writes):
                 time.sleep(min(0.1, max(0.0, pause_until - time.monotonic())))
         totals.seconds = time.monotonic() - started
         return totals
+
+
+def open_stream(
+    engine: Engine, config, *, seed: int | None, warn: Callable[[str], None]
+) -> DemoStream:
+    """`mlkit demo stream`: a stream over the database and the configured Redis when it
+    answers; `warn` is told when no fraud@prod model scores the orders."""
+    from ..cache import redis_client
+
+    stream = DemoStream(engine, config, redis_client(config.redis_url, required=False), seed=seed)
+    if stream.predictor is None:
+        warn("no fraud@prod model: orders are not scored (run: mlkit quickstart)")
+    return stream

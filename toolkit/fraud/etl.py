@@ -479,3 +479,14 @@ def stored_features(engine: Engine, order_id: int) -> dict:
             f"order {order_id} has no stored features", hint="run `mlkit etl run` to compute them"
         )
     return row
+
+
+def run_job_configured(
+    engine: Engine,
+    config,
+    since: str | None,
+    until: str | None,
+    progress: ProgressCallback | None = None,
+) -> EtlResult:
+    """`mlkit etl run`: `run_job` with the configured etl.lookback."""
+    return run_job(engine, since, until, lookback_from_config(config), progress=progress)
