@@ -277,12 +277,7 @@ def run_retention(
 
 
 def run_retention_configured(
-    engine: Engine,
-    config,
-    *,
-    older_than: str | None = None,
-    batch_size: int | None = None,
-    dry_run: bool = False,
+    engine: Engine, config, *, older_than: str | None, batch_size: int | None, dry_run: bool
 ) -> dict[str, Any]:
     """`mlkit retention run`: `run_retention`, the cut-off and batch size defaulting to
     retention.older_than and retention.batch_size."""

@@ -198,21 +198,16 @@ def _sql(engine: Engine, query: sa.Select) -> str:
 
 
 def build_configured(
-    engine: Engine,
-    config,
-    *,
-    since: str | None = None,
-    until: str | None = None,
-    label_cutoff: str | None = None,
-    set_current: bool = False,
+    engine: Engine, config, *, set_current: bool = False, **moments: str | None
 ) -> DatasetResult:
-    """`mlkit dataset build fraud`: `build_from_config` over the moments its options give
-    (30d back from now, or a date; None: unbounded, the cut-off now)."""
+    """`mlkit dataset build fraud`: `build_from_config` over `moments` (since, until,
+    label_cutoff) as their options give them: 30d back from now or a date; None: unbounded,
+    the cut-off now."""
     from ..clock import parse_moment
 
     now = utcnow()
-    moments = {
+    parsed = {
         name: parse_moment(value, now=now, option=f"--{name.replace('_', '-')}") if value else None
-        for name, value in (("since", since), ("until", until), ("label_cutoff", label_cutoff))
+        for name, value in moments.items()
     }
-    return build_from_config(engine, config, **moments, set_current=set_current)
+    return build_from_config(engine, config, **parsed, set_current=set_current)
