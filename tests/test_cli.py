@@ -83,6 +83,49 @@ def test_every_group_and_command_answers_help(cli):
         assert "Usage: " in result.stdout
 
 
+def toolkit_names(node) -> list[str]:
+    """`module.name` of every name a function (or module) imports from mlkit.toolkit."""
+    import ast
+
+    return [
+        f"{sub.module.removeprefix('mlkit.toolkit.')}.{alias.name}"
+        for sub in ast.walk(node)
+        if isinstance(sub, ast.ImportFrom) and (sub.module or "").startswith("mlkit.toolkit.")
+        for alias in sub.names
+    ]
+
+
+def is_workflow(name: str) -> bool:
+    """Not an error class, a formatter, an option parser or a constant: a toolkit workflow."""
+    module, _, symbol = name.rpartition(".")
+    helper = module in ("errors", "formats") or symbol == "masked"
+    return not (helper or symbol.startswith("parse_") or symbol.isupper())
+
+
+def test_every_command_calls_one_toolkit_workflow():
+    """Commands parse, call one toolkit function and render (issue 16); what a command's
+    private helpers import counts as the command's own."""
+    import ast
+
+    wiring = {}
+    for path in sorted((Path(__file__).resolve().parents[1] / "commands").glob("*_cmd.py")):
+        functions = [n for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)]
+        helpers = {f.name: f for f in functions if f.name.startswith("_")}
+        for command in (f for f in functions if not f.name.startswith("_")):
+            called = {
+                c.func.id
+                for c in ast.walk(command)
+                if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+            }
+            names = toolkit_names(command)
+            for name in called & helpers.keys():
+                names += toolkit_names(helpers[name])
+            workflows = sorted({n for n in names if is_workflow(n)})
+            if len(workflows) > 1:
+                wiring[f"{path.stem}.{command.name}"] = workflows
+    assert wiring == {}
+
+
 def test_version(cli):
     result = cli("--version")
     assert result.exit_code == 0
