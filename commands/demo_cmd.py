@@ -90,14 +90,14 @@ def seed(
     with progress_bar() as progress:  # draws nothing before the first step: asking comes first
         result = seed_with_consent(
             engine,
-            append=append,
-            replace=replace,
-            confirm_replace=lambda what: confirm_destructive(what, yes),
             orders=orders,
             days=days,
             seed=seed,
             families=chosen,
             start=start,
+            confirm_replace=lambda what: confirm_destructive(what, yes),
+            append=append,
+            replace=replace,
             shift=shifts,
             progress=progress,
         )
