@@ -242,6 +242,7 @@ def test_families_and_shift_arguments_are_checked():
         parse_families("fraud,crypto")
 
 
+@pytest.mark.slow
 def test_quickstart_leaves_every_table_with_demo_data(cli, tmp_path, redis_url, monkeypatch):
     monkeypatch.setenv("MLKIT_REDIS_URL", redis_url)
     result = cli("quickstart", "--orders", "12000", "--json")

@@ -77,6 +77,7 @@ def test_stream_places_the_rate_and_scores_every_order(engine, database_url, wor
         assert Fence(conn).foreign_rows(conn) == {}
 
 
+@pytest.mark.slow
 def test_stream_makes_fraud_bursts_from_new_wallets_in_plain_values(engine, world):
     """A tick's worth of orders at a time, on a clock moved by hand: bot sessions start,
     their wallets are new, and a burst places several orders within minutes."""
@@ -132,6 +133,7 @@ def test_stream_makes_fraud_bursts_from_new_wallets_in_plain_values(engine, worl
     float(raw[0][0]), float(raw[0][1]), int(raw[0][2])  # plain numbers in the database
 
 
+@pytest.mark.slow
 def test_warm_start_streams_fraud_at_its_steady_rate_from_the_first_minute(engine, world):
     """Sessions under way are created with their earlier orders backdated, so the first
     minute already holds bursts at full velocity and the world's share of bot orders (a
@@ -177,6 +179,7 @@ def test_warm_start_streams_fraud_at_its_steady_rate_from_the_first_minute(engin
     assert _checksum(engine, first_order) == before  # existing rows untouched
 
 
+@pytest.mark.slow
 def test_warm_start_never_backdates_before_the_world_ends(engine, world):
     """A stream started a minute after the world's last order backdates at most five
     minutes before that order."""

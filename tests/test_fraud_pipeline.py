@@ -33,6 +33,7 @@ def trained(engine, tmp_path_factory):
     return config, result
 
 
+@pytest.mark.slow
 def test_training_catches_the_features_up_and_builds_a_fresh_snapshot(engine, trained):
     config, result = trained
     with engine.connect() as conn:

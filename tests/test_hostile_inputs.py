@@ -293,6 +293,7 @@ def order_json(draw) -> str:
     return json.dumps(order)  # NaN and Infinity come out as such: not JSON, on purpose
 
 
+@pytest.mark.slow
 @given(order=order_json(), model=st.one_of(st.just("fraud@prod"), reference))
 @example(order='{"price": "eighty"}', model="fraud@prod")
 @example(order=json.dumps({**VALID_ORDER, "buyer_wallet_id": "abc"}), model="fraud@prod")

@@ -427,6 +427,7 @@ def test_mysql_variables_make_the_default_target(cli, source_db, tmp_path, monke
         drop_database(url)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", SERVERS)
 def test_mlkit_commands_work_on_a_migrated_mlkit_database(cli, tmp_path, server):
     """mlkit's own SQLite database, moved: status and the registry read the same."""

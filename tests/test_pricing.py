@@ -80,6 +80,7 @@ def _reward_worker(url: str, redis_url: str, rewards: list[float], start) -> Non
         store.record("surge_pricing", r)
 
 
+@pytest.mark.slow
 def test_concurrent_rewards_add_up_exactly_in_redis_and_database(world, redis_url):
     store = BanditStore(world, redis_of(redis_url))
     store.reset()

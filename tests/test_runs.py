@@ -256,6 +256,7 @@ def test_status_without_schema_says_db_init(tmp_path, cli):
     assert "mlkit db init" in result.stderr
 
 
+@pytest.mark.slow
 def test_fraud_failing_its_gate_is_rejected_alerted_and_shown(engine, cli, tmp_path):
     from mlkit.toolkit.demo.seed import seed_demo
 
