@@ -151,10 +151,9 @@ def stream(
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C is final
 
     def report(t) -> None:
-        flagged = t.decisions.get("BLOCKED", 0) + t.decisions.get("MANUAL_REVIEW", 0)
         err(
             f"streamed {t.orders:,} orders in {t.seconds:.0f} s ({t.completed:,} completed, "
-            f"{t.scored:,} scored, {flagged:,} blocked or in review)"
+            f"{t.scored:,} scored, {t.flagged:,} blocked or in review)"
         )
 
     previous = signal.signal(signal.SIGINT, request_stop)

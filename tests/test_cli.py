@@ -103,7 +103,7 @@ def is_workflow(name: str) -> bool:
 
 
 def test_every_command_calls_one_toolkit_workflow():
-    """Commands parse, call one toolkit function and render (issue 16); what a command's
+    """Commands parse, call one toolkit function and render; what a command's
     private helpers import counts as the command's own."""
     import ast
 

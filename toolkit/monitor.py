@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from . import schema
 from .clock import utcnow
 from .db import KPI_VIEW, dialect_name
-from .fraud.columns import DECISIONS, FLAGGED
+from .fraud.columns import BLOCKED, DECISIONS, FLAGGED
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 SPARK_HOURS = 48
@@ -124,7 +124,7 @@ def fraud_overview(engine: Engine, now: datetime | None = None) -> dict:
                 o.c.buyer_wallet_id,
             )
             .join(o, o.c.order_id == p.c.order_id)
-            .where(p.c.decision == "BLOCKED")
+            .where(p.c.decision == BLOCKED)
             .order_by(p.c.created_at.desc(), p.c.id.desc())
             .limit(LATEST_BLOCKED)
         ).all()

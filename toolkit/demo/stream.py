@@ -59,6 +59,13 @@ class StreamTotals:
     requested_rate: float = 0.0
     warm_start: dict = field(default_factory=dict)
 
+    @property
+    def flagged(self) -> int:
+        """Orders blocked or sent to review."""
+        from ..fraud.columns import FLAGGED
+
+        return sum(self.decisions.get(decision, 0) for decision in FLAGGED)
+
     def as_dict(self) -> dict:
         """The totals as JSON takes them, with the achieved rate before the warm start."""
         totals = asdict(self)

@@ -43,4 +43,5 @@ DATASET_COLUMNS = (*DATASET_KEYS, *FEATURES, "amount", "label", "label_available
 # Decisions a score maps to, mildest first; the flagged ones count as fraud in rates and
 # alert rules (the dashboard's fraud rate and the `fraud_rate` alert share this).
 DECISIONS = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
-FLAGGED = ("MANUAL_REVIEW", "BLOCKED")
+FLAGGED = DECISIONS[2:]
+BLOCKED = DECISIONS[-1]
