@@ -119,10 +119,15 @@ def throughput(args) -> None:
         state = store.read_database()["baseline"]
         client = redis.Redis.from_url(REDIS)
         script = client.register_script(SET_IF_NEWER_SCRIPT)
+        stamp = store.stamp()
+        value = state.to_json(stamp)
         started = time.perf_counter()
         n = 5000
         for i in range(n):
-            script(keys=["mab:bench"], args=[state.to_json(), state.pulls + i + 1])
+            script(
+                keys=["mab:bench"],
+                args=[value, state.pulls + i + 1, stamp.generation, stamp.database_id],
+            )
         rate = n / (time.perf_counter() - started)
         print(f"reference: the Redis compare-and-set alone, 1 process: {rate:,.0f} updates/s")
         client.delete("mab:bench")
