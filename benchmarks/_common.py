@@ -1,12 +1,15 @@
-"""Small pieces the benchmarks share: their options, running the CLI, timing one call."""
+"""Small pieces the benchmarks share: their options, a fresh home, running the CLI, timing one
+call."""
 
 from __future__ import annotations
 
 import argparse
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -47,3 +50,13 @@ def latency_ms(call: Callable, warm: Iterable, timed: Iterable) -> tuple[float, 
         latencies.append((time.perf_counter() - started) * 1000)
     p50, p99 = np.percentile(latencies, [50, 99])
     return float(p50), float(p99), len(latencies)
+
+
+def fresh_home(database: str | None = None):
+    """A new mlkit home's config and engine: a new SQLite file there unless a URL is given."""
+    from mlkit.toolkit.config import load_config
+    from mlkit.toolkit.db import make_engine
+
+    home = Path(tempfile.mkdtemp(prefix="mlkit-bench-"))
+    url = database or f"sqlite:///{home}/bench.db"
+    return load_config(database_url=url, env={"MLKIT_HOME": str(home)}), make_engine(url)

@@ -14,8 +14,7 @@ import logging
 import time
 
 import sqlalchemy as sa
-from _common import latency_ms, options
-from _home import fresh_home
+from _common import fresh_home, latency_ms, options
 
 from mlkit.toolkit import schema
 from mlkit.toolkit.db import read_frame

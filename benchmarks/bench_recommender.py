@@ -18,8 +18,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from _common import latency_ms
-from _home import fresh_home
+from _common import fresh_home, latency_ms
 
 from mlkit.toolkit.demo.seed import seed_demo
 from mlkit.toolkit.recommender.data import ShopData

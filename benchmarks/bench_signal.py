@@ -13,7 +13,7 @@ import logging
 import time
 from datetime import datetime
 
-from _home import fresh_home
+from _common import fresh_home
 
 from mlkit.toolkit.db import init_schema
 from mlkit.toolkit.demo import market

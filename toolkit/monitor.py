@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from . import schema
 from .clock import utcnow
 from .db import KPI_VIEW, dialect_name
-from .fraud.columns import BLOCKED, DECISIONS, FLAGGED
+from .fraud.columns import BLOCKED, DECISIONS, FLAGGED, flagged_count
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 SPARK_HOURS = 48
@@ -81,7 +81,7 @@ def _kpi_counts(conn: sa.Connection, start: datetime) -> tuple[dict, datetime | 
 
 def _rates(counts: dict) -> dict:
     total = sum(counts.values())
-    flagged = sum(counts.get(d, 0) for d in FLAGGED)
+    flagged = flagged_count(counts)
     return {
         "counts": {d: counts.get(d, 0) for d in DECISIONS},
         "scored": total,

@@ -62,9 +62,9 @@ class StreamTotals:
     @property
     def flagged(self) -> int:
         """Orders blocked or sent to review."""
-        from ..fraud.columns import FLAGGED
+        from ..fraud.columns import flagged_count
 
-        return sum(self.decisions.get(decision, 0) for decision in FLAGGED)
+        return flagged_count(self.decisions)
 
     def as_dict(self) -> dict:
         """The totals as JSON takes them, with the achieved rate before the warm start."""

@@ -15,17 +15,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _has_table(conn: sa.Connection, table: sa.Table) -> bool:
-    return sa.inspect(conn).has_table(table.name)
-
-
 def fraud_probabilities(engine: Engine, order_ids) -> pd.DataFrame | None:
     """The generator's true fraud probability of each order, on a demo database (else None)."""
     import pandas as pd
 
     t = schema.demo_truth_orders
     with engine.connect() as conn:
-        if not _has_table(conn, t):
+        if not sa.inspect(conn).has_table(t.name):
             return None
         frame = pd.read_sql(sa.select(t.c.order_id, t.c.fraud_probability), conn)
     frame = frame[frame["order_id"].isin(order_ids)]
@@ -39,7 +35,7 @@ def best_pricing_arm(engine: Engine, frame: pd.DataFrame) -> str | None:
 
     t, e = schema.demo_truth_pricing, schema.events
     with engine.connect() as conn:
-        if not _has_table(conn, t):
+        if not sa.inspect(conn).has_table(t.name):
             return None
         truth = pd.DataFrame(
             conn.execute(sa.select(t.c.event_type, t.c.arm, t.c.expected_revenue_ratio)).all()
@@ -63,7 +59,7 @@ def pricing_arms(engine: Engine, arms: tuple[str, ...]) -> tuple[list[str], np.n
     with engine.connect() as conn:
         rows = (
             conn.execute(sa.select(t.c.arm, t.c.conversion, t.c.mean_price_ratio)).all()
-            if _has_table(conn, t)
+            if sa.inspect(conn).has_table(t.name)
             else []
         )
     if not rows:

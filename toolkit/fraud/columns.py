@@ -45,3 +45,8 @@ DATASET_COLUMNS = (*DATASET_KEYS, *FEATURES, "amount", "label", "label_available
 DECISIONS = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
 FLAGGED = DECISIONS[2:]
 BLOCKED = DECISIONS[-1]
+
+
+def flagged_count(decisions: dict) -> int:
+    """Orders blocked or sent to review, from counts per decision."""
+    return sum(decisions.get(decision, 0) for decision in FLAGGED)
