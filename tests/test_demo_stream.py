@@ -20,6 +20,18 @@ from mlkit.toolkit.fraud.pipeline import train_fraud_model
 from mlkit.toolkit.pricing.state import BanditStore
 
 
+# The world ends at the start of the clock's day and its labels arrive relative to the clock, so
+# the wall clock would change the world, its model and the stream's draws from run to run.
+MOMENT = "2026-11-30T23:30:00"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fixed_clock():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLKIT_NOW", MOMENT)
+        yield
+
+
 @pytest.fixture(scope="module")
 def world(engine, database_url):
     """A small seeded world with a prod fraud model, shared by the module's tests."""
