@@ -1,0 +1,166 @@
+"""The promotion gate shared by every family: a candidate serves only when it beats the best
+honest baseline on the same holdout by a margin whose bootstrap lower bound is above zero, and
+is not significantly worse than the version serving now.
+
+Baselines must be computable before seeing the holdout (a training-period majority, a model
+fitted on the training rows, ...), never a figure from the holdout's own labels. Rows are
+resampled in pairs (candidate and reference scored on the same resample); time series use a
+circular block bootstrap so that neighbouring, correlated rows move together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+# Score: (truth, predictions) of the resampled rows -> one figure, higher is better.
+Score = Callable[[np.ndarray, np.ndarray], float]
+
+LEVEL = 0.90  # two-sided interval; its lower end is a one-sided 95 % bound
+ROUNDS = 400
+
+
+@dataclass
+class Comparison:
+    """The candidate against one reference: the point margin and its bootstrap interval."""
+
+    reference: str
+    value: float  # the reference's figure on the holdout
+    margin: float  # candidate minus reference
+    interval: tuple[float, float]
+
+    @property
+    def significantly_better(self) -> bool:
+        return self.interval[0] > 0
+
+    @property
+    def significantly_worse(self) -> bool:
+        return self.interval[1] < 0
+
+
+@dataclass
+class Verdict:
+    """What the gate decided, stored in a version's metrics under `gate`."""
+
+    metric: str
+    model: float
+    baselines: dict[str, float]
+    best: Comparison | None  # against the strongest baseline
+    prod: Comparison | None = None  # against the version serving when it was trained
+    unit: str = "row"
+    block: int = 1
+    rounds: int = ROUNDS
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def as_dict(self) -> dict:
+        document = asdict(self)
+        document["passed"] = self.passed
+        document["level"] = LEVEL
+        return document
+
+    def summary(self) -> str:
+        """One line: the margin over the best baseline (and prod), and the verdict."""
+        if self.best is None:
+            return f"{self.metric} {self.model:.4f}: no baseline to compare with"
+        parts = [_describe(self.metric, self.model, self.best)]
+        if self.prod is not None:
+            parts.append(_describe(self.metric, self.model, self.prod))
+        verdict = "passes" if self.passed else "fails: " + "; ".join(self.reasons)
+        return ", ".join(parts) + f" -> {verdict}"
+
+
+def judge(
+    metric: str,
+    score: Score,
+    truth: np.ndarray,
+    candidate: np.ndarray,
+    baselines: Mapping[str, np.ndarray],
+    *,
+    prod: tuple[str, np.ndarray] | None = None,
+    block: int = 1,
+    unit: str = "row",
+    rounds: int = ROUNDS,
+    seed: int = 0,
+) -> Verdict:
+    """Judge `candidate` predictions against each baseline's (and prod's) on the same rows.
+
+    `truth` and every prediction array are aligned row by row, in time order when `block` >
+    1. The strongest baseline is the one with the best point figure; the candidate passes
+    when the lower bound of its margin over that baseline is above zero and prod (when given)
+    is not significantly better than it."""
+    truth = np.asarray(truth)
+    candidate = np.asarray(candidate)
+    model = float(score(truth, candidate))
+    values = {name: float(score(truth, np.asarray(p))) for name, p in baselines.items()}
+    indices = resample_indices(len(truth), block=block, rounds=rounds, seed=seed)
+    verdict = Verdict(metric, model, values, None, unit=unit, block=block, rounds=rounds)
+    if values:
+        name = max(values, key=lambda n: values[n])
+        verdict.best = _compare(name, score, truth, candidate, np.asarray(baselines[name]), indices)
+        if not verdict.best.significantly_better:
+            low, high = verdict.best.interval
+            verdict.reasons.append(
+                f"not above the {name} baseline: margin {verdict.best.margin:+.4f}, "
+                f"{LEVEL:.0%} interval [{low:+.4f}, {high:+.4f}] reaches zero"
+            )
+    else:
+        verdict.reasons.append("no baseline could be computed on this holdout")
+    if prod is not None:
+        ref, predictions = prod
+        verdict.prod = _compare(ref, score, truth, candidate, np.asarray(predictions), indices)
+        if verdict.prod.significantly_worse:
+            verdict.reasons.append(
+                f"worse than {ref} on the same holdout: margin {verdict.prod.margin:+.4f}"
+            )
+    return verdict
+
+
+def resample_indices(n: int, *, block: int = 1, rounds: int = ROUNDS, seed: int = 0):
+    """`rounds` arrays of `n` row indices drawn with replacement; with `block` > 1, runs of
+    `block` consecutive rows (circular), so serial correlation survives the resampling."""
+    rng = np.random.default_rng(seed)
+    if n == 0:
+        return np.zeros((rounds, 0), dtype=np.int64)
+    block = max(1, min(int(block), n))
+    if block == 1:
+        return rng.integers(0, n, size=(rounds, n))
+    starts = rng.integers(0, n, size=(rounds, -(-n // block)))
+    runs = (starts[:, :, None] + np.arange(block)[None, None, :]) % n
+    return runs.reshape(rounds, -1)[:, :n]
+
+
+def _compare(name, score, truth, candidate, reference, indices) -> Comparison:
+    value = float(score(truth, reference))
+    margins = np.array(
+        [score(truth[i], candidate[i]) - score(truth[i], reference[i]) for i in indices],
+        dtype=float,
+    )
+    margins = margins[np.isfinite(margins)]
+    tail = (1 - LEVEL) / 2
+    if margins.size:
+        low, high = np.quantile(margins, [tail, 1 - tail])
+    else:
+        low = high = float("nan")
+    point = float(score(truth, candidate)) - value
+    return Comparison(name, value, point, (float(low), float(high)))
+
+
+def _describe(metric: str, model: float, c: Comparison) -> str:
+    low, high = c.interval
+    return (
+        f"{metric} {model:.4f} vs {c.reference} {c.value:.4f} "
+        f"(margin {c.margin:+.4f}, {LEVEL:.0%} interval [{low:+.4f}, {high:+.4f}])"
+    )
+
+
+def stored_verdict(metrics: Mapping | None) -> dict | None:
+    """The gate document a version was registered with, None for versions trained before
+    gates existed."""
+    gate = (metrics or {}).get("gate")
+    return gate if isinstance(gate, Mapping) else None
