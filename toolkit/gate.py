@@ -107,7 +107,7 @@ def judge(
             low, high = verdict.best.interval
             verdict.reasons.append(
                 f"not above the {name} baseline: margin {verdict.best.margin:+.4f}, "
-                f"{LEVEL:.0%} interval [{low:+.4f}, {high:+.4f}] reaches zero"
+                f"{LEVEL:.0%} interval [{low:+.4f}, {high:+.4f}] does not clear zero"
             )
     else:
         verdict.reasons.append("no baseline could be computed on this holdout")
