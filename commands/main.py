@@ -27,6 +27,7 @@ from . import (
     models_cmd,
     quickstart_cmd,
     recommend_cmd,
+    report_cmd,
     retention_cmd,
     score_cmd,
     signal_cmd,
@@ -67,6 +68,7 @@ app.add_typer(signal_cmd.app, name="signal")
 app.add_typer(mab_cmd.app, name="mab")
 app.add_typer(recommend_cmd.app, name="recommend")
 app.add_typer(recommend_cmd.export_app, name="export")
+app.add_typer(report_cmd.app, name="report")
 app.command("status")(status_cmd.status)
 app.command("quickstart")(quickstart_cmd.quickstart)
 app.command("migrate")(migrate_cmd.migrate)

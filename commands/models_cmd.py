@@ -145,6 +145,47 @@ def show(
         console.print(sub)
 
 
+@app.command("diff")
+def diff(
+    ctx: typer.Context,
+    a: Annotated[str, typer.Argument(help="The first version, e.g. fraud:2.")],
+    b: Annotated[str, typer.Argument(help="The second version, e.g. fraud@prod.")],
+    every: Annotated[bool, typer.Option("--all", help="Also the rows that are equal.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Two versions' metrics, features and parameters side by side, with B minus A.
+
+    Example: mlkit models diff fraud:2 fraud@prod
+    """
+    from mlkit.toolkit.report.diff import diff_versions
+
+    result = diff_versions(open_engine(ctx), a, b)
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    shown = result.rows if every else result.changed
+    table = Table(title=f"{result.a} → {result.b}" + ("" if every else " (what differs)"))
+    for column, justify in (("section", "left"), ("key", "left"), (result.a, "right")):
+        table.add_column(column, justify=justify)
+    table.add_column(result.b, justify="right", overflow="fold")
+    table.add_column("change", justify="right")
+    for row in shown:
+        change = "" if row["change"] is None else f"{row['change']:+.4g}"
+        cells = (row["section"], row["key"], _num(row["a"]), _num(row["b"]), change)
+        table.add_row(*(escape(str(c)) for c in cells))
+    console = stdout_console()
+    console.print(table)
+    console.print(
+        f"features: {result.shared_features} shared; only in {result.a}: "
+        f"{escape(', '.join(result.only_a) or '-')}; only in {result.b}: "
+        f"{escape(', '.join(result.only_b) or '-')}",
+        soft_wrap=True,
+    )
+
+
 def _report_move(move: AliasMove, as_json: bool) -> None:
     if as_json:
         emit_json(move.as_dict())
