@@ -69,13 +69,14 @@ def test_a_profile_of_red_shirts_recommends_red_shirts(tmp_path):
     model.save(path)
     loaded = RecommenderModel.load(path.read_bytes())
     row = loaded.user_index(1)
-    profile = loaded.profiles[row].toarray().ravel()
-    scores = loaded.user_scores(profile, loaded.user_price_z[row])
+    scores = loaded.batch_scores(np.array([row]))[:, 0]
     best = top_n(scores, 2, loaded.bought[row].indices)
     picked = products.set_index("product_id").loc[loaded.product_ids[best]]
     assert (picked.color == "Red").all() and (picked.category == "Shirts").all()
     assert seen[1] not in loaded.product_ids[best]  # bought
-    assert np.allclose(scores, model.user_scores(profile, model.user_price_z[row]))
+    assert np.allclose(scores, model.batch_scores(np.array([row]))[:, 0])
+    history = loaded.history[row]
+    assert np.allclose(scores, loaded.history_scores(history.indices, history.data))
     assert loaded.window_end.startswith("2026-03-03")
 
 

@@ -79,6 +79,12 @@ DEFAULTS: dict[str, Any] = {
         "text_weight": 0.7,
         "price_weight": 0.2,
         "rating_weight": 0.1,
+        # The blend: the content score above, item co-occurrence and popularity, each
+        # standardised per user; the mix is tuned on an inner time cut unless tune_mix is off.
+        "content_weight": 1.0,
+        "collaborative_weight": 1.0,
+        "popularity_weight": 0.5,
+        "tune_mix": True,
         "recency_half_life_days": 30,
         "min_interactions": 500,  # fewer in the window: no new recommender
     },

@@ -23,14 +23,14 @@ from ..inputs import MAX_DURATION_DAYS
 class ShopData:
     products: pd.DataFrame  # catalogue + avg_rating, review_count, interaction_count
     interactions: pd.DataFrame  # user_id, product_id, interaction_type, rating, created_at
-    reviews: pd.DataFrame  # product_id, rating
+    reviews: pd.DataFrame  # product_id, rating, created_at (written by now)
     window_start: datetime
     window_end: datetime  # now when loaded
     days: float
 
 
 def load_shop_data(engine: Engine, days: float, now: datetime | None = None) -> ShopData:
-    """The catalogue and the interactions of (now - days, now]."""
+    """The catalogue, the interactions of (now - days, now] and the reviews written by now."""
     if not 0 < days <= MAX_DURATION_DAYS:  # NaN fails too
         raise MlkitError(
             f"--days must be positive and at most {MAX_DURATION_DAYS}, not {days}",
@@ -59,7 +59,10 @@ def load_shop_data(engine: Engine, days: float, now: datetime | None = None) -> 
             .order_by(i.c.created_at, i.c.id)
         )
         interactions = read_frame(conn, query)
-        reviews = read_frame(conn, sa.select(r.c.product_id, r.c.rating))
+        reviews = read_frame(
+            conn,
+            sa.select(r.c.product_id, r.c.rating, r.c.created_at).where(r.c.created_at <= now),
+        )
     stats = reviews.groupby("product_id")["rating"].agg(avg_rating="mean", review_count="count")
     counts = interactions.groupby("product_id").size().rename("interaction_count")
     products = products.join(stats, on="product_id").join(counts, on="product_id")

@@ -1,18 +1,23 @@
-"""The content-based recommender: sparse TF-IDF over product attributes, price and rating.
+"""The recommender: a content model blended with item co-occurrence and popularity.
 
-score(user or product, candidate) = text_weight x cosine of TF-IDF vectors
-                                  + price_weight x exp(-|z(log price) difference|)
-                                  + rating_weight x (shrunk average rating / 5)
+content(user or product, candidate) = text_weight x cosine of TF-IDF vectors
+                                    + price_weight x exp(-|z(log price) difference|)
+                                    + rating_weight x (shrunk average rating / 5)
+collaborative(user, candidate)      = co-occurrence: how many users touched the candidate
+                                      together with each product of the user's history
+popularity(candidate)               = log(1 + type- and recency-weighted interactions)
+score = mix . (each part standardised over the catalogue for that user)
 
-A user's profile is the L2-normalised sum of the vectors of the products they touched, weighted
-by what they did and how recently, so its dot product with a product is a cosine. Scores are
-computed a batch of users at a time, never as a products x products matrix, and the artifact is
-one `.npz` of plain arrays, loaded without pickle.
+A user's content profile is the L2-normalised sum of the vectors of the products they touched,
+weighted by what they did and how recently, so its dot product with a product is a cosine.
+Co-occurrence is computed through the users x products history (history . historyT . history),
+never as a products x products matrix, and the artifact is one `.npz` of plain arrays, loaded
+without pickle. Artifacts saved before the blend load with mix (1, 0, 0): content alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +27,8 @@ from scipy import sparse
 TYPE_WEIGHTS = {"purchase": 1.0, "add_to_cart": 0.6, "rate": 0.4, "view": 0.15}
 TEXT_COLUMNS = ("category", "gender", "color", "material", "size")
 RATING_PRIOR_COUNT = 5.0  # reviews' worth of the catalogue mean mixed into each product
-_SPARSE = ("tfidf", "profiles", "bought", "history")
+_SPARSE = ("tfidf", "bought", "history")
+CONTENT_ONLY = (1.0, 0.0, 0.0)  # the mix of artifacts saved before the blend
 
 
 @dataclass
@@ -35,13 +41,12 @@ class RecommenderModel:
     rating: np.ndarray  # shrunk average rating / 5, in [0, 1]
     popularity: np.ndarray  # type- and recency-weighted interactions per product
     user_ids: np.ndarray  # sorted int64
-    profiles: sparse.csr_matrix  # users x terms, rows L2-normalised
-    user_price_z: np.ndarray
     bought: sparse.csr_matrix  # users x products, 1 where purchased
     history: sparse.csr_matrix  # users x products, interaction weights
     weights: np.ndarray  # text, price, rating
     terms: np.ndarray  # the TF-IDF vocabulary by column
     window_end: str  # newest interaction the model saw (ISO), "" when none
+    mix: np.ndarray = field(default_factory=lambda: np.array(CONTENT_ONLY))  # see the top
 
     # ------------------------------------------------------------ lookups
 
@@ -60,24 +65,71 @@ class RecommenderModel:
 
     # ------------------------------------------------------------ scoring
 
-    def blend(self, text: np.ndarray, target_z: np.ndarray) -> np.ndarray:
-        """Scores of every product, for one (text (n,), z scalar) or a batch ((n, m), (m,))."""
+    def content(self, text: np.ndarray, target_z: np.ndarray) -> np.ndarray:
+        """Content scores of every product, for one (text (n,), z scalar) or a batch ((n, m),
+        (m,))."""
         text_w, price_w, rating_w = self.weights
         z = self.price_z if text.ndim == 1 else self.price_z[:, None]
         rating = self.rating if text.ndim == 1 else self.rating[:, None]
         return text_w * text + price_w * np.exp(-np.abs(z - target_z)) + rating_w * rating
 
-    def user_scores(self, profile: np.ndarray, target_z: float) -> np.ndarray:
-        return self.blend(self.tfidf @ profile, np.float64(target_z))
+    def parts(self, histories: sparse.csr_matrix, *, every: bool = False) -> dict[str, np.ndarray]:
+        """The blend's parts, (products, users) each, for users given as a users x products
+        matrix of interaction weights (a stored history row, or one folded in at serving);
+        co-occurrence only when the mix uses it, unless `every`."""
+        histories = sparse.csr_matrix(histories, dtype=np.float64)
+        totals = np.asarray(histories.sum(axis=1)).ravel()
+        profiles = (histories @ self.tfidf).toarray()
+        norms = np.linalg.norm(profiles, axis=1, keepdims=True)
+        profiles = np.divide(profiles, norms, out=np.zeros_like(profiles), where=norms > 0)
+        target_z = np.divide(
+            histories @ self.price_z, totals, out=np.zeros(len(totals)), where=totals > 0
+        )
+        parts = {"content": self.content(self.tfidf @ profiles.T, target_z)}
+        if every or self.mix[1]:
+            parts["collaborative"] = self.cooccurrence(histories)
+        return parts
+
+    def cooccurrence(self, histories: sparse.csr_matrix) -> np.ndarray:
+        """(products, users): for each product, how many times it was touched by a user who
+        also touched a product of each history (the rows of `histories`)."""
+        touched = _pattern(histories)
+        basis = _pattern(self.history)
+        return np.asarray(((touched @ basis.T) @ basis).T.todense(), dtype=np.float64)
+
+    def mixed(self, parts: dict[str, np.ndarray], mix=None) -> np.ndarray:
+        """The blend of `parts` (arrays of shape (products,) or (products, users)) by `mix`
+        (the model's unless given), each part standardised over the products so that the mix
+        weights are comparable."""
+        content_w, collaborative_w, popularity_w = self.mix if mix is None else mix
+        score = content_w * standardised(parts["content"])
+        if collaborative_w:
+            score = score + collaborative_w * standardised(parts["collaborative"])
+        if popularity_w:
+            popular = standardised(np.log1p(np.clip(self.popularity, 0, None)))
+            score = score + popularity_w * (popular if score.ndim == 1 else popular[:, None])
+        return score
+
+    def history_scores(self, touched: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """Scores of every product for one history given as (product index, weight) pairs."""
+        row = sparse.csr_matrix(
+            (weight, (np.zeros(len(touched), np.int64), touched)), shape=(1, len(self.product_ids))
+        )
+        return self.mixed({k: v[:, 0] for k, v in self.parts(row).items()})
 
     def product_scores(self, index: int) -> np.ndarray:
+        """Scores of every product as neighbours of product `index`: its own vector as the
+        content profile, the users who touched it for co-occurrence."""
         text = (self.tfidf @ self.tfidf[index].T).toarray().ravel()
-        return self.blend(text, self.price_z[index])
+        parts = {"content": self.content(text, self.price_z[index])}
+        if self.mix[1]:
+            one = sparse.csr_matrix(([1.0], ([0], [index])), shape=(1, len(self.product_ids)))
+            parts["collaborative"] = self.cooccurrence(one)[:, 0]
+        return self.mixed(parts)
 
     def batch_scores(self, users: np.ndarray) -> np.ndarray:
         """(products, len(users)) scores for a batch of user indices."""
-        profiles = self.profiles[users].toarray().T
-        return self.blend(self.tfidf @ profiles, self.user_price_z[users])
+        return self.mixed(self.parts(self.history[users]))
 
     # ------------------------------------------------------------ persistence
 
@@ -115,10 +167,26 @@ class RecommenderModel:
                         ),
                         shape=tuple(data[f"{f.name}.shape"]),
                     )
-                else:
+                elif f.name in data.files:
                     value = data[f.name]
                     values[f.name] = value.item() if value.ndim == 0 else value
         return cls(**values)
+
+
+def standardised(scores: np.ndarray) -> np.ndarray:
+    """Scores over the products (axis 0) as z-scores; a constant column becomes zeros."""
+    mean = scores.mean(axis=0)
+    spread = scores.std(axis=0)
+    spread = np.where(spread > 0, spread, np.inf)
+    return (scores - mean) / spread
+
+
+def _pattern(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
+    """1 where `matrix` has a positive entry: who touched what, however often."""
+    touched = sparse.csr_matrix(matrix, dtype=np.float32, copy=True)
+    touched.data = (touched.data > 0).astype(np.float32)
+    touched.eliminate_zeros()
+    return touched
 
 
 def product_documents(products: pd.DataFrame) -> list[str]:
@@ -147,14 +215,16 @@ def fit(
     reviews: pd.DataFrame,
     *,
     weights: tuple[float, float, float] = (0.7, 0.2, 0.1),
+    mix: tuple[float, float, float] = CONTENT_ONLY,
     half_life_days: float = 30.0,
     now: pd.Timestamp | None = None,
 ) -> RecommenderModel:
     """products: product_id, name, category, gender, color, material, size, price.
     interactions: user_id, product_id, interaction_type, rating, created_at.
-    reviews: product_id, rating."""
+    reviews: product_id, rating.
+    weights: text, price, rating inside the content part; mix: content, collaborative,
+    popularity in the blend."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.preprocessing import normalize
 
     products = products.sort_values("product_id", ignore_index=True)
     product_ids = products["product_id"].to_numpy(np.int64)
@@ -183,11 +253,6 @@ def fit(
     )
     bought.sum_duplicates()
     bought.data[:] = 1.0
-    profiles = normalize(history.astype(np.float32) @ matrix).astype(np.float32).tocsr()
-    totals = np.asarray(history.sum(axis=1)).ravel()
-    user_price_z = np.divide(
-        history @ price_z, totals, out=np.zeros(len(user_ids)), where=totals > 0
-    )
     return RecommenderModel(
         product_ids=product_ids,
         names=products["name"].fillna("").astype(str).to_numpy(dtype=str),
@@ -197,13 +262,12 @@ def fit(
         rating=rating,
         popularity=np.asarray(history.sum(axis=0)).ravel(),
         user_ids=user_ids,
-        profiles=profiles,
-        user_price_z=user_price_z,
         bought=bought.tocsr(),
         history=history,
         weights=np.asarray(weights, dtype=float),
         terms=tfidf.get_feature_names_out().astype(str),
         window_end=pd.Timestamp(now).isoformat() if len(inter) else "",
+        mix=np.asarray(mix, dtype=float),
     )
 
 

@@ -128,7 +128,7 @@ class Recommender:
                 item["reason"] = "popular (no history for this user yet)"
             return {"user_id": user_id, "model": self.ref, "cold_start": True, **result}
         # The user's history as (product index, weight) pairs: the model's row plus what
-        # happened since it was trained. Everything below touches only those products.
+        # happened since it was trained, scored as the model blends (model.history_scores).
         if row is not None:
             start, end = m.history.indptr[row], m.history.indptr[row + 1]
             touched, weight = m.history.indices[start:end], m.history.data[start:end]
@@ -144,11 +144,7 @@ class Recommender:
             weight = np.concatenate([weight, extra])
             purchased = (recent["interaction_type"] == "purchase").to_numpy() & known
             bought.update(position[purchased].tolist())
-        profile = np.asarray(m.tfidf[touched].T @ weight, dtype=float).ravel()
-        norm = np.linalg.norm(profile)
-        profile = profile / norm if norm else profile
-        target_z = float(weight @ m.price_z[touched] / weight.sum()) if weight.sum() else 0.0
-        scores = m.user_scores(profile, target_z)
+        scores = m.history_scores(touched, weight)
         best = top_n(scores, n, np.fromiter(bought, dtype=np.int64))
         anchors = np.unique(touched[np.argsort(-weight)[:20]])
         reasons = self._why_for_user(best, anchors)

@@ -1,8 +1,6 @@
-"""`mlkit train recommender`: offline evaluation on a time-based holdout, then the model
-on the whole window, registered, promoted, and remembered on disk as the last good one.
-
-The holdout is each active user's latest interactions: the model and the popularity baseline,
-fitted on the earlier ones only, should find the products the user had not touched before.
+"""`mlkit train recommender`: the blend graded on a global time cut beside popularity, item
+co-occurrence and the serving version, then fitted on the whole window, registered as
+`candidate` and promoted when its gate passes, and remembered on disk as the last good one.
 """
 
 from __future__ import annotations
@@ -12,112 +10,31 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sqlalchemy.engine import Engine
 
 from ..datasets import _atomic_write_text
 from ..errors import MlkitError, TooLittleData
 from ..identity import database_home
 from .data import ShopData, load_shop_data
-from .model import RecommenderModel, fit, top_n
+from .evaluate import BASELINES, BlendSettings, Evaluation, evaluate, fit_on, prod_hits, time_split
+from .model import RecommenderModel
 
 log = logging.getLogger("mlkit.train")
 
-K = 10
-MIN_USER_INTERACTIONS = 5
-HOLDOUT_SHARE = 0.2
-MAX_EVAL_USERS = 3000
-EVAL_BATCH = 256
+METRIC = "hit_rate_at_10"
 LAST_GOOD = "LAST_GOOD.json"
-
-
-def holdout_split(interactions: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, set]]:
-    """Earlier interactions, and per evaluated user the new products of their latest fifth."""
-    frame = interactions.sort_values(["user_id", "created_at"], kind="stable")
-    size = frame.groupby("user_id")["product_id"].transform("size")
-    rank = frame.groupby("user_id").cumcount()
-    cut = size - np.maximum(1, np.round(size * HOLDOUT_SHARE)).astype(int)
-    held = (size >= MIN_USER_INTERACTIONS) & (rank >= cut)
-    train, test = frame[~held], frame[held]
-    seen = train.groupby("user_id")["product_id"].agg(set)
-    targets = {}
-    for user, products in test.groupby("user_id")["product_id"]:
-        new = set(products) - seen.get(user, set())
-        if new:
-            targets[int(user)] = new
-    return train, targets
-
-
-def evaluate(data: ShopData, weights, half_life_days: float, seed: int = 0) -> dict:
-    train, targets = holdout_split(data.interactions)
-    if not targets:
-        raise MlkitError(
-            "no user has enough interactions for a holdout evaluation",
-            hint=f"widen --days (users need >= {MIN_USER_INTERACTIONS} interactions)",
-        )
-    users = np.array(sorted(targets))
-    if len(users) > MAX_EVAL_USERS:
-        users = np.sort(np.random.default_rng(seed).choice(users, MAX_EVAL_USERS, replace=False))
-    model = fit(
-        data.products,
-        train,
-        data.reviews,
-        weights=weights,
-        half_life_days=half_life_days,
-        now=pd.to_datetime(train["created_at"]).max(),
-    )
-    rows = np.array([model.user_index(u) for u in users])
-    popular_order = np.argsort(-model.popularity, kind="stable")
-    hits = {"model": [], "popular": []}
-    gains = {"model": [], "popular": []}
-    recommended = set()
-    discounts = 1.0 / np.log2(np.arange(2, K + 2))
-    for first in range(0, len(users), EVAL_BATCH):
-        batch = slice(first, first + EVAL_BATCH)
-        scores = model.batch_scores(rows[batch])
-        for column, (user, row) in enumerate(zip(users[batch], rows[batch], strict=True)):
-            touched = model.history[row].indices
-            target = np.isin(model.product_ids, list(targets[int(user)]))
-            ranked = {
-                "model": top_n(scores[:, column], K, touched),
-                "popular": _first_untouched(popular_order, touched, K),
-            }
-            recommended.update(ranked["model"].tolist())
-            for name, items in ranked.items():
-                relevant = target[items]
-                hits[name].append(relevant.any())
-                ideal = discounts[: min(K, int(target.sum()))].sum()
-                gains[name].append((discounts[: len(items)] * relevant).sum() / ideal)
-    return {
-        "hit_rate_at_10": float(np.mean(hits["model"])),
-        "ndcg_at_10": float(np.mean(gains["model"])),
-        "popular_hit_rate_at_10": float(np.mean(hits["popular"])),
-        "popular_ndcg_at_10": float(np.mean(gains["popular"])),
-        "catalog_coverage": len(recommended) / len(model.product_ids),
-        "eval_users": len(users),
-    }
-
-
-def _first_untouched(order: np.ndarray, touched: np.ndarray, k: int) -> np.ndarray:
-    if not len(touched):
-        return order[:k]
-    return order[~np.isin(order, touched)][:k]
-
-
-def config_weights(config) -> tuple[float, float, float]:
-    return tuple(float(config.get(f"recommender.{n}_weight")) for n in ("text", "price", "rating"))
+FEATURES = ["name", "category", "gender", "color", "material", "size", "price", "rating"]
 
 
 def check_enough_interactions(data: ShopData, minimum: int) -> None:
     """A model from a near-empty window would replace the serving one with noise: refuse."""
     n = len(data.interactions)
-    per_user = data.interactions.groupby("user_id").size()
     if data.products.empty:
         why = "and no products"
     elif n < minimum:
         why = f"fewer than recommender.min_interactions ({minimum})"
-    elif not (per_user >= MIN_USER_INTERACTIONS).any():
-        why = f"and no user with {MIN_USER_INTERACTIONS} of them for the holdout"
+    elif not len(time_split(data.interactions, max_users=1).users):
+        why = "and no user active both before and after the holdout's time cut"
     else:
         return
     raise TooLittleData(
@@ -126,6 +43,63 @@ def check_enough_interactions(data: ShopData, minimum: int) -> None:
         hint="widen --days (it counts back from now; --as-of moves now), "
         "or load interactions (try: mlkit demo seed)",
     )
+
+
+def serving_reference(engine: Engine, config, data: ShopData, evaluation: Evaluation, settings):
+    """`recommender@prod`'s hit indicators on the holdout's users (see `prod_hits` for how),
+    or None with the reason it is left out."""
+    from ..registry import read_artifact, resolve
+
+    try:
+        mv = resolve(engine, "recommender@prod")
+    except MlkitError:
+        return None, None
+    try:
+        prod = RecommenderModel.load(read_artifact(mv, config.artifacts_dir))
+        found, how = prod_hits(prod, mv.params or {}, data, evaluation.holdout, settings)
+    except Exception as exc:  # a serving model that cannot score is no reference
+        return None, f"{mv.ref} not compared: {type(exc).__name__}: {exc}"
+    return (mv.ref, found), f"{mv.ref} {how}"
+
+
+def judge(evaluation: Evaluation, prod):
+    """The promotion gate on the holdout's users: the blend against the best baseline and
+    the serving version, paired user by user."""
+    from ..gate import judge as gate_judge
+
+    found = evaluation.hits
+    return gate_judge(
+        metric=METRIC,
+        score=lambda truth, predictions: float(np.mean(predictions)),
+        truth=np.ones(len(found["model"])),
+        candidate=found["model"],
+        baselines={name: found[name] for name in BASELINES},
+        prod=prod,
+        unit="user",
+    )
+
+
+def holdout_metrics(evaluation: Evaluation, verdict, compared: str | None) -> dict:
+    """What the version is registered with: the blend's figures beside its references."""
+    found = {name: float(hits.mean()) for name, hits in evaluation.hits.items()}
+    holdout = evaluation.holdout
+    return {
+        METRIC: found["model"],
+        "ndcg_at_10": evaluation.ndcg,
+        "popular_hit_rate_at_10": found["popularity"],
+        "content_hit_rate_at_10": found["content"],
+        "catalog_coverage": evaluation.coverage,
+        "eval_users": len(holdout.users),
+        "holdout": {
+            "cut": str(holdout.cut),
+            "train_rows": len(holdout.train),
+            "mix": list(evaluation.mix),
+            **evaluation.tuning,
+        },
+        "baselines": {name: found[name] for name in BASELINES},
+        "gate": verdict.as_dict(),
+        "prod_comparison": compared,
+    }
 
 
 def train_recommender(
@@ -137,8 +111,7 @@ def train_recommender(
     from ..runs import training_run
     from ..validation import promote_trained
 
-    weights = config_weights(config)
-    half_life = float(config.get("recommender.recency_half_life_days"))
+    settings = BlendSettings.from_config(config)
     cooldown = int(config.get("training.retry_cooldown_sec"))
     data = load_shop_data(engine, days)
     check_enough_interactions(data, int(config.get("recommender.min_interactions")))
@@ -150,21 +123,12 @@ def train_recommender(
             data.interactions["user_id"].nunique(),
             days,
         )
-        metrics = evaluate(data, weights, half_life)
-        log.info(
-            "[TRAIN] HitRate@10 %.4f (popular %.4f), NDCG@10 %.4f, coverage %.3f",
-            metrics["hit_rate_at_10"],
-            metrics["popular_hit_rate_at_10"],
-            metrics["ndcg_at_10"],
-            metrics["catalog_coverage"],
-        )
-        model = fit(
-            data.products,
-            data.interactions,
-            data.reviews,
-            weights=weights,
-            half_life_days=half_life,
-        )
+        evaluation = evaluate(data, settings)
+        prod, compared = serving_reference(engine, config, data, evaluation, settings)
+        verdict = judge(evaluation, prod)
+        metrics = holdout_metrics(evaluation, verdict, compared)
+        log.info("[TRAIN] %s", verdict.summary())
+        model = fit_on(data.products, data.interactions, data.reviews, settings, evaluation.mix)
         kinds = data.interactions["interaction_type"].value_counts()
         mv = register_model(
             engine,
@@ -175,23 +139,16 @@ def train_recommender(
             filename="model.npz",
             metrics=metrics,
             params={
-                "weights": list(weights),
-                "recency_half_life_days": half_life,
+                "weights": list(settings.weights),
+                "mix": list(evaluation.mix),
+                "recency_half_life_days": settings.recency_half_life_days,
                 "days": days,
                 "window_end": str(data.window_end),
                 "products": len(model.product_ids),
                 "users": len(model.user_ids),
             },
-            features=[
-                "name",
-                "category",
-                "gender",
-                "color",
-                "material",
-                "size",
-                "price",
-                "rating",
-            ],
+            features=FEATURES,
+            input_example=_example(model),
         )
         run.finish(
             version=mv.version,
@@ -199,7 +156,7 @@ def train_recommender(
             class_distribution={str(k): int(v) for k, v in kinds.items()},
             metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
         )
-        if alias:  # inside the run: a version failing its gate makes the run `rejected`
+        if alias:  # inside the run: a version kept from `alias` makes the run `rejected`
             promote_trained(engine, config, mv, alias, reason=f"trained on {days:g} days")
             if alias == "prod":
                 remember_last_good(database_home(config, engine), mv)
@@ -213,6 +170,17 @@ def train_recommender(
         "metrics": metrics,
         "artifact": str(mv.artifact_path),
     }
+
+
+def _example(model: RecommenderModel) -> list[dict]:
+    """A user and a product the version must recommend for (`family.validation_checks`)."""
+    busiest = np.diff(model.history.indptr)
+    if not len(busiest) or not len(model.product_ids):
+        return []
+    return [
+        {"user_id": int(model.user_ids[int(np.argmax(busiest))])},
+        {"product_id": int(model.product_ids[int(np.argmax(model.popularity))])},
+    ]
 
 
 def remember_last_good(home, mv) -> None:
