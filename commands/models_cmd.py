@@ -96,7 +96,8 @@ def show(
     ref: Annotated[str, typer.Argument(help="fraud@prod, fraud:3 or fraud (the latest).")],
     as_json: JsonFlag = False,
 ) -> None:
-    """One version in full: artifact and its sha256 check, metrics, params, features.
+    """One version in full: artifact and its sha256 check, which version serves (and why
+    not this one: its promotion gate's verdict), metrics, params, features.
 
     Example: mlkit models show fraud@prod
     """
@@ -130,6 +131,8 @@ def show(
             + (" …" if len(mv.features) > 12 else ""),
         ),
         ("input example", f"{len(mv.input_example)} row(s)"),
+        ("serving", _serving(report.serving)),
+        ("gate", report.serving["gate"] or "no verdict (registered before promotion gates)"),
     ]
     for key, value in rows:
         table.add_row(key, escape(value))
@@ -174,7 +177,7 @@ def diff(
     table.add_column("change", justify="right")
     for row in shown:
         change = "" if row["change"] is None else f"{row['change']:+.4g}"
-        cells = (row["section"], row["key"], _num(row["a"]), _num(row["b"]), change)
+        cells = (row["section"], row["key"], _listed(row["a"]), _listed(row["b"]), change)
         table.add_row(*(escape(str(c)) for c in cells))
     console = stdout_console()
     console.print(table)
@@ -184,6 +187,20 @@ def diff(
         f"{escape(', '.join(result.only_b) or '-')}",
         soft_wrap=True,
     )
+
+
+def _serving(serving: dict[str, Any]) -> str:
+    """Which version serves, and when not this one, why."""
+    alias = serving["alias"]
+    if serving["this"]:
+        return f"this version ({alias})"
+    serves = f"{alias}: {version_label(serving['version'])}"
+    return f"{serves}; this version does not serve: " + "; ".join(serving["reasons"])
+
+
+def _listed(value: Any) -> str:
+    """A value for a table cell; a list's items each as `_num` writes them."""
+    return ", ".join(map(_num, value)) if isinstance(value, list) else _num(value)
 
 
 def _report_move(move: AliasMove, as_json: bool) -> None:
