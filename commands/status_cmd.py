@@ -14,7 +14,8 @@ from ._common import JsonFlag, emit_json, load_context, stdout_console
 def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Per family: trained or not, prod/candidate/latest versions, the last training run
     (when, how long, samples, metrics; its status ok, failed with the error, or rejected
-    with the validation gates its version failed) and any cooldown with its next retry.
+    with the validation gates its version failed), any cooldown with its next retry, and
+    when the latest version does not serve, why (its promotion gate's verdict).
 
     Example: mlkit status --json
     """
@@ -44,6 +45,8 @@ def _print(document: dict[str, Any]) -> None:
             f"prod {version_label(info['prod'])} · candidate {version_label(info['candidate'])} · "
             f"latest {version_label(info['latest_version'])}",
         )
+        if info.get("waiting"):
+            table.add_row("not serving", _waiting(info["waiting"], info["prod"]))
         if run is None:
             table.add_row("last training", "never")
         else:
@@ -101,7 +104,20 @@ def _symbol_line(entry: dict[str, Any]) -> str:
             parts.append(f"[red]{escape(run['last_error'])}[/red]")
     if entry["cooldown"]:
         parts.append(f"[yellow]cooldown until {when(entry['next_retry_at'])}[/yellow]")
+    if entry.get("waiting"):
+        parts.append(_waiting(entry["waiting"], entry["prod"]))
     return " · ".join(parts)
+
+
+def _waiting(waiting: dict[str, Any], prod: int | None) -> str:
+    """The latest version that does not serve, where it stays and why."""
+    from rich.markup import escape
+
+    where = " and ".join(waiting["aliases"]) or "no alias"
+    return (
+        f"[yellow]v{waiting['version']} stays {where}, prod {version_label(prod)} serves: "
+        f"{escape('; '.join(waiting['reasons']))}[/yellow]"
+    )
 
 
 def _metrics(metrics: dict[str, Any], limit: int = 6) -> str:

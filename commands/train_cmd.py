@@ -13,7 +13,11 @@ app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
 
 AliasOption = Annotated[
     str | None,
-    typer.Option("--alias", help="Alias to move to the new version if it validates; '' for none."),
+    typer.Option(
+        "--alias",
+        help="Where the new version goes: it becomes candidate once it loads, then this alias "
+        "(prod: serves) once its promotion gate passes too; candidate: only that; '' for none.",
+    ),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", help="Ignore a failure cooldown.")]
 SkipOption = Annotated[
@@ -62,9 +66,10 @@ def _warn(text: str) -> None:
 def _fraud_summary(result: dict) -> str:
     m = result["metrics"]
     oracle = f", oracle AUC-PR {m['oracle_auc_pr']:.4f}" if "oracle_auc_pr" in m else ""
+    baselines = "".join(f", {name} {value:.4f}" for name, value in m["baselines"].items())
     return (
-        f"fraud:{result['version']} ({result['kind']}): test AUC-PR {m['auc_pr']:.4f}{oracle}, "
-        f"AUC-ROC {m['auc_roc']:.4f}, F1 {m['f1']:.4f} at {m['threshold']:.3f}"
+        f"fraud:{result['version']} ({result['kind']}): test AUC-PR {m['auc_pr']:.4f}{oracle}"
+        f"{baselines}, AUC-ROC {m['auc_roc']:.4f}, F1 {m['f1']:.4f} at {m['threshold']:.3f}"
     )
 
 
@@ -80,7 +85,7 @@ def fraud(
         ),
     ] = "new",
     model: Annotated[str, typer.Option("--model", help="xgboost or logreg.")] = "xgboost",
-    alias: AliasOption = "candidate",
+    alias: AliasOption = "prod",
     no_etl: Annotated[
         bool,
         typer.Option(
@@ -104,7 +109,13 @@ def fraud(
     Pipeline baseline. On demo data the test metrics sit beside oracle_auc_pr, the true
     probabilities' score.
 
-    Example: mlkit train fraud --alias prod
+    The promotion gate, on the same test orders: the model's AUC-PR must beat the best of
+    its baselines (prior: the training fraud rate for every order; logreg: the Pipeline
+    fitted on the same rows) by a margin whose bootstrap 90 % interval lies above zero,
+    and not be significantly below fraud@prod's. Failing it, the version stays candidate,
+    fraud@prod keeps serving, and the run is recorded rejected (exit 1).
+
+    Example: mlkit train fraud --alias candidate
     """
     from mlkit.toolkit.fraud.pipeline import train_fraud_model
 
@@ -270,9 +281,11 @@ def train_all(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Train every family in turn: fraud, pricing, recommender, then signal for each symbol
     with market data, each with its own command's defaults.
 
-    A failure is recorded and the next family trains anyway; a model cooling down after a
-    failed run, being trained elsewhere, or without data is skipped. Prints a summary;
-    exit 1 if any failed.
+    Each new version becomes candidate, and prod when its promotion gate passes; one the
+    gate keeps from prod is rejected (the serving version stays, not a failure). A failure
+    is recorded and the next family trains anyway; a model cooling down after a failed run,
+    being trained elsewhere, or without data is skipped. Prints a summary; exit 1 if any
+    failed.
 
     Example: mlkit train all --json
     """
@@ -291,7 +304,7 @@ def train_all(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         table = Table(title="train all", title_justify="left")
         for name in ("family", "model", "status", "seconds", "detail"):
             table.add_column(name, overflow="fold")
-        colours = {"ok": "green", "failed": "red", "skipped": "yellow"}
+        colours = {"ok": "green", "rejected": "yellow", "failed": "red", "skipped": "yellow"}
         for r in document["results"]:
             table.add_row(
                 r["family"],
@@ -303,7 +316,8 @@ def train_all(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         console = stdout_console()
         console.print(table)
         console.print(
-            f"{document['ok']} trained, {document['failed']} failed, {document['skipped']} skipped"
+            f"{document['ok']} trained, {document['rejected']} rejected, "
+            f"{document['failed']} failed, {document['skipped']} skipped"
         )
     if document["failed"]:
         raise typer.Exit(1)

@@ -167,4 +167,4 @@ def test_cli_summary_and_exit_codes(cli, database_url, monkeypatch):
     monkeypatch.setattr(train_all_module, "default_plan", plan_with(failing=False))
     result = cli("--database", database_url, "train", "all")
     assert result.exit_code == 0, result.output
-    assert "2 trained, 0 failed, 0 skipped" in result.stdout
+    assert "2 trained, 0 rejected, 0 failed, 0 skipped" in result.stdout

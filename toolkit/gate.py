@@ -10,6 +10,8 @@ circular block bootstrap so that neighbouring, correlated rows move together.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -52,11 +54,28 @@ class Verdict:
     unit: str = "row"
     block: int = 1
     rounds: int = ROUNDS
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why it fails; empty: it passes
+    notes: list[str] = field(default_factory=list)  # what was left out of the comparison, and why
 
     @property
     def passed(self) -> bool:
         return not self.reasons
+
+    @classmethod
+    def from_dict(cls, document: Mapping) -> Verdict:
+        """The verdict `as_dict` stored (NaN comes back from JSON as null)."""
+        return cls(
+            metric=str(document.get("metric", "?")),
+            model=_number(document.get("model")),
+            baselines={k: _number(v) for k, v in (document.get("baselines") or {}).items()},
+            best=_comparison(document.get("best")),
+            prod=_comparison(document.get("prod")),
+            unit=str(document.get("unit", "row")),
+            block=int(document.get("block") or 1),
+            rounds=int(document.get("rounds") or ROUNDS),
+            reasons=[str(r) for r in document.get("reasons") or []],
+            notes=[str(n) for n in document.get("notes") or []],
+        )
 
     def as_dict(self) -> dict:
         document = asdict(self)
@@ -66,13 +85,11 @@ class Verdict:
 
     def summary(self) -> str:
         """One line: the margin over the best baseline (and prod), and the verdict."""
-        if self.best is None:
-            return f"{self.metric} {self.model:.4f}: no baseline to compare with"
-        parts = [_describe(self.metric, self.model, self.best)]
-        if self.prod is not None:
-            parts.append(_describe(self.metric, self.model, self.prod))
+        parts = [
+            _describe(self.metric, self.model, c) for c in (self.best, self.prod) if c is not None
+        ] or [f"{self.metric} {self.model:.4f}, no baseline to compare with"]
         verdict = "passes" if self.passed else "fails: " + "; ".join(self.reasons)
-        return ", ".join(parts) + f" -> {verdict}"
+        return ", ".join(parts) + f" -> {verdict}" + "".join(f" ({n})" for n in self.notes)
 
 
 def judge(
@@ -96,12 +113,13 @@ def judge(
     is not significantly better than it."""
     truth = np.asarray(truth)
     candidate = np.asarray(candidate)
-    model = float(score(truth, candidate))
-    values = {name: float(score(truth, np.asarray(p))) for name, p in baselines.items()}
+    model = _safe(score, truth, candidate)
+    values = {name: _safe(score, truth, np.asarray(p)) for name, p in baselines.items()}
     indices = resample_indices(len(truth), block=block, rounds=rounds, seed=seed)
     verdict = Verdict(metric, model, values, None, unit=unit, block=block, rounds=rounds)
     if values:
-        name = max(values, key=lambda n: values[n])
+        # NaN (a figure the holdout cannot give) never wins the strongest-baseline spot.
+        name = max(values, key=lambda n: (not math.isnan(values[n]), values[n]))
         verdict.best = _compare(name, score, truth, candidate, np.asarray(baselines[name]), indices)
         if not verdict.best.significantly_better:
             low, high = verdict.best.interval
@@ -135,10 +153,26 @@ def resample_indices(n: int, *, block: int = 1, rounds: int = ROUNDS, seed: int 
     return runs.reshape(rounds, -1)[:, :n]
 
 
+def _safe(score: Score, truth: np.ndarray, predictions: np.ndarray) -> float:
+    """`score`, NaN where the rows cannot give a figure (one class only, say): no warning,
+    no exception."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return float(score(truth, predictions))
+        except ValueError:
+            return float("nan")
+
+
 def _compare(name, score, truth, candidate, reference, indices) -> Comparison:
-    value = float(score(truth, reference))
+    """The paired margin on every resample; resamples where either figure is NaN are left
+    out, and no usable resample leaves a NaN interval (which clears nothing)."""
+    value = _safe(score, truth, reference)
     margins = np.array(
-        [score(truth[i], candidate[i]) - score(truth[i], reference[i]) for i in indices],
+        [
+            _safe(score, truth[i], candidate[i]) - _safe(score, truth[i], reference[i])
+            for i in indices
+        ],
         dtype=float,
     )
     margins = margins[np.isfinite(margins)]
@@ -147,8 +181,24 @@ def _compare(name, score, truth, candidate, reference, indices) -> Comparison:
         low, high = np.quantile(margins, [tail, 1 - tail])
     else:
         low = high = float("nan")
-    point = float(score(truth, candidate)) - value
+    point = _safe(score, truth, candidate) - value
     return Comparison(name, value, point, (float(low), float(high)))
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _comparison(document: Mapping | None) -> Comparison | None:
+    if not isinstance(document, Mapping):
+        return None
+    low, high = [*(document.get("interval") or []), None, None][:2]
+    return Comparison(
+        str(document.get("reference", "?")),
+        _number(document.get("value")),
+        _number(document.get("margin")),
+        (_number(low), _number(high)),
+    )
 
 
 def _describe(metric: str, model: float, c: Comparison) -> str:

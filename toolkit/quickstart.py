@@ -33,7 +33,8 @@ def run_quickstart(
     progress: Progress = _no_progress,
 ) -> dict[str, Any]:
     """Seed a demo world, build and promote the fraud model, score every order, train the
-    recommender and the bandit, run one trading signal; the summary.
+    recommender and the bandit, run one trading signal; the summary. A family whose
+    promotion gate keeps its model from prod says why under `rejected`; the others go on.
 
     `confirm_replace(what)` is called before an existing demo world is replaced and raises to stop;
     a database holding rows no demo world wrote is refused untouched."""
@@ -72,40 +73,60 @@ def run_quickstart(
         "signal": signal,
         "tables": counts,
         "live": "mlkit demo stream --rate 20 --duration 600 &  mlkit dashboard",
-        "next": _next_commands(recommender["user_id"], seeded.end + timedelta(days=7)),
+        "next": _next_commands(recommender.get("user_id"), seeded.end + timedelta(days=7)),
     }
 
 
+def _gated(train: Callable[[], dict]) -> tuple[dict | None, str | None]:
+    """A family's training, or None and why when its promotion gate kept it from prod (it
+    stays candidate; the other families go on)."""
+    from .validation import CandidateRejected
+
+    try:
+        return train(), None
+    except CandidateRejected as exc:
+        return None, exc.message
+
+
 def _fraud(engine: Engine, config: Config, step: Callable[[], None]) -> dict[str, Any]:
-    """A snapshot, a model trained on it as candidate, validated into prod, every order scored."""
+    """A snapshot, a model trained on it (candidate, then prod through its gate), every
+    order scored by the version serving."""
     from .fraud.dataset import build_from_config
     from .fraud.pipeline import train_fraud_model
     from .fraud.scoring import Thresholds, score_orders
-    from .registry import promote
-    from .validation import validation_failures
+    from .registry import alias_target, resolve
 
     dataset = build_from_config(engine, config, set_current=True)
     step()
-    trained = train_fraud_model(engine, config, dataset="current", alias="candidate", force=True)
-    step()
-    prod = promote(
-        engine,
-        "fraud",
-        trained["version"],
-        "prod",
-        validate=lambda mv: validation_failures(mv, config),
-        reason="mlkit quickstart",
-    )
-    scored = score_orders(
-        engine, prod, Thresholds.from_config(config), artifacts_dir=config.artifacts_dir
+    trained, rejected = _gated(
+        lambda: train_fraud_model(engine, config, dataset="current", alias="prod", force=True)
     )
     step()
-    metrics = {k: v for k, v in trained["metrics"].items() if isinstance(v, float)}
-    model = {k: trained[k] for k in ("model", "version", "kind", "alias", "artifact")}
+    latest = resolve(engine, "fraud")
+    serving = alias_target(engine, "fraud", "prod")  # a rejected version leaves the previous
+    prod = None if serving is None else resolve(engine, f"fraud:{serving}")
+    scored = (
+        score_orders(
+            engine, prod, Thresholds.from_config(config), artifacts_dir=config.artifacts_dir
+        )
+        if prod is not None
+        else None
+    )
+    step()
+    model = {
+        "model": "fraud",
+        "version": latest.version,
+        "kind": latest.params.get("model"),
+        "alias": trained["alias"] if trained else "candidate",
+        "artifact": str(latest.artifact_path),
+        "metrics": {k: v for k, v in latest.metrics.items() if isinstance(v, float)},
+        "prod": None if prod is None else prod.version,
+        "rejected": rejected,
+    }
     return {
         "dataset": dataset.as_dict(),
-        "model": model | {"metrics": metrics, "prod": prod.version},
-        "scoring": scored.as_dict(),
+        "model": model,
+        "scoring": None if scored is None else scored.as_dict(),
     }
 
 
@@ -115,7 +136,9 @@ def _recommender(engine: Engine, config: Config) -> dict[str, Any]:
     from .recommender.train import train_recommender
 
     # The world ends at the start of today; windows count back from now and hold all of it.
-    shop = train_recommender(engine, config, days=365, force=True)
+    shop, rejected = _gated(lambda: train_recommender(engine, config, days=365, force=True))
+    if shop is None:
+        return {"rejected": rejected}
     recommender = Recommender.open(engine, config)
     shopper = int(recommender.model.user_ids[0])
     picks = recommender.for_user(shopper, 3)
@@ -124,6 +147,7 @@ def _recommender(engine: Engine, config: Config) -> dict[str, Any]:
         "metrics": shop["metrics"],
         "user_id": shopper,
         "items": picks["items"],
+        "rejected": None,
     }
 
 
@@ -133,12 +157,15 @@ def _bandit(engine: Engine, config: Config) -> dict[str, Any]:
     from .pricing.train import train_bandit
 
     redis = redis_client(config.redis_url, required=False)
-    bandit = train_bandit(engine, config, redis, since="365d", force=True)
+    bandit, rejected = _gated(lambda: train_bandit(engine, config, redis, since="365d", force=True))
+    if bandit is None:
+        return {"rejected": rejected}
     return {
         "version": bandit["version"],
         "offers": bandit["offers"],
         "best_arm": bandit["metrics"]["best_arm"],
         "mean_reward": bandit["metrics"]["mean_reward"],
+        "rejected": None,
     }
 
 
@@ -152,7 +179,7 @@ def _signal(engine: Engine, config: Config) -> dict[str, Any]:
     return {k: signal[k] for k in keys} | {"training": signal["training"]["outcome"]}
 
 
-def _next_commands(shopper: int, appended_end) -> list[str]:
+def _next_commands(shopper: int | None, appended_end) -> list[str]:
     return [
         "mlkit db status",
         "mlkit features show --order 1",
@@ -161,7 +188,7 @@ def _next_commands(shopper: int, appended_end) -> list[str]:
         "mlkit status",
         "mlkit signal status",
         "mlkit mab stats",
-        f"mlkit recommend user {shopper}",
+        "mlkit recommend popular" if shopper is None else f"mlkit recommend user {shopper}",
         "mlkit config show",
         # The appended week lies after now: drift looks at it as of its end.
         "mlkit demo seed --append --days 7 --shift price=1.5 && "

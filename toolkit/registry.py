@@ -583,16 +583,35 @@ class VersionReport:
     model: ModelVersion
     check: str
     format: str
+    # The model's serving version and, when this one does not serve, why (families.status).
+    serving: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.model.as_dict(), "artifact_check": self.check, "format": self.format}
+        return {
+            **self.model.as_dict(),
+            "artifact_check": self.check,
+            "format": self.format,
+            "serving": self.serving,
+        }
 
 
 def describe_version(engine: Engine, ref: str, artifacts_dir: Path) -> VersionReport:
-    """The version `ref` names, its artifact checked but not deserialised."""
+    """The version `ref` names, its artifact checked but not deserialised, and which version
+    of its model serves (with why this one does not, from its gate's verdict)."""
+    from .families import SERVING, why_not_serving
+
     mv = resolve(engine, ref)
     artifact = inspect_artifact(mv, artifacts_dir)
-    return VersionReport(mv, artifact["check"], artifact["format"])
+    serving = alias_target(engine, mv.name, SERVING)
+    why = why_not_serving(mv)
+    document = {
+        "alias": SERVING,
+        "version": serving,
+        "this": serving == mv.version,
+        "gate": why["gate"],
+        "reasons": [] if serving == mv.version else why["reasons"],
+    }
+    return VersionReport(mv, artifact["check"], artifact["format"], document)
 
 
 @dataclass(frozen=True)

@@ -34,16 +34,22 @@ def status_report(engine: Engine, config: Config) -> dict[str, dict[str, Any]]:
 
 def family_status(engine: Engine, redis=None, *, bandit: bool = True) -> dict[str, dict]:
     """Per family: trained or not, prod/candidate/latest versions, the last training run and
-    any cooldown; pricing adds its bandit's arms (with `bandit`), signal its models per
+    any cooldown, and under `waiting` the latest version when it does not serve and why (its
+    gate's verdict); pricing adds its bandit's arms (with `bandit`), signal its models per
     symbol (the family is trained when any symbol is)."""
+    from .families import status
     from .runs import training_status
     from .signal.run import family_training_status
 
     document = training_status(engine)
+    for name, info in document.items():
+        info["waiting"] = status(engine, name)["waiting"] if info["is_trained"] else None
     if bandit and "pricing" in document:
         document["pricing"]["bandit"] = bandit_report(engine, redis)
     if "signal" in document:
         symbols = family_training_status(engine)
+        for symbol, entry in symbols.items():
+            entry["waiting"] = status(engine, f"signal-{symbol}")["waiting"]
         document["signal"]["symbols"] = symbols
         document["signal"]["is_trained"] = document["signal"]["is_trained"] or any(
             entry["is_trained"] for entry in symbols.values()

@@ -1,5 +1,6 @@
 """`mlkit train all`: every family in turn, one failure never stopping the others; a model cooling
-down, busy or short of data is skipped and keeps serving.
+down, busy or short of data is skipped and keeps serving, and one its promotion gate keeps from
+serving is `rejected` (it stays candidate, the serving version stays).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from sqlalchemy.engine import Engine
 from .errors import MlkitError, TooLittleData
 from .locks import JobBusy
 from .schema import orders, product_interactions
+from .validation import CandidateRejected
 
 log = logging.getLogger("mlkit.train")
 
 Trainer = Callable[[], dict]
+OUTCOMES = ("ok", "rejected", "failed", "skipped")
 
 
 @dataclass
@@ -136,7 +139,8 @@ def train_all(
     plan: list[Planned] | None = None,
     on_start: Callable[[Planned], None] | None = None,
 ) -> dict[str, Any]:
-    """Train each planned model in turn; returns one entry per model and the totals."""
+    """Train each planned model in turn; returns one entry per model (status one of
+    `OUTCOMES`) and the totals."""
     from .runs import training_status
 
     plan = default_plan(engine, config, redis) if plan is None else plan
@@ -174,6 +178,11 @@ def train_all(
             entry["detail"] = exc.message
             log.info("[TRAIN] %s skipped: %s", item.model, exc.message)
             continue
+        except CandidateRejected as exc:  # the serving version stays: not a failure
+            entry["seconds"] = round(time.perf_counter() - started, 3)
+            entry["status"], entry["detail"] = "rejected", exc.message
+            log.info("[TRAIN] %s rejected: %s", item.model, exc.message)
+            continue
         except MlkitError as exc:
             entry["seconds"] = round(time.perf_counter() - started, 3)
             if isinstance(exc, JobBusy):
@@ -190,7 +199,7 @@ def train_all(
         entry["seconds"] = round(time.perf_counter() - started, 3)
         entry["status"] = "ok"
         entry["version"], entry["detail"] = _outcome(result or {})
-    totals = {s: sum(1 for r in results if r["status"] == s) for s in ("ok", "failed", "skipped")}
+    totals = {s: sum(1 for r in results if r["status"] == s) for s in OUTCOMES}
     return {"results": results, **totals}
 
 

@@ -1,4 +1,8 @@
-"""Checks a model version must pass before it serves: `mlkit validate` and `promote`."""
+"""Checks a model version must pass before it serves: `mlkit validate` and `promote`.
+
+The core checks the artifact's sha256, the version's family its own checks (it loads, its
+features, a prediction on the stored example; see `families.py`), and the promotion gate the
+version was registered with decides whether it may serve (`gate.py`)."""
 
 from __future__ import annotations
 
@@ -6,84 +10,75 @@ from dataclasses import asdict, dataclass
 
 from .errors import MlkitError
 
+CANDIDATE = "candidate"  # the alias every freshly trained version that loads gets
+
 
 @dataclass
 class Check:
     name: str
     ok: bool
     detail: str
+    gate: bool = False  # a metric gate: it keeps a version from serving, not from `candidate`
 
 
 def validate_version(mv, config, *, min_auc_pr: float | None = None) -> list[Check]:
-    """sha256, loading, feature list, a prediction on the stored example, metric gates.
-    The artifact is checked byte for byte before anything is deserialised."""
+    """sha256, the family's checks (loading, features, a prediction on the stored example,
+    its metric floors), then the promotion gate. The artifact is checked byte for byte
+    before anything is deserialised."""
+    from .families import validation_checks
     from .registry import read_artifact
 
-    checks: list[Check] = []
     try:
-        # The bytes checked are the bytes loaded below: the path is read once.
+        # The bytes checked are the bytes the family loads: the path is read once.
         artifact = read_artifact(mv, config.artifacts_dir)
-        checks.append(Check("sha256", True, f"{mv.sha256[:12]}… matches {mv.artifact_path}"))
     except MlkitError as exc:
         return [Check("sha256", False, exc.message)]
-    if mv.family == "signal":
-        from .signal.model import validation_checks
+    checks = [Check("sha256", True, f"{mv.sha256[:12]}… matches {mv.artifact_path}")]
+    if min_auc_pr is not None:
+        config = _overridden(config, "fraud.min_auc_pr", min_auc_pr)
+    checks += validation_checks(mv, artifact, config)
+    return [*checks, gate_check(mv)]
 
-        return checks + [Check(*check) for check in validation_checks(mv, config.artifacts_dir)]
-    if mv.family != "fraud":
-        return checks
-    import numpy as np
-    import pandas as pd
 
-    from .fraud.columns import FEATURES
-    from .fraud.model import load_model
+def gate_check(mv) -> Check:
+    """The stored promotion verdict: ok when it passed. A version without one (registered
+    before gates, or by hand) fails, except fraud's, which its auc_pr floor still judges."""
+    from .gate import Verdict, stored_verdict
 
-    try:
-        model = load_model(artifact, mv.params)
-        checks.append(Check("loads", True, f"{mv.params.get('model')} model loaded"))
-    except Exception as exc:  # any failure to load is a failed check, not a crash
-        return [*checks, Check("loads", False, f"{type(exc).__name__}: {exc}")]
-    current = list(FEATURES)
-    same = list(mv.features or []) == current
-    checks.append(
-        Check(
-            "features",
-            same,
-            "match the current definitions"
-            if same
-            else f"model has {mv.features}, current definitions are {current}",
+    document = stored_verdict(mv.metrics)
+    if document is not None:
+        verdict = Verdict.from_dict(document)
+        return Check("gate", verdict.passed, verdict.summary(), gate=True)
+    if mv.family == "fraud":
+        return Check(
+            "gate", True, "no gate verdict (trained before promotion gates): auc_pr judges it", True
         )
+    return Check(
+        "gate",
+        False,
+        "no gate verdict: registered before promotion gates or by hand; retrain it with its "
+        "`mlkit train` command so it is judged against its baselines",
+        gate=True,
     )
-    try:
-        scores = model.predict_proba(pd.DataFrame(mv.input_example))
-        sane = len(scores) == len(mv.input_example) and bool(np.all((scores >= 0) & (scores <= 1)))
-        checks.append(
-            Check(
-                "predicts",
-                sane,
-                f"{len(scores)} example rows scored in [0, 1]"
-                if sane
-                else f"bad scores on the input example: {scores}",
-            )
-        )
-    except Exception as exc:
-        checks.append(Check("predicts", False, f"{type(exc).__name__}: {exc}"))
-    gate = min_auc_pr if min_auc_pr is not None else config.get("fraud.min_auc_pr")
-    auc_pr = (mv.metrics or {}).get("auc_pr")
-    passed = auc_pr is not None and auc_pr >= gate
-    checks.append(
-        Check(
-            "auc_pr",
-            passed,
-            f"test AUC-PR {auc_pr if auc_pr is None else round(auc_pr, 4)}"
-            f" {'>=' if passed else '<'} gate {gate}",
-        )
-    )
-    return checks
+
+
+def _overridden(config, dotted: str, value):
+    """A copy of `config` with one key set, the original untouched."""
+    import copy
+    import dataclasses
+
+    data = copy.deepcopy(config.data)
+    *path, last = dotted.split(".")
+    node = data
+    for part in path:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return dataclasses.replace(config, data=data)
 
 
 class CandidateRejected(MlkitError):
-    """A freshly trained version failed its validation gate: registered, not promoted."""
+    """A freshly trained version failed its checks or its gate: registered (and `candidate`
+    when it loads), not serving."""
 
     def __init__(self, message: str, failures: list[str], hint: str | None = None):
         super().__init__(message, hint=hint)
@@ -91,48 +86,73 @@ class CandidateRejected(MlkitError):
 
 
 def promote_trained(engine, config, mv, alias: str, reason: str) -> str:
-    """Move `alias` to a freshly trained version once it validates and return it, else raise
-    CandidateRejected naming the failed gates; called inside the training run, so that the
-    run is recorded `rejected`."""
-    from .registry import promote, resolve
+    """A freshly trained version becomes `candidate` once it loads (every check but the
+    metric gates passes), then `alias` (default `prod`) once every check and its gate pass;
+    returns `alias`. Otherwise CandidateRejected names what failed and the previous version
+    keeps serving. Called inside the training run, so that the run is recorded `rejected`."""
+    from .registry import promote
 
-    failures = validation_failures(mv, config)
-    if failures:
-        try:
-            kept = f"still points at {resolve(engine, f'{mv.name}@{alias}').ref}"
-        except MlkitError:
-            kept = "is still unset"
+    checks = validate_version(mv, config)
+    broken = [_failure(c) for c in checks if not c.ok and not c.gate]
+    if broken:
         raise CandidateRejected(
-            f"{mv.ref} rejected by its validation gate ({'; '.join(failures)}); "
-            f"{mv.name}@{alias} {kept}",
-            failures,
+            f"{mv.ref} rejected: it does not pass its checks ({'; '.join(broken)}); "
+            f"no alias moved, {_still(engine, mv.name, alias)}",
+            broken,
             hint=f"{mv.ref} stays registered for inspection: `mlkit validate model {mv.ref}`",
+        )
+    promote(engine, mv.name, mv.version, CANDIDATE, reason=reason)
+    gated = [_failure(c) for c in checks if not c.ok]
+    if alias == CANDIDATE:
+        return alias
+    if gated:
+        raise CandidateRejected(
+            f"{mv.ref} rejected by its promotion gate, stays candidate ({'; '.join(gated)}); "
+            f"{_still(engine, mv.name, alias)}",
+            gated,
+            hint=f"see `mlkit models show {mv.ref}`; `mlkit models promote {mv.name} "
+            f"{mv.version} --alias {alias}` once it passes",
         )
     promote(engine, mv.name, mv.version, alias, reason=reason)
     return alias
 
 
-def validation_failures(mv, config) -> list[str]:
-    """What `promote` refuses a version for (empty: it may be promoted)."""
-    return [f"{c.name}: {c.detail}" for c in validate_version(mv, config) if not c.ok]
+def _failure(check: Check) -> str:
+    return f"{check.name}: {check.detail}"
+
+
+def _still(engine, name: str, alias: str) -> str:
+    from .registry import alias_target
+
+    version = alias_target(engine, name, alias)
+    return f"{name}@{alias} " + (
+        "is still unset" if version is None else f"still points at {name}:{version}"
+    )
+
+
+def validation_failures(mv, config, *, serving: bool = True) -> list[str]:
+    """What `promote` refuses a version for (empty: it may be promoted); the metric gates
+    count only for an alias that serves (`serving`), not for `candidate`."""
+    return [
+        _failure(c) for c in validate_version(mv, config) if not c.ok and (serving or not c.gate)
+    ]
 
 
 def promote_validated(
     engine, config, name: str, version: int, alias: str, *, reason: str | None = None
 ):
-    """`mlkit models promote`: point `name@alias` at `version` once it passes every check,
-    reported as an `AliasMove`; a failing version is refused and the alias stays put."""
+    """`mlkit models promote`: point `name@alias` at `version` once it passes every check
+    (its gate too, unless the alias is `candidate`), reported as an `AliasMove`; a failing
+    version is refused and the alias stays put."""
     from .registry import AliasMove, alias_target, promote
 
+    def validate(mv) -> list[str]:
+        if alias == CANDIDATE:
+            return validation_failures(mv, config, serving=False)
+        return validation_failures(mv, config)
+
     before = alias_target(engine, name, alias)
-    mv = promote(
-        engine,
-        name,
-        version,
-        alias,
-        reason=reason,
-        validate=lambda mv: validation_failures(mv, config),
-    )
+    mv = promote(engine, name, version, alias, reason=reason, validate=validate)
     return AliasMove(name, alias, before, mv)
 
 

@@ -50,13 +50,17 @@ def train_fraud_model(
     *,
     dataset: str = "new",
     kind: str = "xgboost",
-    alias: str | None = "candidate",
+    alias: str | None = "prod",
     force: bool = False,
     catch_up: bool = True,
 ) -> dict:
+    """Fit on the snapshot's time split, judge the test scores against the baselines and
+    `fraud@prod` on the same rows, register the version with its verdict, then promote it:
+    `candidate` once it loads, `alias` once its gate passes too."""
     from ..registry import register_model
     from ..runs import training_run
     from ..validation import promote_trained
+    from .family import judge
     from .train import fit_fraud, load_dataset, oracle_metrics
 
     # A snapshot PATH the user named is read before the run: a bad argument is not a failed
@@ -76,6 +80,9 @@ def train_fraud_model(
                 metrics.get("oracle_auc_pr", float("nan")),
             )
         metrics["split"] = result.split.describe()
+        verdict = judge(engine, config, result.split, kind, result.test_scores)
+        metrics["baselines"] = dict(verdict.baselines)
+        metrics["gate"] = verdict.as_dict()
         example = result.split.test.head(5)[list(FEATURES)]
         example = example.astype(object).where(example.notna(), None).to_dict("records")
         mv = register_model(
