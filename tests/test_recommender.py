@@ -15,8 +15,12 @@ from mlkit.toolkit import schema
 from mlkit.toolkit.config import load_config
 from mlkit.toolkit.demo.seed import seed_demo
 from mlkit.toolkit.identity import database_id, remember_identity
+from mlkit.toolkit.recommender.data import load_shop_data
+from mlkit.toolkit.recommender.evaluate import BlendSettings, evaluate, hits, time_split
+from mlkit.toolkit.recommender.family import baselines
 from mlkit.toolkit.recommender.model import RecommenderModel, fit, top_n
-from mlkit.toolkit.registry import list_versions
+from mlkit.toolkit.registry import alias_target, list_versions, resolve
+from mlkit.toolkit.train_all import train_all
 
 UNREACHABLE = "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere"
 
@@ -252,3 +256,106 @@ def test_windows_count_back_from_now_and_too_few_interactions_keep_the_served_mo
             )
         ).scalar()
     assert failed == 0
+
+
+def interactions_of(n_users: int = 60, per_user: int = 12, seed: int = 0) -> pd.DataFrame:
+    """Users looking at products of one colour each, at random moments of thirty days."""
+    rng = np.random.default_rng(seed)
+    user = np.repeat(np.arange(1, n_users + 1), per_user)
+    colour = user % 4
+    return pd.DataFrame(
+        {
+            "user_id": user,
+            "product_id": 1 + colour + 4 * rng.integers(0, 10, len(user)),
+            "interaction_type": rng.choice(["view", "add_to_cart", "purchase"], len(user)),
+            "rating": np.nan,
+            "created_at": pd.Timestamp("2026-03-01")
+            + pd.to_timedelta(rng.integers(0, 30 * 86_400, len(user)), unit="s"),
+        }
+    )
+
+
+def test_the_holdout_is_one_global_time_cut():
+    interactions = interactions_of()
+    holdout = time_split(interactions)
+    times = pd.to_datetime(interactions["created_at"])
+    train_times = pd.to_datetime(holdout.train["created_at"])
+    later = interactions[times > holdout.cut]
+    assert train_times.max() <= holdout.cut < pd.to_datetime(later["created_at"]).min()
+    assert len(holdout.train) + len(later) == len(interactions)
+    assert 0.15 <= len(later) / len(interactions) <= 0.25
+    assert len(holdout.users) > 0
+    for user, targets in zip(holdout.users, holdout.targets, strict=True):
+        before = set(holdout.train.loc[holdout.train.user_id == user, "product_id"])
+        after = set(later.loc[later.user_id == user, "product_id"])
+        assert before and set(targets) == after - before
+
+
+def test_baselines_never_see_held_out_interactions():
+    interactions = interactions_of()
+    holdout = time_split(interactions)
+    product_ids = np.arange(1, 41)
+    before = baselines(holdout.train, product_ids, holdout.users)
+    # Everything after the cut rewritten: every held-out row a purchase of one product.
+    later = interactions[pd.to_datetime(interactions["created_at"]) > holdout.cut]
+    rewritten = interactions.copy()
+    rewritten.loc[later.index, ["product_id", "interaction_type"]] = [40, "purchase"]
+    again = time_split(rewritten)
+    assert again.cut == holdout.cut
+    pd.testing.assert_frame_equal(again.train, holdout.train)
+    after = baselines(again.train, product_ids, holdout.users)
+    for name in ("popularity", "cooccurrence"):
+        assert np.array_equal(before[name], after[name])
+        assert before[name].shape == (len(holdout.users), 10)
+        for user, picks in zip(holdout.users, before[name], strict=True):  # never a seen one
+            assert not set(picks) & set(
+                holdout.train.loc[holdout.train.user_id == user, "product_id"]
+            )
+    # Co-occurrence follows the users' colours; popularity cannot.
+    found = {n: hits(product_ids, before[n] - 1, holdout.targets).mean() for n in before}
+    assert found["cooccurrence"] > found["popularity"]
+
+
+def test_the_blend_beats_both_baselines_on_the_demo_shop(shop):
+    with shop.connect() as conn:
+        end = conn.execute(sa.select(sa.func.max(schema.demo_worlds.c.end_ts))).scalar()
+    data = load_shop_data(shop, 90, now=end)
+    evaluation = evaluate(data, BlendSettings.default())
+    found = {name: h.mean() for name, h in evaluation.hits.items()}
+    assert found["model"] >= 1.15 * max(found["popularity"], found["cooccurrence"]), found
+    assert found["model"] > found["content"]
+    # The evaluation's baselines are the family's, fitted on the training part alone.
+    holdout = evaluation.holdout
+    ids = np.sort(data.products["product_id"].to_numpy())
+    for name, picks in baselines(holdout.train, ids, holdout.users).items():
+        assert np.array_equal(
+            hits(ids, np.searchsorted(ids, picks), holdout.targets), evaluation.hits[name]
+        )
+
+
+def test_shuffled_interactions_stay_candidate_and_prod_keeps_serving(shop, cli):
+    """Last in the module: it shuffles the shop's interactions."""
+    env = env_for(shop)
+    trained = cli("train", "recommender", "--days", "90", "--json", env=env)
+    assert trained.exit_code == 0, trained.output
+    serving = json.loads(trained.stdout)["version"]
+    assert alias_target(shop, "recommender", "prod") == serving
+    gate = resolve(shop, f"recommender:{serving}").metrics["gate"]
+    assert gate["passed"] and gate["unit"] == "user"
+    i = schema.product_interactions
+    with shop.begin() as conn:
+        rows = pd.DataFrame(conn.execute(sa.select(i)).mappings().all())
+        rows["product_id"] = np.random.default_rng(0).permutation(rows["product_id"].to_numpy())
+        conn.execute(i.delete())
+        conn.execute(i.insert(), rows.astype(object).where(rows.notna(), None).to_dict("records"))
+
+    refused = cli("train", "recommender", "--days", "90", env=env)
+    assert refused.exit_code == 1 and "rejected" in refused.stderr, refused.output
+    document = train_all(shop, load_config())
+    assert [e["status"] for e in document["results"] if e["model"] == "recommender"] == ["rejected"]
+    versions = list_versions(shop, "recommender")
+    assert alias_target(shop, "recommender", "prod") == serving
+    assert alias_target(shop, "recommender", "candidate") == max(v.version for v in versions)
+    for mv in versions:
+        if mv.version > serving:
+            assert not mv.metrics["gate"]["passed"] and "prod" not in mv.aliases
