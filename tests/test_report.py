@@ -21,8 +21,9 @@ TRACE_CLASSES = {"trace", "hm"}
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A 30-day demo world, an XGBoost version at prod and a logistic-regression one, a copy
-    of the first registered as before gates (no verdict), then a day of prices x1.6."""
+    """A 30-day demo world with its pricing, an XGBoost version at prod and a logistic-
+    regression one, a copy of the first registered as before gates (no verdict), then a day
+    of prices x1.6."""
     from mlkit.toolkit.config import load_config
     from mlkit.toolkit.db import init_schema, make_engine
     from mlkit.toolkit.demo.seed import seed_demo
@@ -41,7 +42,7 @@ def world(tmp_path_factory):
         patch.setenv("MLKIT_NOW", END.isoformat())
         config = load_config()
         start = END - timedelta(days=30)
-        seed_demo(engine, orders=8000, days=30, seed=3, families=("fraud",), start=start)
+        seed_demo(engine, orders=8000, days=30, seed=3, families=("fraud", "pricing"), start=start)
         train_fraud_model(engine, config, kind="xgboost", alias=None)
         promote(engine, "fraud", 1, "prod", reason="report test")
         train_fraud_model(engine, config, dataset="latest", kind="logreg", alias=None)
@@ -239,3 +240,14 @@ def test_models_diff_of_two_fraud_versions(run, world):
     assert document["features"] == {"shared": 18, "only_a": [], "only_b": []}
     table = run("models", "diff", "fraud:1", "fraud:2")
     assert table.exit_code == 0 and "auc_pr" in table.stdout and "xgboost" in table.stdout
+
+
+def test_pricing_report_draws_its_arms(run, world, tmp_path):
+    from mlkit.toolkit.pricing.train import train_bandit
+
+    train_bandit(world["engine"], world["config"], since="30d", alias=None)
+    out = tmp_path / "pricing.html"
+    document = written(run("report", "model", "pricing", "--out", str(out), "--json"))
+    assert {"arm_pulls", "arm_means"} <= set(document["charts"])
+    assert "Beta posterior 90% interval" in out.read_text()
+    assert_every_chart_drawn(document)

@@ -109,10 +109,10 @@ def _folds(page: Page, folds: list) -> None:
 
 
 def pricing_sections(page: Page, config, mv, artifact: bytes) -> None:
-    """Each arm's pulls, and its mean reward with the Beta posterior's interval."""
-    from scipy import stats
-
-    arms = json.loads(artifact).get("arms") or {}
+    """Each arm's pulls, its mean reward with the Beta(1 + rewards, 1 + misses) posterior's
+    interval, and per event type where the bandit keeps contexts."""
+    document = json.loads(artifact)
+    arms = document.get("arms") or {}
     names = list(arms)
     page.heading("Arms")
     page.chart(
@@ -121,17 +121,7 @@ def pricing_sections(page: Page, config, mv, artifact: bytes) -> None:
             "Pulls per arm", names, [float(arms[a]["pulls"]) for a in names], ytitle="pulls"
         ),
     )
-    means, low, high = [], [], []
-    tail = (1 - BANDIT_LEVEL) / 2
-    for arm in names:
-        state = arms[arm]
-        pulls = float(state["pulls"])
-        mean = float(state["reward_sum"]) / pulls if pulls else 0.0
-        a, b = float(state["alpha"]), float(state["beta"])
-        lo, hi = stats.beta.ppf([tail, 1 - tail], a, b)
-        means.append(mean)
-        low.append(max(mean - float(lo), 0.0))
-        high.append(max(float(hi) - mean, 0.0))
+    means, low, high = _arm_intervals([arms[a] for a in names])
     truth = (mv.metrics or {}).get("oracle_best_arm")
     page.chart(
         "arm_means",
@@ -146,6 +136,17 @@ def pricing_sections(page: Page, config, mv, artifact: bytes) -> None:
         note=f"Error bars: the arm's Beta posterior {BANDIT_LEVEL:.0%} interval."
         + (f" Green: the demo world's truly best arm ({truth})." if truth else ""),
     )
+    contexts = {k: v for k, v in (document.get("contexts") or {}).items() if isinstance(v, Mapping)}
+    if contexts:
+        page.chart(
+            "context_means",
+            charts.grouped(
+                "Mean normalised reward per arm, by event type",
+                names,
+                {c: _arm_intervals([t[a] for a in names])[0] for c, t in contexts.items()},
+                ytitle="mean reward",
+            ),
+        )
     per_arm = {
         key: (mv.metrics or {}).get(key) for key in ("conversion", "revenue_ratio", "mean_reward")
     }
@@ -159,6 +160,22 @@ def pricing_sections(page: Page, config, mv, artifact: bytes) -> None:
                 {k: [float(v.get(a) or 0.0) for a in names] for k, v in per_arm.items()},
             ),
         )
+
+
+def _arm_intervals(states: list[Mapping]) -> tuple[list[float], list[float], list[float]]:
+    """Means, and the distances below and above them to the posterior interval's ends."""
+    from scipy import stats
+
+    tail = (1 - BANDIT_LEVEL) / 2
+    means, low, high = [], [], []
+    for state in states:
+        pulls, rewards = float(state["pulls"]), float(state["reward_sum"])
+        mean = rewards / pulls if pulls else 0.0
+        lo, hi = stats.beta.ppf([tail, 1 - tail], 1 + rewards, 1 + max(pulls - rewards, 0.0))
+        means.append(mean)
+        low.append(max(mean - float(lo), 0.0))
+        high.append(max(float(hi) - mean, 0.0))
+    return means, low, high
 
 
 def recommender_sections(page: Page, config, mv, artifact: bytes) -> None:
