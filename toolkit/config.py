@@ -72,7 +72,8 @@ DEFAULTS: dict[str, Any] = {
         "early_bird_ratio": 0.95,
         "surge_multiplier": 1.25,
         "early_bird_multiplier": 0.85,
-        "epsilon": 0.1,
+        "epsilon": 0.05,
+        "context": "event_type",  # none: one bandit; event_type: one per event type too
         "min_offers": 100,  # fewer priced orders in the window: no new bandit
     },
     "recommender": {

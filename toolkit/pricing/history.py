@@ -87,6 +87,7 @@ def history_query(since: datetime | None, until: datetime | None = None) -> sa.S
             inner.c.sold_before,
             e.c.base_price,
             e.c.capacity,
+            e.c.event_type,
         )
         .join(e, e.c.event_id == inner.c.event_id)
         .where(inner.c.status.in_(("COMPLETED", "FAILED", "REFUNDED")), e.c.base_price > 0)
@@ -109,6 +110,8 @@ def load_history(
 ) -> pd.DataFrame:
     """One row per pull, time-ordered: arm, revenue, conversion, popularity, combined."""
     frame = read_frame(conn, history_query(since, until))
+    frame["created_at"] = pd.to_datetime(frame["created_at"])
+    frame["event_type"] = frame["event_type"].fillna("").astype(str)
     price = frame["price"].to_numpy(dtype=float)
     base = frame["base_price"].to_numpy(dtype=float)
     capacity = frame["capacity"].to_numpy(dtype=float)

@@ -13,7 +13,7 @@ from .. import schema
 from ..errors import MlkitError
 from ..inputs import positive_id
 from .history import ARMS
-from .policies import check_policy, choose, posterior_interval, simulate
+from .policies import check_policy, posterior_interval, simulate
 from .state import ArmState, BanditStore, check_arm, check_reward
 
 
@@ -66,21 +66,23 @@ def recommend(
     policy: str | None = None,
     rng: np.random.Generator | None = None,
 ) -> dict:
+    """A strategy and its price for one event, from the global arms or (pricing.context:
+    event_type) the event type's arms shrunk towards the global ones."""
+    from .bandit import Bandit
+
     policy = check_policy(policy or config.get("pricing.policy"))
     event = event_demand(engine, event_id)
+    bandit = Bandit(
+        policy, config.get("pricing.context"), epsilon=float(config.get("pricing.epsilon"))
+    )
     states, source = store.read()
-    pulls, sums = _arrays(states)
-    arm = ARMS[
-        int(
-            choose(
-                policy,
-                pulls,
-                sums,
-                rng or np.random.default_rng(),
-                epsilon=float(config.get("pricing.epsilon")),
-            )
-        )
-    ]
+    tables = [states]
+    if bandit.context == "event_type":
+        tables.append(store.read(event["event_type"])[0])
+        bandit.types = [event["event_type"]]
+    bandit.totals = np.array([_totals(t) for t in tables])
+    row = np.array([len(tables) - 1])
+    arm = ARMS[int(bandit.pick(row, rng or np.random.default_rng())[0])]
     base = float(event["base_price"])
     sell_through = event["sold"] / event["capacity"] if event["capacity"] else 0.0
     return {
@@ -91,6 +93,7 @@ def recommend(
         "base_price": base,
         "sell_through": round(sell_through, 4),
         "policy": policy,
+        "context": event["event_type"] if bandit.context == "event_type" else None,
         "trained": sum(s.pulls for s in states.values()) > 0,
         "source": source,
     }
@@ -167,6 +170,14 @@ def run_simulation(
     }
 
 
+def _totals(states: dict[str, ArmState]) -> np.ndarray:
+    """Pulls, reward sums and squared sums per arm: shape (3, arms)."""
+    return np.array(
+        [[getattr(states[a], k) for a in ARMS] for k in ("pulls", "reward_sum", "reward_sq_sum")],
+        dtype=float,
+    )
+
+
 def _arrays(states: dict[str, ArmState]) -> tuple[np.ndarray, np.ndarray]:
     pulls = np.array([float(s.pulls) for s in states.values()])
     sums = np.array([s.reward_sum for s in states.values()])
@@ -204,12 +215,13 @@ def recommend_price(
 def record_reward(
     engine: Engine, config, event_id: int, arm: str, reward: float, *, warn: Warn
 ) -> dict:
-    """`mlkit mab reward`: one reward added to an arm; the arm's state after it."""
+    """`mlkit mab reward`: one reward added to an arm of the global bandit and of the event
+    type's; the global arm's state after it."""
     check_arm(arm)
     check_reward(reward)
     store = open_store(engine, config, warn)
-    event_demand(engine, event_id)  # an unknown event is refused before anything is written
-    return {"event_id": event_id, **store.record(arm, reward).as_dict()}
+    event = event_demand(engine, event_id)  # an unknown event is refused before any write
+    return {"event_id": event_id, **store.record(arm, reward, event["event_type"]).as_dict()}
 
 
 def arm_stats(engine: Engine, config, *, warn: Warn) -> dict:

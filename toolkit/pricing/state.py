@@ -1,9 +1,12 @@
 """The bandit's arm statistics: durable in the database, served from Redis.
 
-Each reward is one database transaction incrementing the arm's row, so concurrent updates add up
-exactly. Redis is a cache never ahead of it: it is served only when every arm's value carries the
-database's current stamp (generation and identity), and a compare-and-set write lets Redis converge
-whatever order writers reach it in. Without Redis everything uses the database, with a warning.
+Each reward is one database transaction incrementing the arm's row (and the same arm's row of
+the event type's bandit, when the reward names one), so concurrent updates add up exactly. The
+global bandit lives at `mab:<arm>` (what the platform reads), one bandit per event type at
+`mab:event_type=<type>:<arm>`. Redis is a cache never ahead of it: it is served only when every
+arm's value carries the database's current stamp (generation and identity), and a compare-and-set
+write lets Redis converge whatever order writers reach it in. Without Redis everything uses the
+database, with a warning.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ log = logging.getLogger("mlkit.mab")
 
 BANDIT = IDENTITY_ROW  # the row of this bandit carries the database's identity
 KEY_PREFIX = "mab:"  # mab:<arm> holds the arm's state and stamp as JSON
+CONTEXT_KEY = "event_type="  # mab:event_type=<type>:<arm>, row pricing:event_type=<type>
 
 # KEYS[1] the arm's key; ARGV[1] the new JSON, ARGV[2] its pulls, ARGV[3] its generation,
 # ARGV[4] its database id. Replaces a missing or unreadable value, a value of another
@@ -48,6 +52,15 @@ return 1
 """
 
 REDIS_UNREACHABLE = "Redis unreachable, it will be rewritten on the next read"
+
+
+def bandit_row(context: str | None = None) -> str:
+    """The bandit_arms.bandit of the global bandit (None) or of one event type's."""
+    return BANDIT if context is None else f"{BANDIT}:{CONTEXT_KEY}{context}"[:64]
+
+
+def key_prefix(context: str | None = None) -> str:
+    return KEY_PREFIX if context is None else f"{KEY_PREFIX}{CONTEXT_KEY}{context}:"
 
 
 @dataclass(frozen=True)
@@ -97,16 +110,18 @@ class ArmState:
         return json.dumps(value, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, arm: str, raw: bytes) -> tuple[ArmState | None, Stamp | None]:
+    def from_json(
+        cls, arm: str, raw: bytes, key: str | None = None
+    ) -> tuple[ArmState | None, Stamp | None]:
         """The state and the stamp a Redis value carries; (None, None) for a JSON object
         of no stamp (older or foreign, rewritten by the reader). Anything else that is not
         a bandit state is refused: mlkit does not overwrite what it cannot read."""
         try:
             value = json.loads(raw)
         except ValueError as exc:
-            raise corrupt(arm, f"{type(exc).__name__}: {exc}") from None
+            raise corrupt(key or KEY_PREFIX + arm, f"{type(exc).__name__}: {exc}") from None
         if not isinstance(value, dict):
-            raise corrupt(arm, "not a JSON object")
+            raise corrupt(key or KEY_PREFIX + arm, "not a JSON object")
         stamp = Stamp.of(value)
         if stamp is None:
             return None, None
@@ -123,10 +138,10 @@ class ArmState:
                 else None,
             )
         except (ValueError, TypeError, KeyError) as exc:
-            raise corrupt(arm, f"{type(exc).__name__}: {exc}") from None
+            raise corrupt(key or KEY_PREFIX + arm, f"{type(exc).__name__}: {exc}") from None
         numbers = (state.reward_sum, state.reward_sq_sum, state.alpha, state.beta)
         if state.pulls < 0 or not all(math.isfinite(x) for x in numbers):
-            raise corrupt(arm, "negative pulls or a non-finite sum")
+            raise corrupt(key or KEY_PREFIX + arm, "negative pulls or a non-finite sum")
         return state, stamp
 
     @classmethod
@@ -142,10 +157,10 @@ class ArmState:
         )
 
 
-def corrupt(arm: str, why: str) -> MlkitError:
+def corrupt(key: str, why: str) -> MlkitError:
     return MlkitError(
-        f"the Redis value at {KEY_PREFIX}{arm} is not a bandit state ({why})",
-        hint=f"delete it (redis-cli DEL {KEY_PREFIX}{arm}); mlkit writes it again from the "
+        f"the Redis value at {key} is not a bandit state ({why})",
+        hint=f"delete it (redis-cli DEL {key}); mlkit writes it again from the "
         "database, which keeps the record",
     )
 
@@ -175,10 +190,10 @@ class BanditStore:
 
     # ------------------------------------------------------------ database
 
-    def read_database(self) -> dict[str, ArmState]:
+    def read_database(self, context: str | None = None) -> dict[str, ArmState]:
         t = schema.bandit_arms
         with self._db("read the bandit state") as engine, engine.connect() as conn:
-            rows = conn.execute(sa.select(t).where(t.c.bandit == BANDIT)).all()
+            rows = conn.execute(sa.select(t).where(t.c.bandit == bandit_row(context))).all()
         found = {row.arm: ArmState.from_row(row) for row in rows if row.arm in ARMS}
         return {arm: found.get(arm, ArmState(arm)) for arm in ARMS}
 
@@ -197,11 +212,11 @@ class BanditStore:
         with self._db("read the bandit generation") as engine, engine.connect() as conn:
             return _read_stamp(conn)
 
-    def _ensure_rows(self) -> None:
+    def _ensure_rows(self, bandit: str) -> None:
         """Rows for every arm (an untrained bandit starts from the uniform prior)."""
         t = schema.bandit_arms
         with self.engine.connect() as conn:
-            present = set(conn.execute(sa.select(t.c.arm).where(t.c.bandit == BANDIT)).scalars())
+            present = set(conn.execute(sa.select(t.c.arm).where(t.c.bandit == bandit)).scalars())
         missing = [arm for arm in ARMS if arm not in present]
         if not missing:
             return
@@ -209,63 +224,53 @@ class BanditStore:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    t.insert(), [{**_row(ArmState(arm)), "updated_at": now} for arm in missing]
+                    t.insert(),
+                    [{**_row(ArmState(arm), bandit), "updated_at": now} for arm in missing],
                 )
         except IntegrityError:
             pass  # another writer created them first
 
     # ------------------------------------------------------------ operations
 
-    def read(self) -> tuple[dict[str, ArmState], str]:
-        """The state and where it came from ("redis" or "database"). Redis is served only
-        when every arm's value carries the database's current stamp; otherwise (flushed,
-        older generation, another database's) it is rewritten from the database."""
+    def read(self, context: str | None = None) -> tuple[dict[str, ArmState], str]:
+        """The state (of the global bandit, or of one event type's) and where it came from
+        ("redis" or "database"). Redis is served only when every arm's value carries the
+        database's current stamp; otherwise (flushed, older generation, another database's)
+        it is rewritten from the database."""
         if self.redis is None:
-            return self.read_database(), "database"
+            return self.read_database(context), "database"
         import redis as redis_lib
 
         # The stamp before the arms: a reset in between labels what we write as the older
         # generation, which the next reader replaces; never new arms under an old stamp.
         stamp = self.stamp()
+        prefix = key_prefix(context)
         try:
-            raw = self.redis.mget([KEY_PREFIX + arm for arm in ARMS])
+            raw = self.redis.mget([prefix + arm for arm in ARMS])
         except redis_lib.RedisError as exc:
             log.warning("Redis unavailable (%s): reading the bandit from the database", exc)
-            return self.read_database(), "database"
+            return self.read_database(context), "database"
         cached = {}
         for arm, value in zip(ARMS, raw, strict=True):
-            if value is not None:
-                state, carried = ArmState.from_json(arm, value)  # corrupt: stops, untouched
+            if value is not None:  # corrupt: stops, untouched
+                state, carried = ArmState.from_json(arm, value, prefix + arm)
                 if carried == stamp:
                     cached[arm] = state
         if len(cached) < len(ARMS):
-            states = self.read_database()
-            self._write_redis(states.values(), stamp)
+            states = self.read_database(context)
+            self._write_redis(states.values(), stamp, prefix)
             return states, "database"
         return cached, "redis"
 
-    def record(self, arm: str, reward: float) -> ArmState:
-        """One reward for one arm: a database increment, then the row mirrored to Redis."""
+    def record(self, arm: str, reward: float, context: str | None = None) -> ArmState:
+        """One reward for one arm (of the global bandit and, when `context` names an event
+        type, of that type's too): one database transaction, then the rows mirrored to Redis.
+        Returns the global arm's state."""
         check_arm(arm)
         check_reward(reward)
-        self._check_redis_value(arm)
-        t = schema.bandit_arms
-        where = (t.c.bandit == BANDIT) & (t.c.arm == arm)
-        increment = (
-            t.update()
-            .where(where)
-            .values(
-                pulls=t.c.pulls + 1,
-                reward_sum=t.c.reward_sum + reward,
-                reward_sq_sum=t.c.reward_sq_sum + reward * reward,
-                alpha=t.c.alpha + reward,
-                beta=t.c.beta + (1.0 - reward),
-                updated_at=utcnow(),
-            )
-        )
-        returning = self.engine.dialect.update_returning
-        if returning:
-            increment = increment.returning(*t.c)
+        contexts = [None] if context is None else [None, context]
+        for c in contexts:
+            self._check_redis_value(key_prefix(c) + arm)
         if self.redis is None:
             self.stamp()  # the row the bump below moves
         with self._db("record the reward") as engine:
@@ -275,54 +280,81 @@ class BanditStore:
                         # Redis will not hear of this reward: the next reader must rewrite it.
                         # Generation before arm, the lock order of save and reset.
                         _bump(conn)
-                    result = conn.execute(increment)
-                    row = result.first() if returning else None
-                    if row is None and not returning and result.rowcount:
-                        # Our row lock holds until commit: this is the row after our update.
-                        row = conn.execute(sa.select(t).where(where)).one()
+                    rows = [_increment(conn, bandit_row(c), arm, reward) for c in contexts]
                     # Read in the increment's transaction: a reset committed before it has
                     # moved the generation, one after it finds our value of the old one.
-                    stamp = _read_stamp(conn) if row is not None else None
-                if row is not None:
-                    state = ArmState.from_row(row)
+                    stamp = _read_stamp(conn) if all(r is not None for r in rows) else None
+                if all(r is not None for r in rows):
+                    states = [ArmState.from_row(r) for r in rows]
                     break
-                self._ensure_rows()
+                for c in contexts:
+                    self._ensure_rows(bandit_row(c))
             else:  # pragma: no cover - the rows exist after _ensure_rows
                 raise MlkitError(f"the bandit has no row for {arm}")
-        if self.redis is not None and not self._write_redis([state], stamp or self.stamp()):
-            self._bump_generation()  # Redis missed this reward: the next reader rewrites it
-        return state
+        if self.redis is not None:
+            stamp = stamp or self.stamp()
+            written = [
+                self._write_redis([s], stamp, key_prefix(c))
+                for c, s in zip(contexts, states, strict=True)
+            ]
+            if not all(written):
+                self._bump_generation()  # Redis missed this reward: the next reader rewrites it
+        return states[0]
 
-    def save(self, states: dict[str, ArmState]) -> bool:
-        """Replace the whole state (training) under a new generation: one database
-        transaction, then Redis. False when Redis did not receive it."""
+    def save(
+        self, states: dict[str, ArmState], contexts: dict[str, dict[str, ArmState]] | None = None
+    ) -> bool:
+        """Replace the whole state (training): the global arms and each event type's, under a
+        new generation in one database transaction, then Redis. False when Redis did not
+        receive it."""
         t = schema.bandit_arms
         now = utcnow()
-        states = {a: replace(s, updated_at=s.updated_at or now) for a, s in states.items()}
+        bandits = {None: states, **(contexts or {})}
+        stamped = {
+            c: {a: replace(s, updated_at=s.updated_at or now) for a, s in arms.items()}
+            for c, arms in bandits.items()
+        }
         self.stamp()
         with self._db("save the bandit state") as engine, engine.begin() as conn:
             _bump(conn)
-            conn.execute(t.delete().where(t.c.bandit == BANDIT))
+            conn.execute(t.delete().where(_every_bandit(t)))
             conn.execute(
-                t.insert(), [{**_row(s), "updated_at": s.updated_at} for s in states.values()]
+                t.insert(),
+                [
+                    {**_row(s, bandit_row(c)), "updated_at": s.updated_at}
+                    for c, arms in stamped.items()
+                    for s in arms.values()
+                ],
             )
             stamp = _read_stamp(conn)
-        return self._write_redis(states.values(), stamp)
+        return all(
+            self._write_redis(arms.values(), stamp, key_prefix(c)) for c, arms in stamped.items()
+        )
+
+    def contexts(self) -> list[str]:
+        """The event types that have a bandit of their own in the database."""
+        t = schema.bandit_arms
+        head = bandit_row("")
+        with self._db("read the bandit state") as engine, engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.bandit).where(_every_bandit(t)).distinct()).scalars()
+            return sorted(r[len(head) :] for r in rows if r.startswith(head))
 
     def reset(self) -> bool:
-        """Forget every arm under a new generation; then delete the Redis keys. False when
-        Redis did not answer (its values are then of the old generation, never served)."""
+        """Forget every arm (global and per event type) under a new generation; then delete
+        the Redis keys. False when Redis did not answer (its values are then of the old
+        generation, never served)."""
         t = schema.bandit_arms
         self.stamp()
         with self._db("reset the bandit") as engine, engine.begin() as conn:
             _bump(conn)
-            conn.execute(t.delete().where(t.c.bandit == BANDIT))
+            conn.execute(t.delete().where(_every_bandit(t)))
         if self.redis is None:
             return False
         import redis as redis_lib
 
         try:
-            self.redis.delete(*[KEY_PREFIX + arm for arm in ARMS])
+            context_keys = list(self.redis.scan_iter(match=key_prefix("*") + "*"))
+            self.redis.delete(*[KEY_PREFIX + arm for arm in ARMS], *context_keys)
         except redis_lib.RedisError as exc:
             log.warning("cannot delete the bandit keys (%s): %s", exc, REDIS_UNREACHABLE)
             return False
@@ -330,20 +362,20 @@ class BanditStore:
 
     # ------------------------------------------------------------ helpers
 
-    def _check_redis_value(self, arm: str) -> None:
+    def _check_redis_value(self, key: str) -> None:
         """Refuse to go on over a corrupt Redis value, before anything is written."""
         if self.redis is None:
             return
         import redis as redis_lib
 
         try:
-            raw = self.redis.get(KEY_PREFIX + arm)
+            raw = self.redis.get(key)
         except redis_lib.RedisError:
             return  # _write_redis warns
         if raw is not None:
-            ArmState.from_json(arm, raw)
+            ArmState.from_json(key.rsplit(":", 1)[-1], raw, key)
 
-    def _write_redis(self, states, stamp: Stamp) -> bool:
+    def _write_redis(self, states, stamp: Stamp, prefix: str = KEY_PREFIX) -> bool:
         """Each state through the compare-and-set; False when Redis did not answer."""
         if self.redis is None:
             return False
@@ -353,7 +385,7 @@ class BanditStore:
             pipe = self.redis.pipeline(transaction=True)
             for s in states:
                 self._script(
-                    keys=[KEY_PREFIX + s.arm],
+                    keys=[prefix + s.arm],
                     args=[s.to_json(stamp), s.pulls, stamp.generation, stamp.database_id],
                     client=pipe,
                 )
@@ -405,9 +437,38 @@ def _bump(conn: sa.Connection) -> None:
     )
 
 
-def _row(state: ArmState) -> dict:
+def _increment(conn: sa.Connection, bandit: str, arm: str, reward: float):
+    """Add one reward to one arm's row; the row after it, None when there is no such row."""
+    t = schema.bandit_arms
+    where = (t.c.bandit == bandit) & (t.c.arm == arm)
+    increment = (
+        t.update()
+        .where(where)
+        .values(
+            pulls=t.c.pulls + 1,
+            reward_sum=t.c.reward_sum + reward,
+            reward_sq_sum=t.c.reward_sq_sum + reward * reward,
+            alpha=t.c.alpha + reward,
+            beta=t.c.beta + (1.0 - reward),
+            updated_at=utcnow(),
+        )
+    )
+    if conn.dialect.update_returning:
+        return conn.execute(increment.returning(*t.c)).first()
+    if not conn.execute(increment).rowcount:
+        return None
+    # Our row lock holds until commit: this is the row after our update.
+    return conn.execute(sa.select(t).where(where)).one()
+
+
+def _every_bandit(t: sa.Table):
+    """The global bandit's rows and every event type's."""
+    return (t.c.bandit == BANDIT) | t.c.bandit.startswith(bandit_row(""), autoescape=True)
+
+
+def _row(state: ArmState, bandit: str = BANDIT) -> dict:
     return {
-        "bandit": BANDIT,
+        "bandit": bandit,
         "arm": state.arm,
         "pulls": state.pulls,
         "reward_sum": state.reward_sum,

@@ -1,12 +1,13 @@
 """`mlkit train mab`: the pricing bandit learned from order history.
 
-The window's first fifth initialises the arms; the rest is replayed day by day with the replay
-estimate of Li et al. (2011), unbiased because strategies were assigned independently of the buyer.
+The window's first four fifths train the candidate; the last fifth is replayed with the replay
+estimate of Li et al. (2011), unbiased because strategies were assigned independently of the
+buyer, and judged by the promotion gate (`family.py`). The registered bandit has learned the whole
+window; the live arms (Redis and the database) change only when it reaches prod.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from collections.abc import Callable
@@ -19,45 +20,13 @@ from sqlalchemy.engine import Engine
 from ..clock import parse_moment, utcnow
 from ..demo.truth import best_pricing_arm
 from ..errors import MlkitError, TooLittleData
-from .history import ARMS, load_history, normalised_reward, reward_scale
-from .policies import check_policy, choose
+from . import family
+from .bandit import Bandit
+from .history import ARMS, load_history, reward_scale
+from .policies import check_policy
 from .state import ArmState, BanditStore
 
 log = logging.getLogger("mlkit.train")
-
-WARMUP_SHARE = 0.2
-
-
-def replay(frame: pd.DataFrame, rewards: np.ndarray, policy: str, *, epsilon: float, seed: int):
-    """Arm totals after the whole window and the replay's figures."""
-    n_arms = len(ARMS)
-    arms = frame["arm"].to_numpy()
-    warm = max(int(len(frame) * WARMUP_SHARE), 1)
-    pulls = np.bincount(arms[:warm], minlength=n_arms).astype(float)
-    sums = np.bincount(arms[:warm], weights=rewards[:warm], minlength=n_arms)
-    squares = np.bincount(arms[:warm], weights=rewards[:warm] ** 2, minlength=n_arms)
-    rng = np.random.default_rng(seed)
-    days = pd.to_datetime(frame["created_at"]).dt.floor("D").to_numpy()[warm:]
-    bounds = np.flatnonzero(np.r_[True, days[1:] != days[:-1], True]) + warm
-    matched = matched_reward = 0.0
-    for start, end in itertools.pairwise(bounds):
-        picked = choose(policy, pulls, sums, rng, epsilon=epsilon, size=end - start)
-        agree = picked == arms[start:end]
-        matched += agree.sum()
-        matched_reward += rewards[start:end][agree].sum()
-        pulls += np.bincount(arms[start:end], minlength=n_arms)
-        sums += np.bincount(arms[start:end], weights=rewards[start:end], minlength=n_arms)
-        squares += np.bincount(arms[start:end], weights=rewards[start:end] ** 2, minlength=n_arms)
-    replayed = len(frame) - warm
-    figures = {
-        "warmup_offers": warm,
-        "replayed_offers": replayed,
-        "replay_days": len(bounds) - 1,
-        "replay_matched": int(matched),
-        "policy_replay_reward": float(matched_reward / matched) if matched else None,
-        "logged_reward": float(rewards[warm:].mean()) if replayed else None,
-    }
-    return pulls, sums, squares, figures
 
 
 def check_enough_offers(offers: int, minimum: int, start, now) -> None:
@@ -79,20 +48,27 @@ def train_bandit(
     *,
     since: str = "90d",
     policy: str | None = None,
+    context: str | None = None,
     alias: str | None = "prod",
     force: bool = False,
     seed: int = 0,
 ) -> dict:
-    """Learn the arms from the priced orders of [now - since, now), register and save them; fewer
-    than `pricing.min_offers` offers raise TooLittleData before any run is recorded."""
+    """Learn the arms from the priced orders of [now - since, now), register them, promote
+    through the gate and, once prod, save them as the live arms; fewer than
+    `pricing.min_offers` offers raise TooLittleData before any run is recorded. `force` also
+    ignores a failure cooldown, and lets a bandit of fewer offers than prod's, or with arms
+    never pulled, through (the gate's notes say so)."""
     from ..runs import training_run
     from ..validation import promote_trained
 
     policy = check_policy(policy or config.get("pricing.policy"))
+    bandit = Bandit(
+        policy,
+        context or config.get("pricing.context"),
+        epsilon=float(config.get("pricing.epsilon")),
+    )
     surge = float(config.get("pricing.surge_ratio"))
     early = float(config.get("pricing.early_bird_ratio"))
-    epsilon = float(config.get("pricing.epsilon"))
-    cooldown = int(config.get("training.retry_cooldown_sec"))
     now = utcnow()
     start = parse_moment(since, now=now, option="--since")
     if start >= now:
@@ -103,9 +79,8 @@ def train_bandit(
     with engine.connect() as conn:
         frame = load_history(conn, start, surge=surge, early=early, until=now)
     check_enough_offers(len(frame), int(config.get("pricing.min_offers")), start, now)
+    cooldown = int(config.get("training.retry_cooldown_sec"))
     with training_run(engine, "pricing", cooldown_seconds=cooldown, force=force) as run:
-        scale = reward_scale(frame["combined"].to_numpy())
-        rewards = normalised_reward(frame["combined"].to_numpy(), scale)
         counts = np.bincount(frame["arm"], minlength=len(ARMS))
         log.info(
             "[TRAIN] Offers: %d since %s (%s)",
@@ -113,88 +88,122 @@ def train_bandit(
             f"{start:%Y-%m-%d}",
             ", ".join(f"{a}: {c}" for a, c in zip(ARMS, counts, strict=True)),
         )
-        pulls, sums, squares, figures = replay(frame, rewards, policy, epsilon=epsilon, seed=seed)
-        states = _arm_states(pulls, sums, squares, now)
-        means = {arm: s.mean for arm, s in states.items()}
-        best = max(means, key=means.get)
-        metrics = {
-            "best_arm": best,
-            "mean_reward": means,
-            "conversion": _per_arm(frame, "conversion"),
-            "revenue_ratio": _per_arm(frame, "revenue"),
-            **figures,
-        }
+        serving = family.serving_bandit(engine, config)
+        metrics = learn_and_judge(bandit, frame, serving, force=force, seed=seed)
+        metrics["conversion"] = _per_arm(frame, "conversion")
+        metrics["revenue_ratio"] = _per_arm(frame, "revenue")
         truth = best_pricing_arm(engine, frame)
         if truth:
             metrics["oracle_best_arm"] = truth
-        log.info(
-            "[TRAIN] Best arm: %s (mean reward %.4f); replay reward %s vs logged %s",
-            best,
-            means[best],
-            _fmt(figures["policy_replay_reward"]),
-            _fmt(figures["logged_reward"]),
-        )
+        log.info("[TRAIN] %s", metrics["gate"]["summary"])
         params = {
             "policy": policy,
-            "reward_scale": scale,
+            "context": bandit.context,
+            "reward_scale": bandit.scale,
             "surge_ratio": surge,
             "early_bird_ratio": early,
             "since": start.isoformat(),
             "until": now.isoformat(),
         }
-        mv = _register(engine, config, states, metrics, params)
-        # The live state changes only once the snapshot is safely registered.
-        BanditStore(engine, redis).save(states)
+        mv = _register(engine, config, bandit, metrics, params)
         run.finish(
             version=mv.version,
             n_samples=len(frame),
             class_distribution=dict(zip(ARMS, counts.tolist(), strict=True)),
-            metrics={
-                "best_arm_mean_reward": means[best],
-                **{k: v for k, v in figures.items() if isinstance(v, float)},
-            },
+            metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
         )
         if alias:  # inside the run: a version failing its gate makes the run `rejected`
             promote_trained(engine, config, mv, alias, reason=f"trained on {len(frame)} offers")
+    states = _arm_states(bandit, 0, now)
+    if alias == "prod":  # the live arms are prod's
+        contexts = {name: _arm_states(bandit, i + 1, now) for i, name in enumerate(bandit.types)}
+        BanditStore(engine, redis).save(states, contexts)
     return {
         "model": "pricing",
         "version": mv.version,
         "policy": policy,
+        "context": bandit.context,
         "offers": len(frame),
         "since": start.isoformat(),
-        "reward_scale": scale,
+        "reward_scale": bandit.scale,
         "arms": {arm: s.as_dict() for arm, s in states.items()},
         "metrics": metrics,
         "alias": alias or None,
     }
 
 
-def _arm_states(pulls, sums, squares, now) -> dict[str, ArmState]:
-    """Each arm's state from its totals: counts, reward sums and a Beta(1 + wins, 1 + losses)."""
+def learn_and_judge(
+    bandit: Bandit, frame: pd.DataFrame, serving: tuple, *, force: bool = False, seed: int = 0
+) -> dict:
+    """Train `bandit` on the window's first offers, replay the rest (it learns them too),
+    judge it against the references and `serving` (`family.serving_bandit`: pricing@prod's
+    version, bandit and why it is left out): the version's metrics."""
+    cut = family.holdout_start(len(frame))
+    training, holdout = frame.iloc[:cut], frame.iloc[cut:]
+    bandit.scale = reward_scale(training["combined"].to_numpy())
+    bandit.learn(
+        training["arm"].to_numpy(),
+        training["combined"].to_numpy(dtype=float),
+        bandit.rows(training["event_type"].tolist()),
+    )
+    picks = bandit.replay(holdout, np.random.default_rng([seed, 1]))
+    prod_mv, prod_bandit, left_out = serving
+    prod = None
+    if prod_bandit is not None:
+        prod = (prod_mv.ref, prod_bandit.replay(holdout, np.random.default_rng([seed, 2])))
+    verdict, baselines = family.judge_bandit(picks, training, holdout, prod=prod, seed=seed)
+    if left_out:
+        verdict.notes.append(left_out)
+    structural = family.structural_reasons(bandit, len(frame), prod_mv, prod_bandit)
+    if force:
+        verdict.notes += [f"--force: {reason}" for reason in structural]
+    else:
+        verdict.reasons += structural
+    totals = bandit.totals[0]
+    means = {
+        arm: float(totals[1, i] / totals[0, i]) if totals[0, i] else 0.0
+        for i, arm in enumerate(ARMS)
+    }
+    truth = family.holdout_truth(training, holdout)
+    return {
+        "best_arm": max(means, key=means.get),
+        "mean_reward": means,
+        "training_offers": len(training),
+        "replayed_offers": len(holdout),
+        "replay_days": int(holdout["created_at"].dt.floor("D").nunique()),
+        "replay_matched": int((picks == truth[:, 0]).sum()),
+        "policy_replay_reward": _finite(family.replay_value(truth, picks)),
+        "logged_reward": float(holdout["combined"].mean()),
+        "baselines": baselines,
+        "gate": verdict.as_dict() | {"summary": verdict.summary()},
+    }
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def _arm_states(bandit: Bandit, row: int, now) -> dict[str, ArmState]:
+    """One row's arms as states: counts, reward sums and a Beta(1 + wins, 1 + losses)."""
     return {
         arm: ArmState(
             arm=arm,
-            pulls=int(pulls[i]),
-            reward_sum=float(sums[i]),
-            reward_sq_sum=float(squares[i]),
-            alpha=1.0 + float(sums[i]),
-            beta=1.0 + float(pulls[i] - sums[i]),
+            pulls=t["pulls"],
+            reward_sum=t["reward_sum"],
+            reward_sq_sum=t["reward_sq_sum"],
+            alpha=1.0 + t["reward_sum"],
+            beta=1.0 + t["pulls"] - t["reward_sum"],
             updated_at=now,
         )
-        for i, arm in enumerate(ARMS)
+        for arm, t in bandit.arm_table(row).items()
     }
 
 
-def _register(engine: Engine, config, states: dict, metrics: dict, params: dict):
-    """Register the arms' snapshot (state.json) as a new pricing version."""
+def _register(engine: Engine, config, bandit: Bandit, metrics: dict, params: dict):
+    """Register the bandit's snapshot (state.json) as a new pricing version."""
     from ..registry import register_model
 
-    snapshot = {
-        "bandit": "pricing",
-        "policy": params["policy"],
-        "reward_scale": params["reward_scale"],
-        "arms": {arm: s.as_dict() for arm, s in states.items()},
-    }
+    snapshot = bandit.snapshot()
     return register_model(
         engine,
         config.artifacts_dir,
