@@ -346,5 +346,5 @@ def _data_summary(page: Page, mv, h: Holdout) -> None:
         ),
         height=max(360, 22 * len(missing)),
         note="Missing values are meaningful for some features (no earlier resale, no "
-        "previous order); the model handles them natively.",
+        "previous order); XGBoost splits on them, the logistic regression imputes them.",
     )
