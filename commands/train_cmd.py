@@ -222,7 +222,7 @@ def signal(
 
     Example: mlkit train signal --symbol BTCUSDT --json
     """
-    from mlkit.toolkit.signal.train import train_signal_model
+    from mlkit.toolkit.signal.family import train as train_signal_model
 
     config, engine = load_context(ctx)
     _train(

@@ -27,7 +27,7 @@ from mlkit.toolkit.signal.labels import (
     walk_forward_folds,
 )
 from mlkit.toolkit.signal.model import ModelSettings, catboost_params, fit_classifier
-from mlkit.toolkit.signal.train import backtest
+from mlkit.toolkit.signal.evaluation import backtest
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ FAST = TrainSettings.default(
     horizon=12,
     folds=3,
     test_fraction=0.3,
+    feature_set="wide",
     model=ModelSettings.default(
         iterations=60,
         learning_rate=0.15,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -18,10 +18,15 @@ import yaml
 import mlkit.toolkit.signal.train as signal_train
 from mlkit.toolkit.clock import utcnow
 from mlkit.toolkit.config import load_config
+from mlkit.toolkit.demo import market
+from mlkit.toolkit.demo.params import DemoParams
 from mlkit.toolkit.errors import MlkitError
+from mlkit.toolkit.registry import alias_target
 from mlkit.toolkit.schema import signals, training_runs
+from mlkit.toolkit.signal.family import train as train_signal
 from mlkit.toolkit.signal.market import upsert_bars
 from mlkit.toolkit.signal.run import run_signal, signal_status
+from mlkit.toolkit.validation import CandidateRejected
 
 # Small and quick: the behaviour under test does not need a strong model.
 FAST = {
@@ -56,9 +61,32 @@ def cyclic_bars(n: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def load(engine, sym: str, n: int, seed: int = 0) -> None:
+def random_walk_bars(n: int, seed: int = 0) -> pd.DataFrame:
+    """Prices with no structure at all: nothing to learn, so nothing may be promoted."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.006, n)))
+    bars = cyclic_bars(n, seed)
+    open_ = np.r_[close[0], close[:-1]]
+    return bars.assign(
+        open=open_,
+        close=close,
+        high=np.maximum(open_, close) * 1.001,
+        low=np.minimum(open_, close) * 0.999,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_bars() -> pd.DataFrame:
+    """A year of the demo market's ETHUSDT (seed 0): regimes a model can learn, and does
+    (benchmarks/models_signal.py: its gate passes against every reference)."""
+    params = DemoParams(seed=0, orders=1, days=365, start=datetime(2025, 1, 1), world_orders=1)
+    frame = market.generate(params, None)["market_data"]
+    return frame[frame["symbol"] == "ETHUSDT"].drop(columns="symbol").reset_index(drop=True)
+
+
+def load(engine, sym: str, n: int, seed: int = 0, bars=None) -> None:
     with engine.begin() as conn:
-        upsert_bars(conn, sym, cyclic_bars(n, seed))
+        upsert_bars(conn, sym, cyclic_bars(n, seed) if bars is None else bars)
 
 
 @pytest.fixture
@@ -67,6 +95,13 @@ def config(engine, tmp_path):
     config = load_config(database_url=url, env={"MLKIT_HOME": str(tmp_path / "home")})
     config.data["signal"].update(FAST)
     return config
+
+
+@pytest.fixture
+def demo_config(engine, tmp_path):
+    """The shipped signal settings: what the demo model is measured with."""
+    url = engine.url.render_as_string(hide_password=False)
+    return load_config(database_url=url, env={"MLKIT_HOME": str(tmp_path / "home")})
 
 
 @pytest.fixture
@@ -129,7 +164,7 @@ def test_too_few_samples_no_training_fallback_and_status_says_why(engine, config
 
     # Asking for a training explicitly is refused the same way, without a run row.
     with pytest.raises(MlkitError, match="no training attempted"):
-        signal_train.train_signal_model(engine, config, sym)
+        train_signal(engine, config, sym)
     assert runs_of(engine, sym) == []
 
 
@@ -194,9 +229,13 @@ def test_the_not_trained_warning_is_logged_every_tenth_prediction(engine, config
     assert signal_status(engine, config, sym)[sym]["prediction_warning_count"] == 11
 
 
-def test_automatic_initial_training_then_the_model_serves(engine, config, monkeypatch):
+@pytest.mark.slow
+def test_automatic_initial_training_then_the_model_serves(
+    engine, demo_config, demo_bars, monkeypatch
+):
+    config = demo_config
     sym = symbol()
-    load(engine, sym, 700, seed=1)
+    load(engine, sym, 0, bars=demo_bars)
     first = run_signal(engine, config, sym)
     assert first["training"]["outcome"] == "trained" and first["training"]["version"] == 1
     assert first["fallback"] is False and first["model_version"] == f"signal-{sym}:1"
@@ -215,17 +254,80 @@ def test_automatic_initial_training_then_the_model_serves(engine, config, monkey
     (run,) = runs_of(engine, sym)
     assert status["is_trained"] is True and status["fallback_active"] is False
     assert status["untrained_reason"] is None
-    assert status["samples_in_last_train"] == run.n_samples > 400
+    assert status["samples_in_last_train"] == run.n_samples > 8000
     assert sum(status["class_distribution"].values()) == run.n_samples
     assert set(status["class_weights"]) == {"SELL", "HOLD", "BUY"}
-    assert status["sanitization"]["initial_features"] >= 400
-    assert status["sanitization"]["dropped"]["constant"] == ["minute_of_hour"]
+    assert status["sanitization"]["final_features"] >= 20
+    assert status["selection"]["method"] == "none"
+    metrics = status["metrics"]
+    assert metrics["macro_f1"] > max(metrics["baselines"].values())
+    assert metrics["accuracy"] > metrics["majority_accuracy"] + 0.05
     assert status["last_training_error"] is None and status["training_cooldown_active"] is False
     assert status["last_training_time"] is not None
     assert status["prediction_warning_count"] == 0
 
 
-def test_cli_train_run_status(engine, cli, config_file, tmp_path, caplog):
+def test_a_model_without_skill_stays_candidate_and_the_fallback_serves(engine, config, monkeypatch):
+    """Random-walk prices: signal run's initial training registers a version that its gate
+    keeps from prod; the fallback serves without executing, and the next run waits."""
+    sym = symbol()
+    load(engine, sym, 0, bars=random_walk_bars(900, seed=4))
+    first = run_signal(engine, config, sym)
+    assert first["training"]["outcome"] == "candidate", first["training"]
+    assert "not above the" in first["training"]["detail"]
+    assert first["fallback"] is True and first["model_version"] is None
+    assert first["execution_allowed"] is False
+    assert first["fallback_reason"]["code"] == "gate_rejected"
+    name = f"signal-{sym}"
+    assert alias_target(engine, name, "prod") is None
+    assert alias_target(engine, name, "candidate") == 1
+    (run,) = runs_of(engine, sym)
+    assert run.status == "rejected"
+
+    monkeypatch.setattr(signal_train, "fit_signal", lambda *a, **k: pytest.fail("retrained"))
+    second = run_signal(engine, config, sym)
+    assert second["training"]["outcome"] == "skipped"
+    assert second["training"]["reason"] == "gate_rejected"
+    assert second["fallback"] is True and second["execution_allowed"] is False
+    status = signal_status(engine, config, sym)[sym]
+    assert status["is_trained"] is False and status["untrained_reason"]["code"] == "gate_rejected"
+
+
+@pytest.mark.parametrize("useless", ["random_walk", "shuffled"])
+def test_train_signal_without_skill_leaves_prod_where_it_was(engine, config, demo_bars, useless):
+    """A prod version exists; retraining on data with no structure registers a candidate
+    and prod stays on the old version."""
+    from mlkit.toolkit.registry import promote
+
+    sym = symbol()
+    name = f"signal-{sym}"
+    load(engine, sym, 0, bars=random_walk_bars(900, seed=5))
+    with pytest.raises(CandidateRejected):
+        train_signal(engine, config, sym)
+    promote(engine, name, 1, "prod", reason="a stand-in for an earlier prod")
+    bars = random_walk_bars(900, seed=6)
+    if useless == "shuffled":  # the demo market's hourly returns in a random order
+        rng = np.random.default_rng(6)
+        steps = np.diff(np.log(demo_bars["close"].to_numpy()[:901]))
+        close = 100.0 * np.exp(np.cumsum(rng.permutation(steps)))
+        open_ = np.r_[close[0], close[:-1]]
+        bars = bars.assign(
+            open=open_,
+            close=close,
+            high=np.maximum(open_, close) * 1.001,
+            low=np.minimum(open_, close) * 0.999,
+        )
+    bars = bars.assign(ts=bars["ts"] + pd.Timedelta(hours=900))
+    load(engine, sym, 0, bars=bars)
+    with pytest.raises(CandidateRejected) as rejected:
+        train_signal(engine, config, sym, force=True)
+    assert "not above the" in rejected.value.message
+    assert alias_target(engine, name, "prod") == 1
+    assert alias_target(engine, name, "candidate") == 2
+
+
+@pytest.mark.slow
+def test_cli_train_run_status(engine, cli, config_file, demo_bars, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="mlkit.train")
     url = engine.url.render_as_string(hide_password=False)
     env = {"MLKIT_DATABASE_URL": url, "MLKIT_HOME": str(tmp_path / "cli-home")}
@@ -234,15 +336,16 @@ def test_cli_train_run_status(engine, cli, config_file, tmp_path, caplog):
     assert few.exit_code == 1 and "has 0 bars" in few.stderr and "ingest market" in few.stderr
     no_data = cli("--config", config_file, "signal", "run", "--symbol", sym, env=env)
     assert no_data.exit_code == 1 and f"no market data for {sym}" in no_data.stderr
-    load(engine, sym, 600, seed=2)
+    load(engine, sym, 0, bars=demo_bars)
 
-    trained = cli("--config", config_file, "train", "signal", "--symbol", sym, "--json", env=env)
+    trained = cli("train", "signal", "--symbol", sym, "--alias", "prod", "--json", env=env)
     assert trained.exit_code == 0, trained.output
     document = json.loads(trained.stdout)
     assert document["ref"] == f"signal-{sym}:1" and document["alias"] == "prod"
-    assert document["raw_features"] >= 400 and document["selection"]["method"] == "rfe"
+    assert document["selection"]["method"] == "none" and document["gate"]["passed"] is True
     metrics = document["metrics"]
-    assert {"accuracy", "macro_f1", "per_class", "backtest"} <= set(metrics)
+    assert {"accuracy", "macro_f1", "per_class", "backtest", "baselines", "gate"} <= set(metrics)
+    assert set(metrics["baselines"]) == {"training_majority", "random", "momentum", "logistic"}
     assert set(metrics["backtest"]) >= {"model", "fallback", "buy_and_hold"}
     logged = [r.getMessage() for r in caplog.records if r.name == "mlkit.train"]
     assert any(line.startswith("[TRAIN] Raw features: ") for line in logged)

@@ -98,15 +98,18 @@ DEFAULTS: dict[str, Any] = {
         "horizon_bars": 24,
         "sell_quantile": 0.33,
         "buy_quantile": 0.67,
-        "walk_forward_folds": 3,
-        "test_fraction": 0.2,
+        "walk_forward_folds": 6,
+        "test_fraction": 0.5,
         "max_missing_share": 0.5,
+        "feature_set": "compact",  # compact (about 20, period-agnostic) or wide (about 440, RFE)
         "trade_cost_bps": 5.0,
         "min_initial_train_samples": 400,  # fewer bars: no training attempted
         "allow_fallback_execution": False,  # the SMA/RSI fallback signal may execute
         "iterations": 300,
-        "learning_rate": 0.05,
-        "depth": 6,
+        "learning_rate": 0.03,
+        "depth": 3,
+        "l2_leaf_reg": 20.0,
+        "early_stopping_rounds": 50,  # on an inner time split; 0: always `iterations` trees
         "border_count": 32,
         "bootstrap_type": "Bernoulli",
         "subsample": 0.8,

@@ -93,9 +93,9 @@ def _signal_plan(engine: Engine, config) -> list[Planned]:
     for symbol, info in symbols.items():
 
         def train(symbol: str = symbol) -> dict:
-            from .signal.train import train_signal_model
+            from .signal.family import train as train_signal
 
-            return train_signal_model(engine, config, symbol)
+            return train_signal(engine, config, symbol)
 
         if info["bars"] < minimum:
             plan.append(

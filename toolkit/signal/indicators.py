@@ -267,3 +267,50 @@ def sanitize(frame: pd.DataFrame, max_missing_share: float = 0.5) -> Sanitizatio
     }
     keep = ~(infinite | mostly_missing | constant)
     return Sanitization(len(names), [n for n, ok in zip(names, keep, strict=True) if ok], dropped)
+
+
+# ---------------------------------------------------------------- the compact set
+
+# Windows of the compact set stay within four days of hourly bars: a slow level (a 200-bar
+# average, a long volatility) marks the period a bar belongs to, which a tree memorises.
+COMPACT_MOMENTUM = (3, 6, 12, 24, 48, 96)
+COMPACT_RETURNS = (12, 24, 48, 96, 168)
+COMPACT_VOLATILITY = 96
+
+
+def compact_features(bars: pd.DataFrame) -> pd.DataFrame:
+    """About twenty period-agnostic columns: returns in units of recent volatility, volatility
+    relative to its own recent level, and bounded oscillators; no price level, calendar or
+    long-window level, so a model learns how markets move rather than when it was trained."""
+    s = _derived_series(bars)
+    c, h, lo, v, log_c, r1 = (s[k] for k in ("c", "h", "lo", "v", "log_c", "r1"))
+    vol = r1.rolling(COMPACT_VOLATILITY, min_periods=COMPACT_VOLATILITY // 2).std()
+    cols: dict[str, pd.Series] = {}
+    for k in COMPACT_MOMENTUM:
+        cols[f"momentum_z_{k}"] = _div(log_c - log_c.shift(k), vol * np.sqrt(k))
+    for k in COMPACT_RETURNS:
+        cols[f"return_{k}"] = log_c - log_c.shift(k)
+    cols["log_volatility_24"] = np.log(r1.rolling(24, min_periods=24).std())
+    cols["log_volatility_96"] = np.log(vol)
+    for w in (6, 24):
+        cols[f"volatility_ratio_{w}"] = np.log(_div(r1.rolling(w, min_periods=w).std(), vol))
+    cols["range_ratio_24"] = np.log(_div(_div(h - lo, c).rolling(24, min_periods=24).mean(), vol))
+    for w in (14, 48):
+        cols[f"rsi_{w}"] = (rsi(c, w) - 50.0) / 50.0
+    for w in (24, 96):
+        mean = c.rolling(w, min_periods=w).mean()
+        cols[f"sma_gap_z_{w}"] = _div(np.log(_div(c, mean)), vol * np.sqrt(w))
+    highest = h.rolling(48, min_periods=48).max()
+    lowest = lo.rolling(48, min_periods=48).min()
+    cols["high_distance_z_48"] = _div(np.log(_div(c, highest)), vol * np.sqrt(48))
+    cols["low_distance_z_48"] = _div(np.log(_div(c, lowest)), vol * np.sqrt(48))
+    macd = _ema(c, 12) - _ema(c, 26)
+    cols["macd_hist_z"] = _div(macd - _ema(macd, 9), c * vol)
+    cols["up_share_24"] = s["up_bar"].rolling(24, min_periods=24).mean() - 0.5
+    cols["close_location_24"] = s["close_location"].rolling(24, min_periods=24).mean()
+    v_roll = np.log(v.where(v > 0)).rolling(48, min_periods=48)
+    cols["volume_z_48"] = _div(np.log(v.where(v > 0)) - v_roll.mean(), v_roll.std())
+    cols["skew_48"] = r1.rolling(48, min_periods=48).skew()
+    frame = pd.DataFrame({name: col.to_numpy(dtype=float) for name, col in cols.items()})
+    frame.index = bars.index
+    return frame

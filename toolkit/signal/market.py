@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from ..db import bulk_insert, read_frame
 from ..errors import MlkitError
-from ..schema import market_data
+from ..schema import market_data, signal_state, signals, training_runs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,6 +34,20 @@ def normalize_symbol(symbol: str) -> str:
 def model_name(symbol: str) -> str:
     """The registry name of a symbol's signal model, e.g. signal-BTCUSDT."""
     return f"signal-{normalize_symbol(symbol)}"
+
+
+def ensure_tables(engine: Engine) -> None:
+    """The schema must exist; `signal_state` came after `signals`, so it is created in
+    databases initialised before it."""
+    tables = set(sa.inspect(engine).get_table_names())
+    missing = [t.name for t in (market_data, signals, training_runs) if t.name not in tables]
+    if missing:
+        raise MlkitError(
+            f"table(s) {', '.join(missing)} missing in this database",
+            hint="create them with `mlkit db init`",
+        )
+    if signal_state.name not in tables:
+        signal_state.create(engine, checkfirst=True)
 
 
 def count_bars(engine: Engine, symbol: str) -> int:

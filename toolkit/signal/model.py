@@ -42,6 +42,8 @@ class ModelSettings(Settings):
     iterations: int
     learning_rate: float
     depth: int
+    l2_leaf_reg: float
+    early_stopping_rounds: int
     border_count: int
     bootstrap_type: str
     subsample: float
@@ -71,6 +73,7 @@ def catboost_params(settings: ModelSettings, *, iterations: int | None = None, *
         "iterations": int(iterations if iterations is not None else settings.iterations),
         "learning_rate": settings.learning_rate,
         "depth": settings.depth,
+        "l2_leaf_reg": settings.l2_leaf_reg,
         "border_count": settings.border_count,
         "auto_class_weights": "Balanced",
         "bootstrap_type": settings.bootstrap_type,
@@ -102,6 +105,33 @@ def fit_classifier(
     model = CatBoostClassifier(**catboost_params(settings, **overrides))
     model.fit(X, y)
     return model
+
+
+def fit_regularised(
+    X: pd.DataFrame, y: np.ndarray, settings: ModelSettings, *, gap: int
+) -> CatBoostClassifier:
+    """Early stopping on an inner time split: fit on the first four fifths of the rows,
+    stop when the last fifth (behind a `gap`-row purge) stops improving, then refit every
+    row with that many trees. Too few rows for the split: `iterations` trees."""
+    n = len(X)
+    eval_rows = n // 5
+    fit_rows = n - eval_rows - gap
+    rounds = settings.early_stopping_rounds
+    inner = y[:fit_rows] if fit_rows > 0 else y[:0]
+    if rounds <= 0 or eval_rows < 2 * gap or len(np.unique(inner)) < len(CLASSES):
+        return fit_classifier(X, y, settings)
+    from catboost import CatBoostClassifier
+
+    probe = CatBoostClassifier(**catboost_params(settings))
+    probe.fit(
+        X.iloc[:fit_rows],
+        inner,
+        eval_set=(X.iloc[n - eval_rows :], y[n - eval_rows :]),
+        early_stopping_rounds=rounds,
+        use_best_model=True,
+    )
+    best = max(1, int(probe.get_best_iteration() or 0) + 1)
+    return fit_classifier(X, y, settings, iterations=best)
 
 
 def class_weights(model: CatBoostClassifier) -> dict[str, float]:
@@ -253,56 +283,18 @@ def _by_importance(X: pd.DataFrame, y: np.ndarray, settings: ModelSettings) -> S
 def load_signal_model(mv, artifacts_dir: Path) -> CatBoostClassifier:
     """The CatBoost model of a registered version, from the `.cbm` bytes whose sha256
     matched (read once; the path is not reopened)."""
-    from catboost import CatBoostClassifier
-
     from ..registry import read_artifact
 
-    data = read_artifact(mv, artifacts_dir)
+    return model_from_bytes(mv, read_artifact(mv, artifacts_dir))
+
+
+def model_from_bytes(mv, data: bytes) -> CatBoostClassifier:
+    """The CatBoost model in a version's verified artifact bytes."""
+    from catboost import CatBoostClassifier
+
     model = CatBoostClassifier()
     try:
         model.load_model(blob=data, format="cbm")
     except Exception as exc:  # CatBoostError on bytes that are not a model
         raise MlkitError(f"cannot load {mv.ref} from {mv.artifact_path}: {exc}") from None
     return model
-
-
-def validation_checks(mv, artifacts_dir: Path) -> list[tuple[str, bool, str]]:
-    """(name, ok, detail) checks of a registered signal version once its sha256 matched:
-    it loads, it uses the features it lists, it gives probabilities on its stored example."""
-    import pandas as pd
-
-    try:
-        model = load_signal_model(mv, artifacts_dir)
-    except Exception as exc:  # any failure to load is a failed check, not a crash
-        return [("loads", False, f"{type(exc).__name__}: {exc}")]
-    checks = [("loads", True, "CatBoost model loaded")]
-    names = list(model.feature_names_ or [])
-    same = bool(mv.features) and names == list(mv.features)
-    checks.append(
-        (
-            "features",
-            same,
-            f"{len(names)} features as registered"
-            if same
-            else f"model uses {names[:5]}..., registry lists {list(mv.features)[:5]}...",
-        )
-    )
-    try:
-        example = pd.DataFrame(mv.input_example, columns=list(mv.features)).astype(float)
-        probabilities = predict_proba(model, example)
-        sane = len(example) > 0 and bool(
-            np.all((probabilities >= 0) & (probabilities <= 1))
-            and np.allclose(probabilities.sum(axis=1), 1.0)
-        )
-        checks.append(
-            (
-                "predicts",
-                sane,
-                f"{len(example)} example rows give SELL/HOLD/BUY probabilities"
-                if sane
-                else f"bad probabilities on the input example: {probabilities}",
-            )
-        )
-    except Exception as exc:
-        checks.append(("predicts", False, f"{type(exc).__name__}: {exc}"))
-    return checks

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,12 +16,13 @@ from ..clock import utcnow
 from ..errors import MlkitError
 from ..formats import json_safe
 from ..registry import ModelVersion, resolve
-from ..schema import market_data, model_versions, signal_state, signals, training_runs
+from ..schema import model_versions, signal_state, signals, training_runs
 from .fallback import MIN_BARS, latest_fallback
-from .indicators import PREDICTION_LOOKBACK, compute_features
+from .indicators import PREDICTION_LOOKBACK
 from .labels import CLASSES
 from .market import (
     count_bars,
+    ensure_tables,
     load_bars,
     model_name,
     normalize_symbol,
@@ -34,20 +35,6 @@ train_log = logging.getLogger("mlkit.train")
 
 SERVING_ALIAS = "prod"
 WARN_EVERY = 10
-
-
-def ensure_tables(engine: Engine) -> None:
-    """The schema must exist; `signal_state` came after `signals`, so it is created in
-    databases initialised before it."""
-    tables = set(sa.inspect(engine).get_table_names())
-    missing = [t.name for t in (market_data, signals, training_runs) if t.name not in tables]
-    if missing:
-        raise MlkitError(
-            f"table(s) {', '.join(missing)} missing in this database",
-            hint="create them with `mlkit db init`",
-        )
-    if signal_state.name not in tables:
-        signal_state.create(engine, checkfirst=True)
 
 
 def serving_version(engine: Engine, symbol: str) -> ModelVersion | None:
@@ -89,9 +76,18 @@ def _cooldown_until(last_run) -> datetime | None:
     return None
 
 
+def _gate_wait_until(config, last_run) -> datetime | None:
+    """Until when a version its gate kept from serving holds off the next automatic
+    training (the same cooldown as a failure: the data has to change first)."""
+    if last_run is None or last_run.status != "rejected" or last_run.finished_at is None:
+        return None
+    until = last_run.finished_at + timedelta(seconds=int(config.get("training.retry_cooldown_sec")))
+    return until if until > utcnow() else None
+
+
 def untrained_reason(config, n_bars: int, last_run) -> tuple[str, str]:
-    """(code, sentence) saying why a symbol has no model; the code is one of
-    insufficient_samples, training_cooldown, training_failed, never_trained."""
+    """(code, sentence) saying why a symbol has no serving model; the code is one of
+    insufficient_samples, training_cooldown, gate_rejected, training_failed, never_trained."""
     minimum = int(config.get("signal.min_initial_train_samples"))
     until = _cooldown_until(last_run)
     if until is not None:
@@ -106,10 +102,24 @@ def untrained_reason(config, n_bars: int, last_run) -> tuple[str, str]:
             "insufficient_samples",
             f"{n_bars} bars < signal.min_initial_train_samples {minimum}: no training attempted",
         )
+    held = _gate_wait_until(config, last_run)
+    if held is not None:
+        return (
+            "gate_rejected",
+            f"training run {last_run.run_id}'s version stays candidate, kept from serving by "
+            f"its promotion gate ({last_run.last_error}); next training after "
+            f"{held:%Y-%m-%d %H:%M:%S} UTC",
+        )
     if last_run is not None and last_run.status == "failed":
         return (
             "training_failed",
             f"training run {last_run.run_id} failed ({last_run.last_error}); the next run retries",
+        )
+    if last_run is not None and last_run.status == "rejected":
+        return (
+            "gate_rejected",
+            f"training run {last_run.run_id}'s version stays candidate ({last_run.last_error}); "
+            "the next run trains again",
         )
     return "never_trained", "no model yet; the next `mlkit signal run` trains one"
 
@@ -118,20 +128,32 @@ def untrained_reason(config, n_bars: int, last_run) -> tuple[str, str]:
 
 
 def _initial_training(engine: Engine, config, symbol: str, n_bars: int) -> dict:
-    """Train when allowed; never raises for a training problem (the fallback serves)."""
-    from .train import train_signal_model
+    """Train when allowed; never raises for a training problem (the fallback serves). A
+    version its gate keeps from prod stays candidate and serves nothing."""
+    from ..validation import CandidateRejected
+    from .family import train
 
     last_run, _ = _last_runs(engine, model_name(symbol))
     code, why = untrained_reason(config, n_bars, last_run)
-    if code in ("training_cooldown", "insufficient_samples"):
+    if code in ("training_cooldown", "insufficient_samples") or (
+        code == "gate_rejected" and _gate_wait_until(config, last_run) is not None
+    ):
         train_log.info("[TRAIN] No initial training for %s: %s", symbol, why)
         return {"attempted": False, "outcome": "skipped", "reason": code, "detail": why}
     train_log.info("[TRAIN] No model for %s yet: initial training on %d bars", symbol, n_bars)
     started = []
     try:
-        trained = train_signal_model(
+        trained = train(
             engine, config, symbol, alias=SERVING_ALIAS, on_started=lambda: started.append(1)
         )
+    except CandidateRejected as exc:
+        train_log.info("[TRAIN] Initial model for %s stays candidate: %s", symbol, exc.message)
+        return {
+            "attempted": True,
+            "outcome": "candidate",
+            "reason": "gate_rejected",
+            "detail": exc.message,
+        }
     except Exception as exc:  # the run recorded it; a trading loop must go on
         message = exc.message if isinstance(exc, MlkitError) else f"{type(exc).__name__}: {exc}"
         if not started:  # refused before it began: another run holds the lock
@@ -168,9 +190,10 @@ def _initial_training(engine: Engine, config, symbol: str, n_bars: int) -> dict:
 
 def _model_signal(mv: ModelVersion, bars, artifacts_dir: Path) -> dict:
     from .model import load_signal_model, predict_proba
+    from .train import feature_frame
 
     model = load_signal_model(mv, artifacts_dir)
-    features = compute_features(bars)
+    features = feature_frame(bars, mv.params.get("feature_set"))
     missing = [name for name in mv.features if name not in features.columns]
     if missing:
         raise MlkitError(
@@ -371,7 +394,7 @@ def symbol_status(engine: Engine, config, symbol: str, overview: dict | None = N
             "metrics": {
                 k: v
                 for k, v in (mv.metrics if mv is not None else {}).items()
-                if k in ("accuracy", "macro_f1", "majority_accuracy", "backtest")
+                if k in ("accuracy", "macro_f1", "majority_accuracy", "baselines", "backtest")
             },
             "prediction_warning_count": int(warnings or 0),
             "allow_fallback_execution": bool(config.get("signal.allow_fallback_execution")),

@@ -1,4 +1,5 @@
-"""Training a symbol's signal model: features, labels, walk-forward evaluation, final fit.
+"""Fitting a symbol's signal model on its bars: features, labels, the walk-forward evaluation
+beside the honest references, and the final fit. No database here (see `family.train`).
 
 Choices are made on the first fold's training side only; the registered model is refitted on every
 labelled bar so the latest market is in it.
@@ -8,21 +9,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import Engine
 
 from ..config import Settings, config_key
 from ..errors import MlkitError
+from .evaluation import GATE_METRIC, per_class, scorecard
 from .fallback import fallback_frame
-from .indicators import PREDICTION_LOOKBACK, Sanitization, compute_features, sanitize
+from .indicators import (
+    PREDICTION_LOOKBACK,
+    Sanitization,
+    compact_features,
+    compute_features,
+    sanitize,
+)
 from .labels import (
-    BUY,
     CLASSES,
-    SELL,
     Fold,
     Thresholds,
     class_counts,
@@ -32,22 +36,24 @@ from .labels import (
     walk_forward_folds,
 )
 from .model import (
-    FILENAME,
     ModelSettings,
     Selection,
     catboost_params,
     class_weights,
-    fit_classifier,
+    fit_regularised,
     predict_proba,
     select_features,
 )
+from .references import fold_references, hindsight_majority
 
 log = logging.getLogger("mlkit.train")
+
+FEATURE_SETS = {"compact": compact_features, "wide": compute_features}
 
 
 @dataclass(frozen=True)
 class TrainSettings(Settings):
-    """What `signal.*` says about labels, evaluation and the training guard."""
+    """What `signal.*` says about labels, features, evaluation and the training guard."""
 
     section = "signal"
 
@@ -57,9 +63,23 @@ class TrainSettings(Settings):
     folds: int = config_key("walk_forward_folds")
     test_fraction: float
     max_missing_share: float
+    feature_set: str
     trade_cost_bps: float
     min_initial_train_samples: int
     model: ModelSettings
+
+    def check(self) -> None:
+        if self.feature_set not in FEATURE_SETS:
+            raise MlkitError(
+                f"unknown signal.feature_set {self.feature_set!r}",
+                hint=f"use one of {', '.join(FEATURE_SETS)}",
+            )
+
+
+def feature_frame(bars: pd.DataFrame, feature_set: str) -> pd.DataFrame:
+    """The columns of `feature_set` for time-ordered bars; versions trained before feature
+    sets existed used the wide one."""
+    return FEATURE_SETS[feature_set or "wide"](bars)
 
 
 # ---------------------------------------------------------------- features and labels
@@ -67,14 +87,19 @@ class TrainSettings(Settings):
 
 @dataclass
 class Prepared:
-    """Labelled rows: features, forward returns, the next bar's return (for backtests),
-    closes and times, all aligned and in time order."""
+    """Labelled rows, aligned and in time order: the model's features, the compact set (the
+    logistic reference reads it), forward returns (labels), past returns over the horizon
+    (the momentum reference), the next bar's return (backtests), closes, times, and each
+    row's position among the bars."""
 
     features: pd.DataFrame
+    compact: pd.DataFrame
     returns: np.ndarray
+    past_returns: np.ndarray
     next_returns: np.ndarray
     close: np.ndarray
     ts: np.ndarray
+    bar_rows: np.ndarray
     raw_samples: int
     fallback_signals: np.ndarray
 
@@ -88,10 +113,12 @@ def prepare(bars: pd.DataFrame, settings: TrainSettings) -> Prepared:
     `max_missing_share` of their indicators."""
     log.info("[TRAIN] Preparing features and labels...")
     bars = bars.sort_values("ts", ignore_index=True)
-    features = compute_features(bars)
+    compact = compact_features(bars)
+    features = compact if settings.feature_set == "compact" else compute_features(bars)
     log.info("[TRAIN] Raw features: %d, samples: %d", features.shape[1], len(features))
     close = bars["close"].to_numpy(dtype=float)
     returns = forward_returns(close, settings.horizon)
+    past = -forward_returns(close[::-1], settings.horizon)[::-1]
     next_returns = forward_returns(close, 1)
     fallback = fallback_frame(bars["close"])["signal"].to_numpy()
     missing_share = np.isnan(features.to_numpy(dtype=float)).mean(axis=1)
@@ -99,10 +126,13 @@ def prepare(bars: pd.DataFrame, settings: TrainSettings) -> Prepared:
     log.info("[TRAIN] Samples after dropna: %d (dropped %d)", int(keep.sum()), int((~keep).sum()))
     return Prepared(
         features=features.loc[keep].reset_index(drop=True),
+        compact=compact.loc[keep].reset_index(drop=True),
         returns=returns[keep],
+        past_returns=past[keep],
         next_returns=np.nan_to_num(next_returns[keep]),
         close=close[keep],
         ts=bars["ts"].to_numpy()[keep],
+        bar_rows=np.flatnonzero(keep),
         raw_samples=len(bars),
         fallback_signals=fallback[keep],
     )
@@ -111,66 +141,28 @@ def prepare(bars: pd.DataFrame, settings: TrainSettings) -> Prepared:
 # ---------------------------------------------------------------- evaluation
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
-
-    labels = list(range(len(CLASSES)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-    shares = np.bincount(y_true, minlength=len(CLASSES)) / max(len(y_true), 1)
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro")),
-        # Always predicting the commonest test class: what "no skill" scores.
-        "majority_accuracy": float(shares.max()) if len(y_true) else 0.0,
-        "per_class": {
-            name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(CLASSES)
-        },
-    }
-
-
-def backtest(signals: np.ndarray, next_returns: np.ndarray, cost_bps: float) -> dict:
-    """Long-only, one bar at a time: BUY goes long, SELL goes flat, HOLD keeps the position;
-    the position held after bar t earns bar t+1's log return, minus `cost_bps` per change."""
-    wanted = np.where(signals == BUY, 1.0, np.where(signals == SELL, 0.0, np.nan))
-    position = pd.Series(wanted).ffill().fillna(0.0).to_numpy()
-    changes = np.abs(np.diff(np.concatenate([[0.0], position])))
-    log_returns = position * next_returns - changes * cost_bps / 10_000
-    return {
-        "return": float(np.expm1(log_returns.sum())),
-        "trades": int((changes > 0).sum()),
-        "exposure": float(position.mean()) if len(position) else 0.0,
-    }
-
-
 @dataclass
 class WalkForward:
     folds: list[Fold]
     sanitization: Sanitization
     selection: Selection
     y_true: np.ndarray
-    y_pred: np.ndarray
+    predictions: dict[str, np.ndarray]  # "model" and each reference, on the test rows
     test_rows: np.ndarray
     metrics: dict
 
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.predictions["model"]
 
-def walk_forward(prepared: Prepared, settings: TrainSettings) -> WalkForward:
-    """Expanding-window folds with a purge gap of `horizon` bars. Sanitisation and feature
-    selection use the first fold's training rows; thresholds are refitted per fold on its
-    training rows only."""
-    folds = walk_forward_folds(
-        len(prepared), settings.folds, settings.test_fraction, gap=settings.horizon
-    )
-    first = folds[0]
-    features = prepared.features
-    selection_rows = features.iloc[: first.train_end]
+    @property
+    def baselines(self) -> dict[str, np.ndarray]:
+        return {k: v for k, v in self.predictions.items() if k != "model"}
+
+
+def choose_features(prepared: Prepared, first: Fold, settings: TrainSettings):
+    """Sanitisation and (wide set) feature selection, on the first fold's training rows."""
+    selection_rows = prepared.features.iloc[: first.train_end]
     sanitization = sanitize(selection_rows, settings.max_missing_share)
     dropped = ", ".join(f"{k} {len(v)}" for k, v in sanitization.dropped.items())
     log.info(
@@ -181,13 +173,17 @@ def walk_forward(prepared: Prepared, settings: TrainSettings) -> WalkForward:
     )
     if sanitization.final == 0:
         raise MlkitError("sanitisation left no usable feature (constant or missing prices?)")
-    thresholds = fit_thresholds(
-        prepared.returns[: first.train_end], settings.sell_quantile, settings.buy_quantile
-    )
-    y_selection = make_labels(prepared.returns[: first.train_end], thresholds)
-    selection = select_features(
-        selection_rows[sanitization.kept], y_selection, settings.model, gap=settings.horizon
-    )
+    if settings.feature_set == "compact":
+        selection = Selection("none", sanitization.kept, "the compact set is used whole")
+    else:
+        returns = prepared.returns[: first.train_end]
+        thresholds = fit_thresholds(returns, settings.sell_quantile, settings.buy_quantile)
+        selection = select_features(
+            selection_rows[sanitization.kept],
+            make_labels(returns, thresholds),
+            settings.model,
+            gap=settings.horizon,
+        )
     log.info(
         "[TRAIN] Feature selection (%s): %d features in %.1f s; %s",
         selection.method,
@@ -195,45 +191,104 @@ def walk_forward(prepared: Prepared, settings: TrainSettings) -> WalkForward:
         selection.seconds,
         selection.reason,
     )
+    return sanitization, selection
+
+
+def walk_forward(prepared: Prepared, settings: TrainSettings) -> WalkForward:
+    """Expanding-window folds with a purge gap of `horizon` bars; per fold, thresholds,
+    the model and every reference are fitted on its training rows only."""
+    folds = walk_forward_folds(
+        len(prepared), settings.folds, settings.test_fraction, gap=settings.horizon
+    )
+    sanitization, selection = choose_features(prepared, folds[0], settings)
     chosen = selection.features
-    y_true, y_pred, rows = [], [], []
+    y_true, rows = [], []
+    predictions: dict[str, list] = {}
     for fold in folds:
         train_returns = prepared.returns[: fold.train_end]
-        fold_thresholds = fit_thresholds(
-            train_returns, settings.sell_quantile, settings.buy_quantile
+        thresholds = fit_thresholds(train_returns, settings.sell_quantile, settings.buy_quantile)
+        y_train = make_labels(train_returns, thresholds).astype(int)
+        model = fit_regularised(
+            prepared.features.iloc[: fold.train_end][chosen],
+            y_train,
+            settings.model,
+            gap=settings.horizon,
         )
-        y_train = make_labels(train_returns, fold_thresholds)
-        model = fit_classifier(features.iloc[: fold.train_end][chosen], y_train, settings.model)
         test = slice(fold.test_start, fold.test_end)
-        probabilities = predict_proba(model, features.iloc[test][chosen])
-        y_true.append(make_labels(prepared.returns[test], fold_thresholds))
-        y_pred.append(probabilities.argmax(axis=1))
+        probabilities = predict_proba(model, prepared.features.iloc[test][chosen])
+        fold_predictions = {"model": probabilities.argmax(axis=1)} | fold_references(
+            fold,
+            y_train,
+            thresholds,
+            prepared.past_returns,
+            prepared.compact,
+            seed=settings.model.random_seed,
+        )
+        for name, values in fold_predictions.items():
+            predictions.setdefault(name, []).append(np.asarray(values, dtype=int))
+        y_true.append(make_labels(prepared.returns[test], thresholds).astype(int))
         rows.append(np.arange(fold.test_start, fold.test_end))
-    truth, predicted, test_rows = (np.concatenate(a) for a in (y_true, y_pred, rows))
-    metrics = classification_metrics(truth.astype(int), predicted.astype(int))
+    truth, test_rows = np.concatenate(y_true), np.concatenate(rows)
+    joined = {name: np.concatenate(parts) for name, parts in predictions.items()}
+    metrics = walk_metrics(prepared, settings, truth, joined, test_rows)
+    metrics["folds"] = [f.as_dict() for f in folds]
+    _log_walk(metrics, len(folds), settings.horizon)
+    return WalkForward(folds, sanitization, selection, truth, joined, test_rows, metrics)
+
+
+def walk_metrics(prepared, settings, truth, predictions, test_rows) -> dict:
+    """The model's figures, each reference's beside it (with intervals), and the backtests."""
     cost = settings.trade_cost_bps
     next_returns = prepared.next_returns[test_rows]
-    metrics["backtest"] = {
-        "bars": len(test_rows),
-        "model": backtest(predicted, next_returns, cost),
-        "fallback": backtest(prepared.fallback_signals[test_rows], next_returns, cost),
-        "buy_and_hold": {
-            "return": float(np.expm1(next_returns.sum())),
-            "trades": 1,
-            "exposure": 1.0,
+    fallback = prepared.fallback_signals[test_rows]
+    card = scorecard(
+        truth,
+        predictions | {"fallback": fallback},
+        next_returns,
+        cost_bps=cost,
+        block=settings.horizon,
+    )
+    model = card["model"]
+    return {
+        "accuracy": model["accuracy"],
+        "macro_f1": model["macro_f1"],
+        # The training period's commonest class, scored on the test rows (an honest
+        # no-skill figure); the test rows' own commonest class is hindsight, shown apart.
+        "majority_accuracy": card["training_majority"]["accuracy"],
+        "hindsight_majority_accuracy": hindsight_majority(truth),
+        "per_class": per_class(truth, predictions["model"]),
+        "gate_metric": GATE_METRIC,
+        "baselines": {name: card[name][GATE_METRIC] for name in predictions if name != "model"},
+        "references": card,
+        "backtest": {
+            "bars": len(test_rows),
+            "model": model["backtest"],
+            "fallback": card["fallback"]["backtest"],
+            "buy_and_hold": {
+                "return": float(np.expm1(next_returns.sum())),
+                "trades": 1,
+                "exposure": 1.0,
+            },
+            "cost_bps": cost,
         },
-        "cost_bps": cost,
     }
-    metrics["folds"] = [f.as_dict() for f in folds]
+
+
+def _log_walk(metrics: dict, n_folds: int, horizon: int) -> None:
+    card = metrics["references"]
     log.info(
-        "[TRAIN] Walk-forward: %d folds, purge gap %d bars, %d test bars: accuracy %.3f "
-        "(majority class %.3f), macro-F1 %.3f",
-        len(folds),
-        settings.horizon,
-        len(test_rows),
+        "[TRAIN] Walk-forward: %d folds, purge gap %d bars, %d test bars: accuracy %.3f, "
+        "macro-F1 %.3f; references (accuracy / macro-F1): %s",
+        n_folds,
+        horizon,
+        metrics["backtest"]["bars"],
         metrics["accuracy"],
-        metrics["majority_accuracy"],
         metrics["macro_f1"],
+        ", ".join(
+            f"{name} {entry['accuracy']:.3f} / {entry['macro_f1']:.3f}"
+            for name, entry in card.items()
+            if name != "model"
+        ),
     )
     bt = metrics["backtest"]
     log.info(
@@ -242,7 +297,6 @@ def walk_forward(prepared: Prepared, settings: TrainSettings) -> WalkForward:
         100 * bt["fallback"]["return"],
         100 * bt["buy_and_hold"]["return"],
     )
-    return WalkForward(folds, sanitization, selection, truth, predicted, test_rows, metrics)
 
 
 # ---------------------------------------------------------------- the whole fit
@@ -256,6 +310,7 @@ class SignalFit:
     class_distribution: dict[str, int]
     class_weights: dict[str, float]
     walk: WalkForward
+    prepared: Prepared
     n_samples: int
     raw_features: int
     raw_samples: int
@@ -266,6 +321,8 @@ class SignalFit:
     def params(self, settings: TrainSettings) -> dict:
         return {
             "catboost": catboost_params(settings.model),
+            "trees": int(self.model.tree_count_),
+            "feature_set": settings.feature_set,
             "horizon_bars": settings.horizon,
             "sell_quantile": settings.sell_quantile,
             "buy_quantile": settings.buy_quantile,
@@ -297,7 +354,7 @@ def fit_signal(bars: pd.DataFrame, settings: TrainSettings) -> SignalFit:
     evaluated_at = time.perf_counter()
     chosen = walk.selection.features
     log.info("[TRAIN] Final dataset: %d samples with %d features", len(prepared), len(chosen))
-    model = fit_classifier(prepared.features[chosen], labels, settings.model)
+    model = fit_regularised(prepared.features[chosen], labels, settings.model, gap=settings.horizon)
     finished = time.perf_counter()
     example = prepared.features[chosen].tail(3)
     return SignalFit(
@@ -307,6 +364,7 @@ def fit_signal(bars: pd.DataFrame, settings: TrainSettings) -> SignalFit:
         class_distribution=distribution,
         class_weights=class_weights(model),
         walk=walk,
+        prepared=prepared,
         n_samples=len(prepared),
         raw_features=prepared.features.shape[1],
         raw_samples=prepared.raw_samples,
@@ -320,97 +378,3 @@ def fit_signal(bars: pd.DataFrame, settings: TrainSettings) -> SignalFit:
             "total": finished - started,
         },
     )
-
-
-# ---------------------------------------------------------------- from the database
-
-
-def train_signal_model(
-    engine: Engine,
-    config,
-    symbol: str,
-    *,
-    alias: str | None = "prod",
-    force: bool = False,
-    on_started: Callable[[], None] | None = None,
-    settings: TrainSettings | None = None,
-) -> dict:
-    """Train, register and (validated) point `alias` at a new version of signal-<SYMBOL>;
-    refused below `signal.min_initial_train_samples` bars, and by the run while another
-    holds the lock or a failure's cooldown lasts. `on_started` runs once the run is recorded."""
-    from ..registry import register_model
-    from ..runs import training_run
-    from ..validation import promote_trained
-    from .market import count_bars, load_bars, model_name, normalize_symbol
-    from .run import ensure_tables
-
-    symbol = normalize_symbol(symbol)
-    ensure_tables(engine)
-    name = model_name(symbol)
-    settings = settings or TrainSettings.from_config(config)
-    n_bars = count_bars(engine, symbol)
-    if n_bars < settings.min_initial_train_samples:
-        raise MlkitError(
-            f"{symbol} has {n_bars} bars, fewer than signal.min_initial_train_samples "
-            f"({settings.min_initial_train_samples}): no training attempted",
-            hint=f"load more history with `mlkit ingest market --csv FILE --symbol {symbol}`",
-        )
-    cooldown = int(config.get("training.retry_cooldown_sec"))
-    with training_run(engine, name, cooldown_seconds=cooldown, force=force) as run:
-        if on_started is not None:
-            on_started()
-        bars = load_bars(engine, symbol)
-        fit = fit_signal(bars, settings)
-        run.finish(
-            n_samples=fit.n_samples,
-            n_features=len(fit.features),
-            class_distribution=fit.class_distribution,
-        )
-        metrics = fit.walk.metrics | {"seconds": fit.seconds}
-        mv = register_model(
-            engine,
-            config.artifacts_dir,
-            name=name,
-            family="signal",
-            write_artifact=lambda path: fit.model.save_model(str(path), format="cbm"),
-            filename=FILENAME,
-            metrics=metrics,
-            params=fit.params(settings) | {"symbol": symbol},
-            features=fit.features,
-            input_example=fit.input_example,
-            dataset_ref=f"market_data:{symbol}:{n_bars} bars to "
-            f"{pd.Timestamp(fit.trained_until).isoformat()}",
-        )
-        bt = metrics["backtest"]
-        run.finish(
-            version=mv.version,
-            metrics={
-                "accuracy": metrics["accuracy"],
-                "macro_f1": metrics["macro_f1"],
-                "majority_accuracy": metrics["majority_accuracy"],
-                "backtest_model": bt["model"]["return"],
-                "backtest_fallback": bt["fallback"]["return"],
-                "backtest_buy_and_hold": bt["buy_and_hold"]["return"],
-            },
-        )
-        log.info("[TRAIN] Registered %s in %.1f s", mv.ref, fit.seconds["total"])
-        # Inside the run: a version failing its gate makes the run `rejected`.
-        reason = f"trained on {n_bars} bars of {symbol}"
-        promoted = promote_trained(engine, config, mv, alias, reason=reason) if alias else None
-    return {
-        "model": name,
-        "symbol": symbol,
-        "version": mv.version,
-        "ref": mv.ref,
-        "alias": promoted,
-        "artifact": str(mv.artifact_path),
-        "samples": fit.n_samples,
-        "raw_features": fit.raw_features,
-        "features": len(fit.features),
-        "class_distribution": fit.class_distribution,
-        "class_weights": fit.class_weights,
-        "thresholds": fit.thresholds.as_dict(),
-        "selection": fit.walk.selection.as_dict(),
-        "sanitization": fit.walk.sanitization.as_dict(),
-        "metrics": metrics,
-    }
