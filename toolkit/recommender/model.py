@@ -94,8 +94,11 @@ class RecommenderModel:
         """(products, users): for each product, how many times it was touched by a user who
         also touched a product of each history (the rows of `histories`)."""
         touched = _pattern(histories)
-        basis = _pattern(self.history)
-        return np.asarray(((touched @ basis.T) @ basis).T.todense(), dtype=np.float64)
+        if getattr(self, "_basis", None) is None:  # who touched what, kept for every call
+            self._basis = _pattern(self.history)
+            self._basis_t = self._basis.T.tocsr()
+        together = (touched @ self._basis_t) @ self._basis
+        return np.asarray(together.T.todense(), dtype=np.float64)
 
     def mixed(self, parts: dict[str, np.ndarray], mix=None) -> np.ndarray:
         """The blend of `parts` (arrays of shape (products,) or (products, users)) by `mix`
