@@ -1,6 +1,7 @@
 """The signal training pipeline on bars in memory: it finds structure where there is some,
-stays at chance when the labels are shuffled (a leakage check), selects features by RFE
-or by importance per the guards, and logs the [TRAIN] lines users know."""
+stays at chance when the labels are shuffled (a leakage check) and then fails its gate,
+its references never read test labels, it passes on the demo market, it selects features
+by RFE or by importance per the guards (wide set), and logs the [TRAIN] lines users know."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlkit.toolkit import gate
+from mlkit.toolkit.demo.params import DemoParams
+from mlkit.toolkit.signal.evaluation import GATE_METRIC, SCORES
+from mlkit.toolkit.signal.family import judge
 from mlkit.toolkit.signal.labels import CLASSES
 from mlkit.toolkit.signal.model import ModelSettings
+from mlkit.toolkit.signal.references import REFERENCES
 from mlkit.toolkit.signal.train import TrainSettings, fit_signal, prepare, walk_forward
 
 FAST = TrainSettings.default(
@@ -124,3 +130,60 @@ def test_fit_logs_train_lines_and_reports_what_status_shows(caplog):
     backtest = fit.walk.metrics["backtest"]
     assert set(backtest) >= {"model", "fallback", "buy_and_hold"}
     assert fit.walk.metrics["per_class"]["BUY"]["support"] > 0
+
+
+COMPACT = replace(FAST, feature_set="compact", folds=4, test_fraction=0.5)
+
+
+def test_references_never_read_the_test_labels(prepared):
+    """Changing the forward returns (the labels) of the last fold's test bars leaves every
+    prediction unchanged: the model's and each reference's."""
+    before = walk_forward(prepared, COMPACT)
+    last = before.folds[-1]
+    returns = prepared.returns.copy()
+    rng = np.random.default_rng(3)
+    returns[last.test_start : last.test_end] = rng.normal(0, 1, last.test_end - last.test_start)
+    after = walk_forward(replace(prepared, returns=returns), COMPACT)
+    assert set(before.predictions) == {"model", *REFERENCES}
+    for name, predicted in before.predictions.items():
+        np.testing.assert_array_equal(predicted, after.predictions[name], err_msg=name)
+    assert not np.array_equal(before.y_true, after.y_true)  # the labels did change
+    metrics = before.metrics
+    assert set(metrics["baselines"]) == set(REFERENCES)
+    assert metrics["majority_accuracy"] == metrics["references"]["training_majority"]["accuracy"]
+    low, high = metrics["references"]["model"]["accuracy_interval"]
+    assert low <= metrics["accuracy"] <= high
+
+
+def test_shuffled_labels_fail_the_gate(prepared):
+    rng = np.random.default_rng(11)
+    shuffled = replace(prepared, returns=rng.permutation(prepared.returns))
+    walk = walk_forward(shuffled, COMPACT)
+    verdict = gate.judge(
+        GATE_METRIC,
+        SCORES[GATE_METRIC],
+        walk.y_true,
+        walk.y_pred,
+        walk.baselines,
+        block=COMPACT.horizon,
+    )
+    assert not verdict.passed and "not above the" in verdict.reasons[0]
+
+
+@pytest.mark.slow
+def test_on_the_demo_market_the_model_passes_and_beats_the_training_majority():
+    from datetime import datetime
+
+    from mlkit.toolkit.demo import market
+
+    params = DemoParams(seed=0, orders=1, days=365, start=datetime(2025, 1, 1), world_orders=1)
+    frame = market.generate(params, None)["market_data"]
+    bars = frame[frame["symbol"] == "ETHUSDT"].drop(columns="symbol").reset_index(drop=True)
+    settings = TrainSettings.default()
+    fit = fit_signal(bars, settings)
+    verdict = judge(fit, settings)
+    assert verdict.passed, verdict.summary()
+    metrics = fit.walk.metrics
+    assert metrics["accuracy"] > metrics["majority_accuracy"] + 0.05
+    assert metrics["macro_f1"] > max(metrics["baselines"].values())
+    assert fit.params(settings)["trees"] <= settings.model.iterations
