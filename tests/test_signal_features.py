@@ -13,6 +13,7 @@ import pytest
 from mlkit.toolkit.demo import market
 from mlkit.toolkit.demo.params import DemoParams
 from mlkit.toolkit.errors import MlkitError
+from mlkit.toolkit.signal.evaluation import backtest
 from mlkit.toolkit.signal.fallback import fallback_frame, latest_fallback
 from mlkit.toolkit.signal.indicators import compute_features, rsi, sanitize
 from mlkit.toolkit.signal.labels import (
@@ -27,7 +28,6 @@ from mlkit.toolkit.signal.labels import (
     walk_forward_folds,
 )
 from mlkit.toolkit.signal.model import ModelSettings, catboost_params, fit_classifier
-from mlkit.toolkit.signal.evaluation import backtest
 
 
 @pytest.fixture(scope="module")
