@@ -18,11 +18,11 @@ from _common import fresh_home
 from mlkit.toolkit.db import init_schema
 from mlkit.toolkit.demo import market
 from mlkit.toolkit.demo.params import DemoParams
+from mlkit.toolkit.signal.family import train as train_signal_model
 from mlkit.toolkit.signal.indicators import compute_features, sanitize
 from mlkit.toolkit.signal.labels import fit_thresholds, make_labels
 from mlkit.toolkit.signal.market import load_bars, upsert_bars
 from mlkit.toolkit.signal.model import fit_classifier
-from mlkit.toolkit.signal.family import train as train_signal_model
 from mlkit.toolkit.signal.train import TrainSettings, prepare
 
 TARGET_SECONDS = 60.0
