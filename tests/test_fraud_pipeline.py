@@ -16,7 +16,9 @@ from mlkit.toolkit.fraud import etl
 from mlkit.toolkit.fraud.pipeline import train_fraud_model
 from mlkit.toolkit.fraud.scoring import FraudPredictor, Thresholds, score_orders
 from mlkit.toolkit.registry import promote, resolve
-from mlkit.toolkit.validation import validate_version
+from mlkit.toolkit.status import family_status
+from mlkit.toolkit.train_all import Planned, train_all
+from mlkit.toolkit.validation import CandidateRejected, validate_version
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,12 @@ def test_training_registers_a_candidate_beside_the_oracle(engine, trained):
     assert 0 < metrics["auc_pr"] <= 1 and "oracle_auc_pr" in metrics
     mv = resolve(engine, "fraud@candidate")
     assert mv.version == 1 and (config.artifacts_dir / mv.artifact_path).is_file()
-    assert all(check.ok for check in validate_version(mv, config))
+    *checks, gate = validate_version(mv, config)
+    assert [c.name for c in checks] == ["sha256", "loads", "features", "predicts", "auc_pr"]
+    assert all(check.ok for check in checks)
+    # Judged against the prior and logreg on the same test orders, nothing serving yet.
+    assert set(metrics["baselines"]) == {"prior", "logreg"} and metrics["gate"]["prod"] is None
+    assert gate.name == "gate" and gate.ok == metrics["gate"]["passed"]
     with engine.connect() as conn:
         run = conn.execute(sa.select(schema.training_runs)).mappings().one()
     assert run["status"] == "ok" and run["version"] == 1 and run["n_samples"] > 0
@@ -154,13 +161,115 @@ def test_a_tampered_artifact_is_refused_before_loading(engine, trained):
         artifact.write_bytes(original)
 
 
-def test_a_version_below_the_gate_is_registered_but_not_promoted(engine, trained):
+def test_a_version_below_the_auc_pr_floor_stays_candidate(engine, trained):
     config, _ = trained
     config.data["fraud"]["min_auc_pr"] = 0.999
     try:
-        with pytest.raises(MlkitError, match="fraud@candidate still points at fraud:1"):
-            train_fraud_model(engine, config, kind="logreg", alias="candidate", force=True)
+        with pytest.raises(CandidateRejected, match="fraud@prod still points at fraud:1") as no:
+            train_fraud_model(engine, config, kind="logreg", alias="prod", force=True)
     finally:
         config.data["fraud"]["min_auc_pr"] = 0.2
-    assert resolve(engine, "fraud@candidate").version == 1
-    assert resolve(engine, "fraud").version == 2
+    assert "fraud:2 rejected by its promotion gate, stays candidate" in no.value.message
+    assert no.value.failures[0].startswith("auc_pr: test AUC-PR")
+    assert resolve(engine, "fraud@prod").version == 1
+    assert resolve(engine, "fraud@candidate").version == 2
+
+
+def snapshot_with_shuffled_labels(result: dict, folder, *, before_test: bool = False):
+    """The training snapshot with its labels permuted (only in the rows before the test
+    period with `before_test`, so the test rows keep their true labels)."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.read_parquet(f"{result['dataset']}/data.parquet")
+    rows = frame.index
+    if before_test:
+        rows = frame.index[frame["event_ts"] < frame["event_ts"].quantile(0.85)]
+    labels = frame.loc[rows, "label"].to_numpy()
+    # One permutation: a model of noise clears the gate by chance on about one in twenty
+    # (this world's permutation 0 is such a one: AUC-ROC 0.64 on 35 shuffled frauds).
+    frame.loc[rows, "label"] = np.random.default_rng(1).permutation(labels)
+    path = folder / "shuffled.parquet"
+    frame.to_parquet(path)
+    return path
+
+
+def last_run(engine):
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(schema.training_runs).order_by(schema.training_runs.c.run_id.desc())
+        ).first()
+
+
+def test_shuffled_labels_stay_candidate_and_prod_keeps_serving(engine, trained, tmp_path):
+    config, result = trained
+    shuffled = snapshot_with_shuffled_labels(result, tmp_path)
+    config.data["fraud"]["min_auc_pr"] = 0.0  # the promotion gate alone decides
+    try:
+        with pytest.raises(CandidateRejected, match="stays candidate") as no:
+            train_fraud_model(engine, config, dataset=str(shuffled), alias="prod", force=True)
+    finally:
+        config.data["fraud"]["min_auc_pr"] = 0.2
+    assert "gate: " in no.value.message and "not above the" in no.value.message
+    assert "fraud@prod still points at fraud:1" in no.value.message
+    mv = resolve(engine, "fraud@candidate")
+    gate = mv.metrics["gate"]
+    assert mv.version == 3 and gate["passed"] is False
+    assert set(mv.metrics["baselines"]) == {"prior", "logreg"}
+    assert gate["prod"]["reference"] == "fraud:1" and gate["unit"] == "order"
+    assert resolve(engine, "fraud@prod").version == 1
+    assert (last_run(engine).status, last_run(engine).version) == ("rejected", 3)
+    waiting = family_status(engine, bandit=False)["fraud"]["waiting"]
+    assert waiting["version"] == 3 and waiting["aliases"] == ["candidate"]
+    assert "not above the" in waiting["reasons"][0]
+
+    # The same from `train all`: reported with its reason, the families after it go on.
+    plan = [
+        Planned(
+            "fraud",
+            "fraud",
+            lambda: train_fraud_model(engine, config, dataset=str(shuffled), force=True),
+        ),
+        Planned("pricing", "pricing", None, "not in this test"),
+    ]
+    document = train_all(engine, config, plan=plan)
+    entry = document["results"][0]
+    assert entry["status"] == "rejected" and "stays candidate" in entry["detail"]
+    assert (document["rejected"], document["failed"], document["skipped"]) == (1, 0, 1)
+    assert resolve(engine, "fraud@prod").version == 1
+    assert resolve(engine, "fraud@candidate").version == 4
+
+
+def test_a_candidate_significantly_worse_than_prod_is_refused(engine, trained, tmp_path):
+    config, result = trained
+    noisy = snapshot_with_shuffled_labels(result, tmp_path, before_test=True)
+    with pytest.raises(CandidateRejected, match="stays candidate") as no:
+        train_fraud_model(
+            engine, config, dataset=str(noisy), kind="logreg", alias="prod", force=True
+        )
+    assert "worse than fraud:1 on the same holdout" in no.value.message
+    assert resolve(engine, "fraud@prod").version == 1
+
+
+def test_a_model_with_skill_passes_its_gate_into_prod(engine, trained, cli):
+    config, result = trained
+    passed = train_fraud_model(
+        engine, config, dataset=result["dataset"], kind="logreg", alias="prod", force=True
+    )
+    gate = passed["metrics"]["gate"]
+    assert passed["alias"] == "prod" and gate["passed"] is True
+    assert gate["best"]["reference"] == "prior" and gate["best"]["interval"][0] > 0
+    mv = resolve(engine, "fraud@prod")
+    assert mv.version == passed["version"] == resolve(engine, "fraud@candidate").version
+    assert [c.name for c in validate_version(mv, config)][-2:] == ["auc_pr", "gate"]
+    assert all(c.ok for c in validate_version(mv, config))
+
+    url = engine.url.render_as_string(hide_password=False)
+    env = {"MLKIT_HOME": str(config.home)}
+    shown = cli("--database", url, "models", "show", "fraud:3", "--json", env=env)
+    assert shown.exit_code == 0, shown.output
+    serving = json.loads(shown.stdout)["serving"]
+    assert serving["version"] == mv.version and serving["this"] is False
+    assert "not above the" in serving["reasons"][0] and "fails" in serving["gate"]
+    human = cli("--database", url, "models", "show", "fraud:3", env=env)
+    assert "this version does not serve" in human.stdout
