@@ -51,15 +51,7 @@ def validation_checks(mv, artifact: bytes, config) -> list[Check]:
     toolkit does not know (a version registered by hand under another family)."""
     if mv.family not in FAMILY_MODULES:
         return []
-    # While the families move to this contract, one without its module yet adds no checks.
-    try:
-        module = family_module(mv.family)
-    except ModuleNotFoundError as exc:
-        if exc.name != FAMILY_MODULES[mv.family]:
-            raise
-        return []
-    checks = getattr(module, "validation_checks", None)
-    return [] if checks is None else list(checks(mv, artifact, config))
+    return list(family_module(mv.family).validation_checks(mv, artifact, config))
 
 
 def status(engine: Engine, name: str) -> dict[str, Any]:
