@@ -20,7 +20,8 @@ DOWN_MESSAGE = "Redis unreachable, it will be rewritten on the next read"
 
 @pytest.fixture(scope="module")
 def world(engine):
-    seed_demo(engine, orders=1500, days=30, seed=11, families=("pricing",))
+    # Enough offers for the event-type bandit to pass its promotion gate.
+    seed_demo(engine, orders=12000, days=30, seed=11, families=("pricing",))
     return engine
 
 
@@ -84,6 +85,7 @@ def test_train_while_redis_is_down_is_never_hidden_by_the_old_redis_state(
     assert cached(redis_url, "surge_pricing")["pulls"] == 1_000_000  # Redis missed it
     database = BanditStore(world).read_database()
     assert sum(s.pulls for s in database.values()) == json.loads(trained.stdout)["offers"]
+    assert cached(redis_url, "surge_pricing")["pulls"] == 1_000_000  # still Redis's old value
     assert_serves_the_database_then_takes_a_reward(world, redis_url, cli, event_id)
 
 
@@ -157,3 +159,31 @@ def test_db_init_adds_the_generation_table_to_an_older_database(tmp_path):
     # A store on a database nobody re-initialised adds it itself.
     assert BanditStore(engine).stamp().generation == 1
     engine.dispose()
+
+
+def test_a_reward_for_an_event_counts_for_its_event_type_too(world, redis_url, cli, event_id):
+    with world.connect() as conn:
+        event_type = conn.execute(
+            sa.select(schema.events.c.event_type).where(schema.events.c.event_id == event_id)
+        ).scalar_one()
+    store = BanditStore(world, redis_of(redis_url))
+    store.save(surge_heavy(), {event_type: surge_heavy()})
+    out = cli(
+        *f"mab reward --event {event_id} --arm baseline --reward 1".split(),
+        env=env_for(world, redis_url),
+    )
+    assert out.exit_code == 0, out.output
+    for context in (None, event_type):
+        assert store.read_database(context)["baseline"].pulls == 1_000_001
+        states, source = store.read(context)
+        assert source == "redis" and states["baseline"].pulls == 1_000_001
+    key = f"{KEY_PREFIX}event_type={event_type}:baseline"
+    assert json.loads(redis_of(redis_url).get(key))["pulls"] == 1_000_001
+    assert store.contexts() == [event_type]
+    pick = cli(
+        "mab", "recommend", "--event", str(event_id), "--json", env=env_for(world, redis_url)
+    )
+    assert pick.exit_code == 0, pick.output
+    assert json.loads(pick.stdout)["context"] == event_type
+    assert store.reset() and redis_of(redis_url).keys(KEY_PREFIX + "*") == []
+    assert store.contexts() == []

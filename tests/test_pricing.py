@@ -16,7 +16,7 @@ from too_little_data import refused_then_skipped
 from mlkit.toolkit import schema
 from mlkit.toolkit.config import load_config
 from mlkit.toolkit.demo.seed import seed_demo
-from mlkit.toolkit.pricing.history import ARMS, infer_arms, load_history
+from mlkit.toolkit.pricing.history import ARMS, infer_arms, load_history, reward_scale
 from mlkit.toolkit.pricing.policies import choose, simulate
 from mlkit.toolkit.pricing.state import KEY_PREFIX, BanditStore
 from mlkit.toolkit.registry import resolve
@@ -27,7 +27,9 @@ UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
 @pytest.fixture(scope="module")
 def world(engine):
-    seed_demo(engine, orders=4000, days=40, seed=5, families=("pricing",))
+    # Enough offers (about 3,200 in the replayed fifth) for the gate to see the event-type
+    # bandit beat pricing at random.
+    seed_demo(engine, orders=16000, days=50, seed=5, families=("pricing",))
     return engine
 
 
@@ -120,8 +122,16 @@ def test_train_then_flush_redis_and_stats_come_back_from_the_database(world, red
     assert result["model"] == "pricing" and result["alias"] == "prod"
     assert sum(a["pulls"] for a in result["arms"].values()) == result["offers"]
     metrics = result["metrics"]
-    assert metrics["replay_days"] > 10 and metrics["replay_matched"] > 0
+    assert metrics["replay_days"] > 3 and metrics["replay_matched"] > 0
     assert metrics["best_arm"] in ARMS
+    assert metrics["gate"]["passed"] and set(metrics["baselines"]) == {
+        "uniform_random",
+        "logged_policy",
+        "best_global_arm",
+    }
+    assert result["context"] == "event_type"
+    context_keys = redis_of(redis_url).keys(KEY_PREFIX + "event_type=*")
+    assert len(context_keys) == 5 * len(ARMS)  # five event types
 
     live = json.loads(cli("mab", "stats", "--json", env=env).stdout)
     assert live["source"] == "redis"
@@ -290,8 +300,9 @@ def test_the_window_counts_back_from_now_and_too_few_offers_keep_the_live_bandit
             load_history(conn, end - timedelta(days=5), until=end, surge=1.1, early=0.95)
         )
     assert expected >= load_config().get("pricing.min_offers")
+    as_of = ("--as-of", f"{end:%Y-%m-%dT%H:%M:%S}")
     trained = cli(
-        "--as-of", f"{end:%Y-%m-%dT%H:%M:%S}", "train", "mab", "--since", "5d", "--json", env=env
+        *as_of, "train", "mab", "--since", "5d", "--alias", "candidate", "--json", env=env
     )
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["offers"] == expected
@@ -321,4 +332,74 @@ def test_the_window_counts_back_from_now_and_too_few_offers_keep_the_live_bandit
     # A skip is not a failed run (no cooldown, no alert), and the live arms are untouched.
     assert runs() == before
     assert store.read_database() == live
-    assert resolve(world, "pricing@prod").version == json.loads(trained.stdout)["version"]
+    assert resolve(world, "pricing@candidate").version == json.loads(trained.stdout)["version"]
+
+
+def test_the_event_type_bandit_finds_each_types_true_best_arm(world):
+    from mlkit.toolkit.pricing.bandit import Bandit
+
+    with world.connect() as conn:
+        frame = load_history(conn, None, surge=1.1, early=0.95)
+        truth = conn.execute(
+            sa.select(
+                schema.demo_truth_pricing.c.event_type, schema.demo_truth_pricing.c.arm
+            ).where(schema.demo_truth_pricing.c.is_best)
+        ).all()
+    bandit = Bandit("thompson", "event_type", scale=reward_scale(frame["combined"].to_numpy()))
+    bandit.learn(
+        frame["arm"].to_numpy(), frame["combined"].to_numpy(), bandit.rows(frame["event_type"])
+    )
+    rng = np.random.default_rng(0)
+    offers = frame["event_type"].value_counts()
+    found = {}
+    for event_type, _ in truth:
+        if offers.get(event_type, 0) >= 1000:  # a few hundred offers per arm and more
+            picks = bandit.pick(bandit.rows([event_type] * 400), rng)
+            found[event_type] = ARMS[np.bincount(picks, minlength=len(ARMS)).argmax()]
+    assert len(found) >= 3
+    assert found == {t: arm for t, arm in truth if t in found}
+    assert len(set(found.values())) >= 3  # one global arm could not be right for all
+
+
+def test_a_small_window_never_replaces_a_bigger_prod(world, redis_url, cli, monkeypatch):
+    """The 250-offer bandit of issue 17: from `train mab` and from `train all`."""
+    env = env_for(world, redis_url)
+    trained = cli("train", "mab", "--since", "1000d", "--json", env=env)
+    assert trained.exit_code == 0, trained.output
+    prod = resolve(world, "pricing@prod")
+    store = BanditStore(world)
+    live = store.read_database()
+    with world.connect() as conn:
+        first = conn.execute(sa.select(sa.func.min(schema.orders.c.created_at))).scalar()
+        end = conn.execute(sa.select(sa.func.max(schema.demo_worlds.c.end_ts))).scalar()
+    small = cli("--as-of", f"{end:%Y-%m-%dT%H:%M:%S}", "train", "mab", "--since", "1d", env=env)
+    assert small.exit_code == 1, small.output
+    assert (
+        f"fewer than the {prod.metrics['training_offers'] + prod.metrics['replayed_offers']:,}"
+        in (small.stderr)
+    )
+    assert f"pricing@prod still points at pricing:{prod.version}" in small.stderr
+    monkeypatch.setenv("MLKIT_NOW", f"{first + timedelta(hours=20):%Y-%m-%dT%H:%M:%S}")
+    plan = [p for p in default_plan(world, load_config()) if p.model == "pricing"]
+    document = train_all(world, load_config(), plan=plan)
+    entry = document["results"][0]
+    assert entry["status"] == "rejected" and document["failed"] == 0, entry
+    assert "fewer than the" in entry["detail"]
+    assert resolve(world, "pricing@prod").version == prod.version
+    assert store.read_database() == live
+
+
+def test_constant_prices_never_replace_prod(world, redis_url, cli):
+    """Runs last: it rewrites every primary order at its event's base price."""
+    env = env_for(world, redis_url)
+    prod = resolve(world, "pricing@prod")
+    live = BanditStore(world).read_database()
+    o, e = schema.orders, schema.events
+    base = sa.select(e.c.base_price).where(e.c.event_id == o.c.event_id).scalar_subquery()
+    with world.begin() as conn:
+        conn.execute(o.update().where(o.c.is_resale == sa.false()).values(price=base))
+    out = cli("train", "mab", "--since", "1000d", env=env)
+    assert out.exit_code == 1, out.output
+    assert "arms never pulled in the window: surge_pricing, early_bird, ml_pricing" in out.stderr
+    assert resolve(world, "pricing@prod").version == prod.version
+    assert BanditStore(world).read_database() == live

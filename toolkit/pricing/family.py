@@ -106,6 +106,13 @@ def serving_bandit(engine: Engine, config) -> tuple[Any, Bandit | None, str | No
         return mv, None, f"{mv.ref} not compared: {message}"
 
 
+def block_size(holdout: pd.DataFrame) -> int:
+    """A day's offers per bootstrap block, and never fewer than 20 blocks (a single block
+    would resample nothing)."""
+    days = max(holdout["created_at"].dt.floor("D").nunique(), 1)
+    return max(min(len(holdout) // days, len(holdout) // 20), 1)
+
+
 def judge_bandit(
     candidate: np.ndarray,
     training: pd.DataFrame,
@@ -120,8 +127,7 @@ def judge_bandit(
 
     truth = holdout_truth(training, holdout)
     references = baselines(training, holdout, seed=seed)
-    days = max(holdout["created_at"].dt.floor("D").nunique(), 1)
-    options = {"block": max(len(holdout) // days, 1), "unit": UNIT, "seed": seed}
+    options = {"block": block_size(holdout), "unit": UNIT, "seed": seed}
     no_skill = {name: references[name] for name in NO_SKILL}
     verdict = judge(METRIC, replay_value, truth, candidate, no_skill, prod=prod, **options)
     best = judge(

@@ -275,7 +275,7 @@ class BanditStore:
             self.stamp()  # the row the bump below moves
         with self._db("record the reward") as engine:
             for _ in range(2):
-                with engine.begin() as conn:
+                with engine.connect() as conn, conn.begin() as transaction:
                     if self.redis is None:
                         # Redis will not hear of this reward: the next reader must rewrite it.
                         # Generation before arm, the lock order of save and reset.
@@ -283,7 +283,9 @@ class BanditStore:
                     rows = [_increment(conn, bandit_row(c), arm, reward) for c in contexts]
                     # Read in the increment's transaction: a reset committed before it has
                     # moved the generation, one after it finds our value of the old one.
-                    stamp = _read_stamp(conn) if all(r is not None for r in rows) else None
+                    stamp = _read_stamp(conn)
+                    if any(r is None for r in rows):
+                        transaction.rollback()  # all of the reward or none of it
                 if all(r is not None for r in rows):
                     states = [ArmState.from_row(r) for r in rows]
                     break

@@ -148,13 +148,13 @@ def learn_and_judge(
     )
     picks = bandit.replay(holdout, np.random.default_rng([seed, 1]))
     prod_mv, prod_bandit, left_out = serving
+    structural = family.structural_reasons(bandit, len(frame), prod_mv, prod_bandit)
     prod = None
-    if prod_bandit is not None:
+    if prod_bandit is not None:  # it learns the holdout as it goes, like the candidate
         prod = (prod_mv.ref, prod_bandit.replay(holdout, np.random.default_rng([seed, 2])))
     verdict, baselines = family.judge_bandit(picks, training, holdout, prod=prod, seed=seed)
     if left_out:
         verdict.notes.append(left_out)
-    structural = family.structural_reasons(bandit, len(frame), prod_mv, prod_bandit)
     if force:
         verdict.notes += [f"--force: {reason}" for reason in structural]
     else:
