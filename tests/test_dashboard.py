@@ -33,7 +33,7 @@ def seeded(tmp_path_factory):
     init_schema(engine)
     seed_demo(
         engine,
-        orders=3000,
+        orders=12000,  # enough offers for the bandit's promotion gate
         days=30,
         seed=21,
         families=("fraud", "pricing"),
