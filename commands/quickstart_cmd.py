@@ -68,26 +68,50 @@ def _print(document: dict) -> None:
 
 
 def _summary_lines(document: dict) -> list[str]:
-    """One line per step after the seed: features, dataset, model, scores, the others."""
+    """One line per step after the seed: features, dataset, model, scores, the others; a
+    family its promotion gate kept from serving says why instead."""
     etl, data, scoring = document["etl"], document["dataset"], document["scoring"]
     model, metrics = document["model"], document["model"]["metrics"]
     oracle = f" (oracle {metrics['oracle_auc_pr']:.3f})" if "oracle_auc_pr" in metrics else ""
     rec, mab, sig = document["recommender"], document["bandit"], document["signal"]
-    picks = "; ".join(f"{i['name']} ({i['reason']})" for i in rec["items"])
-    return [
+    lines = [
         f"etl: {etl['rows']:,} orders into fraud_features ({etl['labelled_rows']:,} labelled) "
         f"in {etl['seconds']} s",
         f"dataset: {data['rows']:,} rows ({data['label_counts']['1']:,} fraud) at {data['path']}",
-        f"model: fraud:{model['version']} ({model['kind']}) test AUC-PR {metrics['auc_pr']:.3f}"
-        f"{oracle}, validated, prod -> v{model['prod']}",
-        f"scored {scoring['rows']:,} orders into fraud_predictions: "
-        + ", ".join(f"{k} {v:,}" for k, v in scoring["decisions"].items()),
-        f"recommender: recommender:{rec['version']} HitRate@10 "
-        f"{rec['metrics']['hit_rate_at_10']:.3f} (popular "
-        f"{rec['metrics']['popular_hit_rate_at_10']:.3f}); for user {rec['user_id']}: {picks}",
-        f"bandit: pricing:{mab['version']} from {mab['offers']:,} offers, best arm "
-        f"{mab['best_arm']} (mean reward {mab['mean_reward'][mab['best_arm']]:.4f})",
+    ]
+    if model["rejected"]:
+        lines.append(f"model: {model['rejected']}")
+    if model["prod"] is not None:
+        lines.append(
+            f"model: fraud:{model['version']} ({model['kind']}) test AUC-PR "
+            f"{metrics['auc_pr']:.3f}{oracle}, validated, prod -> v{model['prod']}"
+        )
+    if scoring is None:
+        lines.append("scores: none, no fraud model serves")
+    else:
+        lines.append(
+            f"scored {scoring['rows']:,} orders into fraud_predictions: "
+            + ", ".join(f"{k} {v:,}" for k, v in scoring["decisions"].items())
+        )
+    if rec["rejected"]:
+        lines.append(f"recommender: {rec['rejected']}")
+    else:
+        picks = "; ".join(f"{i['name']} ({i['reason']})" for i in rec["items"])
+        lines.append(
+            f"recommender: recommender:{rec['version']} HitRate@10 "
+            f"{rec['metrics']['hit_rate_at_10']:.3f} (popular "
+            f"{rec['metrics']['popular_hit_rate_at_10']:.3f}); for user {rec['user_id']}: {picks}"
+        )
+    if mab["rejected"]:
+        lines.append(f"bandit: {mab['rejected']}")
+    else:
+        lines.append(
+            f"bandit: pricing:{mab['version']} from {mab['offers']:,} offers, best arm "
+            f"{mab['best_arm']} (mean reward {mab['mean_reward'][mab['best_arm']]:.4f})"
+        )
+    lines.append(
         f"signal: {sig['symbol']} {sig['signal']} at {sig['confidence']:.1f}% for the bar of "
         f"{sig['ts']} from {'the fallback' if sig['fallback'] else sig['model_version']}"
-        + (" (trained first)" if sig["training"] == "trained" else ""),
-    ]
+        + (" (trained first)" if sig["training"] == "trained" else "")
+    )
+    return lines

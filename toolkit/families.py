@@ -4,8 +4,9 @@ Each family's module exposes `train(engine, config, **options) -> dict` (its con
 training workflow: candidate, then `prod` when the promotion gate passes), `baselines(...)`
 (the honest references it must beat on the same holdout; the arguments are the family's
 own) and `validation_checks(mv, artifact, config) -> list[Check]` (what it checks once the
-artifact's sha256 matched). What a family's versions are and why its latest one does not
-serve is the same for every family: `status` below.
+artifact's sha256 matched). A family may offer its best baseline as the fallback that
+serves while nothing else does (`validation.with_fallback`). What a family's versions are and
+why its latest one does not serve is the same for every family: `status` below.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def validation_checks(mv, artifact: bytes, config) -> list[Check]:
 
 
 def status(engine: Engine, name: str) -> dict[str, Any]:
-    """One model's serving, candidate and latest versions; when the latest does not serve,
-    why, from the gate verdict it was registered with."""
+    """One model's serving, candidate and latest versions; under `waiting`, the latest when
+    it does not serve (or the candidate a fallback serves in place of) and why, from the gate
+    verdict it was registered with."""
     from .registry import alias_target, resolve
 
     try:
@@ -64,12 +66,16 @@ def status(engine: Engine, name: str) -> dict[str, Any]:
     except MlkitError:  # nothing registered under that name yet
         return {"serving": None, "candidate": None, "latest": None, "waiting": None}
     serving = alias_target(engine, name, SERVING)
+    candidate = alias_target(engine, name, "candidate")
     document: dict[str, Any] = {
         "serving": serving,
-        "candidate": alias_target(engine, name, "candidate"),
+        "candidate": candidate,
         "latest": latest.version,
         "waiting": None,
     }
+    if serving == latest.version and candidate not in (None, serving):
+        # A fallback serves in place of the rejected candidate: that one waits.
+        latest = resolve(engine, f"{name}:{candidate}")
     if serving != latest.version:
         document["waiting"] = {
             "version": latest.version,

@@ -90,7 +90,8 @@ def _gated(train: Callable[[], dict]) -> tuple[dict | None, str | None]:
 
 def _fraud(engine: Engine, config: Config, step: Callable[[], None]) -> dict[str, Any]:
     """A snapshot, a model trained on it (candidate, then prod through its gate), every
-    order scored by the version serving."""
+    order scored by the version serving; `model` is that version (the logreg fallback when
+    the candidate was rejected on a fresh world), or the rejected candidate when none serves."""
     from .fraud.dataset import build_from_config
     from .fraud.pipeline import train_fraud_model
     from .fraud.scoring import Thresholds, score_orders
@@ -98,7 +99,7 @@ def _fraud(engine: Engine, config: Config, step: Callable[[], None]) -> dict[str
 
     dataset = build_from_config(engine, config, set_current=True)
     step()
-    trained, rejected = _gated(
+    _, rejected = _gated(
         lambda: train_fraud_model(engine, config, dataset="current", alias="prod", force=True)
     )
     step()
@@ -113,13 +114,14 @@ def _fraud(engine: Engine, config: Config, step: Callable[[], None]) -> dict[str
         else None
     )
     step()
+    shown = latest if prod is None else prod  # a rejected candidate's fallback serves
     model = {
         "model": "fraud",
-        "version": latest.version,
-        "kind": latest.params.get("model"),
-        "alias": trained["alias"] if trained else "candidate",
-        "artifact": str(latest.artifact_path),
-        "metrics": {k: v for k, v in latest.metrics.items() if isinstance(v, float)},
+        "version": shown.version,
+        "kind": shown.params.get("model"),
+        "alias": "candidate" if prod is None else "prod",
+        "artifact": str(shown.artifact_path),
+        "metrics": {k: v for k, v in shown.metrics.items() if isinstance(v, float)},
         "prod": None if prod is None else prod.version,
         "rejected": rejected,
     }

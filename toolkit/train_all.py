@@ -1,6 +1,7 @@
 """`mlkit train all`: every family in turn, one failure never stopping the others; a model cooling
 down, busy or short of data is skipped and keeps serving, and one its promotion gate keeps from
-serving is `rejected` (it stays candidate, the serving version stays).
+serving is `rejected` (it stays candidate, the serving version stays, or the family's fallback
+serves when nothing did).
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ def train_all(
             "version": None,
             "seconds": None,
             "detail": item.reason,
+            "fallback": None,  # the baseline serving in a rejected candidate's place
         }
         results.append(entry)
         if item.train is None:
@@ -181,6 +183,7 @@ def train_all(
         except CandidateRejected as exc:  # the serving version stays: not a failure
             entry["seconds"] = round(time.perf_counter() - started, 3)
             entry["status"], entry["detail"] = "rejected", exc.message
+            entry["fallback"] = exc.fallback
             log.info("[TRAIN] %s rejected: %s", item.model, exc.message)
             continue
         except MlkitError as exc:

@@ -6,7 +6,9 @@ version was registered with decides whether it may serve (`gate.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .errors import MlkitError
 
@@ -80,9 +82,17 @@ class CandidateRejected(MlkitError):
     """A freshly trained version failed its checks or its gate: registered (and `candidate`
     when it loads), not serving."""
 
-    def __init__(self, message: str, failures: list[str], hint: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        failures: list[str],
+        hint: str | None = None,
+        *,
+        fallback: str | None = None,
+    ):
         super().__init__(message, hint=hint)
         self.failures = failures
+        self.fallback = fallback  # the baseline version promoted in its place (`with_fallback`)
 
 
 def promote_trained(engine, config, mv, alias: str, reason: str) -> str:
@@ -115,6 +125,51 @@ def promote_trained(engine, config, mv, alias: str, reason: str) -> str:
         )
     promote(engine, mv.name, mv.version, alias, reason=reason)
     return alias
+
+
+def with_fallback(
+    engine,
+    config,
+    rejected: CandidateRejected,
+    mv,
+    alias: str,
+    fallback: Callable[[], tuple[Any, str] | None],
+    *,
+    label: str,
+    reason: str,
+) -> CandidateRejected:
+    """What serves when the candidate `mv` (`label`: what it is) was rejected: the version
+    serving `alias` keeps serving; only when none serves yet, the family's best baseline
+    that passes its own gate does. `fallback()` registers that baseline as a version and
+    returns it with a description (None: the family has none to offer); it moves to
+    `alias` once every check passes, and `candidate` stays on `mv`.
+
+    Returns the rejection to raise (the candidate's run stays `rejected`), saying what
+    serves and with the fallback in its failures, so that the run records it."""
+    from .registry import alias_target, promote
+
+    if alias == CANDIDATE or alias_target(engine, mv.name, alias) is not None:
+        return rejected
+    offered = fallback()
+    if offered is None:
+        return rejected
+    base, description = offered
+    stays = f"{mv.ref} ({label}) stays candidate: {'; '.join(rejected.failures)}"
+    refused = validation_failures(base, config)
+    if refused:
+        return CandidateRejected(
+            f"{stays}; no version served yet, and {base.ref} ({description}) does not pass "
+            f"either ({'; '.join(refused)}): {mv.name}@{alias} is still unset",
+            [*rejected.failures, f"fallback {base.ref} refused: {'; '.join(refused)}"],
+            hint=rejected.hint,
+        )
+    promote(engine, base.name, base.version, alias, reason=f"fallback: {reason}")
+    return CandidateRejected(
+        f"{stays}; no version served yet, so {base.ref} ({description}) serves",
+        [*rejected.failures, f"fallback {base.ref} ({description}) promoted to {alias}"],
+        hint=rejected.hint,
+        fallback=base.ref,
+    )
 
 
 def _failure(check: Check) -> str:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from ..gate import Verdict
     from ..validation import Check
-    from .train import Split
+    from .train import FraudTraining, Split
 
 log = logging.getLogger("mlkit.train")
 METRIC = "auc_pr"
@@ -37,24 +37,26 @@ def average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
     return float(average_precision_score(truth, scores)) if truth.any() else float("nan")
 
 
-def baselines(split: Split, kind: str) -> dict[str, np.ndarray]:
+def baselines(
+    split: Split, kind: str, logreg: FraudTraining | None = None
+) -> dict[str, np.ndarray]:
     """The references' scores of the test rows, learnt from the training rows only:
     `prior`, the training positive rate for every order (AUC-PR of no skill), and `logreg`,
-    the logistic-regression Pipeline fitted on the same rows as the candidate (none when
-    the candidate is that Pipeline).
+    the logistic-regression Pipeline fitted on the same rows as the candidate (`logreg`
+    when the caller fitted it already, to offer it as the fallback; none when the candidate
+    is that Pipeline).
 
     The prior's ties are broken at random (a fixed seed): an all-tied score gets exactly
     the fraud rate, while any ranking without skill averages a little more on a few dozen
     frauds, which would let a model of noise clear the prior."""
-    from .model import LogRegFraud
+    from .train import fit_split
 
     rows = len(split.test)
     rate = float(split.train["label"].mean())
     tie_break = np.random.default_rng(0).random(rows) * 1e-9
     references = {"prior": rate + tie_break}
     if kind != "logreg":
-        logreg = LogRegFraud().fit(split.train, split.valid)
-        references["logreg"] = logreg.predict_proba(split.test)
+        references["logreg"] = (logreg or fit_split(split, "logreg")).test_scores
     return references
 
 
@@ -86,10 +88,18 @@ def serving_scores(
         return None, f"{mv.ref} not compared: {type(exc).__name__}: {exc}"
 
 
-def judge(engine: Engine, config, split: Split, kind: str, scores: np.ndarray) -> Verdict:
-    """The candidate's test scores against the baselines and the serving version, on the
-    same test rows (orders resampled one by one: the score of an order does not carry
-    over to the next)."""
+def judge(
+    engine: Engine,
+    config,
+    split: Split,
+    kind: str,
+    scores: np.ndarray,
+    *,
+    logreg: FraudTraining | None = None,
+) -> Verdict:
+    """The candidate's test scores against the baselines (`logreg`: the Pipeline already
+    fitted on this split) and the serving version, on the same test rows (orders resampled
+    one by one: the score of an order does not carry over to the next)."""
     from .. import gate
 
     prod, note = serving_scores(engine, config, split.test)
@@ -98,7 +108,7 @@ def judge(engine: Engine, config, split: Split, kind: str, scores: np.ndarray) -
         average_precision,
         split.test["label"].to_numpy(),
         scores,
-        baselines(split, kind),
+        baselines(split, kind, logreg),
         prod=prod,
         block=1,
         unit=UNIT,

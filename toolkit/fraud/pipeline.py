@@ -8,7 +8,6 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from ..datasets import resolve_pointer
-from ..demo.truth import fraud_probabilities
 from ..errors import MlkitError
 from ..identity import database_home
 from .columns import FEATURES
@@ -56,12 +55,13 @@ def train_fraud_model(
 ) -> dict:
     """Fit on the snapshot's time split, judge the test scores against the baselines and
     `fraud@prod` on the same rows, register the version with its verdict, then promote it:
-    `candidate` once it loads, `alias` once its gate passes too."""
-    from ..registry import register_model
+    `candidate` once it loads, `alias` once its gate passes too. A candidate that fails
+    while nothing serves `alias` yet leaves the logreg baseline serving when that one
+    beats the prior (`validation.with_fallback`)."""
     from ..runs import training_run
-    from ..validation import promote_trained
+    from ..validation import CandidateRejected, promote_trained, with_fallback
     from .family import judge
-    from .train import fit_fraud, load_dataset, oracle_metrics
+    from .train import fit_fraud, fit_split, load_dataset
 
     # A snapshot PATH the user named is read before the run: a bad argument is not a failed
     # training, so it starts no retry cooldown.
@@ -71,52 +71,85 @@ def train_fraud_model(
         path = dataset_path(engine, config, dataset, catch_up=catch_up)
         frame, manifest = named or load_dataset(path)
         result = fit_fraud(frame, kind, config.get("fraud.label_delay_days"))
-        metrics = dict(result.metrics)
-        truth = fraud_probabilities(engine, result.split.test["order_id"])
-        if truth is not None:
-            metrics |= oracle_metrics(truth, result.split.test)
-            log.info(
-                "[TRAIN] Oracle (true probabilities) test AUC-PR %.4f",
-                metrics.get("oracle_auc_pr", float("nan")),
-            )
-        metrics["split"] = result.split.describe()
-        verdict = judge(engine, config, result.split, kind, result.test_scores)
-        metrics["baselines"] = dict(verdict.baselines)
-        metrics["gate"] = verdict.as_dict()
-        example = result.split.test.head(5)[list(FEATURES)]
-        example = example.astype(object).where(example.notna(), None).to_dict("records")
-        mv = register_model(
-            engine,
-            config.artifacts_dir,
-            name="fraud",
-            family="fraud",
-            write_artifact=result.model.save,
-            filename=result.model.filename,
-            metrics=metrics,
-            params=result.model.params(),
-            features=list(FEATURES),
-            input_example=example,
-            dataset_ref=str(path),
-        )
+        logreg = fit_split(result.split, "logreg") if kind != "logreg" else None
+        oracle = _oracle(engine, result.split.test)
+        verdict = judge(engine, config, result.split, kind, result.test_scores, logreg=logreg)
+        mv = _register(engine, config, result, verdict, oracle, path)
         counts = frame["label"].value_counts()
         run.finish(
             version=mv.version,
             n_samples=len(frame),
             n_features=len(FEATURES),
             class_distribution={"fraud": int(counts.get(1, 0)), "legit": int(counts.get(0, 0))},
-            metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
+            metrics={k: v for k, v in mv.metrics.items() if isinstance(v, float)},
         )
         promoted = None
         if alias:  # inside the run: a version failing its gate makes the run `rejected`
             reason = f"trained on {manifest.get('run_id', path.name)}"
-            promote_trained(engine, config, mv, alias, reason=reason)
+            try:
+                promote_trained(engine, config, mv, alias, reason=reason)
+            except CandidateRejected as rejected:
+
+                def fallback() -> tuple | None:
+                    if logreg is None:  # the candidate is the baseline itself
+                        return None
+                    base_verdict = judge(engine, config, logreg.split, "logreg", logreg.test_scores)
+                    base = _register(engine, config, logreg, base_verdict, oracle, path)
+                    beats = "beats the no-skill prior: " if base_verdict.passed else ""
+                    return base, f"logreg baseline, {beats}{base_verdict.summary()}"
+
+                raise with_fallback(
+                    engine, config, rejected, mv, alias, fallback, label=kind, reason=reason
+                ) from None
             promoted = alias
     return {
         "model": "fraud",
         "version": mv.version,
         "kind": kind,
-        "metrics": metrics,
+        "metrics": mv.metrics,
         "alias": promoted,
         "artifact": str(mv.artifact_path),
         "dataset": str(path),
     }
+
+
+def _oracle(engine: Engine, test) -> dict:
+    """The oracle's figures on the test orders of a demo world; empty elsewhere."""
+    from ..demo.truth import fraud_probabilities
+    from .train import oracle_metrics
+
+    truth = fraud_probabilities(engine, test["order_id"])
+    if truth is None:
+        return {}
+    metrics = oracle_metrics(truth, test)
+    log.info(
+        "[TRAIN] Oracle (true probabilities) test AUC-PR %.4f",
+        metrics.get("oracle_auc_pr", float("nan")),
+    )
+    return metrics
+
+
+def _register(engine: Engine, config, training, verdict, oracle: dict, path: Path):
+    """`training`'s model as the next fraud version: its test metrics beside the oracle's,
+    its split, baselines and gate verdict, its parameters and five test rows to check it by."""
+    from ..registry import register_model
+
+    metrics = dict(training.metrics) | oracle
+    metrics["split"] = training.split.describe()
+    metrics["baselines"] = dict(verdict.baselines)
+    metrics["gate"] = verdict.as_dict()
+    example = training.split.test.head(5)[list(FEATURES)]
+    example = example.astype(object).where(example.notna(), None).to_dict("records")
+    return register_model(
+        engine,
+        config.artifacts_dir,
+        name="fraud",
+        family="fraud",
+        write_artifact=training.model.save,
+        filename=training.model.filename,
+        metrics=metrics,
+        params=training.model.params(),
+        features=list(FEATURES),
+        input_example=example,
+        dataset_ref=str(path),
+    )

@@ -156,7 +156,10 @@ class FraudTraining:
     test_scores: np.ndarray
 
 
-def fit_fraud(frame: pd.DataFrame, kind: str, label_delay_days: float, seed: int = 0):
+def fit_fraud(
+    frame: pd.DataFrame, kind: str, label_delay_days: float, seed: int = 0
+) -> FraudTraining:
+    """The time split of `frame` and a `kind` model fitted on it (`fit_split`)."""
     if kind not in MODEL_KINDS:
         raise MlkitError(f"unknown model {kind!r}", hint=f"choose {' or '.join(MODEL_KINDS)}")
     split = time_split(frame, label_delay_days)
@@ -176,6 +179,12 @@ def fit_fraud(frame: pd.DataFrame, kind: str, label_delay_days: float, seed: int
         counts.get(1, 0) / len(frame),
     )
     log.info("[TRAIN] Features: %d (%s)", len(FEATURES), ", ".join(FEATURES))
+    return fit_split(split, kind, seed)
+
+
+def fit_split(split: Split, kind: str, seed: int = 0) -> FraudTraining:
+    """A `kind` model fitted on the split's training rows (early stopping and its threshold
+    on validation), scored and measured on its test rows."""
     cls = model_class(kind)
     model = cls(seed=seed) if kind == "xgboost" else cls()
     model.fit(split.train, split.valid)
