@@ -272,15 +272,18 @@ def test_fraud_failing_its_gate_is_rejected_alerted_and_shown(engine, cli, tmp_p
             "    - {name: training_failed, condition: training_failed > 0}\n"
         )
 
+    # The logreg Pipeline: on 6,000 orders XGBoost cannot show it beats it (the fallback
+    # test below), and this one is about the floor.
+    train = ("train", "fraud", "--model", "logreg", "--alias", "prod")
     gate(0.0)
     etl = cli("etl", "run", env=env)
     assert etl.exit_code == 0, etl.output
-    first = cli("train", "fraud", "--alias", "prod", env=env)
+    first = cli(*train, env=env)
     assert first.exit_code == 0, first.output
     assert registry.resolve(engine, "fraud@prod").version == 1
 
     gate(0.99)
-    rejected = cli("train", "fraud", "--alias", "prod", env=env)
+    rejected = cli(*train, env=env)
     assert rejected.exit_code == 1, rejected.output
     (line,) = [x for x in rejected.stderr.splitlines() if x.startswith("error:")]
     assert "fraud:2 rejected" in line and "auc_pr" in line and "< gate 0.99" in line
@@ -303,9 +306,58 @@ def test_fraud_failing_its_gate_is_rejected_alerted_and_shown(engine, cli, tmp_p
     assert "rejected" in human.stdout and "prod stays v1" in human.stdout
 
     gate(0.0)  # a rejection starts no cooldown: the next run goes ahead without --force
-    fixed = cli("train", "fraud", "--alias", "prod", env=env)
+    fixed = cli(*train, env=env)
     assert fixed.exit_code == 0, fixed.output
     assert registry.resolve(engine, "fraud@prod").version == 3
     resolved = cli("alerts", "check", "--json", env=env)
     assert resolved.exit_code == 0, resolved.output
     assert json.loads(resolved.stdout)["resolved"] == ["training_failed"]
+
+
+@pytest.mark.slow
+def test_a_rejected_fraud_candidate_leaves_the_logreg_fallback_serving_only_when_none_did(
+    engine, cli
+):
+    from mlkit.toolkit.demo.seed import seed_demo
+
+    from mlkit.toolkit.schema import model_alias_history, model_aliases, model_versions
+
+    seed_demo(engine, orders=6_000, days=45, seed=5, families=("fraud",), replace=True)
+    with engine.begin() as conn:  # a model nothing serves yet
+        for table in (training_runs, model_alias_history, model_aliases, model_versions):
+            conn.execute(table.delete())
+    env = {"MLKIT_DATABASE_URL": engine.url.render_as_string(hide_password=False)}
+    assert cli("etl", "run", env=env).exit_code == 0
+
+    # XGBoost cannot show on 6,000 orders that it beats logreg: it stays candidate, and with
+    # nothing serving yet the logreg baseline, judged against the prior alone, serves.
+    first = cli("train", "fraud", "--alias", "prod", env=env)
+    assert first.exit_code == 1, first.output
+    (line,) = [x for x in first.stderr.splitlines() if x.startswith("error:")]
+    assert "fraud:1 (xgboost) stays candidate: gate:" in line and "not above the logreg" in line
+    assert "no version served yet, so fraud:2 (logreg baseline, beats the no-skill prior:" in line
+    candidate, fallback = registry.resolve(engine, "fraud:1"), registry.resolve(engine, "fraud:2")
+    assert (candidate.aliases, candidate.params["model"]) == (["candidate"], "xgboost")
+    assert (fallback.aliases, fallback.params["model"]) == (["prod"], "logreg")
+    assert set(fallback.metrics["gate"]["baselines"]) == {"prior"}
+    assert fallback.metrics["gate"]["passed"] is True
+    assert fallback.metrics["split"] == candidate.metrics["split"]  # the same rows
+    assert fallback.metrics["auc_pr"] == candidate.metrics["baselines"]["logreg"]
+    assert fallback.input_example and fallback.features == candidate.features
+    (run,) = runs_of(engine, "fraud")
+    assert (run.status, run.version) == ("rejected", 1)
+    assert "fallback fraud:2" in run.last_error and "promoted to prod" in run.last_error
+    waiting = json.loads(cli("status", "--json", env=env).stdout)["fraud"]["waiting"]
+    assert waiting["version"] == 1 and "not above the logreg" in waiting["reasons"][0]
+    scored = cli("score", "fraud", "--json", env=env)
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["model"].startswith("fraud:2")
+
+    # Once a version serves, a rejected candidate leaves it serving: no fallback.
+    again = cli("train", "fraud", "--alias", "prod", "--dataset", "latest", env=env)
+    assert again.exit_code == 1, again.output
+    assert "fraud@prod still points at fraud:2" in again.stderr
+    assert "fallback" not in again.stderr
+    assert registry.resolve(engine, "fraud").version == 3  # no baseline version registered
+    assert registry.resolve(engine, "fraud@candidate").version == 3
+    assert registry.resolve(engine, "fraud@prod").version == 2
