@@ -319,7 +319,6 @@ def test_a_rejected_fraud_candidate_leaves_the_logreg_fallback_serving_only_when
     engine, cli
 ):
     from mlkit.toolkit.demo.seed import seed_demo
-
     from mlkit.toolkit.schema import model_alias_history, model_aliases, model_versions
 
     seed_demo(engine, orders=6_000, days=45, seed=5, families=("fraud",), replace=True)
