@@ -90,7 +90,7 @@ def one_seed(seed: int) -> tuple[str, float]:
     evaluation = evaluate(data, BlendSettings.default())
     holdout = evaluation.holdout
     ids = np.sort(data.products["product_id"].to_numpy(np.int64))
-    exclude = touched_matrix(holdout.train, ids, holdout.users).toarray().T > 0
+    exclude = touched_matrix(holdout.train, ids, holdout.users)
     oracle = top_k(true_affinity(engine, seed, ids, holdout.users), exclude)
     found = {**evaluation.hits, "oracle": hits(ids, oracle, holdout.targets)}
     best = max(found["popularity"].mean(), found["cooccurrence"].mean())

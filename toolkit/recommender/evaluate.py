@@ -26,7 +26,7 @@ K = 10
 HOLDOUT_SHARE = 0.2  # of the window's interactions, the latest ones
 MAX_EVAL_USERS = 3000
 MAX_TUNE_USERS = 1000
-EVAL_BATCH = 256
+EVAL_BATCH = 128  # users scored at once: their (products, users) arrays stay small
 COLLABORATIVE_GRID = (0.0, 0.5, 1.0, 2.0)  # mix weights tried on the inner cut
 POPULARITY_GRID = (0.0, 0.5, 1.0)
 BASELINES = ("popularity", "cooccurrence")
@@ -109,14 +109,39 @@ def time_split(
     return Holdout(train, cut, users, targets)
 
 
-def top_k(scores: np.ndarray, exclude: np.ndarray, k: int = K) -> np.ndarray:
+def top_k(scores: np.ndarray, exclude: sparse.spmatrix, k: int = K) -> np.ndarray:
     """(users, k) indices of the best products of each column of `scores` (products, users),
-    best first, never one where `exclude` (same shape, bool) is set."""
-    scores = np.where(exclude, -np.inf, scores)
-    k = min(k, scores.shape[0])
-    best = np.argpartition(-scores, k - 1, axis=0)[:k]
-    order = np.argsort(-np.take_along_axis(scores, best, axis=0), axis=0, kind="stable")
-    return np.take_along_axis(best, order, axis=0).T
+    best first (ties to the lower index), never one `exclude` (users x products) has while k
+    others are left. `scores` is overwritten with -inf there.
+
+    Only the blocks of products whose best reaches the k-th best of the blocks' maxima (k
+    at least, few more unless scores tie) are sorted, never the whole column."""
+    excluded = sparse.coo_matrix(exclude)
+    scores[excluded.col, excluded.row] = -np.inf
+    n, users = scores.shape
+    k = min(k, n)
+    if k == 0 or users == 0:
+        return np.zeros((users, k), np.int64)
+    size = int(np.clip(n // (4 * k), 1, 64))
+    whole = n - n % size
+    blocks = scores[:whole].reshape(whole // size, size, users)
+    maxima = blocks.max(axis=1)
+    if whole < n:  # the last, shorter block
+        maxima = np.vstack([maxima, scores[whole:].max(axis=0)])
+    threshold = np.partition(maxima, len(maxima) - k, axis=0)[len(maxima) - k]
+    block, user = np.nonzero(maxima[: whole // size] >= threshold)
+    tail = np.arange(whole, n)
+    product = np.concatenate(
+        [(block[:, None] * size + np.arange(size)).ravel(), np.tile(tail, users)]
+    )
+    value = np.concatenate([blocks[block, :, user].ravel(), scores[whole:].T.ravel()])
+    user = np.concatenate([np.repeat(user, size), np.repeat(np.arange(users), len(tail))])
+    kept = value >= threshold[user]
+    product, value, user = product[kept], value[kept], user[kept]
+    order = np.lexsort((product, -value, user))
+    product, user = product[order], user[order]
+    rank = np.arange(len(user)) - np.searchsorted(user, np.arange(users))[user]
+    return product[rank < k].reshape(users, k).astype(np.int64)
 
 
 def hits(product_ids: np.ndarray, ranked: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
@@ -151,7 +176,7 @@ def touched_matrix(
     position, known = _index(product_ids, inter["product_id"].to_numpy(np.int64))
     rows = np.searchsorted(users, inter["user_id"].to_numpy(np.int64))
     matrix = sparse.csr_matrix(
-        (np.ones(known.sum()), (rows[known], position[known])),
+        (np.ones(known.sum(), np.float32), (rows[known], position[known])),
         shape=(len(users), len(product_ids)),
     )
     matrix.data[:] = 1.0
@@ -167,17 +192,20 @@ def baselines(
     popularity), never a product the user touched."""
     everyone = np.unique(train["user_id"].to_numpy(np.int64))
     touched_all = touched_matrix(train, product_ids, everyone)
+    touched_all_t = touched_all.T.tocsr()
     popularity = np.asarray(touched_all.sum(axis=0)).ravel()
     tie_break = popularity / (popularity.max(initial=0) + 1.0)
     ranked = {name: [] for name in BASELINES}
     for first in range(0, len(users), EVAL_BATCH):
         batch = users[first : first + EVAL_BATCH]
         mine = touched_matrix(train, product_ids, batch)
-        exclude = mine.toarray().T > 0
-        together = np.asarray(((mine @ touched_all.T) @ touched_all).T.todense())
-        column = np.broadcast_to(popularity[:, None], exclude.shape)
-        ranked["popularity"].append(top_k(column, exclude, k))
-        ranked["cooccurrence"].append(top_k(together + tie_break[:, None], exclude, k))
+        # users x batch products shared, dense (everyone shares a popular product), then one
+        # sparse-times-dense product: (products, batch) co-occurrence counts.
+        shared = np.ascontiguousarray((touched_all @ mine.T).toarray())
+        together = touched_all_t @ shared
+        column = np.repeat(popularity[:, None], len(batch), axis=1)
+        ranked["popularity"].append(top_k(column, mine, k))
+        ranked["cooccurrence"].append(top_k(together + tie_break[:, None], mine, k))
     return {
         name: product_ids[np.concatenate(parts)] if parts else np.zeros((0, k), np.int64)
         for name, parts in ranked.items()
@@ -218,8 +246,7 @@ def _scored(model: RecommenderModel, holdout: Holdout, users: np.ndarray):
         batch = users[first : first + EVAL_BATCH]
         rows = np.searchsorted(model.user_ids, batch)
         parts = model.parts(model.history[rows], every=True)
-        exclude = touched_matrix(holdout.train, model.product_ids, batch).toarray().T > 0
-        yield parts, exclude
+        yield parts, touched_matrix(holdout.train, model.product_ids, batch)
 
 
 def tune_mix(data, settings) -> tuple[tuple[float, float, float], dict]:
@@ -316,9 +343,7 @@ def prod_hits(prod: RecommenderModel, params: dict, data, holdout: Holdout, sett
         for first in range(0, len(users), EVAL_BATCH):
             batch = users[first : first + EVAL_BATCH]
             histories = _served_histories(prod, newer, batch, holdout.cut, settings)
-            exclude = (touched_matrix(holdout.train, ids, batch).toarray().T > 0) | (
-                histories.toarray().T > 0
-            )
+            exclude = touched_matrix(holdout.train, ids, batch) + (histories > 0)
             ranked.append(top_k(prod.mixed(prod.parts(histories)), exclude))
         how = "as served: its history plus the training part's newer interactions"
     ranked = np.concatenate(ranked) if ranked else np.zeros((0, K), np.int64)

@@ -3,21 +3,26 @@
 content(user or product, candidate) = text_weight x cosine of TF-IDF vectors
                                     + price_weight x exp(-|z(log price) difference|)
                                     + rating_weight x (shrunk average rating / 5)
-collaborative(user, candidate)      = co-occurrence: how many users touched the candidate
-                                      together with each product of the user's history
+collaborative(user, candidate)      = co-occurrence: over the products of the user's history,
+                                      how many users touched both it and the candidate, when
+                                      the candidate is among its NEIGHBOURS most co-occurring
 popularity(candidate)               = log(1 + type- and recency-weighted interactions)
 score = mix . (each part standardised over the catalogue for that user)
 
 A user's content profile is the L2-normalised sum of the vectors of the products they touched,
 weighted by what they did and how recently, so its dot product with a product is a cosine.
-Co-occurrence is computed through the users x products history (history . historyT . history),
-never as a products x products matrix, and the artifact is one `.npz` of plain arrays, loaded
-without pickle. Artifacts saved before the blend load with mix (1, 0, 0): content alone.
+Each product's neighbours are found at fitting time, in chunks of products through the users x
+products history (never a dense products x products matrix), and kept in the model, so scoring
+a user is one small sparse product. The artifact is one `.npz` of plain arrays, loaded without
+pickle. Artifacts saved before the blend load with mix (1, 0, 0): content alone; those saved
+before the neighbours were kept have them found again from their history when loaded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import cached_property
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +32,10 @@ from scipy import sparse
 TYPE_WEIGHTS = {"purchase": 1.0, "add_to_cart": 0.6, "rate": 0.4, "view": 0.15}
 TEXT_COLUMNS = ("category", "gender", "color", "material", "size")
 RATING_PRIOR_COUNT = 5.0  # reviews' worth of the catalogue mean mixed into each product
-_SPARSE = ("tfidf", "bought", "history")
+_SPARSE = ("tfidf", "bought", "history", "neighbours")
 CONTENT_ONLY = (1.0, 0.0, 0.0)  # the mix of artifacts saved before the blend
+NEIGHBOURS = 100  # co-occurring products kept per product (itself included)
+NEIGHBOUR_CHUNK = 8_000_000  # co-occurrence entries computed at once while finding them
 
 
 @dataclass
@@ -47,6 +54,11 @@ class RecommenderModel:
     terms: np.ndarray  # the TF-IDF vocabulary by column
     window_end: str  # newest interaction the model saw (ISO), "" when none
     mix: np.ndarray = field(default_factory=lambda: np.array(CONTENT_ONLY))  # see the top
+    neighbours: sparse.csr_matrix | None = None  # products x products co-occurrence, top rows
+
+    def __post_init__(self):
+        if self.neighbours is None:  # an artifact saved before they were kept
+            self.neighbours = top_neighbours(self.history)
 
     # ------------------------------------------------------------ lookups
 
@@ -66,15 +78,24 @@ class RecommenderModel:
     # ------------------------------------------------------------ scoring
 
     def content(self, text: np.ndarray, target_z: np.ndarray) -> np.ndarray:
-        """Content scores of every product, for one (text (n,), z scalar) or a batch ((n, m),
-        (m,))."""
+        """Content scores of every product (float32), for one (text (n,), z scalar) or a
+        batch ((n, m), (m,))."""
         text_w, price_w, rating_w = self.weights
-        z = self.price_z if text.ndim == 1 else self.price_z[:, None]
-        rating = self.rating if text.ndim == 1 else self.rating[:, None]
-        return text_w * text + price_w * np.exp(-np.abs(z - target_z)) + rating_w * rating
+        z, rating = self.price_z.astype(np.float32), self.rating.astype(np.float32)
+        if text.ndim == 2:
+            z, rating = z[:, None], rating[:, None]
+        score = np.subtract(z, np.asarray(target_z, dtype=np.float32))
+        np.abs(score, out=score)
+        np.negative(score, out=score)
+        np.exp(score, out=score)
+        score *= np.float32(price_w)
+        score += np.float32(text_w) * np.asarray(text, dtype=np.float32)
+        score += np.float32(rating_w) * rating
+        return score
 
     def parts(self, histories: sparse.csr_matrix, *, every: bool = False) -> dict[str, np.ndarray]:
-        """The blend's parts, (products, users) each, for users given as a users x products
+        """The blend's parts, each standardised over the products: content and collaborative
+        (products, users), popularity (products,), for users given as a users x products
         matrix of interaction weights (a stored history row, or one folded in at serving);
         co-occurrence only when the mix uses it, unless `every`."""
         histories = sparse.csr_matrix(histories, dtype=np.float64)
@@ -82,35 +103,36 @@ class RecommenderModel:
         profiles = (histories @ self.tfidf).toarray()
         norms = np.linalg.norm(profiles, axis=1, keepdims=True)
         profiles = np.divide(profiles, norms, out=np.zeros_like(profiles), where=norms > 0)
+        profiles = profiles.astype(np.float32)
         target_z = np.divide(
             histories @ self.price_z, totals, out=np.zeros(len(totals)), where=totals > 0
         )
-        parts = {"content": self.content(self.tfidf @ profiles.T, target_z)}
+        parts = {"content": standardised(self.content(self.tfidf @ profiles.T, target_z))}
         if every or self.mix[1]:
-            parts["collaborative"] = self.cooccurrence(histories)
-        return parts
+            parts["collaborative"] = standardised(self.cooccurrence(histories))
+        return parts | {"popularity": self.popular_part}
 
     def cooccurrence(self, histories: sparse.csr_matrix) -> np.ndarray:
-        """(products, users): for each product, how many times it was touched by a user who
-        also touched a product of each history (the rows of `histories`)."""
-        touched = _pattern(histories)
-        if getattr(self, "_basis", None) is None:  # who touched what, kept for every call
-            self._basis = _pattern(self.history)
-            self._basis_t = self._basis.T.tocsr()
-        together = (touched @ self._basis_t) @ self._basis
-        return np.asarray(together.T.todense(), dtype=np.float64)
+        """(products, users): for each product, how many users touched it together with each
+        product of a history (the rows of `histories`) that keeps it among its neighbours."""
+        return (_pattern(histories) @ self.neighbours).T.toarray()
+
+    @cached_property
+    def popular_part(self) -> np.ndarray:
+        return standardised(np.log1p(np.clip(self.popularity, 0, None)))
 
     def mixed(self, parts: dict[str, np.ndarray], mix=None) -> np.ndarray:
-        """The blend of `parts` (arrays of shape (products,) or (products, users)) by `mix`
-        (the model's unless given), each part standardised over the products so that the mix
-        weights are comparable."""
-        content_w, collaborative_w, popularity_w = self.mix if mix is None else mix
-        score = content_w * standardised(parts["content"])
+        """The blend of standardised `parts` (see `parts`) by `mix` (the model's unless
+        given): a weighted sum, the parts being on one scale."""
+        content_w, collaborative_w, popularity_w = (
+            np.float32(w) for w in (self.mix if mix is None else mix)
+        )
+        score = content_w * parts["content"]
         if collaborative_w:
-            score = score + collaborative_w * standardised(parts["collaborative"])
+            score += collaborative_w * parts["collaborative"]
         if popularity_w:
-            popular = standardised(np.log1p(np.clip(self.popularity, 0, None)))
-            score = score + popularity_w * (popular if score.ndim == 1 else popular[:, None])
+            popular = parts["popularity"]
+            score += popularity_w * (popular if score.ndim == 1 else popular[:, None])
         return score
 
     def history_scores(self, touched: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -118,16 +140,19 @@ class RecommenderModel:
         row = sparse.csr_matrix(
             (weight, (np.zeros(len(touched), np.int64), touched)), shape=(1, len(self.product_ids))
         )
-        return self.mixed({k: v[:, 0] for k, v in self.parts(row).items()})
+        parts = self.parts(row)
+        return self.mixed({k: v if k == "popularity" else v[:, 0] for k, v in parts.items()})
 
     def product_scores(self, index: int) -> np.ndarray:
         """Scores of every product as neighbours of product `index`: its own vector as the
         content profile, the users who touched it for co-occurrence."""
         text = (self.tfidf @ self.tfidf[index].T).toarray().ravel()
-        parts = {"content": self.content(text, self.price_z[index])}
+        parts = {
+            "content": standardised(self.content(text, self.price_z[index])),
+            "popularity": self.popular_part,
+        }
         if self.mix[1]:
-            one = sparse.csr_matrix(([1.0], ([0], [index])), shape=(1, len(self.product_ids)))
-            parts["collaborative"] = self.cooccurrence(one)[:, 0]
+            parts["collaborative"] = standardised(self.neighbours[index].toarray().ravel())
         return self.mixed(parts)
 
     def batch_scores(self, users: np.ndarray) -> np.ndarray:
@@ -161,7 +186,7 @@ class RecommenderModel:
         with np.load(io.BytesIO(artifact), allow_pickle=False) as data:
             values = {}
             for f in fields(cls):
-                if f.name in _SPARSE:
+                if f.name in _SPARSE and f"{f.name}.data" in data.files:
                     values[f.name] = sparse.csr_matrix(
                         (
                             data[f"{f.name}.data"],
@@ -177,11 +202,47 @@ class RecommenderModel:
 
 
 def standardised(scores: np.ndarray) -> np.ndarray:
-    """Scores over the products (axis 0) as z-scores; a constant column becomes zeros."""
-    mean = scores.mean(axis=0)
-    spread = scores.std(axis=0)
-    spread = np.where(spread > 0, spread, np.inf)
-    return (scores - mean) / spread
+    """Scores over the products (axis 0) as float32 z-scores; a constant column becomes
+    zeros."""
+    scores = np.asarray(scores)
+    centred = scores - scores.mean(axis=0, dtype=np.float64).astype(np.float32)
+    centred = centred.astype(np.float32, copy=False)
+    spread = np.sqrt(np.einsum("i...,i...->...", centred, centred, dtype=np.float64) / len(scores))
+    centred /= np.where(spread > 0, spread, np.inf).astype(np.float32)
+    return centred
+
+
+def top_neighbours(history: sparse.csr_matrix, k: int = NEIGHBOURS) -> sparse.csr_matrix:
+    """products x products: in each product's row, the k products most often touched by the
+    same users (itself among them), with those counts of users; ties go to the lower index.
+    Computed in chunks of products sized by the entries they produce."""
+    basis = _pattern(history)
+    basis_t = basis.T.tocsr()
+    # The entries a product's row of co-occurrence costs before merging: its users' histories.
+    cost = basis_t @ np.diff(basis.indptr).astype(np.float64)
+    chunk = (np.cumsum(cost) - cost) // NEIGHBOUR_CHUNK
+    bounds = np.r_[0, np.flatnonzero(np.diff(chunk)) + 1, basis.shape[1]]
+    rows = [
+        _row_top(basis_t[start:end] @ basis, k) for start, end in pairwise(bounds) if end > start
+    ]
+    if not rows:
+        return sparse.csr_matrix((basis.shape[1], basis.shape[1]), dtype=np.float32)
+    return sparse.vstack(rows, format="csr")
+
+
+def _row_top(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+    """`matrix` with only the k largest entries of each row (ties to the lower column)."""
+    matrix = matrix.tocsr()
+    matrix.sort_indices()
+    lengths = np.diff(matrix.indptr)
+    row = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), lengths)
+    order = np.lexsort((-matrix.data, row))  # by row, then largest first; stable: by column
+    rank = np.arange(len(order)) - matrix.indptr[row]
+    keep = order[rank < k]
+    indptr = np.r_[0, np.cumsum(np.minimum(lengths, k))]
+    return sparse.csr_matrix(
+        (matrix.data[keep].astype(np.float32), matrix.indices[keep], indptr), shape=matrix.shape
+    )
 
 
 def _pattern(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
@@ -271,6 +332,7 @@ def fit(
         terms=tfidf.get_feature_names_out().astype(str),
         window_end=pd.Timestamp(now).isoformat() if len(inter) else "",
         mix=np.asarray(mix, dtype=float),
+        neighbours=top_neighbours(history),
     )
 
 
