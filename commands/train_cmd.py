@@ -253,14 +253,17 @@ def recommender(
     skip_if_too_few: SkipOption = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Train the content-based recommender and register it.
+    """Train the recommender (content blended with co-occurrence and popularity), register it.
 
-    TF-IDF over name, category, gender, colour, material and size; z-scored log-price
-    proximity; rating / 5; blended by recommender.*_weight (0.7 / 0.2 / 0.1). User
-    profiles weight purchase > add_to_cart > rate (by rating) > view, and recency. Metrics
-    on a time-based holdout (each user's latest fifth): HitRate@10, NDCG@10, coverage,
-    beside a popularity baseline. A failed run leaves the serving version in place, and so
-    does a window with fewer than recommender.min_interactions interactions (exit 1).
+    Content: TF-IDF over name, category, gender, colour, material and size, z-scored
+    log-price proximity and rating / 5 (recommender.text/price/rating_weight). User profiles
+    weight purchase > add_to_cart > rate (by rating) > view, and recency. Blended with item
+    co-occurrence (each product's 100 most co-occurring ones) and popularity by
+    recommender.content/collaborative/popularity_weight, the mix tuned on an inner time cut.
+    Graded on one global time cut (the latest fifth of the interactions held out): HitRate@10,
+    NDCG@10, coverage, through the promotion gate against popularity, co-occurrence and prod.
+    A failed run leaves the serving version in place, and so does a window with fewer than
+    recommender.min_interactions interactions (exit 1).
 
     Example: mlkit train recommender --days 90 --json
     """

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from scipy import sparse
 from too_little_data import refused_then_skipped
 
 from mlkit.toolkit import schema
@@ -16,9 +17,21 @@ from mlkit.toolkit.config import load_config
 from mlkit.toolkit.demo.seed import seed_demo
 from mlkit.toolkit.identity import database_id, remember_identity
 from mlkit.toolkit.recommender.data import load_shop_data
-from mlkit.toolkit.recommender.evaluate import BlendSettings, evaluate, hits, time_split
+from mlkit.toolkit.recommender.evaluate import (
+    BlendSettings,
+    evaluate,
+    hits,
+    time_split,
+    top_k,
+)
 from mlkit.toolkit.recommender.family import baselines
-from mlkit.toolkit.recommender.model import RecommenderModel, fit, top_n
+from mlkit.toolkit.recommender.model import (
+    RecommenderModel,
+    _pattern,
+    fit,
+    top_n,
+    top_neighbours,
+)
 from mlkit.toolkit.registry import alias_target, list_versions, resolve
 from mlkit.toolkit.train_all import train_all
 
@@ -82,6 +95,44 @@ def test_a_profile_of_red_shirts_recommends_red_shirts(tmp_path):
     history = loaded.history[row]
     assert np.allclose(scores, loaded.history_scores(history.indices, history.data))
     assert loaded.window_end.startswith("2026-03-03")
+
+
+def test_kept_neighbours_are_the_top_of_exact_cooccurrence_and_older_artifacts_find_them(
+    tmp_path,
+):
+    interactions = interactions_of(n_users=80, per_user=15)
+    model = fit(catalogue(), interactions, pd.DataFrame(columns=["product_id", "rating"]))
+    touched = _pattern(model.history)
+    exact = (touched.T @ touched).toarray()
+    kept = model.neighbours.toarray()
+    for row in range(len(model.product_ids)):  # the 100 largest: here every co-occurring one
+        assert np.array_equal(kept[row], exact[row])
+    few = top_neighbours(model.history, k=3).toarray()
+    for row in range(len(model.product_ids)):
+        ranked = np.lexsort((np.arange(exact.shape[1]), -exact[row]))[:3]
+        assert set(np.flatnonzero(few[row])) == set(ranked[exact[row, ranked] > 0])
+        assert np.array_equal(few[row, ranked], exact[row, ranked])
+    # An artifact written before the neighbours were kept finds them again from its history.
+    model.mix = np.array([1.0, 1.0, 0.5])
+    path = tmp_path / "model.npz"
+    model.save(path)
+    with np.load(path, allow_pickle=False) as data:
+        older = {k: data[k] for k in data.files if not k.startswith("neighbours.")}
+    np.savez_compressed(tmp_path / "older.npz", **older)
+    loaded = RecommenderModel.load((tmp_path / "older.npz").read_bytes())
+    assert (loaded.neighbours != model.neighbours).nnz == 0
+    row = loaded.user_index(int(interactions["user_id"].iloc[0]))
+    assert np.allclose(loaded.batch_scores(np.array([row])), model.batch_scores(np.array([row])))
+
+
+def test_top_k_is_a_full_sort_without_the_excluded():
+    rng = np.random.default_rng(3)
+    for products, users in ((5000, 40), (37, 6), (8, 3)):
+        scores = rng.integers(0, 50, (products, users)).astype(np.float32)  # many ties
+        exclude = (rng.random((users, products)) < 0.2).astype(np.float32)
+        expected = np.argsort(-np.where(exclude.T > 0, -np.inf, scores), axis=0, kind="stable")
+        found = top_k(scores.copy(), sparse.csr_matrix(exclude))
+        assert np.array_equal(found, expected[: min(10, products)].T)
 
 
 def test_train_recommend_and_the_holdout_metrics(shop, cli):
