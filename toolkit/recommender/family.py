@@ -62,6 +62,8 @@ def _catalogue_problem(model) -> str | None:
         return "per-product arrays do not match the catalogue"
     if model.history.shape != (users, n) or model.bought.shape != (users, n):
         return "per-user matrices do not match the users and the catalogue"
+    if model.neighbours.shape != (n, n) or not np.all(np.isfinite(model.neighbours.data)):
+        return "the co-occurring neighbours do not match the catalogue"
     if len(model.mix) != 3 or not np.all(np.isfinite(model.mix)):
         return f"bad blend weights {model.mix}"
     return None

@@ -119,6 +119,7 @@ class RecommenderModel:
 
     @cached_property
     def popular_part(self) -> np.ndarray:
+        """The popularity part of the blend, (products,), the same for every user."""
         return standardised(np.log1p(np.clip(self.popularity, 0, None)))
 
     def mixed(self, parts: dict[str, np.ndarray], mix=None) -> np.ndarray:
