@@ -18,7 +18,7 @@ from mlkit.toolkit.fraud import etl
 from mlkit.toolkit.fraud.columns import DECISIONS
 from mlkit.toolkit.fraud.pipeline import train_fraud_model
 from mlkit.toolkit.pricing.state import BanditStore
-
+from mlkit.toolkit.validation import CandidateRejected
 
 # The world ends at the start of the clock's day and its labels arrive relative to the clock, so
 # the wall clock would change the world, its model and the stream's draws from run to run.
@@ -38,7 +38,10 @@ def world(engine, database_url):
     seed_demo(engine, orders=4000, days=30, seed=3, families=("fraud", "pricing"))
     etl.run_etl(engine, *etl.resolve_range(engine, None, None))
     config = load_config(database_url=database_url)
-    train_fraud_model(engine, config, alias="prod", force=True)
+    try:
+        train_fraud_model(engine, config, alias="prod", force=True)
+    except CandidateRejected as rejected:  # XGBoost cannot beat logreg surely on 4,000 orders
+        assert rejected.fallback is not None, rejected.message  # so the logreg baseline serves
     return config
 
 
