@@ -187,3 +187,20 @@ def test_on_the_demo_market_the_model_passes_and_beats_the_training_majority():
     assert metrics["accuracy"] > metrics["majority_accuracy"] + 0.05
     assert metrics["macro_f1"] > max(metrics["baselines"].values())
     assert fit.params(settings)["trees"] <= settings.model.iterations
+
+
+def test_the_logistic_part_travels_inside_the_cbm_artifact(prepared, tmp_path):
+    from mlkit.toolkit.signal.labels import fit_thresholds, make_labels
+    from mlkit.toolkit.signal.model import LINEAR_KEY, fit_blend, model_from_bytes, predict_proba
+
+    X = prepared.compact.iloc[:1500]
+    y = make_labels(prepared.returns[:1500], fit_thresholds(prepared.returns[:1500], 0.33, 0.67))
+    model = fit_blend(X, y.astype(int), FAST.model, gap=FAST.horizon)
+    blended = predict_proba(model, X.tail(50))
+    trees_only = model.predict_proba(X.tail(50))
+    assert np.allclose(blended.sum(axis=1), 1.0)
+    assert not np.allclose(blended, trees_only)  # the logistic part weighs in
+    model.save_model(str(tmp_path / "model.cbm"), format="cbm")
+    again = model_from_bytes(None, (tmp_path / "model.cbm").read_bytes())
+    assert LINEAR_KEY in again.get_metadata()
+    np.testing.assert_allclose(predict_proba(again, X.tail(50)), blended)

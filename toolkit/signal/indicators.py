@@ -271,17 +271,23 @@ def sanitize(frame: pd.DataFrame, max_missing_share: float = 0.5) -> Sanitizatio
 
 # ---------------------------------------------------------------- the compact set
 
-# Windows of the compact set stay within four days of hourly bars: a slow level (a 200-bar
-# average, a long volatility) marks the period a bar belongs to, which a tree memorises.
-COMPACT_MOMENTUM = (3, 6, 12, 24, 48, 96)
+# Windows of the compact set stay within a week of hourly bars: a slow level (a 200-bar
+# average, a long volatility) marks the period a bar belongs to, which a tree memorises. The one
+# longer window (a month's volatility) only ever appears as the denominator of a ratio.
+COMPACT_MOMENTUM = (3, 6, 12, 24, 48, 96, 168)
+# Exponentially weighted mean returns (half-lives in bars): a trend filter that weighs the
+# latest bars most, as a regime that may have just changed asks for.
+COMPACT_TREND_HALF_LIVES = (12, 24, 48, 96)
+LONG_VOLATILITY = 720
 COMPACT_RETURNS = (12, 24, 48, 96, 168)
 COMPACT_VOLATILITY = 96
 
 
 def compact_features(bars: pd.DataFrame) -> pd.DataFrame:
-    """About twenty period-agnostic columns: returns in units of recent volatility, volatility
-    relative to its own recent level, and bounded oscillators; no price level, calendar or
-    long-window level, so a model learns how markets move rather than when it was trained."""
+    """About thirty period-agnostic columns: returns and exponential trends in units of recent
+    volatility, the share of up bars, volatility relative to its own recent and monthly level,
+    and bounded oscillators; no price level, calendar or long-window level, so a model learns
+    how markets move rather than when it was trained."""
     s = _derived_series(bars)
     c, h, lo, v, log_c, r1 = (s[k] for k in ("c", "h", "lo", "v", "log_c", "r1"))
     vol = r1.rolling(COMPACT_VOLATILITY, min_periods=COMPACT_VOLATILITY // 2).std()
@@ -306,7 +312,17 @@ def compact_features(bars: pd.DataFrame) -> pd.DataFrame:
     cols["low_distance_z_48"] = _div(np.log(_div(c, lowest)), vol * np.sqrt(48))
     macd = _ema(c, 12) - _ema(c, 26)
     cols["macd_hist_z"] = _div(macd - _ema(macd, 9), c * vol)
-    cols["up_share_24"] = s["up_bar"].rolling(24, min_periods=24).mean() - 0.5
+    for w in (24, 72, 168):
+        cols[f"up_share_{w}"] = s["up_bar"].rolling(w, min_periods=w).mean() - 0.5
+    for half_life in COMPACT_TREND_HALF_LIVES:
+        trend = r1.ewm(halflife=half_life, min_periods=half_life).mean()
+        cols[f"trend_z_{half_life}"] = _div(trend, vol) * np.sqrt(half_life)
+    # Regimes differ in volatility: recent volatility against the month's level says which.
+    long_vol = r1.rolling(LONG_VOLATILITY, min_periods=LONG_VOLATILITY // 3).std()
+    for w in (24, 96):
+        cols[f"volatility_vs_month_{w}"] = np.log(
+            _div(r1.rolling(w, min_periods=w // 2).std(), long_vol)
+        )
     cols["close_location_24"] = s["close_location"].rolling(24, min_periods=24).mean()
     v_roll = np.log(v.where(v > 0)).rolling(48, min_periods=48)
     cols["volume_z_48"] = _div(np.log(v.where(v > 0)) - v_roll.mean(), v_roll.std())

@@ -40,7 +40,7 @@ from .model import (
     Selection,
     catboost_params,
     class_weights,
-    fit_regularised,
+    fit_blend,
     predict_proba,
     select_features,
 )
@@ -208,7 +208,7 @@ def walk_forward(prepared: Prepared, settings: TrainSettings) -> WalkForward:
         train_returns = prepared.returns[: fold.train_end]
         thresholds = fit_thresholds(train_returns, settings.sell_quantile, settings.buy_quantile)
         y_train = make_labels(train_returns, thresholds).astype(int)
-        model = fit_regularised(
+        model = fit_blend(
             prepared.features.iloc[: fold.train_end][chosen],
             y_train,
             settings.model,
@@ -354,7 +354,7 @@ def fit_signal(bars: pd.DataFrame, settings: TrainSettings) -> SignalFit:
     evaluated_at = time.perf_counter()
     chosen = walk.selection.features
     log.info("[TRAIN] Final dataset: %d samples with %d features", len(prepared), len(chosen))
-    model = fit_regularised(prepared.features[chosen], labels, settings.model, gap=settings.horizon)
+    model = fit_blend(prepared.features[chosen], labels, settings.model, gap=settings.horizon)
     finished = time.perf_counter()
     example = prepared.features[chosen].tail(3)
     return SignalFit(
