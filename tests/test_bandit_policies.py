@@ -102,3 +102,22 @@ def test_arms_that_differ_pass_and_a_single_logged_arm_never_does():
     )
     forced = learn_and_judge(Bandit("thompson"), constant, (None, None, None), force=True)
     assert "--force: arms never pulled" in forced["gate"]["notes"][0]
+
+
+def test_a_window_far_smaller_than_prods_is_refused_a_dip_is_not():
+    from types import SimpleNamespace
+
+    from mlkit.toolkit.pricing.family import structural_reasons
+
+    prod = SimpleNamespace(ref="pricing:3")
+    frame = offers([[0.5, 0.3, 0.2, 0.1]], n=2000)
+    bandit = Bandit("thompson")
+    bandit.learn(frame["arm"].to_numpy(), frame["combined"].to_numpy(), np.zeros(2000, int))
+    prod_bandit = SimpleNamespace(offers=20_917)
+    tiny = structural_reasons(bandit, 250, prod, prod_bandit, 0.5)
+    assert tiny == [
+        "trained on 250 offers, under 50% of the 20,917 of pricing:3 "
+        "(pricing.min_offers_share_of_prod)"
+    ]
+    assert structural_reasons(bandit, 19_000, prod, prod_bandit, 0.5) == []
+    assert structural_reasons(bandit, 19_000, prod, prod_bandit, 1.0) != []

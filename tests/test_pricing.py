@@ -375,7 +375,7 @@ def test_a_small_window_never_replaces_a_bigger_prod(world, redis_url, cli, monk
     small = cli("--as-of", f"{end:%Y-%m-%dT%H:%M:%S}", "train", "mab", "--since", "1d", env=env)
     assert small.exit_code == 1, small.output
     assert (
-        f"fewer than the {prod.metrics['training_offers'] + prod.metrics['replayed_offers']:,}"
+        f"under 50% of the {prod.metrics['training_offers'] + prod.metrics['replayed_offers']:,}"
         in (small.stderr)
     )
     assert f"pricing@prod still points at pricing:{prod.version}" in small.stderr
@@ -384,7 +384,7 @@ def test_a_small_window_never_replaces_a_bigger_prod(world, redis_url, cli, monk
     document = train_all(world, load_config(), plan=plan)
     entry = document["results"][0]
     assert entry["status"] == "rejected" and document["failed"] == 0, entry
-    assert "fewer than the" in entry["detail"]
+    assert "under 50% of the" in entry["detail"]
     assert resolve(world, "pricing@prod").version == prod.version
     assert store.read_database() == live
 

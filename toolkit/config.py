@@ -75,6 +75,8 @@ DEFAULTS: dict[str, Any] = {
         "epsilon": 0.05,
         "context": "event_type",  # none: one bandit; event_type: one per event type too
         "min_offers": 100,  # fewer priced orders in the window: no new bandit
+        # A new bandit replaces prod only with at least this share of prod's offers.
+        "min_offers_share_of_prod": 0.5,
     },
     "recommender": {
         "text_weight": 0.7,

@@ -156,15 +156,20 @@ def judge_bandit(
     return verdict, figures
 
 
-def structural_reasons(candidate: Bandit, offers: int, prod, prod_bandit) -> list[str]:
+def structural_reasons(
+    candidate: Bandit, offers: int, prod, prod_bandit, min_share: float
+) -> list[str]:
     """Why this bandit must not replace prod whatever its replay: arms it never saw pulled,
-    or fewer offers than the bandit serving (`--force` turns these into notes)."""
+    or far fewer offers than the bandit serving (`--force` turns these into notes). A share
+    below 1 lets a sliding window whose count dips from week to week through, while a
+    window a fraction of prod's size (250 offers against 20,917) is refused."""
     reasons = []
     if candidate.unpulled():
         reasons.append(f"arms never pulled in the window: {', '.join(candidate.unpulled())}")
-    if prod_bandit is not None and offers < prod_bandit.offers:
+    if prod_bandit is not None and offers < min_share * prod_bandit.offers:
         reasons.append(
-            f"trained on {offers:,} offers, fewer than the {prod_bandit.offers:,} of {prod.ref}"
+            f"trained on {offers:,} offers, under {min_share:.0%} of the "
+            f"{prod_bandit.offers:,} of {prod.ref} (pricing.min_offers_share_of_prod)"
         )
     return reasons
 

@@ -89,7 +89,14 @@ def train_bandit(
             ", ".join(f"{a}: {c}" for a, c in zip(ARMS, counts, strict=True)),
         )
         serving = family.serving_bandit(engine, config)
-        metrics = learn_and_judge(bandit, frame, serving, force=force, seed=seed)
+        metrics = learn_and_judge(
+            bandit,
+            frame,
+            serving,
+            force=force,
+            seed=seed,
+            min_share=float(config.get("pricing.min_offers_share_of_prod")),
+        )
         metrics["conversion"] = _per_arm(frame, "conversion")
         metrics["revenue_ratio"] = _per_arm(frame, "revenue")
         truth = best_pricing_arm(engine, frame)
@@ -133,7 +140,13 @@ def train_bandit(
 
 
 def learn_and_judge(
-    bandit: Bandit, frame: pd.DataFrame, serving: tuple, *, force: bool = False, seed: int = 0
+    bandit: Bandit,
+    frame: pd.DataFrame,
+    serving: tuple,
+    *,
+    force: bool = False,
+    seed: int = 0,
+    min_share: float = 1.0,
 ) -> dict:
     """Train `bandit` on the window's first offers, replay the rest (it learns them too),
     judge it against the references and `serving` (`family.serving_bandit`: pricing@prod's
@@ -148,7 +161,13 @@ def learn_and_judge(
     )
     picks = bandit.replay(holdout, np.random.default_rng([seed, 1]))
     prod_mv, prod_bandit, left_out = serving
-    structural = family.structural_reasons(bandit, len(frame), prod_mv, prod_bandit)
+    structural = family.structural_reasons(
+        bandit,
+        len(frame),
+        prod_mv,
+        prod_bandit,
+        min_share,
+    )
     prod = None
     if prod_bandit is not None:  # it learns the holdout as it goes, like the candidate
         prod = (prod_mv.ref, prod_bandit.replay(holdout, np.random.default_rng([seed, 2])))
