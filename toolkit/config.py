@@ -103,7 +103,7 @@ DEFAULTS: dict[str, Any] = {
         "walk_forward_folds": 6,
         "test_fraction": 0.5,
         "max_missing_share": 0.5,
-        "feature_set": "compact",  # compact (about 20, period-agnostic) or wide (about 440, RFE)
+        "feature_set": "compact",  # compact (about 36, period-agnostic) or wide (about 440, RFE)
         "trade_cost_bps": 5.0,
         "min_initial_train_samples": 400,  # fewer bars: no training attempted
         "allow_fallback_execution": False,  # the SMA/RSI fallback signal may execute
