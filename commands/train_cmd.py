@@ -213,12 +213,15 @@ def signal(
 ) -> None:
     """Train the symbol's CatBoost SELL / HOLD / BUY model from market_data and register it.
 
-    About 440 indicators from past bars, sanitised; labels from the forward return over
-    signal.horizon_bars cut at training-period quantiles; RFE when the selection rows
-    reach signal.min_rfe_samples, else the signal.max_baseline_features most
-    important features; balanced class weights. Metrics come from a walk-forward with a
-    purge gap of the horizon: accuracy, macro-F1, per class, and a backtest beside buy
-    and hold and the SMA/RSI fallback. Refused below signal.min_initial_train_samples bars.
+    A compact set of period-agnostic features from past bars (returns, ratios and
+    oscillators, nothing that marks a calendar period); labels from the forward return over
+    signal.horizon_bars cut at training-period quantiles; CatBoost with class weights and
+    early stopping on an inner purged split. Judged on walk-forward folds with a gap of the
+    horizon between training and test: macro-F1 (beside accuracy and a backtest) against
+    the training-majority, random, momentum and logistic references on the same folds,
+    through the promotion gate; below it the version stays candidate and the SMA/RSI
+    fallback or the serving version keeps signalling. Refused below
+    signal.min_initial_train_samples bars.
 
     Example: mlkit train signal --symbol BTCUSDT --json
     """
