@@ -233,7 +233,10 @@ class Fortnight:
             now=now,
         )
         self.seeded_orders += seeded["rows"]["orders"]
-        self.mlkit_cmd("train", "fraud", "--alias", "prod", "--json", now=now)
+        # XGBoost, or where its gate cannot tell it from logreg on a world this small (exit 1,
+        # rejected), the logreg baseline as the fallback: either way a fraud model serves.
+        self.mlkit_cmd("train", "fraud", "--alias", "prod", now=now, check=False)
+        self.mlkit_cmd("models", "show", "fraud@prod", "--json", now=now)
         self.mlkit_cmd("train", "recommender", "--json", now=now)
         self.mlkit_cmd("train", "mab", "--json", now=now)
         self.mlkit_cmd("cron", "show", "--install", now=now)

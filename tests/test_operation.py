@@ -45,11 +45,13 @@ class TestMysql:
 
 
 def check_fortnight(sim: Fortnight) -> None:
+    by_day = {r.day: r for r in sim.records}
     failures = [
         f"day {r.day} {r.job} exit {r.exit_code}: {r.stderr[-500:]}"
         for r in sim.runs
         if r.exit_code != 0
         and not (r.exit_code == ALERTING and r.job in ("drift", "alerts") and r.day >= 10)
+        and not _rejected_by_its_gate(r, by_day[r.day])
     ]
     assert not failures, "\n".join(failures)
 
@@ -74,7 +76,6 @@ def check_fortnight(sim: Fortnight) -> None:
     ]
 
     # Retraining on schedule: the recommender daily, fraud on the 15th (day 14 here).
-    by_day = {r.day: r for r in sim.records}
     assert all(by_day[d].training_runs.get("recommender") == "ok" for d in by_day)
     fraud_day = (sim.start.replace(day=15) - sim.start).days
     assert by_day[fraud_day].training_runs.get("fraud") in ("ok", "rejected")
@@ -104,3 +105,15 @@ def check_fortnight(sim: Fortnight) -> None:
     assert totals["orders"] + totals["orders_archive"] == totals["truth_orders"], totals
     assert totals["order_id_sum"] == totals["truth_order_id_sum"], totals
     assert sim.start + timedelta(days=sim.days) >= max(w for w in watermarks)
+
+
+def _rejected_by_its_gate(run, record) -> bool:
+    """`train fraud` exits 1 when its promotion gate keeps the candidate from prod (on a
+    world this small XGBoost cannot show it beats logreg): no failure when the day's run is
+    recorded `rejected` and the error says the serving version stays."""
+    return (
+        run.job == "train_fraud"
+        and run.exit_code == 1
+        and record.training_runs.get("fraud") == "rejected"
+        and "fraud@prod still points at" in run.stderr
+    )
