@@ -121,7 +121,7 @@ class MlkitGroup(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
             raise
         except MlkitError as exc:
-            fail(exc.message, exc.hint, verbose=options(ctx).verbose)
+            fail(exc.message, exc.hint, verbose=options(ctx).verbose, code=exc.exit_code)
         except KeyboardInterrupt:
             err("interrupted")
             raise typer.Exit(130) from None
@@ -130,13 +130,14 @@ class MlkitGroup(TyperGroup):
             fail(explained.message, explained.hint, verbose=options(ctx).verbose)
 
 
-def fail(message: str, hint: str | None = None, *, verbose: bool = False) -> None:
+def fail(message: str, hint: str | None = None, *, verbose: bool = False, code: int = 1) -> None:
+    """`error:` and exit 1; a notice that is not a failure (exit 3) says `warning:`."""
     if verbose:
         traceback.print_exc(file=sys.stderr)
-    err(f"error: {message}")
+    err(f"{'error' if code == 1 else 'warning'}: {message}")
     if hint:
         err(f"hint: {hint}")
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 def err(text: str) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from mlkit.toolkit.errors import NOTICE_EXIT
+
 from ._common import JsonFlag, SymbolOption, emit_json, err, load_context, stdout_console
 
 app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
@@ -112,8 +114,10 @@ def fraud(
     The promotion gate, on the same test orders: the model's AUC-PR must beat the best of
     its baselines (prior: the training fraud rate for every order; logreg: the Pipeline
     fitted on the same rows) by a margin whose bootstrap 90 % interval lies above zero,
-    and not be significantly below fraud@prod's. Failing it, the version stays candidate,
-    fraud@prod keeps serving, and the run is recorded rejected (exit 1).
+    and not be significantly below fraud@prod's. Failing it, the version stays candidate and
+    the run is recorded rejected: fraud@prod keeps serving (exit 3), or, with nothing
+    serving yet, the logreg baseline serves in its place when it beats the prior (exit 3);
+    exit 1 when nothing serves.
 
     Example: mlkit train fraud --alias candidate
     """
@@ -156,7 +160,14 @@ def mab(
         str | None, typer.Option("--policy", help="thompson, ucb1 or egreedy.")
     ] = None,
     alias: AliasOption = "prod",
-    force: ForceOption = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Ignore a failure cooldown, and let a bandit trained on far fewer offers "
+            "than prod's, or with arms never pulled, through (noted in its gate verdict).",
+        ),
+    ] = False,
     skip_if_too_few: SkipOption = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -166,8 +177,15 @@ def mab(
     early_bird, exactly base baseline, else ml_pricing). Reward per primary order:
     revenue (price / base) x conversion (1 completed, 0 failed or refunded) x
     (1 + popularity), popularity = the event's tickets sold before / capacity; divided by
-    the window's 99.9th percentile and clipped to [0, 1]. The first fifth of the window
-    initialises the arms, the rest is replayed day by day as online learning. Fewer than
+    the window's 99.9th percentile and clipped to [0, 1]. With pricing.context event_type,
+    each event type also keeps its own arms (mab:event_type=<type>:<arm>).
+
+    The window's first four fifths train the bandit; the last fifth is replayed day by day
+    and judged by the promotion gate: significantly above pricing at random (the better of
+    a uniformly random arm and the logged policy), and not significantly below the best
+    single arm or pricing@prod. It also needs at least pricing.min_offers_share_of_prod of
+    prod's offers and every arm pulled, unless --force. The live arms (Redis + database)
+    change only when it reaches prod; kept from prod: exit 3. Fewer than
     pricing.min_offers offers in the window: exit 1 and the live arms stay as they are.
 
     Example: mlkit train mab --since 90d --policy thompson --json
@@ -291,7 +309,7 @@ def train_all(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     gate keeps from prod is rejected (the serving version stays, not a failure). A failure
     is recorded and the next family trains anyway; a model cooling down after a failed run,
     being trained elsewhere, or without data is skipped. Prints a summary; exit 1 if any
-    failed.
+    failed, else 3 if any was rejected.
 
     Example: mlkit train all --json
     """
@@ -327,3 +345,5 @@ def train_all(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         )
     if document["failed"]:
         raise typer.Exit(1)
+    if document["rejected"]:
+        raise typer.Exit(NOTICE_EXIT)

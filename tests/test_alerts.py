@@ -241,8 +241,13 @@ def test_training_failed_counts_models_whose_latest_run_failed(engine):
     assert check_alerts(engine, config)["resolved"] == ["training_failed"]
 
 
-def test_training_failed_fires_on_a_rejected_run_as_of_the_clock(engine, monkeypatch):
+def test_a_rejected_run_is_no_failure_but_its_own_metric_as_of_the_clock(engine, monkeypatch):
+    """A version its gate kept from prod leaves the previous one serving: `training_failed`
+    stays quiet, `training_rejected` counts it."""
     config = config_with("training")
+    config.data["alerts"]["rules"].append(
+        {"name": "stuck_candidate", "condition": "training_rejected > 0", "severity": "low"}
+    )
     now = utcnow()
 
     def run(status: str, minutes_ago: int, error: str | None = None) -> None:
@@ -260,14 +265,15 @@ def test_training_failed_fires_on_a_rejected_run_as_of_the_clock(engine, monkeyp
     run("rejected", 30, "auc_pr: test AUC-PR 0.41 < gate 0.99")
     run("running", 5)  # a retraining under way clears nothing yet
     result = check_alerts(engine, config, now=now)
-    assert result["fired"] == ["training_failed"]
-    assert "fraud (rejected)" in result["rules"][0]["message"]
-    assert "< gate 0.99" in result["rules"][0]["message"]
+    assert result["fired"] == ["stuck_candidate"]
+    failed, rejected = result["rules"]
+    assert failed["value"] == 0 and "no model's latest training run failed" in failed["message"]
+    assert "fraud (rejected)" in rejected["message"] and "< gate 0.99" in rejected["message"]
     # As of a moment before the rejection (MLKIT_NOW), only the good run counts.
     monkeypatch.setenv("MLKIT_NOW", (now - timedelta(minutes=45)).isoformat())
     earlier = check_alerts(engine, config)
     assert earlier["checked_at"] == now - timedelta(minutes=45)
-    assert earlier["resolved"] == ["training_failed"] and earlier["firing"] == []
+    assert earlier["resolved"] == ["stuck_candidate"] and earlier["firing"] == []
 
 
 def test_firing_alerts_newest_first_and_a_removed_rule_resolves(engine):

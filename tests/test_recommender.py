@@ -401,7 +401,7 @@ def test_shuffled_interactions_stay_candidate_and_prod_keeps_serving(shop, cli):
         conn.execute(i.insert(), rows.astype(object).where(rows.notna(), None).to_dict("records"))
 
     refused = cli("train", "recommender", "--days", "90", env=env)
-    assert refused.exit_code == 1 and "rejected" in refused.stderr, refused.output
+    assert refused.exit_code == 3 and "rejected" in refused.stderr, refused.output
     document = train_all(shop, load_config())
     assert [e["status"] for e in document["results"] if e["model"] == "recommender"] == ["rejected"]
     versions = list_versions(shop, "recommender")

@@ -270,6 +270,7 @@ def test_fraud_failing_its_gate_is_rejected_alerted_and_shown(engine, cli, tmp_p
         config.write_text(
             f"fraud:\n  min_auc_pr: {min_auc_pr}\nalerts:\n  rules:\n"
             "    - {name: training_failed, condition: training_failed > 0}\n"
+            "    - {name: stuck_candidate, condition: training_rejected > 0}\n"
         )
 
     # The logreg Pipeline: on 6,000 orders XGBoost cannot show it beats it (the fallback
@@ -284,8 +285,8 @@ def test_fraud_failing_its_gate_is_rejected_alerted_and_shown(engine, cli, tmp_p
 
     gate(0.99)
     rejected = cli(*train, env=env)
-    assert rejected.exit_code == 1, rejected.output
-    (line,) = [x for x in rejected.stderr.splitlines() if x.startswith("error:")]
+    assert rejected.exit_code == 3, rejected.output  # a notice: fraud:1 serves on
+    (line,) = [x for x in rejected.stderr.splitlines() if x.startswith("warning:")]
     assert "fraud:2 rejected" in line and "auc_pr" in line and "< gate 0.99" in line
     assert "fraud@prod still points at fraud:1" in line
     assert registry.resolve(engine, "fraud@prod").version == 1
@@ -296,7 +297,7 @@ def test_fraud_failing_its_gate_is_rejected_alerted_and_shown(engine, cli, tmp_p
 
     check = cli("alerts", "check", "--json", env=env)
     assert check.exit_code == 3, check.output
-    assert json.loads(check.stdout)["fired"] == ["training_failed"]
+    assert json.loads(check.stdout)["fired"] == ["stuck_candidate"]  # no training failed
     status = json.loads(cli("status", "--json", env=env).stdout)["fraud"]
     assert status["prod"] == 1 and status["latest_version"] == 2
     assert status["last_training"]["status"] == "rejected"
@@ -311,7 +312,7 @@ def test_fraud_failing_its_gate_is_rejected_alerted_and_shown(engine, cli, tmp_p
     assert registry.resolve(engine, "fraud@prod").version == 3
     resolved = cli("alerts", "check", "--json", env=env)
     assert resolved.exit_code == 0, resolved.output
-    assert json.loads(resolved.stdout)["resolved"] == ["training_failed"]
+    assert json.loads(resolved.stdout)["resolved"] == ["stuck_candidate"]
 
 
 @pytest.mark.slow
@@ -331,8 +332,8 @@ def test_a_rejected_fraud_candidate_leaves_the_logreg_fallback_serving_only_when
     # XGBoost cannot show on 6,000 orders that it beats logreg: it stays candidate, and with
     # nothing serving yet the logreg baseline, judged against the prior alone, serves.
     first = cli("train", "fraud", "--alias", "prod", env=env)
-    assert first.exit_code == 1, first.output
-    (line,) = [x for x in first.stderr.splitlines() if x.startswith("error:")]
+    assert first.exit_code == 3, first.output  # a notice: the fallback serves
+    (line,) = [x for x in first.stderr.splitlines() if x.startswith("warning:")]
     assert "fraud:1 (xgboost) stays candidate: gate:" in line and "not above the logreg" in line
     assert "no version served yet, so fraud:2 (logreg baseline, beats the no-skill prior:" in line
     candidate, fallback = registry.resolve(engine, "fraud:1"), registry.resolve(engine, "fraud:2")
@@ -354,7 +355,7 @@ def test_a_rejected_fraud_candidate_leaves_the_logreg_fallback_serving_only_when
 
     # Once a version serves, a rejected candidate leaves it serving: no fallback.
     again = cli("train", "fraud", "--alias", "prod", "--dataset", "latest", env=env)
-    assert again.exit_code == 1, again.output
+    assert again.exit_code == 3, again.output
     assert "fraud@prod still points at fraud:2" in again.stderr
     assert "fallback" not in again.stderr
     assert registry.resolve(engine, "fraud").version == 3  # no baseline version registered

@@ -57,7 +57,6 @@ WEBHOOK_BACKOFF_SECONDS = (0.5, 1.5)  # the pause before the 2nd and the 3rd try
 WEBHOOK_TRY_TIMEOUT_SECONDS = 2.0
 WEBHOOK_BUDGET_SECONDS = 5.0  # all the webhook's tries of one run together
 FINISHED_RUN_STATUSES = ("ok", "failed", "rejected")
-UNSUCCESSFUL_RUN_STATUSES = ("failed", "rejected")
 
 
 @dataclass(frozen=True)
@@ -198,8 +197,21 @@ def _kl_divergence(conn: sa.Connection, rule: Rule, now: datetime) -> Measuremen
     )
 
 
-# Models whose latest finished run failed or was rejected; a state rule: `duration` is ignored.
+# Models whose latest finished run failed; a state rule: `duration` is ignored.
 def _training_failed(conn: sa.Connection, rule: Rule, now: datetime) -> Measurement:
+    return _latest_runs_with(conn, now, ("failed",), "failed")
+
+
+# Models whose latest finished run trained a version its gate kept from serving (the previous
+# version serves on): worth a look when it lasts, not a failure, so no default rule uses it.
+def _training_rejected(conn: sa.Connection, rule: Rule, now: datetime) -> Measurement:
+    return _latest_runs_with(conn, now, ("rejected",), "was rejected")
+
+
+def _latest_runs_with(
+    conn: sa.Connection, now: datetime, statuses: tuple[str, ...], verb: str
+) -> Measurement:
+    """How many models' latest finished run (as of `now`) ended in one of `statuses`."""
     t = training_runs
     # A run still going neither raises nor clears the alert: its predecessor decides.
     latest = (
@@ -211,15 +223,15 @@ def _training_failed(conn: sa.Connection, rule: Rule, now: datetime) -> Measurem
     failed = conn.execute(
         sa.select(t.c.model_name, t.c.status, t.c.last_error)
         .join(latest, t.c.run_id == latest.c.run_id)
-        .where(t.c.status.in_(UNSUCCESSFUL_RUN_STATUSES))
+        .where(t.c.status.in_(statuses))
         .order_by(t.c.model_name)
     ).all()
     if not failed:
-        return Measurement(0.0, "every model's latest training run succeeded")
+        return Measurement(0.0, f"no model's latest training run {verb}")
     first = failed[0]
     return Measurement(
         float(len(failed)),
-        f"latest training failed or was rejected for "
+        f"latest training {verb} for "
         f"{', '.join(f'{r.model_name} ({r.status})' for r in failed)} "
         f"({first.model_name}: {first.last_error or 'no error recorded'})",
     )
@@ -231,6 +243,7 @@ METRICS: dict[str, tuple[tuple[str, ...], Callable[..., Measurement]]] = {
     "failed_logins": (("security_events",), _failed_logins),
     "kl_divergence": (("drift_checks", "drift_results"), _kl_divergence),
     "training_failed": (("training_runs",), _training_failed),
+    "training_rejected": (("training_runs",), _training_rejected),
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .config import SECRET_KEYS, Config, load_config, mask_url
-from .errors import MlkitError
+from .errors import NOTICE_EXIT, MlkitError
 
 BEGIN = "# >>> mlkit: managed by `mlkit cron show --install`; edits here are replaced >>>"
 END = "# <<< mlkit <<<"
@@ -63,6 +63,10 @@ class Job:
     notice: str = ""
 
 
+# A training whose candidate its gate kept from prod while a version serves on: not a failure.
+KEPT = (NOTICE_EXIT, "kept")
+
+
 def all_jobs(config: Config, symbols: list[str]) -> list[Job]:
     """Every job, scheduled or not ("" in the config leaves a job out of the block)."""
     get = config.get
@@ -84,20 +88,23 @@ def all_jobs(config: Config, symbols: list[str]) -> list[Job]:
             "train_fraud",
             get("cron.train_fraud"),
             (("train", "fraud", "--alias", "prod"),),
-            "features caught up, a fresh snapshot and the fraud model; prod moves only if "
-            "it validates",
+            "features caught up, a fresh snapshot and the fraud model; prod moves only "
+            "through its gate (exit 3: kept from prod, the serving version stays)",
+            *KEPT,
         ),
         Job(
             "train_pricing",
             get("cron.train_pricing"),
             (("train", "mab", "--skip-if-too-few"),),
             "the pricing bandit",
+            *KEPT,
         ),
         Job(
             "train_recommender",
             get("cron.train_recommender"),
             (("train", "recommender", "--skip-if-too-few"),),
             "the recommender",
+            *KEPT,
         ),
     ]
     for symbol in symbols:

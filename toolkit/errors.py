@@ -1,8 +1,14 @@
 """The one exception type the command line turns into an `error:` line."""
 
+# The exit code of an outcome that needs attention but is not a failure: drift found, an
+# alert firing, a trained model kept from serving while the previous version serves on.
+NOTICE_EXIT = 3
+
 
 class MlkitError(Exception):
     """A failure the user can act on: a message and, where one helps, a hint."""
+
+    exit_code = 1  # NOTICE_EXIT: not a failure; the command line says `warning:`
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)

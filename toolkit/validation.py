@@ -94,6 +94,16 @@ class CandidateRejected(MlkitError):
         self.failures = failures
         self.fallback = fallback  # the baseline version promoted in its place (`with_fallback`)
 
+    def kept_serving(self, engine, name: str, alias: str) -> CandidateRejected:
+        """This rejection as a notice (exit 3) when a version serves `alias` all the same:
+        the job did its work and nothing serving changed; a failure (exit 1) otherwise."""
+        from .errors import NOTICE_EXIT
+        from .registry import alias_target
+
+        if alias != CANDIDATE and alias_target(engine, name, alias) is not None:
+            self.exit_code = NOTICE_EXIT
+        return self
+
 
 def promote_trained(engine, config, mv, alias: str, reason: str) -> str:
     """A freshly trained version becomes `candidate` once it loads (every check but the
@@ -122,7 +132,7 @@ def promote_trained(engine, config, mv, alias: str, reason: str) -> str:
             gated,
             hint=f"see `mlkit models show {mv.ref}`; `mlkit models promote {mv.name} "
             f"{mv.version} --alias {alias}` once it passes",
-        )
+        ).kept_serving(engine, mv.name, alias)
     promote(engine, mv.name, mv.version, alias, reason=reason)
     return alias
 
@@ -169,7 +179,7 @@ def with_fallback(
         [*rejected.failures, f"fallback {base.ref} ({description}) promoted to {alias}"],
         hint=rejected.hint,
         fallback=base.ref,
-    )
+    ).kept_serving(engine, mv.name, alias)
 
 
 def _failure(check: Check) -> str:
