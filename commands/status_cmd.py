@@ -60,13 +60,14 @@ def _print(document: dict[str, Any]) -> None:
                 table.add_row("samples", f"{run['n_samples']:,}")
             if run["metrics"]:
                 table.add_row("metrics", _metrics(run["metrics"]))
-            if run["last_error"] and run["status"] == "rejected":
-                table.add_row(
-                    "rejected",
-                    f"[yellow]v{run['version']} failed its validation gate: "
-                    f"{escape(run['last_error'])}; "
-                    f"prod stays {version_label(info['prod'])}[/yellow]",
-                )
+            if run["status"] == "rejected":
+                if not info.get("waiting"):  # else the "not serving" row says why
+                    table.add_row(
+                        "rejected",
+                        f"[yellow]v{run['version']} kept from prod: "
+                        f"{escape(run['last_error'] or '')}; "
+                        f"prod stays {version_label(info['prod'])}[/yellow]",
+                    )
             elif run["last_error"]:
                 table.add_row("last error", f"[red]{escape(run['last_error'])}[/red]")
         success = info["last_success"]
@@ -100,7 +101,7 @@ def _symbol_line(entry: dict[str, Any]) -> str:
     parts = [f"prod {version_label(entry['prod'])}" if entry["is_trained"] else "not trained"]
     if run is not None:
         parts.append(f"last run {run['status']} at {when(run['started_at'])}")
-        if run["last_error"]:
+        if run["last_error"] and not (run["status"] == "rejected" and entry.get("waiting")):
             parts.append(f"[red]{escape(run['last_error'])}[/red]")
     if entry["cooldown"]:
         parts.append(f"[yellow]cooldown until {when(entry['next_retry_at'])}[/yellow]")
@@ -114,8 +115,9 @@ def _waiting(waiting: dict[str, Any], prod: int | None) -> str:
     from rich.markup import escape
 
     where = " and ".join(waiting["aliases"]) or "no alias"
+    serving = "nothing serves" if prod is None else f"prod v{prod} serves"
     return (
-        f"[yellow]v{waiting['version']} stays {where}, prod {version_label(prod)} serves: "
+        f"[yellow]v{waiting['version']} stays {where}, {serving}: "
         f"{escape('; '.join(waiting['reasons']))}[/yellow]"
     )
 

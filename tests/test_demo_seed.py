@@ -245,6 +245,8 @@ def test_families_and_shift_arguments_are_checked():
 @pytest.mark.slow
 def test_quickstart_leaves_every_table_with_demo_data(cli, tmp_path, redis_url, monkeypatch):
     monkeypatch.setenv("MLKIT_REDIS_URL", redis_url)
+    # The world ends at the clock's midnight: a fixed clock keeps its models' verdicts fixed.
+    monkeypatch.setenv("MLKIT_NOW", "2026-11-30T23:30:00")
     result = cli("quickstart", "--orders", "12000", "--json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
@@ -259,10 +261,12 @@ def test_quickstart_leaves_every_table_with_demo_data(cli, tmp_path, redis_url, 
     assert document["scoring"]["rows"] == 12000
     recommended = document["recommender"]
     assert recommended["metrics"]["hit_rate_at_10"] > 0 and len(recommended["items"]) == 3
-    bandit = document["bandit"]
-    assert bandit["offers"] > 5000 and bandit["best_arm"] in bandit["mean_reward"]
+    # 12,000 orders are too few for the bandit to show it prices better than at random: it
+    # stays candidate, nothing serves, and the live arms stay empty (a cold start).
+    assert "not above the uniform_random baseline" in document["bandit"]["rejected"]
+    assert "pricing@prod is still unset" in document["bandit"]["rejected"]
     stats = json.loads(cli("mab", "stats", "--json").stdout)
-    assert stats["source"] == "redis" and stats["total_pulls"] == bandit["offers"]
+    assert stats["total_pulls"] == 0 and stats["best_arm"] is None
     inspected = cli("inspect", "dataset", "--pointer", "current", "--json", "--strict")
     assert inspected.exit_code == 0, inspected.output
     assert json.loads(inspected.stdout)["rows"] == document["dataset"]["rows"]

@@ -304,7 +304,7 @@ def test_fraud_failing_its_gate_is_rejected_alerted_and_shown(engine, cli, tmp_p
     assert "< gate 0.99" in status["last_training"]["last_error"]
     assert status["last_success"]["version"] == 1 and status["cooldown"] is False
     human = cli("status", env=env)
-    assert "rejected" in human.stdout and "prod stays v1" in human.stdout
+    assert "rejected" in human.stdout and "prod v1 serves" in human.stdout
 
     gate(0.0)  # a rejection starts no cooldown: the next run goes ahead without --force
     fixed = cli(*train, env=env)
