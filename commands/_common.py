@@ -41,6 +41,17 @@ ModelOption = Annotated[
     str, typer.Option("--model", help="The model version: NAME@ALIAS, NAME:VERSION or NAME.")
 ]
 SymbolOption = Annotated[str, typer.Option("--symbol", help="The symbol, e.g. BTCUSDT.")]
+# The drift check's model and window, shared by `drift check` and `report drift`.
+DriftModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="The model version [default: drift.model, fraud@prod]."),
+]
+WindowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--window", help="Recent orders: 1d back from now, or a date [default: drift.window]."
+    ),
+]
 OVERRIDES = "overrides config and environment."
 DatabaseOption = Annotated[
     str | None, typer.Option("--database", help=f"Database URL; {OVERRIDES}", metavar="URL")

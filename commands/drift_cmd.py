@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from ._common import JsonFlag, emit_json, load_config, open_engine, stdout_console
+from ._common import (
+    DriftModelOption,
+    JsonFlag,
+    WindowOption,
+    emit_json,
+    load_config,
+    open_engine,
+    stdout_console,
+)
 
 app = typer.Typer(
     help="Feature drift between training data and recent orders.", no_args_is_help=True
 )
 
 DRIFT_EXIT_CODE = 3
-
-MODEL_HELP = "The model version [default: drift.model, fraud@prod]."
-WINDOW_HELP = "Recent orders: 1d back from now, or a date [default: drift.window]."
-DriftModelOption = Annotated[str | None, typer.Option("--model", help=MODEL_HELP)]
-WindowOption = Annotated[str | None, typer.Option("--window", help=WINDOW_HELP)]
 
 
 @app.command("check")

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import JsonFlag, emit_json, load_context, stdout_console
+from ._common import (
+    DriftModelOption,
+    JsonFlag,
+    WindowOption,
+    emit_json,
+    load_context,
+    stdout_console,
+)
 
 if TYPE_CHECKING:
     from mlkit.toolkit.report.model import Report
@@ -58,14 +65,8 @@ def model(
 @app.command("drift")
 def drift(
     ctx: typer.Context,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="The model version [default: drift.model, fraud@prod]."),
-    ] = None,
-    window: Annotated[
-        str | None,
-        typer.Option("--window", help="Recent orders: 1d back from now, or a date."),
-    ] = None,
+    model: DriftModelOption = None,
+    window: WindowOption = None,
     out: OutOption = None,
     as_json: JsonFlag = False,
 ) -> None:
