@@ -368,7 +368,7 @@ def earlier_slices(
 # ---------------------------------------------------------------- the check
 
 
-def _read_reference(path_text: str | None, ref: str, features: list[str]) -> pd.DataFrame:
+def read_reference(path_text: str | None, ref: str, features: list[str]) -> pd.DataFrame:
     """The training snapshot's feature columns and, when it has it, each row's order time."""
     import pandas as pd
     import pyarrow.parquet as pq
@@ -439,7 +439,7 @@ def _duration(length: timedelta) -> str:
     return f"{hours / 24:g} days" if hours >= 24 else f"{hours:g} hours"
 
 
-def _read_current(
+def read_current(
     engine: Engine, start: datetime, end: datetime, features: list[str]
 ) -> tuple[pd.DataFrame, int, datetime | None]:
     """Feature rows of the orders in [start, end], the number of orders there and the time
@@ -540,8 +540,8 @@ def run_drift_check(
     mv, features = _fraud_version(engine, model or str(config.get("drift.model")))
     # The snapshot's Parquet read overlaps the database read (both release the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_read_reference, mv.dataset_ref, mv.ref, features)
-        current, n_orders, covered_until = _read_current(engine, start, now, features)
+        pending = pool.submit(read_reference, mv.dataset_ref, mv.ref, features)
+        current, n_orders, covered_until = read_current(engine, start, now, features)
         snapshot = pending.result()
     # Equal spans of time on both sides: when the newest features are hours old (a daily
     # ETL), the window holds only part of a day, and a full day of the snapshot would mix

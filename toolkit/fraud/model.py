@@ -140,6 +140,22 @@ class XGBoostFraud:
             "calibration": list(self.calibration_),
         }
 
+    def importances(self) -> tuple[list[str], np.ndarray, str]:
+        """Each feature's total gain over the trees."""
+        gain = self.booster_.get_score(importance_type="gain")
+        names = list(self.feature_names)
+        return names, np.array([float(gain.get(n, 0.0)) for n in names]), "total gain"
+
+    def contributions(self, frame: pd.DataFrame) -> tuple[list[str], np.ndarray, str]:
+        """Per-order, per-feature contributions to the margin (XGBoost's exact tree SHAP
+        values; the bias column left out)."""
+        values = self.booster_.predict(
+            self._dmatrix(frame),
+            pred_contribs=True,
+            iteration_range=(0, self.best_iteration_ + 1),
+        )
+        return list(self.feature_names), np.asarray(values)[:, :-1], "log-odds, before calibration"
+
     def save(self, path: Path) -> None:
         self.booster_.save_model(str(path))
 
@@ -227,6 +243,23 @@ class LogRegFraud:
 
     def params(self) -> dict:
         return {"model": "logreg", "C": self.C}
+
+    def _prepared(self) -> tuple[list[str], np.ndarray]:
+        prepare = self.pipeline_.named_steps["prepare"]
+        names = [str(n) for n in prepare.get_feature_names_out()]
+        return names, self.pipeline_.named_steps["model"].coef_[0].astype(float)
+
+    def importances(self) -> tuple[list[str], np.ndarray, str]:
+        """Each prepared column's coefficient (on the scaled feature)."""
+        names, coefficients = self._prepared()
+        return names, coefficients, "coefficient on the scaled feature"
+
+    def contributions(self, frame: pd.DataFrame) -> tuple[list[str], np.ndarray, str]:
+        """Per-order, per-column contributions to the log-odds: value times coefficient."""
+        names, coefficients = self._prepared()
+        matrix = self.pipeline_.named_steps["prepare"].transform(self._inputs(frame))
+        matrix = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+        return names, matrix * coefficients, "log-odds"
 
     def save(self, path: Path) -> None:
         """The fitted numbers of every step as JSON (see `LOGREG_FORMAT`)."""

@@ -45,18 +45,18 @@ def _frames(engine, document: dict[str, Any]):
     feature rows, read by the drift check's own readers."""
     import pandas as pd
 
-    from ..drift import TIME_COLUMN, _read_current, _read_reference
+    from ..drift import TIME_COLUMN, read_current, read_reference
     from ..registry import resolve
 
     mv = resolve(engine, document["model"])
     features = [r["feature"] for r in document["features"]]
-    snapshot = _read_reference(mv.dataset_ref, mv.ref, features)
+    snapshot = read_reference(mv.dataset_ref, mv.ref, features)
     described = document["reference_slice"]
     if described["mode"] == "recent":
         times = pd.to_datetime(snapshot[TIME_COLUMN])
         snapshot = snapshot[(times >= described["start"]).to_numpy()]
     w = document["window"]
-    current, _, _ = _read_current(engine, w["start"], w["end"], features)
+    current, _, _ = read_current(engine, w["start"], w["end"], features)
     return snapshot, current
 
 

@@ -236,7 +236,7 @@ def _decisions(page: Page, config, mv, h: Holdout) -> None:
 def _importances(page: Page, model, h: Holdout) -> None:
     """Gain (XGBoost) or standardised coefficients (logistic regression), and the
     per-feature contributions to the highest-scored test orders."""
-    names, importance, what = _importance(model)
+    names, importance, what = model.importances()
     order = np.argsort(-np.abs(importance), kind="stable")
     page.heading("Feature importances")
     page.chart(
@@ -252,7 +252,7 @@ def _importances(page: Page, model, h: Holdout) -> None:
     )
     top = np.argsort(-h.scores, kind="stable")[:TOP_ORDERS]
     rows = h.test.iloc[top]
-    feature_names, contributions, unit = _contributions(model, rows)
+    feature_names, contributions, unit = model.contributions(rows)
     strongest = np.argsort(-np.abs(contributions).max(axis=0), kind="stable")[:12]
     series = {
         f"order {rows['order_id'].iloc[i]} (score {h.scores[top[i]]:.3f}, "
@@ -274,38 +274,6 @@ def _importances(page: Page, model, h: Holdout) -> None:
         note=f"Each bar is one feature's push on one order's score, in {unit}; positive "
         "pushes towards fraud. The largest twelve features over these orders are shown.",
     )
-
-
-def _importance(model) -> tuple[list[str], np.ndarray, str]:
-    if hasattr(model, "booster_"):
-        gain = model.booster_.get_score(importance_type="gain")
-        names = list(model.feature_names)
-        return names, np.array([float(gain.get(n, 0.0)) for n in names]), "total gain"
-    regression = model.pipeline_.named_steps["model"]
-    names = [str(n) for n in model.pipeline_.named_steps["prepare"].get_feature_names_out()]
-    return names, regression.coef_[0].astype(float), "coefficient on the scaled feature"
-
-
-def _contributions(model, rows) -> tuple[list[str], np.ndarray, str]:
-    """Per-order, per-feature contributions to the margin (bias left out)."""
-    if hasattr(model, "booster_"):
-        # XGBoost's exact tree SHAP values, on the model's own feature matrix.
-        contributions = model.booster_.predict(
-            model._dmatrix(rows),
-            pred_contribs=True,
-            iteration_range=(0, model.best_iteration_ + 1),
-        )
-        return (
-            list(model.feature_names),
-            np.asarray(contributions)[:, :-1],
-            "log-odds, before calibration",
-        )
-    prepare = model.pipeline_.named_steps["prepare"]
-    regression = model.pipeline_.named_steps["model"]
-    matrix = prepare.transform(model._inputs(rows))
-    matrix = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
-    names = [str(n) for n in prepare.get_feature_names_out()]
-    return names, matrix * regression.coef_[0], "log-odds"
 
 
 def _data_summary(page: Page, mv, h: Holdout) -> None:
