@@ -43,22 +43,14 @@ def _has_rows(engine: Engine, table: sa.Table) -> bool:
 
 
 def default_plan(engine: Engine, config, redis=None) -> list[Planned]:
-    """What `train all` trains, with each family's usual training function."""
+    """What `train all` trains, with each family's contract `train` (families.py)."""
+    from functools import partial
 
-    def fraud() -> dict:
-        from .fraud.pipeline import train_fraud_model
+    from .families import train
 
-        return train_fraud_model(engine, config)
-
-    def pricing() -> dict:
-        from .pricing.train import train_bandit
-
-        return train_bandit(engine, config, redis)
-
-    def recommender() -> dict:
-        from .recommender.train import train_recommender
-
-        return train_recommender(engine, config)
+    fraud = partial(train, engine, config, "fraud")
+    pricing = partial(train, engine, config, "pricing", redis=redis)
+    recommender = partial(train, engine, config, "recommender")
 
     has_orders = _has_rows(engine, orders)
     no_orders = "no orders to learn from"
@@ -94,9 +86,9 @@ def _signal_plan(engine: Engine, config) -> list[Planned]:
     for symbol, info in symbols.items():
 
         def train(symbol: str = symbol) -> dict:
-            from .signal.family import train as train_signal
+            from .families import train as train_family
 
-            return train_signal(engine, config, symbol)
+            return train_family(engine, config, "signal", symbol=symbol)
 
         if info["bars"] < minimum:
             plan.append(
