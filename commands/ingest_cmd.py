@@ -8,7 +8,117 @@ import typer
 
 from ._common import JsonFlag, emit_json, open_engine, stdout_console
 
-app = typer.Typer(help="Load external data (market bars) into the database.", no_args_is_help=True)
+app = typer.Typer(
+    help="Load external data (market bars, a platform's CSV exports) into the database.",
+    no_args_is_help=True,
+)
+
+TableCsv = Annotated[
+    str,
+    typer.Option("--csv", help="The CSV export, or - for stdin.", metavar="FILE|-"),
+]
+TableMap = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        help="target=source: fill mlkit's column from the file's column (repeatable).",
+        metavar="TARGET=SOURCE",
+    ),
+]
+
+
+def _ingest_table(ctx: typer.Context, kind: str, csv: str, maps, as_json: bool) -> None:
+    """Upsert one CSV export into its table and say what changed."""
+    from mlkit.toolkit.imports.tables import ingest_table_file
+
+    result = ingest_table_file(open_engine(ctx), kind, csv, maps)
+    if as_json:
+        emit_json(result)
+        return
+    ignored = f"; ignored columns: {', '.join(result['ignored'])}" if result["ignored"] else ""
+    stdout_console().print(
+        f"{result['table']}: {result['rows_read']:,} rows from {result['file']} "
+        f"({result['inserted']:,} new, {result['updated']:,} updated, "
+        f"{result['skipped']:,} unchanged){ignored}"
+    )
+
+
+@app.command("orders")
+def orders(
+    ctx: typer.Context, csv: TableCsv, maps: TableMap = None, as_json: JsonFlag = False
+) -> None:
+    """Upsert orders (transactions) into orders, keyed on order_id.
+
+    Needs order_id, buyer_wallet_id, event_id, price and created_at (common names such as
+    transaction_id, wallet_address, price_paid and timestamp are recognised). Wallet
+    columns may hold addresses or card ids as text: each becomes a wallet, dated by its
+    first order. Timestamps are ISO 8601 or epoch seconds/milliseconds (UTC). The whole
+    file is checked first; a bad line is named and nothing is written.
+
+    Example: mlkit ingest orders --csv transactions.csv --map buyer_wallet_id=wallet_address
+    """
+    _ingest_table(ctx, "orders", csv, maps, as_json)
+
+
+@app.command("labels")
+def labels(
+    ctx: typer.Context, csv: TableCsv, maps: TableMap = None, as_json: JsonFlag = False
+) -> None:
+    """Upsert fraud labels into security_alerts, keyed on (order_id, alert_type).
+
+    Needs order_id and label_available_at, the time the label became known (reported_at,
+    confirmed_at, ... are recognised); optional is_fraud (default true), alert_type
+    (default imported), severity, details. Each order must be in orders already; its
+    buyer becomes the label's wallet. Training and features count a label only from
+    label_available_at on.
+
+    Example: mlkit ingest labels --csv chargebacks.csv --map label_available_at=reported_at
+    """
+    _ingest_table(ctx, "labels", csv, maps, as_json)
+
+
+@app.command("events")
+def events(
+    ctx: typer.Context, csv: TableCsv, maps: TableMap = None, as_json: JsonFlag = False
+) -> None:
+    """Upsert events (or merchants) into events, keyed on event_id.
+
+    Needs event_id, name, base_price, capacity, event_date and one of sale_start or
+    created_at; optional event_type, venue, city, venue_lat, venue_lon.
+
+    Example: mlkit ingest events --csv events.csv --map base_price=face_value
+    """
+    _ingest_table(ctx, "events", csv, maps, as_json)
+
+
+@app.command("products")
+def products(
+    ctx: typer.Context, csv: TableCsv, maps: TableMap = None, as_json: JsonFlag = False
+) -> None:
+    """Upsert the product catalog into products, keyed on product_id.
+
+    Needs product_id, name, category and price; optional gender (M/F/U), color, material,
+    size, description, created_at (default: the time of the first import).
+
+    Example: mlkit ingest products --csv catalog.csv --map product_id=sku_id
+    """
+    _ingest_table(ctx, "products", csv, maps, as_json)
+
+
+@app.command("interactions")
+def interactions(
+    ctx: typer.Context, csv: TableCsv, maps: TableMap = None, as_json: JsonFlag = False
+) -> None:
+    """Upsert product interactions into product_interactions.
+
+    Needs user_id, product_id, interaction_type (view, add_to_cart, purchase, rate) and
+    created_at; optional rating (1-5), session_id, time_spent_seconds. Keyed on id when
+    the file has one, else on (user_id, product_id, interaction_type, created_at). Each
+    product must be in products already.
+
+    Example: mlkit ingest interactions --csv clicks.csv --map interaction_type=action
+    """
+    _ingest_table(ctx, "interactions", csv, maps, as_json)
 
 
 @app.command("market")

@@ -1,0 +1,1 @@
+"""Imports of a platform's CSV exports into mlkit's own tables (`mlkit ingest orders|...`)."""
