@@ -206,3 +206,63 @@ def test_duplicate_keys_in_one_file_are_named(cli, engine, tmp_path):
     assert code == 1
     assert "line 3: duplicate order_id=501 (first on line 2)" in out
     assert count(engine, schema.orders, schema.orders.c.order_id.between(501, 503)) == 0
+
+
+def platform_export(tmp_path):
+    """A platform's orders (wallet addresses, its own headers) and its chargeback labels,
+    each confirmed 1 to 12 days after the order: four of forty wallets are fraudulent.
+    Returns both files and each label's (order time, time known)."""
+    import random
+    from datetime import datetime, timedelta
+
+    rng = random.Random(3)
+    start = datetime(2024, 3, 1)
+    orders = ["transaction_id,wallet_address,event_id,price_paid,timestamp,payment_method"]
+    labels = ["transaction_id,confirmed_at,is_fraud"]
+    known = []
+    for order_id in range(1, 301):
+        wallet = rng.randrange(40)
+        moment = start + timedelta(minutes=rng.randrange(60 * 24 * 20))
+        price = round(rng.uniform(20, 80) * (2.5 if wallet < 4 else 1), 2)
+        method = rng.choice(["card", "crypto"])
+        orders.append(
+            f"{order_id},0x{wallet:040x},{1 + rng.randrange(4)},{price},{moment.isoformat()}Z,"
+            f"{method}"
+        )
+        if wallet < 4:
+            confirmed = moment + timedelta(hours=rng.randrange(24, 24 * 12))
+            labels.append(f"{order_id},{confirmed.isoformat()}Z,true")
+            known.append((moment, confirmed))
+    return (
+        write(tmp_path, "orders.csv", "\n".join(orders) + "\n"),
+        write(tmp_path, "labels.csv", "\n".join(labels) + "\n"),
+        known,
+    )
+
+
+def test_imported_orders_and_labels_reach_the_training_set(cli, tmp_path):
+    from datetime import datetime, timedelta
+
+    orders, labels, known = platform_export(tmp_path)
+    n_labels = len(known)
+    database = ("--database", f"sqlite:///{tmp_path}/platform.db")
+
+    def run(*args: str) -> dict:
+        result = cli(*database, *args, "--json")
+        assert result.exit_code == 0, result.stdout + result.stderr
+        return json.loads(result.stdout)
+
+    assert run("ingest", "orders", "--csv", str(orders), *MAPS)["inserted"] == 300
+    assert run("ingest", "labels", "--csv", str(labels))["inserted"] == n_labels
+    etl = run("etl", "run")
+    assert (etl["rows"], etl["labelled_rows"]) == (300, n_labels)
+    dataset = run("dataset", "build", "fraud")
+    assert dataset["rows"] == 300
+    assert dataset["label_counts"] == {"0": 300 - n_labels, "1": n_labels}
+    # A label counts only from the time it became known.
+    cutoff = datetime(2024, 3, 18)
+    early = run("dataset", "build", "fraud", "--label-cutoff", cutoff.isoformat())
+    old_enough = [(t, k) for t, k in known if t < cutoff - timedelta(days=7)]
+    counted = sum(k <= cutoff for _, k in old_enough)
+    assert 0 < counted < len(old_enough)
+    assert early["label_counts"]["1"] == counted
