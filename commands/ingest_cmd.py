@@ -43,10 +43,20 @@ def _ingest_table(ctx: typer.Context, kind: str, csv: str, maps, as_json: bool) 
     )
 
 
-@app.command("orders")
-def orders(
-    ctx: typer.Context, csv: TableCsv, maps: TableMap = None, as_json: JsonFlag = False
-) -> None:
+def _table_command(kind: str, doc: str) -> None:
+    """Register `mlkit ingest <kind>`: the same options for every table, its own help."""
+
+    def command(
+        ctx: typer.Context, csv: TableCsv, maps: TableMap = None, as_json: JsonFlag = False
+    ) -> None:
+        _ingest_table(ctx, kind, csv, maps, as_json)
+
+    command.__doc__ = doc
+    app.command(kind)(command)
+
+
+_table_command(
+    "orders",
     """Upsert orders (transactions) into orders, keyed on order_id.
 
     Needs order_id, buyer_wallet_id, event_id, price and created_at (common names such as
@@ -56,14 +66,12 @@ def orders(
     file is checked first; a bad line is named and nothing is written.
 
     Example: mlkit ingest orders --csv transactions.csv --map buyer_wallet_id=wallet_address
-    """
-    _ingest_table(ctx, "orders", csv, maps, as_json)
+    """,
+)
 
 
-@app.command("labels")
-def labels(
-    ctx: typer.Context, csv: TableCsv, maps: TableMap = None, as_json: JsonFlag = False
-) -> None:
+_table_command(
+    "labels",
     """Upsert fraud labels into security_alerts, keyed on (order_id, alert_type).
 
     Needs order_id and label_available_at, the time the label became known (reported_at,
@@ -73,42 +81,36 @@ def labels(
     label_available_at on.
 
     Example: mlkit ingest labels --csv chargebacks.csv --map label_available_at=reported_at
-    """
-    _ingest_table(ctx, "labels", csv, maps, as_json)
+    """,
+)
 
 
-@app.command("events")
-def events(
-    ctx: typer.Context, csv: TableCsv, maps: TableMap = None, as_json: JsonFlag = False
-) -> None:
+_table_command(
+    "events",
     """Upsert events (or merchants) into events, keyed on event_id.
 
     Needs event_id, name, base_price, capacity, event_date and one of sale_start or
     created_at; optional event_type, venue, city, venue_lat, venue_lon.
 
     Example: mlkit ingest events --csv events.csv --map base_price=face_value
-    """
-    _ingest_table(ctx, "events", csv, maps, as_json)
+    """,
+)
 
 
-@app.command("products")
-def products(
-    ctx: typer.Context, csv: TableCsv, maps: TableMap = None, as_json: JsonFlag = False
-) -> None:
+_table_command(
+    "products",
     """Upsert the product catalog into products, keyed on product_id.
 
     Needs product_id, name, category and price; optional gender (M/F/U), color, material,
     size, description, created_at (default: the time of the first import).
 
     Example: mlkit ingest products --csv catalog.csv --map product_id=sku_id
-    """
-    _ingest_table(ctx, "products", csv, maps, as_json)
+    """,
+)
 
 
-@app.command("interactions")
-def interactions(
-    ctx: typer.Context, csv: TableCsv, maps: TableMap = None, as_json: JsonFlag = False
-) -> None:
+_table_command(
+    "interactions",
     """Upsert product interactions into product_interactions.
 
     Needs user_id, product_id, interaction_type (view, add_to_cart, purchase, rate) and
@@ -117,8 +119,8 @@ def interactions(
     product must be in products already.
 
     Example: mlkit ingest interactions --csv clicks.csv --map interaction_type=action
-    """
-    _ingest_table(ctx, "interactions", csv, maps, as_json)
+    """,
+)
 
 
 @app.command("market")

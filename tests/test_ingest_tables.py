@@ -24,7 +24,7 @@ def url_of(engine) -> str:
     return engine.url.render_as_string(hide_password=False)
 
 
-def ingest(cli, engine, kind: str, path, *extra: str, stdin: str | None = None):
+def ingest(engine, kind: str, path, *extra: str, stdin: str | None = None):
     """Run `mlkit ingest <kind> --json`; returns (exit code, document or None, output)."""
     from typer.testing import CliRunner
 
@@ -53,9 +53,9 @@ def rows(engine, query) -> list:
         return conn.execute(query).all()
 
 
-def test_orders_upsert_idempotent_and_corrected(cli, engine, tmp_path):
+def test_orders_upsert_idempotent_and_corrected(engine, tmp_path):
     path = write(tmp_path, "orders.csv", ORDERS.format(base=10))
-    code, first, out = ingest(cli, engine, "orders", path, *MAPS)
+    code, first, out = ingest(engine, "orders", path, *MAPS)
     assert code == 0, out
     assert first["table"] == "orders"
     assert (first["rows_read"], first["inserted"], first["updated"], first["skipped"]) == (
@@ -76,21 +76,21 @@ def test_orders_upsert_idempotent_and_corrected(cli, engine, tmp_path):
     assert set(wallets) == {"0xaa10", "0xbb10"}
     assert stored[0].buyer_wallet_id == stored[2].buyer_wallet_id == wallets["0xaa10"]
 
-    code, again, out = ingest(cli, engine, "orders", path, *MAPS)
+    code, again, out = ingest(engine, "orders", path, *MAPS)
     assert code == 0, out
     assert (again["inserted"], again["updated"], again["skipped"]) == (0, 0, 3)
     assert count(engine, w, w.c.address.like("%10")) == 2
 
     corrected = ORDERS.format(base=10).replace("70,2024", "75,2024")
-    code, third, out = ingest(cli, engine, "orders", write(tmp_path, "fixed.csv", corrected), *MAPS)
+    code, third, out = ingest(engine, "orders", write(tmp_path, "fixed.csv", corrected), *MAPS)
     assert code == 0, out
     assert (third["inserted"], third["updated"], third["skipped"]) == (0, 1, 2)
     assert rows(engine, sa.select(o.c.price).where(o.c.order_id == 103)) == [(75.0,)]
 
 
-def test_bad_line_named_and_nothing_written(cli, engine, tmp_path):
+def test_bad_line_named_and_nothing_written(engine, tmp_path):
     bad = ORDERS.format(base=20).replace("60,1704110400", "sixty,1704110400")
-    code, _, out = ingest(cli, engine, "orders", write(tmp_path, "bad.csv", bad), *MAPS)
+    code, _, out = ingest(engine, "orders", write(tmp_path, "bad.csv", bad), *MAPS)
     assert code == 1
     assert "line 3: column price: 'sixty' is not a number" in out
     assert "nothing was written" in out
@@ -98,32 +98,29 @@ def test_bad_line_named_and_nothing_written(cli, engine, tmp_path):
     assert count(engine, schema.wallets, schema.wallets.c.address.like("%20")) == 0
 
     late = ORDERS.format(base=21).replace("2024-01-01 12:30:00", "2024-13-45 12:30:00")
-    code, _, out = ingest(cli, engine, "orders", write(tmp_path, "late.csv", late), *MAPS)
+    code, _, out = ingest(engine, "orders", write(tmp_path, "late.csv", late), *MAPS)
     assert code == 1 and "line 4: column created_at" in out
 
 
-def test_failure_inside_the_transaction_rolls_back_new_wallets(cli, engine, tmp_path):
+def test_failure_inside_the_transaction_rolls_back_new_wallets(engine, tmp_path):
     # The wallet is created in the transaction, then an unknown order fails the file.
     labels = "order_id,reported_at,wallet\n999991,2024-01-03T00:00:00Z,0xnew30\n"
-    code, _, out = ingest(cli, engine, "labels", write(tmp_path, "labels.csv", labels))
+    code, _, out = ingest(engine, "labels", write(tmp_path, "labels.csv", labels))
     assert code == 1
     assert "line 2: order 999991 is not in orders" in out
     assert count(engine, schema.wallets, schema.wallets.c.address == "0xnew30") == 0
     assert count(engine, schema.security_alerts, schema.security_alerts.c.order_id == 999991) == 0
 
 
-def test_labels_carry_the_time_they_became_known(cli, engine, tmp_path):
-    assert (
-        ingest(cli, engine, "orders", write(tmp_path, "o.csv", ORDERS.format(base=40)), *MAPS)[0]
-        == 0
-    )
+def test_labels_carry_the_time_they_became_known(engine, tmp_path):
+    assert ingest(engine, "orders", write(tmp_path, "o.csv", ORDERS.format(base=40)), *MAPS)[0] == 0
     labels = "order_id,reported_at,is_fraud\n402,2024-01-05T00:00:00Z,true\n403,2024-01-06,no\n"
     path = write(tmp_path, "labels.csv", labels)
-    code, first, out = ingest(cli, engine, "labels", path)
+    code, first, out = ingest(engine, "labels", path)
     assert code == 0, out
     assert first["table"] == "security_alerts"
     assert (first["inserted"], first["skipped"]) == (2, 0)
-    assert ingest(cli, engine, "labels", path)[1]["skipped"] == 2
+    assert ingest(engine, "labels", path)[1]["skipped"] == 2
     o = schema.orders
     buyer = rows(engine, sa.select(o.c.buyer_wallet_id).where(o.c.order_id == 402))[0][0]
     found = rows(engine, label_query(wallet_ids=[buyer]))
@@ -133,45 +130,45 @@ def test_labels_carry_the_time_they_became_known(cli, engine, tmp_path):
     ]
 
 
-def test_string_ids_are_refused_with_what_to_do(cli, engine, tmp_path):
+def test_string_ids_are_refused_with_what_to_do(engine, tmp_path):
     text = "order_id,buyer_wallet_id,event_id,price,created_at\ntx-abc,0x1,5,10,2024-01-01\n"
-    code, _, out = ingest(cli, engine, "orders", write(tmp_path, "s.csv", text))
+    code, _, out = ingest(engine, "orders", write(tmp_path, "s.csv", text))
     assert code == 1
     assert "line 2: column order_id: 'tx-abc' is not an integer" in out
     assert "--map" in out and "sources:" in out
 
 
-def test_missing_column_lists_the_accepted_names(cli, engine, tmp_path):
+def test_missing_column_lists_the_accepted_names(engine, tmp_path):
     text = "id,wallet,when\n1,0x1,2024-01-01\n"
-    code, _, out = ingest(cli, engine, "orders", write(tmp_path, "m.csv", text))
+    code, _, out = ingest(engine, "orders", write(tmp_path, "m.csv", text))
     assert code == 1
     assert "missing column(s) buyer_wallet_id, event_id, price, created_at" in out
     assert "price: price/price_paid/amount" in out and "--map" in out
 
 
-def test_events_products_and_interactions(cli, engine, tmp_path):
+def test_events_products_and_interactions(engine, tmp_path):
     events = (
         "event_id,title,face_value,capacity,event_date,on_sale\n"
         "501,Show,40,1000,2024-03-01T20:00:00,2024-01-01\n"
     )
     path = write(tmp_path, "events.csv", events)
-    code, doc, out = ingest(cli, engine, "events", path, "--map", "base_price=face_value")
+    code, doc, out = ingest(engine, "events", path, "--map", "base_price=face_value")
     assert code == 0, out
     assert (doc["table"], doc["inserted"]) == ("events", 1)
     e = schema.events
     stored = rows(engine, sa.select(e).where(e.c.event_id == 501))[0]
     assert (stored.name, stored.base_price, stored.event_type) == ("Show", 40.0, "other")
     assert stored.created_at == stored.sale_start
-    assert ingest(cli, engine, "events", path, "--map", "base_price=face_value")[1]["skipped"] == 1
+    assert ingest(engine, "events", path, "--map", "base_price=face_value")[1]["skipped"] == 1
 
     products = "sku_id,name,category,price,gender\n601,Shirt,tops,19.9,female\n602,Cap,hats,9,\n"
     path = write(tmp_path, "products.csv", products)
-    code, doc, out = ingest(cli, engine, "products", path, "--map", "product_id=sku_id")
+    code, doc, out = ingest(engine, "products", path, "--map", "product_id=sku_id")
     assert code == 0, out
     p = schema.products
     genders = rows(engine, sa.select(p.c.gender).where(p.c.product_id > 600).order_by("product_id"))
     assert genders == [("F",), ("U",)]
-    again = ingest(cli, engine, "products", path, "--map", "product_id=sku_id")[1]
+    again = ingest(engine, "products", path, "--map", "product_id=sku_id")[1]
     assert (again["inserted"], again["updated"], again["skipped"]) == (0, 0, 2)
 
     clicks = (
@@ -181,7 +178,7 @@ def test_events_products_and_interactions(cli, engine, tmp_path):
         "7001,602,rate,1704067320000,4\n"
     )
     code, doc, out = ingest(
-        cli, engine, "interactions", "-", "--map", "interaction_type=action", stdin=clicks
+        engine, "interactions", "-", "--map", "interaction_type=action", stdin=clicks
     )
     assert code == 0, out
     assert (doc["file"], doc["inserted"]) == ("stdin", 3)
@@ -190,19 +187,17 @@ def test_events_products_and_interactions(cli, engine, tmp_path):
         engine, sa.select(i.c.interaction_type).where(i.c.user_id == 7001).order_by(i.c.created_at)
     )
     assert kinds == [("view",), ("add_to_cart",), ("rate",)]
-    again = ingest(
-        cli, engine, "interactions", "-", "--map", "interaction_type=action", stdin=clicks
-    )
+    again = ingest(engine, "interactions", "-", "--map", "interaction_type=action", stdin=clicks)
     assert again[1]["skipped"] == 3 and count(engine, i, i.c.user_id == 7001) == 3
 
     unknown = "user_id,product_id,interaction_type,created_at\n7002,699,view,2024-01-01\n"
-    code, _, out = ingest(cli, engine, "interactions", "-", stdin=unknown)
+    code, _, out = ingest(engine, "interactions", "-", stdin=unknown)
     assert code == 1 and "line 2: product 699 is not in products" in out
 
 
-def test_duplicate_keys_in_one_file_are_named(cli, engine, tmp_path):
+def test_duplicate_keys_in_one_file_are_named(engine, tmp_path):
     text = ORDERS.format(base=50).replace("502,", "501,")
-    code, _, out = ingest(cli, engine, "orders", write(tmp_path, "d.csv", text), *MAPS)
+    code, _, out = ingest(engine, "orders", write(tmp_path, "d.csv", text), *MAPS)
     assert code == 1
     assert "line 3: duplicate order_id=501 (first on line 2)" in out
     assert count(engine, schema.orders, schema.orders.c.order_id.between(501, 503)) == 0
