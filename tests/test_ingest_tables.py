@@ -130,6 +130,25 @@ def test_labels_carry_the_time_they_became_known(engine, tmp_path):
     ]
 
 
+def test_a_wallet_seen_earlier_is_dated_back(engine, tmp_path):
+    assert ingest(engine, "orders", write(tmp_path, "a.csv", ORDERS.format(base=60)), *MAPS)[0] == 0
+    earlier = "order_id,buyer_wallet_id,event_id,price,created_at\n609,0xbb60,7,5,2023-12-30\n"
+    assert ingest(engine, "orders", write(tmp_path, "b.csv", earlier))[0] == 0
+    w = schema.wallets
+    dated = rows(engine, sa.select(w.c.created_at).where(w.c.address == "0xbb60"))
+    assert str(dated[0][0]) == "2023-12-30 00:00:00"
+
+
+def test_a_label_known_before_its_order_is_refused(engine, tmp_path):
+    assert ingest(engine, "orders", write(tmp_path, "o.csv", ORDERS.format(base=70)), *MAPS)[0] == 0
+    labels = "order_id,reported_at\n701,2024-01-05\n702,2023-12-31T23:00:00\n"
+    code, _, out = ingest(engine, "labels", write(tmp_path, "l.csv", labels))
+    assert code == 1
+    assert "line 3: column label_available_at: 2023-12-31 23:00:00 is before order 702" in out
+    a = schema.security_alerts
+    assert count(engine, a, a.c.order_id.between(701, 703)) == 0
+
+
 def test_string_ids_are_refused_with_what_to_do(engine, tmp_path):
     text = "order_id,buyer_wallet_id,event_id,price,created_at\ntx-abc,0x1,5,10,2024-01-01\n"
     code, _, out = ingest(engine, "orders", write(tmp_path, "s.csv", text))

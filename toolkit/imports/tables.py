@@ -132,11 +132,23 @@ def _lookup(conn: sa.Connection, table: sa.Table, key: str, values, *columns: st
 def _resolve_labels(conn: sa.Connection, batch: Batch) -> None:
     frame = batch.frame
     ids = [int(v) for v in frame["order_id"]]
-    found = _lookup(conn, schema.orders, "order_id", ids, "buyer_wallet_id")
+    found = _lookup(conn, schema.orders, "order_id", ids, "buyer_wallet_id", "created_at")
     buyers = found.set_index("order_id")["buyer_wallet_id"]
     known = frame["order_id"].isin(buyers.index).to_numpy()
     batch.problems.add(
         ~known, lambda i: f"order {frame['order_id'].iloc[i]} is not in orders (import it first)"
+    )
+    # A label known before its order was placed would let the order's own label leak
+    # into the features of that very order.
+    created = found.set_index("order_id")["created_at"].astype("datetime64[us]")
+    placed = created.reindex(frame["order_id"].to_numpy())  # reindex: map of none is float
+    early = known & (frame["label_available_at"].to_numpy() < placed.to_numpy())
+    batch.problems.add(
+        early,
+        lambda i: (
+            f"column label_available_at: {frame['label_available_at'].iloc[i]} is before "
+            f"order {frame['order_id'].iloc[i]} was placed ({placed.iloc[i]})"
+        ),
     )
     if "wallet_id" not in batch.given:
         frame["wallet_id"] = frame["order_id"].map(buyers).astype("Int64")
@@ -380,6 +392,18 @@ def _check_duplicates(batch: Batch, keys: list[str], where: str) -> None:
     batch.problems.raise_if_any(where)
 
 
+def _date_wallets_back(conn: sa.Connection, seen, found) -> None:
+    """A known wallet seen earlier than its `created_at` is dated back to that moment."""
+    import pandas as pd
+
+    stored = found.set_index("address")["created_at"]
+    earlier = seen[seen.index.isin(stored.index)]
+    earlier = earlier[earlier.to_numpy() < stored.reindex(earlier.index).to_numpy()]
+    if len(earlier):
+        frame = pd.DataFrame({"address": earlier.index, "created_at": earlier.to_numpy()})
+        upsert_frame(conn, schema.wallets, frame, ["address"])
+
+
 def _resolve_wallets(conn: sa.Connection, spec: TableImport, batch: Batch) -> None:
     """Wallet columns holding addresses become wallet ids, new wallets created."""
     import pandas as pd
@@ -397,7 +421,8 @@ def _resolve_wallets(conn: sa.Connection, spec: TableImport, batch: Batch) -> No
     if texts:
         seen = pd.concat(texts).groupby("address")["seen"].min()
         wallets = schema.wallets
-        found = _lookup(conn, wallets, "address", list(seen.index), "wallet_id")
+        found = _lookup(conn, wallets, "address", list(seen.index), "wallet_id", "created_at")
+        _date_wallets_back(conn, seen, found)
         new = seen[~seen.index.isin(found["address"])]
         if len(new):
             bulk_insert(
