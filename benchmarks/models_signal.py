@@ -56,6 +56,7 @@ def measure_symbol(frames: dict, symbol: str, settings: TrainSettings) -> tuple[
     bars = bars[bars["symbol"] == symbol].drop(columns="symbol").reset_index(drop=True)
     truth = frames["demo_truth_regimes"]
     regimes = truth.loc[truth["symbol"] == symbol, "regime"].to_numpy()
+    settings = settings.for_bars(bars["ts"])  # signal.horizon counted in these bars
     prepared = prepare(bars, settings)
     walk = walk_forward(prepared, settings)
     predictions = walk.predictions | {

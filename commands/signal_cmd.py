@@ -88,9 +88,10 @@ def run(
 
 @app.command("status")
 def status(ctx: typer.Context, symbol: OneSymbolOption = None, as_json: JsonFlag = False) -> None:
-    """Per symbol: trained or fallback (and why), last training, samples, class
-    distribution and weights, cooldown and next retry, last error, sanitisation,
-    untrained-prediction warnings and the last signal.
+    """Per symbol: trained or fallback (and why), last training, samples, the label
+    horizon (in bars and as time on the symbol's bars), class distribution and weights,
+    cooldown and next retry, last error, sanitisation, untrained-prediction warnings and
+    the last signal.
 
     Example: mlkit signal status --symbol BTCUSDT --json
     """
@@ -135,6 +136,8 @@ def _rows(info: dict[str, Any]) -> list[tuple[str, str]]:
         )
     )
     rows.append(("samples", f"{info['samples_in_last_train']:,}"))
+    if info.get("horizon"):
+        rows.append(("horizon", _horizon_text(info["horizon"])))
     if info["class_distribution"]:
         rows.append(("classes", _pairs(info["class_distribution"])))
     if info["class_weights"]:
@@ -186,6 +189,18 @@ def _rows(info: dict[str, Any]) -> list[tuple[str, str]]:
             )
         )
     return rows
+
+
+def _horizon_text(horizon: dict) -> str:
+    """`24 bars of 1h = 1d (signal.horizon 1d, signal-BTCUSDT:3)`."""
+    if "error" in horizon:
+        return horizon["error"]
+    text = f"{horizon['bars']} bar{'s' if horizon['bars'] != 1 else ''}"
+    if horizon["bar_interval"]:
+        text += f" of {horizon['bar_interval']} = {horizon['spans']}"
+    given = f"signal.horizon {horizon['duration']}" if horizon["duration"] else horizon["source"]
+    note = f"; {horizon['note']}" if horizon.get("note") else ""
+    return f"{text} ({given}, {horizon['of']}){note}"
 
 
 def _pairs(mapping: dict) -> str:

@@ -212,8 +212,10 @@ def mab(
 
 def _signal_summary(result: dict) -> str:
     m, bt = result["metrics"], result["metrics"]["backtest"]
+    h = result["horizon"]
     return (
-        f"{result['ref']}: {result['samples']:,} samples, {result['raw_features']} -> "
+        f"{result['ref']}: {result['samples']:,} samples labelled {h['bars']} bars ahead "
+        f"({h['bar_interval']} bars, {h['spans']}), {result['raw_features']} -> "
         f"{result['features']} features ({result['selection']['method']}); walk-forward "
         f"accuracy {m['accuracy']:.3f} (majority {m['majority_accuracy']:.3f}), macro-F1 "
         f"{m['macro_f1']:.3f}; backtest {bt['model']['return']:+.2%} vs buy and hold "
@@ -233,7 +235,8 @@ def signal(
 
     A compact set of period-agnostic features from past bars (returns, ratios and
     oscillators, nothing that marks a calendar period); labels from the forward return over
-    signal.horizon_bars cut at training-period quantiles; CatBoost with class weights and
+    signal.horizon (a duration counted in the symbol's bars; signal.horizon_bars > 0 is a
+    count that wins) cut at training-period quantiles; CatBoost with class weights and
     early stopping on an inner purged split. Judged on walk-forward folds with a gap of the
     horizon between training and test: macro-F1 (beside accuracy and a backtest) against
     the training-majority, random, momentum and logistic references on the same folds,

@@ -95,9 +95,11 @@ DEFAULTS: dict[str, Any] = {
         "retry_cooldown_sec": 600,  # after a failed training of any family
     },
     "signal": {
-        # Labels: forward log return over horizon_bars, cut at the sell/buy quantiles of
-        # the training period (below sell: SELL, above buy: BUY, else HOLD).
-        "horizon_bars": 24,
+        # Labels: forward log return over the horizon, cut at the sell/buy quantiles of
+        # the training period (below sell: SELL, above buy: BUY, else HOLD). The horizon is
+        # a duration counted in bars on the symbol's bars; horizon_bars > 0 gives the count.
+        "horizon": "1d",
+        "horizon_bars": 0,
         "sell_quantile": 0.33,
         "buy_quantile": 0.67,
         "walk_forward_folds": 6,

@@ -42,7 +42,7 @@ def judge(fit: SignalFit, settings: TrainSettings, prod=None) -> Verdict:
 
     walk = fit.walk
     score = SCORES[GATE_METRIC]
-    block = settings.horizon
+    block = fit.horizon.bars
     verdict = gate.judge(
         GATE_METRIC, score, walk.y_true, walk.y_pred, baselines(walk), block=block, unit="bar"
     )
@@ -140,6 +140,7 @@ def train(
             on_started()
         bars = load_bars(engine, symbol)
         fit = fitting.fit_signal(bars, settings)
+        settings = fit.settings  # the horizon counted in bars
         run.finish(
             n_samples=fit.n_samples,
             n_features=len(fit.features),
@@ -196,6 +197,7 @@ def _summary(fit: SignalFit, mv, symbol: str, promoted, metrics: dict) -> dict:
         "alias": promoted,
         "artifact": str(mv.artifact_path),
         "samples": fit.n_samples,
+        "horizon": fit.horizon.as_dict(),
         "raw_features": fit.raw_features,
         "features": len(fit.features),
         "class_distribution": fit.class_distribution,

@@ -396,12 +396,6 @@ def read_market_file(
     return MarketFile(bars, {k: str(v) for k, v in mapping.items()}, layout, adjusted)
 
 
-def read_market_csv(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The bars of a file with a header line and the header each came from."""
-    read = read_market_file(path)
-    return read.bars, read.columns
-
-
 def _refuse_other_symbols(where: str, bars: pd.DataFrame, symbol: str) -> pd.DataFrame:
     if "file_symbol" not in bars:
         return bars

@@ -35,6 +35,7 @@ train_log = logging.getLogger("mlkit.train")
 
 SERVING_ALIAS = "prod"
 WARN_EVERY = 10
+HORIZON_SAMPLE_BARS = 2_000  # the newest bars the status counts a configured horizon on
 
 
 def serving_version(engine: Engine, symbol: str) -> ModelVersion | None:
@@ -256,6 +257,7 @@ def run_signal(engine: Engine, config, symbol: str, *, train: bool = True) -> di
     if mv is not None:
         document |= _model_signal(mv, bars, config.artifacts_dir)
         document |= {"fallback": False, "model_version": mv.ref}
+        document["horizon"] = _serving_horizon(mv, bars["ts"])
         reason = None
     else:
         fallback = latest_fallback(bars["close"])
@@ -317,7 +319,49 @@ def _warning_count(engine: Engine, symbol: str) -> int:
     return int(value or 0)
 
 
+def _serving_horizon(mv: ModelVersion, ts) -> dict | None:
+    """The label horizon the serving version learnt, with a warning when the bars it now
+    signals are spaced otherwise than those it trained on (its horizon means another time)."""
+    from .horizon import bar_interval, duration_text, recorded_horizon
+
+    recorded = recorded_horizon(mv.params)
+    if recorded is None:
+        return None
+    document = recorded.as_dict()
+    trained, now = recorded.interval_seconds, bar_interval(ts)
+    if trained and now and abs(now / trained - 1) > 0.1:
+        document["warning"] = (
+            f"{mv.ref} trained on bars every {duration_text(trained)}, the latest bars are "
+            f"{duration_text(now)} apart: retrain on bars of one interval"
+        )
+        log.warning("%s", document["warning"])
+    return document
+
+
 # ---------------------------------------------------------------- status
+
+
+def _status_horizon(engine: Engine, config, symbol: str, mv, n_bars: int) -> dict | None:
+    """The serving version's label horizon, else the one the next training would count on
+    the newest bars; in bars and as a duration."""
+    from dataclasses import replace
+
+    from .horizon import bar_interval, recorded_horizon
+    from .train import TrainSettings
+
+    recorded = recorded_horizon(mv.params) if mv is not None else None
+    if recorded is not None and recorded.interval_seconds is not None:
+        return recorded.as_dict() | {"of": mv.ref}
+    if n_bars < 2:
+        return None if recorded is None else recorded.as_dict() | {"of": mv.ref}
+    ts = load_bars(engine, symbol, last=HORIZON_SAMPLE_BARS)["ts"]
+    if recorded is not None:  # a version from before the interval was recorded
+        return replace(recorded, interval_seconds=bar_interval(ts)).as_dict() | {"of": mv.ref}
+    try:
+        horizon = TrainSettings.from_config(config).horizon_on(ts)
+    except MlkitError as exc:
+        return {"error": exc.message}
+    return horizon.as_dict() | {"of": "config"}
 
 
 def signal_symbols(engine: Engine) -> list[str]:
@@ -389,6 +433,7 @@ def symbol_status(engine: Engine, config, symbol: str, overview: dict | None = N
             "last_training_error": last_run.last_error
             if last_run is not None and last_run.status == "failed"
             else None,
+            "horizon": _status_horizon(engine, config, symbol, mv, bars["bars"]),
             "sanitization": params.get("sanitization"),
             "selection": params.get("selection"),
             "metrics": {

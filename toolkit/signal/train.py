@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ from ..config import Settings, config_key
 from ..errors import MlkitError
 from .evaluation import GATE_METRIC, per_class, scorecard
 from .fallback import fallback_frame
+from .horizon import Horizon, parse_horizon, resolve_horizon
 from .indicators import (
     PREDICTION_LOOKBACK,
     Sanitization,
@@ -57,7 +58,8 @@ class TrainSettings(Settings):
 
     section = "signal"
 
-    horizon: int = config_key("horizon_bars")
+    horizon: int = config_key("horizon_bars")  # 0: counted from horizon_duration on the bars
+    horizon_duration: str = config_key("horizon")
     sell_quantile: float
     buy_quantile: float
     folds: int = config_key("walk_forward_folds")
@@ -69,11 +71,26 @@ class TrainSettings(Settings):
     model: ModelSettings
 
     def check(self) -> None:
+        if self.horizon < 0:
+            raise MlkitError(
+                f"signal.horizon_bars {self.horizon} is negative",
+                hint="give a count of bars, or 0 to count signal.horizon in bars",
+            )
+        if self.horizon == 0:
+            parse_horizon(self.horizon_duration)
         if self.feature_set not in FEATURE_SETS:
             raise MlkitError(
                 f"unknown signal.feature_set {self.feature_set!r}",
                 hint=f"use one of {', '.join(FEATURE_SETS)}",
             )
+
+    def horizon_on(self, ts) -> Horizon:
+        """The label horizon on bars at times `ts` (see `horizon.resolve_horizon`)."""
+        return resolve_horizon(ts, bars=self.horizon, duration=self.horizon_duration)
+
+    def for_bars(self, ts) -> TrainSettings:
+        """These settings with the horizon counted in bars on bars at times `ts`."""
+        return self if self.horizon > 0 else replace(self, horizon=self.horizon_on(ts).bars)
 
 
 def feature_frame(bars: pd.DataFrame, feature_set: str) -> pd.DataFrame:
@@ -102,6 +119,7 @@ class Prepared:
     bar_rows: np.ndarray
     raw_samples: int
     fallback_signals: np.ndarray
+    horizon: int = 0  # the bars the labels look ahead
 
     def __len__(self) -> int:
         return len(self.features)
@@ -113,6 +131,7 @@ def prepare(bars: pd.DataFrame, settings: TrainSettings) -> Prepared:
     `max_missing_share` of their indicators."""
     log.info("[TRAIN] Preparing features and labels...")
     bars = bars.sort_values("ts", ignore_index=True)
+    settings = settings.for_bars(bars["ts"])
     compact = compact_features(bars)
     features = compact if settings.feature_set == "compact" else compute_features(bars)
     log.info("[TRAIN] Raw features: %d, samples: %d", features.shape[1], len(features))
@@ -135,6 +154,7 @@ def prepare(bars: pd.DataFrame, settings: TrainSettings) -> Prepared:
         bar_rows=np.flatnonzero(keep),
         raw_samples=len(bars),
         fallback_signals=fallback[keep],
+        horizon=settings.horizon,
     )
 
 
@@ -197,6 +217,8 @@ def choose_features(prepared: Prepared, first: Fold, settings: TrainSettings):
 def walk_forward(prepared: Prepared, settings: TrainSettings) -> WalkForward:
     """Expanding-window folds with a purge gap of `horizon` bars; per fold, thresholds,
     the model and every reference are fitted on its training rows only."""
+    if settings.horizon == 0:
+        settings = replace(settings, horizon=prepared.horizon)
     folds = walk_forward_folds(
         len(prepared), settings.folds, settings.test_fraction, gap=settings.horizon
     )
@@ -317,13 +339,17 @@ class SignalFit:
     trained_until: object
     input_example: list[dict]
     seconds: dict[str, float]
+    horizon: Horizon
+    settings: TrainSettings  # with the horizon counted in bars
 
     def params(self, settings: TrainSettings) -> dict:
         return {
             "catboost": catboost_params(settings.model),
             "trees": int(self.model.tree_count_),
             "feature_set": settings.feature_set,
-            "horizon_bars": settings.horizon,
+            "horizon_bars": self.horizon.bars,
+            "horizon": self.horizon.duration,
+            "bar_interval_seconds": self.horizon.interval_seconds,
             "sell_quantile": settings.sell_quantile,
             "buy_quantile": settings.buy_quantile,
             "thresholds": self.thresholds.as_dict(),
@@ -339,7 +365,10 @@ class SignalFit:
 def fit_signal(bars: pd.DataFrame, settings: TrainSettings) -> SignalFit:
     """Everything a registered version needs, from a symbol's bars."""
     started = time.perf_counter()
+    horizon = settings.horizon_on(bars["ts"])
+    settings = replace(settings, horizon=horizon.bars)
     prepared = prepare(bars, settings)
+    log.info("[TRAIN] Label horizon: %s", horizon.describe())
     if len(prepared) < 2:
         raise MlkitError(f"only {len(prepared)} labelled bars after dropping the warm-up")
     thresholds = fit_thresholds(prepared.returns, settings.sell_quantile, settings.buy_quantile)
@@ -377,4 +406,6 @@ def fit_signal(bars: pd.DataFrame, settings: TrainSettings) -> SignalFit:
             "final_fit": finished - evaluated_at,
             "total": finished - started,
         },
+        horizon=horizon,
+        settings=settings,
     )
