@@ -114,4 +114,6 @@ def _summary_lines(document: dict) -> list[str]:
         f"{sig['ts']} from {'the fallback' if sig['fallback'] else sig['model_version']}"
         + (" (trained first)" if sig["training"] == "trained" else "")
     )
+    if sig["training"] == "candidate":  # its model was kept from prod by the gate
+        lines.append(f"  {sig['training_detail']}")
     return lines

@@ -178,7 +178,11 @@ def _signal(engine: Engine, config: Config) -> dict[str, Any]:
 
     signal = run_signal(engine, config, DEMO_SIGNAL_SYMBOL)
     keys = ("symbol", "ts", "signal", "confidence", "fallback", "model_version")
-    return {k: signal[k] for k in keys} | {"training": signal["training"]["outcome"]}
+    training = signal["training"]
+    return {k: signal[k] for k in keys} | {
+        "training": training["outcome"],
+        "training_detail": training.get("detail"),
+    }
 
 
 def _next_commands(shopper: int | None, appended_end) -> list[str]:
