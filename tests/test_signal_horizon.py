@@ -102,3 +102,21 @@ def test_status_shows_the_horizon_in_bars_and_as_time(engine, cli, tmp_path):
         "of": "config",
     }
     assert (shown["daily"]["bars"], shown["daily"]["bar_interval"]) == (1, "1d")
+
+
+def test_serving_warns_when_the_bars_are_spaced_otherwise_than_in_training(caplog):
+    from pathlib import Path
+
+    from mlkit.toolkit.registry import ModelVersion
+    from mlkit.toolkit.signal.run import _serving_horizon
+
+    params = {"horizon_bars": 24, "horizon": "1d", "bar_interval_seconds": 3600.0}
+    mv = ModelVersion("signal-X", 3, "signal", Path("model.cbm"), "0" * 64, params=params)
+    same = _serving_horizon(mv, HOURLY[-300:])
+    assert (same["bars"], same["spans"], same.get("warning")) == (24, "1d", None)
+    with caplog.at_level("WARNING", logger="mlkit.signal"):
+        other = _serving_horizon(mv, TRADING_DAYS[-300:])
+    assert "trained on bars every 1h, the latest bars are 1d apart" in other["warning"]
+    assert other["warning"] in caplog.text
+    # A version without a recorded horizon says nothing rather than guess.
+    assert _serving_horizon(ModelVersion("signal-X", 1, "signal", Path("m"), ""), HOURLY) is None
