@@ -36,14 +36,17 @@ def _one(seed: int) -> tuple[str, float]:
     from mlkit.toolkit.demo.seed import seed_demo
     from mlkit.toolkit.fraud.pipeline import train_fraud_model
     from mlkit.toolkit.gate import Verdict
-    from mlkit.toolkit.registry import resolve
+    from mlkit.toolkit.registry import alias_target, resolve
     from mlkit.toolkit.validation import CandidateRejected
 
     config, engine = fresh_home()
     seed_demo(engine, orders=ORDERS, days=DAYS, seed=seed, families=("fraud",))
     with suppress(CandidateRejected):  # the verdict below says why
         train_fraud_model(engine, config, alias="prod")
-    metrics = resolve(engine, "fraud").metrics
+    # fraud:1 is the XGBoost candidate; with nothing serving in this fresh home, a rejected
+    # one leaves the logreg baseline registered as fraud:2 and serving.
+    metrics = resolve(engine, "fraud:1").metrics
+    prod = alias_target(engine, "fraud", "prod")
     verdict = Verdict.from_dict(metrics["gate"])
     test = metrics["split"]["test"]
     base = verdict.baselines
@@ -57,5 +60,6 @@ def _one(seed: int) -> tuple[str, float]:
         f"{margin.margin:+.4f}, 90% interval [{margin.interval[0]:+.4f}, "
         f"{margin.interval[1]:+.4f}]), oracle {oracle:.4f} (gap {gap:.4f}); gate "
         f"{'passes: prod' if verdict.passed else 'fails: stays candidate'}"
+        + ("" if prod in (1, None) else f"; the logreg baseline fraud:{prod} serves")
     )
     return line, gap
