@@ -3,19 +3,57 @@ names normalised, `--map target=source` renames, and each data row's line number
 
 from __future__ import annotations
 
+import io
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import MlkitError
-from ..signal.ingest import _delimiter, _normal, _source
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-# The file or stdin, its delimiter and the header normalisation are `ingest market`'s.
-normal_name = _normal
+STDIN = "-"
+
+
+def normal_name(name: str) -> str:
+    """A header as it is matched: lower case, spaces, dashes and slashes as underscores."""
+    return re.sub(r"[\s\-/]+", "_", str(name).strip().lower().strip("<>\"'"))
+
+
+def open_source(csv: str) -> tuple[str, Path | io.StringIO, str]:
+    """(where, what pandas reads, the first line) of a path, or of stdin for `-`."""
+    if csv == STDIN:
+        stream = sys.stdin
+        if stream is None or stream.isatty():
+            raise MlkitError(
+                "--csv - reads the CSV from stdin, but nothing is piped in",
+                hint="pipe a file in, e.g. cat orders.csv | mlkit ingest orders --csv -",
+            )
+        data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read().encode()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise MlkitError(
+                f"stdin: not UTF-8 text (byte {exc.start})", hint="pipe a UTF-8 CSV file"
+            ) from None
+        return "stdin", io.StringIO(text), text.split("\n", 1)[0]
+    path = Path(csv)
+    if not path.is_file():
+        raise MlkitError(f"{csv}: no such file", hint="check the --csv path, or pass - for stdin")
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        return csv, path, handle.readline()
+
+
+def delimiter(first_line: str) -> str:
+    """Comma unless the first line is plainly separated by semicolons or tabs."""
+    for candidate in (",", ";", "\t"):
+        if candidate in first_line:
+            return candidate
+    return ","
 
 
 @dataclass
@@ -33,7 +71,7 @@ def read_cells(source: str) -> CsvCells:
     import numpy as np
     import pandas as pd
 
-    where, handle, first_line = _source(source)
+    where, handle, first_line = open_source(source)
     options = {"encoding": "utf-8-sig"} if isinstance(handle, Path) else {}
     try:
         raw = pd.read_csv(
@@ -41,7 +79,7 @@ def read_cells(source: str) -> CsvCells:
             dtype=str,
             keep_default_na=False,
             skip_blank_lines=False,
-            sep=_delimiter(first_line),
+            sep=delimiter(first_line),
             **options,
         )
     except pd.errors.EmptyDataError:

@@ -11,9 +11,7 @@ returns, and a split left in the prices is a false crash.
 
 from __future__ import annotations
 
-import io
 import re
-import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -26,10 +24,10 @@ from sqlalchemy.engine import Engine
 from ..clock import utcnow
 from ..db import explain_db_error
 from ..errors import MlkitError
+from ..imports.csvfile import STDIN, delimiter, normal_name, open_source
 from ..inputs import LineProblems, check_epoch_units, check_market_rows, epoch_units
 from .market import PRICE_COLUMNS, normalize_symbol, upsert_bars
 
-STDIN = "-"
 # Accepted header names per column, after lower-casing and turning spaces/dashes into "_".
 COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "ts": (
@@ -119,19 +117,15 @@ class MarketFile:
     adjusted: dict | None
 
 
-def _normal(name: str) -> str:
-    return re.sub(r"[\s\-/]+", "_", str(name).strip().lower().strip("<>\"'"))
-
-
 def _unnamed(header: str) -> bool:
     """A column without a name: pandas writes its index so (and reads it back as `Unnamed: 0`)."""
-    return bool(_UNNAMED.fullmatch(_normal(header)))
+    return bool(_UNNAMED.fullmatch(normal_name(header)))
 
 
 def _ts_column(headers: list[str], ts_column: str, where: str) -> str:
     """The header `--ts-column` names (any case)."""
     for header in headers:
-        if header == ts_column or _normal(header) == _normal(ts_column):
+        if header == ts_column or normal_name(header) == normal_name(ts_column):
             return header
     shown = ", ".join(repr(h) for h in headers)
     raise MlkitError(
@@ -145,7 +139,7 @@ def map_columns(headers: list[str], where: str, ts_column: str | None = None) ->
     column by name, an unnamed first column (a pandas index) is taken for the time."""
     by_normal: dict[str, str] = {}
     for header in headers:
-        by_normal.setdefault(_normal(header), header)
+        by_normal.setdefault(normal_name(header), header)
     mapping: dict[str, str] = {}
     if ts_column is not None:
         mapping["ts"] = _ts_column(headers, ts_column, where)
@@ -157,7 +151,7 @@ def map_columns(headers: list[str], where: str, ts_column: str | None = None) ->
                 mapping[column] = by_normal[variant]
     if ts_column is None:
         # A date column and a time column side by side: the timestamp is both.
-        if _normal(mapping.get("ts", "")) == "date" and "time" in by_normal:
+        if normal_name(mapping.get("ts", "")) == "date" and "time" in by_normal:
             mapping["time"] = by_normal["time"]
         if "ts" not in mapping and headers and _unnamed(headers[0]):
             mapping["ts"] = headers[0]
@@ -203,38 +197,6 @@ def parse_timestamps(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
 # ---------------------------------------------------------------- reading the text
 
 
-def _source(csv: str) -> tuple[str, Path | io.StringIO, str]:
-    """(where, what pandas reads, the first line) of a path, or of stdin for `-`."""
-    if csv == STDIN:
-        stream = sys.stdin
-        if stream is None or stream.isatty():
-            raise MlkitError(
-                "--csv - reads the bars from stdin, but nothing is piped in",
-                hint="pipe a file in: cat bars.csv | mlkit ingest market --csv - --symbol SYM",
-            )
-        data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read().encode()
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise MlkitError(
-                f"stdin: not UTF-8 text (byte {exc.start})", hint="pipe a UTF-8 CSV file"
-            ) from None
-        return "stdin", io.StringIO(text), text.split("\n", 1)[0]
-    path = Path(csv)
-    if not path.is_file():
-        raise MlkitError(f"{csv}: no such file", hint="check the --csv path, or pass - for stdin")
-    with path.open(encoding="utf-8-sig", errors="replace") as handle:
-        return csv, path, handle.readline()
-
-
-def _delimiter(first_line: str) -> str:
-    """Comma unless the first line is plainly separated by semicolons or tabs."""
-    for candidate in (",", ";", "\t"):
-        if candidate in first_line:
-            return candidate
-    return ","
-
-
 def _is_data_line(line: str, sep: str) -> bool:
     """Whether a first line holds values (numbers and dates only) rather than names."""
     fields = [field.strip().strip("\"'") for field in line.strip().split(sep)]
@@ -257,8 +219,8 @@ def _layout(first_line: str, sep: str, where: str) -> tuple[str, tuple[str, ...]
 
 def _read_cells(csv: str, no_header: bool) -> tuple[str, pd.DataFrame, str, np.ndarray]:
     """(where, the cells as text, the layout, each row's line number) of the file."""
-    where, handle, first_line = _source(csv)
-    sep = _delimiter(first_line)
+    where, handle, first_line = open_source(csv)
+    sep = delimiter(first_line)
     headerless = no_header or _is_data_line(first_line, sep)
     layout, names = _layout(first_line, sep, where) if headerless else ("header", None)
     options: dict = {"dtype": str, "keep_default_na": False, "skip_blank_lines": False}
@@ -319,7 +281,11 @@ def _adjusted_close(cells, mapping, values, problems, *, adjust: bool) -> dict |
     for the close and scale open, high and low by the same factor per bar, as yfinance's
     auto_adjust does; volume stays. The returned note says which."""
     header = next(
-        (h for h in cells.columns if _normal(h) in ADJUSTED_CLOSE_NAMES and h != mapping["close"]),
+        (
+            h
+            for h in cells.columns
+            if normal_name(h) in ADJUSTED_CLOSE_NAMES and h != mapping["close"]
+        ),
         None,
     )
     if header is None:
@@ -387,7 +353,7 @@ def read_market_file(
 
     bars = pd.DataFrame({"ts": ts.to_numpy(), **values})
     adjusted = _apply_adjustment(bars, adjusted)
-    symbol_header = next((h for h in cells.columns if _normal(h) in SYMBOL_NAMES), None)
+    symbol_header = next((h for h in cells.columns if normal_name(h) in SYMBOL_NAMES), None)
     if symbol_header is not None:
         mapping["symbol"] = symbol_header
         bars["file_symbol"] = cells[symbol_header].str.upper().to_numpy()
