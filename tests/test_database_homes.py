@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from serving import serve_candidate_if_kept
 
 from mlkit.toolkit import schema
 from mlkit.toolkit.config import load_config
@@ -58,7 +59,8 @@ class World:
         config.data["fraud"]["min_auc_pr"] = 0.0  # the gate is not what this test is about
         train_fraud_model(self.engine, config, kind="logreg", alias="prod", force=True)
         out = cli("--database", self.url, "train", "recommender", "--days", "90")
-        assert out.exit_code == 0, out.output
+        serve_candidate_if_kept(out, self.engine, "recommender")
+        self.recommend(cli)  # serving prod once records it as this database's LAST_GOOD
 
     def recommend(self, cli) -> dict:
         out = cli("--database", self.url, "recommend", "user", str(self.user), "--json")
@@ -165,7 +167,17 @@ def test_a_database_trained_before_identities_keeps_its_models(tmp_path, cli):
 
     # Its next version goes to its own folder; the old files stay where they were.
     before = files_under(root / "recommender")
-    out = cli("--database", world.url, "train", "recommender", "--days", "90", "--json")
+    out = cli(
+        "--database",
+        world.url,
+        "train",
+        "recommender",
+        "--days",
+        "90",
+        "--alias",
+        "candidate",
+        "--json",
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["artifact"].startswith(database_id(world.engine) + "/")
     assert files_under(root / "recommender") == before

@@ -107,8 +107,9 @@ def test_stream_makes_fraud_bursts_from_new_wallets_in_plain_values(engine, worl
         stream.tick(20, totals, start + timedelta(seconds=second))
     assert totals.orders == 1200 and totals.new_wallets > 0
     assert totals.kinds["scalper_bot"] > 0 and totals.kinds["stolen_payment"] > 0
-    # The world's shares: 3.5 % bots and 1.2 % stolen payments, give or take the draw.
-    assert 0.015 < totals.kinds["scalper_bot"] / totals.orders < 0.07
+    # The world's shares: 3.5 % bots and 1.2 % stolen payments, give or take the draw (bots
+    # come in bursts of several orders, so ten minutes hold only a few sessions).
+    assert 0.015 < totals.kinds["scalper_bot"] / totals.orders < 0.08
 
     o, w, tw = schema.orders, schema.wallets, schema.demo_truth_wallets
     with engine.connect() as conn:

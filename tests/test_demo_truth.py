@@ -84,7 +84,7 @@ def test_every_family_trains_the_same_model_without_the_truth(cli, tmp_path):
 
     for database in (with_truth, without_truth):
         result = cli("--database", f"sqlite:///{database}", "train", "all", "--json", env=env)
-        assert result.exit_code == 0, result.output
+        assert result.exit_code in (0, 3), result.output  # 3: a gate kept a model from prod
 
     graded, blind = trained_versions(with_truth), trained_versions(without_truth)
     assert set(graded) == set(blind) >= {"fraud", "pricing", "recommender"}
