@@ -28,9 +28,7 @@ SHOWN = ("model", "training_majority", "random", "momentum", "logistic", "oracle
 
 
 def world(seed: int, days: float):
-    params = DemoParams(
-        seed=seed, orders=1, days=days, start=datetime(2025, 1, 1), world_orders=1
-    )
+    params = DemoParams(seed=seed, orders=1, days=days, start=datetime(2025, 1, 1), world_orders=1)
     return market.generate(params, None)
 
 
