@@ -100,6 +100,7 @@ def judge(
     baselines: Mapping[str, np.ndarray],
     *,
     prod: tuple[str, np.ndarray] | None = None,
+    prod_rows: np.ndarray | None = None,
     block: int = 1,
     unit: str = "row",
     rounds: int = ROUNDS,
@@ -110,7 +111,8 @@ def judge(
     `truth` and every prediction array are aligned row by row, in time order when `block` >
     1. The strongest baseline is the one with the best point figure; the candidate passes
     when the lower bound of its margin over that baseline is above zero and prod (when given)
-    is not significantly better than it."""
+    is not significantly better than it. `prod_rows` (a boolean mask) limits the comparison
+    with prod to the rows it never trained on; prod's predictions are then those rows'."""
     truth = np.asarray(truth)
     candidate = np.asarray(candidate)
     model = _safe(score, truth, candidate)
@@ -131,11 +133,18 @@ def judge(
         verdict.reasons.append("no baseline could be computed on this holdout")
     if prod is not None:
         ref, predictions = prod
-        verdict.prod = _compare(ref, score, truth, candidate, np.asarray(predictions), indices)
+        rows, where, prod_indices = slice(None), "the same holdout", indices
+        if prod_rows is not None:
+            rows = np.asarray(prod_rows, dtype=bool)
+            n = int(rows.sum())
+            where = f"the {n} holdout {unit}s it never trained on"
+            prod_indices = resample_indices(n, block=block, rounds=rounds, seed=seed)
+        verdict.prod = _compare(
+            ref, score, truth[rows], candidate[rows], np.asarray(predictions), prod_indices
+        )
         if verdict.prod.significantly_worse:
-            verdict.reasons.append(
-                f"worse than {ref} on the same holdout: margin {verdict.prod.margin:+.4f}"
-            )
+            margin = verdict.prod.margin
+            verdict.reasons.append(f"worse than {ref} on {where}: margin {margin:+.4f}")
     return verdict
 
 

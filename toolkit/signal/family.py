@@ -41,29 +41,18 @@ def judge(fit: SignalFit, settings: TrainSettings, prod=None) -> Verdict:
     from .. import gate
 
     walk = fit.walk
-    score = SCORES[GATE_METRIC]
-    block = fit.horizon.bars
-    verdict = gate.judge(
-        GATE_METRIC, score, walk.y_true, walk.y_pred, baselines(walk), block=block, unit="bar"
+    serving, rows = (None, None) if prod is None else (prod[:2], prod[2])
+    return gate.judge(
+        GATE_METRIC,
+        SCORES[GATE_METRIC],
+        walk.y_true,
+        walk.y_pred,
+        baselines(walk),
+        prod=serving,
+        prod_rows=rows,
+        block=fit.horizon.bars,
+        unit="bar",
     )
-    if prod is not None:
-        ref, predictions, rows = prod
-        on_rows = gate.judge(
-            GATE_METRIC,
-            score,
-            walk.y_true[rows],
-            walk.y_pred[rows],
-            {ref: predictions},
-            block=block,
-            unit="bar",
-        )
-        verdict.prod = on_rows.best
-        if on_rows.best.significantly_worse:
-            verdict.reasons.append(
-                f"worse than {ref} on the {int(rows.sum())} test bars after its training: "
-                f"margin {on_rows.best.margin:+.4f}"
-            )
-    return verdict
 
 
 def prod_predictions(engine: Engine, config, name: str, bars, fit: SignalFit, horizon: int):

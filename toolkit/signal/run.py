@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from ..clock import utcnow
 from ..errors import MlkitError
+from ..families import SERVING
 from ..formats import json_safe
 from ..registry import ModelVersion, resolve
 from ..schema import model_versions, signal_state, signals, training_runs
@@ -33,14 +34,13 @@ from .market import (
 log = logging.getLogger("mlkit.signal")
 train_log = logging.getLogger("mlkit.train")
 
-SERVING_ALIAS = "prod"
 WARN_EVERY = 10
 HORIZON_SAMPLE_BARS = 2_000  # the newest bars the status counts a configured horizon on
 
 
 def serving_version(engine: Engine, symbol: str) -> ModelVersion | None:
     try:
-        return resolve(engine, f"{model_name(symbol)}@{SERVING_ALIAS}")
+        return resolve(engine, f"{model_name(symbol)}@{SERVING}")
     except MlkitError:
         return None
 
@@ -144,9 +144,7 @@ def _initial_training(engine: Engine, config, symbol: str, n_bars: int) -> dict:
     train_log.info("[TRAIN] No model for %s yet: initial training on %d bars", symbol, n_bars)
     started = []
     try:
-        trained = train(
-            engine, config, symbol, alias=SERVING_ALIAS, on_started=lambda: started.append(1)
-        )
+        trained = train(engine, config, symbol, alias=SERVING, on_started=lambda: started.append(1))
     except CandidateRejected as exc:
         train_log.info("[TRAIN] Initial model for %s stays candidate: %s", symbol, exc.message)
         return {
