@@ -41,6 +41,9 @@ def _print(document: dict[str, Any]) -> None:
         table.add_column("value", overflow="fold")
         table.add_row("trained", "yes" if info["is_trained"] else "no")
         table.add_row(
+            "state", escape(" · ".join(filter(None, (info["state"], info["state_detail"]))))
+        )
+        table.add_row(
             "versions",
             f"prod {version_label(info['prod'])} · candidate {version_label(info['candidate'])} · "
             f"latest {version_label(info['latest_version'])}",

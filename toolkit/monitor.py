@@ -1,30 +1,41 @@
-"""What the dashboard shows, read with bounded queries: fraud decisions and rates, the bandit's
-arms, training status.
+"""What the dashboard shows, read live with bounded queries: fraud decisions and rates, the
+bandit's arms, training status, firing alerts; and one order in detail.
 
-Each panel is read on its own, so a failing source becomes a message on that panel rather than an
-exception. The fraud windows (1 h / 24 h / 7 d) end now, or at the newest order when none came in
-the last 7 days; on PostgreSQL their whole hours come from `kpi_hourly`, so they trail until the
-next `mlkit kpi refresh`.
+Every read runs on the dashboard's own engine, whose connections carry a connect timeout and a
+statement timeout (PostgreSQL statement_timeout, MySQL max_execution_time / MariaDB
+max_statement_time, SQLite's busy timeout); a read that still gets no answer (a server or a
+network that hangs rather than refuses) is aborted by a watchdog that shuts its socket down, so
+a poll always ends within the timeout and says why. The fraud windows (1 h / 24 h / 7 d) and the
+hourly series come from one query over the orders and each order's latest prediction: one
+snapshot, computed live, never from `kpi_hourly` (a materialized view that trails). No pandas on
+the poll path.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 
 from . import schema
 from .clock import utcnow
-from .db import KPI_VIEW, dialect_name
-from .fraud.columns import BLOCKED, DECISIONS, FLAGGED, flagged_count
+from .db import dialect_name, masked
+from .fraud.columns import BLOCKED, DECISIONS, FLAGGED
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
-SPARK_HOURS = 48
-LATEST_BLOCKED = 8
+CHART_HOURS = 7 * 24
+LATEST_BLOCKED = 20
+TIMEOUT_SECONDS = 2.0  # connect and statement timeout of every dashboard query
 DISCONNECTED = "disconnected, retrying"
+BANDIT = "pricing"  # bandit_arms.bandit of the global pricing bandit (toolkit.pricing.state)
+REDIS_PREFIX = "mab:"  # its Redis keys, mab:<arm> (toolkit.pricing.state)
 
 
 @dataclass
@@ -40,9 +51,124 @@ class Snapshot:
     bandit: Panel
     training: Panel
     redis_state: str
+    database_state: str  # ok, slow (answered after the timeout), down
+    database_error: str | None
     taken_at: datetime
     seconds: float
     timings: dict = field(default_factory=dict)
+
+
+class NotAnswering(Exception):
+    """The database did not answer within the timeout; the read was aborted."""
+
+
+# ---------------------------------------------------------------- engine
+
+
+def where(url: URL) -> str:
+    """host:port of a server, the file of SQLite."""
+    if dialect_name(url) == "sqlite":
+        return url.database or "memory"
+    return f"{url.host or 'localhost'}:{url.port or ''}".rstrip(":")
+
+
+def dashboard_engine(url: URL | str, timeout: float = TIMEOUT_SECONDS) -> Engine:
+    """An engine for reads that never wait long: connect and statement timeouts per dialect."""
+    parsed = sa.engine.make_url(url)
+    dialect = dialect_name(parsed)
+    seconds = max(1, math.ceil(timeout))
+    millis = int(timeout * 1000)
+    if dialect == "postgresql":
+        args = {
+            "connect_timeout": seconds,
+            "application_name": "mlkit dashboard",
+            "options": f"-c statement_timeout={millis} -c lock_timeout={millis}",
+        }
+    elif dialect == "mysql":
+        # read_timeout is the client's own: it ends a read the server never answers.
+        args = {
+            "connect_timeout": seconds,
+            "read_timeout": seconds + 1,
+            "write_timeout": seconds + 1,
+            "charset": "utf8mb4",
+        }
+    else:
+        args = {"timeout": timeout}
+    engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, connect_args=args)
+    if dialect == "mysql":
+        sa.event.listen(engine, "connect", _mysql_statement_timeout(timeout))
+    return engine
+
+
+def _mysql_statement_timeout(timeout: float):
+    def set_timeout(dbapi_connection, _record) -> None:
+        mariadb = "mariadb" in dbapi_connection.get_server_info().lower()
+        cursor = dbapi_connection.cursor()
+        if mariadb:
+            cursor.execute(f"SET SESSION max_statement_time = {timeout:.3f}")
+        else:
+            cursor.execute(f"SET SESSION max_execution_time = {int(timeout * 1000)}")
+        cursor.close()
+
+    return set_timeout
+
+
+class Watchdog:
+    """Aborts the reads in flight on an engine: their sockets are shut down (a SQLite read is
+    interrupted), so a query blocked on a server that stopped answering fails at once."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._open: set = set()
+        sa.event.listen(engine, "checkout", self._checkout)
+        sa.event.listen(engine, "checkin", self._checkin)
+        sa.event.listen(engine, "close", self._checkin)
+
+    def _checkout(self, dbapi_connection, _record, _proxy) -> None:
+        with self._lock:
+            self._open.add(dbapi_connection)
+
+    def _checkin(self, dbapi_connection, _record) -> None:
+        with self._lock:
+            self._open.discard(dbapi_connection)
+
+    def abort(self) -> int:
+        """Abort every checked-out connection; how many."""
+        with self._lock:
+            connections = list(self._open)
+        for connection in connections:
+            _abort(connection)
+        return len(connections)
+
+
+def _abort(connection) -> None:
+    if hasattr(connection, "interrupt"):  # sqlite3
+        connection.interrupt()
+        return
+    sock = getattr(connection, "_sock", None)  # pymysql
+    fd = sock.fileno() if sock is not None else None
+    if fd is None and hasattr(connection, "fileno"):  # psycopg2
+        try:
+            fd = connection.fileno()
+        except Exception:  # already closed
+            fd = None
+    if fd is None or fd < 0:
+        return
+    try:
+        with socket.socket(fileno=_dup(fd)) as s:
+            s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _dup(fd: int) -> int:
+    import os
+
+    return os.dup(fd)
+
+
+# ---------------------------------------------------------------- fraud
 
 
 def _latest_prediction(o, p):
@@ -51,174 +177,320 @@ def _latest_prediction(o, p):
     return sa.select(sa.func.max(p2.c.id)).where(p2.c.order_id == o.c.order_id).scalar_subquery()
 
 
-def _decision_counts(conn: sa.Connection, start: datetime, end: datetime) -> dict:
-    o, p = schema.orders, schema.fraud_predictions
-    rows = conn.execute(
-        sa.select(p.c.decision, sa.func.count())
-        .select_from(o.join(p, p.c.order_id == o.c.order_id))
-        .where(o.c.created_at > start, o.c.created_at <= end, p.c.id == _latest_prediction(o, p))
-        .group_by(p.c.decision)
-    ).all()
-    return {decision: int(count) for decision, count in rows}
-
-
-def _kpi_counts(conn: sa.Connection, start: datetime) -> tuple[dict, datetime | None]:
-    """Decision counts of kpi_hourly's whole hours from `start` up to (not including) the
-    newest hour it holds, which may have been partial when it was refreshed; and that hour."""
-    kpi = sa.table(
-        KPI_VIEW, sa.column("hour"), *[sa.column(f"{d.lower()}_count") for d in DECISIONS]
-    )
-    newest = conn.execute(sa.select(sa.func.max(kpi.c.hour))).scalar()
-    if newest is None or newest <= start:
-        return {}, None
-    row = conn.execute(
-        sa.select(
-            *[sa.func.coalesce(sa.func.sum(kpi.c[f"{d.lower()}_count"]), 0) for d in DECISIONS]
-        ).where(kpi.c.hour >= start, kpi.c.hour < newest)
-    ).one()
-    return dict(zip(DECISIONS, map(int, row), strict=True)), newest
-
-
-def _rates(counts: dict) -> dict:
-    total = sum(counts.values())
-    flagged = flagged_count(counts)
-    return {
-        "counts": {d: counts.get(d, 0) for d in DECISIONS},
-        "scored": total,
-        "fraud_rate": flagged / total if total else None,
-    }
-
-
-def fraud_overview(engine: Engine, now: datetime | None = None) -> dict:
-    o, p = schema.orders, schema.fraud_predictions
-    now = now or utcnow()
-    postgres = dialect_name(engine) == "postgresql"
-    with engine.connect() as conn:
-        newest = conn.execute(sa.select(sa.func.max(o.c.created_at))).scalar()
-        if newest is None:
-            return {"orders": False}
-        anchor = now if newest >= now - WINDOWS["7d"] else newest
-        windows = {}
-        for name, span in WINDOWS.items():
-            start = anchor - span
-            if postgres and name != "1h":
-                # Whole hours from the materialized view, the rest (newer hours) live.
-                first_hour = start.replace(minute=0, second=0) + timedelta(hours=1)
-                counts, live_from = _kpi_counts(conn, first_hour)
-                live_from = live_from or first_hour
-                head = _decision_counts(conn, start, min(first_hour, anchor))
-                tail = _decision_counts(conn, max(live_from, first_hour), anchor)
-                for source in (head, tail):
-                    for d, c in source.items():
-                        counts[d] = counts.get(d, 0) + c
-            else:
-                counts = _decision_counts(conn, start, anchor)
-            windows[name] = _rates(counts)
-        blocked = conn.execute(
-            sa.select(
-                p.c.order_id,
-                p.c.fraud_score,
-                p.c.model_version,
-                p.c.created_at,
-                o.c.price,
-                o.c.buyer_wallet_id,
-            )
-            .join(o, o.c.order_id == p.c.order_id)
-            .where(p.c.decision == BLOCKED)
-            .order_by(p.c.created_at.desc(), p.c.id.desc())
-            .limit(LATEST_BLOCKED)
-        ).all()
-        hourly = _hourly(conn, anchor, postgres)
-    return {
-        "orders": True,
-        "as_of": anchor if anchor != now else None,
-        "windows": windows,
-        "hourly": hourly,
-        "latest_blocked": [row._asdict() for row in blocked],
-        "alerts": _firing_alerts(engine),
-    }
-
-
-def _hourly(conn: sa.Connection, anchor: datetime, postgres: bool) -> list[dict]:
-    """Flagged share per hour over the last SPARK_HOURS hours before `anchor`, oldest first."""
-    start = anchor - timedelta(hours=SPARK_HOURS)
-    if postgres:
-        kpi = sa.table(
-            KPI_VIEW,
-            sa.column("hour"),
-            sa.column("scored_orders"),
-            sa.column("manual_review_count"),
-            sa.column("blocked_count"),
-        )
-        rows = conn.execute(
-            sa.select(
-                kpi.c.hour, kpi.c.scored_orders, kpi.c.manual_review_count + kpi.c.blocked_count
-            )
-            .where(kpi.c.hour > start, kpi.c.hour <= anchor)
-            .order_by(kpi.c.hour)
-        ).all()
-    else:
-        o, p = schema.orders, schema.fraud_predictions
-        hour = _hour_expression(conn.dialect.name, o.c.created_at)
-        flagged = sa.func.sum(sa.case((p.c.decision.in_(FLAGGED), 1), else_=0))
-        rows = conn.execute(
-            sa.select(hour.label("hour"), sa.func.count(), flagged)
-            .select_from(o.join(p, p.c.order_id == o.c.order_id))
-            .where(
-                o.c.created_at > start, o.c.created_at <= anchor, p.c.id == _latest_prediction(o, p)
-            )
-            .group_by(hour)
-            .order_by(hour)
-        ).all()
-    return [
-        {
-            "hour": str(h),
-            "scored": int(s or 0),
-            "flagged": int(f or 0),
-            "fraud_rate": (int(f or 0) / int(s)) if s else 0.0,
-        }
-        for h, s, f in rows
-    ]
-
-
-def _hour_expression(dialect: str, column):
+def _hour(dialect: str, column):
+    if dialect == "postgresql":
+        return sa.func.date_trunc("hour", column)
     if dialect == "mysql":
         return sa.func.date_format(column, "%Y-%m-%d %H:00:00")
     return sa.func.strftime("%Y-%m-%d %H:00:00", column)
 
 
-def _firing_alerts(engine: Engine) -> list[dict]:
-    """Firing alerts once alert rules are recorded (`mlkit alerts check`); else none."""
-    try:
-        from .alerts import firing_alerts
-    except ImportError:
+def _as_hour(value) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def window_counts(conn: sa.Connection, anchor: datetime) -> list[tuple]:
+    """(hour, decision or None when unscored, in the last 24 h, in the last hour, orders) for
+    the orders placed in the 7 days up to `anchor`, each with its latest prediction: one
+    statement, so every window and every hour comes from the same snapshot."""
+    o, p = schema.orders, schema.fraud_predictions
+    hour = _hour(conn.dialect.name, o.c.created_at).label("hour")
+    in_24h = sa.case((o.c.created_at > anchor - WINDOWS["24h"], 1), else_=0).label("in_24h")
+    in_1h = sa.case((o.c.created_at > anchor - WINDOWS["1h"], 1), else_=0).label("in_1h")
+    query = (
+        sa.select(hour, p.c.decision, in_24h, in_1h, sa.func.count())
+        .select_from(
+            o.outerjoin(
+                p, sa.and_(p.c.order_id == o.c.order_id, p.c.id == _latest_prediction(o, p))
+            )
+        )
+        .where(o.c.created_at > anchor - WINDOWS["7d"], o.c.created_at <= anchor)
+        .group_by(hour, p.c.decision, in_24h, in_1h)
+    )
+    return [tuple(row) for row in conn.execute(query)]
+
+
+def _tally(counts: dict) -> dict:
+    scored = sum(counts.get(d, 0) for d in DECISIONS)
+    flagged = sum(counts.get(d, 0) for d in FLAGGED)
+    return {
+        "counts": {d: counts.get(d, 0) for d in DECISIONS},
+        "orders": scored + counts.get(None, 0),
+        "scored": scored,
+        "unscored": counts.get(None, 0),
+        "flagged": flagged,
+        "fraud_rate": flagged / scored if scored else None,
+    }
+
+
+def summarize(rows: list[tuple], anchor: datetime) -> tuple[dict, list[dict]]:
+    """The windows (each with its start and end) and the hourly series (every hour of the
+    last 7 days, oldest first, zeros where nothing happened) from `window_counts`' rows."""
+    per_window: dict[str, dict] = {name: {} for name in WINDOWS}
+    per_hour: dict[datetime, dict] = {}
+    for hour, decision, in_24h, in_1h, count in rows:
+        count = int(count)
+        for name, inside in (("7d", True), ("24h", in_24h), ("1h", in_1h)):
+            if inside:
+                per_window[name][decision] = per_window[name].get(decision, 0) + count
+        bucket = per_hour.setdefault(_as_hour(hour), {})
+        bucket[decision] = bucket.get(decision, 0) + count
+    windows = {
+        name: _tally(per_window[name]) | {"start": anchor - span, "end": anchor}
+        for name, span in WINDOWS.items()
+    }
+    last = anchor.replace(minute=0, second=0, microsecond=0)
+    hourly = []
+    for i in range(CHART_HOURS - 1, -1, -1):
+        hour = last - timedelta(hours=i)
+        hourly.append({"hour": hour} | _tally(per_hour.get(hour, {})))
+    return windows, hourly
+
+
+def latest_blocked(conn: sa.Connection, limit: int = LATEST_BLOCKED) -> list[dict]:
+    """The orders most recently blocked (their latest prediction BLOCKED), newest first."""
+    o, p = schema.orders, schema.fraud_predictions
+    p2 = p.alias("p2")
+    newer = sa.exists().where(p2.c.order_id == p.c.order_id, p2.c.id > p.c.id)
+    rows = conn.execute(
+        sa.select(
+            p.c.order_id,
+            p.c.fraud_score,
+            p.c.model_version,
+            p.c.created_at.label("scored_at"),
+            o.c.created_at.label("placed_at"),
+            o.c.price,
+            o.c.buyer_wallet_id,
+        )
+        .join(o, o.c.order_id == p.c.order_id)
+        .where(p.c.decision == BLOCKED, ~newer)
+        .order_by(p.c.created_at.desc(), p.c.id.desc())
+        .limit(limit)
+    ).all()
+    return [row._asdict() for row in rows]
+
+
+def fraud_overview(engine: Engine, now: datetime | None = None) -> dict:
+    """Decisions and the flagged share (BLOCKED + MANUAL_REVIEW of the scored) of orders placed
+    in the last 1 h / 24 h / 7 d, the hourly series, the latest blocked orders and the firing
+    alerts, in one read-only transaction (repeatable read where the server has it). Windows
+    end now, or at the newest order when none came in the last 7 days (`as_of`)."""
+    o = schema.orders
+    now = now or utcnow()
+    with _snapshot_connection(engine) as conn:
+        newest = conn.execute(sa.select(sa.func.max(o.c.created_at))).scalar()
+        if newest is None:
+            return {"orders": False, "read_at": now, "alerts": _firing_alerts(conn)}
+        anchor = now if newest >= now - WINDOWS["7d"] else newest
+        windows, hourly = summarize(window_counts(conn, anchor), anchor)
+        blocked = latest_blocked(conn)
+        alerts = _firing_alerts(conn)
+    return {
+        "orders": True,
+        "read_at": now,
+        "anchor": anchor,
+        "as_of": anchor if anchor != now else None,
+        "newest_order": newest,
+        "windows": windows,
+        "hourly": hourly,
+        "latest_blocked": blocked,
+        "alerts": alerts,
+    }
+
+
+class _snapshot_connection:
+    """A connection in one read-only transaction: repeatable read on PostgreSQL and MySQL (all
+    its statements see one snapshot); on SQLite one statement is one snapshot."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def __enter__(self) -> sa.Connection:
+        dialect = dialect_name(self.engine)
+        self.conn = self.engine.connect()
+        if dialect != "sqlite":
+            self.conn = self.conn.execution_options(isolation_level="REPEATABLE READ")
+        self.transaction = self.conn.begin()
+        return self.conn
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.transaction.rollback()  # read only: nothing to keep
+        finally:
+            self.conn.close()
+
+
+def _firing_alerts(conn: sa.Connection, limit: int = 5) -> list[dict]:
+    a = schema.alerts
+    if not sa.inspect(conn).has_table(a.name):  # a database initialised before alerts
         return []
-    return firing_alerts(engine, limit=5)
+    rows = conn.execute(
+        sa.select(a.c.rule, a.c.severity, a.c.value, a.c.threshold, a.c.message, a.c.fired_at)
+        .where(a.c.status == "firing")
+        .order_by(a.c.fired_at.desc(), a.c.alert_id.desc())
+        .limit(limit)
+    ).all()
+    return [row._asdict() for row in rows]
+
+
+def fraud_thresholds(rules: list[dict] | None) -> list[float]:
+    """The thresholds of the enabled `fraud_rate > x` alert rules (config alerts.rules),
+    ascending: what the dashboard colours fraud rates by."""
+    from .alerts import parse_rules
+
+    return sorted(
+        r.threshold
+        for r in parse_rules(rules or [])
+        if r.metric == "fraud_rate" and r.op in (">", ">=")
+    )
+
+
+# ---------------------------------------------------------------- bandit
 
 
 def bandit_overview(engine: Engine, redis) -> dict:
-    from .pricing.service import stats_report
-    from .pricing.state import BanditStore
+    """The pricing bandit's arms, read only: from Redis when every arm's value there carries
+    this database's stamp (its generation and identity), else from the database, saying why
+    (`redis_note`). Redis values of another database sharing the index are never shown."""
+    from .pricing.policies import posterior_interval
 
-    return stats_report(*BanditStore(engine, redis).read())
+    arms_table, g = schema.bandit_arms, schema.bandit_generations
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(arms_table).where(arms_table.c.bandit == BANDIT).order_by(arms_table.c.arm)
+        ).all()
+        stamp = conn.execute(
+            sa.select(g.c.generation, g.c.database_id).where(g.c.bandit == BANDIT)
+        ).first()
+    states = {
+        row.arm: {
+            "pulls": int(row.pulls),
+            "reward_sum": float(row.reward_sum),
+            "updated_at": row.updated_at,
+        }
+        for row in rows
+    }
+    source, note = "database", None
+    if redis is not None and states and stamp is not None:
+        cached, note = _redis_states(redis, list(states), stamp)
+        if cached is not None:
+            states, source = cached, "redis"
+    import numpy as np
+
+    pulls = np.array([s["pulls"] for s in states.values()], dtype=float)
+    sums = np.array([s["reward_sum"] for s in states.values()], dtype=float)
+    total = int(pulls.sum())
+    interval = posterior_interval(pulls, sums) if states else []
+    means = {
+        arm: (s["reward_sum"] / s["pulls"] if s["pulls"] else 0.0) for arm, s in states.items()
+    }
+    best = max(means, key=means.get) if total else None
+    arms = {
+        arm: {
+            "pulls": s["pulls"],
+            "mean": means[arm],
+            "share": s["pulls"] / total if total else 0.0,
+            "interval_90": [float(interval[i][0]), float(interval[i][1])],
+            "best": arm == best,
+            "updated_at": s["updated_at"],
+        }
+        for i, (arm, s) in enumerate(states.items())
+    }
+    return {
+        "trained": bool(states),
+        "source": source,
+        "redis_note": note,
+        "total_pulls": total,
+        "best_arm": best,
+        "arms": arms,
+    }
+
+
+def _redis_states(redis, arms: list[str], stamp) -> tuple[dict | None, str | None]:
+    """The arms' states in Redis when all carry `stamp`, else None and why not."""
+    import redis as redis_lib
+
+    try:
+        raw = redis.mget([REDIS_PREFIX + arm for arm in arms])
+    except redis_lib.RedisError as exc:
+        return None, f"Redis did not answer ({type(exc).__name__})"
+    states, foreign = {}, False
+    for arm, value in zip(arms, raw, strict=True):
+        try:
+            item = json.loads(value) if value is not None else None
+        except ValueError:
+            item = None
+        if not isinstance(item, dict):
+            continue
+        if item.get("database_id") != stamp.database_id:
+            foreign = True
+        elif item.get("generation") == stamp.generation:
+            states[arm] = {
+                "pulls": int(item.get("pulls", 0)),
+                "reward_sum": float(item.get("reward_sum", 0.0)),
+                "updated_at": datetime.fromisoformat(item["updated_at"])
+                if item.get("updated_at")
+                else None,
+            }
+    if len(states) == len(arms):
+        return states, None
+    if foreign:
+        return None, "Redis holds another database's bandit: not shown"
+    return None, "Redis is behind the database (rewritten by the next pricing read)"
+
+
+# ---------------------------------------------------------------- training
 
 
 def training_overview(engine: Engine) -> dict:
+    """Per family the status `mlkit status` shows (toolkit.status.family_status), with its
+    state ok / running / candidate-rejected / cooling-down / failed / untrained."""
     from .status import family_status
 
     return family_status(engine, bandit=False)  # the bandit has a panel of its own
 
 
+def family_runs(engine: Engine, family: str, limit: int = 10) -> list[dict]:
+    """A family's last training runs, newest first (signal: every symbol's)."""
+    t = schema.training_runs
+    name = t.c.model_name.like("signal-%") if family == "signal" else t.c.model_name == family
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                t.c.run_id,
+                t.c.model_name,
+                t.c.status,
+                t.c.version,
+                t.c.started_at,
+                t.c.duration_seconds,
+                t.c.n_samples,
+                t.c.last_error,
+            )
+            .where(name)
+            .order_by(t.c.run_id.desc())
+            .limit(limit)
+        ).all()
+    return [row._asdict() for row in rows]
+
+
+# ---------------------------------------------------------------- source
+
+
 class DashboardSource:
-    """Reads every panel once per `snapshot()`; owns the engine and the Redis client and
-    lets both reconnect by themselves after an outage."""
+    """Reads every panel once per `snapshot()` on its own timeout-bounded engine; owns that
+    engine and the Redis client, both reconnecting by themselves after an outage. A read
+    without an answer within the timeout is aborted by the watchdog and reported with the
+    database's host and the cause."""
 
-    def __init__(self, database: Engine | str, redis_url: str | None):
-        from .db import make_engine
-
-        self.engine = (
-            database if isinstance(database, Engine) else make_engine(database, check=False)
-        )
+    def __init__(
+        self, database: Engine | URL | str, redis_url: str | None, timeout: float = TIMEOUT_SECONDS
+    ):
+        url = database.url if isinstance(database, Engine) else database
+        self.engine = dashboard_engine(url, timeout)
+        self.label = masked(self.engine)
+        self.where = where(self.engine.url)
+        self.timeout = timeout
+        self.watchdog = Watchdog(self.engine)
         self.redis_url = redis_url
         self._redis = None
 
@@ -238,30 +510,68 @@ class DashboardSource:
             return None, DISCONNECTED
         return self._redis, "ok"
 
+    def read(self, what):
+        """`what(engine)` with the watchdog armed: aborted after the timeout (plus a margin
+        for the server's own statement timeout to answer first)."""
+        fired = threading.Event()
+
+        def fire() -> None:
+            fired.set()
+            self.watchdog.abort()
+
+        timer = threading.Timer(self.timeout + 1.0, fire)
+        timer.daemon = True
+        timer.start()
+        try:
+            return what(self.engine)
+        except sa.exc.DBAPIError:
+            if fired.is_set():
+                raise NotAnswering(
+                    f"database not answering: no reply from {self.where} "
+                    f"within {self.timeout + 1.0:g} s, read aborted"
+                ) from None
+            raise
+        finally:
+            timer.cancel()
+
     def _panel(self, read) -> Panel:
         started = time.perf_counter()
         try:
-            data, error = read(), None
-        except sa.exc.DBAPIError:
+            data, error = self.read(read), None
+        except NotAnswering as exc:
+            self.engine.dispose()
+            data, error = None, str(exc)
+        except sa.exc.DBAPIError as exc:
             self.engine.dispose()  # the next poll opens fresh connections
-            data, error = None, f"database {DISCONNECTED}"
+            data, error = None, _database_error(exc, self.where)
         except Exception as exc:  # a panel never takes the dashboard down
             data, error = None, f"{type(exc).__name__}: {exc}"
         return Panel(data, error, time.perf_counter() - started)
 
     def snapshot(self) -> Snapshot:
         started = time.perf_counter()
-        fraud = self._panel(lambda: fraud_overview(self.engine))
+        fraud = self._panel(fraud_overview)
         redis, redis_state = self.redis()
-        bandit = self._panel(lambda: bandit_overview(self.engine, redis))
-        training = self._panel(lambda: training_overview(self.engine))
+        down = fraud.error if fraud.error and fraud.error.startswith("database") else None
+        if down:  # one wait per poll: the other panels say the same without asking again
+            bandit, training = Panel(None, down), Panel(None, down)
+        else:
+            bandit = self._panel(lambda engine: bandit_overview(engine, redis))
+            training = self._panel(training_overview)
+        seconds = time.perf_counter() - started
+        if down and not down.startswith("database slow"):
+            state = "down"
+        else:
+            state = "slow" if down or seconds > self.timeout else "ok"
         return Snapshot(
             fraud=fraud,
             bandit=bandit,
             training=training,
             redis_state=redis_state,
+            database_state=state,
+            database_error=down,
             taken_at=utcnow(),
-            seconds=time.perf_counter() - started,
+            seconds=seconds,
             timings={
                 "fraud": fraud.seconds,
                 "bandit": bandit.seconds,
@@ -269,7 +579,30 @@ class DashboardSource:
             },
         )
 
+    def abort(self) -> None:
+        """End the reads in flight now (the dashboard quitting)."""
+        self.watchdog.abort()
+
     def close(self) -> None:
+        self.watchdog.abort()
         self.engine.dispose()
         if self._redis is not None:
             self._redis.close()
+
+
+SLOW = ("statement timeout", "max_execution_time", "max_statement_time", "interrupted", "locked")
+NOT_ANSWERING = ("timeout expired", "timed out", "lost connection", "closed the connection")
+
+
+def _database_error(exc: sa.exc.DBAPIError, host: str) -> str:
+    """One line: the database is down, slow (its statement timeout) or failing, and why."""
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    first = (text.strip().splitlines() or [type(exc).__name__])[0][:160]
+    lowered = text.lower()
+    if any(s in lowered for s in SLOW):
+        return f"database slow at {host}: {first}"
+    if any(s in lowered for s in NOT_ANSWERING):
+        return f"database not answering at {host}: {first}"
+    if isinstance(exc, sa.exc.OperationalError):
+        return f"database {DISCONNECTED} at {host}: {first}"
+    return f"database error at {host}: {first}"

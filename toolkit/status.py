@@ -36,10 +36,11 @@ def family_status(engine: Engine, redis=None, *, bandit: bool = True) -> dict[st
     """Per family: trained or not, prod/candidate/latest versions, the last training run and
     any cooldown, and under `waiting` the latest version when it does not serve and why (its
     gate's verdict); pricing adds its bandit's arms (with `bandit`), signal its models per
-    symbol (the family is trained when any symbol is)."""
+    symbol (the family is trained when any symbol is, and its last run and cooldown are its
+    symbols' newest). Each family's `state` and `state_detail` (see `family_state`) are what
+    `mlkit status` and the dashboard show. Reads no pandas: the dashboard polls it."""
     from .families import status
     from .runs import training_status
-    from .signal.run import family_training_status
 
     document = training_status(engine)
     for name, info in document.items():
@@ -47,14 +48,73 @@ def family_status(engine: Engine, redis=None, *, bandit: bool = True) -> dict[st
     if bandit and "pricing" in document:
         document["pricing"]["bandit"] = bandit_report(engine, redis)
     if "signal" in document:
-        symbols = family_training_status(engine)
+        names = [f"signal-{symbol}" for symbol in _signal_symbols(engine)]
+        symbols = {
+            name.removeprefix("signal-"): entry
+            for name, entry in (training_status(engine, names) if names else {}).items()
+        }
         for symbol, entry in symbols.items():
             entry["waiting"] = status(engine, f"signal-{symbol}")["waiting"]
-        document["signal"]["symbols"] = symbols
-        document["signal"]["is_trained"] = document["signal"]["is_trained"] or any(
-            entry["is_trained"] for entry in symbols.values()
-        )
+            entry["state"], entry["state_detail"] = family_state(entry)
+        _roll_up_symbols(document["signal"], symbols)
+    for info in document.values():
+        info["state"], info["state_detail"] = family_state(info)
     return document
+
+
+def _signal_symbols(engine: Engine) -> list[str]:
+    """Symbols whose signal model has a version or a training run."""
+    with engine.connect() as conn:
+        names = conn.execute(
+            sa.union(
+                sa.select(model_versions.c.name).where(model_versions.c.name.like("signal-%")),
+                sa.select(training_runs.c.model_name).where(
+                    training_runs.c.model_name.like("signal-%")
+                ),
+            )
+        ).scalars()
+        return sorted(name.removeprefix("signal-") for name in names)
+
+
+def _roll_up_symbols(info: dict, symbols: dict[str, dict]) -> None:
+    """The signal family's own fields from its symbols' (its runs are named per symbol): trained
+    when one is, the newest last run and last success, cooling down when one is."""
+    info["symbols"] = symbols
+    if not symbols:
+        return
+    info["is_trained"] = info["is_trained"] or any(e["is_trained"] for e in symbols.values())
+    for field in ("last_training", "last_success"):
+        runs = [e[field] for e in symbols.values() if e[field] is not None]
+        if info[field] is None and runs:
+            info[field] = max(runs, key=lambda run: (run["started_at"], run["run_id"]))
+    cooling = [e["next_retry_at"] for e in symbols.values() if e["cooldown"]]
+    if cooling and not info["cooldown"]:
+        info["cooldown"], info["next_retry_at"] = True, min(cooling)
+    if info["prod"] is None and any(e["prod"] is not None for e in symbols.values()):
+        info["prod_symbols"] = {s: e["prod"] for s, e in symbols.items() if e["prod"] is not None}
+
+
+STATES = ("ok", "running", "candidate-rejected", "cooling-down", "failed", "untrained")
+
+
+def family_state(info: dict) -> tuple[str, str]:
+    """One family's (or signal symbol's) state, one of STATES, and a one-line detail: its last
+    run failed and waits for a retry (cooling-down), failed, was rejected by the promotion
+    gate while prod keeps serving (candidate-rejected), is running, or is ok; untrained when
+    nothing was ever trained or run."""
+    run = info.get("last_training")
+    if run is None:
+        return ("ok", "trained, no run recorded") if info["is_trained"] else ("untrained", "")
+    error = (run.get("last_error") or "").splitlines()[0] if run.get("last_error") else ""
+    if info.get("cooldown"):
+        return "cooling-down", f"retry after {info['next_retry_at']:%Y-%m-%d %H:%M} UTC: {error}"
+    if run["status"] == "failed":
+        return "failed", error
+    if run["status"] == "rejected":
+        return "candidate-rejected", error
+    if run["status"] == "running":
+        return "running", f"since {run['started_at']:%Y-%m-%d %H:%M} UTC"
+    return "ok", f"run {run['run_id']} at {run['started_at']:%Y-%m-%d %H:%M} UTC"
 
 
 def bandit_report(engine: Engine, redis=None) -> dict | None:
