@@ -109,10 +109,10 @@ def load_config(ctx: typer.Context) -> Config:
 def open_engine(ctx: typer.Context, config: Config | None = None, *, check: bool = True) -> Engine:
     """The engine on the configured database: the one way every command and the dashboard
     connect. `check` connects once, so bad settings fail here as one error line."""
-    from mlkit.toolkit.db import make_engine
+    from mlkit.toolkit.db import config_engine
 
     config = config or load_config(ctx)
-    return make_engine(config.database_url, check=check)
+    return config_engine(config, check=check)
 
 
 def load_context(ctx: typer.Context, *, check: bool = True) -> tuple[Config, Engine]:

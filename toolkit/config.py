@@ -37,7 +37,13 @@ DEFAULTS: dict[str, Any] = {
         "user": "postgres",
         "password": "",
         "sqlite_path": "",  # empty: <paths.home>/mlkit.db
+        # Where mlkit keeps its own tables and the views of `sources:` (PostgreSQL: a schema
+        # of the database, MySQL: a database of the server). Empty: the default schema.
+        "state_schema": "",
     },
+    # Platform tables (or SELECTs) standing for the inputs mlkit reads, by mlkit's table
+    # name: {orders: {table: transactions, columns: {order_id: transaction_id, ...}}}.
+    "sources": {},
     "redis": {
         "url": "",  # empty: built from host/port/password/db
         "enabled": True,
@@ -595,7 +601,9 @@ def _merge(target: dict, given: dict, shape: dict, env: Mapping[str, str], prefi
             known = ", ".join(shape)
             raise ValueError(f"unknown key '{where}' (known here: {known})")
         default = shape[key]
-        if isinstance(default, dict):
+        if where == "sources":
+            target[key] = _interpolated(value, env)
+        elif isinstance(default, dict):
             if value is None:
                 continue
             if not isinstance(value, dict):
@@ -605,6 +613,17 @@ def _merge(target: dict, given: dict, shape: dict, env: Mapping[str, str], prefi
             target[key] = _alert_rules(value, where, env)
         else:
             target[key] = _coerce(value, default, where, env)
+
+
+def _interpolated(value: Any, env: Mapping[str, str]) -> Any:
+    """Free-form sections (`sources:`): every string interpolated, the shape kept."""
+    if isinstance(value, str):
+        return interpolate(value, env)
+    if isinstance(value, dict):
+        return {k: _interpolated(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolated(v, env) for v in value]
+    return value
 
 
 def _coerce(value: Any, default: Any, where: str, env: Mapping[str, str]) -> Any:
@@ -665,6 +684,21 @@ def _check_urls(config: Config, origin: dict[str, str]) -> None:
                 f"{where}invalid Redis URL {mask_url(config.redis_url)!r}",
                 hint="use redis://[:password@]host:port/db",
             )
+    _check_sources(config)
     webhook = config.data["alerts"]["webhook_url"]
     if webhook:
         check_webhook_url(webhook, f"{origin_of(config.source)}: alerts.webhook_url")
+
+
+def _check_sources(config: Config) -> None:
+    """`sources:` and `database.state_schema` checked (aliases resolved) as the file loads."""
+    from .db import dialect_name, parse_url
+    from .sources.mapping import check_state_schema, parse_sources
+
+    where = origin_of(config.source)
+    try:
+        config.data["sources"] = parse_sources(config.data["sources"])
+        backend = dialect_name(parse_url(config.database_url))
+        check_state_schema(config.data["database"]["state_schema"], backend)
+    except MlkitError as exc:
+        raise MlkitError(f"{where}: {exc.message}", hint=exc.hint) from None

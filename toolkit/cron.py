@@ -527,14 +527,14 @@ def market_symbols(config: Config) -> tuple[list[str], list[str]]:
     cannot be read."""
     import sqlalchemy as sa
 
-    from .db import dialect_name, make_engine, parse_url
+    from .db import config_engine, dialect_name, parse_url
     from .signal.market import symbols_overview
 
     url = parse_url(config.database_url)
     if dialect_name(url) == "sqlite" and not Path(url.database or "").expanduser().is_file():
         return [], []  # no database yet: reading it would create an empty file
     try:
-        engine = make_engine(url)
+        engine = config_engine(config)
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table("market_data"):
                 return [], []

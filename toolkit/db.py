@@ -22,6 +22,9 @@ from .schema import metadata
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .config import Config
+    from .sources.mapping import Sources
+
 DIALECTS = ("postgresql", "mysql", "sqlite")
 KPI_VIEW = "kpi_hourly"
 # The KPI view covers the 30 days before the newest order, so it stays bounded as
@@ -70,8 +73,11 @@ def masked(engine_or_url: Engine | URL | str) -> str:
     return mask_url(engine_or_url)
 
 
-def make_engine(url: str | URL, *, check: bool = True) -> Engine:
-    """An engine for the URL; with `check`, connect once so bad settings fail here, clearly."""
+def make_engine(url: str | URL, *, check: bool = True, state_schema: str | None = None) -> Engine:
+    """An engine for the URL; with `check`, connect once so bad settings fail here, clearly.
+    With `state_schema`, unqualified names resolve to mlkit's state schema first: on
+    PostgreSQL through the search path (then `public`), on MySQL by connecting to that
+    database on the same server."""
     parsed = parse_url(url) if isinstance(url, str) else url
     dialect = dialect_name(parsed)
     kwargs: dict = {"pool_pre_ping": True}
@@ -81,8 +87,12 @@ def make_engine(url: str | URL, *, check: bool = True) -> Engine:
         kwargs["connect_args"] = {"timeout": 30}
     elif dialect == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": 5, "application_name": "mlkit"}
+        if state_schema:
+            kwargs["connect_args"]["options"] = f"-csearch_path={state_schema},public"
     else:
         kwargs["connect_args"] = {"connect_timeout": 5, "charset": "utf8mb4"}
+        if state_schema:
+            parsed = parsed.set(database=state_schema)
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except NoSuchModuleError:
@@ -94,6 +104,7 @@ def make_engine(url: str | URL, *, check: bool = True) -> Engine:
         raise MlkitError(f"database driver {exc.name!r} is not installed") from None
     if dialect == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", _sqlite_functions)
     register_numpy_scalars()
     if check:
         try:
@@ -102,6 +113,18 @@ def make_engine(url: str | URL, *, check: bool = True) -> Engine:
         except DBAPIError as exc:
             raise explain_db_error(exc, engine.url) from None
     return engine
+
+
+def config_engine(config: Config, *, check: bool = True) -> Engine:
+    """The engine on the config's database, its state schema first: every command's."""
+    state = config.data["database"].get("state_schema") or None
+    return make_engine(config.database_url, check=check, state_schema=state)
+
+
+def _sqlite_functions(dbapi_connection, _record) -> None:
+    from .sources.views import register_sqlite_functions
+
+    register_sqlite_functions(dbapi_connection)
 
 
 _NUMPY_REGISTERED = False
@@ -369,23 +392,56 @@ def _sa_dialect(dialect: str):
     return pysqlite.dialect()
 
 
-def init_schema(engine: Engine) -> list[str]:
-    """Create every missing table, index and the KPI view; return the tables created."""
+def init_schema(engine: Engine, sources: Sources | None = None) -> list[str]:
+    """Create every missing table, index and the KPI view; return the tables created. With
+    `sources`, mlkit's own tables go in the state schema and each mapped input becomes a
+    view there. A table of mlkit's name with other columns stops it, naming the fix."""
+    from .sources.apply import (
+        apply_views,
+        ensure_state_schema,
+        own_tables,
+        refuse_conflicts,
+        state_location,
+    )
+
     dialect = dialect_name(engine)
+    where = state_location(sources)
+    own = own_tables(sources)
     try:
         with engine.begin() as conn:
-            existing = set(sa.inspect(conn).get_table_names())
-            metadata.create_all(conn, checkfirst=True)
+            ensure_state_schema(conn, sources)
+            existing = set(sa.inspect(conn).get_table_names(schema=where))
+            refuse_conflicts(conn, existing, sources, where)
+            if sources is None or not sources.active:
+                metadata.create_all(conn, checkfirst=True)
+            else:
+                # Not checkfirst: that would also see the platform's tables on the search path.
+                for table in own:
+                    if table.name not in existing:
+                        table.create(conn)
             # Tables made by an older mlkit get the indexes added since.
-            for table in metadata.sorted_tables:
+            for table in own:
                 if table.name in existing:
-                    for index in table.indexes:
-                        index.create(conn, checkfirst=True)
-            for stmt in kpi_view_sql(dialect):
-                conn.execute(sa.text(stmt))
+                    _create_missing_indexes(conn, table, where)
+            if sources is not None and sources.active:
+                apply_views(conn, sources)
+            else:
+                for stmt in kpi_view_sql(dialect):
+                    conn.execute(sa.text(stmt))
     except DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
-    return [t.name for t in metadata.sorted_tables if t.name not in existing]
+    return [t.name for t in own if t.name not in existing]
+
+
+def _create_missing_indexes(conn: sa.Connection, table: sa.Table, where: str | None) -> None:
+    if where is None:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+        return
+    have = {i["name"] for i in sa.inspect(conn).get_indexes(table.name, schema=where)}
+    for index in table.indexes:
+        if index.name not in have:
+            index.create(conn)
 
 
 def refresh_kpi(engine: Engine) -> None:
@@ -400,11 +456,22 @@ def refresh_kpi(engine: Engine) -> None:
         conn.execute(sa.text(f"REFRESH MATERIALIZED VIEW{concurrently} {KPI_VIEW}"))
 
 
-def table_counts(engine: Engine) -> dict[str, int | None]:
-    """Row count of every schema table; None for a table that does not exist yet."""
+def table_counts(
+    engine: Engine, foreign: dict[str, list[str]] | None = None
+) -> dict[str, int | None]:
+    """Row count of every schema table (through its view where an input is mapped); None
+    for a table that does not exist yet, or whose name a platform's table with other
+    columns holds (those are put in `foreign` with the mlkit columns they lack)."""
+    from .sources.apply import foreign_tables
+
     try:
         with engine.connect() as conn:
-            existing = set(sa.inspect(conn).get_table_names())
+            inspector = sa.inspect(conn)
+            tables = set(inspector.get_table_names())
+            others = foreign_tables(conn, tables, None)
+            if foreign is not None:
+                foreign.update(others)
+            existing = (tables - set(others)) | set(inspector.get_view_names())
             counts: dict[str, int | None] = {}
             for table in metadata.sorted_tables:
                 if table.name in existing:
@@ -416,6 +483,12 @@ def table_counts(engine: Engine) -> dict[str, int | None]:
             return dict(sorted(counts.items()))
     except DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
+
+
+def relation_names(conn: sa.Connection) -> set[str]:
+    """Tables and views of the connection's default (state) schema: a mapped input is a view."""
+    inspector = sa.inspect(conn)
+    return set(inspector.get_table_names()) | set(inspector.get_view_names())
 
 
 @dataclass(frozen=True)
@@ -437,22 +510,53 @@ class SchemaInit:
         }
 
 
-def init_database(url: str, connect: Callable[[], Engine], *, create: bool = False) -> SchemaInit:
+def init_database(
+    url: str,
+    connect: Callable[[], Engine],
+    *,
+    create: bool = False,
+    sources: Sources | None = None,
+) -> SchemaInit:
     """`mlkit db init`: with `create`, the URL's database itself first (it must exist before
-    `connect` opens an engine on it), then every missing table, index and the KPI view."""
+    `connect` opens an engine on it), then the state schema (MySQL: database) when one is
+    set, then every missing table, index, source view and the KPI view."""
     database_created = create_database(url) if create else False
+    if sources is not None and sources.state_schema:
+        _create_state_schema(url, sources.state_schema)
     engine = connect()
-    tables = init_schema(engine)
+    tables = init_schema(engine, sources)
     return SchemaInit(
         dialect_name(engine), masked(engine), engine.url.database, database_created, tables
     )
 
 
+def _create_state_schema(url: str, state: str) -> None:
+    """The state schema before any engine opens on it (so the engine's default schema is
+    it): a schema on PostgreSQL, a database of the same server on MySQL."""
+    parsed = parse_url(url)
+    if dialect_name(parsed) == "mysql":
+        create_database(parsed.set(database=state))
+        return
+    engine = make_engine(parsed)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{_ident(state)}"'))
+    except DBAPIError as exc:
+        raise explain_db_error(exc, engine.url) from None
+    finally:
+        engine.dispose()
+
+
 def database_status(engine: Engine) -> dict:
     """`mlkit db status`: the dialect, the masked URL and every table's row count (None for
-    a table not created yet)."""
-    counts = table_counts(engine)
-    return {"dialect": dialect_name(engine), "database": masked(engine), "tables": counts}
+    a table not created yet); `foreign_tables`, when there are any, names the tables of
+    mlkit's names that are the platform's (other columns) and are not counted."""
+    foreign: dict[str, list[str]] = {}
+    counts = table_counts(engine, foreign)
+    document = {"dialect": dialect_name(engine), "database": masked(engine), "tables": counts}
+    if foreign:
+        document["foreign_tables"] = foreign
+    return document
 
 
 # ---------------------------------------------------------------- bulk loads

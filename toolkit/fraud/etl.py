@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from .. import schema
 from ..clock import parse_moment, utcnow
-from ..db import bulk_insert, explain_db_error, prepare_bulk_transaction, read_frame
+from ..db import bulk_insert, explain_db_error, prepare_bulk_transaction, read_frame, relation_names
 from ..errors import MlkitError
 from ..locks import job_lock
 from .labels import label_query, own_labels
@@ -454,7 +454,7 @@ def _require_tables(engine: Engine) -> None:
     }
     try:
         with engine.connect() as conn:
-            missing = sorted(needed - set(sa.inspect(conn).get_table_names()))
+            missing = sorted(needed - relation_names(conn))
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
     if missing:
