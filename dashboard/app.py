@@ -1,121 +1,173 @@
 """`mlkit dashboard`: fraud, pricing bandit and training status, live in the terminal.
 
-Reads run in a thread worker and the next poll is scheduled only after the last one returned, so a
-slow database never piles queries up; widgets only render what they are given.
+Each poll reads every panel in a daemon thread awaited by a cancellable Textual worker, and the
+next poll is scheduled only after the last one returned, so a slow database never piles queries
+up; its queries are bounded by the source's timeouts and watchdog, and quitting never waits for
+them. Widgets only render what they are given (dashboard.render, dashboard.charts).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+import time
 from collections.abc import Iterable
 from typing import ClassVar
 
-from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Grid, Vertical
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Sparkline, Static
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
 
-from mlkit.toolkit.db import Engine, masked
-from mlkit.toolkit.formats import version_label
-from mlkit.toolkit.monitor import DECISIONS, DashboardSource, Panel, Snapshot
+from mlkit.toolkit.db import Engine
+from mlkit.toolkit.monitor import TIMEOUT_SECONDS, DashboardSource, Snapshot, fraud_thresholds
 
-HELP = """mlkit dashboard
+from . import render
+from .charts import ArmSharesChart, DecisionsChart, FraudRateChart
+from .screens import ArmScreen, FamilyScreen, HelpScreen, OrderScreen
 
-r  refresh now
-p  pause / resume polling
-q  quit
-?  this help
-ctrl+p  command palette
-
-Fraud: decisions and the flagged share (BLOCKED + MANUAL_REVIEW) of orders
-placed in the last 1 h / 24 h / 7 d, hourly flagged share, latest blocked
-orders, firing alerts.
-Bandit: pulls, share, mean reward and its 90 % interval per arm (from Redis,
-from the database when Redis is down). Training: per family versions, last
-run, status, cooldown, last error.
-
-Press any key to close."""
-
-
-class HelpScreen(ModalScreen):
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > Static { width: 80; height: auto; border: round $accent; padding: 1 2;
-                          background: $panel; }
-    """
-
-    def compose(self) -> ComposeResult:
-        yield Static(HELP)
-
-    def on_key(self) -> None:
-        self.dismiss()
+MIN_SIZE = (80, 24)
+ARM_HISTORY = 240  # refreshes kept for the arm charts
 
 
 class Dashboard(App):
     TITLE = "mlkit dashboard"
+    HORIZONTAL_BREAKPOINTS: ClassVar = [(0, "-tiny"), (MIN_SIZE[0], "-narrow"), (150, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar = [(0, "-short"), (MIN_SIZE[1], "-tall")]
     CSS = """
-    #top { height: 1; background: $boost; padding: 0 1; }
-    Grid { grid-size: 2 2; grid-columns: 3fr 2fr; grid-rows: 1fr 1fr; }
-    .panel { border: round $primary; padding: 0 1; }
-    #fraud-box { row-span: 2; }
-    #fraud-spark { height: 3; margin: 1 0; }
+    #top { height: auto; max-height: 2; background: $boost; padding: 0 1; }
+    #alerts { height: auto; max-height: 4; display: none; }
+    #alerts.firing { display: block; }
+    #too-small { display: none; content-align: center middle; height: 1fr; }
+    Screen.-tiny #too-small, Screen.-short #too-small { display: block; }
+    Screen.-tiny #body, Screen.-short #body { display: none; }
+    #columns { height: auto; }
+    .panel { border: round $primary; padding: 0 1; height: auto; }
+    .panel Static { height: auto; }
+    #left { width: 3fr; height: auto; }
+    #right { width: 2fr; height: auto; }
+    Screen.-narrow #columns { layout: vertical; }
+    Screen.-narrow #left, Screen.-narrow #right { width: 1fr; }
+    #charts { height: 12; }
+    Screen.-narrow #charts { layout: vertical; height: 22; }
+    FraudRateChart, DecisionsChart { height: 1fr; }
+    #arm-chart { height: 10; display: none; }
+    #arm-chart.shown { display: block; }
+    DataTable { height: auto; max-height: 12; }
+    Screen.-wide.-tall #blocked { max-height: 30; }
+    .error { color: $error; text-style: bold; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("r", "refresh", "Refresh"),
         Binding("p", "pause", "Pause"),
-        Binding("q", "quit", "Quit"),
+        Binding("p", "resume", "Resume"),
+        Binding("w", "span", "24h/7d"),
+        Binding("enter", "open", "Open", show=False),
         Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, engine: Engine, redis_url: str | None, refresh: float = 2.0):
+    def __init__(
+        self,
+        engine: Engine,
+        redis_url: str | None,
+        refresh: float = 2.0,
+        config=None,
+        timeout: float = TIMEOUT_SECONDS,
+    ):
         super().__init__()
-        self.source = DashboardSource(engine, redis_url)
-        self.database_label = masked(engine)
+        self.source = DashboardSource(engine, redis_url, timeout)
+        self.config = config
+        self.thresholds = fraud_thresholds(config.get("alerts.rules")) if config else []
         self.refresh_seconds = refresh
         self.paused = False
-        self.polling = False
+        self.polling_since: float | None = None
         self.snapshot: Snapshot | None = None
+        self.shown_at: float | None = None
         self.refreshes = 0
+        self.span = "24h"
+        self.arm_history: list = []
         self._timer = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="top")
-        with Grid():
-            with Vertical(id="fraud-box", classes="panel"):
+        yield Static(id="alerts")
+        yield Static(
+            f"the terminal is too small: the dashboard needs {MIN_SIZE[0]}x{MIN_SIZE[1]}",
+            id="too-small",
+        )
+        with VerticalScroll(id="body"), Horizontal(id="columns"):
+            with Vertical(id="left", classes="panel"):
                 yield Static("loading…", id="fraud")
-                yield Sparkline([], id="fraud-spark")
-                yield Static("", id="blocked")
-            yield Static("loading…", id="bandit", classes="panel")
-            yield Static("loading…", id="training", classes="panel")
+                with Horizontal(id="charts"):
+                    yield FraudRateChart(id="rate-chart")
+                    yield DecisionsChart(id="decisions-chart")
+                yield Static("latest blocked", id="blocked-title")
+                yield DataTable(id="blocked", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="right"):
+                with Vertical(id="bandit-box", classes="panel"):
+                    yield Static("loading…", id="bandit")
+                    yield DataTable(id="arms", cursor_type="row")
+                    yield ArmSharesChart(id="arm-chart")
+                with Vertical(id="training-box", classes="panel"):
+                    yield DataTable(id="training", cursor_type="row")
+                    yield Static("", id="training-detail")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#fraud-box").border_title = "Fraud"
-        self.query_one("#bandit").border_title = "Pricing bandit"
-        self.query_one("#training").border_title = "Training"
+        self.query_one("#left").border_title = "Fraud"
+        self.query_one("#bandit-box").border_title = "Pricing bandit"
+        self.query_one("#training-box").border_title = "Training"
+        self.query_one("#blocked", DataTable).add_columns(*render.BLOCKED_COLUMNS)
+        self.query_one("#arms", DataTable).add_columns(*render.ARM_COLUMNS)
+        self.query_one("#training", DataTable).add_columns(*render.TRAINING_COLUMNS)
         self._render_top()
+        self.set_interval(1.0, self._render_top)
         self.poll()
 
     # ------------------------------------------------------------ polling
 
     def poll(self) -> None:
-        if self.polling:
+        if self.polling_since is not None:
             return
-        self.polling = True
+        self.polling_since = time.monotonic()
         self.read_snapshot()
 
-    @work(thread=True, exclusive=True, group="poll")
-    def read_snapshot(self) -> None:
-        snapshot = self.source.snapshot()
-        self.call_from_thread(self.show, snapshot)
+    @work(exclusive=True, group="poll", exit_on_error=False)
+    async def read_snapshot(self) -> None:
+        """The source's read in a daemon thread (never joined: quitting does not wait on a
+        database), awaited here, where cancelling the worker abandons it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+
+        def deliver(result, error) -> None:
+            if not future.done():
+                future.set_exception(error) if error else future.set_result(result)
+
+        def read() -> None:
+            try:
+                result, error = self.source.snapshot(), None
+            except BaseException as exc:
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the app is gone
+                loop.call_soon_threadsafe(deliver, result, error)
+
+        threading.Thread(target=read, name="mlkit-dashboard-poll", daemon=True).start()
+        try:
+            snapshot = await future
+        finally:
+            self.polling_since = None
+        self.show(snapshot)
 
     def show(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
+        self.shown_at = time.monotonic()
         self.refreshes += 1
-        self.polling = False
         self._render_fraud(snapshot)
         self._render_bandit(snapshot)
         self._render_training(snapshot)
@@ -125,172 +177,156 @@ class Dashboard(App):
 
     # ------------------------------------------------------------ actions
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "pause":
+            return not self.paused
+        if action == "resume":
+            return self.paused
+        return True
+
     def action_refresh(self) -> None:
         if self._timer is not None:
             self._timer.stop()
         self.poll()
 
     def action_pause(self) -> None:
-        self.paused = not self.paused
-        if self.paused and self._timer is not None:
+        self.paused = True
+        if self._timer is not None:
             self._timer.stop()
-        if not self.paused:
-            self.poll()
+        self.refresh_bindings()
         self._render_top()
+
+    def action_resume(self) -> None:
+        self.paused = False
+        self.refresh_bindings()
+        self.poll()
+        self._render_top()
+
+    def action_span(self) -> None:
+        self.span = "7d" if self.span == "24h" else "24h"
+        if self.snapshot is not None:
+            self._render_fraud(self.snapshot)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    def action_open(self) -> None:
+        focused = self.focused
+        if isinstance(focused, DataTable) and focused.row_count:
+            self._open(focused, focused.cursor_row)
+
+    async def action_quit(self) -> None:
+        self.source.abort()  # reads in flight end now; their thread is a daemon anyway
+        self.exit()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self._open(event.data_table, event.cursor_row)
+
+    def _open(self, table: DataTable, row: int) -> None:
+        key = table.coordinate_to_cell_key((row, 0)).row_key.value
+        if table.id == "blocked":
+            self.push_screen(OrderScreen(self.source.engine, int(key), self.config))
+        elif table.id == "training" and self.snapshot and self.snapshot.training.data:
+            self.push_screen(
+                FamilyScreen(self.source.engine, key, self.snapshot.training.data[key])
+            )
+        elif table.id == "arms":
+            self.push_screen(ArmScreen(key, self.arm_history))
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Refresh now", "Read every panel again", self.action_refresh)
-        yield SystemCommand("Pause / resume", "Stop or restart polling", self.action_pause)
+        if self.paused:
+            yield SystemCommand("Resume polling", "Poll again", self.action_resume)
+        else:
+            yield SystemCommand("Pause polling", "Stop polling", self.action_pause)
+        yield SystemCommand("Chart span 24 h / 7 d", "Switch the fraud charts", self.action_span)
+        yield SystemCommand(
+            "Open the selected row", "Order, family or arm in detail", self.action_open
+        )
 
     def on_unmount(self) -> None:
-        self.source.close()
+        # Closing a connection to a server that stopped answering may wait: never here.
+        threading.Thread(target=self.source.close, daemon=True).start()
 
     # ------------------------------------------------------------ rendering
 
     def _render_top(self) -> None:
         s = self.snapshot
-        state = "paused" if self.paused else f"every {self.refresh_seconds:g} s"
-        redis = s.redis_state if s else "…"
-        last = (
-            f"last refresh {s.taken_at:%H:%M:%S} UTC in {s.seconds * 1000:.0f} ms"
-            if s
-            else "first refresh…"
-        )
+        now = time.monotonic()
         self.query_one("#top", Static).update(
-            f"db {self.database_label} · Redis {redis} · {state} · {last}"
+            render.header(
+                self.source.label,
+                s.database_state if s else "…",
+                s.redis_state if s else "…",
+                s.taken_at if s else None,
+                now - self.shown_at if self.shown_at else None,
+                2 * self.refresh_seconds + self.source.timeout + 1,
+                now - self.polling_since if self.polling_since is not None else None,
+                self.paused,
+                self.refresh_seconds,
+            )
         )
 
-    def _panel_box(self, panel: Panel, selector: str) -> Static | None:
-        """The panel's box to render into; None once the panel's error is shown in it."""
-        box = self.query_one(selector, Static)
-        if panel.error:
-            box.update(Text(panel.error, style="bold red"))
-            return None
-        return box
+    def _panel_error(self, selector: str, error: str | None) -> bool:
+        if error:
+            self.query_one(selector, Static).update(Text(error, style="bold red"))
+        return bool(error)
 
     def _render_fraud(self, s: Snapshot) -> None:
-        box = self._panel_box(s.fraud, "#fraud")
-        if box is None:
+        box = self.query_one("#left")
+        alerts = self.query_one("#alerts", Static)
+        firing = (s.fraud.data or {}).get("alerts") or []
+        alerts.set_class(bool(firing), "firing")
+        alerts.update(render.alert_banner(firing))
+        if self._panel_error("#fraud", s.fraud.error):
+            box.border_title = "Fraud"
             return
         data = s.fraud.data
+        box.border_title = render.fraud_title(data)
         if not data["orders"]:
-            box.update("no orders yet")
+            self.query_one("#fraud", Static).update("no orders yet")
             return
-        table = Table(
-            box=None,
-            expand=True,
-            title_justify="left",
-            title="as of " + f"{data['as_of']:%Y-%m-%d %H:%M}" if data["as_of"] else None,
+        narrow = self.size.width < 150
+        self.query_one("#fraud", Static).update(render.fraud_windows(data, self.thresholds, narrow))
+        hourly = data["hourly"][-24:] if self.span == "24h" else data["hourly"]
+        threshold = self.thresholds[0] if self.thresholds else None
+        self.query_one(FraudRateChart).show(hourly, threshold, self.span)
+        self.query_one(DecisionsChart).show(hourly, self.span)
+        rows = render.blocked_rows(data)
+        self.query_one("#blocked-title", Static).update(
+            f"latest blocked ({len(rows)}) · enter opens an order"
         )
-        table.add_column("window")
-        for d in DECISIONS:
-            table.add_column(d, justify="right")
-        table.add_column("fraud rate", justify="right")
-        for name, w in data["windows"].items():
-            rate = "-" if w["fraud_rate"] is None else f"{w['fraud_rate']:.2%}"
-            table.add_row(name, *[f"{w['counts'][d]:,}" for d in DECISIONS], rate)
-        box.update(table)
-        self.query_one("#fraud-spark", Sparkline).data = [h["fraud_rate"] for h in data["hourly"]]
-        blocked = Table(box=None, expand=True, title="latest blocked", title_justify="left")
-        for column in ("order", "score", "price", "wallet", "scored at"):
-            blocked.add_column(column, justify="left" if column == "scored at" else "right")
-        for b in data["latest_blocked"]:
-            blocked.add_row(
-                str(b["order_id"]),
-                f"{b['fraud_score']:.3f}",
-                f"{b['price']:.2f}",
-                str(b["buyer_wallet_id"]),
-                f"{b['created_at']:%m-%d %H:%M:%S}",
-            )
-        if data["alerts"]:
-            blocked.add_section()
-            for a in data["alerts"]:
-                blocked.add_row(
-                    Text(f"ALERT {a['rule']}", style="bold red"),
-                    "",
-                    "",
-                    "",
-                    f"{a['fired_at']:%m-%d %H:%M}",
-                )
-        self.query_one("#blocked", Static).update(blocked)
+        _fill(self.query_one("#blocked", DataTable), {row[0]: row for row in rows})
 
     def _render_bandit(self, s: Snapshot) -> None:
-        box = self._panel_box(s.bandit, "#bandit")
-        if box is None:
+        if self._panel_error("#bandit", s.bandit.error):
             return
         data = s.bandit.data
-        table = Table(
-            box=None, expand=True, caption=self._bandit_caption(s), caption_justify="left"
+        self.query_one("#bandit", Static).update(
+            render.bandit_caption(data, s.redis_state, s.taken_at)
         )
-        for column in ("arm", "pulls", "share", "mean", "90% interval"):
-            table.add_column(column, justify="left" if column == "arm" else "right")
-        for arm, a in data["arms"].items():
-            style = "bold green" if a["best"] else ""
-            low, high = a["interval_90"]
-            table.add_row(
-                Text(arm + (" *" if a["best"] else ""), style=style),
-                f"{a['pulls']:,}",
-                f"{a['share']:.1%}",
-                f"{a['mean']:.4f}",
-                f"{low:.3f}-{high:.3f}",
-            )
-        box.update(table)
-
-    @staticmethod
-    def _bandit_caption(s: Snapshot) -> str:
-        source = s.bandit.data["source"]
-        if s.redis_state == "ok":
-            return f"{s.bandit.data['total_pulls']:,} pulls, live from {source}"
-        return f"Redis {s.redis_state}: from the database"
+        table = self.query_one("#arms", DataTable)
+        _fill(table, {arm: render.bandit_cells(arm, a) for arm, a in data["arms"].items()})
+        if data["trained"]:
+            self.arm_history = [*self.arm_history, (s.taken_at, data["arms"])][-ARM_HISTORY:]
+        chart = self.query_one("#arm-chart", ArmSharesChart)
+        chart.set_class(bool(self.arm_history), "shown")
+        chart.show(self.arm_history)
 
     def _render_training(self, s: Snapshot) -> None:
-        box = self._panel_box(s.training, "#training")
-        if box is None:
+        if self._panel_error("#training-detail", s.training.error):
             return
-        table = Table(box=None, expand=True)
-        for column in ("family", "prod", "cand.", "last run", "metric", "status"):
-            table.add_column(column)
-        for family, info in s.training.data.items():
-            run = info["last_training"]
-            status, style = _status(info)
-            metric = _key_metric((run or {}).get("metrics") or {})
-            table.add_row(
-                family,
-                version_label(info["prod"]),
-                version_label(info["candidate"]),
-                f"{run['started_at']:%m-%d %H:%M}" if run else "never",
-                metric,
-                Text(status, style=style),
-            )
-            if run and run.get("last_error") and status != "ok":
-                table.add_row("", "", "", "", Text(run["last_error"][:60], style="red"), "")
-        box.update(table)
+        rows = render.training_rows(s.training.data)
+        _fill(self.query_one("#training", DataTable), {row[0]: row for row in rows})
+        self.query_one("#training-detail", Static).update(render.training_detail(s.training.data))
 
 
-KEY_METRICS = ("auc_pr", "best_arm_mean_reward", "hit_rate_at_10", "macro_f1", "accuracy")
-
-
-def _key_metric(metrics: dict) -> str:
-    for name in KEY_METRICS:
-        if isinstance(metrics.get(name), float):
-            return f"{name} {metrics[name]:.3f}"
-    return "-"
-
-
-def _status(info: dict) -> tuple[str, str]:
-    run = info["last_training"]
-    if run is None:
-        return "untrained", "dim"
-    if info["cooldown"]:
-        return f"cooldown until {info['next_retry_at']:%H:%M:%S}", "yellow"
-    if run["status"] == "running":
-        return "running", "cyan"
-    if run["status"] == "failed":
-        return "failed", "bold red"
-    if run["status"] == "rejected":  # trained, but its version failed the validation gate
-        return "rejected", "yellow"
-    return "ok", "green"
+def _fill(table: DataTable, rows: dict) -> None:
+    """Replace the rows (by key), keeping the cursor on the same position."""
+    keep = table.cursor_row
+    table.clear()
+    for key, row in rows.items():
+        table.add_row(*row, key=str(key))
+    if rows:
+        table.move_cursor(row=min(keep, len(rows) - 1))
