@@ -90,10 +90,13 @@ def score_orders(
     *,
     lookback: timedelta | None = None,
     artifacts_dir: Path,
+    output=None,
 ) -> ScoringResult:
     """Score every featured order since `since` and replace this version's predictions for
     them in one transaction, so a re-run never duplicates; with a `lookback` the features
-    are caught up first, so orders without features yet are scored too."""
+    are caught up first, so orders without features yet are scored too. An `output`
+    (toolkit.outputs.PredictionOutput) gets them too, in the platform's shape, in the same
+    transaction."""
     from .etl import catch_up
 
     started = time.perf_counter()
@@ -132,13 +135,17 @@ def score_orders(
             }
         )
         p = schema.fraud_predictions
-        delete = p.delete().where(p.c.model_version == label)
+        scope = p.c.model_version == label
         if since is not None:
-            delete = delete.where(
-                p.c.order_id.in_(sa.select(f.c.order_id).where(f.c.feature_ts >= since))
+            scope = sa.and_(
+                scope, p.c.order_id.in_(sa.select(f.c.order_id).where(f.c.feature_ts >= since))
             )
-        conn.execute(delete)
+        conn.execute(p.delete().where(scope))
         bulk_insert(conn, p, predictions)
+        if output is not None:
+            from ..outputs import write_fraud_predictions
+
+            write_fraud_predictions(conn, output, scope)
     counts = pd.Series(decisions).value_counts()
     return ScoringResult(
         model=label,
@@ -195,10 +202,12 @@ def score_configured(
     (30d, a date; None: every order) with the configured thresholds, the features caught
     up first unless `catch_up` is off."""
     from ..clock import parse_moment
+    from ..outputs import outputs_of
     from ..registry import resolve
     from .etl import lookback_from_config
 
     start = parse_moment(since, now=utcnow(), option="--since") if since else None
+    output = outputs_of(config).fraud_predictions
     return score_orders(
         engine,
         resolve(engine, model_ref),
@@ -206,6 +215,7 @@ def score_configured(
         start,
         lookback=lookback_from_config(config) if catch_up else None,
         artifacts_dir=config.artifacts_dir,
+        output=output,
     )
 
 
