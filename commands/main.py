@@ -31,6 +31,7 @@ from . import (
     retention_cmd,
     score_cmd,
     signal_cmd,
+    sources_cmd,
     status_cmd,
     train_cmd,
     validate_cmd,
@@ -48,6 +49,7 @@ app = typer.Typer(
 )
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(db_cmd.app, name="db")
+app.add_typer(sources_cmd.app, name="sources")
 app.add_typer(demo_cmd.app, name="demo")
 app.add_typer(inspect_cmd.app, name="inspect")
 app.add_typer(etl_cmd.app, name="etl")

@@ -8,6 +8,7 @@ The same SELECT bodies feed `sources check`, so what it measures is what mlkit w
 from __future__ import annotations
 
 import hashlib
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -113,6 +114,31 @@ def _probe(conn: Connection, sql: str) -> list[tuple[str, object]]:
         result.close()
 
 
+def _type_names(conn: Connection, codes: set) -> dict:
+    """Driver type codes as type names: PostgreSQL's catalogue (one query), MySQL's field
+    type constants; SQLite has none."""
+    if conn.dialect.name == "postgresql" and codes:
+        rows = conn.execute(
+            sa.text(
+                "SELECT oid, format_type(oid, NULL) FROM pg_type WHERE oid IN :oids"
+            ).bindparams(sa.bindparam("oids", expanding=True)),
+            {"oids": sorted(codes)},
+        )
+        return {int(oid): name.upper() for oid, name in rows}
+    if conn.dialect.name == "mysql":
+        from pymysql.constants import FIELD_TYPE
+
+        known = {v: k for k, v in vars(FIELD_TYPE).items() if isinstance(v, int)}
+        return {code: known[code] for code in codes if code in known}
+    return {}
+
+
+def guarded(conn: Connection):
+    """A savepoint on PostgreSQL, where a failed statement would abort the transaction;
+    MySQL and SQLite go on after one (and pysqlite's savepoints are unreliable)."""
+    return conn.begin_nested() if conn.dialect.name == "postgresql" else nullcontext()
+
+
 def reflect(conn: Connection, sources: Sources, src: InputSource) -> Shape:
     """The input's source shape: one reflection of its table (or one probe of its SELECT),
     and one probe of the expressions it maps, inside a savepoint so a failure leaves the
@@ -120,7 +146,7 @@ def reflect(conn: Connection, sources: Sources, src: InputSource) -> Shape:
     shape = Shape()
     dialect = conn.dialect
     try:
-        with conn.begin_nested():
+        with guarded(conn):
             if src.table is not None:
                 owner, name = platform_table(dialect, sources, src)
                 found = sa.inspect(conn).get_columns(name, schema=owner)
@@ -133,8 +159,10 @@ def reflect(conn: Connection, sources: Sources, src: InputSource) -> Shape:
                 exprs = {t: e for t, e in src.columns.items() if not is_identifier(e)}
                 body = f"SELECT {{}} FROM {_qualified(dialect, owner, name)} src"
             else:
-                for column, code in _probe(conn, src.sql):
-                    shape.columns[column] = str(code)
+                probed = _probe(conn, src.sql)
+                names = _type_names(conn, {code for _, code in probed})
+                for column, code in probed:
+                    shape.columns[column] = names.get(code, "unknown")
                     shape.kinds[column] = _kind_of_code(dialect.name, code)
                 exprs = dict(src.columns)
                 body = f"SELECT {{}} FROM ({src.sql}) src"
@@ -212,7 +240,7 @@ def _literal(value, dialect: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _raw_expressions(dialect, src: InputSource, shape: Shape) -> dict[str, str]:
+def raw_expressions(dialect, src: InputSource, shape: Shape) -> dict[str, str]:
     """mlkit column -> the SQL giving the platform's value, before any cast."""
     out = {}
     for target, expr in src.columns.items():
@@ -228,7 +256,7 @@ def view_body(dialect, sources: Sources, src: InputSource, shape: Shape) -> str:
     """The SELECT of a mapped input's view: every mlkit column, typed, plus the platform's
     own text of each mapped id as `source_<column>`."""
     name = dialect.name
-    raw = _raw_expressions(dialect, src, shape)
+    raw = raw_expressions(dialect, src, shape)
     table = schema.metadata.tables[src.input]
     selected = []
     for column in table.columns:
