@@ -172,3 +172,19 @@ def test_a_mapped_column_the_platform_lacks_writes_nothing(platform):
             conn, output.fraud_predictions, schema.fraud_predictions.c.model_version == "x"
         )
     assert _platform_rows(platform) == []
+
+
+def test_the_config_file_is_checked_as_it_loads(tmp_path):
+    from mlkit.toolkit.config import load_config
+    from mlkit.toolkit.outputs import outputs_of
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "outputs:\n  fraud_predictions:\n    table: fraud_predictions\n"
+        "    columns:\n      transaction_id: order_id\n      fraud_score: ${SCORE:-fraud_score}\n"
+    )
+    output = outputs_of(load_config(path, env={})).fraud_predictions
+    assert output.columns == {"transaction_id": "order_id", "fraud_score": "fraud_score"}
+    path.write_text("outputs:\n  fraud_predictions:\n    table: fraud_predictions\n")
+    with pytest.raises(MlkitError, match=r"config\.yaml: outputs\.fraud_predictions\.columns"):
+        load_config(path, env={})

@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     # Platform tables (or SELECTs) standing for the inputs mlkit reads, by mlkit's table
     # name: {orders: {table: transactions, columns: {order_id: transaction_id, ...}}}.
     "sources": {},
+    # Platform tables mlkit also writes (toolkit/outputs.py): fraud_predictions in the
+    # platform's shape, the archive tables retention moves the platform's rows into.
+    "outputs": {},
     "redis": {
         "url": "",  # empty: built from host/port/password/db
         "enabled": True,
@@ -601,7 +604,7 @@ def _merge(target: dict, given: dict, shape: dict, env: Mapping[str, str], prefi
             known = ", ".join(shape)
             raise ValueError(f"unknown key '{where}' (known here: {known})")
         default = shape[key]
-        if where == "sources":
+        if where in ("sources", "outputs"):
             target[key] = _interpolated(value, env)
         elif isinstance(default, dict):
             if value is None:
@@ -698,6 +701,9 @@ def _check_sources(config: Config) -> None:
     where = origin_of(config.source)
     try:
         config.data["sources"] = parse_sources(config.data["sources"])
+        from .outputs import parse_outputs
+
+        parse_outputs(config.data["outputs"], config.data["sources"])
         backend = dialect_name(parse_url(config.database_url))
         check_state_schema(config.data["database"]["state_schema"], backend)
     except MlkitError as exc:
