@@ -33,4 +33,4 @@ def dashboard(
     config, engine = load_context(ctx, check=False)
     from mlkit.dashboard.app import Dashboard
 
-    Dashboard(engine, config.redis_url, refresh).run()
+    Dashboard(engine, config.redis_url, refresh, config).run()

@@ -114,27 +114,31 @@ def _mysql_statement_timeout(timeout: float):
 
 
 class Watchdog:
-    """Aborts the reads in flight on an engine: their sockets are shut down (a SQLite read is
-    interrupted), so a query blocked on a server that stopped answering fails at once."""
+    """Aborts the reads on an engine: every connection it holds has its socket shut down (a
+    SQLite read is interrupted), so a query or a pre-ping blocked on a server that stopped
+    answering fails at once. Idle pooled connections go too; the pool reconnects."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
         self._lock = threading.Lock()
         self._open: set = set()
-        sa.event.listen(engine, "checkout", self._checkout)
-        sa.event.listen(engine, "checkin", self._checkin)
-        sa.event.listen(engine, "close", self._checkin)
+        sa.event.listen(engine, "connect", self._opened)
+        sa.event.listen(engine, "close", self._closed)
+        sa.event.listen(engine, "close_detached", self._closed_detached)
 
-    def _checkout(self, dbapi_connection, _record, _proxy) -> None:
+    def _opened(self, dbapi_connection, _record) -> None:
         with self._lock:
             self._open.add(dbapi_connection)
 
-    def _checkin(self, dbapi_connection, _record) -> None:
+    def _closed(self, dbapi_connection, _record) -> None:
         with self._lock:
             self._open.discard(dbapi_connection)
 
+    def _closed_detached(self, dbapi_connection) -> None:
+        self._closed(dbapi_connection, None)
+
     def abort(self) -> int:
-        """Abort every checked-out connection; how many."""
+        """Abort every connection; how many."""
         with self._lock:
             connections = list(self._open)
         for connection in connections:
