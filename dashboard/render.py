@@ -155,15 +155,18 @@ def bandit_cells(arm: str, a: dict) -> list:
 
 
 def bandit_caption(data: dict, redis_state: str, taken_at: datetime) -> Text:
-    if not data["trained"]:
-        return Text("not trained yet: no arms (`mlkit train pricing`)", "dim")
-    text = Text(f"{data['total_pulls']:,} pulls · read {taken_at:%H:%M:%S} from {data['source']}")
+    if data["trained"]:
+        text = Text(
+            f"{data['total_pulls']:,} pulls · read {taken_at:%H:%M:%S} from {data['source']}"
+        )
+    else:
+        text = Text("not trained yet: no arms (`mlkit train pricing`)", "dim")
     if data["redis_note"]:
         text.append(f" · {data['redis_note']}", STALE)
-    elif redis_state not in ("ok", "disabled"):
-        text.append(f" · Redis {redis_state}", DOWN)
-    elif redis_state == "disabled":
+    if redis_state == "disabled":
         text.append(" · Redis disabled", "dim")
+    elif redis_state != "ok":
+        text.append(f" · Redis {redis_state}", DOWN)
     return text
 
 

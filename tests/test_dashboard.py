@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import socket
 import subprocess
@@ -39,6 +40,9 @@ def seeded(tmp_path_factory):
         families=("fraud", "pricing"),
         start=datetime(2026, 1, 1),
     )
+    # kpi_hourly refreshed before the scoring, as after a cron refresh: the panel must not
+    # trust it (its figures are computed live).
+    refresh_kpi(engine)
     o = schema.orders
     with engine.begin() as conn:
         orders = pd.DataFrame(conn.execute(sa.select(o.c.order_id, o.c.created_at)).all())
@@ -60,7 +64,6 @@ def seeded(tmp_path_factory):
                 for i, d, t in zip(recent["order_id"], decisions, recent["created_at"], strict=True)
             ],
         )
-    refresh_kpi(engine)  # as cron does every 5 minutes; the panel reads whole hours there
     expected = pd.Series(decisions).value_counts()
     yield engine, url, expected
     engine.dispose()
@@ -68,8 +71,24 @@ def seeded(tmp_path_factory):
 
 
 def text_of(app, selector: str) -> str:
-    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
-    console.print(app.query_one(selector).content)
+    """What a Static shows, or a DataTable's rows (cells separated by spaces), as text."""
+    from textual.widgets import DataTable
+
+    widget = app.query_one(selector)
+    if isinstance(widget, DataTable):
+        return "\n".join(
+            " ".join(str(cell) for cell in widget.get_row_at(i)) for i in range(widget.row_count)
+        )
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(widget.content)
+    return console.export_text()
+
+
+def screen_text(app) -> str:
+    """The whole screen as plain text."""
+    width, height = app.size
+    console = Console(width=width, height=height, record=True, file=io.StringIO())
+    console.print(app.screen._compositor.render_update(full=True))
     return console.export_text()
 
 
@@ -100,19 +119,22 @@ async def test_panels_show_the_seeded_figures_and_follow_updates(seeded, redis_u
             assert f"{int(expected.get(decision, 0)):,}" in seven_days
         flagged = sum(int(expected.get(d, 0)) for d in FLAGGED) / int(expected.sum())
         assert f"{flagged:.2%}" in seven_days
-        assert "as of" in fraud  # the demo's orders are older than a week
-        assert "latest blocked" in text_of(app, "#blocked")
+        title = app.query_one("#left").border_title
+        assert "windows end at the newest order" in title  # the demo's orders are older
+        assert "latest blocked" in text_of(app, "#blocked-title")
+        blocked = text_of(app, "#blocked")
+        assert len(blocked.splitlines()) == min(20, int(expected.get("BLOCKED", 0)))
 
-        bandit = text_of(app, "#bandit")
+        bandit = text_of(app, "#arms")
         states = store.read_database()
         for arm, state in states.items():
             assert arm in bandit and f"{state.pulls:,}" in bandit, bandit
         best = max(states, key=lambda a: states[a].mean)
-        assert f"{best} *" in bandit and "live from redis" in bandit, bandit
+        assert f"{best} *" in bandit and "from redis" in text_of(app, "#bandit")
 
         training = text_of(app, "#training")
-        pricing = next(line for line in training.splitlines() if line.strip().startswith("pricing"))
-        assert "v1" in pricing and "ok" in pricing
+        pricing = next(line for line in training.splitlines() if line.startswith("pricing"))
+        assert "v1" in pricing and pricing.endswith("ok"), pricing
         assert "untrained" in next(line for line in training.splitlines() if "recommender" in line)
         assert "Redis ok" in text_of(app, "#top")
 
@@ -121,16 +143,20 @@ async def test_panels_show_the_seeded_figures_and_follow_updates(seeded, redis_u
         store.record("early_bird", 1.0)
         await wait_for_refresh(app, pilot, app.refreshes)
         await wait_for_refresh(app, pilot, app.refreshes)
-        assert f"{before + 1:,}" in text_of(app, "#bandit")
+        assert f"{before + 1:,}" in text_of(app, "#arms")
 
-        # p pauses polling; p again resumes.
+        # p pauses polling and the footer offers Resume; p again resumes.
+        assert "Pause" in screen_text(app).splitlines()[-1]
         await pilot.press("p")
         await pilot.pause(0.1)
         paused_at = app.refreshes
         await pilot.pause(REFRESH * 4)
-        assert app.refreshes == paused_at and "paused" in text_of(app, "#top")
+        assert app.refreshes == paused_at and "PAUSED" in text_of(app, "#top")
+        footer = screen_text(app).splitlines()[-1]
+        assert "Resume" in footer and "Pause" not in footer, footer
         await pilot.press("p")
         await wait_for_refresh(app, pilot, paused_at)
+        assert "Pause" in screen_text(app).splitlines()[-1]
 
         await pilot.press("question_mark")
         await pilot.pause(0.1)
@@ -141,6 +167,40 @@ async def test_panels_show_the_seeded_figures_and_follow_updates(seeded, redis_u
         await pilot.press("q")
         await pilot.pause(0.2)
     assert not app.is_running
+
+
+async def test_another_databases_bandit_in_the_same_redis_is_never_shown(
+    seeded, redis_url, tmp_path, monkeypatch
+):
+    """Two databases share a Redis index: the one whose stamp the values do not carry reads
+    its own arms from its database and says why."""
+    import redis as redis_lib
+
+    from mlkit.dashboard.app import Dashboard
+    from mlkit.toolkit.pricing.history import ARMS
+    from mlkit.toolkit.pricing.state import ArmState
+
+    engine, url, _ = seeded
+    monkeypatch.setenv("MLKIT_HOME", "home")
+    client = redis_lib.Redis.from_url(redis_url)
+    train_bandit(engine, load_config(database_url=url), client, since="365d", force=True)
+    theirs = BanditStore(engine, client).read()
+    assert theirs[1] == "redis"
+
+    other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    init_schema(other)
+    BanditStore(other).save({arm: ArmState(arm, pulls=7, reward_sum=3.0) for arm in ARMS})
+    app = Dashboard(other, redis_url, REFRESH)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for_refresh(app, pilot, 0)
+        caption = text_of(app, "#bandit")
+        assert "another database's bandit: not shown" in caption and "from database" in caption
+        arms = text_of(app, "#arms")
+        assert all(f"{arm} " in arms for arm in ARMS)
+        assert all(" 7 25.0% " in line for line in arms.splitlines()), arms
+        await pilot.press("q")
+    # Read only: the dashboard left the other database's values in Redis alone.
+    assert BanditStore(engine, client).read() == theirs
 
 
 def free_port() -> int:
@@ -194,8 +254,9 @@ async def test_redis_stopped_degrades_the_bandit_panel_and_it_recovers(seeded):
             await wait_for_refresh(app, pilot, app.refreshes)
             await wait_for_refresh(app, pilot, app.refreshes)
             assert "Redis disconnected, retrying" in text_of(app, "#top")
-            bandit = text_of(app, "#bandit")
-            assert "from the database" in bandit and "baseline" in bandit
+            caption = text_of(app, "#bandit")
+            assert "from database" in caption and "Redis disconnected" in caption, caption
+            assert "baseline" in text_of(app, "#arms")
             server = start_redis(port)
             await wait_for_refresh(app, pilot, app.refreshes)
             await wait_for_refresh(app, pilot, app.refreshes)
@@ -225,7 +286,9 @@ async def test_sqlite_without_redis_and_a_database_that_goes_away(tmp_path):
         await wait_for_refresh(app, pilot, app.refreshes)
         await wait_for_refresh(app, pilot, app.refreshes)
         assert "database disconnected, retrying" in text_of(app, "#fraud")
-        assert "database disconnected, retrying" in text_of(app, "#training")
+        assert str(path) in text_of(app, "#fraud")  # where, and why
+        assert "database disconnected, retrying" in text_of(app, "#training-detail")
+        assert "down" in text_of(app, "#top")
         path.unlink(missing_ok=True)  # the empty file SQLite made meanwhile
         (tmp_path / "away.db").rename(path)
         await wait_for_refresh(app, pilot, app.refreshes)
@@ -246,7 +309,7 @@ def test_the_command_opens_the_configured_database_and_quits_on_q(
     async def look_and_quit(pilot) -> None:
         await wait_for_refresh(pilot.app, pilot, 0)
         shown["top"] = text_of(pilot.app, "#top")
-        shown["fraud"] = text_of(pilot.app, "#fraud")
+        shown["fraud"] = pilot.app.query_one("#left").border_title
         await pilot.press("q")
 
     run = Dashboard.run
@@ -258,7 +321,7 @@ def test_the_command_opens_the_configured_database_and_quits_on_q(
     result = cli("--redis", redis_url, "dashboard", "--database", url, "--refresh", str(REFRESH))
     assert result.exit_code == 0, result.output
     assert url.rsplit("/", 1)[-1] in shown["top"] and "Redis ok" in shown["top"]
-    assert "as of" in shown["fraud"]
+    assert "windows end at the newest order" in shown["fraud"]
 
 
 def test_the_command_checks_its_options_and_the_config(cli):
