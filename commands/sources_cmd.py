@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ._common import JsonFlag, emit_json, err, load_context, stdout_console
+from ._common import JsonFlag, emit_json, err, load_config, load_context, stdout_console
 
 app = typer.Typer(
     help="Your own tables as mlkit's inputs: the `sources:` mapping of config.yaml.",
@@ -24,11 +24,9 @@ def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
     Example: mlkit sources check --json
     """
-    from mlkit.toolkit.sources.check import check_sources
-    from mlkit.toolkit.sources.mapping import sources_from_config
+    from mlkit.toolkit.sources.check import check_configured
 
-    config, engine = load_context(ctx)
-    document = check_sources(engine, sources_from_config(config))
+    document = check_configured(load_config(ctx))
     if as_json:
         emit_json(document)
     else:

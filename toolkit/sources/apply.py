@@ -71,11 +71,13 @@ def platform_first(conn: Connection, sources: Sources) -> Iterator[None]:
         yield
         conn.execute(sa.text(f"SET LOCAL search_path TO {state}, {platform}"))
         return
+    current = conn.execute(sa.text("SELECT DATABASE()")).scalar()
     conn.execute(sa.text(f"USE {platform}"))
     try:
         yield
     finally:
-        conn.execute(sa.text(f"USE {state}"))
+        if current:
+            conn.execute(sa.text(f"USE {quote(conn, current)}"))
 
 
 def apply_views(conn: Connection, sources: Sources) -> list[str]:

@@ -64,6 +64,20 @@ class Report:
         }
 
 
+def check_configured(config) -> dict:
+    """`mlkit sources check` on the config's database, connected to the platform's own
+    schema (MySQL: database), so it works before `db init` made the state schema."""
+    from ..db import make_engine
+    from .mapping import sources_from_config
+
+    sources = sources_from_config(config)
+    engine = make_engine(config.database_url)
+    try:
+        return check_sources(engine, sources)
+    finally:
+        engine.dispose()
+
+
 def check_sources(engine: Engine, sources: Sources) -> dict:
     """Every mapped input: reachable, columns and types, rows, time range, NULLs in
     required columns, labels and their delay, and ids that do not join."""
@@ -270,7 +284,7 @@ def _check_joins(conn: Connection, report: Report, bodies: dict[str, str]) -> No
             total = report.inputs[child]["rows"]
             report.problem(
                 child,
-                f"{unjoined} of {total} rows have a {column} with no row in {parent}",
+                f"{unjoined} of {total} rows: {column} matches no row of {parent}",
                 f"the ids must be the same values in both (text ids hash alike): check "
                 f"sources.{child} ({column}) against sources.{parent} ({key})"
                 if parent in sources.inputs

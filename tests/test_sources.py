@@ -1,0 +1,344 @@
+"""Your own database: a platform's tables (text ids, other column names) mapped through
+`sources:` become views in mlkit's state schema, and the fraud pipeline runs on them;
+`sources check` names each problem of a mapping; `db init` refuses a foreign table."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from conftest import DIALECTS, drop_database, make_database
+
+from mlkit.toolkit.sources.views import source_id
+
+START = datetime(2026, 3, 1)
+N_ORDERS = 400
+N_WALLETS = 40
+N_EVENTS = 6
+FLAGGED = {"0xw3": START + timedelta(days=2), "0xw17": START + timedelta(days=5)}
+
+platform = sa.MetaData()
+transactions = sa.Table(
+    "transactions",
+    platform,
+    sa.Column("transaction_id", sa.String(64), primary_key=True),
+    sa.Column("wallet_address", sa.String(42), nullable=False),
+    sa.Column("event_code", sa.String(64), nullable=False),
+    sa.Column("price_paid", sa.Numeric(12, 2), nullable=False),
+    sa.Column("pay", sa.String(20)),
+    sa.Column("ts", sa.DateTime(), nullable=False),
+    sa.Column("state", sa.String(16)),
+)
+flagged_wallets = sa.Table(
+    "flagged_wallets",
+    platform,
+    sa.Column("wallet_address", sa.String(42), primary_key=True),
+    sa.Column("listed_at", sa.DateTime()),
+)
+accounts = sa.Table(
+    "accounts",
+    platform,
+    sa.Column("address", sa.String(42), primary_key=True),
+    sa.Column("opened", sa.DateTime(), nullable=False),
+)
+shows = sa.Table(
+    "shows",
+    platform,
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("title", sa.String(100)),
+)
+
+LABEL_SQL = (
+    "SELECT t.transaction_id AS order_id, t.wallet_address AS wallet_id, "
+    "f.listed_at AS label_available_at "
+    "FROM flagged_wallets f JOIN transactions t ON t.wallet_address = f.wallet_address"
+)
+ORDERS = {
+    "table": "transactions",
+    "columns": {
+        "order_id": "transaction_id",
+        "buyer_wallet_id": "wallet_address",
+        "event_id": "event_code",
+        "price": "price_paid",
+        "payment_method": "pay",
+        "status": "state",
+        "created_at": "ts",
+    },
+}
+
+
+def order_rows() -> list[dict]:
+    return [
+        {
+            "transaction_id": f"tx-{i:05d}",
+            "wallet_address": f"0xw{i % N_WALLETS}",
+            "event_code": f"ev-{i % N_EVENTS}",
+            "price_paid": 20 + (i % 9) * 5,
+            "pay": "card" if i % 3 else "crypto",
+            "ts": START + timedelta(minutes=37 * i),
+            "state": "COMPLETED",
+        }
+        for i in range(N_ORDERS)
+    ]
+
+
+@pytest.fixture(params=DIALECTS)
+def world(request, tmp_path):
+    """A platform database of one dialect with its own tables filled; on PostgreSQL and
+    MySQL mlkit's state lives in a schema (database) of its own."""
+    dialect = request.param
+    url = make_database(dialect, tmp_path)
+    engine = sa.create_engine(url)
+    platform.create_all(engine)
+    rows = order_rows()
+    with engine.begin() as conn:
+        conn.execute(transactions.insert(), rows)
+        conn.execute(
+            flagged_wallets.insert(),
+            [{"wallet_address": w, "listed_at": t} for w, t in FLAGGED.items()],
+        )
+    engine.dispose()
+    state = None if dialect == "sqlite" else ("mlkit" if dialect == "postgresql" else None)
+    if dialect == "mysql":
+        state = f"{sa.engine.make_url(url).database}_state"
+    yield {"dialect": dialect, "url": url, "state": state, "rows": rows}
+    if dialect == "mysql":
+        drop_database(f"{url.rsplit('/', 1)[0]}/{state}")
+    drop_database(url)
+
+
+def write_config(world, sources: dict) -> None:
+    database = {"url": world["url"]}
+    if world["state"]:
+        database["state_schema"] = world["state"]
+    with open("config.yaml", "w") as fh:
+        yaml.safe_dump({"database": database, "sources": sources}, fh)
+
+
+def state_engine(world):
+    """An engine reading mlkit's state (the views and mlkit's own tables)."""
+    url = sa.engine.make_url(world["url"])
+    if world["dialect"] == "postgresql":
+        return sa.create_engine(url, connect_args={"options": "-csearch_path=mlkit,public"})
+    if world["dialect"] == "mysql":
+        return sa.create_engine(url.set(database=world["state"]))
+    from mlkit.toolkit.db import make_engine
+
+    return make_engine(url)  # SQLite: the views need mlkit's id function
+
+
+def platform_tables(world) -> set[str]:
+    engine = sa.create_engine(world["url"])
+    try:
+        inspector = sa.inspect(engine)
+        return set(inspector.get_table_names()) | set(inspector.get_view_names())
+    finally:
+        engine.dispose()
+
+
+def test_mapped_platform_tables_feed_the_fraud_pipeline_through_views(world, cli):
+    write_config(world, {"transactions": ORDERS, "fraud_labels": {"sql": LABEL_SQL}})
+    before = platform_tables(world)
+
+    check = cli("sources", "check", "--json")
+    assert check.exit_code == 0, check.stdout + check.stderr
+    document = json.loads(check.stdout)
+    assert document["ok"] and document["problems"] == []
+    assert document["inputs"]["orders"]["rows"] == N_ORDERS
+    assert set(document["inputs"]["orders"]["columns"]) >= {"transaction_id", "ts"}
+    flagged_orders = [r for r in world["rows"] if r["wallet_address"] in FLAGGED]
+    assert document["inputs"]["security_alerts"]["labels"] == len(flagged_orders)
+    assert document["inputs"]["security_alerts"]["unjoined"] == {"order_id": 0}
+    assert set(document["derived"]) == {"wallets", "events"}
+
+    init = cli("db", "init")
+    assert init.exit_code == 0, init.stderr
+    if world["dialect"] != "sqlite":
+        assert platform_tables(world) == before  # nothing of mlkit's among the platform's
+
+    etl = cli("etl", "run")
+    assert etl.exit_code == 0, etl.stderr
+    engine = state_engine(world)
+    try:
+        with engine.connect() as conn:
+            views = set(sa.inspect(conn).get_view_names())
+            assert {"orders", "wallets", "events", "security_alerts"} <= views
+            orders = conn.execute(
+                sa.text("SELECT order_id, source_order_id, buyer_wallet_id FROM orders")
+            ).all()
+            wallets = dict(conn.execute(sa.text("SELECT address, created_at FROM wallets")).all())
+            wallet_ids = dict(conn.execute(sa.text("SELECT address, wallet_id FROM wallets")).all())
+            alert_orders = {
+                r[0] for r in conn.execute(sa.text("SELECT order_id FROM security_alerts"))
+            }
+            features = conn.execute(
+                sa.text("SELECT order_id, wallet_id, label FROM fraud_features")
+            ).all()
+    finally:
+        engine.dispose()
+    # One text, one id, in every view.
+    assert len(orders) == N_ORDERS
+    assert all(o[0] == source_id(o[1]) for o in orders)
+    assert wallet_ids == {f"0xw{i}": source_id(f"0xw{i}") for i in range(N_WALLETS)}
+    assert alert_orders == {source_id(r["transaction_id"]) for r in flagged_orders}
+    # A derived wallet was created by its first order.
+    first = {}
+    for r in world["rows"]:
+        first.setdefault(r["wallet_address"], r["ts"])
+    assert {a: _as_datetime(t) for a, t in wallets.items()} == first
+    # The fraud features of every order, labelled through the mapped labels.
+    assert len(features) == N_ORDERS
+    assert {f[0] for f in features} == {o[0] for o in orders}
+    assert {f[0] for f in features if f[2]} == alert_orders
+    by_order = {o[0]: o[2] for o in orders}
+    assert all(by_order[f[0]] == f[1] for f in features)
+
+    status = json.loads(cli("db", "status", "--json").stdout)
+    assert status["tables"]["orders"] == N_ORDERS
+    assert "foreign_tables" not in status
+
+
+def _as_datetime(value) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def test_sources_apply_recreates_the_views_after_a_mapping_edit(world, cli):
+    write_config(world, {"orders": ORDERS})
+    assert cli("db", "init").exit_code == 0
+    doubled = {**ORDERS, "columns": {**ORDERS["columns"], "price": "price_paid * 2"}}
+    write_config(world, {"orders": doubled})
+    result = cli("sources", "apply", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["views"] == ["orders", "wallets", "events"]
+    engine = state_engine(world)
+    try:
+        with engine.connect() as conn:
+            total = conn.execute(sa.text("SELECT SUM(price) FROM orders")).scalar_one()
+    finally:
+        engine.dispose()
+    assert float(total) == 2 * sum(r["price_paid"] for r in world["rows"])
+
+
+def test_sources_check_names_each_problem_with_a_hint(world, cli):
+    engine = sa.create_engine(world["url"])
+    with engine.begin() as conn:
+        # Labels without the time they became known, and of orders the platform never had.
+        conn.execute(
+            flagged_wallets.insert(),
+            [{"wallet_address": "0xnobody", "listed_at": None}],
+        )
+        conn.execute(accounts.insert(), [{"address": f"0xa{i}", "opened": START} for i in range(5)])
+    engine.dispose()
+    labels = (
+        "SELECT CONCAT('gone-', f.wallet_address) AS order_id, f.listed_at AS label_available_at "
+        "FROM flagged_wallets f"
+        if world["dialect"] == "mysql"
+        else "SELECT 'gone-' || f.wallet_address AS order_id, f.listed_at AS label_available_at "
+        "FROM flagged_wallets f"
+    )
+    write_config(
+        world,
+        {
+            "orders": ORDERS,
+            "wallets": {
+                "table": "accounts",
+                "columns": {"wallet_id": "address", "created_at": "opened"},
+            },
+            "events": {
+                "table": "shows",
+                "columns": {
+                    "event_id": "code",
+                    "base_price": "face_value",
+                    "sale_start": "title",
+                    "event_date": "title",
+                    "created_at": "title",
+                },
+            },
+            "security_alerts": {"sql": labels},
+        },
+    )
+    result = cli("sources", "check")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    problems = [line for line in lines if line.startswith("problem: ")]
+    for i, line in enumerate(lines):
+        if line.startswith("problem: "):
+            assert lines[i + 1].startswith("hint: "), line
+    assert len(problems) == 4, result.stderr
+    assert any(p.startswith("problem: events: column 'face_value'") for p in problems)
+    assert any(
+        p.startswith("problem: security_alerts: label_available_at is NULL in 1 of 3")
+        for p in problems
+    )
+    assert any(
+        p.startswith("problem: security_alerts: 3 of 3 rows: order_id matches no row of orders")
+        for p in problems
+    )
+    assert any(
+        p.startswith(f"problem: orders: {N_ORDERS} of {N_ORDERS} rows: buyer_wallet_id matches")
+        for p in problems
+    )
+    document = json.loads(cli("sources", "check", "--json").stdout)
+    assert not document["ok"] and len(document["problems"]) == 4
+    assert document["inputs"]["security_alerts"]["null_rates"]["label_available_at"] == 1 / 3
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_db_init_refuses_a_platform_table_of_mlkits_name(dialect, tmp_path, cli):
+    url = make_database(dialect, tmp_path)
+    try:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE orders (transaction_id VARCHAR(64), amount INT)"))
+            conn.execute(sa.text("INSERT INTO orders VALUES ('tx-1', 5)"))
+        engine.dispose()
+        env = {"MLKIT_DATABASE_URL": url}
+        result = cli("db", "init", env=env)
+        assert result.exit_code == 1
+        lines = result.stderr.splitlines()
+        assert lines[0].startswith("error: table orders exists with other columns (no order_id")
+        assert lines[1].startswith("hint: ") and "sources:" in lines[1]
+        assert "database.state_schema" in lines[1]
+        status = cli("db", "status", "--json", env=env)
+        document = json.loads(status.stdout)
+        assert document["tables"]["orders"] is None
+        assert "created_at" in document["foreign_tables"]["orders"]
+    finally:
+        drop_database(url)
+
+
+@pytest.mark.parametrize(
+    ("sources", "database", "expected", "hint"),
+    [
+        ({"purchases": {"table": "t"}}, {}, "sources.purchases: unknown input", "transactions"),
+        (
+            {"orders": {"table": "t", "columns": {"order_id": "id", "colour": "c"}}},
+            {},
+            "sources.orders.columns.colour: orders has no column 'colour'",
+            "buyer_wallet_id",
+        ),
+        (
+            {"orders": {"table": "t", "columns": {"order_id": "id"}}},
+            {},
+            "sources.orders.columns: no mapping for required column(s) buyer_wallet_id",
+            "sources.orders.columns",
+        ),
+        ({"orders": {"table": "t", "sql": "SELECT 1"}}, {}, "sources.orders: give exactly", "sql"),
+        ({}, {"state_schema": "mlkit"}, "database.state_schema: SQLite", "state_schema"),
+        ({}, {"state_schema": "My-Schema"}, "database.state_schema: 'My-Schema'", "letters"),
+    ],
+)
+def test_a_bad_mapping_is_one_error_naming_its_key(sources, database, expected, hint, cli):
+    url = "postgresql://u@h/db" if database.get("state_schema") == "My-Schema" else ""
+    config = {"database": {**database, **({"url": url} if url else {})}, "sources": sources}
+    with open("config.yaml", "w") as fh:
+        yaml.safe_dump(config, fh)
+    result = cli("sources", "check")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("error: config.yaml: " + expected), lines[0]
+    assert lines[1].startswith("hint: ") and hint in lines[1]
