@@ -56,6 +56,11 @@ def test_the_ticketing_outputs_parse_with_what_sources_say_of_orders():
         "transaction_id",
     )
     assert outputs.orders_mapped and not parse_outputs(None).orders_mapped
+    # With mlkit's tables kept apart, a bare name is the platform's, never mlkit's own.
+    apart = parse_outputs(
+        {"fraud_predictions": {**PREDICTIONS, "table": "fraud_predictions"}}, {}, "public"
+    )
+    assert apart.fraud_predictions.table == "public.fraud_predictions"
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,13 @@ def _name(value: Any, where: str, *, qualified: bool = False) -> str:
     return text
 
 
+def _table(value: Any, where: str, platform: str | None) -> str:
+    """[schema.]table; a bare name is the platform's (its schema or database) when mlkit keeps
+    its own tables apart, as in `sources:`, so it never means mlkit's table of that name."""
+    name = _name(value, where, qualified=True)
+    return f"{platform}.{name}" if platform and "." not in name else name
+
+
 def _section(raw: Mapping, name: str) -> Mapping | None:
     section = raw.get(name)
     if section is None:
@@ -84,7 +91,7 @@ def _section(raw: Mapping, name: str) -> Mapping | None:
     return section
 
 
-def _prediction_output(section: Mapping) -> PredictionOutput:
+def _prediction_output(section: Mapping, platform: str | None) -> PredictionOutput:
     columns = section.get("columns")
     if not isinstance(columns, Mapping) or not columns:
         raise _error("fraud_predictions.columns", "map each platform column to an mlkit value")
@@ -95,7 +102,7 @@ def _prediction_output(section: Mapping) -> PredictionOutput:
             raise _error(where, f"{value!r} is not one of {', '.join(PREDICTION_VALUES)}")
         mapped[_name(column, where)] = str(value)
     output = PredictionOutput(
-        _name(section.get("table"), "fraud_predictions.table", qualified=True), mapped
+        _table(section.get("table"), "fraud_predictions.table", platform), mapped
     )
     if output.column_of("order_id") is None:
         raise _error("fraud_predictions.columns", "no platform column takes order_id")
@@ -113,7 +120,7 @@ def _orders_source(sources: Mapping) -> Mapping | None:
     return found if isinstance(found, Mapping) else None
 
 
-def _orders_archive(section: Mapping, sources: Mapping) -> ArchiveOutput:
+def _orders_archive(section: Mapping, sources: Mapping, platform: str | None) -> ArchiveOutput:
     orders = _orders_source(sources) or {}
     columns = orders.get("columns") if isinstance(orders.get("columns"), Mapping) else {}
     derived = {
@@ -129,21 +136,23 @@ def _orders_archive(section: Mapping, sources: Mapping) -> ArchiveOutput:
                 f"cannot tell the platform's order {key} from sources.orders; give it here",
             )
     return ArchiveOutput(
-        table=_name(section.get("table"), "orders_archive.table", qualified=True),
-        source=_name(given["source"], "orders_archive.source", qualified=True),
+        table=_table(section.get("table"), "orders_archive.table", platform),
+        source=_table(given["source"], "orders_archive.source", platform),
         key=_name(given["key"], "orders_archive.key"),
         time=_name(given["time"], "orders_archive.time"),
     )
 
 
-def _predictions_archive(section: Mapping, predictions: PredictionOutput | None) -> ArchiveOutput:
+def _predictions_archive(
+    section: Mapping, predictions: PredictionOutput | None, platform: str | None
+) -> ArchiveOutput:
     if predictions is None:
         raise _error("fraud_predictions_archive", "needs outputs.fraud_predictions mapped")
     time = section.get("time") or predictions.column_of("created_at")
     if not time:
         raise _error("fraud_predictions_archive.time", "no platform column takes created_at")
     return ArchiveOutput(
-        table=_name(section.get("table"), "fraud_predictions_archive.table", qualified=True),
+        table=_table(section.get("table"), "fraud_predictions_archive.table", platform),
         source=predictions.table,
         key=_name(section.get("key") or "id", "fraud_predictions_archive.key"),
         time=_name(time, "fraud_predictions_archive.time"),
@@ -151,9 +160,12 @@ def _predictions_archive(section: Mapping, predictions: PredictionOutput | None)
     )
 
 
-def parse_outputs(raw: Mapping | None, sources: Mapping | None = None) -> Outputs:
+def parse_outputs(
+    raw: Mapping | None, sources: Mapping | None = None, platform: str | None = None
+) -> Outputs:
     """The `outputs:` section checked; `sources` (the `sources:` section) supplies what the
-    orders archive needs to know of the platform's orders table."""
+    orders archive needs to know of the platform's orders table; bare table names are in the
+    `platform` schema (or MySQL database) when one is given."""
     raw, sources = raw or {}, sources or {}
     if not isinstance(raw, Mapping):
         raise _error("", f"expected a section, got {raw!r}")
@@ -162,22 +174,30 @@ def parse_outputs(raw: Mapping | None, sources: Mapping | None = None) -> Output
         raise _error(sorted(unknown)[0], f"unknown output (known: {', '.join(OUTPUT_NAMES)})")
     sections = {name: _section(raw, name) for name in OUTPUT_NAMES}
     predictions = (
-        _prediction_output(sections["fraud_predictions"]) if sections["fraud_predictions"] else None
+        _prediction_output(sections["fraud_predictions"], platform)
+        if sections["fraud_predictions"]
+        else None
     )
     orders = sections["orders_archive"]
     archive = sections["fraud_predictions_archive"]
     return Outputs(
         fraud_predictions=predictions,
-        orders_archive=_orders_archive(orders, sources) if orders else None,
-        fraud_predictions_archive=_predictions_archive(archive, predictions) if archive else None,
+        orders_archive=_orders_archive(orders, sources, platform) if orders else None,
+        fraud_predictions_archive=(
+            _predictions_archive(archive, predictions, platform) if archive else None
+        ),
         orders_mapped=_orders_source(sources) is not None,
     )
 
 
 def outputs_of(config) -> Outputs:
     """The configured outputs (none when the config has no `outputs:` section)."""
+    from .sources.mapping import sources_from_config
+
     data = config.data
-    return parse_outputs(data.get("outputs"), data.get("sources"))
+    sources = sources_from_config(config)
+    platform = sources.platform if sources.state_schema else None
+    return parse_outputs(data.get("outputs"), data.get("sources"), platform)
 
 
 # ---------------------------------------------------------------- writing
