@@ -30,7 +30,6 @@ from .db import dialect_name, masked
 from .fraud.columns import BLOCKED, DECISIONS, FLAGGED
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
-CHART_HOURS = 7 * 24
 LATEST_BLOCKED = 20
 TIMEOUT_SECONDS = 2.0  # connect and statement timeout of every dashboard query
 DISCONNECTED = "disconnected, retrying"
@@ -228,8 +227,8 @@ def _tally(counts: dict) -> dict:
 
 
 def summarize(rows: list[tuple], anchor: datetime) -> tuple[dict, list[dict]]:
-    """The windows (each with its start and end) and the hourly series (every hour of the
-    last 7 days, oldest first, zeros where nothing happened) from `window_counts`' rows."""
+    """The windows (each with its start and end) and the hourly series (every hour the 7 d
+    window touches, oldest first, zeros where nothing happened) from `window_counts`' rows."""
     per_window: dict[str, dict] = {name: {} for name in WINDOWS}
     per_hour: dict[datetime, dict] = {}
     for hour, decision, in_24h, in_1h, count in rows:
@@ -243,11 +242,11 @@ def summarize(rows: list[tuple], anchor: datetime) -> tuple[dict, list[dict]]:
         name: _tally(per_window[name]) | {"start": anchor - span, "end": anchor}
         for name, span in WINDOWS.items()
     }
-    last = anchor.replace(minute=0, second=0, microsecond=0)
+    hour = (anchor - WINDOWS["7d"]).replace(minute=0, second=0, microsecond=0)
     hourly = []
-    for i in range(CHART_HOURS - 1, -1, -1):
-        hour = last - timedelta(hours=i)
+    while hour <= anchor:  # the partial hours at both ends included
         hourly.append({"hour": hour} | _tally(per_hour.get(hour, {})))
+        hour += timedelta(hours=1)
     return windows, hourly
 
 
