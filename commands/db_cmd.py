@@ -27,15 +27,9 @@ def init(
              --create-database
     """
     from mlkit.toolkit.db import init_database
-    from mlkit.toolkit.sources.mapping import sources_from_config
 
     config = load_config(ctx)
-    result = init_database(
-        config.database_url,
-        lambda: open_engine(ctx, config),
-        create=create_database,
-        sources=sources_from_config(config),
-    )
+    result = init_database(config, lambda: open_engine(ctx, config), create=create_database)
     document = result.as_dict()
     if as_json:
         emit_json(document)

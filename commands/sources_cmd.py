@@ -76,15 +76,12 @@ def apply(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     Example: mlkit sources apply
     """
     from mlkit.toolkit.sources.apply import apply_sources
-    from mlkit.toolkit.sources.mapping import sources_from_config
 
     config, engine = load_context(ctx)
-    sources = sources_from_config(config)
-    views = apply_sources(engine, sources)
-    document = {"state_schema": sources.state_schema, "views": views}
+    document = apply_sources(engine, config)
     if as_json:
         emit_json(document)
         return
-    where = f" in {sources.state_schema}" if sources.state_schema else ""
-    what = ", ".join(views) if views else "none (no input is mapped)"
+    where = f" in {document['state_schema']}" if document["state_schema"] else ""
+    what = ", ".join(document["views"]) or "none (no input is mapped)"
     stdout_console().print(f"views{where}: {what}", markup=False)

@@ -511,17 +511,17 @@ class SchemaInit:
 
 
 def init_database(
-    url: str,
-    connect: Callable[[], Engine],
-    *,
-    create: bool = False,
-    sources: Sources | None = None,
+    config: Config, connect: Callable[[], Engine], *, create: bool = False
 ) -> SchemaInit:
     """`mlkit db init`: with `create`, the URL's database itself first (it must exist before
     `connect` opens an engine on it), then the state schema (MySQL: database) when one is
-    set, then every missing table, index, source view and the KPI view."""
+    set, then every missing table, index, source view of `sources:` and the KPI view."""
+    from .sources.mapping import sources_from_config
+
+    url = config.database_url
+    sources = sources_from_config(config)
     database_created = create_database(url) if create else False
-    if sources is not None and sources.state_schema:
+    if sources.state_schema:
         _create_state_schema(url, sources.state_schema)
     engine = connect()
     tables = init_schema(engine, sources)

@@ -107,17 +107,20 @@ def apply_views(conn: Connection, sources: Sources) -> list[str]:
     return list(bodies)
 
 
-def apply_sources(engine: Engine, sources: Sources) -> list[str]:
-    """`mlkit sources apply`: the views again after the mapping changed, in one transaction
-    (PostgreSQL and SQLite; MySQL commits each view)."""
+def apply_sources(engine: Engine, config) -> dict:
+    """`mlkit sources apply`: the views of the config's `sources:` again after the mapping
+    changed, in one transaction (PostgreSQL and SQLite; MySQL commits each view)."""
     from ..db import explain_db_error
+    from .mapping import sources_from_config
 
+    sources = sources_from_config(config)
     try:
         with engine.begin() as conn:
             ensure_state_schema(conn, sources)
-            return apply_views(conn, sources)
+            views = apply_views(conn, sources)
     except DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
+    return {"state_schema": sources.state_schema, "views": views}
 
 
 def foreign_tables(conn: Connection, names: set[str], where: str | None) -> dict[str, list[str]]:
