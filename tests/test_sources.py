@@ -12,6 +12,9 @@ import sqlalchemy as sa
 import yaml
 from conftest import DIALECTS, drop_database, make_database
 
+from mlkit.toolkit.config import load_config
+from mlkit.toolkit.db import config_engine
+from mlkit.toolkit.monitor import DashboardSource
 from mlkit.toolkit.sources.views import source_id
 
 START = datetime(2026, 3, 1)
@@ -199,6 +202,14 @@ def test_mapped_platform_tables_feed_the_fraud_pipeline_through_views(world, cli
     status = json.loads(cli("db", "status", "--json").stdout)
     assert status["tables"]["orders"] == N_ORDERS
     assert "foreign_tables" not in status
+    # The dashboard's own engine reads the views and mlkit's tables too.
+    source = DashboardSource(config_engine(load_config("config.yaml")), None)
+    try:
+        with source.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM wallets")).scalar() == N_WALLETS
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM fraud_features")).scalar() == N_ORDERS
+    finally:
+        source.engine.dispose()
 
 
 def _as_datetime(value) -> datetime:

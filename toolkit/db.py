@@ -88,11 +88,14 @@ def make_engine(url: str | URL, *, check: bool = True, state_schema: str | None 
     elif dialect == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": 5, "application_name": "mlkit"}
         if state_schema:
-            kwargs["connect_args"]["options"] = f"-csearch_path={state_schema},public"
+            kwargs["connect_args"]["options"] = search_path_option(state_schema)
     else:
         kwargs["connect_args"] = {"connect_timeout": 5, "charset": "utf8mb4"}
         if state_schema:
             parsed = parsed.set(database=state_schema)
+    if state_schema:
+        # Engines made from this one's URL (the dashboard's) find the state schema here.
+        kwargs["execution_options"] = {STATE_SCHEMA_OPTION: state_schema}
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except NoSuchModuleError:
@@ -104,7 +107,7 @@ def make_engine(url: str | URL, *, check: bool = True, state_schema: str | None 
         raise MlkitError(f"database driver {exc.name!r} is not installed") from None
     if dialect == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-        sa.event.listen(engine, "connect", _sqlite_functions)
+        sa.event.listen(engine, "connect", sqlite_functions)
     register_numpy_scalars()
     if check:
         try:
@@ -115,13 +118,27 @@ def make_engine(url: str | URL, *, check: bool = True, state_schema: str | None 
     return engine
 
 
+STATE_SCHEMA_OPTION = "mlkit_state_schema"
+
+
+def search_path_option(state_schema: str) -> str:
+    """PostgreSQL's connect option putting mlkit's state schema before the platform's."""
+    return f"-csearch_path={state_schema},public"
+
+
+def state_schema_of(engine: Engine) -> str | None:
+    """The state schema an engine was made with (make_engine's `state_schema`)."""
+    return engine.get_execution_options().get(STATE_SCHEMA_OPTION)
+
+
 def config_engine(config: Config, *, check: bool = True) -> Engine:
     """The engine on the config's database, its state schema first: every command's."""
     state = config.data["database"].get("state_schema") or None
     return make_engine(config.database_url, check=check, state_schema=state)
 
 
-def _sqlite_functions(dbapi_connection, _record) -> None:
+def sqlite_functions(dbapi_connection, _record) -> None:
+    """A connect listener giving SQLite the functions source views call (mlkit_id)."""
     from .sources.views import register_sqlite_functions
 
     register_sqlite_functions(dbapi_connection)

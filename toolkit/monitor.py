@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, Engine
 
 from . import schema
 from .clock import utcnow
-from .db import dialect_name, masked
+from .db import dialect_name, masked, search_path_option, sqlite_functions, state_schema_of
 from .fraud.columns import BLOCKED, DECISIONS, FLAGGED
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -71,8 +71,11 @@ def where(url: URL) -> str:
     return f"{url.host or 'localhost'}:{url.port or ''}".rstrip(":")
 
 
-def dashboard_engine(url: URL | str, timeout: float = TIMEOUT_SECONDS) -> Engine:
-    """An engine for reads that never wait long: connect and statement timeouts per dialect."""
+def dashboard_engine(
+    url: URL | str, timeout: float = TIMEOUT_SECONDS, state_schema: str | None = None
+) -> Engine:
+    """An engine for reads that never wait long: connect and statement timeouts per dialect;
+    on PostgreSQL mlkit's state schema first on the search path, as make_engine has it."""
     parsed = sa.engine.make_url(url)
     dialect = dialect_name(parsed)
     seconds = max(1, math.ceil(timeout))
@@ -83,6 +86,8 @@ def dashboard_engine(url: URL | str, timeout: float = TIMEOUT_SECONDS) -> Engine
             "application_name": "mlkit dashboard",
             "options": f"-c statement_timeout={millis} -c lock_timeout={millis}",
         }
+        if state_schema:
+            args["options"] += f" {search_path_option(state_schema)}"
     elif dialect == "mysql":
         # read_timeout is the client's own: it ends a read the server never answers.
         args = {
@@ -96,6 +101,8 @@ def dashboard_engine(url: URL | str, timeout: float = TIMEOUT_SECONDS) -> Engine
     engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, connect_args=args)
     if dialect == "mysql":
         sa.event.listen(engine, "connect", _mysql_statement_timeout(timeout))
+    if dialect == "sqlite":
+        sa.event.listen(engine, "connect", sqlite_functions)
     return engine
 
 
@@ -489,7 +496,8 @@ class DashboardSource:
         self, database: Engine | URL | str, redis_url: str | None, timeout: float = TIMEOUT_SECONDS
     ):
         url = database.url if isinstance(database, Engine) else database
-        self.engine = dashboard_engine(url, timeout)
+        state = state_schema_of(database) if isinstance(database, Engine) else None
+        self.engine = dashboard_engine(url, timeout, state)
         self.label = masked(self.engine)
         self.where = where(self.engine.url)
         self.timeout = timeout
