@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..db import bulk_insert, read_frame
+from ..db import bulk_insert, read_frame, relation_names
 from ..errors import MlkitError
 from ..schema import market_data, signal_state, signals, training_runs
 
@@ -39,7 +39,8 @@ def model_name(symbol: str) -> str:
 def ensure_tables(engine: Engine) -> None:
     """The schema must exist; `signal_state` came after `signals`, so it is created in
     databases initialised before it."""
-    tables = set(sa.inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        tables = relation_names(conn)  # a mapped market_data is a view
     missing = [t.name for t in (market_data, signals, training_runs) if t.name not in tables]
     if missing:
         raise MlkitError(
