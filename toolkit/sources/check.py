@@ -18,6 +18,7 @@ from .apply import platform_first
 from .mapping import TIME_COLUMN, InputSource, Sources, is_identifier
 from .views import (
     Shape,
+    first_line,
     guarded,
     quote,
     raw_expressions,
@@ -124,10 +125,9 @@ def _check_input(conn: Connection, report: Report, src: InputSource) -> str | No
         with guarded(conn):
             entry.update(_statistics(conn, name, body, mapped))
     except DBAPIError as exc:
-        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         report.problem(
             name,
-            f"its rows do not read as mlkit's types: {first}",
+            f"its rows do not read as mlkit's types: {first_line(exc)}",
             f"map columns of the right kind under {src.key}.columns (or cast them in SQL)",
         )
         return None
@@ -272,10 +272,9 @@ def _check_joins(conn: Connection, report: Report, bodies: dict[str, str]) -> No
             with guarded(conn):
                 unjoined = int(conn.execute(sa.text(sql)).scalar_one())
         except DBAPIError as exc:
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             report.problem(
                 child,
-                f"cannot join {column} to {parent}: {first}",
+                f"cannot join {column} to {parent}: {first_line(exc)}",
                 f"run `mlkit db init` so mlkit's own {parent} table exists",
             )
             continue

@@ -133,6 +133,19 @@ def _type_names(conn: Connection, codes: set) -> dict:
     return {}
 
 
+def first_line(exc: DBAPIError) -> str:
+    """The driver's message, first line: what a problem line quotes."""
+    text = str(exc.orig if exc.orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _type_text(type_: sa.types.TypeEngine, dialect) -> str:
+    try:
+        return str(type_.compile(dialect))
+    except sa.exc.CompileError:  # a type SQLAlchemy cannot spell (a domain, an extension's)
+        return type(type_).__name__
+
+
 def guarded(conn: Connection):
     """A savepoint on PostgreSQL, where a failed statement would abort the transaction;
     MySQL and SQLite go on after one (and pysqlite's savepoints are unreliable)."""
@@ -151,13 +164,13 @@ def reflect(conn: Connection, sources: Sources, src: InputSource) -> Shape:
                 owner, name = platform_table(dialect, sources, src)
                 found = sa.inspect(conn).get_columns(name, schema=owner)
                 for column in found:
-                    shape.columns[column["name"]] = str(column["type"].compile(dialect))
+                    shape.columns[column["name"]] = _type_text(column["type"], dialect)
                 types = {c["name"].lower(): c["type"] for c in found}
                 for target, expr in src.columns.items():
                     if is_identifier(expr) and expr.lower() in types:
                         shape.kinds[target] = _kind_of_type(types[expr.lower()])
                 exprs = {t: e for t, e in src.columns.items() if not is_identifier(e)}
-                body = f"SELECT {{}} FROM {_qualified(dialect, owner, name)} src"
+                origin = _qualified(dialect, owner, name)
             else:
                 probed = _probe(conn, src.sql)
                 names = _type_names(conn, {code for _, code in probed})
@@ -165,16 +178,15 @@ def reflect(conn: Connection, sources: Sources, src: InputSource) -> Shape:
                     shape.columns[column] = names.get(code, "unknown")
                     shape.kinds[column] = _kind_of_code(dialect.name, code)
                 exprs = dict(src.columns)
-                body = f"SELECT {{}} FROM ({src.sql}) src"
+                origin = f"({src.sql})"
             if exprs:
                 listed = ", ".join(f"{e} AS {quote(dialect, t)}" for t, e in exprs.items())
-                for target, code in _probe(conn, body.format(listed)):
+                for target, code in _probe(conn, f"SELECT {listed} FROM {origin} src"):
                     shape.kinds[target] = _kind_of_code(dialect.name, code)
     except NoSuchTableError:
         return Shape(reachable=False, error=f"table {src.table} not found")
     except DBAPIError as exc:
-        text = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        return Shape(reachable=False, error=text)
+        return Shape(reachable=False, error=first_line(exc))
     return shape
 
 
