@@ -353,3 +353,11 @@ def test_a_bad_mapping_is_one_error_naming_its_key(sources, database, expected, 
     assert len(lines) == 2, result.stderr
     assert lines[0].startswith("error: config.yaml: " + expected), lines[0]
     assert lines[1].startswith("hint: ") and hint in lines[1]
+
+
+def test_without_a_mapping_check_has_nothing_to_report(cli, tmp_path):
+    result = cli("sources", "check", "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["inputs"] == {} and document["ok"]
+    assert not (tmp_path / "home" / "mlkit.db").exists()  # nothing was created to check it

@@ -149,11 +149,15 @@ def refuse_conflicts(
 
     mapped = set(sources.views) if sources is not None else set()
     for name in sorted(existing & mapped):
-        raise MlkitError(
-            f"table {name} exists where the view for sources.{name} goes",
-            hint="set `database.state_schema: mlkit` so mlkit's views live apart from the "
-            "platform's tables",
+        what = f"sources.{name}" if name in sources.inputs else "the mapped sources.orders"
+        hint = (
+            f"it is mlkit's own {name} from before the mapping: move its rows out and drop it "
+            f"(DROP TABLE {sources.state_schema}.{name}), then run `mlkit db init` again"
+            if sources.state_schema
+            else "set `database.state_schema: mlkit` so mlkit's views live apart from the "
+            "platform's tables"
         )
+        raise MlkitError(f"table {name} exists where the view of {what} goes", hint=hint)
     if KPI_VIEW in existing:
         raise MlkitError(f"table {KPI_VIEW} exists and is not mlkit's view", hint=STATE_HINT)
     for name, missing in foreign_tables(conn, existing - mapped, where).items():

@@ -68,10 +68,13 @@ class Report:
 def check_configured(config) -> dict:
     """`mlkit sources check` on the config's database, connected to the platform's own
     schema (MySQL: database), so it works before `db init` made the state schema."""
+    from ..config import mask_url
     from ..db import make_engine
     from .mapping import sources_from_config
 
     sources = sources_from_config(config)
+    if not sources.inputs:
+        return Report(mask_url(config.database_url), sources).as_dict()  # nothing to connect for
     engine = make_engine(config.database_url)
     try:
         return check_sources(engine, sources)
