@@ -361,3 +361,52 @@ def test_without_a_mapping_check_has_nothing_to_report(cli, tmp_path):
     document = json.loads(result.stdout)
     assert document["inputs"] == {} and document["ok"]
     assert not (tmp_path / "home" / "mlkit.db").exists()  # nothing was created to check it
+
+
+def test_state_schema_keeps_mlkits_tables_apart_from_the_platforms_of_the_same_name(tmp_path, cli):
+    """PostgreSQL: the platform's own blacklisted_wallets (other columns) stays its own; the
+    labels' SELECT reads it, not mlkit's table of that name in the state schema."""
+    url = make_database("postgresql", tmp_path)
+    try:
+        engine = sa.create_engine(url)
+        platform.create_all(engine, tables=[transactions])
+        with engine.begin() as conn:
+            conn.execute(transactions.insert(), order_rows())
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE blacklisted_wallets (wallet_address VARCHAR(42) PRIMARY KEY, "
+                    'reason TEXT, "timestamp" TIMESTAMP NOT NULL)'
+                )
+            )
+            conn.execute(
+                sa.text("INSERT INTO blacklisted_wallets VALUES ('0xw3', 'bot', :t)"),
+                {"t": START + timedelta(days=1)},
+            )
+        engine.dispose()
+        labels = (
+            'SELECT t.transaction_id AS order_id, b."timestamp" AS label_available_at '
+            "FROM blacklisted_wallets b JOIN transactions t ON t.wallet_address = b.wallet_address"
+        )
+        world = {"url": url, "state": None, "dialect": "postgresql"}
+        write_config(world, {"orders": ORDERS, "security_alerts": {"sql": labels}})
+        refused = cli("db", "init")
+        assert refused.exit_code == 1
+        assert "table blacklisted_wallets exists with other columns" in refused.stderr
+
+        world["state"] = "mlkit"
+        write_config(world, {"orders": ORDERS, "security_alerts": {"sql": labels}})
+        assert cli("db", "init").exit_code == 0
+        engine = state_engine(world)
+        try:
+            with engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                assert "blacklisted_wallets" in inspector.get_table_names(schema="mlkit")
+                assert "created_at" not in {
+                    c["name"] for c in inspector.get_columns("blacklisted_wallets", "public")
+                }
+                alerts = conn.execute(sa.text("SELECT COUNT(*) FROM security_alerts")).scalar()
+        finally:
+            engine.dispose()
+        assert alerts == N_ORDERS // N_WALLETS  # every order of 0xw3
+    finally:
+        drop_database(url)
