@@ -54,12 +54,20 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if as_json:
         emit_json(document)
         return
+    foreign = document.get("foreign_tables", {})
     print_values(
         f"{document['database']} ({document['dialect']})",
         ("table", "rows"),
-        ((name, "missing" if rows is None else f"{rows:,}") for name, rows in counts.items()),
+        (
+            (name, "not mlkit's" if name in foreign else "missing" if rows is None else f"{rows:,}")
+            for name, rows in counts.items()
+        ),
     )
-    if any(rows is None for rows in counts.values()):
+    for name, lacking in foreign.items():
+        err(f"warning: table {name} has other columns (no {', '.join(lacking)}): not counted")
+    if foreign:
+        err("hint: map such tables under `sources:` and set `database.state_schema`")
+    elif any(rows is None for rows in counts.values()):
         err("hint: create the missing tables with `mlkit db init`")
 
 
