@@ -308,7 +308,7 @@ def _default(src: InputSource, column: sa.Column, raw: dict[str, str], dialect: 
             hint=f"return a column named {column.name} from {src.key}.sql, or map it under "
             f"{src.key}.columns",
         )
-    return f"CAST(NULL AS {cast_type(column.type, dialect) or 'TEXT'})"
+    return _cast("NULL", column.type, dialect)
 
 
 def derived_body(dialect, sources: Sources, name: str) -> str:
@@ -322,7 +322,7 @@ def derived_body(dialect, sources: Sources, name: str) -> str:
         columns = [
             f"o.{q('buyer_wallet_id')} AS {q('wallet_id')}",
             f"{_cast(first_text, sa.String(42), d)} AS {q('address')}",
-            f"CAST(NULL AS {cast_type(sa.String(2), d)}) AS {q('country')}",
+            f"{_cast('NULL', sa.String(2), d)} AS {q('country')}",
             f"MIN(o.{q('created_at')}) AS {q('created_at')}",
             f"MIN(o.{q('source_buyer_wallet_id')}) AS {q('source_wallet_id')}",
         ]
@@ -339,10 +339,10 @@ def derived_body(dialect, sources: Sources, name: str) -> str:
         f"x.{q('event_id')} AS {q('event_id')}",
         f"{_cast(first_text, sa.String(200), d)} AS {q('name')}",
         f"{_cast(_literal('other', d), sa.String(32), d)} AS {q('event_type')}",
-        f"CAST(NULL AS {cast_type(sa.String(120), d)}) AS {q('venue')}",
-        f"CAST(NULL AS {cast_type(sa.String(80), d)}) AS {q('city')}",
-        f"CAST(NULL AS {cast_type(sa.Double(), d)}) AS {q('venue_lat')}",
-        f"CAST(NULL AS {cast_type(sa.Double(), d)}) AS {q('venue_lon')}",
+        f"{_cast('NULL', sa.String(120), d)} AS {q('venue')}",
+        f"{_cast('NULL', sa.String(80), d)} AS {q('city')}",
+        f"{_cast('NULL', sa.Double(), d)} AS {q('venue_lat')}",
+        f"{_cast('NULL', sa.Double(), d)} AS {q('venue_lon')}",
         f"{_cast(price, schema.MONEY, d)} AS {q('base_price')}",
         f"{_cast(str(DERIVED_CAPACITY), sa.Integer(), d)} AS {q('capacity')}",
         f"MIN(x.{q('created_at')}) AS {q('sale_start')}",
