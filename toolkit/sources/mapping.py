@@ -149,12 +149,6 @@ class InputSource:
     def described(self) -> str:
         return f"table {self.table}" if self.table else "sql"
 
-    def as_dict(self) -> dict:
-        out: dict[str, Any] = {"table": self.table} if self.table else {"sql": self.sql}
-        if self.columns:
-            out["columns"] = dict(self.columns)
-        return out
-
 
 @dataclass(frozen=True)
 class Sources:
