@@ -157,8 +157,13 @@ def test_mapped_platform_tables_feed_the_fraud_pipeline_through_views(world, cli
     assert document["inputs"]["security_alerts"]["unjoined"] == {"order_id": 0}
     assert set(document["derived"]) == {"wallets", "events"}
 
-    init = cli("db", "init")
+    init = cli("db", "init", "--json")
     assert init.exit_code == 0, init.stderr
+    created = json.loads(init.stdout)
+    assert set(created["views"]) == {"orders", "security_alerts", "wallets", "events"}
+    assert (
+        "orders" not in created["tables_created"] and "fraud_features" in created["tables_created"]
+    )
     if world["dialect"] != "sqlite":
         assert platform_tables(world) == before  # nothing of mlkit's among the platform's
 

@@ -7,7 +7,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -517,14 +517,18 @@ class SchemaInit:
     name: str | None  # the database's own name
     database_created: bool
     tables_created: list[str]
+    views: list[str] = field(default_factory=list)  # the views of mapped (and derived) inputs
 
     def as_dict(self) -> dict:
-        return {
+        document = {
             "dialect": self.dialect,
             "database": self.database,
             "database_created": self.database_created,
             "tables_created": self.tables_created,
         }
+        if self.views:
+            document["views"] = self.views
+        return document
 
 
 def init_database(
@@ -542,8 +546,9 @@ def init_database(
         _create_state_schema(url, sources.state_schema)
     engine = connect()
     tables = init_schema(engine, sources)
+    views = sources.views if sources.active else []
     return SchemaInit(
-        dialect_name(engine), masked(engine), engine.url.database, database_created, tables
+        dialect_name(engine), masked(engine), engine.url.database, database_created, tables, views
     )
 
 
