@@ -64,3 +64,12 @@ def public_objects(engine: sa.Engine) -> set[tuple[str, str]]:
     """
     with engine.connect() as conn:
         return {(kind, name) for kind, name in conn.exec_driver_sql(query)}
+
+
+def train(cli, env: dict, engine: sa.Engine) -> None:
+    """`train fraud`: the candidate serves, or (kept by the gate) the logreg baseline does."""
+    from mlkit.toolkit.registry import resolve
+
+    result = cli("train", "fraud", env=env)
+    assert result.exit_code in (0, 3), result.output
+    assert resolve(engine, "fraud@prod") is not None
