@@ -4,6 +4,7 @@ through examples/sources/card-fraud-001.yaml as far as a trained model."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pytest
@@ -123,4 +124,53 @@ def test_the_card_ledger_trains_a_fraud_model_through_the_mapping(ledger, cli, m
     assert resolve(state, "fraud@prod").metrics["auc_pr"] > 0
     # mlkit's tables are in its own schema; the ledger's schema holds the ledger alone.
     assert set(sa.inspect(engine).get_table_names(schema="public")) == {"labels", "transactions"}
+    # No archive mapped: retention never deletes the ledger's rows through mlkit's view.
+    assert cli("score", "fraud", env=env).exit_code == 0
+    result = cli("retention", "run", "--older-than", "10d", "--yes", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        left = conn.exec_driver_sql("SELECT count(*) FROM public.transactions").scalar()
+    assert left == rows["transactions"] and json.loads(result.stdout)["moved"]["orders"] == 0
     state.dispose()
+
+
+def test_the_readmes_minimal_mapping_reads_any_orders_table(tmp_path, cli):
+    """The README's mapping for any orders table, verbatim, over tables of those columns."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Your own data") :]
+    block = section[
+        section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml"))
+    ]
+    url = make_database("postgresql", tmp_path)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TABLE purchases (purchase_id UUID PRIMARY KEY, customer_id TEXT, "
+                "product_id TEXT, amount NUMERIC, purchased_at TIMESTAMP);"
+                "CREATE TABLE chargebacks (purchase_id UUID, flagged_at TIMESTAMP);"
+                "INSERT INTO purchases VALUES ('8a4f0d64-9a2b-4c8e-9a51-1d1b6a1f3c01', 'c1', "
+                "'p1', 10, '2026-01-01 10:00'), ('8a4f0d64-9a2b-4c8e-9a51-1d1b6a1f3c02', 'c2', "
+                "'p1', 12, '2026-01-02 10:00');"
+                "INSERT INTO chargebacks VALUES ('8a4f0d64-9a2b-4c8e-9a51-1d1b6a1f3c02', "
+                "'2026-01-09 10:00')"
+            )
+        config = tmp_path / "config.yaml"
+        config.write_text(block)
+        env = {"MLKIT_CONFIG": str(config), "MLKIT_DATABASE_URL": url}
+        for command in (("db", "init"), ("sources", "check")):
+            result = cli(*command, env=env)
+            assert result.exit_code == 0, result.output
+        state = make_engine(url, state_schema="mlkit")
+        with state.connect() as conn:
+            joined = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(schema.security_alerts)
+                .join(schema.orders, schema.orders.c.order_id == schema.security_alerts.c.order_id)
+                .where(schema.security_alerts.c.wallet_id == schema.orders.c.buyer_wallet_id)
+            ).scalar()
+        state.dispose()
+        assert joined == 1
+    finally:
+        engine.dispose()
+        drop_database(url)
