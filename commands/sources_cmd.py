@@ -7,7 +7,17 @@ import typer
 from ._common import JsonFlag, emit_json, err, load_config, load_context, stdout_console
 
 app = typer.Typer(
-    help="Your own tables as mlkit's inputs: the `sources:` mapping of config.yaml.",
+    help="Your own tables as mlkit's inputs. `sources:` in config.yaml maps each input "
+    "(orders, wallets, events, tickets, ticket_transfers, security_alerts, bot_detection, "
+    "security_events, products, product_interactions, product_reviews, order_items, "
+    "market_data) to a platform table with `columns:` (mlkit column: platform column or SQL "
+    "expression) or to a `sql:` SELECT returning mlkit's column names. `mlkit db init` makes "
+    "each a view in database.state_schema (mlkit's own tables go there too): values cast to "
+    "mlkit's types, text and UUID ids hashed to integers (source_<id> keeps the original), "
+    "defaults for columns left out (payment_method 'unknown', status 'COMPLETED', is_resale "
+    "false, a label row confirmed fraud, nullable columns NULL); with orders mapped, wallets "
+    "(age from the "
+    "first order) and events (priced by the first sale) are derived unless mapped.",
     no_args_is_help=True,
 )
 
