@@ -415,3 +415,53 @@ def test_state_schema_keeps_mlkits_tables_apart_from_the_platforms_of_the_same_n
         assert alerts == N_ORDERS // N_WALLETS  # every order of 0xw3
     finally:
         drop_database(url)
+
+
+def test_uuid_ids_are_hashed_and_integer_ids_kept_on_postgresql(tmp_path, cli):
+    url = make_database("postgresql", tmp_path)
+    try:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE purchases (id UUID PRIMARY KEY, buyer UUID NOT NULL, "
+                    "show_id INT NOT NULL, amount NUMERIC, at TIMESTAMPTZ NOT NULL)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO purchases SELECT md5(i::text)::uuid, md5((i % 7)::text)::uuid, "
+                    "i % 3, 5 + i, TIMESTAMPTZ '2026-01-01 00:00+02' + i * INTERVAL '1 hour' "
+                    "FROM generate_series(1, 50) i"
+                )
+            )
+        engine.dispose()
+        columns = {
+            "order_id": "id",
+            "buyer_wallet_id": "buyer",
+            "event_id": "show_id",
+            "price": "amount",
+            "created_at": "at",
+        }
+        world = {"url": url, "state": "mlkit", "dialect": "postgresql"}
+        write_config(world, {"orders": {"table": "purchases", "columns": columns}})
+        assert cli("db", "init").exit_code == 0
+        assert cli("etl", "run").exit_code == 0
+        engine = state_engine(world)
+        try:
+            with engine.connect() as conn:
+                first = conn.execute(
+                    sa.text(
+                        "SELECT order_id, source_order_id, event_id, created_at FROM orders "
+                        "ORDER BY created_at LIMIT 1"
+                    )
+                ).one()
+                wallets = conn.execute(sa.text("SELECT wallet_id, address FROM wallets")).all()
+        finally:
+            engine.dispose()
+        assert first.order_id == source_id(str(first.source_order_id))
+        assert first.event_id == 1  # an integer id stays itself
+        assert first.created_at == datetime(2025, 12, 31, 23)  # UTC, naive
+        assert len(wallets) == 7 and all(w.wallet_id == source_id(w.address) for w in wallets)
+    finally:
+        drop_database(url)

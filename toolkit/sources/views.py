@@ -318,13 +318,15 @@ def derived_body(dialect, sources: Sources, name: str) -> str:
     orders = view_name(dialect, sources, "orders")
     q = lambda n: quote(dialect, n)  # noqa: E731
     if name == "wallets":
-        first_text = f"MIN(o.{q('source_buyer_wallet_id')})"
+        # As text: MIN has no UUID version, and one address is one text anyway.
+        buyer_text = _cast(f"o.{q('source_buyer_wallet_id')}", sa.Text(), d)
+        first_text = f"MIN({buyer_text})"
         columns = [
             f"o.{q('buyer_wallet_id')} AS {q('wallet_id')}",
             f"{_cast(first_text, sa.String(42), d)} AS {q('address')}",
             f"{_cast('NULL', sa.String(2), d)} AS {q('country')}",
             f"MIN(o.{q('created_at')}) AS {q('created_at')}",
-            f"MIN(o.{q('source_buyer_wallet_id')}) AS {q('source_wallet_id')}",
+            f"{first_text} AS {q('source_wallet_id')}",
         ]
         return (
             "SELECT\n    " + ",\n    ".join(columns) + f"\nFROM {orders} o\n"
@@ -334,7 +336,8 @@ def derived_body(dialect, sources: Sources, name: str) -> str:
         f"FIRST_VALUE(o.{q('price')}) OVER (PARTITION BY o.{q('event_id')} "
         f"ORDER BY o.{q('created_at')}, o.{q('order_id')})"
     )
-    first_text, price = f"MIN(x.{q('source_event_id')})", f"MIN(x.{q('first_price')})"
+    source_text = _cast(f"o.{q('source_event_id')}", sa.Text(), d)
+    first_text, price = f"MIN(x.{q('source_text')})", f"MIN(x.{q('first_price')})"
     columns = [
         f"x.{q('event_id')} AS {q('event_id')}",
         f"{_cast(first_text, sa.String(200), d)} AS {q('name')}",
@@ -348,10 +351,10 @@ def derived_body(dialect, sources: Sources, name: str) -> str:
         f"MIN(x.{q('created_at')}) AS {q('sale_start')}",
         f"MAX(x.{q('created_at')}) AS {q('event_date')}",
         f"MIN(x.{q('created_at')}) AS {q('created_at')}",
-        f"MIN(x.{q('source_event_id')}) AS {q('source_event_id')}",
+        f"{first_text} AS {q('source_event_id')}",
     ]
     inner = (
-        f"SELECT o.{q('event_id')}, o.{q('source_event_id')}, o.{q('created_at')}, "
+        f"SELECT o.{q('event_id')}, {source_text} AS {q('source_text')}, o.{q('created_at')}, "
         f"{first_price} AS {q('first_price')}\n    FROM {orders} o "
         f"WHERE o.{q('event_id')} IS NOT NULL"
     )
