@@ -18,6 +18,7 @@ from .apply import platform_first
 from .mapping import TIME_COLUMN, InputSource, Sources, is_identifier
 from .views import (
     Shape,
+    derived_body,
     first_line,
     guarded,
     quote,
@@ -99,6 +100,7 @@ def check_sources(engine: Engine, sources: Sources) -> dict:
                 if name in LABEL_FLAG:
                     report.inputs[name].update(_label_delays(conn, sources, bodies, name))
             _check_joins(conn, report, bodies)
+            _check_derived(conn, report, bodies)
     except DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
     return report.as_dict()
@@ -255,6 +257,23 @@ def _label_delays(conn: Connection, sources: Sources, bodies: dict[str, str], na
 
 def _as_datetime(value) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def _check_derived(conn: Connection, report: Report, bodies: dict[str, str]) -> None:
+    """The derived views compile on the mapped orders (their SELECT planned, no row read)."""
+    if "orders" not in bodies:
+        return
+    for name in report.sources.derived:
+        body = derived_body(conn.dialect, report.sources, name, f"({bodies['orders']})")
+        try:
+            with guarded(conn):
+                conn.execute(sa.text(f"SELECT * FROM ({body}) d WHERE 1 = 0")).all()
+        except DBAPIError as exc:
+            report.problem(
+                name,
+                f"cannot derive {name} from orders: {first_line(exc)}",
+                f"map sources.{name} to the platform's own table, or check sources.orders.columns",
+            )
 
 
 def _check_joins(conn: Connection, report: Report, bodies: dict[str, str]) -> None:

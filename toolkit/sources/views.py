@@ -311,11 +311,12 @@ def _default(src: InputSource, column: sa.Column, raw: dict[str, str], dialect: 
     return _cast("NULL", column.type, dialect)
 
 
-def derived_body(dialect, sources: Sources, name: str) -> str:
-    """`wallets` or `events` from the mapped orders: one row per buyer wallet (created at
-    its first order) or per event (sale start and base price of its first order)."""
+def derived_body(dialect, sources: Sources, name: str, orders: str | None = None) -> str:
+    """`wallets` or `events` from the mapped orders (the orders view, or the FROM item
+    `orders`): one row per buyer wallet (created at its first order) or per event (sale
+    start and base price of its first order)."""
     d = dialect.name
-    orders = view_name(dialect, sources, "orders")
+    orders = orders or view_name(dialect, sources, "orders")
     q = lambda n: quote(dialect, n)  # noqa: E731
     if name == "wallets":
         # As text: MIN has no UUID version, and one address is one text anyway.
