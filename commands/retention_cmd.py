@@ -50,6 +50,10 @@ def run(
     On a terminal it asks first (--yes skips the question); off a terminal (cron, scripts)
     it runs as told, since archiving moves rows and never drops them.
 
+    With `outputs.orders_archive` / `outputs.fraud_predictions_archive` in the config, the
+    platform's own old orders and predictions move into its archive tables the same way;
+    orders that `sources:` maps are never deleted otherwise.
+
     Example: mlkit retention run --older-than 365d --dry-run
     """
     from mlkit.toolkit.retention import run_retention_configured
@@ -79,6 +83,7 @@ def run(
             f"dry run: {plan['orders']:,} orders and {plan['predictions']:,} predictions older "
             f"than {cutoff} would move to the archive tables"
         )
+        _print_platform(console, plan, "would move")
         return
     before, after = document["before"], document["after"]
     console.print(
@@ -91,3 +96,13 @@ def run(
         "archived"
         + ("" if document["conserved"] else "\n  (totals changed: other jobs wrote meanwhile)")
     )
+    _print_platform(console, moved, "moved")
+
+
+def _print_platform(console, counts: dict, verb: str) -> None:
+    """The platform's own rows (`outputs:` maps its archive tables), when it has any mapped."""
+    if "platform_orders" in counts:
+        console.print(
+            f"  the platform's tables: {counts['platform_orders']:,} orders and "
+            f"{counts['platform_predictions']:,} predictions {verb} into its archive tables"
+        )

@@ -158,12 +158,14 @@ def test_the_shipped_mapping_runs_every_command_on_the_platforms_database(world,
     run("drift", "check", codes=(0, 3))
 
     before = _platform_counts(platform)
-    run("retention", "run", "--older-than", "30d", "--yes")
+    moved = run("retention", "run", "--older-than", "30d", "--yes").stdout
     after = _platform_counts(platform)
     assert 0 < after["transactions_archive"] < transactions
     assert after["transactions"] + after["transactions_archive"] == before["transactions"]
     assert after["fraud_predictions_archive"] == after["transactions_archive"]
     assert after["fraud_predictions"] == after["transactions"]
+    archived = after["transactions_archive"]
+    assert f"the platform's tables: {archived:,} orders and {archived:,} predictions" in moved
     with state.connect() as conn:
         live = conn.execute(sa.select(sa.func.count()).select_from(schema.orders)).scalar()
     assert live == after["transactions"]
