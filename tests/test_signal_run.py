@@ -292,6 +292,20 @@ def test_a_model_without_skill_stays_candidate_and_the_fallback_serves(engine, c
     status = signal_status(engine, config, sym)[sym]
     assert status["is_trained"] is False and status["untrained_reason"]["code"] == "gate_rejected"
 
+    # Hourly runs hold off for signal.retrain_after_rejection (1d), then train again.
+    monkeypatch.setenv("MLKIT_NOW", (run.finished_at + timedelta(hours=23)).isoformat())
+    assert run_signal(engine, config, sym)["training"]["outcome"] == "skipped"
+    retrained = []
+
+    def fit_again(*args, **kwargs):
+        retrained.append(1)
+        raise RuntimeError("stop after the attempt")
+
+    monkeypatch.setattr(signal_train, "fit_signal", fit_again)
+    monkeypatch.setenv("MLKIT_NOW", (run.finished_at + timedelta(days=1, minutes=1)).isoformat())
+    assert run_signal(engine, config, sym)["training"]["attempted"] is True
+    assert retrained == [1]
+
 
 @pytest.mark.parametrize("useless", ["random_walk", "shuffled"])
 def test_train_signal_without_skill_leaves_prod_where_it_was(engine, config, demo_bars, useless):

@@ -117,6 +117,9 @@ DEFAULTS: dict[str, Any] = {
         "feature_set": "compact",  # compact (about 36, period-agnostic) or wide (about 440, RFE)
         "trade_cost_bps": 5.0,
         "min_initial_train_samples": 400,  # fewer bars: no training attempted
+        # After a candidate its gate kept from serving, `signal run` trains again only once
+        # this long has passed: new bars have to arrive before a retraining can differ.
+        "retrain_after_rejection": "1d",
         "allow_fallback_execution": False,  # the SMA/RSI fallback signal may execute
         "iterations": 300,
         "learning_rate": 0.03,

@@ -16,6 +16,7 @@ from ..clock import utcnow
 from ..errors import MlkitError
 from ..families import SERVING
 from ..formats import json_safe
+from ..inputs import parse_duration
 from ..registry import ModelVersion, resolve
 from ..schema import model_versions, signal_state, signals, training_runs
 from .fallback import MIN_BARS, latest_fallback
@@ -79,11 +80,21 @@ def _cooldown_until(last_run) -> datetime | None:
 
 def _gate_wait_until(config, last_run) -> datetime | None:
     """Until when a version its gate kept from serving holds off the next automatic
-    training (the same cooldown as a failure: the data has to change first)."""
+    training: `signal.retrain_after_rejection` (an hourly run would otherwise retrain every
+    hour on nearly the same bars, to the same verdict)."""
     if last_run is None or last_run.status != "rejected" or last_run.finished_at is None:
         return None
-    until = last_run.finished_at + timedelta(seconds=int(config.get("training.retry_cooldown_sec")))
+    until = last_run.finished_at + retrain_after_rejection(config)
     return until if until > utcnow() else None
+
+
+def retrain_after_rejection(config) -> timedelta:
+    key = "signal.retrain_after_rejection"
+    text = str(config.get(key))
+    hold = parse_duration(text, key)
+    if hold is None:
+        raise MlkitError(f"{key} {text!r} is not a duration", hint="use 30m, 6h or 1d")
+    return hold
 
 
 def untrained_reason(config, n_bars: int, last_run) -> tuple[str, str]:
