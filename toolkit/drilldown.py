@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from . import schema
 from .errors import MlkitError
 from .fraud.columns import FEATURES
+from .monitor import latest
 
 WALLET_HISTORY = 10
 TOP_CONTRIBUTIONS = 8
@@ -27,7 +28,7 @@ def order_detail(engine: Engine, order_id: int, config=None) -> dict[str, Any]:
         if order is None:
             raise MlkitError(f"order {order_id} does not exist")
         prediction = conn.execute(
-            sa.select(p).where(p.c.order_id == order_id).order_by(p.c.id.desc()).limit(1)
+            sa.select(p).where(p.c.order_id == order_id).order_by((p.c.id + 0).desc()).limit(1)
         ).first()
         features = conn.execute(sa.select(f).where(f.c.order_id == order_id)).first()
         history = conn.execute(
@@ -38,12 +39,7 @@ def order_detail(engine: Engine, order_id: int, config=None) -> dict[str, Any]:
                 o.c.status,
                 o.c.is_resale,
                 o.c.event_id,
-                sa.select(p.c.decision)
-                .where(p.c.order_id == o.c.order_id)
-                .order_by(p.c.id.desc())
-                .limit(1)
-                .scalar_subquery()
-                .label("decision"),
+                latest(p, o.c.order_id, "decision").label("decision"),
             )
             .where(o.c.buyer_wallet_id == order.buyer_wallet_id)
             .order_by(o.c.created_at.desc(), o.c.order_id.desc())

@@ -84,7 +84,10 @@ def dashboard_engine(
         args = {
             "connect_timeout": seconds,
             "application_name": "mlkit dashboard",
-            "options": f"-c statement_timeout={millis} -c lock_timeout={millis}",
+            # No JIT nor parallel workers: without fresh statistics their start-up costs
+            # more than the few milliseconds of a dashboard query.
+            "options": f"-c statement_timeout={millis} -c lock_timeout={millis} -c jit=off "
+            "-c max_parallel_workers_per_gather=0",
         }
         if state_schema:
             args["options"] += f" {search_path_option(state_schema)}"
@@ -181,10 +184,18 @@ def _dup(fd: int) -> int:
 # ---------------------------------------------------------------- fraud
 
 
-def _latest_prediction(o, p):
-    """The id of an order's latest prediction (re-scoring never double-counts)."""
-    p2 = p.alias("p2")
-    return sa.select(sa.func.max(p2.c.id)).where(p2.c.order_id == o.c.order_id).scalar_subquery()
+def latest(p, order_id, column):
+    """`column` of the order's latest prediction, as a correlated scalar subquery. Ordered by
+    `id + 0` so that no planner walks the primary key backwards filtering on the order (what
+    a PostgreSQL never analysed does for max(id)): the order's own index is the only way in."""
+    p2 = p.alias("latest")
+    return (
+        sa.select(p2.c[column])
+        .where(p2.c.order_id == order_id)
+        .order_by((p2.c.id + 0).desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 def _hour(dialect: str, column):
@@ -204,19 +215,19 @@ def window_counts(conn: sa.Connection, anchor: datetime) -> list[tuple]:
     the orders placed in the 7 days up to `anchor`, each with its latest prediction: one
     statement, so every window and every hour comes from the same snapshot."""
     o, p = schema.orders, schema.fraud_predictions
-    hour = _hour(conn.dialect.name, o.c.created_at).label("hour")
-    in_24h = sa.case((o.c.created_at > anchor - WINDOWS["24h"], 1), else_=0).label("in_24h")
-    in_1h = sa.case((o.c.created_at > anchor - WINDOWS["1h"], 1), else_=0).label("in_1h")
-    query = (
-        sa.select(hour, p.c.decision, in_24h, in_1h, sa.func.count())
-        .select_from(
-            o.outerjoin(
-                p, sa.and_(p.c.order_id == o.c.order_id, p.c.id == _latest_prediction(o, p))
-            )
+    orders = (
+        sa.select(
+            _hour(conn.dialect.name, o.c.created_at).label("hour"),
+            latest(p, o.c.order_id, "decision").label("decision"),
+            sa.case((o.c.created_at > anchor - WINDOWS["24h"], 1), else_=0).label("in_24h"),
+            sa.case((o.c.created_at > anchor - WINDOWS["1h"], 1), else_=0).label("in_1h"),
         )
         .where(o.c.created_at > anchor - WINDOWS["7d"], o.c.created_at <= anchor)
-        .group_by(hour, p.c.decision, in_24h, in_1h)
+        .subquery("placed")
     )
+    query = sa.select(
+        orders.c.hour, orders.c.decision, orders.c.in_24h, orders.c.in_1h, sa.func.count()
+    ).group_by(orders.c.hour, orders.c.decision, orders.c.in_24h, orders.c.in_1h)
     return [tuple(row) for row in conn.execute(query)]
 
 
@@ -260,8 +271,6 @@ def summarize(rows: list[tuple], anchor: datetime) -> tuple[dict, list[dict]]:
 def latest_blocked(conn: sa.Connection, limit: int = LATEST_BLOCKED) -> list[dict]:
     """The orders most recently blocked (their latest prediction BLOCKED), newest first."""
     o, p = schema.orders, schema.fraud_predictions
-    p2 = p.alias("p2")
-    newer = sa.exists().where(p2.c.order_id == p.c.order_id, p2.c.id > p.c.id)
     rows = conn.execute(
         sa.select(
             p.c.order_id,
@@ -273,7 +282,7 @@ def latest_blocked(conn: sa.Connection, limit: int = LATEST_BLOCKED) -> list[dic
             o.c.buyer_wallet_id,
         )
         .join(o, o.c.order_id == p.c.order_id)
-        .where(p.c.decision == BLOCKED, ~newer)
+        .where(p.c.decision == BLOCKED, p.c.id == latest(p, p.c.order_id, "id"))
         .order_by(p.c.created_at.desc(), p.c.id.desc())
         .limit(limit)
     ).all()
