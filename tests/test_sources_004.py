@@ -22,7 +22,7 @@ from mlkit.toolkit import schema
 from mlkit.toolkit.db import make_engine
 from mlkit.toolkit.demo.seed import seed_demo
 from mlkit.toolkit.demo.translate import blacklist_query, translate_to_004
-from mlkit.toolkit.monitor import fraud_overview
+from mlkit.toolkit.monitor import DashboardSource
 from mlkit.toolkit.registry import resolve
 
 pytestmark = pytest.mark.slow
@@ -170,7 +170,14 @@ def test_the_shipped_mapping_runs_every_command_on_the_platforms_database(world,
         live = conn.execute(sa.select(sa.func.count()).select_from(schema.orders)).scalar()
     assert live == after["transactions"]
 
-    overview = fraud_overview(state)
+    # What `mlkit dashboard` reads, on its own timeout-bounded engine made from the command's.
+    source = DashboardSource(state, None)
+    try:
+        snapshot = source.snapshot()
+    finally:
+        source.close()
+    assert snapshot.database_state == "ok" and snapshot.fraud.error is None, snapshot
+    overview = snapshot.fraud.data
     assert overview["orders"] and overview["windows"]["7d"]["scored"] > 0
     assert overview["latest_blocked"], "the dashboard shows no blocked order"
 

@@ -146,6 +146,7 @@ def score_orders(
             from ..outputs import write_fraud_predictions
 
             write_fraud_predictions(conn, output, scope)
+    _analyze_predictions(engine, output)
     counts = pd.Series(decisions).value_counts()
     return ScoringResult(
         model=label,
@@ -156,6 +157,19 @@ def score_orders(
         since=since,
         features_caught_up=caught_up,
     )
+
+
+def _analyze_predictions(engine: Engine, output) -> None:
+    """Fresh PostgreSQL statistics for the predictions just written (a sample, cheap): until
+    autovacuum comes by, a planner that believes the table empty joins it to a view of the
+    platform's orders row by row, and the dashboard's reads time out."""
+    if engine.dialect.name != "postgresql":
+        return
+    names = [schema.fraud_predictions.name] + ([output.table] if output is not None else [])
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for name in names:
+            quoted = ".".join(conn.dialect.identifier_preparer.quote(n) for n in name.split("."))
+            conn.exec_driver_sql(f"ANALYZE {quoted}")
 
 
 class FraudPredictor:
