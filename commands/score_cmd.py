@@ -29,6 +29,8 @@ def score_fraud(
 ) -> None:
     """Score orders and write score, decision, features and model version to
     fraud_predictions; re-running replaces that version's rows instead of adding more.
+    With `outputs.fraud_predictions` in the config, the same rows go to the platform's own
+    table in its shape, in the same transaction.
 
     The features are caught up first (as `mlkit etl run --since last`), so orders placed
     since the last ETL are scored too. A window without orders is not an error: it says
@@ -56,6 +58,11 @@ def score_fraud(
         f"({document['orders_per_second_predict']:,} orders/s predicting) in "
         f"{document['seconds']} s: "
         + ", ".join(f"{k} {v:,}" for k, v in document["decisions"].items())
+        + (
+            f"; {document['output']['rows']:,} rows into {document['output']['table']}"
+            if document["output"]
+            else ""
+        )
     )
 
 

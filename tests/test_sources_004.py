@@ -140,7 +140,11 @@ def test_the_shipped_mapping_runs_every_command_on_the_platforms_database(world,
     mapped_auc_pr = _candidate_auc_pr(state)
     prod = resolve(state, "fraud@prod")
 
-    run("score", "fraud")
+    scoring = run("score", "fraud", "--json")
+    assert json.loads(scoring.stdout)["output"] == {
+        "table": "public.fraud_predictions",
+        "rows": world["rows"]["transactions"],
+    }
     label = f"{prod.name}:{prod.version}"
     with platform.connect() as conn:
         scored = conn.exec_driver_sql(

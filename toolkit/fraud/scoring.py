@@ -66,6 +66,7 @@ class ScoringResult:
     seconds: float
     since: datetime | None = None
     features_caught_up: int = 0  # feature rows the catch-up wrote first
+    output: dict | None = None  # {"table", "rows"}: the platform's table written too
 
     def as_dict(self) -> dict:
         return {
@@ -79,6 +80,7 @@ class ScoringResult:
             if self.predict_seconds
             else None,
             "seconds": round(self.seconds, 2),
+            "output": self.output,
         }
 
 
@@ -142,10 +144,11 @@ def score_orders(
             )
         conn.execute(p.delete().where(scope))
         bulk_insert(conn, p, predictions)
+        written = None
         if output is not None:
             from ..outputs import write_fraud_predictions
 
-            write_fraud_predictions(conn, output, scope)
+            written = {"table": output.table, "rows": write_fraud_predictions(conn, output, scope)}
     _analyze_predictions(engine, output)
     counts = pd.Series(decisions).value_counts()
     return ScoringResult(
@@ -156,6 +159,7 @@ def score_orders(
         seconds=time.perf_counter() - started,
         since=since,
         features_caught_up=caught_up,
+        output=written,
     )
 
 
