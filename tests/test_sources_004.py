@@ -109,15 +109,14 @@ def _candidate_auc_pr(engine) -> float:
 
 
 def _platform_counts(engine) -> dict[str, int]:
-    names = ("transactions", "transactions_archive", "fraud_predictions")
+    names = (
+        "transactions",
+        "transactions_archive",
+        "fraud_predictions",
+        "fraud_predictions_archive",
+    )
     with engine.connect() as conn:
-        counts = {
-            n: conn.exec_driver_sql(f"SELECT count(*) FROM public.{n}").scalar() for n in names
-        }
-        counts["fraud_predictions_archive"] = conn.exec_driver_sql(
-            "SELECT count(*) FROM public.fraud_predictions_archive"
-        ).scalar()
-    return counts
+        return {n: conn.exec_driver_sql(f"SELECT count(*) FROM public.{n}").scalar() for n in names}
 
 
 def test_the_shipped_mapping_runs_every_command_on_the_platforms_database(world, cli, monkeypatch):
@@ -133,7 +132,9 @@ def test_the_shipped_mapping_runs_every_command_on_the_platforms_database(world,
 
     run("db", "init")
     checked = json.loads(run("sources", "check", "--json").stdout)
-    assert checked, "sources check reported nothing"
+    transactions = world["rows"]["transactions"]
+    assert checked["problems"] == [] and checked["inputs"]["orders"]["rows"] == transactions
+    assert checked["inputs"]["security_alerts"]["labels"] > 0
     run("etl", "run")
     state = make_engine(url, state_schema="mlkit")
     train(cli, env, state)
@@ -143,7 +144,7 @@ def test_the_shipped_mapping_runs_every_command_on_the_platforms_database(world,
     scoring = run("score", "fraud", "--json")
     assert json.loads(scoring.stdout)["output"] == {
         "table": "public.fraud_predictions",
-        "rows": world["rows"]["transactions"],
+        "rows": transactions,
     }
     label = f"{prod.name}:{prod.version}"
     with platform.connect() as conn:
@@ -154,7 +155,6 @@ def test_the_shipped_mapping_runs_every_command_on_the_platforms_database(world,
             "FROM public.fraud_predictions p "
             "LEFT JOIN public.transactions t ON t.transaction_id = p.transaction_id"
         ).one()
-    transactions = world["rows"]["transactions"]
     assert tuple(scored) == (transactions,) * 3 + (label, label, transactions)
     run("score", "fraud")  # a re-run replaces the platform's rows of this version
     assert _platform_counts(platform)["fraud_predictions"] == transactions
