@@ -162,6 +162,8 @@ def test_the_shipped_mapping_runs_every_command_on_the_platforms_database(world,
     run("drift", "check", codes=(0, 3))
 
     before = _platform_counts(platform)
+    plan = json.loads(run("retention", "run", "--older-than", "30d", "--dry-run", "--json").stdout)
+    assert _platform_counts(platform) == before
     moved = run("retention", "run", "--older-than", "30d", "--yes").stdout
     after = _platform_counts(platform)
     assert 0 < after["transactions_archive"] < transactions
@@ -169,6 +171,7 @@ def test_the_shipped_mapping_runs_every_command_on_the_platforms_database(world,
     assert after["fraud_predictions_archive"] == after["transactions_archive"]
     assert after["fraud_predictions"] == after["transactions"]
     archived = after["transactions_archive"]
+    assert plan["to_move"]["platform_orders"] == plan["to_move"]["platform_predictions"] == archived
     assert f"the platform's tables: {archived:,} orders and {archived:,} predictions" in moved
     with state.connect() as conn:
         live = conn.execute(sa.select(sa.func.count()).select_from(schema.orders)).scalar()
