@@ -67,6 +67,7 @@ def test_the_ticketing_outputs_parse_with_what_sources_say_of_orders():
     ("raw", "sources", "message"),
     [
         ({"predictions": {}}, None, "outputs.predictions: unknown output"),
+        (["fraud_predictions"], None, "outputs: expected a section"),
         (
             {"fraud_predictions": {"table": "x", "columns": {"transaction_id": "order"}}},
             None,

@@ -60,7 +60,7 @@ class Outputs:
 
 
 def _error(where: str, problem: str) -> MlkitError:
-    return MlkitError(f"outputs.{where}: {problem}", hint=HINT)
+    return MlkitError(f"outputs{'.' + where if where else ''}: {problem}", hint=HINT)
 
 
 def _name(value: Any, where: str, *, qualified: bool = False) -> str:
