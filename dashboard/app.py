@@ -45,6 +45,7 @@ class Dashboard(App):
     #too-small { display: none; content-align: center middle; height: 1fr; }
     Screen.-tiny #too-small, Screen.-short #too-small { display: block; }
     Screen.-tiny #body, Screen.-short #body { display: none; }
+    #body { scrollbar-gutter: stable; }
     #columns { height: auto; }
     .panel { border: round $primary; padding: 0 1; height: auto; }
     .panel Static { height: auto; }
@@ -52,7 +53,8 @@ class Dashboard(App):
     #right { width: 2fr; height: auto; }
     Screen.-narrow #columns { layout: vertical; }
     Screen.-narrow #left, Screen.-narrow #right { width: 1fr; }
-    #charts { height: 12; }
+    #charts { height: 12; display: none; }
+    #charts.shown { display: block; }
     Screen.-narrow #charts { layout: vertical; height: 22; }
     FraudRateChart, DecisionsChart { height: 1fr; }
     #arm-chart { height: 10; display: none; }
@@ -279,10 +281,11 @@ class Dashboard(App):
         firing = (s.fraud.data or {}).get("alerts") or []
         alerts.set_class(bool(firing), "firing")
         alerts.update(render.alert_banner(firing))
+        data = s.fraud.data or {}
+        self.query_one("#charts").set_class(bool(data.get("orders")), "shown")
         if self._panel_error("#fraud", s.fraud.error):
             box.border_title = "Fraud"
             return
-        data = s.fraud.data
         box.border_title = render.fraud_title(data)
         if not data["orders"]:
             self.query_one("#fraud", Static).update("no orders yet")

@@ -16,21 +16,20 @@ DECISION_COLORS = {
     "MANUAL_REVIEW": "orange",
     "BLOCKED": "red",
 }
-TICKS = 6
 
 
 def _ticks(hours: list[datetime]) -> tuple[list[int], list[str]]:
-    """About TICKS positions along the hours, labelled HH:00 (with the day where it changes)."""
-    if not hours:
-        return [], []
-    step = max(1, len(hours) // TICKS)
-    positions = list(range(0, len(hours), step))
-    labels, day = [], None
-    for i in positions:
-        h = hours[i]
-        labels.append(f"{h:%H}h" if h.date() == day else f"{h:%m-%d %H}h")
-        day = h.date()
-    return positions, labels
+    """Short labels that never collide: every 4th hour as HHh over a day, each midnight as
+    MM-DD over longer spans (the span's end is in the title)."""
+    if len(hours) <= 48:
+        marks = [(i, f"{h:%H}h") for i, h in enumerate(hours) if h.hour % 4 == 0]
+    else:
+        marks = [(i, f"{h:%m-%d}") for i, h in enumerate(hours) if h.hour == 0]
+    return [i for i, _ in marks], [label for _, label in marks]
+
+
+def _end(hours: list[datetime]) -> str:
+    return f"{hours[-1]:%m-%d %H}h" if hours else "-"
 
 
 class FraudRateChart(PlotextPlot):
@@ -48,8 +47,8 @@ class FraudRateChart(PlotextPlot):
         if threshold is not None:
             plt.plot(x, [100 * threshold] * len(x), label="alert", color="yellow", marker="dot")
         plt.xticks(*_ticks(hours))
-        plt.ylim(0, max([*rates, 100 * (threshold or 0), 1.0]) * 1.15)
-        plt.title(f"flagged % per hour, last {span} (UTC)")
+        plt.ylim(0, min(100.0, max([*rates, 100 * (threshold or 0), 1.0]) * 1.15))
+        plt.title(f"flagged % per hour, {span} to {_end(hours)} UTC")
         self.refresh()
 
 
@@ -73,7 +72,7 @@ class DecisionsChart(PlotextPlot):
         )
         plt.xticks(*_ticks(hours))
         plt.ylim(0, max(1, *(sum(column) for column in zip(*series, unscored, strict=True))))
-        plt.title(f"orders per hour by decision, last {span} (UTC)")
+        plt.title(f"orders per hour by decision, {span} to {_end(hours)} UTC")
         self.refresh()
 
 
