@@ -68,7 +68,7 @@ class Dashboard(App):
         Binding("p", "pause", "Pause"),
         Binding("p", "resume", "Resume"),
         Binding("w", "span", "24h/7d"),
-        Binding("enter", "open", "Open", show=False),
+        Binding("enter", "open", "Open"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),

@@ -139,3 +139,38 @@ def test_signal_prod_is_reported_by_status_and_the_dashboard_alike(world, monkey
     signal = shown[shown.index("signal") :]
     assert "last training │ never" not in signal and "untrained" not in signal
     assert "BTCUSDT" in signal and "prod v1" in signal
+
+
+def test_a_blocked_order_opens_with_its_models_own_contributions(world, monkeypatch):
+    """The drill-down of a blocked order: its decision, its wallet's orders, and the
+    contributions of the model that scored it; XGBoost's (pred_contribs) for the XGBoost
+    version, in the order of their size."""
+    from mlkit.toolkit.config import load_config
+    from mlkit.toolkit.drilldown import contributions, order_detail
+    from mlkit.toolkit.registry import resolve
+
+    engine, url, env = world
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = load_config(database_url=url)
+    p = schema.fraud_predictions
+    with engine.connect() as conn:
+        order_id = conn.execute(
+            sa.select(p.c.order_id).where(p.c.decision == "BLOCKED").order_by(p.c.id.desc())
+        ).first()[0]
+    detail = order_detail(engine, order_id, config)
+    assert detail["prediction"]["decision"] == "BLOCKED"
+    assert detail["contributions"], detail["contributions_note"]
+    assert any(h["order_id"] == order_id for h in detail["wallet_history"])
+    xgboost = next(
+        mv
+        for mv in (resolve(engine, f"fraud:{v}") for v in (1, 2))
+        if mv.params["model"] == "xgboost"
+    )
+    with engine.connect() as conn:
+        features = conn.execute(
+            sa.select(schema.fraud_features).where(schema.fraud_features.c.order_id == order_id)
+        ).one()
+    top, unit = contributions(engine, xgboost.ref, features, config)
+    sizes = [abs(c["contribution"]) for c in top]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > 0 and "log-odds" in unit

@@ -208,3 +208,30 @@ def test_the_order_drill_down_reads_the_order_its_wallet_and_says_why_no_contrib
     assert detail["features"] is None and detail["contributions"] is None
     assert detail["contributions_note"] == "no features"
     assert wallet in (100, 101, 102, 103)
+
+
+async def test_a_family_and_an_arm_open_their_detail(world):
+    engine, url = world
+    seed(engine)
+    app = dashboard(url)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settled(pilot)
+        training = app.query_one("#training")
+        training.focus()
+        training.move_cursor(row=[str(k.value) for k in training.rows].index("fraud"))
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+        runs = str(app.screen.query_one("#runs").content)
+        assert type(app.screen).__name__ == "FamilyScreen"
+        shown = app.screen.query_one("Static").content
+        assert "cooling-down" in str(shown) and "too few labelled orders" in str(shown)
+        assert runs != "loading runs…"
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        app.query_one("#arms").focus()
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert type(app.screen).__name__ == "ArmScreen"
+        assert app.screen.arm == "baseline"
+        await pilot.press("escape")
+        await pilot.press("q")
