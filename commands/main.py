@@ -30,6 +30,7 @@ from . import (
     report_cmd,
     retention_cmd,
     score_cmd,
+    serve_cmd,
     signal_cmd,
     sources_cmd,
     status_cmd,
@@ -75,6 +76,7 @@ app.command("status")(status_cmd.status)
 app.command("quickstart")(quickstart_cmd.quickstart)
 app.command("migrate")(migrate_cmd.migrate)
 app.command("dashboard")(dashboard_cmd.dashboard)
+app.command("serve")(serve_cmd.serve)
 
 
 def _show_version(value: bool) -> None:

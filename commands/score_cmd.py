@@ -73,7 +73,9 @@ def predict_fraud(
     model: ModelOption = "fraud@prod",
 ) -> None:
     """Score one order: online features (Redis when fresh, else the database), the model,
-    the decision. Prints {"fraud_score", "decision", "model_version", "features"}.
+    the decision. Prints {"fraud_score", "decision", "model_version", "features",
+    "feature_source", "top_contributions"} (what `mlkit serve`'s POST /api/fraud/score
+    answers).
 
     The order is checked first: ids are positive integers, price a finite number above 0
     (below 1,000,000,000), payment_method a known method, created_at an ISO moment (an
@@ -83,10 +85,10 @@ def predict_fraud(
     Example: mlkit predict fraud '{"buyer_wallet_id": 12, "event_id": 3, "price": 80,
              "payment_method": "paypal", "created_at": "2026-03-01T12:00:00"}'
     """
-    from mlkit.toolkit.fraud.scoring import predict_order
     from mlkit.toolkit.inputs import parse_order_json
+    from mlkit.toolkit.serving import FraudScorer
 
     # The order is checked before anything connects, so a bad one is named first.
     request = parse_order_json(sys.stdin.read() if order in (None, "-") else order)
     config, engine = load_context(ctx)
-    emit_json(predict_order(engine, config, model, request))
+    emit_json(FraudScorer(engine, config, model).score(request))

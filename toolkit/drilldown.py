@@ -77,6 +77,12 @@ def contributions(engine: Engine, model_ref: str, features, config) -> tuple[lis
         raise MlkitError("no configuration: the model's artifact cannot be found")
     model = load_verified_model(resolve(engine, model_ref), config.artifacts_dir)
     frame = pd.DataFrame([{name: getattr(features, name) for name in FEATURES}])
+    return strongest_contributions(model, frame)
+
+
+def strongest_contributions(model, frame) -> tuple[list, str]:
+    """The TOP_CONTRIBUTIONS strongest contributions of `model` to the score of the one row of
+    `frame`, strongest first, and their unit."""
     names, values, unit = model.contributions(frame)
     pairs = sorted(zip(names, values[0].tolist(), strict=True), key=lambda item: -abs(item[1]))
     return [{"feature": n, "contribution": v} for n, v in pairs[:TOP_CONTRIBUTIONS]], unit

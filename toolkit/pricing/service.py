@@ -202,24 +202,38 @@ def open_store(engine: Engine, config, warn: Warn) -> BanditStore:
 
 
 def recommend_price(
-    engine: Engine, config, event_id: int, *, policy: str | None, warn: Warn
+    engine: Engine,
+    config,
+    event_id: int,
+    *,
+    policy: str | None,
+    warn: Warn,
+    store: BanditStore | None = None,
 ) -> dict:
-    """`mlkit mab recommend`: `recommend` on the configured stores; `warn` is told when the
-    bandit has never been trained."""
-    result = recommend(engine, open_store(engine, config, warn), config, event_id, policy=policy)
+    """`mlkit mab recommend`: `recommend` on `store` (default: the configured stores); `warn`
+    is told when the bandit has never been trained."""
+    store = store or open_store(engine, config, warn)
+    result = recommend(engine, store, config, event_id, policy=policy)
     if not result["trained"]:
         warn("the bandit has no pulls yet (run: mlkit train mab); this pick is a guess")
     return result
 
 
 def record_reward(
-    engine: Engine, config, event_id: int, arm: str, reward: float, *, warn: Warn
+    engine: Engine,
+    config,
+    event_id: int,
+    arm: str,
+    reward: float,
+    *,
+    warn: Warn,
+    store: BanditStore | None = None,
 ) -> dict:
     """`mlkit mab reward`: one reward added to an arm of the global bandit and of the event
-    type's; the global arm's state after it."""
+    type's, on `store` (default: the configured stores); the global arm's state after it."""
     check_arm(arm)
     check_reward(reward)
-    store = open_store(engine, config, warn)
+    store = store or open_store(engine, config, warn)
     event = event_demand(engine, event_id)  # an unknown event is refused before any write
     return {"event_id": event_id, **store.record(arm, reward, event["event_type"]).as_dict()}
 
