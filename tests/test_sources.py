@@ -113,12 +113,15 @@ def world(request, tmp_path):
     drop_database(url)
 
 
-def write_config(world, sources: dict) -> None:
+def write_config(world, sources: dict, outputs: dict | None = None) -> None:
     database = {"url": world["url"]}
     if world["state"]:
         database["state_schema"] = world["state"]
+    document = {"database": database, "sources": sources}
+    if outputs:
+        document["outputs"] = outputs
     with open("config.yaml", "w") as fh:
-        yaml.safe_dump({"database": database, "sources": sources}, fh)
+        yaml.safe_dump(document, fh)
 
 
 def state_engine(world):
@@ -300,6 +303,35 @@ def test_sources_check_names_each_problem_with_a_hint(world, cli):
     document = json.loads(cli("sources", "check", "--json").stdout)
     assert not document["ok"] and len(document["problems"]) == 4
     assert document["inputs"]["security_alerts"]["null_rates"]["label_available_at"] == 1 / 3
+
+
+def test_sources_check_names_output_tables_that_cannot_take_the_writes(world, cli):
+    """An output table that is not there, or lacks a column mlkit would write, is a problem
+    before `score fraud` or `retention run` meets it."""
+    predictions = {
+        "table": "transactions",  # exists, but has none of the prediction columns
+        "columns": {"transaction_id": "order_id", "risk": "fraud_score", "at": "created_at"},
+    }
+    write_config(
+        world,
+        {"orders": ORDERS},
+        {"fraud_predictions": predictions, "orders_archive": {"table": "transactions_old"}},
+    )
+    result = cli("sources", "check")
+    assert result.exit_code == 1
+    problems = [line for line in result.stderr.splitlines() if line.startswith("problem: ")]
+    assert len(problems) == 2, result.stderr
+    assert any(
+        p.startswith("problem: outputs.fraud_predictions: table") and "at, risk" in p
+        for p in problems
+    ), problems
+    assert any(
+        p.startswith("problem: outputs.orders_archive: table") and "does not exist" in p
+        for p in problems
+    ), problems
+    document = json.loads(cli("sources", "check", "--json").stdout)
+    assert document["outputs"]["orders_archive"]["reachable"] is False
+    assert "transaction_id" in document["outputs"]["fraud_predictions"]["columns"]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

@@ -58,6 +58,19 @@ class Outputs:
     fraud_predictions_archive: ArchiveOutput | None = None
     orders_mapped: bool = False  # `sources:` maps orders: mlkit's orders is a view of them
 
+    def tables(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(output, platform table, the columns mlkit writes there) of each mapped output."""
+        found = []
+        if self.fraud_predictions:
+            columns = tuple(self.fraud_predictions.columns)
+            found.append(("fraud_predictions", self.fraud_predictions.table, columns))
+        for name in ("orders_archive", "fraud_predictions_archive"):
+            archive = getattr(self, name)
+            if archive:
+                columns = tuple(c for c in (archive.key, archive.time, archive.link) if c)
+                found.append((name, archive.table, columns))
+        return found
+
 
 def _error(where: str, problem: str) -> MlkitError:
     return MlkitError(f"outputs{'.' + where if where else ''}: {problem}", hint=HINT)
@@ -241,6 +254,15 @@ def write_fraud_predictions(
     }
     exprs = {col: sa.cast(values[v], target.c[col].type) for col, v in output.columns.items()}
     joined = p.join(orders, orders.c.order_id == p.c.order_id)
+    features_col = output.column_of("features")
+    if features_col is not None:
+        # Batch predictions keep no copy of their features: fraud_features has them by order.
+        f = schema.fraud_features
+        joined = joined.outerjoin(f, f.c.order_id == p.c.order_id)
+        kind = target.c[features_col].type
+        exprs[features_col] = sa.func.coalesce(
+            sa.cast(p.c.features, kind), sa.cast(feature_object(conn.dialect.name, f), kind)
+        )
     order_col, version_col = output.column_of("order_id"), output.column_of("model_version")
     if version_col is not None:
         same = sa.and_(
@@ -251,3 +273,14 @@ def write_fraud_predictions(
         )
     rows = sa.select(*exprs.values()).select_from(joined).where(scope)
     return conn.execute(target.insert().from_select(list(exprs), rows)).rowcount
+
+
+def feature_object(dialect: str, f: sa.Table) -> sa.ColumnElement:
+    """A fraud_features row's feature vector as one JSON object, built by the database."""
+    from .fraud.columns import FEATURES
+
+    build = {"postgresql": sa.func.json_build_object, "mysql": sa.func.json_object}.get(
+        dialect, sa.func.json_object
+    )
+    pairs = [part for name in FEATURES for part in (sa.literal_column(f"'{name}'"), f.c[name])]
+    return build(*pairs)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .. import schema
 from ..errors import MlkitError
+from ..outputs import Outputs, outputs_of
 from .apply import platform_first
 from .mapping import TIME_COLUMN, InputSource, Sources, is_identifier
 from .views import (
@@ -50,6 +51,7 @@ class Report:
     database: str
     sources: Sources
     inputs: dict[str, dict] = field(default_factory=dict)
+    outputs: dict[str, dict] = field(default_factory=dict)
     problems: list[dict] = field(default_factory=list)
 
     def problem(self, name: str, text: str, hint: str) -> None:
@@ -61,6 +63,7 @@ class Report:
             "state_schema": self.sources.state_schema,
             "inputs": self.inputs,
             "derived": {name: "orders" for name in self.sources.derived},
+            "outputs": self.outputs,
             "problems": self.problems,
             "ok": not self.problems,
         }
@@ -74,18 +77,20 @@ def check_configured(config) -> dict:
     from .mapping import sources_from_config
 
     sources = sources_from_config(config)
-    if not sources.inputs:
+    outputs = outputs_of(config)
+    if not sources.inputs and not outputs.tables():
         return Report(mask_url(config.database_url), sources).as_dict()  # nothing to connect for
     engine = make_engine(config.database_url)
     try:
-        return check_sources(engine, sources)
+        return check_sources(engine, sources, outputs)
     finally:
         engine.dispose()
 
 
-def check_sources(engine: Engine, sources: Sources) -> dict:
+def check_sources(engine: Engine, sources: Sources, outputs: Outputs | None = None) -> dict:
     """Every mapped input: reachable, columns and types, rows, time range, NULLs in
-    required columns, labels and their delay, and ids that do not join."""
+    required columns, labels and their delay, and ids that do not join; every output
+    table: there, with the columns mlkit will write."""
     from ..db import explain_db_error, masked
 
     report = Report(masked(engine), sources)
@@ -101,6 +106,8 @@ def check_sources(engine: Engine, sources: Sources) -> dict:
                     report.inputs[name].update(_label_delays(conn, sources, bodies, name))
             _check_joins(conn, report, bodies)
             _check_derived(conn, report, bodies)
+            for name, table, columns in outputs.tables() if outputs else []:
+                _check_output(conn, report, name, table, columns)
     except DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
     return report.as_dict()
@@ -311,3 +318,28 @@ def _check_joins(conn: Connection, report: Report, bodies: dict[str, str]) -> No
                 if parent in sources.inputs
                 else f"map sources.{parent}, or check sources.{child} ({column})",
             )
+
+
+def _check_output(
+    conn: Connection, report: Report, name: str, table: str, columns: tuple[str, ...]
+) -> None:
+    """An output table exists and has the columns mlkit writes into it."""
+    owner, _, bare = table.rpartition(".")
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(bare, schema=owner or None):
+        report.outputs[name] = {"table": table, "reachable": False}
+        report.problem(
+            f"outputs.{name}",
+            f"table {table} does not exist",
+            "create it (the platform's DDL), or fix outputs." + name + ".table",
+        )
+        return
+    found = {c["name"] for c in inspector.get_columns(bare, schema=owner or None)}
+    missing = [c for c in columns if c not in found]
+    report.outputs[name] = {"table": table, "reachable": True, "columns": sorted(found)}
+    if missing:
+        report.problem(
+            f"outputs.{name}",
+            f"table {table} has no column {', '.join(missing)}",
+            f"name the platform's columns under outputs.{name}",
+        )
