@@ -42,6 +42,7 @@ def test_help_imports_no_heavy_library():
 # Commands without a --json document, and why.
 NO_JSON = {
     "dashboard": "a full-screen terminal app",
+    "serve": "a long-running HTTP service answering JSON per request",
     "db ddl": "its output is SQL, a document of its own",
     "cron run": "what the job prints goes to its log; stderr gets one summary line",
     "predict fraud": "its output is always one JSON document",

@@ -28,7 +28,7 @@ def test_toolkit_source_never_imports_ui_libraries_or_upper_layers():
         for name in imported_roots(path):
             root = name.split(".")[0]
             if root in FORBIDDEN_IN_TOOLKIT or name.startswith(
-                ("mlkit.commands", "mlkit.dashboard")
+                ("mlkit.commands", "mlkit.dashboard", "mlkit.service")
             ):
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == []
@@ -89,5 +89,17 @@ def test_the_dashboard_imports_no_command():
         for path in sorted((ROOT / "dashboard").rglob("*.py"))
         for name in imported_roots(path)
         if name.startswith("mlkit.commands")
+    ]
+    assert offenders == []
+
+
+def test_the_web_service_and_the_python_api_import_no_command_nor_ui():
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for folder in ("service", "api")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for name in imported_roots(path)
+        if name.startswith(("mlkit.commands", "mlkit.dashboard"))
+        or name.split(".")[0] in FORBIDDEN_IN_TOOLKIT
     ]
     assert offenders == []

@@ -12,7 +12,7 @@ def test_every_python_folder_is_a_declared_package():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     declared = {folder: name for name, folder in config["package-dir"].items()}
     assert set(declared.values()) == set(config["packages"])
-    for layer in ("toolkit", "commands", "dashboard"):
+    for layer in ("toolkit", "commands", "dashboard", "service", "api"):
         for init in (ROOT / layer).rglob("__init__.py"):
             folder = init.parent.relative_to(ROOT).as_posix()
             assert folder in declared, f"{folder} is not in [tool.setuptools] package-dir"
