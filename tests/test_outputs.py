@@ -113,6 +113,7 @@ def platform(tmp_path):
     admin.dispose()
     engine = sa.create_engine(url, connect_args={"options": "-csearch_path=mlkit,public"})
     schema.fraud_predictions.create(engine)
+    schema.fraud_features.create(engine)
     yield engine
     engine.dispose()
     drop_database(url)
