@@ -24,6 +24,7 @@ from ..clock import parse_moment, utcnow
 from ..db import bulk_insert, explain_db_error, prepare_bulk_transaction, read_frame, relation_names
 from ..errors import MlkitError
 from ..locks import job_lock
+from ..upsert import Merged, merge_frame
 from .labels import label_query, own_labels
 
 JOB = "fraud_features"
@@ -56,6 +57,7 @@ class EtlResult:
     mode: str = "range"  # "range" (explicit --since/--until) or "incremental"
     new_orders: int = 0  # incremental: orders that had no feature row
     watermark: datetime | None = field(default=None)
+    written: dict | None = None  # rows inserted, updated (changed only) and deleted
 
     def as_dict(self) -> dict:
         return {
@@ -70,6 +72,7 @@ class EtlResult:
             "watermark": self.watermark.isoformat() if self.watermark else None,
             "seconds": round(self.seconds, 2),
             "rows_per_second": round(self.rows / self.seconds) if self.seconds else None,
+            "written": self.written,
         }
 
 
@@ -263,11 +266,11 @@ def run_etl(
                     time.perf_counter() - started,
                     watermark=_read_watermark(conn),
                 )
-            frame = _store(conn, sources, target, since, until, report)
+            frame, written = _store(conn, sources, target, since, until, report)
             watermark = _move_watermark(conn)
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
-    return _stored(since, until, frame, sources, started, watermark=watermark)
+    return _stored(since, until, frame, sources, started, watermark=watermark, written=written)
 
 
 def catch_up(
@@ -315,7 +318,7 @@ def catch_up(
                 recompute = (sources.orders["created_at"] >= since).to_numpy()
                 new = sources.orders["order_id"].isin(pending["order_id"]).to_numpy()
                 target = target[recompute | new]
-            frame = _store(conn, sources, target, since, until, report)
+            frame, written = _store(conn, sources, target, since, until, report)
             watermark = _move_watermark(conn)
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
@@ -328,6 +331,7 @@ def catch_up(
         mode="incremental",
         new_orders=len(pending),
         watermark=watermark,
+        written=written,
     )
 
 
@@ -370,8 +374,9 @@ def _target_query(since: datetime, until: datetime) -> sa.Select:
 
 
 def _store(conn, sources, target, since, until, report):
-    """Compute the target orders' features and replace the rows of [since, until) with
-    them (every stored row in that range is a target)."""
+    """Compute the target orders' features and make the rows of [since, until) equal them
+    (every stored row in that range is a target): into an empty table a bulk load, else a
+    merge writing only the rows that changed or are new. Returns the frame and the counts."""
     from .features import compute_features
 
     report("extract", 1, 3)
@@ -389,31 +394,34 @@ def _store(conn, sources, target, since, until, report):
         written += n
         report("load features", written, len(frame))
 
-    with _replacing(conn, table, since, until):
-        bulk_insert(conn, table, frame, on_rows=advance)
+    if conn.execute(sa.select(table.c.order_id).limit(1)).first() is None:
+        with _without_indexes(conn, table):
+            bulk_insert(conn, table, frame, on_rows=advance)
+        merged = Merged(len(frame), 0, 0)
+    else:
+        in_range = table.c.feature_ts < until
+        if since is not None:
+            in_range = sa.and_(in_range, table.c.feature_ts >= since)
+        merged = merge_frame(
+            conn,
+            table,
+            frame,
+            key="order_id",
+            scope=in_range,
+            stamp=("computed_at",),
+            on_rows=advance,
+        )
     report("extract", 3, 3)
-    return frame
+    return frame, merged.as_dict()
 
 
 @contextmanager
-def _replacing(conn: sa.Connection, table: sa.Table, since: datetime | None, until: datetime):
-    """Remove the range's rows before the load. A whole-table rebuild on PostgreSQL
-    truncates and rebuilds the secondary indexes once after the load instead of row by
-    row; PostgreSQL's DDL is transactional, so a failure still restores everything."""
-    everything = (
-        since is None
-        and not conn.execute(
-            sa.select(table.c.order_id).where(table.c.feature_ts >= until).limit(1)
-        ).first()
-    )
-    if not (everything and conn.dialect.name == "postgresql"):
-        delete = table.delete().where(table.c.feature_ts < until)
-        if since is not None:
-            delete = delete.where(table.c.feature_ts >= since)
-        conn.execute(delete)
+def _without_indexes(conn: sa.Connection, table: sa.Table):
+    """Load an empty table: on PostgreSQL the secondary indexes are dropped and built once
+    after the load instead of row by row (DDL is transactional: a failure restores them)."""
+    if conn.dialect.name != "postgresql":
         yield
         return
-    conn.exec_driver_sql(f'TRUNCATE "{table.name}"')
     for index in table.indexes:
         conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index.name}"')
     yield
