@@ -48,7 +48,7 @@ def family_status(engine: Engine, redis=None, *, bandit: bool = True) -> dict[st
     if bandit and "pricing" in document:
         document["pricing"]["bandit"] = bandit_report(engine, redis)
     if "signal" in document:
-        names = [f"signal-{symbol}" for symbol in _signal_symbols(engine)]
+        names = [f"signal-{symbol}" for symbol in model_symbols(engine)]
         symbols = {
             name.removeprefix("signal-"): entry
             for name, entry in (training_status(engine, names) if names else {}).items()
@@ -62,7 +62,7 @@ def family_status(engine: Engine, redis=None, *, bandit: bool = True) -> dict[st
     return document
 
 
-def _signal_symbols(engine: Engine) -> list[str]:
+def model_symbols(engine: Engine) -> list[str]:
     """Symbols whose signal model has a version or a training run."""
     with engine.connect() as conn:
         names = conn.execute(

@@ -18,7 +18,7 @@ from ..families import SERVING
 from ..formats import json_safe
 from ..inputs import parse_duration
 from ..registry import ModelVersion, resolve
-from ..schema import model_versions, signal_state, signals, training_runs
+from ..schema import signal_state, signals, training_runs
 from .fallback import MIN_BARS, latest_fallback
 from .indicators import PREDICTION_LOOKBACK
 from .labels import CLASSES
@@ -380,16 +380,9 @@ def signal_symbols(engine: Engine) -> list[str]:
 
 def _model_symbols(engine: Engine) -> list[str]:
     """Symbols whose signal model has a version or a training run."""
-    with engine.connect() as conn:
-        names = conn.execute(
-            sa.union(
-                sa.select(model_versions.c.name).where(model_versions.c.name.like("signal-%")),
-                sa.select(training_runs.c.model_name).where(
-                    training_runs.c.model_name.like("signal-%")
-                ),
-            )
-        ).scalars()
-        return sorted(name.removeprefix("signal-") for name in names)
+    from ..status import model_symbols
+
+    return model_symbols(engine)
 
 
 def symbol_status(engine: Engine, config, symbol: str, overview: dict | None = None) -> dict:
@@ -472,15 +465,3 @@ def signal_status(engine: Engine, config, symbol: str | None = None) -> dict[str
     overview = symbols_overview(engine)
     symbols = [normalize_symbol(symbol)] if symbol else signal_symbols(engine)
     return {s: symbol_status(engine, config, s, overview) for s in symbols}
-
-
-def family_training_status(engine: Engine) -> dict[str, dict]:
-    """`mlkit status`'s view of the signal family: per symbol with a model or a training
-    run, the same fields as every family (trained, prod, last run, cooldown...)."""
-    from ..runs import training_status
-
-    names = [f"signal-{symbol}" for symbol in _model_symbols(engine)]
-    if not names:
-        return {}
-    status = training_status(engine, names)
-    return {name.removeprefix("signal-"): status[name] for name in names}
