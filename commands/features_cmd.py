@@ -20,12 +20,21 @@ TtlOption = Annotated[
 ]
 
 
-@app.command("materialize")
-def materialize(ctx: typer.Context, ttl: TtlOption = None, as_json: JsonFlag = False) -> None:
-    """Write each wallet's history to Redis (features:wallet:<id>) for online scoring.
+FullFlag = Annotated[
+    bool, typer.Option("--full", help="Rewrite every wallet, not only those with new activity.")
+]
 
-    Online features of a new order are computed from it while fresh, else from the
-    database, with the same definitions as `mlkit etl run`.
+
+@app.command("materialize")
+def materialize(
+    ctx: typer.Context, ttl: TtlOption = None, full: FullFlag = False, as_json: JsonFlag = False
+) -> None:
+    """Write wallets' histories to Redis (features:wallet:<id>) for online scoring.
+
+    The first run writes every wallet; later runs only the wallets with new activity
+    (orders, completions, transfers, labels) and renew the others' TTL. Online features
+    of a new order are computed from it while fresh, else from the database, with the
+    same definitions as `mlkit etl run`. Cron runs it (cron.features) within the TTL.
 
     Example: mlkit features materialize --ttl 600
     """
@@ -33,13 +42,14 @@ def materialize(ctx: typer.Context, ttl: TtlOption = None, as_json: JsonFlag = F
 
     config, engine = load_context(ctx)
     with progress_bar() as progress:
-        document = materialize_configured(engine, config, ttl=ttl, progress=progress)
+        document = materialize_configured(engine, config, ttl=ttl, full=full, progress=progress)
     if as_json:
         emit_json(document)
         return
     stdout_console().print(
-        f"materialized {document['wallets']:,} wallets to Redis "
-        f"(TTL {document['ttl_seconds']} s) in {document['seconds']} s"
+        f"materialized {document['wallets']:,} wallets to Redis ({document['mode']}; "
+        f"{document['kept']:,} unchanged kept) (TTL {document['ttl_seconds']} s) "
+        f"in {document['seconds']} s"
     )
 
 

@@ -106,17 +106,6 @@ def _event_facts(conn: sa.Connection, event_id: int, moment) -> dict:
     }
 
 
-def _encode(frames: dict[str, pd.DataFrame]) -> str:
-    document = {}
-    for name, frame in frames.items():
-        out = frame.copy()
-        for column in out.columns:
-            if column in TIME_COLUMNS:
-                out[column] = out[column].astype("datetime64[s]").astype("int64")
-        document[name] = json.loads(out.to_json(orient="split", index=False))
-    return json.dumps(document, separators=(",", ":"))
-
-
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -157,35 +146,14 @@ def _wallet_rows(conn: sa.Connection, wallet_id: int) -> dict[str, list[dict]]:
     }
 
 
-def _split_by_wallet(history: dict[str, pd.DataFrame], wallet_id: int) -> dict[str, pd.DataFrame]:
-    o, t = history["orders"], history["transfers"]
-    return {
-        "orders": o[(o.buyer_wallet_id == wallet_id) | (o.seller_wallet_id == wallet_id)],
-        "wallets": history["wallets"][history["wallets"].wallet_id == wallet_id],
-        "transfers": t[(t.from_wallet_id == wallet_id) | (t.to_wallet_id == wallet_id)],
-        "labels": history["labels"][history["labels"].wallet_id == wallet_id],
-    }
+def materialize(
+    engine: Engine, client, ttl_seconds: int, progress=None, *, full: bool = False
+) -> int:
+    """Write the wallets with new activity (all on the first run, or with `full`) to Redis
+    with a TTL, renewing the others' (toolkit.fraud.materialize); returns keys written."""
+    from .materialize import materialize_wallets
 
-
-def materialize(engine: Engine, client, ttl_seconds: int, progress=None) -> int:
-    """Write every wallet's history to Redis with a TTL, in chunks of wallets; returns count."""
-    report = progress or (lambda label, done, total: None)
-    with engine.connect() as conn:
-        wallet_ids = (
-            conn.execute(sa.select(schema.wallets.c.wallet_id).order_by(schema.wallets.c.wallet_id))
-            .scalars()
-            .all()
-        )
-        for start in range(0, len(wallet_ids), MATERIALIZE_CHUNK):
-            chunk = wallet_ids[start : start + MATERIALIZE_CHUNK]
-            history = wallet_histories(conn, chunk)
-            pipe = client.pipeline(transaction=False)
-            for wallet_id in chunk:
-                state = _encode(_split_by_wallet(history, wallet_id))
-                pipe.set(WALLET_KEY.format(wallet_id), state, ex=ttl_seconds)
-            pipe.execute()
-            report("materialize", start + len(chunk), len(wallet_ids))
-    return len(wallet_ids)
+    return materialize_wallets(engine, client, ttl_seconds, full=full, progress=progress).written
 
 
 def online_features(engine: Engine, order: dict, client=None) -> tuple[dict, str]:
@@ -299,20 +267,22 @@ def _hold_hours(rows: list[dict], wallet_id: int) -> list[float]:
 
 
 def materialize_configured(
-    engine: Engine, config, *, ttl: int | None = None, progress=None
+    engine: Engine, config, *, ttl: int | None = None, full: bool = False, progress=None
 ) -> dict:
-    """`mlkit features materialize`: every wallet's history to the configured Redis (which
-    must answer), each key living `ttl` seconds [default: fraud.online_ttl_seconds]."""
-    import time
-
+    """`mlkit features materialize`: the wallets with new activity since the last run (every
+    wallet the first time, or with `full`) to the configured Redis (which must answer), each
+    key living `ttl` seconds [default: fraud.online_ttl_seconds]; the others' TTL renewed."""
     from ..cache import redis_client
+    from .materialize import materialize_wallets
 
     client = redis_client(config.redis_url)
     seconds = ttl if ttl is not None else config.get("fraud.online_ttl_seconds")
-    started = time.perf_counter()
-    count = materialize(engine, client, seconds, progress=progress)
+    done = materialize_wallets(engine, client, seconds, full=full, progress=progress)
     return {
-        "wallets": count,
+        "wallets": done.written,
+        "wallets_known": done.wallets,
+        "kept": done.kept,
+        "mode": done.mode,
         "ttl_seconds": seconds,
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": round(done.seconds, 2),
     }
