@@ -68,6 +68,7 @@ def test_each_line_calls_cron_run_with_mlkit_and_the_config_by_absolute_path(
     executable = " ".join(shlex.quote(part) for part in exe)
     assert set(jobs) == {
         "etl",
+        "features",
         "retention",
         "train_fraud",
         "train_pricing",

@@ -160,6 +160,7 @@ DEFAULTS: dict[str, Any] = {
     # `mlkit cron show`: a schedule per job; "" leaves the job out.
     "cron": {
         "etl": "0 2 * * *",
+        "features": "*/2 * * * *",  # below fraud.online_ttl_seconds (300 s)
         "kpi_refresh": "*/5 * * * *",
         "retention": "0 3 * * 0",
         "train_fraud": "0 4 1,15 * *",  # every two weeks

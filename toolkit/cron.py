@@ -77,6 +77,12 @@ def all_jobs(config: Config, symbols: list[str]) -> list[Job]:
             (("etl", "run", "--since", "last"),),
             "fraud features of the new orders",
         ),
+        Job(
+            "features",
+            get("cron.features"),
+            (("features", "materialize"),),
+            "wallets with new activity to Redis for online scoring (period below the TTL)",
+        ),
         Job("kpi_refresh", get("cron.kpi_refresh"), (("kpi", "refresh"),), "the kpi_hourly view"),
         Job(
             "retention",
