@@ -241,6 +241,25 @@ def test_sources_apply_recreates_the_views_after_a_mapping_edit(world, cli):
     assert float(total) == 2 * sum(r["price_paid"] for r in world["rows"])
 
 
+def test_ingest_never_writes_into_a_mapped_input(world, cli, tmp_path):
+    write_config(world, {"orders": ORDERS})
+    assert cli("db", "init").exit_code == 0
+    csv = tmp_path / "orders.csv"
+    csv.write_text("order_id,buyer_wallet_id,event_id,price,created_at\n5,1,1,10,2026-01-01\n")
+    result = cli("ingest", "orders", "--csv", str(csv))
+    assert result.exit_code == 1
+    assert "orders is mapped to the platform's own data by sources:" in result.stderr
+    assert "hint: load the file into the platform's table" in result.stderr
+    engine = sa.create_engine(world["url"])
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(transactions)).scalar() == (
+                N_ORDERS
+            )
+    finally:
+        engine.dispose()
+
+
 def test_sources_check_names_each_problem_with_a_hint(world, cli):
     engine = sa.create_engine(world["url"])
     with engine.begin() as conn:

@@ -474,4 +474,18 @@ def ingest_table_file(engine: Engine, kind: str, source: str, maps: list[str] | 
     from ..db import init_schema
 
     init_schema(engine)
+    _refuse_mapped_target(engine, IMPORTS[kind].table.name)
     return ingest_table(engine, kind, source, maps)
+
+
+def _refuse_mapped_target(engine: Engine, table: str) -> None:
+    """A mapped input is a view of the platform's table: mlkit never writes there."""
+    with engine.connect() as conn:
+        views = set(sa.inspect(conn).get_view_names())
+    if table in views:
+        raise MlkitError(
+            f"{table} is mapped to the platform's own data by sources: (a view), and mlkit "
+            "imports only into its own tables",
+            hint=f"load the file into the platform's table, or remove sources.{table} "
+            "from the config",
+        )
