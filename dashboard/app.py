@@ -56,6 +56,7 @@ class Dashboard(App):
     #charts { height: 12; display: none; }
     #charts.shown { display: block; }
     Screen.-narrow #charts { layout: vertical; height: 22; }
+    Screen.-wide.-tall #charts { height: 1fr; min-height: 12; max-height: 24; }
     FraudRateChart, DecisionsChart { height: 1fr; }
     #arm-chart { height: 10; display: none; }
     #arm-chart.shown { display: block; }
