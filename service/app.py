@@ -108,12 +108,17 @@ def _errors(app: FastAPI) -> None:
         return error(503, explained.message, explained.hint)
 
 
+# How toolkit words a missing serving version and an unreachable database.
+UNAVAILABLE = ("unknown model reference", "the database at", "cannot reach the database")
+
+
 def status_of(exc: MlkitError) -> int:
-    """409 for a job already running, 503 when no version serves the model asked for, 404
-    for an unknown id (toolkit words those `no event 7`, `no product 7`), else 400."""
+    """409 for a job already running, 503 when no version serves the model asked for or the
+    database cannot be reached, 404 for an unknown id (toolkit words those `no event 7`,
+    `no product 7`), else 400."""
     if isinstance(exc, JobBusy):
         return 409
-    if exc.message.startswith("unknown model reference"):
+    if exc.message.startswith(UNAVAILABLE):
         return 503
     return 404 if exc.message.startswith("no ") else 400
 

@@ -271,7 +271,10 @@ class Recommender:
 def _count(n: int | str) -> int:
     from .recommender.serve import check_n
 
-    n = id_value(n, "n")
+    if isinstance(n, str):
+        if not re.fullmatch(r"[+-]?\d{1,9}", n.strip()):
+            raise MlkitError(f"n {n!r} is not an integer", hint="ask for 1 to 100 items")
+        n = int(n)
     check_n(n)
     return n
 
