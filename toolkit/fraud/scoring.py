@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from .. import schema
 from ..clock import utcnow
 from ..config import Settings, config_key
-from ..db import bulk_insert, read_frame
+from ..db import bulk_insert, prepare_bulk_transaction, read_frame
 from ..errors import MlkitError
 from ..locks import job_lock
 from .columns import DECISIONS, FEATURES
@@ -143,6 +143,7 @@ def score_orders(
             scope = sa.and_(
                 scope, p.c.order_id.in_(sa.select(f.c.order_id).where(f.c.feature_ts >= since))
             )
+        prepare_bulk_transaction(conn)
         conn.execute(p.delete().where(scope))
         bulk_insert(conn, p, predictions)
         written = None

@@ -1,0 +1,78 @@
+"""`mlkit score fraud` on PostgreSQL: predictions written per second, beside a plain COPY.
+
+Seeds `demo seed --orders N` into a scratch PostgreSQL database, builds the features, trains
+a model, then scores every order twice (the second run replaces the version's rows) and
+prints predictions/s of the whole scoring call and of its write (delete + COPY + ANALYZE,
+the model's time excluded; target >= 200,000/s), beside the reference: psycopg2's
+`copy_expert` of the same rows, as CSV, into a table shaped like fraud_predictions.
+
+Run: python benchmarks/bench_score.py [--orders 500000] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+from _common import fresh_home, options
+from _scratch import scratch_postgres
+
+from mlkit.toolkit.demo.seed import seed_demo
+from mlkit.toolkit.fraud import etl
+from mlkit.toolkit.fraud.pipeline import train_fraud_model
+from mlkit.toolkit.fraud.scoring import score_configured
+
+COLUMNS = "order_id, fraud_score, decision, model_version, created_at"
+
+
+def plain_copy_seconds(engine) -> tuple[float, int]:
+    """Seconds of one COPY FROM STDIN of the scored rows into a fresh table of the same
+    shape (its id sequence and indexes too), and how many rows."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        data = io.BytesIO()
+        cursor.copy_expert(f"COPY (SELECT {COLUMNS} FROM fraud_predictions) TO STDOUT CSV", data)
+        cursor.execute("CREATE TABLE reference (LIKE fraud_predictions INCLUDING ALL)")
+        cursor.execute("CREATE SEQUENCE reference_id OWNED BY reference.id")
+        cursor.execute("ALTER TABLE reference ALTER id SET DEFAULT nextval('reference_id')")
+        raw.commit()
+        data.seek(0)
+        started = time.perf_counter()
+        cursor.copy_expert(f"COPY reference ({COLUMNS}) FROM STDIN CSV", data)
+        raw.commit()
+        seconds = time.perf_counter() - started
+        cursor.execute("SELECT count(*) FROM reference")
+        return seconds, cursor.fetchone()[0]
+    finally:
+        raw.close()
+
+
+def main() -> None:
+    args = options(__doc__, orders=500_000, seed=7)
+    logging.basicConfig(level=logging.WARNING)
+    with scratch_postgres() as url:
+        config, engine = fresh_home(url)
+        seed_demo(engine, orders=args.orders, seed=args.seed, families=("fraud",))
+        etl.run_etl(engine, *etl.resolve_range(engine, None, None))
+        train_fraud_model(engine, config, kind="xgboost", alias="prod")
+        for run in ("first", "re-score"):
+            result = score_configured(engine, config, "fraud@prod", catch_up=False)
+            write = result.seconds - result.predict_seconds
+            print(
+                f"score fraud ({run}): {result.rows:,} predictions in {result.seconds:.2f} s = "
+                f"{result.rows / result.seconds:,.0f}/s whole call; write (model excluded) "
+                f"{write:.2f} s = {result.rows / write:,.0f} predictions/s (target >= 200,000) "
+                f"{'ok' if result.rows / write >= 200_000 else 'SLOW'}"
+            )
+        seconds, rows = plain_copy_seconds(engine)
+        print(
+            f"reference: plain psycopg2 COPY of the same {rows:,} rows: {seconds:.2f} s = "
+            f"{rows / seconds:,.0f} rows/s"
+        )
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
