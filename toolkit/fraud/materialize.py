@@ -22,8 +22,15 @@ from sqlalchemy.engine import Engine
 
 from .. import schema
 from ..clock import utcnow
+from ..db import read_frame
 from .labels import label_query
-from .online import MATERIALIZE_CHUNK, TIME_COLUMNS, WALLET_KEY, wallet_histories
+from .online import (
+    MATERIALIZE_CHUNK,
+    TIME_COLUMNS,
+    WALLET_KEY,
+    _orders_select,
+    wallet_histories,
+)
 
 JOB = "wallet_state"
 # Each table's columns naming the wallets a row belongs to.
@@ -113,29 +120,105 @@ def _row_texts(frame: pd.DataFrame) -> pd.Series:
 
 
 def _by_wallet(frame: pd.DataFrame, owners: tuple[str, ...]) -> pd.Series:
-    """Each wallet's rows of `frame` as the text of a JSON list of arrays."""
-    texts = _row_texts(frame)
-    pairs = []
+    """Each wallet's rows of `frame` as the text of a JSON list of arrays: the (wallet, row
+    text) pairs sorted once, each wallet's run joined."""
+    import numpy as np
+
+    texts = _row_texts(frame).to_numpy()
+    wallets, rows = [], []
     for i, column in enumerate(owners):
         keep = frame[column].notna()
         for other in owners[:i]:  # a row owned twice by one wallet appears once
             keep &= frame[column] != frame[other]
-        pairs.append(pd.DataFrame({"wallet": frame.loc[keep, column], "text": texts[keep]}))
-    joined = pd.concat(pairs).groupby("wallet")["text"].agg("],[".join)
-    joined.index = joined.index.astype("int64")
-    return "[[" + joined + "]]"
+        keep = keep.to_numpy()
+        wallets.append(frame[column].to_numpy()[keep].astype("int64"))
+        rows.append(texts[keep])
+    wallet, text = np.concatenate(wallets), np.concatenate(rows)
+    order = np.argsort(wallet, kind="stable")
+    wallet, text = wallet[order], text[order]
+    starts = np.flatnonzero(np.r_[True, wallet[1:] != wallet[:-1]]) if len(wallet) else wallet
+    ends = np.r_[starts[1:], len(wallet)] if len(wallet) else starts
+    values = [
+        "[[" + "],[".join(text[a:b].tolist()) + "]]" for a, b in zip(starts, ends, strict=True)
+    ]
+    return pd.Series(values, index=pd.Index(wallet[starts], dtype="int64"), dtype=object)
+
+
+def _histories(conn: sa.Connection, ids: list[int]) -> dict[str, pd.DataFrame]:
+    """The history rows of these wallets (sorted ids): for a dense run of ids, a range
+    predicate per table (rows of ids in the range but not listed are dropped later), which
+    reads as fast as a scan and sends no list of literals; else the ids themselves."""
+    lo, hi = ids[0], ids[-1]
+    if hi - lo + 1 > 2 * len(ids):
+        return wallet_histories(conn, ids)
+    o, w, t = schema.orders, schema.wallets, schema.ticket_transfers
+    labels = label_query().subquery()
+    return {
+        "orders": read_frame(
+            conn,
+            _orders_select().where(
+                sa.or_(o.c.buyer_wallet_id.between(lo, hi), o.c.seller_wallet_id.between(lo, hi))
+            ),
+        ),
+        "wallets": read_frame(
+            conn, sa.select(w.c.wallet_id, w.c.created_at).where(w.c.wallet_id.between(lo, hi))
+        ),
+        "transfers": read_frame(
+            conn,
+            sa.select(t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at).where(
+                sa.or_(t.c.from_wallet_id.between(lo, hi), t.c.to_wallet_id.between(lo, hi))
+            ),
+        ),
+        "labels": read_frame(
+            conn,
+            sa.select(labels.c.order_id, labels.c.wallet_id, labels.c.label_available_at).where(
+                labels.c.wallet_id.between(lo, hi)
+            ),
+        ),
+    }
 
 
 def wallet_states(conn: sa.Connection, wallet_ids: list[int]) -> pd.Series:
     """The Redis value of each wallet, by wallet id: four set-based reads for all of them."""
-    history = wallet_histories(conn, wallet_ids)
     ids = pd.Index(sorted({int(w) for w in wallet_ids}), dtype="int64")
+    history = _histories(conn, ids.tolist())
     state = pd.Series("{", index=ids, dtype=object)
     for n, (name, frame) in enumerate(history.items()):
         head = json.dumps({"columns": list(frame.columns)}, separators=(",", ":"))[:-1]
         data = _by_wallet(frame, OWNERS[name]).reindex(ids).fillna("[]")
         state = state + ("," if n else "") + f'"{name}":' + head + ',"data":' + data + "}"
     return state + "}"
+
+
+# One round trip per chunk of keys, not one command each (the client's per-command cost
+# is most of a pipeline's): SET with a TTL, and EXPIRE reporting the keys that are gone.
+_SET_ALL = """
+local ttl = ARGV[#KEYS + 1]
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'EX', ttl) end
+return #KEYS
+"""
+_RENEW_ALL = """
+local missing = {}
+for i = 1, #KEYS do
+  if redis.call('EXPIRE', KEYS[i], ARGV[1]) == 0 then missing[#missing + 1] = i end
+end
+return missing
+"""
+
+
+def _set_all(client, states: pd.Series, ttl: int) -> None:
+    keys = [WALLET_KEY.format(w) for w in states.index]
+    client.eval(_SET_ALL, len(keys), *keys, *states.tolist(), ttl)
+
+
+def _missing(client, wallet_ids: list[int], ttl: int) -> list[int]:
+    """Renew the TTL of these wallets' keys; the wallets whose key is gone."""
+    gone = []
+    for start in range(0, len(wallet_ids), MATERIALIZE_CHUNK):
+        chunk = wallet_ids[start : start + MATERIALIZE_CHUNK]
+        keys = [WALLET_KEY.format(w) for w in chunk]
+        gone += [chunk[i - 1] for i in client.eval(_RENEW_ALL, len(keys), *keys, ttl)]
+    return gone
 
 
 def materialize_wallets(
@@ -147,27 +230,22 @@ def materialize_wallets(
     started = time.perf_counter()
     w = schema.wallets
     with engine.begin() as conn:
-        every = conn.execute(sa.select(w.c.wallet_id).order_by(w.c.wallet_id)).scalars().all()
+        every = read_frame(conn, sa.select(w.c.wallet_id).order_by(w.c.wallet_id))
+        every = every["wallet_id"].astype("int64").tolist()
         marks = {} if full else _marks(conn)
         changed, newest = _changed(conn, marks)
         changed.intersection_update(every)  # a seller id without a wallet row has no key
         kept = 0
         if marks:
             rest = [wid for wid in every if wid not in changed]
-            pipe = client.pipeline(transaction=False)
-            for wid in rest:
-                pipe.expire(WALLET_KEY.format(wid), ttl_seconds)
-            alive = pipe.execute()
-            kept = sum(1 for ok in alive if ok)
-            todo = sorted(changed.union(w for w, ok in zip(rest, alive, strict=True) if not ok))
+            gone = _missing(client, rest, ttl_seconds)
+            kept = len(rest) - len(gone)
+            todo = sorted(changed.union(gone))
         else:
             todo = list(every)
         for start in range(0, len(todo), MATERIALIZE_CHUNK):
             states = wallet_states(conn, todo[start : start + MATERIALIZE_CHUNK])
-            pipe = client.pipeline(transaction=False)
-            for wid, value in states.items():
-                pipe.set(WALLET_KEY.format(wid), value, ex=ttl_seconds)
-            pipe.execute()
+            _set_all(client, states, ttl_seconds)
             report("materialize", start + len(states), len(todo))
         _save_marks(conn, newest)
     mode = "incremental" if marks else "full"
