@@ -30,7 +30,8 @@ def show(ctx: typer.Context, install: InstallFlag = False, as_json: JsonFlag = F
     600, which `cron run` loads). Lines whose jobs would reach another database under
     cron's bare environment are refused. --install replaces the block between its marker
     comments in `crontab -l` (or appends it) and keeps every other line; installing twice
-    changes nothing. $MLKIT_CRONTAB_CMD replaces `crontab`.
+    changes nothing. $MLKIT_CRONTAB_CMD replaces `crontab`. `mlkit serve` is no cron job:
+    run it under a process manager (the README's Serving section has a systemd unit).
 
     Example: mlkit cron show --install
     """
