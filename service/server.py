@@ -24,6 +24,9 @@ def run(
         raise MlkitError(f"--port {port} is out of range", hint="a TCP port, 1 to 65535")
     if not 1 <= workers <= 64:
         raise MlkitError(f"--workers {workers} is out of range", hint="1 to 64 processes")
+    # One order at a time: XGBoost's OpenMP team costs a single-row prediction ~100 ms on
+    # a busy 2-core machine against ~15 ms on one thread; workers scale across cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     for name, value in (
         ("MLKIT_CONFIG", config_path),
         ("MLKIT_DATABASE_URL", database_url),
