@@ -237,19 +237,3 @@ def score_configured(
         artifacts_dir=config.artifacts_dir,
         output=output,
     )
-
-
-def predict_order(engine: Engine, config, model_ref: str, order: dict) -> dict:
-    """`mlkit predict fraud`: one order scored by the version `model_ref` names, with online
-    features from Redis when it answers, else from the database."""
-    from ..cache import redis_client
-    from ..registry import resolve
-
-    predictor = FraudPredictor(
-        engine,
-        resolve(engine, model_ref),
-        Thresholds.from_config(config),
-        redis=redis_client(config.redis_url, required=False),
-        artifacts_dir=config.artifacts_dir,
-    )
-    return predictor.predict(order)
