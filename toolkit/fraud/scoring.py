@@ -67,6 +67,7 @@ class ScoringResult:
     since: datetime | None = None
     features_caught_up: int = 0  # feature rows the catch-up wrote first
     output: dict | None = None  # {"table", "rows"}: the platform's table written too
+    write_seconds: float = 0.0  # deleting the replaced rows, COPY, the output, ANALYZE
 
     def as_dict(self) -> dict:
         return {
@@ -80,6 +81,7 @@ class ScoringResult:
             if self.predict_seconds
             else None,
             "seconds": round(self.seconds, 2),
+            "write_seconds": round(self.write_seconds, 2),
             "output": self.output,
         }
 
@@ -143,6 +145,7 @@ def score_orders(
             scope = sa.and_(
                 scope, p.c.order_id.in_(sa.select(f.c.order_id).where(f.c.feature_ts >= since))
             )
+        writing = time.perf_counter()
         prepare_bulk_transaction(conn)
         conn.execute(p.delete().where(scope))
         bulk_insert(conn, p, predictions)
@@ -152,6 +155,7 @@ def score_orders(
 
             written = {"table": output.table, "rows": write_fraud_predictions(conn, output, scope)}
     _analyze_predictions(engine, output)
+    write_seconds = time.perf_counter() - writing
     counts = pd.Series(decisions).value_counts()
     return ScoringResult(
         model=label,
@@ -162,6 +166,7 @@ def score_orders(
         since=since,
         features_caught_up=caught_up,
         output=written,
+        write_seconds=write_seconds,
     )
 
 
