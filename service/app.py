@@ -107,6 +107,14 @@ def _errors(app: FastAPI) -> None:
         explained = explain_db_error(exc)
         return error(503, explained.message, explained.hint)
 
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        """A bug is still one JSON error (uvicorn logs its traceback), never a password."""
+        from mlkit.toolkit.errors import explain_unexpected
+
+        explained = explain_unexpected(exc)
+        return error(500, explained.message, "see the server's log")
+
 
 # How toolkit words a missing serving version and an unreachable database.
 UNAVAILABLE = ("unknown model reference", "the database at", "cannot reach the database")

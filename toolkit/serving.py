@@ -38,27 +38,34 @@ def id_value(text: str | int, field: str) -> int:
 
 
 class RedisLink:
-    """The configured Redis, connected lazily: None while disabled or down, tried again at
-    most every REDIS_RETRY_SECONDS; `state()` pings it."""
+    """The configured Redis for a long-running process: checked (a ping, or a new connection)
+    at most every REDIS_RETRY_SECONDS, and None between checks while it is disabled or down,
+    so an outage costs one check per interval rather than a timeout per request."""
 
     def __init__(self, url: str | None):
         self.url = url
         self._client = None
-        self._tried = -float("inf")
+        self._checked = -float("inf")
         self._lock = threading.Lock()
 
     def client(self):
-        if (
-            self._client is None
-            and self.url
-            and time.monotonic() - self._tried > REDIS_RETRY_SECONDS
-        ):
-            from .cache import redis_client
-
+        if self.url and time.monotonic() - self._checked > REDIS_RETRY_SECONDS:
             with self._lock:
-                self._tried = time.monotonic()
-                self._client = redis_client(self.url, required=False)
+                if time.monotonic() - self._checked > REDIS_RETRY_SECONDS:
+                    self._client = self._check()
+                    self._checked = time.monotonic()
         return self._client
+
+    def _check(self):
+        from .cache import redis_client
+
+        if self._client is not None:
+            try:
+                self._client.ping()
+                return self._client
+            except Exception:  # down now: reconnect at the next check
+                return None
+        return redis_client(self.url, required=False)
 
     def state(self) -> str:
         """ok, unreachable or disabled."""
@@ -69,7 +76,7 @@ class RedisLink:
             if client is not None and client.ping():
                 return "ok"
         except Exception:  # any failure to answer is an outage
-            pass
+            self._checked = -float("inf")  # and the next request checks again
         return "unreachable"
 
 
@@ -182,7 +189,10 @@ class Bandit:
         self.engine = engine
         self.config = config
         self.redis = redis or RedisLink(config.redis_url)
-        self.warnings: list[str] = []
+        self.warning: str | None = None  # the latest warning (`mab`'s stderr line), if any
+
+    def _warn(self, text: str) -> None:
+        self.warning = text
 
     def _store(self):
         from .pricing.state import BanditStore
@@ -197,7 +207,7 @@ class Bandit:
             self.config,
             id_value(event_id, "event_id"),
             policy=policy,
-            warn=self.warnings.append,
+            warn=self._warn,
             store=self._store(),
         )
 
@@ -214,7 +224,7 @@ class Bandit:
             id_value(event_id, "event_id"),
             arm,
             float(value),
-            warn=self.warnings.append,
+            warn=self._warn,
             store=self._store(),
         )
 
