@@ -80,13 +80,16 @@ def _marks(conn: sa.Connection) -> dict[str, datetime]:
 
 
 def _changed(conn: sa.Connection, marks: dict[str, datetime]) -> tuple[set[int], dict]:
-    """Wallets with activity at or after the marks (one UNION query), and the new marks."""
+    """Wallets with activity at or after the marks (one UNION query; none on a first run),
+    and the new marks."""
     parts, newest = [], {}
     for name, (ts, rows) in _activity().items():
         sub = rows.subquery()
         newest[name] = conn.execute(sa.select(sa.func.max(sub.c[ts.name]))).scalar()
-        if name in marks:
-            parts.append(sa.select(sub.c.wallet_id).where(sub.c[ts.name] >= marks[name]))
+        if marks:  # a source without a mark had no times last run: any time it has is new
+            moment = sub.c[ts.name]
+            since = moment >= marks[name] if name in marks else moment.is_not(None)
+            parts.append(sa.select(sub.c.wallet_id).where(since))
     ids = set()
     if parts:
         ids = {int(w) for w in conn.execute(sa.union(*parts)).scalars() if w is not None}
