@@ -51,7 +51,21 @@ class Metrics:
             "The version each family serves (0: none)",
             ["family"],
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
+
+    def exposition(self) -> bytes:
+        """The text format; with several workers (PROMETHEUS_MULTIPROC_DIR, set by
+        `server.run`) every worker's series summed, whichever worker answers."""
+        import os
+
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged)
 
 
 class MetricsMiddleware:
@@ -244,4 +258,4 @@ def _signals_health(app: FastAPI, service: Service, metrics: Metrics) -> None:
         ):
             if watched.version:
                 metrics.models.labels(family).set(int(watched.version.split(":")[1]))
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -4,6 +4,7 @@ environment (the CLI's --config, --database and --redis are passed down through 
 from __future__ import annotations
 
 import os
+import tempfile
 
 from mlkit.toolkit.errors import MlkitError
 
@@ -34,12 +35,15 @@ def run(
     ):
         if value:
             os.environ[name] = value
-    uvicorn.run(
-        "mlkit.service.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="mlkit-metrics-") as shared:
+        if workers > 1:  # each worker writes its series there; /metrics sums them
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+        uvicorn.run(
+            "mlkit.service.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )

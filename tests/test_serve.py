@@ -57,11 +57,11 @@ def call(base: str, method: str, path: str, body=None, raw: bytes | None = None)
         return status, text
 
 
-def start_server(env: dict) -> tuple[subprocess.Popen, str]:
+def start_server(env: dict, *options: str) -> tuple[subprocess.Popen, str]:
     """`mlkit serve` on a free port, once it answers /health."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", START, "serve", "--port", str(port)],
+        [sys.executable, "-c", START, "serve", "--port", str(port), *options],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -342,6 +342,19 @@ def test_health_metrics_and_an_alias_move(world):
     assert "mlkit_fraud_decisions_total{decision=" in text
     assert 'mlkit_request_seconds_bucket{le="0.005",route="/api/fraud/score"}' in text
     assert 'mlkit_model_version{family="fraud"}' in text
+
+
+def test_workers_share_one_metrics_page(world):  # not `slow`: that would reorder the worlds
+    server, base = start_server(world.env, "--workers", "2")
+    try:
+        path = f"/api/pricing/recommend?event_id={world.event_id}"
+        assert all(call(base, "GET", path)[0] == 200 for _ in range(30))
+        _, text = call(base, "GET", "/metrics")
+    finally:
+        stop(server)
+    line = 'mlkit_requests_total{method="GET",route="/api/pricing/recommend",status="200"}'
+    counted = [float(row.split()[-1]) for row in text.splitlines() if row.startswith(line)]
+    assert counted == [30.0]  # whichever worker answered each request
 
 
 def test_redis_dying_degrades_to_the_database(world, cli):
