@@ -126,11 +126,11 @@ class Dashboard(App):
         self.query_one("#left").border_title = "Fraud"
         self.query_one("#bandit-box").border_title = "Pricing bandit"
         self.query_one("#training-box").border_title = "Training"
-        self.query_one("#blocked", DataTable).add_columns(*render.BLOCKED_COLUMNS)
-        self.query_one("#arms", DataTable).add_columns(*render.ARM_COLUMNS)
-        self.query_one("#training", DataTable).add_columns(*render.TRAINING_COLUMNS)
+        _columns(self.query_one("#blocked", DataTable), render.BLOCKED_COLUMNS)
+        _columns(self.query_one("#arms", DataTable), render.ARM_COLUMNS)
+        _columns(self.query_one("#training", DataTable), render.TRAINING_COLUMNS)
         self._render_top()
-        self.set_interval(1.0, self._render_top)
+        self.clock = self.set_interval(1.0, self._render_top)  # the header's "s ago"
         self.poll()
 
     # ------------------------------------------------------------ polling
@@ -324,6 +324,11 @@ class Dashboard(App):
         rows = render.training_rows(s.training.data)
         _fill(self.query_one("#training", DataTable), {row[0]: row for row in rows})
         self.query_one("#training-detail", Static).update(render.training_detail(s.training.data))
+
+
+def _columns(table: DataTable, widths: dict[str, int]) -> None:
+    for label, width in widths.items():
+        table.add_column(label, width=width)
 
 
 def _fill(table: DataTable, rows: dict) -> None:

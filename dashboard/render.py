@@ -121,7 +121,16 @@ def fraud_title(data: dict) -> str:
     return f"Fraud · live, windows end {hhmm(data['anchor'], True)} UTC"
 
 
-BLOCKED_COLUMNS = ("order", "placed (UTC)", "score", "price", "wallet", "scored", "model")
+# Tables' columns with fixed widths: the layout never waits on measuring the rows.
+BLOCKED_COLUMNS = {
+    "order": 8,
+    "placed (UTC)": 14,
+    "score": 5,
+    "price": 9,
+    "wallet": 8,
+    "scored": 11,
+    "model": 12,
+}
 
 
 def blocked_rows(data: dict) -> list[tuple]:
@@ -139,7 +148,7 @@ def blocked_rows(data: dict) -> list[tuple]:
     ]
 
 
-ARM_COLUMNS = ("arm", "pulls", "share", "mean", "90% interval", "updated (UTC)")
+ARM_COLUMNS = {"arm": 15, "pulls": 7, "share": 5, "mean": 6, "90% interval": 11, "updated": 5}
 
 
 def bandit_cells(arm: str, a: dict) -> list:
@@ -150,7 +159,7 @@ def bandit_cells(arm: str, a: dict) -> list:
         f"{a['share']:.1%}",
         f"{a['mean']:.4f}",
         f"{low:.3f}-{high:.3f}",
-        hhmm(a["updated_at"]),
+        f"{a['updated_at']:%H:%M}" if a["updated_at"] else "-",  # UTC, today's as a rule
     ]
 
 
@@ -170,7 +179,7 @@ def bandit_caption(data: dict, redis_state: str, taken_at: datetime) -> Text:
     return text
 
 
-TRAINING_COLUMNS = ("family", "prod", "last run (UTC)", "state")
+TRAINING_COLUMNS = {"family": 11, "prod": 12, "last run (UTC)": 14, "state": 18}
 
 
 def training_rows(data: dict) -> list[tuple]:

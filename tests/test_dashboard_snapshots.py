@@ -127,9 +127,18 @@ async def settled(pilot) -> None:
     while pilot.app.refreshes < 1:
         assert time.monotonic() < deadline, "no refresh"
         await pilot.pause(0.05)
-    await pilot.pause(0.2)
-    pilot.app.shown_at = time.monotonic()  # "0 s ago", whatever the machine's speed
+    await still(pilot)
+
+
+async def still(pilot) -> None:
+    """The header's clock stopped at "0 s ago" whatever the machine's speed, the layout
+    settled."""
+    pilot.app.clock.pause()
+    pilot.app.shown_at = time.monotonic()
     pilot.app._render_top()
+    await pilot.pause(0.3)
+    for _ in range(3):  # every pending message handled, the layout and tables' sizes done
+        await pilot.pause()
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -179,9 +188,7 @@ def test_drill_down(world, size, snap_compare):
         while "loading" in str(pilot.app.screen.query_one("#order-detail").content):
             assert time.monotonic() < deadline, "the order did not load"
             await pilot.pause(0.05)
-        await pilot.pause(0.2)
-        pilot.app.shown_at = time.monotonic()
-        pilot.app._render_top()
+        await still(pilot)
 
     assert snap_compare(dashboard(url), terminal_size=size, run_before=open_first_blocked)
 
