@@ -114,7 +114,9 @@ def test_etl_run_again_writes_nothing_and_then_only_what_changed(engine, world):
     since = datetime(2026, 1, 10)
     before = _feature_rows(engine)
     result = etl.run_etl(engine, since, UNTIL)
-    assert result.rows > 0 and result.written == {"inserted": 0, "updated": 0, "deleted": 0}
+    assert result.rows > 0 and result.written["skipped"] == result.rows
+    assert result.written["inserted"] == result.written["updated"] == 0
+    assert result.written["deleted"] == 0
     assert _feature_rows(engine) == before  # same row versions (xmin), same computed_at
 
     o, a = schema.orders, schema.security_alerts

@@ -23,8 +23,8 @@ from .. import schema
 from ..clock import parse_moment, utcnow
 from ..db import bulk_insert, explain_db_error, prepare_bulk_transaction, read_frame, relation_names
 from ..errors import MlkitError
+from ..imports.upsert import upsert_frame
 from ..locks import job_lock
-from ..upsert import Merged, merge_frame
 from .labels import label_query, own_labels
 
 JOB = "fraud_features"
@@ -57,7 +57,7 @@ class EtlResult:
     mode: str = "range"  # "range" (explicit --since/--until) or "incremental"
     new_orders: int = 0  # incremental: orders that had no feature row
     watermark: datetime | None = field(default=None)
-    written: dict | None = None  # rows inserted, updated (changed only) and deleted
+    written: dict | None = None  # rows inserted, updated (changed only), skipped, deleted
 
     def as_dict(self) -> dict:
         return {
@@ -375,8 +375,9 @@ def _target_query(since: datetime, until: datetime) -> sa.Select:
 
 def _store(conn, sources, target, since, until, report):
     """Compute the target orders' features and make the rows of [since, until) equal them
-    (every stored row in that range is a target): into an empty table a bulk load, else a
-    merge writing only the rows that changed or are new. Returns the frame and the counts."""
+    (every stored row in that range is a target): into an empty table a bulk load, else an
+    upsert writing only the rows that changed or are new (never a delete and re-insert of
+    unchanged rows, which left a dead row per live one). Returns the frame and the counts."""
     from .features import compute_features
 
     report("extract", 1, 3)
@@ -397,22 +398,29 @@ def _store(conn, sources, target, since, until, report):
     if conn.execute(sa.select(table.c.order_id).limit(1)).first() is None:
         with _without_indexes(conn, table):
             bulk_insert(conn, table, frame, on_rows=advance)
-        merged = Merged(len(frame), 0, 0)
+        counts = {"inserted": len(frame), "updated": 0, "skipped": 0, "deleted": 0}
     else:
-        in_range = table.c.feature_ts < until
-        if since is not None:
-            in_range = sa.and_(in_range, table.c.feature_ts >= since)
-        merged = merge_frame(
-            conn,
-            table,
-            frame,
-            key="order_id",
-            scope=in_range,
-            stamp=("computed_at",),
-            on_rows=advance,
-        )
+        deleted = _delete_gone(conn, table, frame, since, until)
+        counts = upsert_frame(conn, table, frame, ["order_id"], stamp=("computed_at",))
+        counts["deleted"] = deleted
+        advance(len(frame))
     report("extract", 3, 3)
-    return frame, merged.as_dict()
+    return frame, counts
+
+
+def _delete_gone(conn: sa.Connection, table: sa.Table, frame, since, until) -> int:
+    """Delete the stored rows of [since, until) the new frame no longer has (their orders
+    are gone): the range's ids read once, the difference deleted in chunks of ids."""
+    import numpy as np
+
+    in_range = table.c.feature_ts < until
+    if since is not None:
+        in_range = sa.and_(in_range, table.c.feature_ts >= since)
+    stored = read_frame(conn, sa.select(table.c.order_id).where(in_range))["order_id"]
+    gone = np.setdiff1d(stored.to_numpy(), frame["order_id"].to_numpy()).tolist()
+    for start in range(0, len(gone), 10_000):
+        conn.execute(table.delete().where(table.c.order_id.in_(gone[start : start + 10_000])))
+    return len(gone)
 
 
 @contextmanager

@@ -38,17 +38,19 @@ def upsert_frame(
     keys: list[str],
     *,
     insert_only: tuple[str, ...] = (),
+    stamp: tuple[str, ...] = (),
 ) -> dict[str, int]:
     """Insert the frame's new rows and update the changed ones, matched on `keys` (unique
     within the frame); columns in `insert_only` (defaults the file did not give) are written
-    on insert and never overwrite a stored value. Returns inserted, updated and skipped."""
+    on insert and never overwrite a stored value; `stamp` columns (when a row was computed)
+    are not compared, and written with a changed row. Returns inserted, updated and skipped."""
     if frame.empty:
         return {"inserted": 0, "updated": 0, "skipped": 0}
     columns = list(frame.columns)
     staging = _staging(conn, table, columns, keys)
     bulk_insert(conn, staging, frame)
     on_key = sa.and_(*[table.c[k] == staging.c[k] for k in keys])
-    compared = [c for c in columns if c not in keys and c not in insert_only]
+    compared = [c for c in columns if c not in keys and c not in insert_only + stamp]
     same = sa.and_(sa.true(), *[table.c[c].is_not_distinct_from(staging.c[c]) for c in compared])
     count = sa.select(sa.func.count()).select_from(staging.join(table, on_key))
     matched = conn.execute(count).scalar_one()
@@ -56,7 +58,7 @@ def upsert_frame(
     if compared and matched > unchanged:
         conn.execute(
             sa.update(table)
-            .values({c: staging.c[c] for c in compared})
+            .values({c: staging.c[c] for c in (*compared, *stamp)})
             .where(on_key, sa.not_(same))
         )
     if matched < len(frame):
