@@ -122,11 +122,14 @@ def dashboard(url: str, redis_url: str | None = None):
 
 
 async def settled(pilot) -> None:
-    """The first refresh shown, the clock's seconds rounded away."""
+    """The first refresh shown, and shown again once the screen's layout is done (a refresh
+    that lands during the first layout may keep the sizes of an empty panel)."""
     deadline = time.monotonic() + 20
     while pilot.app.refreshes < 1:
         assert time.monotonic() < deadline, "no refresh"
         await pilot.pause(0.05)
+    await pilot.pause(0.2)
+    pilot.app.show(pilot.app.snapshot)
     await still(pilot)
 
 
