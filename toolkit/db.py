@@ -600,11 +600,16 @@ def bulk_insert(
     if unknown:
         raise ValueError(f"{table.name} has no column(s) {unknown}")
     frame = _integers_as_integers(table, frame)
+    from .driver_rows import driver_rows, insert_sql
+
     copy = conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2"
     for start in range(0, len(frame), LOAD_CHUNK_ROWS):
         chunk = frame.iloc[start : start + LOAD_CHUNK_ROWS]
+        rows = None if copy else driver_rows(table, chunk)
         if copy:
             _copy_chunk(conn, table, chunk)
+        elif rows is not None:  # executemany; PyMySQL sends it as multi-row INSERTs
+            conn.exec_driver_sql(insert_sql(conn, table, list(chunk.columns)), rows)
         else:
             conn.execute(table.insert(), _records(table, chunk))
         if on_rows:
