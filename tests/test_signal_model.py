@@ -135,9 +135,16 @@ def test_fit_logs_train_lines_and_reports_what_status_shows(caplog):
 COMPACT = replace(FAST, feature_set="compact", folds=4, test_fraction=0.5)
 
 
-def test_references_never_read_the_test_labels(prepared):
+@pytest.fixture(scope="module")
+def compact_prepared():
+    """Rows prepared with the compact set, as `signal.feature_set: compact` trains."""
+    return prepare(cyclic_bars(3000), COMPACT)
+
+
+def test_references_never_read_the_test_labels(compact_prepared):
     """Changing the forward returns (the labels) of the last fold's test bars leaves every
     prediction unchanged: the model's and each reference's."""
+    prepared = compact_prepared
     before = walk_forward(prepared, COMPACT)
     last = before.folds[-1]
     returns = prepared.returns.copy()
@@ -155,7 +162,8 @@ def test_references_never_read_the_test_labels(prepared):
     assert low <= metrics["accuracy"] <= high
 
 
-def test_shuffled_labels_fail_the_gate(prepared):
+def test_shuffled_labels_fail_the_gate(compact_prepared):
+    prepared = compact_prepared
     rng = np.random.default_rng(11)
     shuffled = replace(prepared, returns=rng.permutation(prepared.returns))
     walk = walk_forward(shuffled, COMPACT)
