@@ -96,6 +96,14 @@ def test_each_line_calls_cron_run_with_mlkit_and_the_config_by_absolute_path(
     assert not crontab.exists()  # show alone installs nothing
 
 
+def test_without_redis_no_features_job_is_scheduled(cli, crontab, config_file):
+    config_file.write_text(config_file.read_text() + "redis:\n  enabled: false\n")
+    result = cli("--config", str(config_file), "cron", "show", "--json")
+    assert result.exit_code == 0, result.output
+    names = {job["name"] for job in json.loads(result.stdout)["jobs"]}
+    assert "features" not in names and {"etl", "drift", "alerts"} <= names
+
+
 def test_installing_twice_gives_one_block_and_keeps_the_users_lines(cli, crontab, config_file):
     crontab.write_text(USER_LINES)
     first = cli("--config", str(config_file), "cron", "show", "--install")

@@ -79,7 +79,8 @@ def all_jobs(config: Config, symbols: list[str]) -> list[Job]:
         ),
         Job(
             "features",
-            get("cron.features"),
+            # The materialized state serves online scoring from Redis: without Redis, no job.
+            get("cron.features") if get("redis.enabled") else "",
             (("features", "materialize"),),
             "wallets with new activity to Redis for online scoring (period below the TTL)",
         ),
