@@ -223,12 +223,22 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def driver_message(exc: DBAPIError, password: str | None = None) -> str:
+    """The driver's whole message, a password it quotes masked."""
+    text = str(exc.orig if exc.orig is not None else exc).strip()
+    return text.replace(password, "***") if password else text
+
+
+def first_line(exc: DBAPIError, password: str | None = None) -> str:
+    """The driver's message, first line: what an error or problem line quotes."""
+    text = driver_message(exc, password)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def explain_db_error(exc: DBAPIError, url: URL | None = None) -> MlkitError:
     """Turn a driver error into one line a user can act on; never includes the password."""
-    text = str(exc.orig) if exc.orig is not None else str(exc)
-    if url is not None and url.password:
-        text = text.replace(str(url.password), "***")
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    password = str(url.password) if url is not None and url.password else None
+    first, text = first_line(exc, password), driver_message(exc, password)
     if url is None:
         where = "the configured server"
     elif dialect_name(url) == "sqlite":
@@ -459,6 +469,18 @@ def _create_missing_indexes(conn: sa.Connection, table: sa.Table, where: str | N
     for index in table.indexes:
         if index.name not in have:
             index.create(conn)
+
+
+def analyze(engine: Engine, names: list[str]) -> None:
+    """Fresh planner statistics for tables just bulk-loaded (`[schema.]name`), on the
+    dialects that keep them per table: PostgreSQL and MySQL."""
+    statement = {"postgresql": "ANALYZE {}", "mysql": "ANALYZE TABLE {}"}.get(engine.dialect.name)
+    if statement is None:
+        return
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for name in names:
+            conn.exec_driver_sql(statement.format(".".join(quote(n) for n in name.split("."))))
 
 
 def refresh_kpi(engine: Engine) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from .. import schema
 from ..clock import utcnow
 from ..db import (
+    analyze,
     bulk_insert,
     dialect_name,
     init_schema,
@@ -348,9 +349,7 @@ def _after_load(engine: Engine, rows: dict[str, int]) -> None:
     """Fresh planner statistics and KPIs, so the first queries on the new data are fast."""
     dialect = dialect_name(engine)
     if dialect == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            for name in rows:
-                conn.exec_driver_sql(f'ANALYZE "{name}"')
+        analyze(engine, list(rows))
     elif dialect == "sqlite":
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")

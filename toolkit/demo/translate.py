@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
-from ..db import bulk_insert, read_frame
+from ..db import analyze, bulk_insert, read_frame
 from ..errors import MlkitError
 from ..fraud.labels import label_query
 
@@ -127,18 +127,7 @@ def translate_to_004(world: Engine, platform: Engine) -> dict[str, int]:
         for name, frame in frames.items():
             table = _platform_table(conn, name)
             rows[name] = bulk_insert(conn, table, frame)
-    _analyze(platform, list(frames))
+    # Statistics as a platform's own tables have: without them PostgreSQL plans the joins
+    # through mlkit's views as if the tables were nearly empty.
+    analyze(platform, list(frames))
     return rows
-
-
-def _analyze(engine: Engine, names: list[str]) -> None:
-    """Fresh planner statistics, as a platform's own tables have: without them PostgreSQL
-    plans the joins through mlkit's views as if the tables were nearly empty."""
-    statement = {"postgresql": 'ANALYZE "{}"', "mysql": "ANALYZE TABLE `{}`"}.get(
-        engine.dialect.name
-    )
-    if statement is None:
-        return
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for name in names:
-            conn.exec_driver_sql(statement.format(name))

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from .. import schema
 from ..clock import utcnow
 from ..config import Settings, config_key
-from ..db import bulk_insert, prepare_bulk_transaction, read_frame
+from ..db import analyze, bulk_insert, prepare_bulk_transaction, read_frame
 from ..errors import MlkitError
 from ..locks import job_lock
 from .columns import DECISIONS, FEATURES
@@ -176,11 +176,7 @@ def _analyze_predictions(engine: Engine, output) -> None:
     platform's orders row by row, and the dashboard's reads time out."""
     if engine.dialect.name != "postgresql":
         return
-    names = [schema.fraud_predictions.name] + ([output.table] if output is not None else [])
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for name in names:
-            quoted = ".".join(conn.dialect.identifier_preparer.quote(n) for n in name.split("."))
-            conn.exec_driver_sql(f"ANALYZE {quoted}")
+    analyze(engine, [schema.fraud_predictions.name] + ([output.table] if output else []))
 
 
 class FraudPredictor:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
-from ..db import masked
+from ..db import first_line, masked
 from ..errors import MlkitError
 from ..schema import migration_progress
 from .copier import Copier, Progress, ResumePoints, now_utc, target_error
@@ -438,7 +438,7 @@ def _finish_table(engine: Engine, tp: TablePlan, existing_indexes: set[str]) -> 
     try:
         _continue_ids(engine, tp)
     except DBAPIError as exc:
-        problems.append(f"{tp.name}: autoincrement not moved past the ids: {_first_line(exc)}")
+        problems.append(f"{tp.name}: autoincrement not moved past the ids: {first_line(exc)}")
     return problems
 
 
@@ -448,11 +448,7 @@ def _try_ddl(engine: Engine, statement: Any, failure: str, problems: list[str]) 
         with engine.begin() as conn:
             conn.execute(statement)
     except DBAPIError as exc:
-        problems.append(f"{failure}: {_first_line(exc)}")
-
-
-def _first_line(exc: DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        problems.append(f"{failure}: {first_line(exc)}")
 
 
 def _continue_ids(engine: Engine, tp: TablePlan) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .. import schema
+from ..db import first_line
 from ..errors import MlkitError
 from ..outputs import Outputs, outputs_of
 from .apply import platform_first
@@ -20,7 +21,6 @@ from .mapping import TIME_COLUMN, InputSource, Sources, is_identifier
 from .views import (
     Shape,
     derived_body,
-    first_line,
     guarded,
     quote,
     raw_expressions,

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
 from .. import schema
+from ..db import first_line
 from ..errors import MlkitError
 from .mapping import (
     DEFAULTS,
@@ -131,12 +132,6 @@ def _type_names(conn: Connection, codes: set) -> dict:
         known = {v: k for k, v in vars(FIELD_TYPE).items() if isinstance(v, int)}
         return {code: known[code] for code in codes if code in known}
     return {}
-
-
-def first_line(exc: DBAPIError) -> str:
-    """The driver's message, first line: what a problem line quotes."""
-    text = str(exc.orig if exc.orig is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _type_text(type_: sa.types.TypeEngine, dialect) -> str:
