@@ -75,6 +75,18 @@ DEFAULTS: dict[str, Any] = {
         # watermark when new orders arrive: late rows can change their history.
         "lookback": "2d",
     },
+    # The engine of the heavy fraud steps (etl run, dataset build): local (pandas in this
+    # process), spark (toolkit/spark) or auto (spark above auto_rows orders).
+    "engine": {
+        "name": "local",
+        "auto_rows": 20_000_000,
+        "spark": {
+            "master": "local[*]",  # local[N], spark://host:7077, yarn, k8s://...
+            "conf": {},  # any Spark setting: spark.executor.memory, spark.sql.shuffle.partitions
+            "jars": "",  # JDBC driver jars, comma-separated; empty: Debian's when installed
+            "partitions": 8,  # parallel JDBC range reads per large table
+        },
+    },
     "pricing": {
         "policy": "thompson",
         "surge_ratio": 1.1,
@@ -608,7 +620,7 @@ def _merge(target: dict, given: dict, shape: dict, env: Mapping[str, str], prefi
             known = ", ".join(shape)
             raise ValueError(f"unknown key '{where}' (known here: {known})")
         default = shape[key]
-        if where in ("sources", "outputs"):
+        if where in ("sources", "outputs", "engine.spark.conf"):
             target[key] = _interpolated(value, env)
         elif isinstance(default, dict):
             if value is None:
