@@ -49,6 +49,25 @@ def upsert_frame(
     columns = list(frame.columns)
     staging = _staging(conn, table, columns, keys)
     bulk_insert(conn, staging, frame)
+    counts = upsert_staged(conn, table, staging, keys, insert_only=insert_only, stamp=stamp)
+    if conn.dialect.name != "postgresql":
+        staging.drop(conn)
+    return counts
+
+
+def upsert_staged(
+    conn: sa.Connection,
+    table: sa.Table,
+    staging: sa.Table,
+    keys: list[str],
+    *,
+    insert_only: tuple[str, ...] = (),
+    stamp: tuple[str, ...] = (),
+) -> dict[str, int]:
+    """upsert_frame's merge from rows already in `staging` (its columns a subset of the
+    table's, `keys` unique): the Spark engine stages them itself over JDBC."""
+    columns = [c.name for c in staging.columns]
+    rows = conn.execute(sa.select(sa.func.count()).select_from(staging)).scalar_one()
     on_key = sa.and_(*[table.c[k] == staging.c[k] for k in keys])
     compared = [c for c in columns if c not in keys and c not in insert_only + stamp]
     same = sa.and_(sa.true(), *[table.c[c].is_not_distinct_from(staging.c[c]) for c in compared])
@@ -61,16 +80,10 @@ def upsert_frame(
             .values({c: staging.c[c] for c in (*compared, *stamp)})
             .where(on_key, sa.not_(same))
         )
-    if matched < len(frame):
+    if matched < rows:
         absent = ~sa.exists(sa.select(sa.literal(1)).select_from(table).where(on_key))
         select = sa.select(*[staging.c[c] for c in columns]).where(absent)
         conn.execute(sa.insert(table).from_select(columns, select))
     if conn.dialect.name == "postgresql":
         sync_sequences(conn, [table])
-    else:
-        staging.drop(conn)
-    return {
-        "inserted": len(frame) - matched,
-        "updated": matched - unchanged,
-        "skipped": unchanged,
-    }
+    return {"inserted": rows - matched, "updated": matched - unchanged, "skipped": unchanged}
