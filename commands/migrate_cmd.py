@@ -63,6 +63,14 @@ ReplaceFlag = Annotated[
 VerifyFlag = Annotated[
     bool, typer.Option("--verify/--no-verify", help="Compare row counts and checksums afterwards.")
 ]
+ReadBackFlag = Annotated[
+    bool,
+    typer.Option(
+        "--read-back",
+        help="Verify by reading every row back and hashing it here, even where the target "
+        "(PostgreSQL, MariaDB) computes its checksum itself.",
+    ),
+]
 OnErrorOption = Annotated[
     str,
     typer.Option(
@@ -95,6 +103,7 @@ def migrate(
     resume: ResumeFlag = False,
     replace: ReplaceFlag = False,
     verify: VerifyFlag = True,
+    read_back: ReadBackFlag = False,
     on_error: OnErrorOption = "fail",
     reject_file: RejectFileOption = None,
     verbose: VerboseFlag = False,
@@ -130,6 +139,7 @@ def migrate(
             tables=tables or None,
             exclude=exclude or None,
             verify=verify,
+            read_back=read_back,
             batch_size=batch_size,
             on_error=on_error,
             reject_file=reject_file,
@@ -178,7 +188,7 @@ def _print(report: MigrationReport) -> None:
         for t in report.tables:
             verified = "-"
             if t.verify is not None:
-                verified = "ok" if t.verify["ok"] else "MISMATCH"
+                verified = ("ok" if t.verify["ok"] else "MISMATCH") + f" ({t.verify['method']})"
             rate = f"{t.copied / t.seconds:,.0f}" if t.seconds and t.copied else "-"
             table.add_row(
                 t.table,

@@ -766,10 +766,9 @@ UNCHANGED_REJECTS = {
 }
 
 
-@pytest.mark.parametrize("server", ["sqlite", "postgresql", "mysql"])
-def test_migration_checksums_and_reject_file_are_unchanged(cli, tmp_path, server):
-    """Every type and awkward value, migrated with rejects skipped: the verifier's counts and
-    checksums per table and the reject file's bytes equal those recorded."""
+def _migrate_odd_tables(cli, tmp_path, server: str, *extra: str) -> tuple[dict, Path]:
+    """Every type and awkward value migrated with rejects skipped: (per-table verify
+    documents, the reject file)."""
     source = build_source(tmp_path / "source.db")
     for table in (PRICES, AWKWARD, ODD):
         add_table(source, *table)
@@ -779,7 +778,7 @@ def test_migration_checksums_and_reject_file_are_unchanged(cli, tmp_path, server
         code, doc, stderr = run_json(
             cli,
             *("--source", f"sqlite:///{source}", "--target", url),
-            *("--on-error", "skip", "--reject-file", str(rejects)),
+            *("--on-error", "skip", "--reject-file", str(rejects), *extra),
         )
     finally:
         drop_database(url)
@@ -788,13 +787,66 @@ def test_migration_checksums_and_reject_file_are_unchanged(cli, tmp_path, server
     for table in doc["tables"]:
         check = table["verify"]
         assert check["ok"] and check["source_checksum"] == check["target_checksum"], table
-        counts = (check["source_rows"], check["rejected"], check["target_rows"])
-        checks[table["table"]] = (*counts, check["source_checksum"])
-    assert checks == {**UNCHANGED_CHECKS, **UNCHANGED_CHECKS_ON.get(server, {})}
+        checks[table["table"]] = check
+    return checks, rejects
+
+
+@pytest.mark.parametrize("server", ["sqlite", "postgresql", "mysql"])
+def test_migration_checksums_and_reject_file_are_unchanged(cli, tmp_path, server):
+    """Verified by reading the rows back: the verifier's counts and checksums per table and
+    the reject file's bytes equal those recorded."""
+    checks, rejects = _migrate_odd_tables(cli, tmp_path, server, "--read-back")
+    assert {c["method"] for c in checks.values()} == {"read back"}
+    counted = {
+        name: (c["source_rows"], c["rejected"], c["target_rows"], c["source_checksum"])
+        for name, c in checks.items()
+    }
+    assert counted == {**UNCHANGED_CHECKS, **UNCHANGED_CHECKS_ON.get(server, {})}
     lines = [json.loads(line) for line in rejects.read_text(encoding="utf-8").splitlines()]
     assert lines == UNCHANGED_REJECTS[server]
     expected = "".join(json.dumps(line) + "\n" for line in UNCHANGED_REJECTS[server])
     assert rejects.read_text(encoding="utf-8") == expected
+
+
+# The checksums PostgreSQL and MariaDB compute themselves (MD5 of each row's canonical text,
+# digest.py), recorded when that method came: they differ by target only in how a double is
+# written (IEEE bits on PostgreSQL, MariaDB's text) and how JSON is (jsonb's own text), and
+# where a target rejects other rows.
+_SERVER_CHECKS_ALIKE = {
+    "events_log": (43, 0, 43, "f118d5578aff6f74"),
+    "order": (500, 0, 500, "2d22c69b759c0383"),
+    "pairs": (12, 0, 12, "5b475b9e631948ed"),
+    "prices": (5, 2, 3, "32a7e3e4b1328713"),
+}
+SERVER_CHECKS = {
+    "postgresql": {
+        **_SERVER_CHECKS_ALIKE,
+        "awkward": (17, 2, 15, "bc8ed1a8e200a203"),
+        "customers": (300, 0, 300, "1e85f49cc11d2530"),
+        "odd": (3, 1, 2, "b4ff9e8a72d02cf3"),
+    },
+    "mysql": {
+        **_SERVER_CHECKS_ALIKE,
+        "awkward": (17, 0, 17, "d66c31bdd348789d"),
+        "customers": (300, 0, 300, "d0f37b46ecb630d2"),
+        "odd": (3, 2, 1, "71c5cfbaef862d29"),
+    },
+}
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_server_checksums_are_unchanged(cli, tmp_path, server):
+    """The default verification on PostgreSQL and MariaDB: the target's own checksums, with
+    the same counts and reject file as reading back."""
+    checks, rejects = _migrate_odd_tables(cli, tmp_path, server)
+    assert {c["method"] for c in checks.values()} == {"server checksum"}
+    counted = {
+        name: (c["source_rows"], c["rejected"], c["target_rows"], c["source_checksum"])
+        for name, c in checks.items()
+    }
+    assert counted == SERVER_CHECKS[server]
+    lines = [json.loads(line) for line in rejects.read_text(encoding="utf-8").splitlines()]
+    assert lines == UNCHANGED_REJECTS[server]
 
 
 def test_reject_lines_keep_values_as_the_source_stored_them():
@@ -834,3 +886,114 @@ def test_reject_lines_keep_values_as_the_source_stored_them():
         },
         "raw_hash": 5,
     }
+
+
+# ---------------------------------------------------------------- verification catches damage
+
+
+def _verify_again(source: Path, url: str) -> dict[str, tuple[bool, str]]:
+    """The migration's verification run again over what the target holds now."""
+    from mlkit.toolkit.migrate import build_plan, open_source, open_target
+    from mlkit.toolkit.migrate.verify import Verification
+
+    source_text = f"sqlite:///{source}"
+    engine = open_source(source_text)
+    target = open_target(url, create=False)
+    plan = build_plan(engine, target)
+    checks = Verification(source_text, engine, target, plan.tables, read_back=False).finish(
+        target.engine, {}
+    )
+    target.engine.dispose()
+    return {c.table: (c.ok, c.method) for c in checks}
+
+
+@pytest.mark.parametrize("server", ["sqlite", "postgresql", "mysql"])
+def test_verification_fails_on_a_changed_missing_or_extra_row(cli, source_db, tmp_path, server):
+    """One double moved by one ulp, one row deleted, one row added, one NULL set: each
+    table so touched fails verification, by the target's own checksum where it has one."""
+    url = make_database(server, tmp_path)
+    try:
+        code, _doc, stderr = run_json(cli, "--source", f"sqlite:///{source_db}", "--target", url)
+        assert code == 0, stderr
+        method = "read back" if server == "sqlite" else "server checksum"
+        tables = ("customers", "order", "pairs", "events_log")
+        assert _verify_again(source_db, url) == dict.fromkeys(tables, (True, method))
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE customers SET score = :s WHERE id = 7"),
+                {"s": math.nextafter(1.0, 2.0)},  # stored 7 / 7 = 1.0
+            )
+            conn.execute(sa.text(f"DELETE FROM {_q(conn, 'order')} WHERE id = 17"))
+            conn.execute(sa.text("INSERT INTO pairs VALUES ('c', 1, 'c1')"))
+            conn.execute(
+                sa.text("UPDATE events_log SET at = :at WHERE msg = 'm5'"),
+                {"at": "2024-05-05 10:00:00.000001"},
+            )
+        engine.dispose()
+        assert _verify_again(source_db, url) == dict.fromkeys(tables, (False, method))
+    finally:
+        drop_database(url)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_verification_fails_on_a_swapped_row_of_the_same_count(cli, source_db, tmp_path, server):
+    """A row deleted and another one duplicated keeps the count: the checksum still moves;
+    a text changed by one accent and a blob by one byte are caught too."""
+    url = make_database(server, tmp_path)
+    try:
+        code, _doc, stderr = run_json(cli, "--source", f"sqlite:///{source_db}", "--target", url)
+        assert code == 0, stderr
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM events_log WHERE msg = 'm3'"))
+            conn.execute(sa.text("INSERT INTO events_log VALUES ('dup', 1, '2024-05-05 10:00:00')"))
+            conn.execute(sa.text("UPDATE customers SET name = 'name 9 Zoe 😀' WHERE id = 9"))
+            conn.execute(
+                sa.text("UPDATE pairs SET v = :v WHERE a = 'a' AND b = 1"), {"v": "a1\x1f"}
+            )
+        engine.dispose()
+        checks = _verify_again(source_db, url)
+        assert {name: ok for name, (ok, _method) in checks.items()} == {
+            "customers": False,
+            "order": True,
+            "pairs": False,
+            "events_log": False,
+        }
+    finally:
+        drop_database(url)
+
+
+def test_mariadb_doubles_print_as_the_server_prints_them():
+    """The source side writes a double as MariaDB does: shortest digits, fixed or exponent
+    at the server's thresholds; checked on the server over edge cases and random doubles."""
+    import random
+    import struct
+
+    from mlkit.toolkit.migrate.digest import _mariadb_doubles, mariadb_double
+
+    rng = random.Random(5)
+    values = [0.0, -0.0, 1.0, -1.5, 5e-324, 1.7976931348623157e308, 2.2250738585072014e-308]
+    for k in range(-20, 21):
+        values += [10.0**k, 1.5 * 10.0**k, 1.2345678901234567 * 10.0**k, -(7.0 ** (k / 2))]
+    values += [999999999999999.0, 1e15, 1234567890123456.8, 0.1 + 0.2]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(2000)]
+    values += [struct.unpack("<d", rng.randbytes(8))[0] for _ in range(3000)]
+    values = [v for v in values if math.isfinite(v)]
+    url = make_database("mysql", tempfile.gettempdir())
+    try:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE d (i INT PRIMARY KEY, x DOUBLE)"))
+            conn.execute(
+                sa.text("INSERT INTO d VALUES (:i, :x)"),
+                [{"i": i, "x": x} for i, x in enumerate(values)],
+            )
+            printed = conn.execute(sa.text("SELECT CONCAT(x) FROM d ORDER BY i")).scalars().all()
+        engine.dispose()
+    finally:
+        drop_database(url)
+    assert [mariadb_double(v) for v in values] == printed
+    assert _mariadb_doubles(values) == printed
+    typical = [rng.uniform(-1e6, 1e6) for _ in range(100)] + [3.0, -0.0, 0.25]
+    assert _mariadb_doubles(typical) == [mariadb_double(v) for v in typical]

@@ -23,7 +23,7 @@ from .copier import Copier, Progress, ResumePoints, now_utc, target_error
 from .plan import Plan, TablePlan, build_plan, open_source, open_target, plan_document, source_url
 from .reflect import quote
 from .rejects import RejectLog
-from .verify import check_tables, count_rows
+from .verify import Verification, count_rows
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -41,6 +41,7 @@ class MigrationOptions:
     resume: bool = False
     replace: bool = False
     verify: bool = True
+    read_back: bool = False  # verify by reading rows back even where the target can checksum
     on_error: str = "fail"  # fail | skip
     reject_file: Path | None = None
 
@@ -259,38 +260,43 @@ def migrate(
     states = points.read(engine)
     existing = _prepare_tables(engine, plan, states, options, points)
     rejects = RejectLog(options.reject_file or Path(f"mlkit-migrate-{mid}-rejects.jsonl"))
-    copier = Copier(source, engine, target, points, options.on_error, rejects, progress)
-    for tp in plan.tables:
-        result = TableResult(tp.name, tp.spec.rows, tp.strategy, batches=tp.batches)
-        result.notes = list(tp.notes)
-        report.tables.append(result)
-        state = states.get(tp.name)
-        if options.resume and state and state["status"] == "done":
-            result.status = "already done"
-            result.copied = state["rows_copied"] or 0
-        else:
-            say(f"{tp.name}: copying {tp.spec.rows:,} rows")
-            t0 = clock.perf_counter()
-            copier.copy(tp, state if options.resume else None, result)
-            result.seconds = clock.perf_counter() - t0
-        result.rejected = rejects.count(tp.name)
-        report.problems += _finish_table(engine, tp, existing.get(tp.name, set()))
-    report.problems += _add_foreign_keys(engine, plan)
-    if rejects.written:
-        report.reject_file = str(rejects.path)
+    verification = None
     if options.verify:
-        say("verifying: row counts and checksums on both sides")
-        checks = check_tables(
-            options.source,
-            source,
-            engine,
-            plan.tables,
-            {tp.name: rejects.hashes(tp.name) for tp in plan.tables},
+        # The source's checksums start now and run beside the copy.
+        verification = Verification(
+            options.source, source, target, plan.tables, read_back=options.read_back
         )
-        for check, result in zip(checks, report.tables, strict=True):
-            result.verify = check.document()
-            if not check.ok:
-                report.mismatched.append(check.table)
+    try:
+        copier = Copier(source, engine, target, points, options.on_error, rejects, progress)
+        for tp in plan.tables:
+            result = TableResult(tp.name, tp.spec.rows, tp.strategy, batches=tp.batches)
+            result.notes = list(tp.notes)
+            report.tables.append(result)
+            state = states.get(tp.name)
+            if options.resume and state and state["status"] == "done":
+                result.status = "already done"
+                result.copied = state["rows_copied"] or 0
+            else:
+                say(f"{tp.name}: copying {tp.spec.rows:,} rows")
+                t0 = clock.perf_counter()
+                copier.copy(tp, state if options.resume else None, result)
+                result.seconds = clock.perf_counter() - t0
+            result.rejected = rejects.count(tp.name)
+            report.problems += _finish_table(engine, tp, existing.get(tp.name, set()))
+        report.problems += _add_foreign_keys(engine, plan)
+        if rejects.written:
+            report.reject_file = str(rejects.path)
+        if verification is not None:
+            say("verifying: row counts and checksums on both sides")
+            rejected = {tp.name: rejects.hashes(tp.name) for tp in plan.tables}
+            checks = verification.finish(engine, rejected)
+            for check, result in zip(checks, report.tables, strict=True):
+                result.verify = check.document()
+                if not check.ok:
+                    report.mismatched.append(check.table)
+    finally:
+        if verification is not None:
+            verification.close()
     source.dispose()
     engine.dispose()
     report.seconds = clock.perf_counter() - started

@@ -1,18 +1,22 @@
 """Both sides compared: row counts and an order-independent checksum of normalised rows
 (the sum of 64-bit row hashes), the source's rows first passed through the same
-conversion as the copy, less the rows set aside in the reject file."""
+conversion as the copy, less the rows set aside in the reject file. PostgreSQL and MariaDB
+compute their side themselves (digest.py); elsewhere, or with --read-back, the target's rows
+are read back and hashed here."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .plan import TablePlan
-from .reflect import TableSpec, quote
+from . import digest
+from .plan import TablePlan, TargetInfo
+from .reflect import ColumnSpec, TableSpec, quote
 from .values import (
     MASK64,
     RejectValue,
@@ -23,7 +27,6 @@ from .values import (
     normalised_shortcut,
     raw_row_hasher,
     row_converter,
-    row_hasher,
     sum_row_hashes,
 )
 
@@ -33,6 +36,7 @@ FETCH_ROWS = 5000
 @dataclass
 class TableCheck:
     table: str
+    method: str  # "server checksum": computed by the target; "read back": rows hashed here
     source_rows: int
     rejected: int
     target_rows: int
@@ -66,46 +70,100 @@ def _select(engine: Engine, table: str, columns: list[str]) -> str:
     return f"SELECT {cols} FROM {quote(engine, table)}"  # run without parameters: % stays %
 
 
-def check_tables(
-    source_text: str,
-    source: Engine,
-    target: Engine,
-    plans: list[TablePlan],
-    rejected: dict[str, Counter],
-) -> list[TableCheck]:
-    """Every table's check. The source side runs in a forked process while this one reads
-    the target, as both sides are Python-bound (driver parsing, hashing)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+READ_BACK = "read back"
 
-    target_dialect = target.dialect.name
-    source.dispose()  # no pooled connection crosses the fork
-    try:
-        context = multiprocessing.get_context("fork")
-    except ValueError:  # pragma: no cover - platforms without fork
-        context = None
-    if context is None:
-        sides = [
-            _source_side(source_text, p.spec, target_dialect, rejected.get(p.name)) for p in plans
-        ]
-        return [
-            _combine(p, side, _target_side(target, p)) for p, side in zip(plans, sides, strict=True)
-        ]
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
-        futures = [
-            pool.submit(_source_side, source_text, p.spec, target_dialect, rejected.get(p.name))
+
+def table_method(spec: TableSpec, target: TargetInfo, read_back: bool) -> str:
+    """How a table is verified: by the target's own checksum where it can compute one."""
+    if not read_back and digest.covers(spec, target.dialect, target.flavor):
+        return digest.METHOD
+    return READ_BACK
+
+
+class Verification:
+    """Both sides' checksums. The source's are computed in a forked process that starts
+    before the copy and runs beside it (the source is only read); the target's come after
+    the copy, computed by the target itself in parallel over a connection per table, or
+    read back and hashed here where it cannot."""
+
+    def __init__(
+        self,
+        source_text: str,
+        source: Engine,
+        target: TargetInfo,
+        plans: list[TablePlan],
+        *,
+        read_back: bool,
+    ):
+        import multiprocessing
+
+        self.source_text = source_text
+        self.plans = plans
+        self.dialect = target.dialect
+        self.methods = {p.name: table_method(p.spec, target, read_back) for p in plans}
+        source.dispose()  # no pooled connection crosses the fork
+        try:
+            context = multiprocessing.get_context("fork")
+        except ValueError:  # pragma: no cover - platforms without fork
+            self.pool = None
+            self.early = {}
+            return
+        self.pool = context.Pool(1)
+        self.early = {
+            p.name: self.pool.apply_async(
+                _source_side, (source_text, p.spec, self.dialect, self.methods[p.name], None)
+            )
             for p in plans
-        ]
-        targets = [_target_side(target, p) for p in plans]
-        sides = [f.result() for f in futures]
-    return [_combine(p, s, tg) for p, s, tg in zip(plans, sides, targets, strict=True)]
+        }
+
+    def close(self) -> None:
+        """Stop the source side (a failed copy needs it no more)."""
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+    def finish(self, target: Engine, rejected: dict[str, Counter]) -> list[TableCheck]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        try:
+            workers = max(1, min(4, len(self.plans)))
+            with ThreadPoolExecutor(workers, thread_name_prefix="mlkit-verify") as threads:
+                targets = [
+                    threads.submit(_target_side, target, p, self.methods[p.name])
+                    for p in self.plans
+                ]
+                sides = [self._source(p, rejected.get(p.name) or Counter()) for p in self.plans]
+                return [
+                    _combine(p, self.methods[p.name], side, t.result())
+                    for p, side, t in zip(self.plans, sides, targets, strict=True)
+                ]
+        finally:
+            self.close()
+
+    def _source(self, plan: TablePlan, in_file: Counter) -> tuple[int, int, int, int]:
+        method = self.methods[plan.name]
+        early = self.early.get(plan.name)
+        if early is not None:
+            rows, _, _, total, failed = early.get()
+            if not in_file - failed:
+                # Every row in the reject file failed conversion here too: those not in it
+                # are rows the copy lost.
+                rejected = sum((failed & in_file).values())
+                return rows, rejected, sum((failed - in_file).values()), total
+        # The target refused rows the converters let through: sum again without them.
+        rows, rejected, unconvertible, total, _ = _source_side(
+            self.source_text, plan.spec, self.dialect, method, in_file
+        )
+        return rows, rejected, unconvertible, total
 
 
-def _combine(plan: TablePlan, side: tuple, target: tuple) -> TableCheck:
+def _combine(plan: TablePlan, method: str, side: tuple, target: tuple) -> TableCheck:
     source_rows, rejected, unconvertible, source_sum = side
     target_rows, target_sum = target
     return TableCheck(
         plan.spec.name,
+        method,
         source_rows,
         rejected,
         target_rows,
@@ -115,21 +173,51 @@ def _combine(plan: TablePlan, side: tuple, target: tuple) -> TableCheck:
     )
 
 
+def _column_texts(c: ColumnSpec, source: str, target: str, method: str) -> Callable:
+    """A column of source values to the texts the method hashes; raises RejectValue."""
+    convert = make_converter(c, source, target)
+    if method == digest.METHOD and c.kind in ("float", "text", "json", "bool"):
+
+        def canonical(values):
+            converted = values if convert is None else list(map(convert, values))
+            return digest.canonical_texts(converted, c, target)
+
+        return canonical
+    shortcut = normalised_shortcut(c, target)
+    if method == READ_BACK:
+        return lambda values: converted_column(values, c.kind, convert, shortcut)
+
+    def normalised(values):
+        # The normalised form is the canonical one for these kinds but for NULL's mark.
+        texts = converted_column(values, c.kind, convert, shortcut)
+        if None not in values:
+            return texts
+        return [digest.NULL_TEXT if v is None else t for v, t in zip(values, texts, strict=True)]
+
+    return normalised
+
+
 def _source_side(
-    source_text: str, spec: TableSpec, target_dialect: str, rejected_hashes: Counter | None
-) -> tuple[int, int, int, int]:
+    source_text: str,
+    spec: TableSpec,
+    target_dialect: str,
+    method: str,
+    pending_hashes: Counter | None,
+) -> tuple[int, int, int, int, Counter]:
+    """(rows, rows skipped as in the reject file, rows failing conversion, checksum, raw
+    hashes of the rows failing conversion)."""
     from .plan import open_source
 
     source = open_source(source_text)
     names = [c.name for c in spec.columns]
-    kinds = [c.kind for c in spec.columns]
-    hasher = row_hasher(spec.columns)
-    convert = row_converter(spec.columns, source.dialect.name, target_dialect)
-    converters = [make_converter(c, source.dialect.name, target_dialect) for c in spec.columns]
-    shortcuts = [normalised_shortcut(c, target_dialect) for c in spec.columns]
+    dialect = source.dialect.name
+    column_texts = [_column_texts(c, dialect, target_dialect, method) for c in spec.columns]
+    convert = row_converter(spec.columns, dialect, target_dialect)
+    sum_rows = digest.sum_md5_rows if method == digest.METHOD else sum_row_hashes
     raw_hash = raw_row_hasher(len(names))
-    pending = Counter(rejected_hashes or {})
-    rows = rejected = unconvertible = 0
+    pending = Counter(pending_hashes or {})
+    failed: Counter = Counter()
+    rows = rejected = 0
     total = 0
     for chunk in _chunks(source, _select(source, spec.name, names)):
         rows += len(chunk)
@@ -137,13 +225,15 @@ def _source_side(
             # The common case a batch at a time; a value that fails its conversion sends
             # the batch through the row loop below, which counts it.
             try:
-                columns = zip(zip(*chunk, strict=True), kinds, converters, shortcuts, strict=True)
-                texts = [converted_column(*column) for column in columns]
+                texts = [
+                    fn(col) for fn, col in zip(column_texts, zip(*chunk, strict=True), strict=True)
+                ]
             except RejectValue:
                 pass
             else:
-                total = (total + sum_row_hashes(texts)) & MASK64
+                total = (total + sum_rows(texts)) & MASK64
                 continue
+        good = []
         for row in chunk:
             if pending:
                 h = raw_hash(row)
@@ -153,17 +243,22 @@ def _source_side(
                     continue
             if convert is not None:
                 try:
-                    row = convert(row)
+                    convert(row)
                 except RejectValue:
-                    unconvertible += 1
+                    failed[raw_hash(row)] += 1
                     continue
-            total = (total + hasher(row)) & MASK64
+            good.append(row)
+        if good:
+            texts = [fn(col) for fn, col in zip(column_texts, zip(*good, strict=True), strict=True)]
+            total = (total + sum_rows(texts)) & MASK64
     source.dispose()
-    return rows, rejected, unconvertible, total
+    return rows, rejected, sum(failed.values()), total, failed
 
 
-def _target_side(target: Engine, plan: TablePlan) -> tuple[int, int]:
+def _target_side(target: Engine, plan: TablePlan, method: str) -> tuple[int, int]:
     spec = plan.spec
+    if method == digest.METHOD:
+        return digest.target_checksum(target, spec)
     if target.dialect.name == "mysql" and target.dialect.driver == "pymysql":
         return _mysql_target_side(target, spec)
     kinds = [c.kind for c in spec.columns]

@@ -1,0 +1,248 @@
+"""Checksums the target computes over the rows it holds, so verification never reads them back.
+
+Each row becomes one canonical text, the same on both sides: the target builds it in SQL from
+its columns and hashes it with MD5; the source side builds it in Python from the values the
+copy converted, exactly as the target renders them. The checksum of a table is the sum, mod
+2**64, of the first 64 bits of every row's MD5: it ignores row order, yet a changed, missing or
+extra row moves it.
+
+The canonical text of a row: its columns' texts joined by \\x1f, a NULL as `N`, text and JSON
+as `<characters>:<text>` (the length keeps a \\x1f inside a value from shifting the columns),
+floats on PostgreSQL as the hex of their IEEE bits (on MariaDB as the server prints them),
+decimals without trailing zeros, times with six fraction digits, blobs as lowercase hex.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from .reflect import ColumnSpec, TableSpec, quote
+from .values import NORMALISERS, _norm_text, normalise_column
+
+NULL_TEXT = "N"
+SEPARATOR = "\x1f"
+MASK64 = (1 << 64) - 1
+METHOD = "server checksum"
+
+
+# ---------------------------------------------------------------- the target's SQL
+
+
+def covers(spec: TableSpec, dialect: str, flavor: str) -> bool:
+    """Whether the target can compute this table's checksum: PostgreSQL and MariaDB can for
+    every kind; MySQL 8 rewrites JSON and prints doubles its own way, so those go read back."""
+    if dialect == "postgresql" or (dialect == "mysql" and flavor == "mariadb"):
+        return True
+    if dialect == "mysql":
+        return not any(c.kind in ("json", "float") for c in spec.columns)
+    return False
+
+
+def _mysql_column(c: ColumnSpec, q: str) -> str:
+    kind = c.kind
+    if kind in ("text", "json"):
+        return f"CONCAT(CHAR_LENGTH({q}), ':', {q})"
+    if kind == "blob":
+        return f"LOWER(HEX({q}))"
+    if kind == "decimal":
+        text = f"CAST({q} AS CHAR)"
+        if c.scale:
+            text = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {text}))"
+        return f"IF({q} = 0, '0', {text})"  # a stored -0.00 reads as 0
+    if kind == "float":
+        return f"CONCAT({q})"
+    return f"CAST({q} AS CHAR)"  # int, bool (TINYINT), DATE, DATETIME(6), TIME(6)
+
+
+def _pg_column(c: ColumnSpec, q: str) -> str:
+    kind = c.kind
+    if kind == "text":
+        return f"(length({q})::text || ':' || {q})"
+    if kind == "json":
+        return f"(length({q}::text)::text || ':' || {q}::text)"
+    if kind == "blob":
+        return f"encode({q}, 'hex')"
+    if kind == "bool":
+        return f"CASE WHEN {q} THEN '1' ELSE '0' END"
+    if kind == "float":
+        return f"encode(float8send({q} + 0::float8), 'hex')"  # + 0 turns -0 into 0
+    if kind == "decimal":
+        text = f"{q}::text"
+        return (
+            f"CASE WHEN {q} = 0 THEN '0' WHEN strpos({text}, '.') > 0 "
+            f"THEN rtrim(rtrim({text}, '0'), '.') ELSE {text} END"
+        )
+    if kind == "date":
+        return f"to_char({q}, 'YYYY-MM-DD')"
+    if kind == "datetime":
+        at = f"({q} AT TIME ZONE 'UTC')" if c.timezone else q
+        return f"to_char({at}, 'YYYY-MM-DD HH24:MI:SS.US')"
+    if kind == "time":
+        return f"to_char({q}, 'HH24:MI:SS.US')"
+    return f"{q}::text"  # int
+
+
+def checksum_sql(conn: sa.Connection, spec: TableSpec) -> str:
+    """SELECT COUNT(*), SUM(row hash) over the table, run without parameters."""
+    table = quote(conn, spec.name)
+    if conn.dialect.name == "mysql":
+        # As bytes: text columns of different collations cannot be concatenated as text.
+        parts = [
+            f"IFNULL(CAST({_mysql_column(c, quote(conn, c.name))} AS BINARY), 'N')"
+            for c in spec.columns
+        ]
+        row = f"CONCAT_WS(CHAR(31), {', '.join(parts)})"
+        digest = f"CAST(CONV(LEFT(MD5({row}), 16), 16, 10) AS UNSIGNED)"
+        return f"SELECT COUNT(*), CAST(SUM({digest}) AS CHAR) FROM {table}"
+    parts = [f"coalesce({_pg_column(c, quote(conn, c.name))}, 'N')" for c in spec.columns]
+    row = " || chr(31) || ".join(parts)
+    digest = f"('x' || left(md5({row}), 16))::bit(64)::bigint"
+    return f"SELECT count(*), sum({digest})::text FROM {table}"
+
+
+def target_checksum(engine: sa.Engine, spec: TableSpec) -> tuple[int, int]:
+    """(rows, checksum) as the target computes them over what it holds."""
+    with engine.connect() as conn:
+        rows, total = conn.exec_driver_sql(checksum_sql(conn, spec)).one()
+    return int(rows), int(Decimal(total or 0)) & MASK64
+
+
+# ---------------------------------------------------------------- the source's side
+
+
+def mariadb_double(x: float) -> str:
+    """A double as MariaDB prints it: the shortest digits that read back as the same double
+    (Python's repr has them), in fixed notation unless the point sits more than 14 places
+    before the digits or more than 15 after the first with no digit to place there."""
+    if x == 0:
+        return "0"
+    text = repr(x)
+    sign = "-" if text[0] == "-" else ""
+    text = text.lstrip("-")
+    mantissa, _, exponent = text.partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    if exponent:
+        digits = (whole + fraction).rstrip("0")
+        point = int(exponent) + 1
+    elif whole != "0":
+        digits = (whole + fraction).rstrip("0")
+        point = len(whole)
+    else:
+        digits = fraction.lstrip("0")
+        point = len(digits) - len(fraction)
+    n = len(digits)
+    if point > -15 and (point <= 15 or point < n):
+        if point <= 0:
+            return f"{sign}0.{'0' * -point}{digits}"
+        if point >= n:
+            return sign + digits + "0" * (point - n)
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    head = digits[0] + ("." + digits[1:] if n > 1 else "")
+    return f"{sign}{head}e{point - 1}"
+
+
+def _mariadb_doubles(values: Sequence[Any]) -> list[str]:
+    floats = list(map(float, values))
+    texts = list(map(repr, floats))
+    if floats and max(map(abs, floats)) < 1e15 and "e" not in "".join(texts):
+        # Below 1e15 (and from 1e-4, where repr turns to exponents) both print the
+        # same digits in fixed notation, less repr's trailing ".0"; -0.0 prints as 0.
+        return [("0" if t == "-0.0" else t[:-2]) if t.endswith(".0") else t for t in texts]
+    return list(map(mariadb_double, floats))
+
+
+def _pg_doubles(values: Sequence[Any]) -> list[str]:
+    bits = (np.asarray(values, dtype=np.float64) + 0.0).astype(">f8").tobytes().hex()
+    return [bits[i : i + 16] for i in range(0, len(bits), 16)]
+
+
+def jsonb_text(value: Any) -> str:
+    """JSON text as PostgreSQL's jsonb prints it: keys shortest first then by bytes, the last
+    of duplicate keys kept, numbers as numeric prints them, `, ` and `: ` between items."""
+    parsed = (
+        json.loads(value, parse_float=Decimal, parse_int=Decimal)
+        if isinstance(value, str)
+        else value
+    )
+    return _jsonb(parsed)
+
+
+def _jsonb(v: Any) -> str:
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, Decimal | int | float):
+        d = Decimal(v) if not isinstance(v, float) else Decimal(repr(v))
+        return format(abs(d) if d == 0 else d, "f")
+    if isinstance(v, dict):
+        keys = sorted(v, key=lambda k: (len(k.encode("utf-8")), k.encode("utf-8")))
+        return (
+            "{"
+            + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_jsonb(v[k])}" for k in keys)
+            + "}"
+        )
+    return "[" + ", ".join(_jsonb(item) for item in v) + "]"
+
+
+def _json_source_text(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _counted(texts: Sequence[str]) -> list[str]:
+    return list(map("{}:{}".format, map(len, texts), texts))
+
+
+def canonical_texts(values: Sequence[Any], c: ColumnSpec, dialect: str) -> list[str]:
+    """The canonical texts of a column of converted values (None for NULL) on this target."""
+    present = [v for v in values if v is not None] if None in values else values
+    kind = c.kind
+    if kind == "text":
+        texts = _counted(
+            present if all(type(v) is str for v in present) else list(map(_norm_text, present))
+        )
+    elif kind == "json":
+        render = jsonb_text if dialect == "postgresql" else _json_source_text
+        texts = _counted(list(map(render, present)))
+    elif kind == "float":
+        texts = (
+            (_pg_doubles if dialect == "postgresql" else _mariadb_doubles)(present)
+            if present
+            else []
+        )
+    elif kind == "bool":
+        texts = ["1" if v else "0" for v in present]
+    elif kind in NORMALISERS:
+        texts = normalise_column(present, kind)  # int, decimal, blob, dates and times
+    else:  # pragma: no cover - every kind is above
+        raise ValueError(kind)
+    if len(present) == len(values):
+        return texts
+    following = iter(texts).__next__
+    return [NULL_TEXT if v is None else following() for v in values]
+
+
+def sum_md5_rows(columns: Sequence[Sequence[str]]) -> int:
+    """The sum (mod 2**64) of the first 64 bits, big-endian, of each row's MD5."""
+    md5 = hashlib.md5
+    digests = b"".join(
+        [
+            md5(line.encode("utf-8", "surrogatepass")).digest()
+            for line in map(SEPARATOR.join, zip(*columns, strict=True))
+        ]
+    )
+    if not digests:
+        return 0
+    heads = np.frombuffer(digests, dtype=">u8")[::2].astype(np.uint64)
+    return int(heads.sum(dtype=np.uint64))
