@@ -1,20 +1,27 @@
-"""`mlkit migrate` from SQLite into MariaDB beside `sqlite3-to-mysql` and a plain executemany.
+"""`mlkit migrate` as a whole command beside its peers: sqlite3-to-mysql into MariaDB, pgloader
+into PostgreSQL, on the same SQLite files in the same run.
 
-A 1,000,000-row SQLite table of mixed types (integers, text, VARCHAR, DECIMAL, REAL,
-BOOLEAN, text timestamps, epoch-second timestamps, BLOB) goes into MariaDB three ways in
-the same run:
+Two files:
 
-- `mlkit migrate` (a subprocess, verification on, its default batches: LOAD DATA LOCAL
-  INFILE of up to 50,000 rows a commit), over all rows;
-- `sqlite3mysql` (pip install sqlite3-to-mysql), over the first SUBSET rows only, as it
-  is too slow for the full table (its rate is rows/s either way);
-- PyMySQL `executemany` (multi-row INSERTs, a commit per 1,000 rows) of the same rows
-  into a table created by hand: the floor any Python loader works from.
+- hostile: 100,000 rows (90,000 keyed, 10,000 in a table without a key) whose text holds
+  tabs, newlines, backslashes, `\\N`, quotes, 4-byte characters, control and unit-separator
+  characters and 3,000-character values, blobs with zero bytes, doubles at the ends of their
+  range, decimals, dates, JSON, and NULLs everywhere;
+- payments: 1,000,000 rows x 10 mixed columns (integers, text, VARCHAR, DECIMAL, REAL,
+  BOOLEAN, text timestamps, epoch-second timestamps, BLOB).
 
-Prints rows/s for each, mlkit's rate over the peer's (target >= 20x), mlkit's
-verification result and its peak memory (ru_maxrss of the subprocess).
+Every command is timed whole, as a process (start-up, reflection, copy, indexes and
+verification). sqlite3-to-mysql (pip install sqlite3-to-mysql) gets the whole hostile file
+and the first --peer-rows payments (it runs at a few thousand rows/s; its rate is compared);
+it cannot read a TIMESTAMP column of epoch seconds, so its copy of payments declares that
+column INTEGER. pgloader (Debian's package) gets both whole files. After the timings, the
+content of mlkit's targets is compared row by row with the source, independently of mlkit's
+own verification.
 
-    python benchmarks/bench_migrate.py [--rows 1000000] [--subset 20000]
+Targets: mlkit's whole command >= 30x sqlite3-to-mysql on both files; mlkit into PostgreSQL
+no slower than pgloader.
+
+    python benchmarks/bench_migrate.py [--rows 1000000] [--hostile-rows 100000] [--peer-rows 100000]
 """
 
 from __future__ import annotations
@@ -23,19 +30,21 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
 
-SERVER = os.environ.get("MLKIT_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306")
-COLUMNS = """
+MYSQL = os.environ.get("MLKIT_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306")
+POSTGRES = os.environ.get("MLKIT_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+PAYMENTS = """
     id INTEGER PRIMARY KEY,
     user_id INTEGER NOT NULL,
     name TEXT NOT NULL,
@@ -47,12 +56,53 @@ COLUMNS = """
     paid_at TIMESTAMP,
     payload BLOB
 """
+HOSTILE = """
+    id INTEGER PRIMARY KEY,
+    body TEXT,
+    tag VARCHAR(40),
+    data BLOB,
+    ratio REAL,
+    amount NUMERIC(12, 2),
+    flag BOOLEAN,
+    day DATE,
+    at DATETIME,
+    meta JSON
+"""
+LOG = "msg TEXT, level INTEGER, at DATETIME"
+TEXTS = [
+    "tab\there",
+    "line\nbreak",
+    "cr\rreturn\r\n",
+    "back\\slash",
+    "\\N",
+    "NULL",
+    "",
+    "  spaces kept  ",
+    "quotes ' \" ` and ;-- DROP TABLE x;",
+    "4-byte 😀🎉 Zoë ñ 漢字",
+    "combining e\u0301 and zero\u200bwidth",
+    "rtl \u202e abc",
+    "\\",
+    "ends with a backslash\\",
+    "unit\x1fseparator",
+    "ctrl \x01\x02\x1a\x7f",
+    "%s %(x)s {0} $1",
+    "ＦＵＬＬ width",
+]
+FLOATS = [-0.0, 1e300, -1e-300, 5e-324, 0.1, 1 / 3, 2.0**53 + 2, 123456.789, None]
+JSONS = [
+    '{"b": [1, 2.50, {"é": "😀"}], "a": null, "a ": "\\t"}',
+    "[]",
+    '{"k": "line\\nbreak", "n": -0.0, "big": 1e300}',
+    '"just text"',
+    None,
+]
 
 
-def build_source(path: Path, rows: int, seed: int = 7) -> None:
+def build_payments(path: Path, rows: int, seed: int = 7) -> None:
     rng = random.Random(seed)
     conn = sqlite3.connect(path)
-    conn.execute(f"CREATE TABLE payments ({COLUMNS})")
+    conn.execute(f"CREATE TABLE payments ({PAYMENTS})")
     base = 1_700_000_000
 
     def generate():
@@ -76,196 +126,275 @@ def build_source(path: Path, rows: int, seed: int = 7) -> None:
     conn.close()
 
 
-def subset(source: Path, path: Path, rows: int, *, epoch_as_integer: bool = False) -> None:
-    columns = (
-        COLUMNS.replace("paid_at TIMESTAMP", "paid_at INTEGER") if epoch_as_integer else COLUMNS
-    )
+def build_hostile(path: Path, rows: int, seed: int = 11) -> None:
+    rng = random.Random(seed)
+    keyed = rows * 9 // 10
     conn = sqlite3.connect(path)
-    conn.execute(f"CREATE TABLE payments ({columns})")
-    conn.execute("ATTACH DATABASE ? AS src", (str(source),))
-    conn.execute(f"INSERT INTO payments SELECT * FROM src.payments WHERE id <= {rows}")
+    conn.execute(f"CREATE TABLE hostile ({HOSTILE})")
+    conn.execute(f"CREATE TABLE log ({LOG})")
+
+    def text(i: int) -> str | None:
+        if i % 17 == 0:
+            return None
+        if i % 101 == 0:
+            return "x" * 2990 + " 😀 long"
+        return TEXTS[i % len(TEXTS)] + f" #{i}"
+
+    def generate():
+        for i in range(1, keyed + 1):
+            yield (
+                i,
+                text(i),
+                TEXTS[(i * 7) % len(TEXTS)][:30] if i % 5 else None,
+                rng.randbytes(i % 24) if i % 9 else (b"\x00\\N\t\n" if i % 2 else None),
+                FLOATS[i % len(FLOATS)] if i % 4 else rng.uniform(-1e6, 1e6),
+                round(rng.uniform(-99_999, 99_999), 2) if i % 6 else None,
+                i % 2 if i % 11 else None,
+                f"20{i % 30:02d}-{i % 12 + 1:02d}-{i % 28 + 1:02d}",
+                f"2024-02-29 23:59:{i % 60:02d}" + (f".{i % 1_000_000:06d}" if i % 3 else ""),
+                JSONS[i % len(JSONS)],
+            )
+
+    conn.executemany(f"INSERT INTO hostile VALUES ({', '.join('?' * 10)})", generate())
+    conn.executemany(
+        "INSERT INTO log VALUES (?, ?, ?)",
+        ((text(i), i % 5, None if i % 7 else "2024-05-05 10:00:00") for i in range(rows - keyed)),
+    )
     conn.commit()
     conn.close()
 
 
-def admin(sql: str) -> None:
-    engine = sa.create_engine(f"{SERVER}/", isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
+def first_rows(source: Path, path: Path, table: str, rows: int, columns: str) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TABLE {table} ({columns})")
+    conn.execute("ATTACH DATABASE ? AS src", (str(source),))
+    conn.execute(f"INSERT INTO {table} SELECT * FROM src.{table} WHERE id <= {rows}")
+    conn.commit()
+    conn.close()
+
+
+def admin(server: str, sql: str) -> None:
+    engine = sa.create_engine(f"{server}/{'postgres' if 'postgres' in server else ''}")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql(sql)
     engine.dispose()
 
 
-def run_mlkit(source: Path, database: str, batch_size: int | None) -> tuple[dict, float, float]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlkit.commands.main",
-        "migrate",
-        "--source",
-        f"sqlite:///{source}",
-        "--target",
-        f"{SERVER}/{database}",
-        "--json",
-    ]
-    if batch_size:
-        cmd += ["--batch-size", str(batch_size)]
+def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
+    return time.perf_counter() - started, done
+
+
+def run_mlkit(source: Path, url: str) -> tuple[float, dict]:
+    cmd = [sys.executable, "-m", "mlkit.commands.main", "migrate", "--source"]
+    elapsed, done = timed([*cmd, f"sqlite:///{source}", "--target", url, "--json"])
     if done.returncode != 0:
         sys.exit(f"mlkit migrate failed:\n{done.stderr}")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return json.loads(done.stdout), elapsed, peak_mb
+    return elapsed, json.loads(done.stdout)
 
 
 def run_peer(source: Path, database: str) -> tuple[float | None, str]:
-    """(seconds, "") or (None, why it did not finish)."""
     tool = shutil.which("sqlite3mysql")
     if tool is None:
         return None, "not installed (pip install sqlite3-to-mysql)"
-    host = sa.engine.make_url(SERVER)
-    cmd = [
-        tool,
-        "-f",
-        str(source),
-        "-d",
-        database,
-        "-u",
-        host.username or "root",
-        "--mysql-password",
-        host.password or "",
-        "-h",
-        host.host or "127.0.0.1",
-        "-P",
-        str(host.port or 3306),
-        "-S",
-        "-q",
-    ]
-    started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    # It reports some failures with exit status 0: count what arrived instead.
+    url = sa.engine.make_url(MYSQL)
+    elapsed, done = timed(
+        [
+            *(tool, "-f", str(source), "-d", database, "-u", url.username or "root"),
+            *("--mysql-password", url.password or "", "-h", url.host or "127.0.0.1"),
+            *("-P", str(url.port or 3306), "-S", "-q"),
+        ]
+    )
     lines = (done.stdout + done.stderr).strip().splitlines()
-    engine = sa.create_engine(f"{SERVER}/{database}")
-    try:
-        with engine.connect() as conn:
-            arrived = conn.exec_driver_sql("SELECT COUNT(*) FROM payments").scalar()
-    except sa.exc.DBAPIError:
-        arrived = 0
-    finally:
-        engine.dispose()
-    if done.returncode != 0 or not arrived:
+    if done.returncode != 0:
         return None, lines[-1] if lines else f"exit status {done.returncode}"
     return elapsed, ""
 
 
-def run_executemany(source: Path, database: str, batch: int = 1000) -> tuple[int, float]:
-    import pymysql
+def run_pgloader(source: Path, database: str) -> tuple[float | None, str]:
+    tool = shutil.which("pgloader")
+    if tool is None:
+        return None, "not installed (apt-get install pgloader)"
+    url = sa.engine.make_url(POSTGRES)
+    target = f"postgresql://{url.username}@{url.host}:{url.port or 5432}/{database}"
+    elapsed, done = timed([tool, f"sqlite:///{source}", target])
+    if done.returncode != 0:
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        return None, lines[-1] if lines else f"exit status {done.returncode}"
+    return elapsed, ""
 
-    url = sa.engine.make_url(SERVER)
-    conn = pymysql.connect(
-        host=url.host,
-        port=url.port or 3306,
-        user=url.username,
-        password=url.password or "",
-        database=database,
-        charset="utf8mb4",
-    )
-    cur = conn.cursor()
-    cur.execute(
-        "CREATE TABLE payments (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL, name TEXT, "
-        "email VARCHAR(64), amount DECIMAL(12,2), score DOUBLE, active BOOL, "
-        "created_at DATETIME(6), paid_at BIGINT, payload BLOB) CHARSET utf8mb4"
-    )
+
+# ---------------------------------------------------------------- content, independently
+
+
+def _plain(value, kind: str):
+    """One value as a comparable Python value, from either side."""
+    if value is None:
+        return None
+    if kind == "blob":
+        return bytes(value)
+    if kind == "text":
+        return value
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    if kind == "decimal":
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if kind == "json":
+        return json.loads(value) if isinstance(value, str) else value
+    if kind == "day":
+        return value if isinstance(value, date) else date.fromisoformat(value)
+    if kind == "epoch":
+        if isinstance(value, int):
+            return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
+        return value
+    if isinstance(value, str):  # datetime
+        return datetime.fromisoformat(value)
+    return value
+
+
+KINDS = {
+    "payments": "int int text text decimal float int datetime epoch blob",
+    "hostile": "int text text blob float decimal int day datetime json",
+    "log": "text int datetime",
+}
+
+
+def same_content(source: Path, url: str, tables: list[str]) -> str:
+    """'identical', or what differs: every row of every table compared as values."""
+    engine = sa.create_engine(url)
     src = sqlite3.connect(source)
-    reader = src.execute("SELECT * FROM payments ORDER BY id")
-    sql = "INSERT INTO payments VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    rows = 0
-    started = time.perf_counter()
-    while chunk := reader.fetchmany(batch):
-        cur.executemany(sql, chunk)
-        conn.commit()
-        rows += len(chunk)
-    elapsed = time.perf_counter() - started
-    conn.close()
-    src.close()
-    return rows, elapsed
+    try:
+        for table in tables:
+            kinds = KINDS[table].split()
+
+            # By key where there is one: repr would order -0.0 and 0.0 apart.
+            order = repr if table == "log" else (lambda row: row[0])
+
+            def plain(rows, kinds=kinds, order=order):
+                return sorted(
+                    (tuple(_plain(v, k) for v, k in zip(r, kinds, strict=True)) for r in rows),
+                    key=order,
+                )
+
+            mine = plain(src.execute(f"SELECT * FROM {table}"))
+            with engine.connect() as conn:
+                theirs = plain(conn.exec_driver_sql(f"SELECT * FROM {table}"))
+            if mine != theirs:
+                missing = len(set(map(repr, mine)) - set(map(repr, theirs)))
+                return f"DIFFERENT in {table} ({missing} source rows not found)"
+    finally:
+        engine.dispose()
+        src.close()
+    return "identical"
+
+
+# ---------------------------------------------------------------- the run
+
+
+def describe(label: str, seconds: float, rows: int, doc: dict) -> None:
+    copy = sum(t["seconds"] for t in doc["tables"])
+    methods = sorted({t["verify"]["method"] for t in doc["tables"]})
+    verified = all(t["verify"]["ok"] for t in doc["tables"])
+    print(
+        f"{label}: {rows:,} rows, whole command {seconds:.1f}s = {rows / seconds:,.0f} rows/s "
+        f"(copy {copy:.1f}s; verified {'ok' if verified else 'MISMATCH'} by "
+        f"{', '.join(methods)})"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--subset", type=int, default=20_000, help="rows given to the peer")
-    parser.add_argument("--batch-size", type=int, help="mlkit's rows a batch (its default)")
+    parser.add_argument("--hostile-rows", type=int, default=100_000)
+    parser.add_argument("--peer-rows", type=int, default=100_000, help="payments rows for the peer")
     args = parser.parse_args()
-    tag = f"{os.getpid()}"
-    databases = [f"mlkit_bench_mig_{tag}_{n}" for n in ("mlkit", "peer", "plain", "peer2")]
+    tag = os.getpid()
+    my = {n: f"mlkit_bench_mig_{tag}_{n}" for n in ("hostile", "payments", "peer_h", "peer_p")}
+    pg = {n: f"mlkit_bench_mig_{tag}_{n}" for n in ("hostile", "payments", "pgl_h", "pgl_p")}
     with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "source.db"
-        small = Path(tmp) / "subset.db"
-        small_int = Path(tmp) / "subset_int.db"
+        hostile, payments = Path(tmp) / "hostile.db", Path(tmp) / "payments.db"
+        peer_payments = Path(tmp) / "peer_payments.db"
         started = time.perf_counter()
-        build_source(source, args.rows)
-        subset(source, small, args.subset)
-        subset(source, small_int, args.subset, epoch_as_integer=True)
+        build_hostile(hostile, args.hostile_rows)
+        build_payments(payments, args.rows)
+        peer_rows = min(args.peer_rows, args.rows)
+        epoch_as_int = PAYMENTS.replace("paid_at TIMESTAMP", "paid_at INTEGER")
+        first_rows(payments, peer_payments, "payments", peer_rows, epoch_as_int)
         print(
-            f"source: {args.rows:,} rows x 10 mixed columns in SQLite "
-            f"({source.stat().st_size / 1e6:.0f} MB), built in {time.perf_counter() - started:.1f}s"
+            f"sources: hostile {args.hostile_rows:,} rows ({hostile.stat().st_size / 1e6:.0f} MB), "
+            f"payments {args.rows:,} rows ({payments.stat().st_size / 1e6:.0f} MB), "
+            f"built in {time.perf_counter() - started:.1f}s"
         )
-        for name in databases:
-            admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        for name in my.values():
+            admin(MYSQL, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        for name in pg.values():
+            admin(POSTGRES, f'CREATE DATABASE "{name}"')
         try:
-            report, elapsed, peak_mb = run_mlkit(source, databases[0], args.batch_size)
-            table = report["tables"][0]
-            copy_rate = table["copied"] / table["seconds"]
-            total_rate = table["copied"] / elapsed
-            verify = table["verify"]
-            print(
-                f"mlkit migrate:        {table['copied']:,} rows, copy {table['seconds']:.1f}s = "
-                f"{copy_rate:,.0f} rows/s; whole command incl. reflection, verification and "
-                f"start-up {elapsed:.1f}s = {total_rate:,.0f} rows/s"
-            )
-            print(f"  {table['batches']:,} batches by {table['writer']}")
-            print(
-                f"  verified: {'identical' if verify['ok'] else 'MISMATCH'} "
-                f"(rows {verify['source_rows']:,} / {verify['target_rows']:,}, checksum "
-                f"{verify['source_checksum']} / {verify['target_checksum']}); "
-                f"peak memory {peak_mb:,.0f} MB"
-            )
-            peer, why = run_peer(small, databases[1])
-            if peer is None:
-                print(f"sqlite3-to-mysql:     failed on the same rows: {why}")
-                if "not installed" not in why:
-                    # It cannot take a TIMESTAMP column of epoch seconds; time it without one.
-                    peer, why = run_peer(small_int, databases[3])
-                    print(
-                        "  so its rate is measured on the same rows with paid_at declared "
-                        "INTEGER (epoch seconds stay numbers, not timestamps)"
-                    )
-            if peer is None:
-                print(f"sqlite3-to-mysql:     not measured: {why}")
+            print("-- MariaDB")
+            h_sec, h_doc = run_mlkit(hostile, f"{MYSQL}/{my['hostile']}")
+            describe("mlkit migrate hostile", h_sec, args.hostile_rows, h_doc)
+            p_sec, p_doc = run_mlkit(payments, f"{MYSQL}/{my['payments']}")
+            describe("mlkit migrate payments", p_sec, args.rows, p_doc)
+            peer_h, why_h = run_peer(hostile, my["peer_h"])
+            peer_p, why_p = run_peer(peer_payments, my["peer_p"])
+            if peer_h is not None:
+                print(f"sqlite3-to-mysql hostile: {args.hostile_rows:,} rows in {peer_h:.1f}s")
+                ratio = peer_h / h_sec
+                verdict = "met" if ratio >= 30 else "MISSED"
+                print(
+                    f"mlkit / sqlite3-to-mysql, hostile {args.hostile_rows:,} rows, whole command: "
+                    f"{ratio:.1f}x (target >= 30x: {verdict})"
+                )
             else:
-                peer_rate = args.subset / peer
+                print(f"sqlite3-to-mysql hostile: failed: {why_h}")
+            if peer_p is not None:
+                rate = peer_rows / peer_p
                 print(
-                    f"sqlite3-to-mysql:     {args.subset:,} rows (a subset: it is too slow for "
-                    f"the full table) in {peer:.1f}s = {peer_rate:,.0f} rows/s"
+                    f"sqlite3-to-mysql payments: first {peer_rows:,} rows (paid_at as INTEGER) in "
+                    f"{peer_p:.1f}s = {rate:,.0f} rows/s, so {args.rows / rate:.0f}s for all"
                 )
-            plain_rows, plain = run_executemany(source, databases[2])
-            print(
-                f"plain executemany:    {plain_rows:,} rows in {plain:.1f}s = "
-                f"{plain_rows / plain:,.0f} rows/s (no conversion, no verification)"
-            )
-            if peer is not None:
-                ratio = copy_rate / peer_rate
-                verdict = "met" if ratio >= 20 else "MISSED"
+                ratio = (args.rows / p_sec) / rate
+                verdict = "met" if ratio >= 30 else "MISSED"
                 print(
-                    f"mlkit / sqlite3-to-mysql: {ratio:,.1f}x by copy rate, "
-                    f"{total_rate / peer_rate:,.1f}x whole command (target >= 20x: {verdict})"
+                    f"mlkit / sqlite3-to-mysql, payments {args.rows:,} rows, whole command: "
+                    f"{ratio:.1f}x by rate (target >= 30x: {verdict})"
                 )
-            print(f"mlkit / plain executemany: {copy_rate / (plain_rows / plain):.2f}x")
+            else:
+                print(f"sqlite3-to-mysql payments: failed: {why_p}")
+            print("-- PostgreSQL")
+            ph_sec, ph_doc = run_mlkit(hostile, f"{POSTGRES}/{pg['hostile']}")
+            describe("mlkit migrate hostile", ph_sec, args.hostile_rows, ph_doc)
+            pp_sec, pp_doc = run_mlkit(payments, f"{POSTGRES}/{pg['payments']}")
+            describe("mlkit migrate payments", pp_sec, args.rows, pp_doc)
+            for label, path, db, mine, rows in (
+                ("hostile", hostile, pg["pgl_h"], ph_sec, args.hostile_rows),
+                ("payments", payments, pg["pgl_p"], pp_sec, args.rows),
+            ):
+                seconds, why = run_pgloader(path, db)
+                if seconds is None:
+                    print(f"pgloader {label}: failed: {why}")
+                    continue
+                verdict = "met" if mine <= seconds else "MISSED"
+                print(
+                    f"pgloader {label}: {rows:,} rows in {seconds:.1f}s; mlkit {mine:.1f}s = "
+                    f"{seconds / mine:.2f}x pgloader's speed (target >= 1x: {verdict})"
+                )
+            print("-- content of mlkit's targets, compared row by row with the source")
+            for label, path, url, tables in (
+                ("MariaDB hostile", hostile, f"{MYSQL}/{my['hostile']}", ["hostile", "log"]),
+                ("MariaDB payments", payments, f"{MYSQL}/{my['payments']}", ["payments"]),
+                ("PostgreSQL hostile", hostile, f"{POSTGRES}/{pg['hostile']}", ["hostile", "log"]),
+                ("PostgreSQL payments", payments, f"{POSTGRES}/{pg['payments']}", ["payments"]),
+            ):
+                print(f"{label}: {same_content(path, url, tables)}")
         finally:
-            for name in databases:
-                admin(f"DROP DATABASE IF EXISTS `{name}`")
+            for name in my.values():
+                admin(MYSQL, f"DROP DATABASE IF EXISTS `{name}`")
+            for name in pg.values():
+                admin(POSTGRES, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

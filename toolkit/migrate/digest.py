@@ -70,7 +70,7 @@ def _pg_column(c: ColumnSpec, q: str) -> str:
     if kind == "blob":
         return f"encode({q}, 'hex')"
     if kind == "bool":
-        return f"CASE WHEN {q} THEN '1' ELSE '0' END"
+        return f"CASE WHEN {q} THEN '1' WHEN NOT {q} THEN '0' END"  # NULL stays NULL
     if kind == "float":
         return f"encode(float8send({q} + 0::float8), 'hex')"  # + 0 turns -0 into 0
     if kind == "decimal":
