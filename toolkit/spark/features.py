@@ -508,12 +508,28 @@ def store_features(
     return counts
 
 
+def _without_features(until: datetime):
+    """Orders before `until` without a feature row (an anti-join on the primary key)."""
+    o, f = schema.orders, schema.fraud_features
+    return o.c.created_at < until, ~sa.exists().where(f.c.order_id == o.c.order_id)
+
+
 def _pending(engine: Engine, until: datetime) -> tuple[int, datetime | None]:
     """How many orders before `until` have no feature row, and the oldest one's time."""
-    pending = etl._unprocessed_query(until).subquery()
+    o = schema.orders
     with engine.connect() as conn:
-        row = conn.execute(sa.select(sa.func.count(), sa.func.min(pending.c.created_at))).one()
+        row = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(o.c.created_at)).where(*_without_features(until))
+        ).one()
     return int(row[0]), row[1]
+
+
+def _targets(since: datetime, until: datetime) -> sa.Select:
+    """Ids of the orders an incremental run computes: those without a feature row, and every
+    order in [since, until)."""
+    o = schema.orders
+    before, unfeatured = _without_features(until)
+    return sa.select(o.c.order_id).where(before, sa.or_(o.c.created_at >= since, unfeatured))
 
 
 def _history_rows(engine: Engine, until: datetime) -> int:
@@ -534,6 +550,7 @@ def _run(
 ) -> dict:
     """Compute on Spark the features of the orders before `until` that `targets` selects
     (every order from `since` on when None) and store them."""
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     spark = spark_session(config)
@@ -541,6 +558,10 @@ def _run(
     partitions = int(config.get("engine.spark.partitions"))
     progress("extract", 0, 3)
     sources = read_sources(spark, engine, jdbc, until, partitions)
+    # Every feature reads the orders and labels again: one JDBC read each, kept by the
+    # executors (spilling to disk) for the run.
+    for name in ("orders", "labels"):
+        sources[name] = sources[name].persist(StorageLevel.MEMORY_AND_DISK)
     check_nulls(sources)
     progress("extract", 1, 3)
     features = compute_features(sources)
@@ -551,7 +572,11 @@ def _run(
         features = features.where(F.col("feature_ts") >= F.lit(since).cast("timestamp"))
     frame = _label_columns(features, sources["labels"])
     progress("extract", 2, 3)
-    counts = store_features(engine, jdbc, frame, since, until)
+    try:
+        counts = store_features(engine, jdbc, frame, since, until)
+    finally:
+        for name in ("orders", "labels"):
+            sources[name].unpersist()
     progress("extract", 3, 3)
     return counts
 
@@ -650,7 +675,7 @@ def _catch_up(
         since = oldest_new
     else:
         since = max(oldest_new, watermark - etl.lookback_from_config(config))
-    targets = etl._target_query(since, until) if since is not None else None
+    targets = _targets(since, until) if since is not None else None
     counts = _run(engine, config, since, until, targets, report)
     return _result(
         started,
