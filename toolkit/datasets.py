@@ -116,7 +116,8 @@ def write_snapshot(
     set_current: bool = False,
     now: datetime | None = None,
 ) -> Path:
-    """Write frame + manifest as a new snapshot and move the pointers; returns its folder."""
+    """Write frame + manifest as a new snapshot and move the pointers; returns its folder.
+    `frame` may be a callable writing data.parquet at the path it is given (Spark's rows)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -133,7 +134,10 @@ def write_snapshot(
         staging.mkdir(mode=PRIVATE_DIR)
         os.chmod(staging, PRIVATE_DIR)
         data = staging / "data.parquet"
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), data)
+        if callable(frame):
+            frame(data)
+        else:
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), data)
         make_private(data)
         manifest = {**manifest, "name": name, "run_id": run_id, "sha256": sha256_file(data)}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
