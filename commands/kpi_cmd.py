@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from ._common import JsonFlag, emit_json, open_engine, stdout_console
@@ -10,16 +12,25 @@ app = typer.Typer(help="The kpi_hourly view.", no_args_is_help=True)
 
 
 @app.command("refresh")
-def refresh(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Recompute kpi_hourly: REFRESH MATERIALIZED VIEW CONCURRENTLY on PostgreSQL (readers
-    are never blocked; the first refresh of an empty view is a plain one). On MySQL and
-    SQLite the view is a plain, always-current view, so there is nothing to do.
+def refresh(
+    ctx: typer.Context,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Recompute every hour (after deleting orders in the window)."),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Bring kpi_hourly up to date. On PostgreSQL its hours are kept in the table kpi_hours
+    and a refresh recomputes only the hours of orders and predictions added since the last
+    one (readers are never blocked, one refresh at a time); --full recomputes every hour of
+    the 30 days, which orders deleted inside them need. On MySQL and SQLite kpi_hourly is a
+    plain, always-current view, so there is nothing to do.
 
     Example: mlkit kpi refresh
     """
     from mlkit.toolkit.kpi import refresh_kpi_view
 
-    document = refresh_kpi_view(open_engine(ctx))
+    document = refresh_kpi_view(open_engine(ctx), full=full)
     if as_json:
         emit_json(document)
         return

@@ -246,11 +246,11 @@ CREATE TABLE fraud_predictions (
 	PRIMARY KEY (id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
-CREATE INDEX ix_predictions_created ON fraud_predictions (created_at);
+CREATE INDEX ix_predictions_blocked_created ON fraud_predictions (decision, created_at, id);
 
-CREATE INDEX ix_predictions_decision_created ON fraud_predictions (decision, created_at);
+CREATE INDEX ix_predictions_order_id ON fraud_predictions (order_id, id);
 
-CREATE INDEX ix_predictions_order ON fraud_predictions (order_id);
+CREATE INDEX ix_predictions_time ON fraud_predictions (created_at);
 
 CREATE TABLE fraud_predictions_archive (
 	id BIGINT NOT NULL,
@@ -596,7 +596,7 @@ SELECT
     SUM(CASE WHEN o.status = 'COMPLETED' THEN 1 ELSE 0 END) AS completed_orders,
     COUNT(DISTINCT o.buyer_wallet_id) AS unique_wallets,
     SUM(CASE WHEN o.status = 'COMPLETED' THEN o.price ELSE 0 END) AS total_revenue,
-    COUNT(p.id) AS scored_orders,
+    COUNT(p.decision) AS scored_orders,
     AVG(p.fraud_score) AS avg_fraud_score,
     SUM(CASE WHEN p.decision = 'APPROVED' THEN 1 ELSE 0 END) AS approved_count,
     SUM(CASE WHEN p.decision = 'REQUIRE_2FA' THEN 1 ELSE 0 END) AS require_2fa_count,

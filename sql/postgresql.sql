@@ -246,11 +246,11 @@ CREATE TABLE fraud_predictions (
 	PRIMARY KEY (id)
 );
 
-CREATE INDEX ix_predictions_created ON fraud_predictions (created_at);
+CREATE INDEX ix_predictions_blocked_created ON fraud_predictions (decision, created_at, id) WHERE decision = 'BLOCKED';
 
-CREATE INDEX ix_predictions_decision_created ON fraud_predictions (decision, created_at);
+CREATE INDEX ix_predictions_order_id ON fraud_predictions (order_id, id);
 
-CREATE INDEX ix_predictions_order ON fraud_predictions (order_id);
+CREATE INDEX ix_predictions_time ON fraud_predictions USING brin (created_at);
 
 CREATE TABLE fraud_predictions_archive (
 	id BIGINT NOT NULL,
@@ -589,23 +589,31 @@ CREATE INDEX ix_tickets_event ON tickets (event_id);
 
 CREATE INDEX ix_tickets_owner ON tickets (owner_wallet_id);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS kpi_hourly AS
-SELECT
-    date_trunc('hour', o.created_at) AS hour,
-    COUNT(*) AS total_orders,
-    SUM(CASE WHEN o.status = 'COMPLETED' THEN 1 ELSE 0 END) AS completed_orders,
-    COUNT(DISTINCT o.buyer_wallet_id) AS unique_wallets,
-    SUM(CASE WHEN o.status = 'COMPLETED' THEN o.price ELSE 0 END) AS total_revenue,
-    COUNT(p.id) AS scored_orders,
-    AVG(p.fraud_score) AS avg_fraud_score,
-    SUM(CASE WHEN p.decision = 'APPROVED' THEN 1 ELSE 0 END) AS approved_count,
-    SUM(CASE WHEN p.decision = 'REQUIRE_2FA' THEN 1 ELSE 0 END) AS require_2fa_count,
-    SUM(CASE WHEN p.decision = 'MANUAL_REVIEW' THEN 1 ELSE 0 END) AS manual_review_count,
-    SUM(CASE WHEN p.decision = 'BLOCKED' THEN 1 ELSE 0 END) AS blocked_count
-FROM orders o
-LEFT JOIN fraud_predictions p ON p.order_id = o.order_id
-    AND p.id = (SELECT MAX(p2.id) FROM fraud_predictions p2 WHERE p2.order_id = o.order_id)
-WHERE o.created_at > (SELECT MAX(created_at) FROM orders) - INTERVAL '30 days'
-GROUP BY date_trunc('hour', o.created_at);
+DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_matviews WHERE matviewname = 'kpi_hourly' AND schemaname = current_schema()) THEN DROP MATERIALIZED VIEW kpi_hourly; END IF; END $$;
 
-CREATE UNIQUE INDEX IF NOT EXISTS ix_kpi_hourly_hour ON kpi_hourly (hour);
+CREATE TABLE IF NOT EXISTS kpi_hours (
+	hour TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	total_orders BIGINT NOT NULL,
+	completed_orders BIGINT NOT NULL,
+	unique_wallets BIGINT NOT NULL,
+	total_revenue NUMERIC,
+	scored_orders BIGINT NOT NULL,
+	avg_fraud_score DOUBLE PRECISION,
+	approved_count BIGINT NOT NULL,
+	require_2fa_count BIGINT NOT NULL,
+	manual_review_count BIGINT NOT NULL,
+	blocked_count BIGINT NOT NULL,
+	PRIMARY KEY (hour)
+);
+
+CREATE TABLE IF NOT EXISTS kpi_hours_state (
+	id SMALLINT NOT NULL,
+	prediction_watermark BIGINT NOT NULL,
+	order_watermark BIGINT NOT NULL,
+	newest_order_at TIMESTAMP WITHOUT TIME ZONE,
+	window_start TIMESTAMP WITHOUT TIME ZONE,
+	refreshed_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+	PRIMARY KEY (id)
+);
+
+CREATE OR REPLACE VIEW kpi_hourly AS SELECT hour, total_orders, completed_orders, unique_wallets, total_revenue, scored_orders, avg_fraud_score, approved_count, require_2fa_count, manual_review_count, blocked_count FROM kpi_hours;

@@ -344,46 +344,10 @@ def _ident(name: str) -> str:
 
 
 def kpi_view_sql(dialect: str) -> list[str]:
-    """Statements that create the hourly KPI view (materialized on PostgreSQL)."""
-    hour = {
-        "postgresql": "date_trunc('hour', o.created_at)",
-        "mysql": "DATE_ADD(DATE(o.created_at), INTERVAL HOUR(o.created_at) HOUR)",
-        "sqlite": "strftime('%Y-%m-%d %H:00:00', o.created_at)",
-    }[dialect]
-    since = {
-        "postgresql": f"(SELECT MAX(created_at) FROM orders) - INTERVAL '{KPI_WINDOW_DAYS} days'",
-        "mysql": f"(SELECT MAX(created_at) FROM orders) - INTERVAL {KPI_WINDOW_DAYS} DAY",
-        "sqlite": f"datetime((SELECT MAX(created_at) FROM orders), '-{KPI_WINDOW_DAYS} days')",
-    }[dialect]
-    from .fraud.columns import DECISIONS
+    """Statements that create kpi_hourly (toolkit.kpi: a kept table on PostgreSQL)."""
+    from .kpi import view_sql
 
-    decision_counts = ",\n".join(
-        f"    SUM(CASE WHEN p.decision = '{d}' THEN 1 ELSE 0 END) AS {d.lower()}_count"
-        for d in DECISIONS
-    )
-    # Only an order's latest prediction counts, so re-scoring never double-counts.
-    body = f"""SELECT
-    {hour} AS hour,
-    COUNT(*) AS total_orders,
-    SUM(CASE WHEN o.status = 'COMPLETED' THEN 1 ELSE 0 END) AS completed_orders,
-    COUNT(DISTINCT o.buyer_wallet_id) AS unique_wallets,
-    SUM(CASE WHEN o.status = 'COMPLETED' THEN o.price ELSE 0 END) AS total_revenue,
-    COUNT(p.id) AS scored_orders,
-    AVG(p.fraud_score) AS avg_fraud_score,
-{decision_counts}
-FROM orders o
-LEFT JOIN fraud_predictions p ON p.order_id = o.order_id
-    AND p.id = (SELECT MAX(p2.id) FROM fraud_predictions p2 WHERE p2.order_id = o.order_id)
-WHERE o.created_at > {since}
-GROUP BY {hour}"""
-    if dialect == "postgresql":
-        return [
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {KPI_VIEW} AS\n{body}",
-            f"CREATE UNIQUE INDEX IF NOT EXISTS ix_{KPI_VIEW}_hour ON {KPI_VIEW} (hour)",
-        ]
-    if dialect == "mysql":
-        return [f"CREATE OR REPLACE VIEW {KPI_VIEW} AS\n{body}"]
-    return [f"CREATE VIEW IF NOT EXISTS {KPI_VIEW} AS\n{body}"]
+    return view_sql(dialect)
 
 
 def ddl(dialect: str) -> str:
@@ -484,15 +448,10 @@ def analyze(engine: Engine, names: list[str]) -> None:
 
 
 def refresh_kpi(engine: Engine) -> None:
-    """Recompute kpi_hourly where it is materialized (PostgreSQL); a plain view elsewhere."""
-    if dialect_name(engine) != "postgresql":
-        return
-    with engine.begin() as conn:
-        populated = conn.execute(
-            sa.text("SELECT ispopulated FROM pg_matviews WHERE matviewname = :v"), {"v": KPI_VIEW}
-        ).scalar()
-        concurrently = " CONCURRENTLY" if populated else ""
-        conn.execute(sa.text(f"REFRESH MATERIALIZED VIEW{concurrently} {KPI_VIEW}"))
+    """Bring kpi_hourly up to date where it is kept (PostgreSQL); a plain view elsewhere."""
+    from .kpi import refresh_kpi as refresh
+
+    refresh(engine)
 
 
 def table_counts(

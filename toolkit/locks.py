@@ -47,6 +47,7 @@ POLICIES: dict[str, LockPolicy] = {
     "scoring": LockPolicy(3600, "scoring"),
     "retention": LockPolicy(3600, "retention"),
     "alerts": LockPolicy(600, "alerts check"),
+    "kpi": LockPolicy(600, "kpi refresh"),
     "register": LockPolicy(60, "model registration"),
     "alias": LockPolicy(60, "alias move"),
     "train": LockPolicy(0, "training"),

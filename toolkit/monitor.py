@@ -6,9 +6,10 @@ statement timeout (PostgreSQL statement_timeout, MySQL max_execution_time / Mari
 max_statement_time, SQLite's busy timeout); a read that still gets no answer (a server or a
 network that hangs rather than refuses) is aborted by a watchdog that shuts its socket down, so
 a poll always ends within the timeout and says why. The fraud windows (1 h / 24 h / 7 d) and the
-hourly series come from one query over the orders and each order's latest prediction: one
-snapshot, computed live, never from `kpi_hourly` (a materialized view that trails). No pandas on
-the poll path.
+hourly series come from one snapshot: on PostgreSQL the whole hours `kpi refresh` keeps in
+`kpi_hours` that nothing has changed since (no newer order or prediction there), every other
+hour live from the orders and each order's latest prediction, so the figures are those of a live
+read; elsewhere all live. No pandas on the poll path.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from . import schema
 from .clock import utcnow
 from .db import dialect_name, masked, search_path_option, sqlite_functions, state_schema_of
 from .fraud.columns import BLOCKED, DECISIONS, FLAGGED
+from .kpi import COUNTS
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 LATEST_BLOCKED = 20
@@ -185,14 +187,15 @@ def _dup(fd: int) -> int:
 
 
 def latest(p, order_id, column):
-    """`column` of the order's latest prediction, as a correlated scalar subquery. Ordered by
-    `id + 0` so that no planner walks the primary key backwards filtering on the order (what
-    a PostgreSQL never analysed does for max(id)): the order's own index is the only way in."""
+    """`column` of the order's latest prediction, as a correlated scalar subquery: the
+    (order_id, id) index walked backwards, one entry read. Ordered by both columns, so no
+    planner, with statistics or without, prefers the primary key filtered on the order (what
+    a PostgreSQL never analysed did for max(id))."""
     p2 = p.alias("latest")
     return (
         sa.select(p2.c[column])
         .where(p2.c.order_id == order_id)
-        .order_by((p2.c.id + 0).desc())
+        .order_by(p2.c.order_id.desc(), p2.c.id.desc())
         .limit(1)
         .scalar_subquery()
     )
@@ -210,11 +213,30 @@ def _as_hour(value) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def window_counts(conn: sa.Connection, anchor: datetime) -> list[tuple]:
+def window_counts(
+    conn: sa.Connection, anchor: datetime, hours: list[tuple[datetime, datetime]] | None = None
+) -> list[tuple]:
     """(hour, decision or None when unscored, in the last 24 h, in the last hour, orders) for
-    the orders placed in the 7 days up to `anchor`, each with its latest prediction: one
-    statement, so every window and every hour comes from the same snapshot."""
+    the orders placed in the 7 days up to `anchor` (only those in the [start, end) ranges of
+    `hours` when given), each with its latest prediction: one statement, so every window
+    and every hour comes from the same snapshot."""
     o, p = schema.orders, schema.fraud_predictions
+    low, high = anchor - WINDOWS["7d"], anchor
+    placed = sa.and_(o.c.created_at > low, o.c.created_at <= high)
+    if hours is not None:
+        # Each range cut to the window by its own bounds, so no planner factors a shared
+        # bound out of the OR and scans the whole window with it: one index scan a range.
+        placed = sa.or_(
+            sa.false(),
+            *[
+                sa.and_(
+                    o.c.created_at > low if start <= low else o.c.created_at >= start,
+                    o.c.created_at <= high if end > high else o.c.created_at < end,
+                )
+                for start, end in hours
+                if start <= high and end > low
+            ],
+        )
     orders = (
         sa.select(
             _hour(conn.dialect.name, o.c.created_at).label("hour"),
@@ -222,13 +244,88 @@ def window_counts(conn: sa.Connection, anchor: datetime) -> list[tuple]:
             sa.case((o.c.created_at > anchor - WINDOWS["24h"], 1), else_=0).label("in_24h"),
             sa.case((o.c.created_at > anchor - WINDOWS["1h"], 1), else_=0).label("in_1h"),
         )
-        .where(o.c.created_at > anchor - WINDOWS["7d"], o.c.created_at <= anchor)
+        .where(placed)
         .subquery("placed")
     )
     query = sa.select(
         orders.c.hour, orders.c.decision, orders.c.in_24h, orders.c.in_1h, sa.func.count()
     ).group_by(orders.c.hour, orders.c.decision, orders.c.in_24h, orders.c.in_1h)
     return [tuple(row) for row in conn.execute(query)]
+
+
+def kept_and_live_counts(conn: sa.Connection, anchor: datetime) -> tuple[list[tuple], dict]:
+    """`window_counts`' rows for the 7 days up to `anchor`, the whole hours that kpi_hours
+    keeps (PostgreSQL, refreshed by `kpi refresh`) read from it, the others live: the hours
+    at the windows' edges, and those of orders and predictions added since its refresh
+    (ids past its watermarks) or placed since its newest order. The same snapshot holds
+    the kept hours and their watermarks, so the figures are those of a live read. Also
+    what came from where (`source`)."""
+    from .kpi import hour_of, hour_ranges, kpi_hours, kpi_hours_state
+
+    state = None
+    if conn.dialect.name == "postgresql":
+        exists = conn.execute(sa.text("SELECT to_regclass('kpi_hours_state') IS NOT NULL"))
+        if exists.scalar():
+            s = kpi_hours_state
+            state = conn.execute(sa.select(s).where(s.c.id == 1)).first()
+    if state is None or state.newest_order_at is None:
+        return window_counts(conn, anchor), {"kept_hours": 0, "kept_refreshed_at": None}
+    first = hour_of(anchor - WINDOWS["7d"])
+    live = {hour_of(anchor - span) for span in WINDOWS.values()} | {hour_of(anchor)}
+    live |= _hours_added_since(conn, state, first)
+    # Live too: the hours before the kept window's first whole one, and since its newest.
+    for start, end in ((first, state.window_start), (hour_of(state.newest_order_at), anchor)):
+        hour = hour_of(start)
+        while hour <= end:
+            live.add(hour)
+            hour += timedelta(hours=1)
+    h = kpi_hours
+    kept = conn.execute(
+        sa.select(h.c.hour, h.c.total_orders, h.c.scored_orders, *[h.c[c] for c in COUNTS])
+        .where(h.c.hour > first, h.c.hour > state.window_start, h.c.hour <= anchor)
+        .where(h.c.hour.not_in(sorted(live)))
+    ).all()
+    rows = []
+    for hour, total, scored, *counts in kept:
+        in_24h = int(hour > anchor - WINDOWS["24h"])
+        in_1h = int(hour > anchor - WINDOWS["1h"])
+        for decision, count in [*zip(DECISIONS, counts, strict=True), (None, total - scored)]:
+            if count:
+                rows.append((hour, decision, in_24h, in_1h, count))
+    kept_hours = {row[0] for row in kept}
+    # The window's hours neither kept nor live had no orders when kept: none since.
+    live = {hour for hour in live if hour >= first}
+    rows += window_counts(conn, anchor, hour_ranges(live))
+    return rows, {"kept_hours": len(kept_hours), "kept_refreshed_at": state.refreshed_at}
+
+
+def _hours_added_since(conn: sa.Connection, state, first: datetime) -> set[datetime]:
+    """The hours (from `first`) of the orders and of the predictions' orders whose ids are
+    past kpi_hours' watermarks; closed id ranges, read through the primary keys."""
+    o, p = schema.orders, schema.fraud_predictions
+    order_max, prediction_max = conn.execute(
+        sa.select(sa.select(sa.func.max(o.c.order_id)).scalar_subquery(), sa.func.max(p.c.id))
+    ).one()
+    hour = _hour("postgresql", o.c.created_at)
+    placed = (
+        sa.select(o.c.created_at).where(o.c.order_id == p.c.order_id).scalar_subquery()
+    ).label("placed")
+    scored = (
+        sa.select(placed)
+        .where(p.c.id > state.prediction_watermark, p.c.id <= (prediction_max or 0))
+        .subquery()
+    )
+    hours = conn.execute(
+        sa.union(
+            sa.select(hour).where(
+                o.c.order_id > state.order_watermark,
+                o.c.order_id <= (order_max or 0),
+                o.c.created_at >= first,
+            ),
+            sa.select(sa.func.date_trunc("hour", scored.c.placed)).where(scored.c.placed >= first),
+        )
+    ).scalars()
+    return {_as_hour(h) for h in hours}
 
 
 def _tally(counts: dict) -> dict:
@@ -301,7 +398,8 @@ def fraud_overview(engine: Engine, now: datetime | None = None) -> dict:
         if newest is None:
             return {"orders": False, "read_at": now, "alerts": _firing_alerts(conn)}
         anchor = now if newest >= now - WINDOWS["7d"] else newest
-        windows, hourly = summarize(window_counts(conn, anchor), anchor)
+        rows, source = kept_and_live_counts(conn, anchor)
+        windows, hourly = summarize(rows, anchor)
         blocked = latest_blocked(conn)
         alerts = _firing_alerts(conn)
     return {
@@ -314,6 +412,7 @@ def fraud_overview(engine: Engine, now: datetime | None = None) -> dict:
         "hourly": hourly,
         "latest_blocked": blocked,
         "alerts": alerts,
+        "source": source,
     }
 
 
