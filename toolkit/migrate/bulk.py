@@ -1,15 +1,19 @@
-"""MySQL's bulk loader: a batch as a tab-separated file sent by LOAD DATA LOCAL INFILE; since that
-turns a refused value into a warning, a batch with any warning or missing row is refused whole and
-written again by INSERT, which names the row.
+"""The bulk loaders' text: a batch as tab-separated lines, built a column at a time, sent by
+MySQL's LOAD DATA LOCAL INFILE (from a file) or PostgreSQL's COPY FROM STDIN (from memory). Both
+read the same escapes; they differ in how a blob is written. Since LOAD DATA turns a refused
+value into a warning, a batch with any warning or missing row is refused whole and written
+again by INSERT, which names the row; COPY refuses the batch with an error.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from pymysql.converters import escape_string
@@ -54,6 +58,10 @@ def _time(v: Any) -> str:
     return v if type(v) is str else time.isoformat(v)
 
 
+def _pg_bytea(v: Any) -> str:
+    return "\\x" + bytes.hex(v)  # bytea's hex form; the escaping doubles the backslash
+
+
 # What a converted value becomes in the file, per kind; each raises on a value of another
 # type rather than guess. None for text: the values are the strings themselves.
 _FORMAT: dict[str, Callable[[Any], str] | None] = {
@@ -70,13 +78,18 @@ _FORMAT: dict[str, Callable[[Any], str] | None] = {
 }
 
 
-class MysqlLoad:
-    """The LOAD DATA statement for one table and the file contents for its batches."""
+class TextLoad:
+    """One table's bulk statement and the text of its batches: LOAD DATA on MySQL (the text
+    goes through a file), COPY on PostgreSQL."""
 
     def __init__(self, conn, tp: TablePlan, source_dialect: str):
         columns = tp.spec.columns
+        self.dialect = conn.dialect.name
         self.width = len(columns)
-        self.columns = [_Column(c, source_dialect) for c in columns]
+        self.columns = [_Column(c, source_dialect, self.dialect) for c in columns]
+        self.through_file = self.dialect == "mysql"
+        names = ", ".join(quote(conn, c.name) for c in columns)
+        self.copy = f"COPY {quote(conn, tp.name)} ({names}) FROM STDIN"
         targets, sets = [], []
         for i, c in enumerate(columns):
             if c.kind == "blob":
@@ -93,6 +106,15 @@ class MysqlLoad:
     def statement(self, path: str) -> str:
         return f"LOAD DATA LOCAL INFILE '{escape_string(path)}'" + self.tail
 
+    def load(self, cursor, batch: Path | bytes, rows: int) -> None:
+        """A batch's file (LOAD DATA) or text (COPY) into the table; raises LoadRefused
+        unless every row went in as is."""
+        if isinstance(batch, Path):
+            cursor.execute(self.statement(str(batch)))
+        else:
+            cursor.copy_expert(self.copy, io.BytesIO(batch))
+        self.check(cursor, rows)
+
     def payload(self, rows: Sequence[Sequence[Any]], *, convert: bool) -> bytes:
         """The file for a batch. With `convert`, the source's values pass their columns'
         converters first (a RejectValue then means: convert row by row to find the row).
@@ -108,6 +130,10 @@ class MysqlLoad:
 
     def check(self, cursor, rows: int) -> None:
         """Every row arrived and nothing was cut, rounded or refused on the way."""
+        if self.dialect == "postgresql":
+            if cursor.rowcount != rows:
+                raise LoadRefused(f"COPY took {cursor.rowcount} of {rows} rows")
+            return
         if cursor.warning_count or cursor.rowcount != rows:
             cursor.execute("SHOW WARNINGS LIMIT 1")
             first = cursor.fetchone()
@@ -123,11 +149,13 @@ class _Column:
     formatter, or (for the commonest SQLite storage) one shortcut that does both for a whole
     column and gives up, returning None, on anything it does not cover exactly."""
 
-    def __init__(self, spec: ColumnSpec, source_dialect: str):
+    def __init__(self, spec: ColumnSpec, source_dialect: str, target_dialect: str):
         self.fmt = _FORMAT.get(spec.kind, _text)
-        self.convert = make_converter(spec, source_dialect, "mysql")
+        if spec.kind == "blob" and target_dialect == "postgresql":
+            self.fmt = _pg_bytea
+        self.convert = make_converter(spec, source_dialect, target_dialect)
         # Only raw source values have a shortcut: they are what the converter would take.
-        self.shortcut = column_shortcut(spec, "mysql") if self.convert is not None else None
+        self.shortcut = column_shortcut(spec, target_dialect) if self.convert is not None else None
 
     def texts(self, values: Sequence[Any], convert: bool) -> list[str]:
         present = [v for v in values if v is not None] if None in values else values

@@ -75,7 +75,7 @@ class _Batch:
     good: list[tuple] | None = None  # converted rows, once converted row by row
     good_at: list[int] = field(default_factory=list)  # their positions in `rows`
     rejects: list[tuple[int, str]] = field(default_factory=list)
-    file: Path | None = None  # LOAD DATA's file for this batch
+    file: Path | bytes | None = None  # the bulk text: LOAD DATA's file, or COPY's bytes
     file_rows: int = 0
 
 
@@ -106,7 +106,8 @@ class _TableJob:
                 batch.rejects.append((i, str(exc)))
 
     def prepare(self, rows, keys, last) -> _Batch:
-        """Convert a batch; for LOAD DATA also write its file. Column by column first; a
+        """Convert a batch; for LOAD DATA and COPY also build its text (in a file for LOAD
+        DATA). Column by column first; a
         value that fails there sends the batch through the row-by-row conversion, which
         names it."""
         batch = _Batch(rows, keys, last)
@@ -126,7 +127,9 @@ class _TableJob:
             batch.file_rows = len(batch.good)
         except FORMAT_ERRORS:
             return batch  # goes by INSERT, converted when written
-        if batch.file_rows:
+        if batch.file_rows and not bulk.through_file:
+            batch.file = data
+        elif batch.file_rows:
             self.files += 1
             batch.file = self.folder / f"batch-{self.files}.tsv"
             batch.file.write_bytes(data)
@@ -390,7 +393,8 @@ class BatchWriter:
                 try:
                     writer.load(cursor, batch.file, batch.file_rows)
                 finally:
-                    batch.file.unlink(missing_ok=True)
+                    if isinstance(batch.file, Path):
+                        batch.file.unlink(missing_ok=True)
                 written = batch.file_rows
             else:
                 writer.write_batch(cursor, batch.good)

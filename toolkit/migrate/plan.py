@@ -35,8 +35,8 @@ MYSQL_VARCHAR_MAX = 255
 MYSQL_ROW_BYTES = 60_000  # below InnoDB's 65,535-byte row limit for inline columns
 # PostgreSQL's btree refuses entries over ~2,700 bytes; longer text is indexed by md5().
 PG_INDEX_BYTES = 2000
-# MySQL's LOAD DATA pays a fixed cost per statement and commit: when no --batch-size is
-# given its batches hold up to this many rows, and no more than about this many bytes.
+# LOAD DATA and COPY pay a fixed cost per statement and commit: when no --batch-size is
+# given their batches hold up to this many rows, and no more than about this many bytes.
 LOAD_BATCH_ROWS = 50_000
 LOAD_BATCH_BYTES = 32 * 1024 * 1024
 # The resume key is stored as JSON in migration_progress.last_key, VARCHAR(255).
@@ -53,6 +53,11 @@ class TargetInfo:
     exists: bool
     flavor: str = ""  # mariadb | mysql8 | mysql for MySQL servers
     load_data: bool = False  # the server takes LOAD DATA LOCAL INFILE from this client
+
+    @property
+    def bulk_text(self) -> bool:
+        """Batches go as tab-separated text: LOAD DATA on MySQL, COPY on PostgreSQL."""
+        return self.load_data or self.dialect == "postgresql"
 
     @property
     def text_collation(self) -> str | None:
@@ -398,10 +403,10 @@ def _table_plan(
 
 
 def _auto_batch_rows(spec: TableSpec, target: TargetInfo, default: int) -> int:
-    """Rows per batch without --batch-size. LOAD DATA's cost is mostly per statement and
-    commit, so its batches grow until the widest row the table holds, times the batch, reaches
-    LOAD_BATCH_BYTES: memory stays bounded by bytes, not rows."""
-    if not target.load_data:
+    """Rows per batch without --batch-size. LOAD DATA's and COPY's cost is mostly per
+    statement and commit, so their batches grow until the widest row the table holds, times
+    the batch, reaches LOAD_BATCH_BYTES: memory stays bounded by bytes, not rows."""
+    if not target.bulk_text:
         return default
     # Widest tab-separated line: text may double when escaped, blobs go as hex.
     # Numbers and dates are measured on SQLite only: 32 bytes covers their text.

@@ -435,12 +435,16 @@ def _check_columns(engine: Engine, tp: TablePlan) -> set[str]:
 
 def _finish_table(engine: Engine, tp: TablePlan, existing_indexes: set[str]) -> list[str]:
     """Indexes after the data (one sorted build beats maintaining them row by row), then
-    autoincrement moved past the copied ids."""
+    autoincrement moved past the copied ids; PostgreSQL's planner statistics taken (a
+    bulk-loaded table has none until autovacuum comes by)."""
     problems: list[str] = []
     for index in tp.indexes:
         if index.name not in existing_indexes:
             failure = f"{tp.name}: index {index.name} not created"
             _try_ddl(engine, CreateIndex(index), failure, problems)
+    if engine.dialect.name == "postgresql":
+        failure = f"{tp.name}: not analysed"
+        _try_ddl(engine, sa.text(f"ANALYZE {quote(engine, tp.name)}"), failure, problems)
     try:
         _continue_ids(engine, tp)
     except DBAPIError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from pymysql.converters import escape_string
 
-from .bulk import MysqlLoad
+from .bulk import TextLoad
 from .plan import TablePlan, TargetInfo
 from .reflect import quote
 
@@ -29,7 +29,7 @@ class Writer:
     def __init__(self, conn: sa.Connection, tp: TablePlan, info: TargetInfo, source: str):
         self.conn = conn
         self.dialect = info.dialect
-        self.bulk = MysqlLoad(conn, tp, source) if info.load_data else None
+        self.bulk = TextLoad(conn, tp, source) if info.bulk_text else None
         names = [c.name for c in tp.spec.columns]
         q = lambda n: quote(conn, n)  # noqa: E731
         self.table = q(tp.name)
@@ -52,7 +52,7 @@ class Writer:
 
     @property
     def method(self) -> str:
-        if self.bulk is not None:
+        if self.bulk is not None and self.dialect == "mysql":
             return "LOAD DATA LOCAL INFILE"
         return {"postgresql": "COPY", "mysql": "multi-row INSERT"}.get(self.dialect, "executemany")
 
@@ -94,10 +94,10 @@ class Writer:
         else:
             cursor.executemany(self.insert, rows)
 
-    def load(self, cursor, path: Path, rows: int) -> None:
-        """LOAD DATA of a batch's file; raises LoadRefused unless every row went in as is."""
-        cursor.execute(self.bulk.statement(str(path)))
-        self.bulk.check(cursor, rows)
+    def load(self, cursor, batch: Path | bytes, rows: int) -> None:
+        """A batch's file (LOAD DATA) or text (COPY); raises LoadRefused unless every row
+        went in as is."""
+        self.bulk.load(cursor, batch, rows)
 
     def write_row(self, cursor, row: tuple) -> None:
         if self.dialect == "mysql":
