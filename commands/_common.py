@@ -37,6 +37,13 @@ SinceOption = Annotated[
 UntilOption = Annotated[
     str | None, typer.Option("--until", help="End of the range, exclusive [default: now].")
 ]
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="local, spark, or auto (spark above engine.auto_rows orders) [default: engine.name].",
+    ),
+]
 ModelOption = Annotated[
     str, typer.Option("--model", help="The model version: NAME@ALIAS, NAME:VERSION or NAME.")
 ]

@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, UntilOption, emit_json, load_context, progress_bar, stdout_console
+from ._common import (
+    EngineOption,
+    JsonFlag,
+    UntilOption,
+    emit_json,
+    load_context,
+    progress_bar,
+    stdout_console,
+)
 
 app = typer.Typer(
     help="Extract orders, compute leakage-free features, load them.", no_args_is_help=True
@@ -24,6 +32,7 @@ def run(
     ctx: typer.Context,
     since: IncrementalSinceOption = None,
     until: UntilOption = None,
+    engine_name: EngineOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Compute the features of orders in [since, until) and upsert them by order id.
@@ -38,17 +47,22 @@ def run(
     arrived. The watermark is the newest order timestamp processed. Nothing new: exit 0,
     nothing written.
 
+    `--engine spark` computes the same features on Apache Spark (engine.spark in the
+    config; README: "Spark"); `auto` picks Spark above engine.auto_rows orders.
+
     Example: mlkit etl run --since last
     """
-    from mlkit.toolkit.fraud.etl import run_job_configured
+    from mlkit.toolkit.spark.features import run_configured
 
     config, engine = load_context(ctx)
     with progress_bar() as progress:
-        result = run_job_configured(engine, config, since, until, progress=progress)
-    document = result.as_dict()
+        result, reason = run_configured(engine, config, since, until, engine_name, progress)
+    document = {**result.as_dict(), "engine": reason}
     if as_json:
         emit_json(document)
         return
+    if engine_name or config.get("engine.name") != "local":
+        stdout_console().print(reason)
     watermark = document["watermark"] or "none"
     if not document["rows"]:
         what = "no new orders" if document["mode"] == "incremental" else "no orders in the range"

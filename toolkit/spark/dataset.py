@@ -24,8 +24,8 @@ from ..errors import MlkitError
 from ..fraud import dataset as local_dataset
 from ..fraud.columns import DATASET_COLUMNS, FEATURES
 from ..fraud.labels import label_query
-from .features import literal_sql
-from .session import config_jdbc_options, read_table, spark_session
+from .features import literal_sql, order_count
+from .session import choose_engine, config_jdbc_options, read_table, spark_session
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -135,8 +135,8 @@ def build_fraud_dataset(
         entity_query = entity_query.where(o.c.created_at >= since)
         feature_query = feature_query.where(f.c.feature_ts >= since)
 
+    jdbc = config_jdbc_options(config)  # an SQLite database fails here, before Spark starts
     spark = spark_session(config)
-    jdbc = config_jdbc_options(config)
     partitions = int(config.get("engine.spark.partitions"))
 
     def read(query: sa.Select, split: str | None = "order_id") -> DataFrame:
@@ -272,3 +272,36 @@ def _snapshot(
     )
     document = json.loads((path / "manifest.json").read_text())
     return local_dataset.DatasetResult(path, document, time.perf_counter() - started)
+
+
+def build_configured(
+    engine: Engine,
+    config: Config,
+    *,
+    requested: str | None = None,
+    set_current: bool = False,
+    **moments: str | None,
+) -> tuple[local_dataset.DatasetResult, str]:
+    """`mlkit dataset build fraud [--engine]`: local_dataset.build_configured's snapshot on
+    the chosen engine, and why that one."""
+    from ..clock import parse_moment
+    from ..identity import database_home
+
+    chosen, reason = choose_engine(config, requested, lambda: order_count(engine))
+    if chosen == "local":
+        built = local_dataset.build_configured(engine, config, set_current=set_current, **moments)
+        return built, reason
+    now = utcnow()
+    parsed = {
+        name: parse_moment(value, now=now, option=f"--{name.replace('_', '-')}") if value else None
+        for name, value in moments.items()
+    }
+    built = build_fraud_dataset(
+        engine,
+        config,
+        database_home(config, engine).datasets_dir,
+        **parsed,
+        label_delay_days=config.get("fraud.label_delay_days"),
+        set_current=set_current,
+    )
+    return built, reason

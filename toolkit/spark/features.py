@@ -27,7 +27,7 @@ from ..fraud.labels import label_query
 from ..geo import EARTH_RADIUS_KM, JET_SPEED_KMH
 from ..imports.upsert import upsert_staged
 from ..locks import job_lock
-from .session import config_jdbc_options, read_table, spark_session
+from .session import choose_engine, config_jdbc_options, read_table, spark_session
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -553,8 +553,8 @@ def _run(
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    jdbc = config_jdbc_options(config)  # an SQLite database fails here, before Spark starts
     spark = spark_session(config)
-    jdbc = config_jdbc_options(config)
     partitions = int(config.get("engine.spark.partitions"))
     progress("extract", 0, 3)
     sources = read_sources(spark, engine, jdbc, until, partitions)
@@ -686,3 +686,24 @@ def _catch_up(
         mode="incremental",
         new_orders=waiting,
     )
+
+
+def order_count(engine: Engine) -> int:
+    """Every order: what `--engine auto` weighs."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(schema.orders)).scalar_one()
+
+
+def run_configured(
+    engine: Engine,
+    config: Config,
+    since: str | None,
+    until: str | None,
+    requested: str | None = None,
+    progress: etl.ProgressCallback | None = None,
+) -> tuple[etl.EtlResult, str]:
+    """`mlkit etl run [--engine]`: the run on the chosen engine, and why that one."""
+    chosen, reason = choose_engine(config, requested, lambda: order_count(engine))
+    if chosen == "spark":
+        return run_job(engine, config, since, until, progress), reason
+    return etl.run_job_configured(engine, config, since, until, progress=progress), reason

@@ -8,6 +8,7 @@ Passwords travel in the JDBC properties, never in a URL Spark could print.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,7 +192,16 @@ def choice_reason(config: Config, rows: int, requested: str | None = None) -> st
     name = requested or config.get("engine.name")
     chosen = engine_choice(config, rows, requested)
     if name != "auto":
-        return f"engine {chosen} (requested)"
+        origin = "--engine" if requested else "engine.name"
+        return f"engine {chosen} ({origin})"
     limit = int(config.get("engine.auto_rows"))
     side = "above" if chosen == "spark" else "at or below"
-    return f"engine {chosen} (auto: {rows:,} rows {side} engine.auto_rows {limit:,})"
+    return f"engine {chosen} (auto: {rows:,} orders, {side} engine.auto_rows {limit:,})"
+
+
+def choose_engine(
+    config: Config, requested: str | None, count_rows: Callable[[], int]
+) -> tuple[str, str]:
+    """engine_choice and choice_reason, the rows (orders) counted only for `auto`."""
+    rows = count_rows() if (requested or config.get("engine.name")) == "auto" else 0
+    return engine_choice(config, rows, requested), choice_reason(config, rows, requested)
