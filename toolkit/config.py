@@ -81,7 +81,8 @@ DEFAULTS: dict[str, Any] = {
         "name": "local",
         "auto_rows": 20_000_000,
         "spark": {
-            "master": "local[*]",  # local[N], spark://host:7077, yarn, k8s://...
+            # local[N], spark://host:7077, yarn, k8s://...; empty: spark-submit's --master
+            "master": "local[*]",
             "conf": {},  # any Spark setting: spark.executor.memory, spark.sql.shuffle.partitions
             "jars": "",  # JDBC driver jars, comma-separated; empty: Debian's when installed
             "partitions": 8,  # parallel JDBC range reads per large table

@@ -174,7 +174,8 @@ def build_fraud_dataset(
             *[columns[name].alias(name) for name in DATASET_COLUMNS],
             (F.col("matched.order_id") == F.col("order_id")).alias("own_row"),
         )
-        root = Path(datasets_dir) / local_dataset.NAME
+        # Absolute: Spark takes a file URI, and its tasks may run in another directory.
+        root = Path(datasets_dir).resolve() / local_dataset.NAME
         private_mkdir(root)
         parts = root / f".spark-{new_run_id(now)}"
         try:

@@ -64,17 +64,23 @@ def driver_jars(config: Config) -> list[str]:
 
 
 def spark_session(config: Config) -> SparkSession:
-    """The Spark session on `engine.spark.master` (local[*] by default) with the config's
-    `engine.spark.conf` and the JDBC driver jars; reused while it lives."""
+    """The Spark session on `engine.spark.master` (local[*] by default; empty: spark-submit's)
+    with the config's `engine.spark.conf` and the JDBC driver jars; reused while it lives."""
     _import_pyspark()
     from pyspark.sql import SparkSession
 
     settings = spark_settings(config)
     conf = {**DEFAULT_CONF, **{str(k): str(v) for k, v in settings["conf"].items()}, **FIXED_CONF}
+    # The JDBC drivers turn a naive timestamp into an instant in the JVM's zone: UTC, as stored.
+    for side in ("driver", "executor"):
+        key = f"spark.{side}.extraJavaOptions"
+        conf[key] = f"{conf.get(key, '')} -Duser.timezone=UTC".strip()
     jars = driver_jars(config)
     if jars:
         conf["spark.jars"] = ",".join([*jars, *_listed(conf.get("spark.jars", ""))])
-    builder = SparkSession.builder.master(settings["master"] or "local[*]").appName("mlkit")
+    builder = SparkSession.builder.appName("mlkit")
+    if settings["master"]:  # empty: spark-submit's --master (local[*] when run plainly)
+        builder = builder.master(settings["master"])
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
@@ -82,7 +88,7 @@ def spark_session(config: Config) -> SparkSession:
     except Exception as exc:  # the JVM did not start: no Java, a bad master or setting
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MlkitError(
-            f"cannot start Spark on {settings['master'] or 'local[*]'}: {first}",
+            f"cannot start Spark on {settings['master'] or 'the default master'}: {first}",
             hint="Spark needs Java 17 (JAVA_HOME or java on PATH) and a reachable master; "
             "check engine.spark in the config, or use --engine local",
         ) from None
