@@ -12,6 +12,10 @@ from sqlalchemy.engine import Engine
 
 # Portable kinds every dialect can hold; a column's target type is chosen per kind.
 KINDS = ("int", "float", "decimal", "text", "blob", "bool", "date", "datetime", "time", "json")
+# Kinds whose SQLite values are numbers, as text no longer than a double's repr
+# ('-1.7976931348623157e+308') or a 64-bit integer.
+NUMBER_KINDS = ("int", "float", "decimal", "bool")
+NUMBER_TEXT_BYTES = 24
 # Where epoch numbers switch from seconds to milliseconds: 1e11 s is the year 5138,
 # 1e11 ms is 1973.
 EPOCH_MS_FROM = 100_000_000_000
@@ -244,7 +248,10 @@ def _measure(conn: sa.Connection, spec: TableSpec) -> None:
                 add(c, "max_bytes", f"MAX(OCTET_LENGTH({col}))")
             continue
         add(c, "present", f"COUNT({col})")
-        add(c, "max_bytes", f"MAX(length(CAST({col} AS BLOB)))")
+        if c.kind not in NUMBER_KINDS:
+            # Numbers' text is short (NUMBER_TEXT_BYTES at most) and turning each one into
+            # text to measure it was a third of the scan; a text among them is refused.
+            add(c, "max_bytes", f"MAX(length(CAST({col} AS BLOB)))")
         allowed = _ALLOWED.get(c.kind)
         if allowed is None:  # undecided until the stored values are known
             for storage in _CLASSES:
@@ -275,6 +282,8 @@ def _measure(conn: sa.Connection, spec: TableSpec) -> None:
         m = measured.get(c.name, {})
         c.max_chars = int(m.get("max_chars") or 0)
         c.max_bytes = int(m.get("max_bytes") or 0)
+        if sqlite and "max_bytes" not in m:
+            c.max_bytes = NUMBER_TEXT_BYTES
         if sqlite:
             c.nulls = spec.rows - int(m.get("present") or 0)
             c.stored_as = {s: int(m[s] or 0) for s in _CLASSES if s in m}
