@@ -203,16 +203,16 @@ def test_windows_count_back_from_the_clock(cli, db):
 
 
 def test_incremental_rows_equal_a_full_rebuild(engine):
-    """The catch-up reads only the history of the new orders' wallets, events and resold
-    tickets; its rows must be the ones a whole-table rebuild computes."""
+    """Nightly catch-ups read only the history of the new orders' wallets, events and resold
+    tickets; their rows, labels that became available after a row was computed included,
+    must be the ones a whole-table rebuild computes at the same moment."""
     from mlkit.toolkit.demo.seed import seed_demo
     from mlkit.toolkit.fraud.columns import NUMERIC_FEATURES
 
-    far = datetime(2027, 1, 1)
     with engine.begin() as conn:  # the earlier tests' hand-written rows are no demo world's
         for table in reversed(schema.metadata.sorted_tables):
             conn.execute(table.delete())
-    seed_demo(
+    first = seed_demo(
         engine,
         orders=3000,
         days=20,
@@ -221,12 +221,21 @@ def test_incremental_rows_equal_a_full_rebuild(engine):
         start=datetime(2026, 1, 1),
         replace=True,
     )
-    etl.catch_up(engine, lookback=timedelta(days=2), until=far)
-    seed_demo(engine, days=3, append=True)
-    result = etl.catch_up(engine, lookback=timedelta(days=2), until=far)
-    assert result.new_orders > 100 and result.history_rows < 3000 + result.new_orders
-    incremental = features(engine)
-    etl.run_etl(engine, None, far)
-    full = features(engine)
-    columns = [*NUMERIC_FEATURES, "feature_ts", "label"]
-    pd.testing.assert_frame_equal(incremental[columns], full[columns])
+    etl.catch_up(engine, lookback=timedelta(days=2), until=first.end)
+    second = seed_demo(engine, days=3, append=True)
+    nights = (
+        # new orders; labels of the first period's orders arrive meanwhile
+        (second.end, lambda r: r.new_orders > 100 and r.history_rows < 3000),
+        # no new orders, only labels arriving
+        (second.end + timedelta(days=10), lambda r: r.new_orders == 0),
+    )
+    columns = [*NUMERIC_FEATURES, "feature_ts", "label", "label_available_at"]
+    for until, expected in nights:
+        result = etl.catch_up(engine, lookback=timedelta(days=2), until=until)
+        assert expected(result), result.as_dict()
+        assert result.written["relabelled"] > 0, result.as_dict()
+        incremental = features(engine)
+        assert incremental[[f"{s}_labels_30d" for s in ("wallet", "event")]].gt(0).any().all()
+        etl.run_etl(engine, None, until)  # the rebuild's rows become the next night's start
+        full = features(engine)
+        pd.testing.assert_frame_equal(incremental[columns], full[columns])

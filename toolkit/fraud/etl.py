@@ -1,10 +1,12 @@
 """ETL of the fraud feature table: extract orders and their history, compute features, replace the
 target rows in one transaction, record the watermark.
 
-An incremental run features every order without a feature row, whatever its timestamp, and
-recomputes the last `etl.lookback` before the watermark when something new arrived, since a late row
-can change their history. The watermark is the newest `feature_ts` stored: data progress, never the
-wall clock.
+An incremental run features the orders without a feature row (ids above the newest featured one,
+or stamped since the watermark less `etl.lookback`), recomputes the last `etl.lookback` before the
+watermark when something new arrived, since a late row can change their history, and labels the
+stored rows whose labels arrived since. It reads only the history of the targets' wallets, events
+and resold tickets, so a night costs what its orders cost, whatever the history's length. The
+watermark is the newest `feature_ts` stored: data progress, never the wall clock.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..db import bulk_insert, explain_db_error, prepare_bulk_transaction, read_f
 from ..errors import MlkitError
 from ..imports.upsert import upsert_frame
 from ..locks import job_lock
+from .columns import LABEL_HISTORY_WINDOWS_DAYS
 from .labels import label_query, own_labels
 
 JOB = "fraud_features"
@@ -139,84 +142,129 @@ def resolve_range(
     return start, end
 
 
-def extract(conn: sa.Connection, until: datetime, targets: sa.Select | None = None):
+def extract(conn: sa.Connection, until: datetime, target_ids: list[int] | None = None):
     """The sources of the orders before `until` that features need: every order's, or,
-    with `targets` (a select of order ids), the full history of the target orders'
-    wallets, events and resold tickets only (every order's again when they are many)."""
+    with `target_ids`, only what those orders' features read (`_scoped_sources`), so a
+    night's read grows with the night, not with the history."""
     from .features import FraudSources
 
     o, w, e = schema.orders, schema.wallets, schema.events
     t = schema.ticket_transfers
-    order_query = sa.select(
-        o.c.order_id,
-        o.c.buyer_wallet_id,
-        o.c.seller_wallet_id,
-        o.c.event_id,
-        o.c.ticket_id,
-        o.c.price,
-        o.c.payment_method,
-        o.c.is_resale,
-        o.c.status,
-        o.c.geo_lat,
-        o.c.geo_lon,
-        o.c.created_at,
-    ).where(o.c.created_at < until)
+    order_query = sa.select(*[o.c[name] for name in ORDER_COLUMNS]).where(o.c.created_at < until)
     wallet_query = sa.select(w.c.wallet_id, w.c.created_at)
+    event_query = sa.select(e.c.event_id, e.c.base_price, e.c.capacity)
     transfer_query = sa.select(t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at).where(
         t.c.transferred_at < until
     )
-    scope = _history_scope(conn, targets) if targets is not None else None
-    if scope is not None:
-        wallet_ids, event_ids, ticket_ids = scope
-        order_query = order_query.where(
-            sa.or_(
-                o.c.buyer_wallet_id.in_(wallet_ids),
-                o.c.seller_wallet_id.in_(wallet_ids),
-                o.c.event_id.in_(event_ids),
-                o.c.ticket_id.in_(ticket_ids),
-            )
+    if target_ids is None:
+        sources = FraudSources(
+            read_frame(conn, order_query),
+            read_frame(conn, wallet_query),
+            read_frame(conn, event_query),
+            read_frame(conn, transfer_query),
+            read_frame(conn, label_query(until)),
         )
-        wallet_query = wallet_query.where(w.c.wallet_id.in_(wallet_ids))
-        transfer_query = transfer_query.where(
-            sa.or_(t.c.from_wallet_id.in_(wallet_ids), t.c.to_wallet_id.in_(wallet_ids))
-        )
-    orders = read_frame(conn, order_query)
-    wallets = read_frame(conn, wallet_query)
-    events = read_frame(conn, sa.select(e.c.event_id, e.c.base_price, e.c.capacity))
-    transfers = read_frame(conn, transfer_query)
-    labels = read_frame(conn, label_query(until))
-    sources = FraudSources(orders, wallets, events, transfers, labels)
+    else:
+        queries = (order_query, wallet_query, event_query, transfer_query)
+        sources = _scoped_sources(conn, until, target_ids, queries)
     _check_nulls(sources)
     return sources
 
 
-# Past this many ids in the IN lists a full read is as cheap, and SQLite's bound-parameter
-# limit (32766) stays far away.
-MAX_SCOPE_IDS = 20_000
+ORDER_COLUMNS = (
+    "order_id",
+    "buyer_wallet_id",
+    "seller_wallet_id",
+    "event_id",
+    "ticket_id",
+    "price",
+    "payment_method",
+    "is_resale",
+    "status",
+    "geo_lat",
+    "geo_lon",
+    "created_at",
+)
+# Ids per IN list: each chunk is one indexed read, and SQLite's bound-parameter limit
+# (32766) stays far away.
+ID_CHUNK = 5_000
 
 
-def _history_scope(conn: sa.Connection, targets: sa.Select):
-    """The wallets and events of the target orders, and the tickets those wallets resold
-    (a resale's hold time needs the ticket's earlier sales, whoever bought them); None
-    when they are too many to list."""
-    o = schema.orders
-    found = read_frame(
-        conn, sa.select(o.c.buyer_wallet_id, o.c.event_id).where(o.c.order_id.in_(targets))
-    )
-    wallet_ids = [int(v) for v in found["buyer_wallet_id"].unique()]
-    event_ids = [int(v) for v in found["event_id"].unique()]
-    if 2 * len(wallet_ids) + len(event_ids) > MAX_SCOPE_IDS:
-        return None
-    tickets = read_frame(
+def _scoped_sources(conn: sa.Connection, until: datetime, target_ids: list[int], queries):
+    """The sources of the target orders' features only: the full history of their buyer
+    wallets (as buyer, as seller, their transfers) and of their events; the sales of the
+    tickets those wallets resold since one of them bought it (a resale's hold time needs
+    the ticket's previous sale, whoever bought it); labels available from the earliest
+    target's widest label window on, and the targets' own older ones. Every part is read
+    by indexed IN lists of ids."""
+    from .features import FraudSources
+
+    o, w, e = schema.orders, schema.wallets, schema.events
+    t = schema.ticket_transfers
+    order_query, wallet_query, event_query, transfer_query = queries
+    found = _read_in(
         conn,
-        sa.select(o.c.ticket_id)
-        .where(o.c.is_resale.is_(True), o.c.seller_wallet_id.in_(wallet_ids))
-        .distinct(),
+        lambda ids: sa.select(o.c.buyer_wallet_id, o.c.event_id, o.c.created_at).where(
+            o.c.order_id.in_(ids)
+        ),
+        target_ids,
     )
-    ticket_ids = [int(v) for v in tickets["ticket_id"].dropna().unique()]
-    if 2 * len(wallet_ids) + len(event_ids) + len(ticket_ids) > MAX_SCOPE_IDS:
-        return None
-    return wallet_ids, event_ids, ticket_ids
+    wallet_ids, event_ids = _ids(found["buyer_wallet_id"]), _ids(found["event_id"])
+    bought = _read_in(conn, lambda ids: order_query.where(o.c.buyer_wallet_id.in_(ids)), wallet_ids)
+    sold = _read_in(conn, lambda ids: order_query.where(o.c.seller_wallet_id.in_(ids)), wallet_ids)
+    resold = _ids(sold.loc[sold["is_resale"].astype(bool), "ticket_id"])
+    acquired = bought.loc[bought["ticket_id"].isin(resold), "created_at"]
+    # Sales of a resold ticket before its seller bought it cannot be its previous sale.
+    since_bought = acquired.min().to_pydatetime() if len(acquired) else None
+    ticket_sales = order_query.where(o.c.created_at >= since_bought) if since_bought else None
+    orders = _concat(
+        [
+            bought,
+            sold,
+            _read_in(conn, lambda ids: order_query.where(o.c.event_id.in_(ids)), event_ids),
+            _read_in(conn, lambda ids: ticket_sales.where(o.c.ticket_id.in_(ids)), resold)
+            if ticket_sales is not None
+            else bought[:0],
+        ]
+    ).drop_duplicates("order_id", ignore_index=True)
+    transfer_query = transfer_query.add_columns(t.c.transfer_id)
+    transfers = _concat(
+        [
+            _read_in(conn, lambda ids, end=end: transfer_query.where(end.in_(ids)), wallet_ids)
+            for end in (t.c.from_wallet_id, t.c.to_wallet_id)
+        ]
+    ).drop_duplicates("transfer_id", ignore_index=True)
+    # Label windows reach back from each target's own time; the two reads are disjoint.
+    window = timedelta(days=max(LABEL_HISTORY_WINDOWS_DAYS))
+    earliest = found["created_at"].min().to_pydatetime() - window if len(found) else until
+    recent = label_query(until)
+    recent = recent.where(recent.selected_columns.label_available_at >= earliest)
+    own_older = _read_in(conn, lambda ids: label_query(earliest, order_ids=ids), target_ids)
+    return FraudSources(
+        orders,
+        _read_in(conn, lambda ids: wallet_query.where(w.c.wallet_id.in_(ids)), wallet_ids),
+        _read_in(conn, lambda ids: event_query.where(e.c.event_id.in_(ids)), event_ids),
+        transfers.drop(columns="transfer_id"),
+        _concat([read_frame(conn, recent), own_older]),
+    )
+
+
+def _ids(values) -> list[int]:
+    return sorted(int(v) for v in values.dropna().unique())
+
+
+def _read_in(conn: sa.Connection, query_for: Callable[[list[int]], sa.Select], ids: list[int]):
+    """The rows of `query_for(chunk)` over chunks of `ids` (an empty frame with the query's
+    columns when there are none): one indexed read per chunk, never one per id."""
+    chunks = [ids[start : start + ID_CHUNK] for start in range(0, len(ids), ID_CHUNK)]
+    return _concat([read_frame(conn, query_for(chunk)) for chunk in chunks or [[]]])
+
+
+def _concat(frames):
+    import pandas as pd
+
+    frames = [f for f in frames if len(f)] or frames[:1]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def _check_nulls(sources) -> None:
@@ -247,7 +295,8 @@ def run_etl(
     try:
         with job_lock(engine, "etl", JOB), engine.begin() as conn:
             report("extract", 0, 3)
-            sources = extract(conn, until)
+            in_range = _ids_in_range(conn, since, until) if since else None
+            sources = extract(conn, until, in_range)
             target = sources.orders["order_id"].to_numpy()
             if since is not None:
                 target = target[(sources.orders["created_at"] >= since).to_numpy()]
@@ -289,9 +338,11 @@ def catch_up(
     _require_tables(engine)
     try:
         with job_lock(engine, "etl", JOB), engine.begin() as conn:
-            pending = read_frame(conn, _unprocessed_query(until))
             watermark = _read_watermark(conn)
+            labels_since = watermark - lookback if watermark else None
+            pending = read_frame(conn, _unprocessed_query(conn, until, labels_since))
             if pending.empty:
+                relabelled = _sync_labels(conn, labels_since, until) if labels_since else 0
                 return EtlResult(
                     None,
                     until,
@@ -301,6 +352,7 @@ def catch_up(
                     time.perf_counter() - started,
                     mode="incremental",
                     watermark=watermark,
+                    written={"relabelled": relabelled} if relabelled else None,
                 )
             oldest_new = pending["created_at"].min().to_pydatetime()
             f = schema.fraud_features
@@ -312,13 +364,19 @@ def catch_up(
             else:
                 since = max(oldest_new, watermark - lookback)
             report("extract", 0, 3)
-            sources = extract(conn, until, _target_query(since, until) if since else None)
+            targets = None
+            if since is not None:
+                recomputed = _ids_in_range(conn, since, until)
+                targets = sorted({*recomputed, *pending["order_id"].astype(int).tolist()})
+            sources = extract(conn, until, targets)
             target = sources.orders["order_id"].to_numpy()
             if since is not None:
                 recompute = (sources.orders["created_at"] >= since).to_numpy()
                 new = sources.orders["order_id"].isin(pending["order_id"]).to_numpy()
                 target = target[recompute | new]
             frame, written = _store(conn, sources, target, since, until, report)
+            if labels_since is not None:
+                written["relabelled"] = _sync_labels(conn, labels_since, until)
             watermark = _move_watermark(conn)
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
@@ -353,24 +411,54 @@ def catch_up_from_config(engine: Engine, config, progress: ProgressCallback | No
     return catch_up(engine, lookback=lookback_from_config(config), progress=progress)
 
 
-def _unprocessed_query(until: datetime) -> sa.Select:
-    """Orders before `until` without a feature row: an anti-join on the primary key."""
+def _unprocessed_query(conn: sa.Connection, until: datetime, recent: datetime | None) -> sa.Select:
+    """Orders before `until` without a feature row (an anti-join on the primary key), among
+    those newer than the newest featured order id or placed since `recent` (the watermark
+    less the lookback), so a night reads its new orders, not the whole history; without
+    `recent` (no watermark yet), among all orders. An order inserted later with both an id
+    and a time older than those is a backfill: `etl run --since <its time>` features it."""
     o, f = schema.orders, schema.fraud_features
-    return (
+    query = (
         sa.select(o.c.order_id, o.c.created_at)
         .select_from(o.outerjoin(f, f.c.order_id == o.c.order_id))
         .where(f.c.order_id.is_(None), o.c.created_at < until)
     )
+    newest_id = conn.execute(sa.select(sa.func.max(f.c.order_id))).scalar()
+    if recent is None or newest_id is None:
+        return query
+    return query.where(sa.or_(o.c.order_id > newest_id, o.c.created_at >= recent))
 
 
-def _target_query(since: datetime, until: datetime) -> sa.Select:
-    """Ids of the orders an incremental run computes: those without a feature row, and
-    every order in [since, until)."""
-    o, f = schema.orders.alias("pending"), schema.fraud_features
-    unprocessed = ~sa.exists().where(f.c.order_id == o.c.order_id)
-    return sa.select(o.c.order_id).where(
-        o.c.created_at < until, sa.or_(o.c.created_at >= since, unprocessed)
+def _ids_in_range(conn: sa.Connection, since: datetime, until: datetime) -> list[int]:
+    """Ids of the orders in [since, until)."""
+    o = schema.orders
+    query = sa.select(o.c.order_id).where(o.c.created_at >= since, o.c.created_at < until)
+    return _ids(read_frame(conn, query)["order_id"])
+
+
+def _sync_labels(conn: sa.Connection, available_since: datetime, until: datetime) -> int:
+    """Label the stored rows whose first label became available in [available_since, until),
+    after their features were computed, as a full rebuild would: one UPDATE from the labels
+    of the orders with a fresh one. Labels come after their orders, so those available
+    before the previous run's watermark (less the lookback) were seen by it. Returns the
+    rows changed."""
+    fresh = label_query(until)
+    fresh = fresh.where(fresh.selected_columns.label_available_at >= available_since)
+    labels = label_query(until, order_ids=sa.select(fresh.subquery().c.order_id)).subquery()
+    first = (
+        sa.select(labels.c.order_id, sa.func.min(labels.c.label_available_at).label("first_at"))
+        .group_by(labels.c.order_id)
+        .subquery("first_labels")
     )
+    f = schema.fraud_features
+    return conn.execute(
+        sa.update(f)
+        .values(label=True, label_available_at=first.c.first_at)
+        .where(
+            f.c.order_id == first.c.order_id,
+            sa.or_(f.c.label_available_at.is_(None), f.c.label_available_at > first.c.first_at),
+        )
+    ).rowcount
 
 
 def _store(conn, sources, target, since, until, report):
