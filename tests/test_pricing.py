@@ -18,6 +18,7 @@ from mlkit.toolkit.config import load_config
 from mlkit.toolkit.demo.seed import seed_demo
 from mlkit.toolkit.pricing.history import ARMS, infer_arms, load_history, reward_scale
 from mlkit.toolkit.pricing.policies import choose, simulate
+from mlkit.toolkit.pricing.posterior import beta_quantile, posterior_interval
 from mlkit.toolkit.pricing.state import KEY_PREFIX, BanditStore
 from mlkit.toolkit.registry import resolve
 from mlkit.toolkit.train_all import default_plan, train_all
@@ -252,6 +253,22 @@ def test_a_batch_of_choices_follows_the_posterior():
     pulls, sums = np.array([1000.0, 1000.0]), np.array([600.0, 400.0])
     picks = choose("thompson", pulls, sums, rng, size=500)
     assert picks.shape == (500,) and (picks == 0).mean() > 0.99
+
+
+def test_the_posterior_interval_matches_scipys_beta_quantiles():
+    """The plain-Python Beta quantile that keeps scipy off `status` and the dashboard agrees
+    with scipy.stats.beta.ppf, from a fresh arm to millions of pulls."""
+    from scipy.stats import beta
+
+    for a in (1.0, 1.5, 3.7, 51.3, 1_190.9, 19_200.5, 1e6):
+        for b in (1.0, 1.2, 9.0, 80.5, 3_468.1, 15_000.0, 3e6):
+            for p in (0.001, 0.05, 0.5, 0.95, 0.999):
+                assert beta_quantile(p, a, b) == pytest.approx(beta.ppf(p, a, b), rel=1e-8)
+    pulls, sums = [0, 10, 4_657, 2_000_000], [0.0, 10.0, 1_189.9, 35_000.25]
+    expected = [
+        beta.ppf([0.05, 0.95], 1 + s, 1 + max(n - s, 0)) for n, s in zip(pulls, sums, strict=True)
+    ]
+    assert np.allclose(posterior_interval(pulls, sums), expected, rtol=1e-9, atol=0)
 
 
 def test_simulate_command(cli, world):

@@ -14,11 +14,13 @@ import secrets
 import tempfile
 from datetime import datetime
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .clock import utcnow
 from .errors import MlkitError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 POINTERS = {"latest": "_LATEST", "current": "_CURRENT"}
 
@@ -27,6 +29,7 @@ def asof_join_index(left_by, left_on, right_by, right_on) -> np.ndarray:
     """For each left row, the index of the right row with the same `by` and the greatest `on` <= the
     left row's `on`, or -1; ties on `on` go to the right row that comes last.
     """
+    import numpy as np
     import pandas as pd
 
     # copy=False: the frames wrap the caller's arrays instead of stacking them into blocks.

@@ -470,7 +470,7 @@ def bandit_overview(engine: Engine, redis) -> dict:
     """The pricing bandit's arms, read only: from Redis when every arm's value there carries
     this database's stamp (its generation and identity), else from the database, saying why
     (`redis_note`). Redis values of another database sharing the index are never shown."""
-    from .pricing.policies import posterior_interval
+    from .pricing.posterior import posterior_interval
 
     arms_table, g = schema.bandit_arms, schema.bandit_generations
     with engine.connect() as conn:

@@ -119,7 +119,7 @@ def family_state(info: dict) -> tuple[str, str]:
 
 def bandit_report(engine: Engine, redis=None) -> dict | None:
     """The pricing bandit's arms as `mlkit mab stats` reports them; None when untrained."""
-    from .pricing.service import stats_report
+    from .pricing.posterior import stats_report
     from .pricing.state import BanditStore
 
     store = BanditStore(engine, redis)

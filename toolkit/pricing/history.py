@@ -8,15 +8,18 @@ training history (kept with the trained state) and clipped, so the policies lear
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 
 from .. import schema
 from ..db import read_frame
+from .state import ARMS
 
-ARMS = ("baseline", "surge_pricing", "early_bird", "ml_pricing")
+if TYPE_CHECKING:
+    import pandas as pd
+
 REWARD_QUANTILE = 0.999
 _CENT = 0.005  # a price within half a cent of the base price is the base price
 
@@ -109,6 +112,8 @@ def load_history(
     until: datetime | None = None,
 ) -> pd.DataFrame:
     """One row per pull, time-ordered: arm, revenue, conversion, popularity, combined."""
+    import pandas as pd
+
     frame = read_frame(conn, history_query(since, until))
     frame["created_at"] = pd.to_datetime(frame["created_at"])
     frame["event_type"] = frame["event_type"].fillna("").astype(str)

@@ -90,15 +90,6 @@ def choose_rows(
     return np.where(played, bound, np.inf).argmax(axis=-1)
 
 
-def posterior_interval(pulls: np.ndarray, sums: np.ndarray, level: float = 0.9) -> np.ndarray:
-    """Equal-tailed credible interval of each arm's mean reward, shape (arms, 2)."""
-    from scipy.stats import beta as beta_dist
-
-    alpha, beta = posterior(np.asarray(pulls, float), np.asarray(sums, float))
-    tail = (1.0 - level) / 2.0
-    return np.stack([beta_dist.ppf(tail, alpha, beta), beta_dist.ppf(1 - tail, alpha, beta)], 1)
-
-
 def simulate_many(
     policy: str,
     expected: np.ndarray,

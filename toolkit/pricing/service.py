@@ -13,7 +13,8 @@ from .. import schema
 from ..errors import MlkitError
 from ..inputs import positive_id
 from .history import ARMS
-from .policies import check_policy, posterior_interval, simulate
+from .policies import check_policy, simulate
+from .posterior import stats_report
 from .state import ArmState, BanditStore, check_arm, check_reward
 
 
@@ -99,28 +100,6 @@ def recommend(
     }
 
 
-def stats_report(states: dict[str, ArmState], source: str) -> dict:
-    """Per arm: pulls, mean, share of pulls, 90 % posterior interval; the best arm."""
-    pulls, sums = _arrays(states)
-    total = pulls.sum()
-    interval = posterior_interval(pulls, sums)
-    best = max(states, key=lambda a: states[a].mean) if total else None
-    arms = {}
-    for i, (arm, state) in enumerate(states.items()):
-        arms[arm] = state.as_dict() | {
-            "share": float(pulls[i] / total) if total else 0.0,
-            "interval_90": [float(interval[i, 0]), float(interval[i, 1])],
-            "best": arm == best,
-        }
-    return {
-        "bandit": "pricing",
-        "source": source,
-        "total_pulls": int(total),
-        "best_arm": best,
-        "arms": arms,
-    }
-
-
 def parse_rates(text: str) -> np.ndarray:
     try:
         rates = np.array([float(x) for x in text.split(",") if x.strip()])
@@ -176,12 +155,6 @@ def _totals(states: dict[str, ArmState]) -> np.ndarray:
         [[getattr(states[a], k) for a in ARMS] for k in ("pulls", "reward_sum", "reward_sq_sum")],
         dtype=float,
     )
-
-
-def _arrays(states: dict[str, ArmState]) -> tuple[np.ndarray, np.ndarray]:
-    pulls = np.array([float(s.pulls) for s in states.values()])
-    sums = np.array([s.reward_sum for s in states.values()])
-    return pulls, sums
 
 
 # ---------------------------------------------------------------- what `mlkit mab` does

@@ -26,9 +26,10 @@ from ..clock import utcnow
 from ..db import explain_db_error
 from ..errors import MlkitError
 from ..identity import IDENTITY_ROW, database_id
-from .history import ARMS
 
 log = logging.getLogger("mlkit.mab")
+
+ARMS = ("baseline", "surge_pricing", "early_bird", "ml_pricing")  # the pricing strategies
 
 BANDIT = IDENTITY_ROW  # the row of this bandit carries the database's identity
 KEY_PREFIX = "mab:"  # mab:<arm> holds the arm's state and stamp as JSON

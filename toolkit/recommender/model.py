@@ -24,10 +24,13 @@ from dataclasses import dataclass, field, fields
 from functools import cached_property
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from scipy import sparse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TYPE_WEIGHTS = {"purchase": 1.0, "add_to_cart": 0.6, "rate": 0.4, "view": 0.15}
 TEXT_COLUMNS = ("category", "gender", "color", "material", "size")
@@ -265,13 +268,32 @@ def product_documents(products: pd.DataFrame) -> list[str]:
 
 
 def interaction_weights(interactions: pd.DataFrame, now: pd.Timestamp, half_life_days: float):
+    """`decayed_weights` of a frame of interactions, their ages counted from `now`."""
+    import pandas as pd
+
     kind = interactions["interaction_type"].astype(str)
-    weight = np.array(kind.map(TYPE_WEIGHTS).fillna(0.0), dtype=float)
-    rated = (kind == "rate").to_numpy()
-    rating = interactions["rating"].to_numpy(dtype=float, na_value=np.nan)
-    weight[rated] *= np.nan_to_num(rating[rated], nan=3.0) / 5.0
     age_days = (now - pd.to_datetime(interactions["created_at"])).dt.total_seconds() / 86_400
-    return weight * 0.5 ** (np.clip(age_days.to_numpy(float), 0, None) / half_life_days)
+    return decayed_weights(
+        np.array(kind.map(TYPE_WEIGHTS).fillna(0.0), dtype=float),
+        (kind == "rate").to_numpy(),
+        interactions["rating"].to_numpy(dtype=float, na_value=np.nan),
+        age_days.to_numpy(float),
+        half_life_days,
+    )
+
+
+def decayed_weights(
+    type_weight: np.ndarray,
+    rated: np.ndarray,
+    rating: np.ndarray,
+    age_days: np.ndarray,
+    half_life_days: float,
+) -> np.ndarray:
+    """Each interaction's weight: its type's (TYPE_WEIGHTS), times rating / 5 for a rating
+    (3 when missing), halved every `half_life_days` of age."""
+    weight = np.array(type_weight, dtype=float)
+    weight[rated] *= np.nan_to_num(rating[rated], nan=3.0) / 5.0
+    return weight * 0.5 ** (np.clip(age_days, 0, None) / half_life_days)
 
 
 def fit(
@@ -289,6 +311,7 @@ def fit(
     reviews: product_id, rating.
     weights: text, price, rating inside the content part; mix: content, collaborative,
     popularity in the blend."""
+    import pandas as pd
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     products = products.sort_values("product_id", ignore_index=True)

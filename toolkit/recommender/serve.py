@@ -12,25 +12,26 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
 from ..config import mask_url
+from ..datasets import _atomic_write_text
 from ..db import explain_db_error
 from ..errors import MlkitError
 from ..identity import database_home, home_of, known_database_id
-from .model import RecommenderModel, interaction_weights, top_n
-from .train import last_good_pointer, remember_last_good
+from .model import TYPE_WEIGHTS, RecommenderModel, decayed_weights, top_n
 
 log = logging.getLogger("mlkit.recommend")
 
 MAX_N = 100
 RECENT_LIMIT = 500  # a user's newest interactions read live on top of the model
+LAST_GOOD = "LAST_GOOD.json"
 
 
 @dataclass
@@ -122,7 +123,7 @@ class Recommender:
         m = self.model
         row = m.user_index(user_id)
         recent = self._recent(user_id)
-        if row is None and recent.empty:
+        if row is None and not recent:
             result = self.popular(n)
             for item in result["items"]:
                 item["reason"] = "popular (no history for this user yet)"
@@ -135,14 +136,15 @@ class Recommender:
             bought = set(m.bought[row].indices.tolist())
         else:
             touched, weight, bought = np.zeros(0, np.int32), np.zeros(0), set()
-        if not recent.empty:
-            position = np.searchsorted(m.product_ids, recent["product_id"].to_numpy(np.int64))
+        if recent:
+            product_ids = np.array([r.product_id for r in recent], dtype=np.int64)
+            position = np.searchsorted(m.product_ids, product_ids)
             position = np.clip(position, 0, len(m.product_ids) - 1)
-            known = m.product_ids[position] == recent["product_id"].to_numpy(np.int64)
-            extra = interaction_weights(recent[known], pd.Timestamp.now(), self.half_life_days)
+            known = m.product_ids[position] == product_ids
+            extra = self._recent_weights([r for r, k in zip(recent, known, strict=True) if k])
             touched = np.concatenate([touched, position[known]])
             weight = np.concatenate([weight, extra])
-            purchased = (recent["interaction_type"] == "purchase").to_numpy() & known
+            purchased = np.array([r.interaction_type == "purchase" for r in recent]) & known
             bought.update(position[purchased].tolist())
         scores = m.history_scores(touched, weight)
         best = top_n(scores, n, np.fromiter(bought, dtype=np.int64))
@@ -176,23 +178,33 @@ class Recommender:
 
     # ------------------------------------------------------------ helpers
 
-    def _recent(self, user_id: int) -> pd.DataFrame:
-        """The user's interactions newer than the model (none when serving the fallback)."""
-        columns = ["product_id", "interaction_type", "rating", "created_at"]
+    def _recent(self, user_id: int) -> list[sa.Row]:
+        """The user's interactions newer than the model (none when serving the fallback), a
+        few hundred rows at most, so plain rows rather than a frame."""
         if self.engine is None:
-            return pd.DataFrame(columns=columns)
+            return []
         i = schema.product_interactions
-        trained_until = pd.Timestamp(self.model.window_end) if self.model.window_end else None
         query = (
             sa.select(i.c.product_id, i.c.interaction_type, i.c.rating, i.c.created_at)
             .where(i.c.user_id == user_id)
             .order_by(i.c.created_at.desc())
             .limit(RECENT_LIMIT)
         )
-        if trained_until is not None:
-            query = query.where(i.c.created_at > trained_until)
+        if self.model.window_end:
+            query = query.where(i.c.created_at > _moment(self.model.window_end))
         with self.engine.connect() as conn:
-            return pd.DataFrame(conn.execute(query).all(), columns=columns)
+            return conn.execute(query).all()
+
+    def _recent_weights(self, rows: list[sa.Row]) -> np.ndarray:
+        """`model.interaction_weights` of recent rows, their ages counted from now."""
+        now = datetime.now()
+        return decayed_weights(
+            np.array([TYPE_WEIGHTS.get(str(r.interaction_type), 0.0) for r in rows]),
+            np.array([r.interaction_type == "rate" for r in rows], dtype=bool),
+            np.array([np.nan if r.rating is None else float(r.rating) for r in rows]),
+            np.array([(now - _moment(r.created_at)).total_seconds() / 86_400 for r in rows]),
+            self.half_life_days,
+        )
 
     def _why_similar(self, a: int, b: int) -> str:
         m = self.model
@@ -214,6 +226,30 @@ class Recommender:
             "in your history, not bought yet" if j in anchors else f"like {m.names[c]}"
             for j, c in zip(best, closest, strict=True)
         ]
+
+
+def _moment(value: datetime | str) -> datetime:
+    """A naive moment from the database or an artifact's ISO text (as pandas reads them)."""
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
+def remember_last_good(home, mv) -> None:
+    """What `recommend` serves from when the database (and so the registry) is down: a
+    pointer in this database's own folder (`home`, a toolkit.identity.DatabaseHome)."""
+    document = {
+        "database_id": home.database_id,
+        "version": mv.version,
+        "artifact_path": Path(mv.artifact_path).as_posix(),
+        "sha256": mv.sha256,
+        "created_at": str(mv.created_at),
+    }
+    _atomic_write_text(last_good_pointer(home), json.dumps(document))
+
+
+def last_good_pointer(home) -> Path:
+    return home.artifacts_dir / "recommender" / LAST_GOOD
 
 
 def _read_pointer(pointer: Path) -> dict | None:

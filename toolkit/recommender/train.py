@@ -5,24 +5,22 @@ co-occurrence and the serving version, then fitted on the whole window, register
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from ..datasets import _atomic_write_text
 from ..errors import MlkitError, TooLittleData
 from ..identity import database_home
 from .data import ShopData, load_shop_data
 from .evaluate import BASELINES, BlendSettings, Evaluation, evaluate, fit_on, prod_hits, time_split
 from .model import RecommenderModel
+from .serve import remember_last_good
 
 log = logging.getLogger("mlkit.train")
 
 METRIC = "hit_rate_at_10"
-LAST_GOOD = "LAST_GOOD.json"
 FEATURES = ["name", "category", "gender", "color", "material", "size", "price", "rating"]
 
 
@@ -181,23 +179,6 @@ def _example(model: RecommenderModel) -> list[dict]:
         {"user_id": int(model.user_ids[int(np.argmax(busiest))])},
         {"product_id": int(model.product_ids[int(np.argmax(model.popularity))])},
     ]
-
-
-def remember_last_good(home, mv) -> None:
-    """What `recommend` serves from when the database (and so the registry) is down: a
-    pointer in this database's own folder (`home`, a toolkit.identity.DatabaseHome)."""
-    document = {
-        "database_id": home.database_id,
-        "version": mv.version,
-        "artifact_path": Path(mv.artifact_path).as_posix(),
-        "sha256": mv.sha256,
-        "created_at": str(mv.created_at),
-    }
-    _atomic_write_text(last_good_pointer(home), json.dumps(document))
-
-
-def last_good_pointer(home) -> Path:
-    return home.artifacts_dir / "recommender" / LAST_GOOD
 
 
 def load_model(path: Path) -> RecommenderModel:
