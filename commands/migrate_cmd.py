@@ -50,7 +50,7 @@ BatchSizeOption = Annotated[
         "--batch-size",
         min=1,
         help="Rows per batch and commit [default: migrate.batch_size, 1000; MySQL's "
-        "LOAD DATA up to 50,000 as row width allows].",
+        "LOAD DATA and PostgreSQL's COPY up to 50,000 as row width allows].",
     ),
 ]
 DryRunFlag = Annotated[

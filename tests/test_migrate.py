@@ -996,3 +996,32 @@ def test_mariadb_doubles_print_as_the_server_prints_them():
     assert _mariadb_doubles(values) == printed
     typical = [rng.uniform(-1e6, 1e6) for _ in range(100)] + [3.0, -0.0, 0.25]
     assert _mariadb_doubles(typical) == [mariadb_double(v) for v in typical]
+
+
+def test_jsonb_text_is_what_postgresql_prints():
+    """The source side writes JSON as jsonb prints it: keys by length then bytes, the last
+    duplicate kept, numbers as numeric prints them, escapes as PostgreSQL writes them."""
+    from mlkit.toolkit.migrate.digest import jsonb_text
+
+    texts = [
+        '{"b": 1, "aa": 2, "a": 3, "é": 4, "z": {"y": [], "x": {}}}',
+        '{"k": 1, "k": 2}',
+        "[1, 1.0, 1.50, 1e2, 1E-2, -0, -0.0, 1.5e1, 123456789012345678901234567890, 1e300]",
+        '["tab\\t", "nl\\n", "quote\\"", "back\\\\slash", "\\u001f", "\\u007f", "😀 Zoë", "/"]',
+        '"just text"',
+        "null",
+        "true",
+        "  [ false ,null ]  ",
+    ]
+    url = make_database("postgresql", tempfile.gettempdir())
+    try:
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            printed = [
+                conn.execute(sa.text("SELECT CAST(:t AS jsonb)::text"), {"t": t}).scalar()
+                for t in texts
+            ]
+        engine.dispose()
+    finally:
+        drop_database(url)
+    assert [jsonb_text(t) for t in texts] == printed

@@ -230,7 +230,17 @@ def _json_source_text(v: Any) -> str:
 
 
 def _counted(texts: Sequence[str]) -> list[str]:
-    return list(map("{}:{}".format, map(len, texts), texts))
+    """`<length>:<text>` for each text, by C-level maps."""
+    return list(map(str.__add__, map(str, map(len, texts)), map(":".__add__, texts)))
+
+
+def plain_doubles(values: Sequence[Any], dialect: str) -> bool:
+    """Whether a float column's values are numbers its converter would pass as they are
+    (MySQL refuses infinity and NaN), so their canonical texts need no conversion first."""
+    present = [v for v in values if v is not None] if None in values else values
+    if not set(map(type, present)) <= {float, int}:
+        return False
+    return dialect != "mysql" or bool(np.isfinite(np.asarray(present, dtype=np.float64)).all())
 
 
 def canonical_texts(values: Sequence[Any], c: ColumnSpec, dialect: str) -> list[str]:

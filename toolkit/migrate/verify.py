@@ -179,8 +179,9 @@ def _column_texts(c: ColumnSpec, source: str, target: str, method: str) -> Calla
     if method == digest.METHOD and c.kind in ("float", "text", "json", "bool"):
 
         def canonical(values):
-            converted = values if convert is None else list(map(convert, values))
-            return digest.canonical_texts(converted, c, target)
+            if convert is None or (c.kind == "float" and digest.plain_doubles(values, target)):
+                return digest.canonical_texts(values, c, target)
+            return digest.canonical_texts(list(map(convert, values)), c, target)
 
         return canonical
     shortcut = normalised_shortcut(c, target)
