@@ -84,7 +84,12 @@ def all_jobs(config: Config, symbols: list[str]) -> list[Job]:
             (("features", "materialize"),),
             "wallets with new activity to Redis for online scoring (period below the TTL)",
         ),
-        Job("kpi_refresh", get("cron.kpi_refresh"), (("kpi", "refresh"),), "the kpi_hourly view"),
+        Job(
+            "kpi_refresh",
+            get("cron.kpi_refresh"),
+            (("kpi", "refresh"),),
+            "kpi_hourly: the hours of orders and predictions added since the last refresh",
+        ),
         Job(
             "retention",
             get("cron.retention"),

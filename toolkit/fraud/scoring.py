@@ -67,7 +67,8 @@ class ScoringResult:
     since: datetime | None = None
     features_caught_up: int = 0  # feature rows the catch-up wrote first
     output: dict | None = None  # {"table", "rows"}: the platform's table written too
-    write_seconds: float = 0.0  # deleting the replaced rows, COPY, the output, ANALYZE
+    write_seconds: float = 0.0  # deleting the replaced rows, COPY, the output, commit
+    write_phases: dict[str, float] | None = None  # those seconds phase by phase
 
     def as_dict(self) -> dict:
         return {
@@ -82,6 +83,7 @@ class ScoringResult:
             else None,
             "seconds": round(self.seconds, 2),
             "write_seconds": round(self.write_seconds, 2),
+            "write_phases": {k: round(v, 3) for k, v in (self.write_phases or {}).items()},
             "output": self.output,
         }
 
@@ -145,17 +147,22 @@ def score_orders(
             scope = sa.and_(
                 scope, p.c.order_id.in_(sa.select(f.c.order_id).where(f.c.feature_ts >= since))
             )
-        writing = time.perf_counter()
+        phases = _Phases()
         prepare_bulk_transaction(conn)
         conn.execute(p.delete().where(scope))
+        phases.mark("delete")
         bulk_insert(conn, p, predictions)
+        phases.mark("copy")
         written = None
         if output is not None:
             from ..outputs import write_fraud_predictions
 
             written = {"table": output.table, "rows": write_fraud_predictions(conn, output, scope)}
-    _analyze_predictions(engine, output)
-    write_seconds = time.perf_counter() - writing
+            phases.mark("output")
+    phases.mark("commit")
+    if output is not None:
+        _analyze_output(engine, output)
+        phases.mark("analyze")
     counts = pd.Series(decisions).value_counts()
     return ScoringResult(
         model=label,
@@ -166,17 +173,32 @@ def score_orders(
         since=since,
         features_caught_up=caught_up,
         output=written,
-        write_seconds=write_seconds,
+        write_seconds=sum(phases.seconds.values()),
+        write_phases=phases.seconds,
     )
 
 
-def _analyze_predictions(engine: Engine, output) -> None:
-    """Fresh PostgreSQL statistics for the predictions just written (a sample, cheap): until
-    autovacuum comes by, a planner that believes the table empty joins it to a view of the
-    platform's orders row by row, and the dashboard's reads time out."""
-    if engine.dialect.name != "postgresql":
-        return
-    analyze(engine, [schema.fraud_predictions.name] + ([output.table] if output else []))
+class _Phases:
+    """Seconds of each phase of the write, each from the end of the one before."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = now - self._last
+        self._last = now
+
+
+def _analyze_output(engine: Engine, output) -> None:
+    """Fresh PostgreSQL statistics for the platform's table just written (a sample): its
+    readers are the platform's, whose plans may need them before autovacuum comes by.
+    mlkit's readers of fraud_predictions (kpi refresh, the dashboard, the drill-down, alerts,
+    retention) plan through its indexes without statistics, so it is left to autovacuum:
+    an ANALYZE is a tenth of the write."""
+    if engine.dialect.name == "postgresql":
+        analyze(engine, [output.table])
 
 
 class FraudPredictor:
