@@ -5,12 +5,14 @@ constant (the framework's own ceiling), measured in the same run.
 Targets: p99 under 20 ms at 16 connections, and at least 40 % of the bare ceiling.
 World: a demo world on a scratch PostgreSQL database with an XGBoost fraud model and a
 trained bandit, and a Redis of its own on a free port.
-Run: python benchmarks/bench_serve.py [--seconds 10] [--workers 2]   (needs wrk: apt install wrk)
+Run: python benchmarks/bench_serve.py [--seconds 10] [--workers 2] [--database URL of a world
+built before, with MLKIT_HOME set to its home]   (needs wrk: apt install wrk)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -30,6 +32,13 @@ MLKIT = "from mlkit.commands.main import run; run()"
 CONNECTIONS = (1, 16, 64)
 TARGET_P99_MS = 20.0
 TARGET_SHARE = 0.40
+ORDER = {
+    "buyer_wallet_id": 12,
+    "event_id": 3,
+    "price": 80,
+    "payment_method": "paypal",
+    "created_at": "2026-11-30T12:00:00",
+}
 BARE_APP = """from fastapi import FastAPI
 
 app = FastAPI()
@@ -61,7 +70,7 @@ def wait_for(url: str, process: subprocess.Popen) -> None:
 
 
 def build_world(url: str, env: dict) -> dict:
-    """Seed, features, an XGBoost fraud model at prod and the bandit; one order to score."""
+    """Seed, features, an XGBoost fraud model at prod and the bandit; the order to score."""
     os.environ.update(env)
     from mlkit.toolkit.config import load_config
     from mlkit.toolkit.db import make_engine
@@ -85,13 +94,7 @@ def build_world(url: str, env: dict) -> dict:
     if mab.returncode != 0:  # its gate may keep it out on a small world; pricing still answers
         print(f"note: train mab exit {mab.returncode}: {mab.stderr.strip().splitlines()[-2]}")
     engine.dispose()
-    return {
-        "buyer_wallet_id": 12,
-        "event_id": 3,
-        "price": 80,
-        "payment_method": "paypal",
-        "created_at": "2026-11-30T12:00:00",
-    }
+    return ORDER
 
 
 def wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict:
@@ -179,6 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--database", help="a world built before (default: a scratch one)")
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("redis-server"):
         sys.exit("needs wrk and redis-server (apt install wrk redis-server)")
@@ -188,14 +192,16 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     try:
-        with scratch_postgres() as url, tempfile.TemporaryDirectory() as scratch:
+        with contextlib.ExitStack() as stack:
+            scratch = stack.enter_context(tempfile.TemporaryDirectory())
+            url = args.database or stack.enter_context(scratch_postgres())
             env = dict(os.environ) | {
                 "MLKIT_DATABASE_URL": url,
                 "MLKIT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
                 "MLKIT_NOW": MOMENT,
-                "MLKIT_HOME": str(Path(scratch) / "home"),
             }
-            order = build_world(url, env)
+            env.setdefault("MLKIT_HOME", str(Path(scratch) / "home"))
+            order = ORDER if args.database else build_world(url, env)
             report(measure(args, env, order, Path(scratch)), args.workers)
     finally:
         redis.terminate()

@@ -3,6 +3,7 @@ for a bad request, Prometheus metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -164,7 +165,13 @@ def create_app(service: Service | None = None) -> FastAPI:
     workers each build their own)."""
     service = service or service_from_environment()
     metrics = Metrics()
-    app = FastAPI(title="mlkit", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        service.warm()  # before this worker accepts its first connection
+        yield
+
+    app = FastAPI(title="mlkit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.service = service
     _errors(app)
     _fraud_and_pricing(app, service, metrics)
@@ -179,7 +186,11 @@ def service_from_environment() -> Service:
     from mlkit.toolkit.db import config_engine
 
     config = load_config()
-    return Service(config_engine(config, check=False), config)
+    return Service(
+        config_engine(config, check=False),
+        config,
+        reader=config_engine(config, check=False, autocommit=True),
+    )
 
 
 def _fraud_and_pricing(app: FastAPI, service: Service, metrics: Metrics) -> None:

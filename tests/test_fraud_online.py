@@ -97,3 +97,28 @@ def test_an_offset_is_converted_to_utc_not_dropped(engine, world):
     shifted, _ = online_features(engine, {**order, "created_at": "2026-02-01T12:00:00+05:00"})
     assert shifted["feature_ts"] == utc["feature_ts"] == datetime(2026, 2, 1, 7)
     assert shifted["wallet_age_days"] == utc["wallet_age_days"]
+
+
+def test_one_statement_per_order_on_either_path(engine, world, redis_url):
+    """The issue's bound is two queries per order: the database path reads the wallet's
+    history and the event's facts in one statement, the Redis path the event's alone."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    materialize(engine, client, ttl_seconds=300, full=True)
+    picks, _ = world
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_):
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        for cache in (None, client):
+            for order in picks.head(5).itertuples():
+                statements.clear()
+                _, source = online_features(engine, as_request(order), client=cache)
+                assert source == ("redis" if cache else "database")
+                assert len(statements) == 1, (source, statements)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)

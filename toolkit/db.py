@@ -410,10 +410,11 @@ def init_schema(engine: Engine, sources: Sources | None = None) -> list[str]:
                 for table in own:
                     if table.name not in existing:
                         table.create(conn)
-            # Tables made by an older mlkit get the indexes added since.
+            # Tables made by an older mlkit get the indexes added since, lose those retired.
             for table in own:
                 if table.name in existing:
                     _create_missing_indexes(conn, table, where)
+                    _drop_retired_indexes(conn, table, where)
             if sources is not None and sources.active:
                 apply_views(conn, sources)
             else:
@@ -433,6 +434,19 @@ def _create_missing_indexes(conn: sa.Connection, table: sa.Table, where: str | N
     for index in table.indexes:
         if index.name not in have:
             index.create(conn)
+
+
+def _drop_retired_indexes(conn: sa.Connection, table: sa.Table, where: str | None) -> None:
+    from .schema import RETIRED_INDEXES
+
+    retired = set(RETIRED_INDEXES.get(table.name, ()))
+    if not retired:
+        return
+    have = {i["name"] for i in sa.inspect(conn).get_indexes(table.name, schema=where)}
+    # A stand-in table, so the DROP names the right table and schema on every dialect.
+    stand_in = sa.Table(table.name, sa.MetaData(), sa.Column("id"), schema=where)
+    for name in sorted(retired & have):
+        sa.Index(name, stand_in.c.id).drop(conn)
 
 
 def analyze(engine: Engine, names: list[str]) -> None:

@@ -83,6 +83,11 @@ def contributions(engine: Engine, model_ref: str, features, config) -> tuple[lis
 def strongest_contributions(model, frame) -> tuple[list, str]:
     """The TOP_CONTRIBUTIONS strongest contributions of `model` to the score of the one row of
     `frame`, strongest first, and their unit."""
-    names, values, unit = model.contributions(frame)
+    return strongest(*model.contributions(frame))
+
+
+def strongest(names: list[str], values, unit: str) -> tuple[list, str]:
+    """The TOP_CONTRIBUTIONS strongest of one row's contributions (`values` of shape (1, n),
+    as a model's `contributions` gives them), strongest first, and their unit."""
     pairs = sorted(zip(names, values[0].tolist(), strict=True), key=lambda item: -abs(item[1]))
     return [{"feature": n, "contribution": v} for n, v in pairs[:TOP_CONTRIBUTIONS]], unit

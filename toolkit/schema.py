@@ -179,6 +179,16 @@ fraud_predictions = sa.Table(
     ),
 )
 
+# Indexes an older mlkit made that no reader needs any more: `db init` drops them, since each
+# one slows every bulk write.
+RETIRED_INDEXES = {
+    "fraud_predictions": (
+        "ix_predictions_order",
+        "ix_predictions_created",
+        "ix_predictions_decision_created",
+    ),
+}
+
 security_events = sa.Table(
     "security_events",
     metadata,

@@ -120,15 +120,11 @@ class Watched(Generic[T]):
 
 def top_contributions(model, features: dict) -> dict[str, Any]:
     """The strongest per-feature contributions of `model` to one order's score, strongest
-    first, and their unit (as the dashboard's drill-down shows them)."""
-    import pandas as pd
+    first, and their unit (as the dashboard's drill-down shows them), from the order's
+    features without a frame."""
+    from .drilldown import strongest
 
-    from .drilldown import strongest_contributions
-    from .fraud.columns import FEATURES
-
-    items, unit = strongest_contributions(
-        model, pd.DataFrame([{name: features.get(name) for name in FEATURES}])
-    )
+    items, unit = strongest(*model.contributions_one(features))
     return {
         "unit": unit,
         "items": [{**i, "contribution": round(i["contribution"], 6)} for i in items],
@@ -171,7 +167,14 @@ class FraudScorer:
             raise MlkitError("an order is a JSON object", hint='e.g. {"buyer_wallet_id": 12, ...}')
         predictor = self.watched.get()
         predictor.redis = self.redis.client()
-        result = predictor.predict(order)
+        try:
+            result = predictor.predict(order)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # A connection the database dropped (a restart; `make_engine(autocommit=True)`
+            # does not ping): the pool reconnects, so once more.
+            result = predictor.predict(order)
         result["top_contributions"] = top_contributions(predictor.model, result["features"])
         return result
 
@@ -343,14 +346,23 @@ class Retraining:
 
 class Service:
     """Everything one web worker serves: the three models, the signals, health and the
-    recommender's retraining, over one engine and one Redis link."""
+    recommender's retraining, over one engine (and an autocommit `reader` for fraud
+    scoring's reads, when given) and one Redis link."""
 
-    def __init__(self, engine: Engine, config, required: tuple[str, ...] = ("fraud",)):
+    def __init__(
+        self,
+        engine: Engine,
+        config,
+        required: tuple[str, ...] = ("fraud",),
+        *,
+        reader: Engine | None = None,
+    ):
         self.engine = engine
         self.config = config
         self.required = required
         self.redis = RedisLink(config.redis_url)
-        self.fraud = FraudScorer(engine, config, redis=self.redis)
+        # Fraud scoring only reads: on an autocommit engine each order is one round trip.
+        self.fraud = FraudScorer(reader or engine, config, redis=self.redis)
         self.bandit = Bandit(engine, config, redis=self.redis)
         self.recommender = Recommender(engine, config)
         self.retraining = Retraining(engine, config)
@@ -367,6 +379,16 @@ class Service:
 
         document = signal_status(self.engine, self.config, _symbol(symbol))
         return next(iter(document.values()))
+
+    def warm(self) -> None:
+        """Load the fraud and recommender versions now, so a worker's first requests do not
+        wait for them; one that cannot load yet (no prod version, the database down) loads
+        on its first request, which reports why if it still cannot."""
+        for watched in (self.fraud.watched, self.recommender.watched):
+            try:
+                watched.get()
+            except (MlkitError, sa.exc.DBAPIError):
+                continue
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Whether the service can answer, and the seed's `/health` document: status,

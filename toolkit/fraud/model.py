@@ -114,19 +114,35 @@ class XGBoostFraud:
         a, b = self.calibration_
         return _sigmoid(a * self._margin(frame) + b)
 
-    def predict_one(self, features: dict) -> float:
-        """One order's score without frames: a numpy row straight into the booster."""
+    def _row(self, features: dict) -> np.ndarray:
+        """One order's features as the (1, n) matrix `_matrix` builds for a frame."""
         values = [features.get(name) for name in NUMERIC_FEATURES]
         row = [np.nan if v is None else float(v) for v in values]
         row.append(float(bool(features.get("is_resale"))))
         row.extend(float(features.get(CATEGORICAL) == c) for c in self.categories_)
+        return np.asarray([row], dtype=np.float32)
+
+    def predict_one(self, features: dict) -> float:
+        """One order's score without frames: a numpy row straight into the booster."""
         margin = self.booster_.inplace_predict(
-            np.asarray([row], dtype=np.float32),
+            self._row(features),
             iteration_range=(0, self.best_iteration_ + 1),
             predict_type="margin",
         )
         a, b = self.calibration_
         return float(_sigmoid(a * np.asarray(margin, dtype=float) + b)[0])
+
+    def contributions_one(self, features: dict) -> tuple[list[str], np.ndarray, str]:
+        """`contributions` of one order, from its numpy row rather than a frame."""
+        import xgboost as xgb
+
+        values = self.booster_.predict(
+            xgb.DMatrix(self._row(features)),  # its columns are feature_names: no check
+            pred_contribs=True,
+            iteration_range=(0, self.best_iteration_ + 1),
+            validate_features=False,
+        )
+        return list(self.feature_names), np.asarray(values)[:, :-1], "log-odds, before calibration"
 
     def params(self) -> dict:
         return {
@@ -240,6 +256,9 @@ class LogRegFraud:
 
     def predict_one(self, features: dict) -> float:
         return float(self.predict_proba(pd.DataFrame([features]))[0])
+
+    def contributions_one(self, features: dict) -> tuple[list[str], np.ndarray, str]:
+        return self.contributions(pd.DataFrame([features]))
 
     def params(self) -> dict:
         return {"model": "logreg", "C": self.C}

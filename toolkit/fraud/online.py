@@ -6,22 +6,26 @@ tests compare this path with `features.py` on the same orders.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
+from ..clock import as_utc
 from ..db import read_frame
 from ..errors import MlkitError
 from ..geo import JET_SPEED_KMH, haversine_km
 from .columns import LABEL_HISTORY_WINDOWS_DAYS
-from .features import DAY, HOUR
 from .labels import label_query
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 WALLET_KEY = "features:wallet:{}"
 ORDER_COLUMNS = (
@@ -40,6 +44,7 @@ ORDER_COLUMNS = (
 )
 TIME_COLUMNS = {"created_at", "transferred_at", "label_available_at"}
 MATERIALIZE_CHUNK = 5_000
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
 def _orders_select():
@@ -68,44 +73,6 @@ def wallet_histories(conn: sa.Connection, wallet_ids: Iterable[int]) -> dict[str
     return {"orders": orders, "wallets": wallets, "transfers": transfers, "labels": wallet_labels}
 
 
-def _event_facts(conn: sa.Connection, event_id: int, moment) -> dict:
-    """What the event features need, as aggregates: sales before the moment, the event's
-    price and capacity, and the times of its labels that became available in the window."""
-    o, e = schema.orders, schema.events
-    event = conn.execute(
-        sa.select(e.c.base_price, e.c.capacity).where(e.c.event_id == event_id)
-    ).first()
-    if event is None:
-        raise MlkitError(f"event {event_id} does not exist", hint="check the order's event_id")
-    sales = conn.execute(
-        sa.select(sa.func.count()).where(
-            o.c.event_id == event_id,
-            o.c.status == "COMPLETED",
-            o.c.is_resale.is_(False),
-            o.c.created_at < moment,
-        )
-    ).scalar_one()
-    labels = label_query(
-        available_before=moment, order_ids=sa.select(o.c.order_id).where(o.c.event_id == event_id)
-    ).subquery()
-    window_start = moment - timedelta(days=max(LABEL_HISTORY_WINDOWS_DAYS))
-    times = (
-        conn.execute(
-            sa.select(labels.c.label_available_at).where(
-                labels.c.label_available_at >= window_start
-            )
-        )
-        .scalars()
-        .all()
-    )
-    return {
-        "base_price": float(event.base_price),
-        "capacity": float(event.capacity),
-        "sales_before": int(sales),
-        "label_times": list(times),
-    }
-
-
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -123,26 +90,132 @@ def _decode(text: str) -> dict[str, list[dict]]:
     return tables
 
 
-def _wallet_rows(conn: sa.Connection, wallet_id: int) -> dict[str, list[dict]]:
-    """One wallet's history as plain rows, in four indexed queries."""
-    o, w, t = schema.orders, schema.wallets, schema.ticket_transfers
+# One statement reads what an order's features need: a UNION ALL of branches that share the
+# orders' columns, each tagged in its first column; other tables' values ride in slots of a
+# compatible type (SLOTS), NULL elsewhere.
+WALLET_TABLES = ("orders", "wallets", "transfers", "labels")
+SLOTS = {
+    "orders": {name: name for name in ORDER_COLUMNS},
+    "wallets": {"wallet_id": "buyer_wallet_id", "created_at": "created_at"},
+    "transfers": {
+        "from_wallet_id": "buyer_wallet_id",
+        "to_wallet_id": "seller_wallet_id",
+        "transferred_at": "created_at",
+    },
+    "labels": {
+        "order_id": "order_id",
+        "wallet_id": "buyer_wallet_id",
+        "label_available_at": "created_at",
+    },
+    "event": {
+        "capacity": "buyer_wallet_id",
+        "sales_before": "seller_wallet_id",
+        "base_price": "price",
+    },
+    "event_labels": {"label_available_at": "created_at"},
+}
 
-    def rows(query) -> list[dict]:
-        return [dict(row) for row in conn.execute(query).mappings()]
 
-    return {
-        "orders": rows(
-            _orders_select().where(
+def _branch(tag: str, values) -> sa.Select:
+    """`tag`, then `values` (columns by name) in the slots SLOTS gives them, NULL elsewhere.
+    Every slot has its orders column's type whichever branch comes first (SQLite's times are
+    text until a DateTime result processor reads them); a numeric NULL is cast, as
+    PostgreSQL types a column of bare NULLs as text, which numeric results refuse."""
+    slot_of = {slot: values[name] for name, slot in SLOTS[tag].items()}
+    columns = []
+    for name in ORDER_COLUMNS:
+        kind = schema.orders.c[name].type
+        value = slot_of.get(name, sa.null())
+        if isinstance(value, sa.Null) and isinstance(kind, sa.Numeric | sa.Float):
+            value = sa.cast(value, kind)
+        columns.append(sa.type_coerce(value, kind).label(name))
+    return sa.select(sa.literal_column(f"'{tag}'").label("tag"), *columns)
+
+
+@functools.cache
+def _statement(wallet: bool, event: bool) -> sa.CompoundSelect:
+    """Every history row of :wallet_id (`wallet`) and (`event`) the event's facts as of
+    :moment: its row with its completed primary sales before :moment, and the times its
+    orders' labels became available in [:since, :moment). Built once; SQLAlchemy caches its
+    compiled form."""
+    o, w, t, e = schema.orders, schema.wallets, schema.ticket_transfers, schema.events
+    wallet_id = sa.bindparam("wallet_id", type_=sa.BigInteger)
+    event_id = sa.bindparam("event_id", type_=sa.BigInteger)
+    moment = sa.bindparam("moment", type_=sa.DateTime)
+    branches = []
+    if wallet:
+        labels = label_query(wallet_ids=[wallet_id]).subquery()
+        branches += [
+            _branch("orders", o.c).where(
                 sa.or_(o.c.buyer_wallet_id == wallet_id, o.c.seller_wallet_id == wallet_id)
-            )
-        ),
-        "wallets": rows(sa.select(w.c.wallet_id, w.c.created_at).where(w.c.wallet_id == wallet_id)),
-        "transfers": rows(
-            sa.select(t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at).where(
+            ),
+            _branch("wallets", w.c).where(w.c.wallet_id == wallet_id),
+            _branch("transfers", t.c).where(
                 sa.or_(t.c.from_wallet_id == wallet_id, t.c.to_wallet_id == wallet_id)
+            ),
+            _branch("labels", labels.c),
+        ]
+    if event:
+        sales = (
+            sa.select(sa.func.count())
+            .where(
+                o.c.event_id == event_id,
+                o.c.status == "COMPLETED",
+                o.c.is_resale.is_(False),
+                o.c.created_at < moment,
             )
-        ),
-        "labels": rows(label_query(wallet_ids=[wallet_id])),
+            .scalar_subquery()
+        )
+        event_labels = label_query(
+            available_before=moment,
+            order_ids=sa.select(o.c.order_id).where(o.c.event_id == event_id),
+        ).subquery()
+        since = sa.bindparam("since", type_=sa.DateTime)
+        branches += [
+            _branch(
+                "event",
+                {"capacity": e.c.capacity, "sales_before": sales, "base_price": e.c.base_price},
+            ).where(e.c.event_id == event_id),
+            _branch("event_labels", event_labels.c).where(
+                event_labels.c.label_available_at >= since
+            ),
+        ]
+    return sa.union_all(*branches)
+
+
+def _read(conn: sa.Connection, *, wallet_id=None, event_id=None, moment=None) -> dict:
+    """The rows of `_statement` by tag, as plain dicts of their own columns."""
+    params = {}
+    if wallet_id is not None:
+        params["wallet_id"] = int(wallet_id)
+    if event_id is not None:
+        window = timedelta(days=max(LABEL_HISTORY_WINDOWS_DAYS))
+        params |= {"event_id": int(event_id), "moment": moment, "since": moment - window}
+    tags = [*(WALLET_TABLES if wallet_id is not None else ()), "event", "event_labels"]
+    found: dict[str, list[dict]] = {tag: [] for tag in tags}
+    position = {name: i for i, name in enumerate(ORDER_COLUMNS, start=1)}
+    pick = {tag: [(name, position[slot]) for name, slot in SLOTS[tag].items()] for tag in tags}
+    for row in conn.execute(_statement(wallet_id is not None, event_id is not None), params):
+        found[row[0]].append({name: row[i] for name, i in pick[row[0]]})
+    return found
+
+
+def _wallet_rows(conn: sa.Connection, wallet_id: int) -> dict[str, list[dict]]:
+    """One wallet's history as plain rows, in one indexed statement."""
+    found = _read(conn, wallet_id=wallet_id)
+    return {name: found[name] for name in WALLET_TABLES}
+
+
+def _event_facts(found: dict, event_id: int) -> dict:
+    """What the event features need, from `_read`'s event rows."""
+    if not found["event"]:
+        raise MlkitError(f"event {event_id} does not exist", hint="check the order's event_id")
+    facts = found["event"][0]
+    return {
+        "base_price": float(facts["base_price"]),
+        "capacity": float(facts["capacity"]),
+        "sales_before": int(facts["sales_before"]),
+        "label_times": [row["label_available_at"] for row in found["event_labels"]],
     }
 
 
@@ -158,12 +231,10 @@ def materialize(
 
 def online_features(engine: Engine, order: dict, client=None) -> tuple[dict, str]:
     """The features of `order` (a mapping of ORDER_COLUMNS; order_id may be missing) and
-    where the wallet's history came from: "redis" or "database"."""
-    wallet_id = int(order["buyer_wallet_id"])
-    moment = pd.Timestamp(order["created_at"])
-    if moment.tzinfo is not None:  # an offset names another clock: convert, never drop it
-        moment = moment.tz_convert("UTC").tz_localize(None)
-    moment = moment.to_pydatetime()
+    where the wallet's history came from: "redis" or "database". One SQL statement either
+    way: the event's facts, and the wallet's history unless Redis holds it."""
+    wallet_id, event_id = int(order["buyer_wallet_id"]), int(order["event_id"])
+    moment = _moment(order["created_at"])
     cached = None
     if client is not None:
         try:
@@ -172,14 +243,24 @@ def online_features(engine: Engine, order: dict, client=None) -> tuple[dict, str
             cached = None
     with engine.connect() as conn:
         if cached is not None:
+            found = _read(conn, event_id=event_id, moment=moment)
             wallet = _decode(cached.decode() if isinstance(cached, bytes) else cached)
             source = "redis"
         else:
-            wallet = _wallet_rows(conn, wallet_id)
+            found = _read(conn, wallet_id=wallet_id, event_id=event_id, moment=moment)
+            wallet = {name: found[name] for name in WALLET_TABLES}
             source = "database"
-        event = _event_facts(conn, int(order["event_id"]), moment)
-    row = features_of_one_order(order, moment, wallet, event)
-    return row, source
+    event = _event_facts(found, event_id)
+    return features_of_one_order(order, moment, wallet, event), source
+
+
+def _moment(value) -> datetime:
+    """An order's time as naive UTC: an offset names another clock, converted, never dropped."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if hasattr(value, "to_pydatetime"):  # pandas' Timestamp
+        value = value.to_pydatetime()
+    return as_utc(value)
 
 
 def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: dict) -> dict:
@@ -195,7 +276,7 @@ def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: di
     created = wallet["wallets"][0]["created_at"] if wallet["wallets"] else None
     features = {
         "txn_velocity_1h": float(sum(1 for r in buys if r["created_at"] >= hour_ago)),
-        "wallet_age_days": (t - created).total_seconds() / DAY if created else math.nan,
+        "wallet_age_days": (t - created) / DAY if created else math.nan,
         "event_popularity_score": event["sales_before"] / event["capacity"],
         "price_deviation_ratio": float(order["price"]) / event["base_price"] - 1.0,
         "cross_event_attendance": float(
@@ -210,13 +291,13 @@ def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: di
         "geo_velocity_flag": math.nan,
     }
     lat, lon = order.get("geo_lat"), order.get("geo_lon")
-    if buys and not (pd.isna(lat) or pd.isna(lon)):
+    if buys and not (_missing(lat) or _missing(lon)):
         previous = buys[-1]
-        if not (pd.isna(previous["geo_lat"]) or pd.isna(previous["geo_lon"])):
+        if not (_missing(previous["geo_lat"]) or _missing(previous["geo_lon"])):
             km = float(
                 haversine_km(previous["geo_lat"], previous["geo_lon"], float(lat), float(lon))
             )
-            hours = (t - previous["created_at"]).total_seconds() / HOUR
+            hours = (t - previous["created_at"]) / HOUR
             features["geo_velocity_flag"] = float(km / hours > JET_SPEED_KMH)
     partners = set()
     for edge in wallet["transfers"]:
@@ -249,9 +330,14 @@ def features_of_one_order(order: dict, moment: datetime, wallet: dict, event: di
     }
 
 
+def _missing(value) -> bool:
+    """None, or a float NaN (what a frame's row holds for a missing value)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _hold_hours(rows: list[dict], wallet_id: int) -> list[float]:
     """For the wallet's completed resales in time order: hours since it bought that ticket."""
-    sold = [r for r in rows if r["status"] == "COMPLETED" and not pd.isna(r["ticket_id"])]
+    sold = [r for r in rows if r["status"] == "COMPLETED" and not _missing(r["ticket_id"])]
     holds = []
     for resale in sold:
         if not resale["is_resale"] or resale["seller_wallet_id"] != wallet_id:
@@ -262,7 +348,7 @@ def _hold_hours(rows: list[dict], wallet_id: int) -> list[float]:
             if r["ticket_id"] == resale["ticket_id"] and r["created_at"] < resale["created_at"]
         ]
         if before and before[-1]["buyer_wallet_id"] == wallet_id:
-            holds.append((resale["created_at"] - before[-1]["created_at"]).total_seconds() / HOUR)
+            holds.append((resale["created_at"] - before[-1]["created_at"]) / HOUR)
     return holds
 
 
