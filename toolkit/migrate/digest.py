@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 
 from .reflect import ColumnSpec, TableSpec, quote
@@ -188,6 +187,8 @@ def _mariadb_doubles(values: Sequence[Any]) -> list[str]:
 
 
 def _pg_doubles(values: Sequence[Any]) -> list[str]:
+    import numpy as np
+
     bits = (np.asarray(values, dtype=np.float64) + 0.0).astype(">f8").tobytes().hex()
     return [bits[i : i + 16] for i in range(0, len(bits), 16)]
 
@@ -237,6 +238,8 @@ def _counted(texts: Sequence[str]) -> list[str]:
 def plain_doubles(values: Sequence[Any], dialect: str) -> bool:
     """Whether a float column's values are numbers its converter would pass as they are
     (MySQL refuses infinity and NaN), so their canonical texts need no conversion first."""
+    import numpy as np
+
     present = [v for v in values if v is not None] if None in values else values
     if not set(map(type, present)) <= {float, int}:
         return False
@@ -274,6 +277,8 @@ def canonical_texts(values: Sequence[Any], c: ColumnSpec, dialect: str) -> list[
 
 def sum_md5_rows(columns: Sequence[Sequence[str]]) -> int:
     """The sum (mod 2**64) of the first 64 bits, big-endian, of each row's MD5."""
+    import numpy as np
+
     md5 = hashlib.md5
     digests = b"".join(
         [

@@ -562,21 +562,32 @@ class _IsoTexts:
             widths = set(map(len, values))
         except TypeError:
             return None
-        marks = self.shapes.get(widths.pop()) if len(widths) == 1 else None
-        if marks is None:
+        if not widths <= self.shapes.keys():
             return None
+        # Whole seconds and microseconds mixed (as str(datetime) writes them): each width
+        # checked on its own.
+        groups = (
+            [values] if len(widths) == 1 else [[v for v in values if len(v) == w] for w in widths]
+        )
+        if not all(map(self._fits, groups)):
+            return None
+        return list(values) if min(values) >= self.floor else None
+
+    def _fits(self, values: Sequence[Any]) -> bool:
+        """Texts of one width hold the separators of that width's shape and parse."""
         try:
             joined = "\n".join(values)
         except TypeError:  # not all text
-            return None
+            return False
         stride, n = len(values[0]) + 1, len(values)
+        marks = self.shapes[stride - 1]
         if any(joined[at::stride] != mark * n for at, mark in marks.items()):
-            return None
+            return False
         try:
             list(map(self.parse, values))  # the calendar: no 2024-02-30, no hour 24
         except ValueError:
-            return None
-        return list(values) if min(values) >= self.floor else None
+            return False
+        return True
 
 
 class _EpochSeconds:
