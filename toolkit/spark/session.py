@@ -25,7 +25,9 @@ DEBIAN_JARS = {
     "mysql": "/usr/share/java/mariadb-java-client.jar",
 }
 JDBC_DRIVERS = {"postgresql": "org.postgresql.Driver", "mysql": "org.mariadb.jdbc.Driver"}
-JDBC_SCHEMES = {"postgresql": "postgresql", "mysql": "mariadb"}
+# jdbc:mysql: (which MariaDB's driver takes with permitMysqlScheme) is what selects Spark's
+# MySQL dialect: backtick quoting, MySQL's types.
+JDBC_SCHEMES = {"postgresql": "postgresql", "mysql": "mysql"}
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 # Spark's own settings mlkit relies on whatever the config says: timestamps are read and
 # compared in UTC, as the local engine does.
@@ -124,6 +126,8 @@ def jdbc_options(url: str, state_schema: str | None = None) -> dict[str, str]:
     jdbc = f"jdbc:{JDBC_SCHEMES[dialect]}://{parsed.host or 'localhost'}:{port}/{database}"
     if dialect == "postgresql" and state_schema:
         jdbc += f"?currentSchema={state_schema},public"
+    if dialect == "mysql":
+        jdbc += "?permitMysqlScheme"
     options = {"url": jdbc, "driver": JDBC_DRIVERS[dialect], "user": parsed.username or ""}
     if parsed.password:
         options["password"] = str(parsed.password)
