@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from _scratch import scratch_postgres
@@ -54,6 +55,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def own_redis() -> Iterator[str]:
+    """The URL of a redis-server of this run's own on a free port, stopped afterwards."""
+    port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        redis.terminate()
+        redis.wait(timeout=20)
 
 
 def wait_for(url: str, process: subprocess.Popen) -> None:
@@ -186,25 +202,18 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("redis-server"):
         sys.exit("needs wrk and redis-server (apt install wrk redis-server)")
-    redis_port = free_port()
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        with contextlib.ExitStack() as stack:
-            scratch = stack.enter_context(tempfile.TemporaryDirectory())
-            url = args.database or stack.enter_context(scratch_postgres())
-            env = dict(os.environ) | {
-                "MLKIT_DATABASE_URL": url,
-                "MLKIT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-                "MLKIT_NOW": MOMENT,
-            }
-            env.setdefault("MLKIT_HOME", str(Path(scratch) / "home"))
-            order = ORDER if args.database else build_world(url, env)
-            report(measure(args, env, order, Path(scratch)), args.workers)
-    finally:
-        redis.terminate()
+    with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(own_redis())
+        scratch = stack.enter_context(tempfile.TemporaryDirectory())
+        url = args.database or stack.enter_context(scratch_postgres())
+        env = dict(os.environ) | {
+            "MLKIT_DATABASE_URL": url,
+            "MLKIT_REDIS_URL": redis_url,
+            "MLKIT_NOW": MOMENT,
+        }
+        env.setdefault("MLKIT_HOME", str(Path(scratch) / "home"))
+        order = ORDER if args.database else build_world(url, env)
+        report(measure(args, env, order, Path(scratch)), args.workers)
 
 
 if __name__ == "__main__":
