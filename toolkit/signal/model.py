@@ -154,6 +154,7 @@ def fit_blend(
     import json
 
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     model = fit_regularised(X, y, settings, gap=gap)
     values = X.to_numpy(dtype=float)
@@ -163,7 +164,10 @@ def fit_blend(
     mean, scale = filled.mean(axis=0), filled.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     linear = LogisticRegression(C=LINEAR_C, class_weight="balanced", max_iter=2000)
-    linear.fit((filled - mean) / scale, y)
+    # One BLAS thread: on these few thousand rows OpenBLAS's threads only wait on each
+    # other, and the hourly jobs of several symbols start together (half the CPU time).
+    with threadpool_limits(limits=1, user_api="blas"):
+        linear.fit((filled - mean) / scale, y)
     coef = np.zeros((len(CLASSES), X.shape[1]))
     intercept = np.zeros(len(CLASSES))
     classes = [int(c) for c in linear.classes_]
