@@ -27,7 +27,6 @@ from mlkit.toolkit.db import Engine
 from mlkit.toolkit.monitor import TIMEOUT_SECONDS, DashboardSource, Snapshot, fraud_thresholds
 
 from . import render
-from .charts import ArmSharesChart, DecisionsChart, FraudRateChart
 from .screens import ArmScreen, FamilyScreen, HelpScreen, OrderScreen
 
 MIN_SIZE = (80, 24)
@@ -96,6 +95,7 @@ class Dashboard(App):
         self.span = "24h"
         self.arm_history: list = []
         self._timer = None
+        self._charts: tuple | None = None  # fraud rate, decisions, arm shares
 
     def compose(self) -> ComposeResult:
         yield Static(id="top")
@@ -107,16 +107,13 @@ class Dashboard(App):
         with VerticalScroll(id="body"), Horizontal(id="columns"):
             with Vertical(id="left", classes="panel"):
                 yield Static("loading…", id="fraud")
-                with Horizontal(id="charts"):
-                    yield FraudRateChart(id="rate-chart")
-                    yield DecisionsChart(id="decisions-chart")
+                yield Horizontal(id="charts")  # its charts come with the first data
                 yield Static("latest blocked", id="blocked-title")
                 yield DataTable(id="blocked", cursor_type="row", zebra_stripes=True)
             with Vertical(id="right"):
                 with Vertical(id="bandit-box", classes="panel"):
                     yield Static("loading…", id="bandit")
                     yield DataTable(id="arms", cursor_type="row")
-                    yield ArmSharesChart(id="arm-chart")
                 with Vertical(id="training-box", classes="panel"):
                     yield DataTable(id="training", cursor_type="row")
                     yield Static("", id="training-detail")
@@ -168,6 +165,7 @@ class Dashboard(App):
         self.show(snapshot)
 
     def show(self, snapshot: Snapshot) -> None:
+        self._mount_charts()
         self.snapshot = snapshot
         self.shown_at = time.monotonic()
         self.refreshes += 1
@@ -177,6 +175,21 @@ class Dashboard(App):
         self._render_top()
         if not self.paused:
             self._timer = self.set_timer(self.refresh_seconds, self.poll)
+
+    def _mount_charts(self) -> None:
+        """The charts, mounted with the first data: they are hidden until there is something
+        to plot, so plotext's import (a tenth of the start-up) stays out of the first paint."""
+        if self._charts is not None:
+            return
+        from .charts import ArmSharesChart, DecisionsChart, FraudRateChart
+
+        self._charts = (
+            FraudRateChart(id="rate-chart"),
+            DecisionsChart(id="decisions-chart"),
+            ArmSharesChart(id="arm-chart"),
+        )
+        self.query_one("#charts").mount(*self._charts[:2])
+        self.query_one("#bandit-box").mount(self._charts[2])
 
     # ------------------------------------------------------------ actions
 
@@ -295,8 +308,9 @@ class Dashboard(App):
         self.query_one("#fraud", Static).update(render.fraud_windows(data, self.thresholds, narrow))
         hourly = data["hourly"][-24:] if self.span == "24h" else data["hourly"]
         threshold = self.thresholds[0] if self.thresholds else None
-        self.query_one(FraudRateChart).show(hourly, threshold, self.span)
-        self.query_one(DecisionsChart).show(hourly, self.span)
+        rate_chart, decisions_chart, _ = self._charts
+        rate_chart.show(hourly, threshold, self.span)
+        decisions_chart.show(hourly, self.span)
         rows = render.blocked_rows(data)
         self.query_one("#blocked-title", Static).update(
             f"latest blocked ({len(rows)}) · enter opens an order"
@@ -314,7 +328,7 @@ class Dashboard(App):
         _fill(table, {arm: render.bandit_cells(arm, a) for arm, a in data["arms"].items()})
         if data["trained"]:
             self.arm_history = [*self.arm_history, (s.taken_at, data["arms"])][-ARM_HISTORY:]
-        chart = self.query_one("#arm-chart", ArmSharesChart)
+        chart = self._charts[2]
         chart.set_class(bool(self.arm_history), "shown")
         chart.show(self.arm_history)
 

@@ -13,7 +13,6 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from .charts import ArmSharesChart
 from .render import STATE_STYLES, hhmm
 
 HELP = """mlkit dashboard
@@ -208,6 +207,8 @@ class ArmScreen(Modal):
         self.arm, self.history = arm, history
 
     def compose(self) -> ComposeResult:
+        from .charts import ArmSharesChart  # opened after the first data: already imported
+
         with VerticalScroll() as box:
             box.border_title = f"arm {self.arm}"
             yield Static(id="arm-table")
@@ -226,6 +227,6 @@ class ArmScreen(Modal):
                 f"{a.get('mean', 0.0):.4f}",
             )
         self.query_one("#arm-table", Static).update(table)
-        chart = self.query_one(ArmSharesChart)
+        chart = self.query_one("#arm-chart")
         chart.styles.height = 14
         chart.show([(t, {self.arm: arms.get(self.arm, {})}) for t, arms in self.history], "mean")

@@ -1,0 +1,109 @@
+"""Commands that do not train import only what they use: each runs as its own process on a
+quickstarted home, and the modules it imported are checked (behaviour, not timing;
+benchmarks/bench_startup.py measures the wall times)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Runs `mlkit ARGS...` and, at exit (after Typer's SystemExit), writes the imported module
+# names to the file $MLKIT_MODULES_FILE names.
+PROBE = """
+import atexit, json, os, sys
+atexit.register(
+    lambda: open(os.environ["MLKIT_MODULES_FILE"], "w").write(json.dumps(sorted(sys.modules)))
+)
+from mlkit.commands.main import run
+sys.argv = ["mlkit", *sys.argv[1:]]
+run()
+"""
+
+# What no command here needs: frames, the training libraries, the TUI, Spark.
+NEVER = ("pandas", "pyarrow", "sklearn", "xgboost", "catboost", "textual", "pyspark")
+ORDER = {
+    "buyer_wallet_id": 12,
+    "event_id": 3,
+    "price": 80,
+    "payment_method": "paypal",
+    "created_at": "2026-03-01T12:00:00",
+}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A SQLite home after `mlkit quickstart`: every family trained, the bandit learnt."""
+    root = tmp_path_factory.mktemp("startup")
+    env = {**os.environ, "MLKIT_HOME": str(root), "MLKIT_DATABASE_URL": f"sqlite:///{root}/q.db"}
+    env.pop("MLKIT_REDIS_URL", None)
+    done = _mlkit(env, "quickstart", "--orders", "20000", "--yes")
+    assert done.returncode == 0, done.stderr
+    return env
+
+
+def _mlkit(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mlkit.commands.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def imported(env: dict, tmp_path, *args: str) -> set[str]:
+    """The top-level packages `mlkit ARGS...` imported; the command must succeed."""
+    modules = tmp_path / "modules.json"
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        env={**env, "MLKIT_MODULES_FILE": str(modules)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return {name.split(".")[0] for name in json.loads(modules.read_text())}
+
+
+def test_help_imports_neither_the_database_layer_nor_numpy(tmp_path):
+    env = {**os.environ, "MLKIT_HOME": str(tmp_path)}
+    found = imported(env, tmp_path, "--help")
+    assert not found & {*NEVER, "numpy", "scipy", "sqlalchemy", "redis"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "also_unused"),
+    [
+        (("mab", "recommend", "--event", "1", "--json"), {"scipy"}),
+        (("mab", "reward", "--event", "1", "--arm", "baseline", "--reward", "1"), {"scipy"}),
+        (("mab", "stats", "--json"), {"scipy"}),
+        (("status",), {"scipy"}),
+        (("status", "--json"), {"scipy"}),
+        # The recommender's model is scipy.sparse matrices: scipy is what it uses.
+        (("recommend", "product", "1", "--json"), set()),
+        (("recommend", "user", "1", "--json"), set()),
+        (("recommend", "popular", "--json"), set()),
+        (("models", "list"), {"scipy"}),
+        (("config", "show"), {"scipy", "numpy"}),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, tuple) else None,
+)
+def test_serving_commands_import_only_what_they_use(home, tmp_path, args, also_unused):
+    found = imported(home, tmp_path, *args)
+    assert not found & {*NEVER, *also_unused}
+
+
+@pytest.mark.slow
+def test_predict_fraud_imports_only_its_models_library(home, tmp_path):
+    """The prod model's own library (xgboost or scikit-learn) is imported, not the other's
+    beyond what it pulls in itself, nor the TUI or catboost."""
+    kind = json.loads(_mlkit(home, "models", "show", "fraud@prod", "--json").stdout)["params"]
+    found = imported(home, tmp_path, "predict", "fraud", json.dumps(ORDER))
+    assert not found & {"textual", "catboost", "pyspark"}
+    if kind["model"] == "logreg":
+        assert "xgboost" not in found
