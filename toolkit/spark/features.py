@@ -24,6 +24,7 @@ from ..fraud import etl
 from ..fraud.columns import LABEL_HISTORY_WINDOWS_DAYS, NUMERIC_FEATURES
 from ..fraud.features import DAY, HOUR
 from ..fraud.labels import label_query
+from ..fraud.online import ORDER_COLUMNS
 from ..geo import EARTH_RADIUS_KM, JET_SPEED_KMH
 from ..imports.upsert import upsert_staged
 from ..locks import job_lock
@@ -36,22 +37,6 @@ if TYPE_CHECKING:
     from ..config import Config
 
 STAGING_TABLE = "mlkit_spark_fraud_features"
-FEATURE_COLUMNS = ("order_id", "wallet_id", "event_id", "feature_ts", *NUMERIC_FEATURES)
-# Columns of every source read, as the local extract reads them.
-ORDER_COLUMNS = (
-    "order_id",
-    "buyer_wallet_id",
-    "seller_wallet_id",
-    "event_id",
-    "ticket_id",
-    "price",
-    "payment_method",
-    "is_resale",
-    "status",
-    "geo_lat",
-    "geo_lon",
-    "created_at",
-)
 
 
 def literal_sql(engine: Engine, query: sa.Select) -> str:
@@ -270,6 +255,10 @@ def compute_features(sources: dict[str, DataFrame]) -> DataFrame:
     )
 
 
+# The kinds of row on a wallet's timeline, one 0/1 column each.
+WALLET_HITS = ("order", "event", "method", "counterparty", "label")
+
+
 def _wallet_counts(
     orders: DataFrame, transfers: DataFrame, labels: DataFrame, asking: DataFrame
 ) -> DataFrame:
@@ -335,9 +324,6 @@ def _wallet_counts(
     for days in LABEL_HISTORY_WINDOWS_DAYS:
         counts[f"wallet_labels_{days}d"] = ("label", days * DAY)
     return _window_counts(asking, timeline, "wallet", counts)
-
-
-WALLET_HITS = ("order", "event", "method", "counterparty", "label")
 
 
 def _event_counts(orders: DataFrame, labels: DataFrame, asking: DataFrame) -> DataFrame:
