@@ -200,3 +200,33 @@ def test_hour_ranges_merge_consecutive_hours():
     ]
     many = {START + timedelta(hours=2 * i) for i in range(40)}
     assert hour_ranges(many) == [(START, START + timedelta(hours=79))]
+
+
+def test_a_prediction_committed_after_a_refresh_below_its_watermark_is_counted(engine):
+    """One transaction takes an id and commits late, another takes a higher one and commits
+    first; the refresh between them keeps its prediction watermark below the first's id."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("kpi_hours is kept on PostgreSQL only")
+    ids = add_orders(engine, [500, 510, 700])  # the newest hour is recomputed anyway
+    refresh_kpi(engine)
+    late = engine.connect()
+    try:
+        late.begin()
+        late.execute(
+            schema.fraud_predictions.insert(),
+            {
+                "order_id": ids[0],
+                "fraud_score": 0.99,
+                "decision": "BLOCKED",
+                "model_version": "fraud:2",
+                "created_at": START,
+            },
+        )
+        score(engine, {ids[1]: "APPROVED"})  # a higher id, committed first
+        refresh_kpi(engine)
+        late.commit()
+    finally:
+        late.close()
+    refreshed(engine)
+    hour = START + timedelta(minutes=500)
+    assert next(row for row in kept(engine) if row[0] == hour.replace(minute=0))[5] == 2

@@ -177,6 +177,18 @@ def in_ranges(column: str, ranges: list[tuple[datetime, datetime]]) -> tuple[str
     return " OR ".join(terms) or "false", values
 
 
+def _being_written(conn: sa.Connection) -> set[str]:
+    """Which of orders and fraud_predictions another transaction is writing now (it holds
+    the table's ROW EXCLUSIVE lock from its first write to its commit)."""
+    return set(
+        conn.execute(
+            sa.text("""SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                WHERE l.mode = 'RowExclusiveLock' AND l.granted AND l.pid <> pg_backend_pid()
+                AND c.oid IN (to_regclass('orders'), to_regclass('fraud_predictions'))""")
+        ).scalars()
+    )
+
+
 def refresh_hours(engine: Engine, *, full: bool = False) -> dict[str, Any]:
     """PostgreSQL: bring kpi_hours up to date in one transaction, one refresh at a time (a
     second waits for the first, then finds little to do): the hours of orders and of
@@ -188,10 +200,12 @@ def refresh_hours(engine: Engine, *, full: bool = False) -> dict[str, Any]:
     h, s = kpi_hours, kpi_hours_state
     with job_lock(engine, "kpi"), engine.begin() as conn:
         state = conn.execute(sa.select(s).where(s.c.id == 1)).first()
+        writing = _being_written(conn)
         newest, order_max = conn.execute(
             sa.text("SELECT MAX(created_at), MAX(order_id) FROM orders")
         ).one()
         prediction_max = conn.execute(sa.text("SELECT MAX(id) FROM fraud_predictions")).scalar()
+        writing |= _being_written(conn)
         window_start = newest - timedelta(days=KPI_WINDOW_DAYS) if newest else None
         full = full or state is None or state.newest_order_at is None
         full = full or (newest is not None and newest < state.newest_order_at)
@@ -234,6 +248,13 @@ def refresh_hours(engine: Engine, *, full: bool = False) -> dict[str, Any]:
             "window_start": window_start,
             "refreshed_at": utcnow(),
         }
+        # A transaction still writing may commit ids below the newest ones seen: the
+        # watermarks stay where they were, so the next refresh looks from there again.
+        if state is not None and "fraud_predictions" in writing:
+            values["prediction_watermark"] = state.prediction_watermark
+        if state is not None and "orders" in writing:
+            values["order_watermark"] = state.order_watermark
+            values["newest_order_at"] = min(state.newest_order_at, newest or state.newest_order_at)
         if state is None:
             conn.execute(s.insert().values(id=1, **values))
         else:

@@ -393,7 +393,7 @@ def fraud_overview(engine: Engine, now: datetime | None = None) -> dict:
     end now, or at the newest order when none came in the last 7 days (`as_of`)."""
     o = schema.orders
     now = now or utcnow()
-    with _snapshot_connection(engine) as conn:
+    with snapshot_connection(engine) as conn:
         newest = conn.execute(sa.select(sa.func.max(o.c.created_at))).scalar()
         if newest is None:
             return {"orders": False, "read_at": now, "alerts": _firing_alerts(conn)}
@@ -416,7 +416,7 @@ def fraud_overview(engine: Engine, now: datetime | None = None) -> dict:
     }
 
 
-class _snapshot_connection:
+class snapshot_connection:
     """A connection in one read-only transaction: repeatable read on PostgreSQL and MySQL (all
     its statements see one snapshot); on SQLite one statement is one snapshot."""
 
