@@ -242,8 +242,8 @@ def _plain(value, kind: str):
         return float(value)
     if kind == "decimal":
         return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if kind == "json":
-        return json.loads(value) if isinstance(value, str) else value
+    if kind == "json":  # numbers as decimals: jsonb keeps 1e300 as the exact 10**300
+        return json.loads(value, parse_float=Decimal, parse_int=Decimal)
     if kind == "day":
         return value if isinstance(value, date) else date.fromisoformat(value)
     if kind == "epoch":
@@ -264,7 +264,8 @@ KINDS = {
 
 def same_content(source: Path, url: str, tables: list[str]) -> str:
     """'identical', or what differs: every row of every table compared as values."""
-    engine = sa.create_engine(url)
+    # JSON as the text the target holds, as on the other side (psycopg2 would decode it).
+    engine = sa.create_engine(url, json_deserializer=lambda text: text)
     src = sqlite3.connect(source)
     try:
         for table in tables:
