@@ -8,6 +8,7 @@ Passwords travel in the JDBC properties, never in a URL Spark could print.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,7 +87,11 @@ def spark_session(config: Config) -> SparkSession:
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
-        return builder.getOrCreate()
+        with warnings.catch_warnings():
+            # PySpark's notice that it is not yet tested with pandas 3: mlkit hands Spark no
+            # pandas frames.
+            warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
+            session = builder.getOrCreate()
     except Exception as exc:  # the JVM did not start: no Java, a bad master or setting
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MlkitError(
@@ -94,6 +99,8 @@ def spark_session(config: Config) -> SparkSession:
             hint="Spark needs Java 17 (JAVA_HOME or java on PATH) and a reachable master; "
             "check engine.spark in the config, or use --engine local",
         ) from None
+    session.sparkContext.setLogLevel("ERROR")  # Spark's warnings are not the command's output
+    return session
 
 
 def _listed(text: str) -> list[str]:
