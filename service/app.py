@@ -7,6 +7,7 @@ import contextlib
 import time
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -26,6 +27,7 @@ from mlkit.toolkit.formats import json_safe
 from mlkit.toolkit.locks import JobBusy
 from mlkit.toolkit.serving import Service
 
+ONLINE_THREADS = 5  # SQLAlchemy's default pool_size
 disable_created_metrics()  # no *_created series beside every counter
 
 
@@ -194,20 +196,28 @@ def service_from_environment() -> Service:
 
 
 def _fraud_and_pricing(app: FastAPI, service: Service, metrics: Metrics) -> None:
+    # One order, or one pricing pick, is a millisecond of CPU around one or two short reads:
+    # a few threads overlap their waits, no more than the engine's pool keeps connections
+    # for (more would open and close a connection per request).
+    online = anyio.CapacityLimiter(ONLINE_THREADS)
+
     @app.post("/api/fraud/score")
     async def fraud_score(request: Request) -> JSONResponse:
         order = await json_body(request)
         if isinstance(order, list):
-            results = await run_in_threadpool(service.fraud.score_many, order)
+            results = await anyio.to_thread.run_sync(service.fraud.score_many, order)
         else:
-            results = [await run_in_threadpool(service.fraud.score, order)]
+            results = [await anyio.to_thread.run_sync(service.fraud.score, order, limiter=online)]
         for result in results:
             metrics.decisions.labels(result["decision"]).inc()
         return ok(results if isinstance(order, list) else results[0])
 
     @app.get("/api/pricing/recommend")
-    def pricing_recommend(event_id: str, policy: str | None = None) -> JSONResponse:
-        return ok(service.bandit.recommend(event_id, policy))
+    async def pricing_recommend(event_id: str, policy: str | None = None) -> JSONResponse:
+        pick = await anyio.to_thread.run_sync(
+            service.bandit.recommend, event_id, policy, limiter=online
+        )
+        return ok(pick)
 
     @app.post("/api/pricing/reward")
     async def pricing_reward(request: Request) -> JSONResponse:

@@ -101,7 +101,8 @@ def test_an_offset_is_converted_to_utc_not_dropped(engine, world):
 
 def test_one_statement_per_order_on_either_path(engine, world, redis_url):
     """The issue's bound is two queries per order: the database path reads the wallet's
-    history and the event's facts in one statement, the Redis path the event's alone."""
+    history and the event's facts in one statement, the Redis path the event's alone (on
+    PostgreSQL a prepared one, PREPAREd by a connection's first order)."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
@@ -115,6 +116,7 @@ def test_one_statement_per_order_on_either_path(engine, world, redis_url):
     sa.event.listen(engine, "before_cursor_execute", count)
     try:
         for cache in (None, client):
+            online_features(engine, as_request(picks.iloc[0]), client=cache)
             for order in picks.head(5).itertuples():
                 statements.clear()
                 _, source = online_features(engine, as_request(order), client=cache)

@@ -188,8 +188,16 @@ class Bandit:
     `reward(event_id, arm, value)` records one reward atomically (database, mirrored to
     Redis), as `mlkit mab recommend|reward` do."""
 
-    def __init__(self, engine: Engine, config, redis: RedisLink | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        config,
+        redis: RedisLink | None = None,
+        *,
+        reader: Engine | None = None,
+    ):
         self.engine = engine
+        self.reader = reader or engine  # what `recommend` reads through
         self.config = config
         self.redis = redis or RedisLink(config.redis_url)
         self.warning: str | None = None  # the latest warning (`mab`'s stderr line), if any
@@ -197,21 +205,21 @@ class Bandit:
     def _warn(self, text: str) -> None:
         self.warning = text
 
-    def _store(self):
+    def _store(self, engine: Engine):
         from .pricing.state import BanditStore
 
-        return BanditStore(self.engine, self.redis.client())
+        return BanditStore(engine, self.redis.client())
 
     def recommend(self, event_id: int, policy: str | None = None) -> dict[str, Any]:
         from .pricing.service import recommend_price
 
         return recommend_price(
-            self.engine,
+            self.reader,
             self.config,
             id_value(event_id, "event_id"),
             policy=policy,
             warn=self._warn,
-            store=self._store(),
+            store=self._store(self.reader),
         )
 
     def reward(self, event_id: int, arm: str, value: float) -> dict[str, Any]:
@@ -228,7 +236,7 @@ class Bandit:
             arm,
             float(value),
             warn=self._warn,
-            store=self._store(),
+            store=self._store(self.engine),  # its transaction: not the autocommit reader
         )
 
 
@@ -361,9 +369,10 @@ class Service:
         self.config = config
         self.required = required
         self.redis = RedisLink(config.redis_url)
-        # Fraud scoring only reads: on an autocommit engine each order is one round trip.
+        # Fraud scores and pricing picks only read: on an autocommit engine a read is one
+        # round trip.
         self.fraud = FraudScorer(reader or engine, config, redis=self.redis)
-        self.bandit = Bandit(engine, config, redis=self.redis)
+        self.bandit = Bandit(engine, config, redis=self.redis, reader=reader)
         self.recommender = Recommender(engine, config)
         self.retraining = Retraining(engine, config)
 

@@ -42,20 +42,22 @@ def event_demand(engine: Engine, event_id: int) -> dict:
     """An event's base price, capacity and completed primary sales so far (indexed)."""
     event_id = positive_id(event_id, "--event")  # a huge id would overflow the driver
     e, o = schema.events, schema.orders
-    with engine.connect() as conn:
+    sold = (
+        sa.select(sa.func.count())
+        .select_from(o)
+        .where(o.c.event_id == event_id, o.c.status == "COMPLETED", o.c.is_resale == sa.false())
+        .scalar_subquery()
+        .label("sold")
+    )
+    with engine.connect() as conn:  # one statement: a recommendation is latency-bound
         event = conn.execute(
-            sa.select(e.c.event_id, e.c.name, e.c.event_type, e.c.base_price, e.c.capacity).where(
-                e.c.event_id == event_id
-            )
+            sa.select(
+                e.c.event_id, e.c.name, e.c.event_type, e.c.base_price, e.c.capacity, sold
+            ).where(e.c.event_id == event_id)
         ).first()
-        if event is None:
-            raise MlkitError(f"no event {event_id}", hint="check the id in the events table")
-        sold = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(o)
-            .where(o.c.event_id == event_id, o.c.status == "COMPLETED", o.c.is_resale == sa.false())
-        ).scalar_one()
-    return {**event._asdict(), "sold": int(sold)}
+    if event is None:
+        raise MlkitError(f"no event {event_id}", hint="check the id in the events table")
+    return {**event._asdict(), "sold": int(event.sold)}
 
 
 def recommend(

@@ -208,7 +208,14 @@ class BanditStore:
 
     def stamp(self) -> Stamp:
         """The database's current stamp, created (generation 1, the database's identity)
-        if absent."""
+        if absent; one read when it exists (every recommendation asks)."""
+        try:
+            with self.engine.connect() as conn:
+                found = _read_stamp(conn)
+        except sa.exc.DBAPIError:
+            found = None  # an older database without the table: database_id adds it
+        if found is not None:
+            return found
         database_id(self.engine)  # creates the row: the identity lives on it
         with self._db("read the bandit generation") as engine, engine.connect() as conn:
             return _read_stamp(conn)
