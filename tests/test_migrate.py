@@ -1027,3 +1027,20 @@ def test_jsonb_text_is_what_postgresql_prints():
     finally:
         drop_database(url)
     assert [jsonb_text(t) for t in texts] == printed
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_invalid_json_is_rejected_and_verification_counts_it(cli, tmp_path, server):
+    """The source side's own JSON parse (jsonb's text on PostgreSQL) refuses what the
+    converter refuses: the row goes to the reject file and the checksums still agree."""
+    rows = [(1, '{"b": 1, "a": [1.50, 1e300]}'), (2, "{not json"), (3, None), (4, '"text"')]
+    path = add_table(tmp_path / "docs.db", "docs", "id INTEGER PRIMARY KEY, doc JSON", rows)
+    url = make_database(server, tmp_path)
+    try:
+        failure, table, lines = fail_then_skip(cli, path, url)
+        assert "is not valid JSON" in failure
+        assert table["copied"] == 3 and table["rejected"] == 1
+        assert table["verify"]["ok"] and table["verify"]["method"] == "server checksum"
+        assert [line["key"] for line in lines] == [[2]]
+    finally:
+        drop_database(url)

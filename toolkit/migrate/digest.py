@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .reflect import ColumnSpec, TableSpec, quote
-from .values import NORMALISERS, _norm_text, normalise_column
+from .values import NORMALISERS, RejectValue, _norm_text, normalise_column
 
 NULL_TEXT = "N"
 SEPARATOR = "\x1f"
@@ -196,34 +196,45 @@ def _pg_doubles(values: Sequence[Any]) -> list[str]:
 def jsonb_text(value: Any) -> str:
     """JSON text as PostgreSQL's jsonb prints it: keys shortest first then by bytes, the last
     of duplicate keys kept, numbers as numeric prints them, `, ` and `: ` between items."""
-    parsed = (
-        json.loads(value, parse_float=Decimal, parse_int=Decimal)
-        if isinstance(value, str)
-        else value
-    )
-    return _jsonb(parsed)
+    if isinstance(value, str):
+        try:
+            value = _JSONB_DECODER.decode(value)
+        except ValueError:  # the converter's check, done by this parse
+            raise RejectValue("not valid JSON") from None
+    return _jsonb(value)
+
+
+_JSONB_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
+# A string as json.dumps(ensure_ascii=False) writes it (C), without building an encoder.
+_json_string = json.encoder.encode_basestring
+
+
+def _jsonb_key(key: str) -> tuple[int, bytes]:
+    raw = key.encode("utf-8")
+    return len(raw), raw
 
 
 def _jsonb(v: Any) -> str:
+    kind = type(v)
+    if kind is str:
+        return _json_string(v)
+    if kind is dict:
+        items = [f"{_json_string(k)}: {_jsonb(v[k])}" for k in sorted(v, key=_jsonb_key)]
+        return "{" + ", ".join(items) + "}"
+    if kind is list:
+        return "[" + ", ".join(map(_jsonb, v)) + "]"
     if v is None:
         return "null"
     if v is True:
         return "true"
     if v is False:
         return "false"
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, Decimal | int | float):
-        d = Decimal(v) if not isinstance(v, float) else Decimal(repr(v))
-        return format(abs(d) if d == 0 else d, "f")
-    if isinstance(v, dict):
-        keys = sorted(v, key=lambda k: (len(k.encode("utf-8")), k.encode("utf-8")))
-        return (
-            "{"
-            + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_jsonb(v[k])}" for k in keys)
-            + "}"
-        )
-    return "[" + ", ".join(_jsonb(item) for item in v) + "]"
+    if kind is int:
+        return str(v)  # -0 parses as 0, which numeric prints too
+    d = Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
+    return format(abs(d) if d == 0 else d, "f")
 
 
 def _json_source_text(v: Any) -> str:

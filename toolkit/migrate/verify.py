@@ -177,9 +177,16 @@ def _column_texts(c: ColumnSpec, source: str, target: str, method: str) -> Calla
     """A column of source values to the texts the method hashes; raises RejectValue."""
     convert = make_converter(c, source, target)
     if method == digest.METHOD and c.kind in ("float", "text", "json", "bool"):
+        # Texts bound for jsonb are parsed by jsonb_text, which refuses what the converter
+        # would; doubles the converter would pass as they are need it no more.
+        jsonb = c.kind == "json" and target == "postgresql"
 
         def canonical(values):
-            if convert is None or (c.kind == "float" and digest.plain_doubles(values, target)):
+            if (
+                convert is None
+                or (jsonb and all(type(v) is str for v in values if v is not None))
+                or (c.kind == "float" and digest.plain_doubles(values, target))
+            ):
                 return digest.canonical_texts(values, c, target)
             return digest.canonical_texts(list(map(convert, values)), c, target)
 
