@@ -25,7 +25,13 @@ from ..fraud import dataset as local_dataset
 from ..fraud.columns import DATASET_COLUMNS, FEATURES
 from ..fraud.labels import label_query
 from .features import literal_sql, order_count
-from .session import choose_engine, config_jdbc_options, read_table, spark_session
+from .session import (
+    choose_engine,
+    config_jdbc_options,
+    read_table,
+    spark_errors,
+    spark_session,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -297,12 +303,13 @@ def build_configured(
         name: parse_moment(value, now=now, option=f"--{name.replace('_', '-')}") if value else None
         for name, value in moments.items()
     }
-    built = build_fraud_dataset(
-        engine,
-        config,
-        database_home(config, engine).datasets_dir,
-        **parsed,
-        label_delay_days=config.get("fraud.label_delay_days"),
-        set_current=set_current,
-    )
+    with spark_errors():
+        built = build_fraud_dataset(
+            engine,
+            config,
+            database_home(config, engine).datasets_dir,
+            **parsed,
+            label_delay_days=config.get("fraud.label_delay_days"),
+            set_current=set_current,
+        )
     return built, reason

@@ -28,7 +28,13 @@ from ..fraud.online import ORDER_COLUMNS
 from ..geo import EARTH_RADIUS_KM, JET_SPEED_KMH
 from ..imports.upsert import upsert_staged
 from ..locks import job_lock
-from .session import choose_engine, config_jdbc_options, read_table, spark_session
+from .session import (
+    choose_engine,
+    config_jdbc_options,
+    read_table,
+    spark_errors,
+    spark_session,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -691,5 +697,6 @@ def run_configured(
     """`mlkit etl run [--engine]`: the run on the chosen engine, and why that one."""
     chosen, reason = choose_engine(config, requested, lambda: order_count(engine))
     if chosen == "spark":
-        return run_job(engine, config, since, until, progress), reason
+        with spark_errors():
+            return run_job(engine, config, since, until, progress), reason
     return etl.run_job_configured(engine, config, since, until, progress=progress), reason

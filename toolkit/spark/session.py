@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,32 @@ def spark_session(config: Config) -> SparkSession:
         ) from None
     session.sparkContext.setLogLevel("ERROR")  # Spark's warnings are not the command's output
     return session
+
+
+SPARK_ERROR_CHARS = 300
+
+
+@contextmanager
+def spark_errors() -> Iterator[None]:
+    """A failed Spark job as one `error:` line (the Java exception, not its stack trace)."""
+    try:
+        yield
+    except Exception as exc:
+        from py4j.protocol import Py4JError, Py4JJavaError
+        from pyspark.errors import PySparkException
+
+        if not isinstance(exc, (Py4JError, PySparkException)):
+            raise
+        java = getattr(exc, "java_exception", None)
+        text = str(java.toString()) if isinstance(exc, Py4JJavaError) and java else str(exc)
+        first = (text.strip().splitlines() or [type(exc).__name__])[0][:SPARK_ERROR_CHARS]
+        hint = "run with --verbose for Spark's trace"
+        if "ClassNotFoundException" in first:
+            hint = (
+                "the JDBC driver jar is not on Spark's classpath: set engine.spark.jars, or "
+                "under spark-submit pass it with --jars"
+            )
+        raise MlkitError(f"Spark job failed: {first}", hint=hint) from exc
 
 
 def _listed(text: str) -> list[str]:
