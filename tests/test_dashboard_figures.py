@@ -174,3 +174,39 @@ def test_a_blocked_order_opens_with_its_models_own_contributions(world, monkeypa
     top, unit = contributions(engine, xgboost.ref, features, config)
     sizes = [abs(c["contribution"]) for c in top]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] > 0 and "log-odds" in unit
+
+
+def test_after_a_kpi_refresh_and_a_rescore_the_windows_still_equal_the_sql_counts(
+    world, monkeypatch
+):
+    """kpi refresh keeps the hours (PostgreSQL); then an order is re-scored BLOCKED and two
+    more come in: the windows, the kept hours and the live ones together, still equal the
+    SQL counts. Runs last: it changes the world."""
+    engine, url, env = world
+    monkeypatch.setenv("MLKIT_NOW", NOW.isoformat())
+    mlkit(url, env, "kpi", "refresh")
+    p = schema.fraud_predictions
+    with engine.begin() as conn:
+        order_id = conn.execute(
+            sa.select(schema.orders.c.order_id)
+            .where(schema.orders.c.created_at < NOW - timedelta(days=2))
+            .order_by(schema.orders.c.created_at.desc())
+            .limit(1)
+        ).scalar()
+        conn.execute(
+            p.insert().values(
+                order_id=order_id,
+                fraud_score=0.999,
+                decision="BLOCKED",
+                model_version="fraud:9",
+                created_at=NOW,
+            )
+        )
+    add_orders(engine, 2, minutes_ago=3)
+    data = fraud_overview(engine)
+    for name, span in WINDOWS.items():
+        expected = sql_counts(engine, NOW - span, NOW)
+        assert data["windows"][name]["counts"] == {d: expected.get(d, 0) for d in DECISIONS}
+        assert data["windows"][name]["orders"] == sum(expected.values()), name
+    kept = data["source"]["kept_hours"]
+    assert kept > 100 if engine.dialect.name == "postgresql" else kept == 0
