@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonFlag, ModelOption, SinceOption, emit_json, load_context, stdout_console
+from ._common import (
+    EngineOption,
+    JsonFlag,
+    ModelOption,
+    SinceOption,
+    emit_json,
+    load_context,
+    stdout_console,
+)
 
 score_app = typer.Typer(help="Batch-score orders into fraud_predictions.", no_args_is_help=True)
 predict_app = typer.Typer(help="Score one order with online features.", no_args_is_help=True)
@@ -25,6 +33,7 @@ def score_fraud(
     no_etl: Annotated[
         bool, typer.Option("--no-etl", help="Score the stored features without catching up.")
     ] = False,
+    engine_name: EngineOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Score orders and write score, decision, features and model version to
@@ -36,16 +45,24 @@ def score_fraud(
     since the last ETL are scored too. A window without orders is not an error: it says
     there is nothing to score.
 
+    `--engine spark` scores on Apache Spark (features read over JDBC in ranges, predictions
+    staged, then the same replace in one transaction); `auto` picks Spark above
+    engine.auto_rows orders.
+
     Example: mlkit score fraud --since 1d --model fraud@prod
     """
-    from mlkit.toolkit.fraud.scoring import score_configured
+    from mlkit.toolkit.spark.score import score_configured
 
     config, engine = load_context(ctx)
-    result = score_configured(engine, config, model, since=since, catch_up=not no_etl)
-    document = result.as_dict()
+    result, reason = score_configured(
+        engine, config, model, since=since, catch_up=not no_etl, requested=engine_name
+    )
+    document = {**result.as_dict(), "engine": reason}
     if as_json:
         emit_json(document)
         return
+    if engine_name or config.get("engine.name") != "local":
+        stdout_console().print(reason)
     if not document["rows"]:
         stdout_console().print(
             f"{document['model']}: nothing to score: no orders since "

@@ -9,7 +9,15 @@ import typer
 
 from mlkit.toolkit.errors import NOTICE_EXIT
 
-from ._common import JsonFlag, SymbolOption, emit_json, err, load_context, stdout_console
+from ._common import (
+    EngineOption,
+    JsonFlag,
+    SymbolOption,
+    emit_json,
+    err,
+    load_context,
+    stdout_console,
+)
 
 app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
 
@@ -69,9 +77,11 @@ def _fraud_summary(result: dict) -> str:
     m = result["metrics"]
     oracle = f", oracle AUC-PR {m['oracle_auc_pr']:.4f}" if "oracle_auc_pr" in m else ""
     baselines = "".join(f", {name} {value:.4f}" for name, value in m["baselines"].items())
+    engine = "" if result["engine"] == "engine local (engine.name)" else f"; {result['engine']}"
     return (
         f"fraud:{result['version']} ({result['kind']}): test AUC-PR {m['auc_pr']:.4f}{oracle}"
         f"{baselines}, AUC-ROC {m['auc_roc']:.4f}, F1 {m['f1']:.4f} at {m['threshold']:.3f}"
+        f"{engine}"
     )
 
 
@@ -97,6 +107,7 @@ def fraud(
         ),
     ] = False,
     force: ForceOption = False,
+    engine_name: EngineOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the fraud model on a time-ordered split and register it.
@@ -119,6 +130,10 @@ def fraud(
     serving yet, the logreg baseline serves in its place when it beats the prior (exit 3);
     exit 1 when nothing serves.
 
+    `--engine spark` fits the same XGBoost with xgboost.spark on Apache Spark (catch-up and
+    snapshot too, with --dataset new) and registers the same booster format; `auto` picks
+    Spark above engine.auto_rows orders.
+
     Example: mlkit train fraud --alias candidate
     """
     from mlkit.toolkit.fraud.pipeline import train_fraud_model
@@ -133,6 +148,7 @@ def fraud(
             alias=alias or None,
             force=force,
             catch_up=not no_etl,
+            engine_name=engine_name,
         ),
         _fraud_summary,
         as_json,

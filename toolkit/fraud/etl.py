@@ -29,6 +29,7 @@ from ..imports.upsert import upsert_frame
 from ..locks import job_lock
 from .columns import LABEL_HISTORY_WINDOWS_DAYS
 from .labels import label_query, own_labels
+from .online import ORDER_COLUMNS
 
 JOB = "fraud_features"
 ProgressCallback = Callable[[str, int, int | None], None]
@@ -171,20 +172,6 @@ def extract(conn: sa.Connection, until: datetime, target_ids: list[int] | None =
     return sources
 
 
-ORDER_COLUMNS = (
-    "order_id",
-    "buyer_wallet_id",
-    "seller_wallet_id",
-    "event_id",
-    "ticket_id",
-    "price",
-    "payment_method",
-    "is_resale",
-    "status",
-    "geo_lat",
-    "geo_lon",
-    "created_at",
-)
 # Ids per IN list: each chunk is one indexed read, and SQLite's bound-parameter limit
 # (32766) stays far away.
 ID_CHUNK = 5_000

@@ -15,10 +15,12 @@ from .columns import FEATURES
 log = logging.getLogger("mlkit.train")
 
 
-def dataset_path(engine: Engine, config, dataset: str, *, catch_up: bool = True) -> Path:
+def dataset_path(
+    engine: Engine, config, dataset: str, *, catch_up: bool = True, engine_name: str | None = None
+) -> Path:
     """The snapshot to train on. `new`: catch the features up (unless `catch_up` is off)
-    and build a fresh snapshot now; `latest`, `current` or a PATH: reuse that snapshot
-    (built fresh when there is none yet)."""
+    and build a fresh snapshot now, on `engine_name`; `latest`, `current` or a PATH: reuse
+    that snapshot (built fresh when there is none yet)."""
     if dataset not in ("new", "latest", "current"):
         return Path(dataset)
     if dataset != "new":
@@ -29,18 +31,19 @@ def dataset_path(engine: Engine, config, dataset: str, *, catch_up: bool = True)
             if dataset == "current" and (datasets_dir / "fraud" / "_LATEST").is_file():
                 raise
         log.info("[TRAIN] No fraud dataset yet: building one")
-    from .dataset import build_from_config
-    from .etl import catch_up_from_config
+    from ..spark.dataset import build_configured
+    from ..spark.features import run_configured
 
     if catch_up:
-        etl = catch_up_from_config(engine, config)
+        etl, _ = run_configured(engine, config, "last", None, engine_name)
         log.info(
             "[TRAIN] Features caught up: %d new order(s), %d row(s) written, watermark %s",
             etl.new_orders,
             etl.rows,
             etl.watermark,
         )
-    return build_from_config(engine, config, set_current=dataset != "new").path
+    built, _ = build_configured(engine, config, requested=engine_name, set_current=dataset != "new")
+    return built.path
 
 
 def train_fraud_model(
@@ -52,12 +55,14 @@ def train_fraud_model(
     alias: str | None = "prod",
     force: bool = False,
     catch_up: bool = True,
+    engine_name: str | None = None,
 ) -> dict:
     """Fit on the snapshot's time split, judge the test scores against the baselines and
     `fraud@prod` on the same rows, register the version with its verdict, then promote it:
     `candidate` once it loads, `alias` once its gate passes too. A candidate that fails
     while nothing serves `alias` yet leaves the logreg baseline serving when that one
-    beats the prior (`validation.with_fallback`)."""
+    beats the prior (`validation.with_fallback`). `engine_name` (local, spark, auto; default
+    `engine.name`) says who fits: this process or Spark (`spark/train.py`)."""
     from ..runs import training_run
     from ..validation import CandidateRejected, promote_trained, with_fallback
     from .family import judge
@@ -65,20 +70,29 @@ def train_fraud_model(
 
     # A snapshot PATH the user named is read before the run: a bad argument is not a failed
     # training, so it starts no retry cooldown.
-    named = None if dataset in ("new", "latest", "current") else load_dataset(Path(dataset))
+    reuse = dataset in ("new", "latest", "current") or engine_name == "spark"
+    named = None if reuse else load_dataset(Path(dataset))
     cooldown = int(config.get("training.retry_cooldown_sec"))
     with training_run(engine, "fraud", cooldown_seconds=cooldown, force=force) as run:
-        path = dataset_path(engine, config, dataset, catch_up=catch_up)
-        frame, manifest = named or load_dataset(path)
-        result = fit_fraud(frame, kind, config.get("fraud.label_delay_days"))
+        path = dataset_path(engine, config, dataset, catch_up=catch_up, engine_name=engine_name)
+        chosen, engine_reason = _engine(engine, config, engine_name)
+        if chosen == "spark":
+            from ..spark.train import fit_fraud_spark
+
+            result, rows, counts, manifest = fit_fraud_spark(
+                config, path, kind, config.get("fraud.label_delay_days")
+            )
+        else:
+            frame, manifest = named or load_dataset(path)
+            result = fit_fraud(frame, kind, config.get("fraud.label_delay_days"))
+            rows, counts = len(frame), frame["label"].value_counts()
         logreg = fit_split(result.split, "logreg") if kind != "logreg" else None
         oracle = _oracle(engine, result.split.test)
         verdict = judge(engine, config, result.split, kind, result.test_scores, logreg=logreg)
         mv = _register(engine, config, result, verdict, oracle, path)
-        counts = frame["label"].value_counts()
         run.finish(
             version=mv.version,
-            n_samples=len(frame),
+            n_samples=rows,
             n_features=len(FEATURES),
             class_distribution={"fraud": int(counts.get(1, 0)), "legit": int(counts.get(0, 0))},
             metrics={k: v for k, v in mv.metrics.items() if isinstance(v, float)},
@@ -110,7 +124,19 @@ def train_fraud_model(
         "alias": promoted,
         "artifact": str(mv.artifact_path),
         "dataset": str(path),
+        "engine": engine_reason,
     }
+
+
+def _engine(engine: Engine, config, requested: str | None) -> tuple[str, str]:
+    """The engine that fits, and why: `requested` or `engine.name`; `auto` counts orders
+    against engine.auto_rows, as etl run and dataset build do."""
+    from ..spark.features import order_count
+    from ..spark.session import choose_engine
+
+    chosen, reason = choose_engine(config, requested, lambda: order_count(engine))
+    log.info("[TRAIN] %s", reason)
+    return chosen, reason
 
 
 def _oracle(engine: Engine, test) -> dict:

@@ -1,0 +1,228 @@
+"""The fraud pipeline's heavy steps as orders grow, local engine beside Spark `local[2]`: wall
+time and peak memory of the driver per step (etl, dataset, train, score).
+
+For each size: a scratch PostgreSQL database seeded by `demo seed` (the demo's vectorised
+generator, over 90 days per million orders so a day holds the same orders at every size),
+then each step as the command a user runs, once per engine, in a fresh process: `etl run`
+(a full build), `dataset build fraud`, `train fraud --dataset latest`, `score fraud`. The
+peak memory is the high-water resident set of the mlkit process (the local engine's whole
+work, or Spark's Python driver) and, for Spark, of its JVM (in local mode the driver and
+the executors share it; its heap is capped by spark.driver.memory).
+
+At the end, per step, the local engine's peak per million orders at the largest size and
+the order count at which it would outgrow this machine's memory (its failure point), beside
+Spark's driver peak at each size.
+
+Run: python benchmarks/bench_scale.py [--orders 1000000 5000000 20000000] [--driver-memory 2g]
+         [--database URL (one size: a seeded PostgreSQL database to reuse; its outputs are reset)]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import yaml
+from _scratch import scratch_postgres
+
+STEPS = ("etl", "dataset", "train", "score")
+COMMANDS = {
+    "etl": ("etl", "run", "--json"),
+    "dataset": ("dataset", "build", "fraud", "--json"),
+    "train": ("train", "fraud", "--dataset", "latest", "--alias", "candidate", "--json"),
+    "score": ("score", "fraud", "--no-etl", "--model", "fraud", "--json"),
+}
+
+
+def _hwm_kb(pid: int) -> int:
+    """The process's peak resident set (VmHWM) in kB; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        found += [int(c) for c in children]
+        queue += [int(c) for c in children]
+    return found
+
+
+def run_step(url: str, home: Path, config: Path, args: tuple[str, ...]) -> dict:
+    """One command in a fresh process: its wall seconds, its JSON, and the peak resident
+    sets of the process and of its descendants (Spark's JVM), polled while it runs."""
+    command = [sys.executable, "-m", "mlkit.commands.main", "--config", str(config)]
+    env = os.environ | {"MLKIT_HOME": str(home)}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [*command, "--database", url, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    peaks = {"driver": 0, "jvm": 0}
+
+    def watch() -> None:
+        while process.poll() is None:
+            peaks["driver"] = max(peaks["driver"], _hwm_kb(process.pid))
+            jvm = sum(_hwm_kb(child) for child in _descendants(process.pid))
+            peaks["jvm"] = max(peaks["jvm"], jvm)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out, error = process.communicate()
+    seconds = time.perf_counter() - started
+    watcher.join()
+    if process.returncode != 0:
+        last = (error.strip().splitlines() or ["(no output)"])[-1]
+        return {"seconds": seconds, "failed": f"exit {process.returncode}: {last}", **peaks}
+    return {"seconds": seconds, "result": json.loads(out), **peaks}
+
+
+def write_config(home: Path, engine: str, driver_memory: str) -> Path:
+    settings = {
+        "engine": {
+            "name": engine,
+            "spark": {
+                "master": "local[2]",
+                "conf": {"spark.driver.memory": driver_memory},
+                "partitions": 8,
+            },
+        }
+    }
+    path = home / f"{engine}.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def seed(url: str, home: Path, orders: int) -> float:
+    days = max(90, round(90 * orders / 1_000_000))
+    started = time.perf_counter()
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "mlkit.commands.main", "--database", url, "demo", "seed"),
+            *("--orders", str(orders), "--days", str(days), "--families", "fraud", "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"MLKIT_HOME": str(home)},
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"demo seed failed:\n{done.stderr}")
+    return time.perf_counter() - started
+
+
+def order_count(url: str) -> int:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        count = conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one()
+    engine.dispose()
+    return count
+
+
+def reset_outputs(url: str) -> None:
+    """Empty what a step wrote, so the other engine starts where this one did."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE fraud_features, etl_watermarks, fraud_predictions"))
+    engine.dispose()
+
+
+def line(orders: int, engine: str, step: str, measured: dict) -> str:
+    gb = 1024 * 1024
+    memory = f"driver peak {measured['driver'] / gb:.2f} GB"
+    if engine == "spark":
+        memory += f", JVM peak {measured['jvm'] / gb:.2f} GB"
+    outcome = measured.get("failed") or "ok"
+    return (
+        f"{orders:>11,} orders  {engine:<5} {step:<8} {measured['seconds']:8.1f} s  "
+        f"{memory}  {outcome}"
+    )
+
+
+def machine_memory_kb() -> int:
+    for text in Path("/proc/meminfo").read_text().splitlines():
+        if text.startswith("MemTotal:"):
+            return int(text.split()[1])
+    raise SystemExit("no MemTotal in /proc/meminfo")
+
+
+def summary(peaks: dict) -> list[str]:
+    """The local engine's failure point per step, extrapolated linearly from its largest
+    run, beside Spark's driver peaks at every size."""
+    total = machine_memory_kb()
+    lines = []
+    for step in STEPS:
+        local = {n: m for (engine, s, n), m in peaks.items() if engine == "local" and s == step}
+        spark = {n: m for (engine, s, n), m in peaks.items() if engine == "spark" and s == step}
+        if not local:
+            continue
+        largest = max(local)
+        per_million = local[largest]["driver"] / (largest / 1_000_000)
+        fails_at = total / per_million * 1_000_000 if per_million else float("inf")
+        shown = ", ".join(
+            f"{n:,}: {m['driver'] / 1024 / 1024:.2f} GB + JVM {m['jvm'] / 1024 / 1024:.2f} GB"
+            for n, m in sorted(spark.items())
+        )
+        lines.append(
+            f"{step:<8} local {per_million / 1024 / 1024:.2f} GB per million orders: outgrows "
+            f"this machine's {total / 1024 / 1024:.0f} GB at ~{fails_at / 1e6:,.0f} million "
+            f"orders; spark driver {shown or 'not measured'}"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--driver-memory", default="2g")
+    parser.add_argument("--database")
+    args = parser.parse_args()
+    peaks = {}
+    for orders in [None] if args.database else args.orders:
+        with nullcontext(args.database) if args.database else scratch_postgres() as url:
+            home = Path(tempfile.mkdtemp(prefix="mlkit-scale-"))
+            if orders is None:
+                orders = order_count(url)
+                print(f"{orders:>11,} orders  in the given database", flush=True)
+            else:
+                seeded = seed(url, home, orders)
+                print(f"{orders:>11,} orders  seeded by demo seed in {seeded:.1f} s", flush=True)
+            for engine in ("local", "spark"):
+                config = write_config(home, engine, args.driver_memory)
+                reset_outputs(url)
+                for step in STEPS:
+                    measured = run_step(url, home, config, COMMANDS[step])
+                    print(line(orders, engine, step, measured), flush=True)
+                    if "failed" in measured:
+                        break
+                    peaks[engine, step, orders] = measured
+    print("\n".join(summary(peaks)))
+
+
+if __name__ == "__main__":
+    main()
