@@ -181,6 +181,8 @@ def test_leakage_proof_on_spark_later_rows_and_labels_never_change_earlier_featu
     added = stored_features(engine)
     added = added[~added["order_id"].isin(before["order_id"])].reset_index(drop=True)
     assert nightly.mode == "incremental" and nightly.new_orders == len(added) > 0
+    # Only the history of the new orders' wallets, events and resold tickets is read.
+    assert nightly.history_rows < len(before) + len(added)
     with engine.connect() as conn:
         expected = compute_features(etl.extract(conn, FAR), added["order_id"].to_numpy())
     for column in NUMERIC_FEATURES:

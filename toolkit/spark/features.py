@@ -51,10 +51,17 @@ def literal_sql(engine: Engine, query: sa.Select) -> str:
 
 
 def read_sources(
-    spark: SparkSession, engine: Engine, jdbc: dict, until: datetime, partitions: int
+    spark: SparkSession,
+    engine: Engine,
+    jdbc: dict,
+    until: datetime,
+    partitions: int,
+    targets: sa.Select | None = None,
 ) -> dict[str, DataFrame]:
-    """The sources of every order before `until`, read over JDBC (orders by ranges of
-    order_id in parallel): what the local extract reads, as Spark frames."""
+    """The sources of the orders before `until` that features need, read over JDBC (orders
+    by ranges of order_id in parallel): every order's, or with `targets` (a select of order
+    ids) the history of the target orders' wallets, events and the tickets those wallets
+    resold only, selected by subqueries in the database, as the local extract scopes it."""
     o, w, e, t = schema.orders, schema.wallets, schema.events, schema.ticket_transfers
     queries = {
         "orders": sa.select(*[o.c[name] for name in ORDER_COLUMNS]).where(o.c.created_at < until),
@@ -65,6 +72,25 @@ def read_sources(
         ),
         "labels": label_query(until),
     }
+    if targets is not None:
+        target, resale = schema.orders.alias("target"), schema.orders.alias("resale")
+        wallets = sa.select(target.c.buyer_wallet_id).where(target.c.order_id.in_(targets))
+        events = sa.select(target.c.event_id).where(target.c.order_id.in_(targets))
+        tickets = sa.select(resale.c.ticket_id).where(
+            resale.c.is_resale.is_(True), resale.c.seller_wallet_id.in_(wallets)
+        )
+        queries["orders"] = queries["orders"].where(
+            sa.or_(
+                o.c.buyer_wallet_id.in_(wallets),
+                o.c.seller_wallet_id.in_(wallets),
+                o.c.event_id.in_(events),
+                o.c.ticket_id.in_(tickets),
+            )
+        )
+        queries["wallets"] = queries["wallets"].where(w.c.wallet_id.in_(wallets))
+        queries["transfers"] = queries["transfers"].where(
+            sa.or_(t.c.from_wallet_id.in_(wallets), t.c.to_wallet_id.in_(wallets))
+        )
     split = {"orders": "order_id", "wallets": "wallet_id"}
     return {
         name: read_table(
@@ -500,10 +526,10 @@ def store_features(
     return counts
 
 
-def _without_features(until: datetime):
+def _without_features(orders: sa.Table, until: datetime):
     """Orders before `until` without a feature row (an anti-join on the primary key)."""
-    o, f = schema.orders, schema.fraud_features
-    return o.c.created_at < until, ~sa.exists().where(f.c.order_id == o.c.order_id)
+    f = schema.fraud_features
+    return orders.c.created_at < until, ~sa.exists().where(f.c.order_id == orders.c.order_id)
 
 
 def _pending(engine: Engine, until: datetime) -> tuple[int, datetime | None]:
@@ -511,16 +537,18 @@ def _pending(engine: Engine, until: datetime) -> tuple[int, datetime | None]:
     o = schema.orders
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(sa.func.count(), sa.func.min(o.c.created_at)).where(*_without_features(until))
+            sa.select(sa.func.count(), sa.func.min(o.c.created_at)).where(
+                *_without_features(o, until)
+            )
         ).one()
     return int(row[0]), row[1]
 
 
 def _targets(since: datetime, until: datetime) -> sa.Select:
     """Ids of the orders an incremental run computes: those without a feature row, and every
-    order in [since, until)."""
-    o = schema.orders
-    before, unfeatured = _without_features(until)
+    order in [since, until); an alias, so the select nests in queries on orders."""
+    o = schema.orders.alias("pending")
+    before, unfeatured = _without_features(o, until)
     return sa.select(o.c.order_id).where(before, sa.or_(o.c.created_at >= since, unfeatured))
 
 
@@ -549,7 +577,7 @@ def _run(
     spark = spark_session(config)
     partitions = int(config.get("engine.spark.partitions"))
     progress("extract", 0, 3)
-    sources = read_sources(spark, engine, jdbc, until, partitions)
+    sources = read_sources(spark, engine, jdbc, until, partitions, targets)
     # Every feature reads the orders and labels again: one JDBC read each, kept by the
     # executors (spilling to disk) for the run.
     for name in ("orders", "labels"):
@@ -566,6 +594,7 @@ def _run(
     progress("extract", 2, 3)
     try:
         counts = store_features(engine, jdbc, frame, since, until)
+        counts["history"] = sources["orders"].count()  # cached: the orders read
     finally:
         for name in ("orders", "labels"):
             sources[name].unpersist()
@@ -573,8 +602,8 @@ def _run(
     return counts
 
 
-def _result(started: float, since, until, counts: dict, history: int, **extra) -> etl.EtlResult:
-    labelled, watermark = counts.pop("labelled"), counts.pop("watermark")
+def _result(started: float, since, until, counts: dict, **extra) -> etl.EtlResult:
+    labelled, watermark, history = (counts.pop(k) for k in ("labelled", "watermark", "history"))
     rows = counts["inserted"] + counts["updated"] + counts["skipped"]
     return etl.EtlResult(
         since,
@@ -634,7 +663,7 @@ def run_job(
                     watermark=etl.read_watermark(engine),
                 )
             counts = _run(engine, config, start, end, None, report)
-            return _result(started, start, end, counts, _history_rows(engine, end))
+            return _result(started, start, end, counts)
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
 
@@ -674,7 +703,6 @@ def _catch_up(
         since,
         until,
         counts,
-        _history_rows(engine, until),
         mode="incremental",
         new_orders=waiting,
     )
