@@ -94,14 +94,19 @@ def world(spark_config):
     engine = make_engine(spark_config.database_url)
     init_schema(engine)
     seed_demo(engine, orders=2000, days=30, seed=8, families=("fraud",), start=WORLD_START)
+    yield engine, *features_of_both_engines(engine, spark_config)
+    engine.dispose()
+
+
+def features_of_both_engines(engine, config) -> tuple[pd.DataFrame, etl.EtlResult]:
+    """The local engine's stored features up to WORLD_END, then the Spark run's result that
+    replaced them in an emptied table (no watermark)."""
     etl.run_etl(engine, None, WORLD_END)
     local = stored_features(engine)
     with engine.begin() as conn:
         conn.execute(schema.fraud_features.delete())
         conn.execute(schema.etl_watermarks.delete())
-    result = spark_features.run_job(engine, spark_config, None, WORLD_END.isoformat())
-    yield engine, local, result
-    engine.dispose()
+    return local, spark_features.run_job(engine, config, None, WORLD_END.isoformat())
 
 
 def test_every_feature_of_every_order_is_equal_on_both_engines(world):
@@ -211,13 +216,9 @@ def test_every_feature_is_equal_on_mysql_too(spark_config, tmp_path):
     try:
         init_schema(engine)
         seed_demo(engine, orders=800, days=15, seed=3, families=("fraud",), start=WORLD_START)
-        etl.run_etl(engine, None, WORLD_END)
-        local = stored_features(engine)
-        with engine.begin() as conn:
-            conn.execute(schema.fraud_features.delete())
         config = load_config(database_url=url, env={})
         config.data["engine"]["spark"].update(SPARK)
-        result = spark_features.run_job(engine, config, None, WORLD_END.isoformat())
+        local, result = features_of_both_engines(engine, config)
         assert result.written["inserted"] == len(local)
         assert_same_features(local, stored_features(engine))
     finally:
