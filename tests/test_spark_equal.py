@@ -186,6 +186,10 @@ def test_leakage_proof_on_spark_later_rows_and_labels_never_change_earlier_featu
     added = stored_features(engine)
     added = added[~added["order_id"].isin(before["order_id"])].reset_index(drop=True)
     assert nightly.mode == "incremental" and nightly.new_orders == len(added) > 0
+    # The late label on an old order is stored by the nightly run, as the local one does.
+    assert nightly.written["relabelled"] >= 1
+    labelled = stored_features(engine).set_index("order_id")["label"]
+    assert bool(labelled[first_order])
     # Only the history of the new orders' wallets, events and resold tickets is read.
     assert nightly.history_rows < len(before) + len(added)
     with engine.connect() as conn:

@@ -491,11 +491,18 @@ def _staging_table(columns: list[str], dialect: str) -> sa.Table:
 
 
 def store_features(
-    engine: Engine, jdbc: dict, frame: DataFrame, since: datetime | None, until: datetime
+    engine: Engine,
+    jdbc: dict,
+    frame: DataFrame,
+    since: datetime | None,
+    until: datetime,
+    labels_since: datetime | None = None,
 ) -> dict[str, int]:
     """Make fraud_features' rows of [since, until) equal `frame`: Spark writes the rows to a
     staging table in parallel, then one transaction deletes the range's rows whose orders are
-    gone, upserts (only changed rows are written) and moves the watermark."""
+    gone, upserts (only changed rows are written), labels the stored rows whose labels became
+    available since `labels_since` (the nightly run, as the local one) and moves the
+    watermark."""
     staging = _staging_table(frame.columns, engine.dialect.name)
     options = dict(jdbc)
     if engine.dialect.name == "postgresql":
@@ -519,6 +526,8 @@ def store_features(
             counts["labelled"] = conn.execute(
                 sa.select(sa.func.count()).select_from(staging).where(staging.c.label.is_(True))
             ).scalar_one()
+            if labels_since is not None:
+                counts["relabelled"] = etl._sync_labels(conn, labels_since, until)
             counts["watermark"] = etl._move_watermark(conn)
     finally:
         with engine.begin() as conn:
@@ -526,30 +535,25 @@ def store_features(
     return counts
 
 
-def _without_features(orders: sa.Table, until: datetime):
-    """Orders before `until` without a feature row (an anti-join on the primary key)."""
-    f = schema.fraud_features
-    return orders.c.created_at < until, ~sa.exists().where(f.c.order_id == orders.c.order_id)
-
-
-def _pending(engine: Engine, until: datetime) -> tuple[int, datetime | None]:
-    """How many orders before `until` have no feature row, and the oldest one's time."""
-    o = schema.orders
+def _pending(engine: Engine, until: datetime, labels_since: datetime | None):
+    """The local nightly run's new orders (etl._unprocessed_query) as a subquery, how many
+    there are and the oldest one's time."""
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(sa.func.count(), sa.func.min(o.c.created_at)).where(
-                *_without_features(o, until)
-            )
+        pending = etl._unprocessed_query(conn, until, labels_since).subquery("unfeatured")
+        count, oldest = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(pending.c.created_at))
         ).one()
-    return int(row[0]), row[1]
+    return pending, int(count), oldest
 
 
-def _targets(since: datetime, until: datetime) -> sa.Select:
-    """Ids of the orders an incremental run computes: those without a feature row, and every
-    order in [since, until); an alias, so the select nests in queries on orders."""
-    o = schema.orders.alias("pending")
-    before, unfeatured = _without_features(o, until)
-    return sa.select(o.c.order_id).where(before, sa.or_(o.c.created_at >= since, unfeatured))
+def _targets(pending: sa.Subquery, since: datetime, until: datetime) -> sa.Select:
+    """Ids of the orders an incremental run computes: the new ones and every order in
+    [since, until); an alias, so the select nests in queries on orders."""
+    o = schema.orders.alias("recomputed")
+    return sa.select(o.c.order_id).where(
+        o.c.created_at < until,
+        sa.or_(o.c.created_at >= since, o.c.order_id.in_(sa.select(pending.c.order_id))),
+    )
 
 
 def _history_rows(engine: Engine, until: datetime) -> int:
@@ -567,6 +571,7 @@ def _run(
     until: datetime,
     targets: sa.Select | None,
     progress: etl.ProgressCallback,
+    labels_since: datetime | None = None,
 ) -> dict:
     """Compute on Spark the features of the orders before `until` that `targets` selects
     (every order from `since` on when None) and store them."""
@@ -593,7 +598,7 @@ def _run(
     frame = _label_columns(features, sources["labels"])
     progress("extract", 2, 3)
     try:
-        counts = store_features(engine, jdbc, frame, since, until)
+        counts = store_features(engine, jdbc, frame, since, until, labels_since)
         counts["history"] = sources["orders"].count()  # cached: the orders read
     finally:
         for name in ("orders", "labels"):
@@ -671,12 +676,17 @@ def run_job(
 def _catch_up(
     engine: Engine, config: Config, until: datetime, started: float, report
 ) -> etl.EtlResult:
-    """The incremental run's choice of orders, as etl.catch_up makes it: those without a
-    feature row and, when there are any, the featured ones from the oldest new order on, no
-    further back than etl.lookback before the watermark."""
-    waiting, oldest_new = _pending(engine, until)
+    """The incremental run's choice of orders, as etl.catch_up makes it: the new ones and,
+    when there are any, the featured ones from the oldest new order on, no further back than
+    etl.lookback before the watermark; labels that arrived since are stored either way."""
     watermark = etl.read_watermark(engine)
+    labels_since = watermark - etl.lookback_from_config(config) if watermark else None
+    pending, waiting, oldest_new = _pending(engine, until, labels_since)
     if not waiting:
+        relabelled = 0
+        if labels_since is not None:
+            with engine.begin() as conn:
+                relabelled = etl._sync_labels(conn, labels_since, until)
         return etl.EtlResult(
             None,
             until,
@@ -686,6 +696,7 @@ def _catch_up(
             time.perf_counter() - started,
             mode="incremental",
             watermark=watermark,
+            written={"relabelled": relabelled} if relabelled else None,
         )
     f = schema.fraud_features
     with engine.connect() as conn:
@@ -695,17 +706,10 @@ def _catch_up(
     elif watermark is None:
         since = oldest_new
     else:
-        since = max(oldest_new, watermark - etl.lookback_from_config(config))
-    targets = _targets(since, until) if since is not None else None
-    counts = _run(engine, config, since, until, targets, report)
-    return _result(
-        started,
-        since,
-        until,
-        counts,
-        mode="incremental",
-        new_orders=waiting,
-    )
+        since = max(oldest_new, labels_since)
+    targets = _targets(pending, since, until) if since is not None else None
+    counts = _run(engine, config, since, until, targets, report, labels_since)
+    return _result(started, since, until, counts, mode="incremental", new_orders=waiting)
 
 
 def order_count(engine: Engine) -> int:
