@@ -230,3 +230,19 @@ def test_a_prediction_committed_after_a_refresh_below_its_watermark_is_counted(e
     refreshed(engine)
     hour = START + timedelta(minutes=500)
     assert next(row for row in kept(engine) if row[0] == hour.replace(minute=0))[5] == 2
+
+
+def test_an_older_materialized_view_is_named_and_db_init_replaces_it(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("only PostgreSQL had a materialized kpi_hourly")
+    from mlkit.toolkit.db import init_schema
+    from mlkit.toolkit.errors import MlkitError
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP VIEW kpi_hourly"))
+        conn.execute(sa.text("CREATE MATERIALIZED VIEW kpi_hourly AS SELECT 1 AS hour"))
+    with pytest.raises(MlkitError, match="older mlkit's materialized view"):
+        refresh_kpi_view(engine)
+    init_schema(engine)
+    assert "kpi_hourly" in sa.inspect(engine).get_view_names()
+    refreshed(engine)

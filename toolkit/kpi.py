@@ -278,6 +278,12 @@ def refresh_kpi_view(engine: Engine, *, full: bool = False) -> dict[str, Any]:
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
         views = set(inspector.get_view_names())
+        older = dialect == "postgresql" and KPI_VIEW in inspector.get_materialized_view_names()
+    if older:
+        raise MlkitError(
+            f"{KPI_VIEW} is an older mlkit's materialized view",
+            hint="`mlkit db init` replaces it with the kept table and its view",
+        )
     if KPI_VIEW not in views:
         raise MlkitError(f"the {KPI_VIEW} view is missing", hint="create it with `mlkit db init`")
     started = time.perf_counter()
