@@ -40,9 +40,8 @@ FIRST_PAINT = """
 import time
 started = time.perf_counter()
 from mlkit.dashboard.app import Dashboard
-from mlkit.toolkit.db import make_engine
 
-app = Dashboard(make_engine({url!r}, check=False), None, 60.0)
+app = Dashboard({url!r}, None, 60.0)
 marks = {{}}
 
 async def watch(pilot):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import DatabaseOption, RedisOption, load_context, options
+from ._common import DatabaseOption, RedisOption, load_config, open_engine, options
 
 
 def dashboard(
@@ -29,8 +29,15 @@ def dashboard(
     opts = options(ctx)
     opts.database_url = database or opts.database_url
     opts.redis_url = redis or opts.redis_url
-    # Not checked: the dashboard starts while the database is down and says so in its panels.
-    config, engine = load_context(ctx, check=False)
+    config = load_config(ctx)
     from mlkit.dashboard.app import Dashboard
 
-    Dashboard(engine, config.redis_url, refresh, config).run()
+    # The engine is made by the first poll, after the first paint. Not checked: the
+    # dashboard starts while the database is down and says so in its panels.
+    def connect():
+        return open_engine(ctx, config, check=False)
+
+    app = Dashboard(connect, config.redis_url, refresh, config)
+    app.run()
+    if app.connect_error is not None:
+        raise app.connect_error

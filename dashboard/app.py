@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterable
-from typing import ClassVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -23,11 +23,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from mlkit.toolkit.db import Engine
-from mlkit.toolkit.monitor import TIMEOUT_SECONDS, DashboardSource, Snapshot, fraud_thresholds
-
 from . import render
 from .screens import ArmScreen, FamilyScreen, HelpScreen, OrderScreen
+
+if TYPE_CHECKING:
+    from mlkit.toolkit.db import Engine
+    from mlkit.toolkit.monitor import DashboardSource, Snapshot
 
 MIN_SIZE = (80, 24)
 ARM_HISTORY = 240  # refreshes kept for the arm charts
@@ -76,16 +77,22 @@ class Dashboard(App):
 
     def __init__(
         self,
-        engine: Engine,
+        database: Engine | str | Callable[[], Engine],
         redis_url: str | None,
         refresh: float = 2.0,
         config=None,
-        timeout: float = TIMEOUT_SECONDS,
+        timeout: float | None = None,
     ):
+        """`database`: an engine, a URL, or a function returning an engine, called by the
+        first poll: SQLAlchemy and the toolkit's queries are imported off the first paint."""
         super().__init__()
-        self.source = DashboardSource(engine, redis_url, timeout)
+        self.database = database
+        self.redis_url = redis_url
+        self.timeout = timeout
+        self.source: DashboardSource | None = None  # made by the first poll's thread
+        self.connect_error: Exception | None = None  # why no source could be made
         self.config = config
-        self.thresholds = fraud_thresholds(config.get("alerts.rules")) if config else []
+        self.thresholds: list[float] = []
         self.refresh_seconds = refresh
         self.paused = False
         self.polling_since: float | None = None
@@ -151,7 +158,7 @@ class Dashboard(App):
 
         def read() -> None:
             try:
-                result, error = self.source.snapshot(), None
+                result, error = self._connected().snapshot(), None
             except BaseException as exc:
                 result, error = None, exc
             with contextlib.suppress(RuntimeError):  # the app is gone
@@ -160,9 +167,27 @@ class Dashboard(App):
         threading.Thread(target=read, name="mlkit-dashboard-poll", daemon=True).start()
         try:
             snapshot = await future
+        except Exception as exc:
+            if self.source is None:  # no source to read (a URL no driver takes): say why
+                self.connect_error = exc
+                self.exit(return_code=1)
+                return
+            raise
         finally:
             self.polling_since = None
         self.show(snapshot)
+
+    def _connected(self) -> DashboardSource:
+        """The source, made on the first poll (in its thread: imports and engine set-up stay
+        off the event loop)."""
+        if self.source is None:
+            from mlkit.toolkit.monitor import TIMEOUT_SECONDS, DashboardSource, fraud_thresholds
+
+            database = self.database() if callable(self.database) else self.database
+            if self.config is not None:
+                self.thresholds = fraud_thresholds(self.config.get("alerts.rules"))
+            self.source = DashboardSource(database, self.redis_url, self.timeout or TIMEOUT_SECONDS)
+        return self.source
 
     def show(self, snapshot: Snapshot) -> None:
         self._mount_charts()
@@ -232,7 +257,8 @@ class Dashboard(App):
             self._open(focused, focused.cursor_row)
 
     async def action_quit(self) -> None:
-        self.source.abort()  # reads in flight end now; their thread is a daemon anyway
+        if self.source is not None:
+            self.source.abort()  # reads in flight end now; their thread is a daemon anyway
         self.exit()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -263,7 +289,8 @@ class Dashboard(App):
 
     def on_unmount(self) -> None:
         # Closing a connection to a server that stopped answering may wait: never here.
-        threading.Thread(target=self.source.close, daemon=True).start()
+        if self.source is not None:
+            threading.Thread(target=self.source.close, daemon=True).start()
 
     # ------------------------------------------------------------ rendering
 
@@ -272,12 +299,12 @@ class Dashboard(App):
         now = time.monotonic()
         self.query_one("#top", Static).update(
             render.header(
-                self.source.label,
+                self.source.label if self.source else "connecting…",
                 s.database_state if s else "…",
                 s.redis_state if s else "…",
                 s.taken_at if s else None,
                 now - self.shown_at if self.shown_at else None,
-                2 * self.refresh_seconds + self.source.timeout + 1,
+                2 * self.refresh_seconds + (self.source.timeout if self.source else 0) + 1,
                 now - self.polling_since if self.polling_since is not None else None,
                 self.paused,
                 self.refresh_seconds,

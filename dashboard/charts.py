@@ -6,7 +6,7 @@ from datetime import datetime
 
 from textual_plotext import PlotextPlot
 
-from mlkit.toolkit.monitor import DECISIONS
+from mlkit.toolkit.fraud.columns import DECISIONS
 
 from .render import SHORT
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mlkit.toolkit.formats import version_label
-from mlkit.toolkit.monitor import DECISIONS
+from mlkit.toolkit.fraud.columns import DECISIONS
 
 OK, STALE, DOWN = "green", "yellow", "bold red"
 SHORT = {
