@@ -9,9 +9,10 @@ peak memory is the high-water resident set of the mlkit process (the local engin
 work, or Spark's Python driver) and, for Spark, of its JVM (in local mode the driver and
 the executors share it; its heap is capped by spark.driver.memory).
 
-At the end, per step, the local engine's peak per million orders at the largest size and
-the order count at which it would outgrow this machine's memory (its failure point), beside
-Spark's driver peak at each size.
+At the end, per step, the local engine's growth per million orders (the slope between the two
+largest sizes; with one size, its peak over its orders, an upper bound) and the order count
+at which it would outgrow this machine's memory (its failure point), beside Spark's driver
+peak at each size.
 
 Run: python benchmarks/bench_scale.py [--orders 1000000 5000000 20000000] [--driver-memory 2g]
          [--database URL (one size: a seeded PostgreSQL database to reuse; its outputs are reset)]
@@ -172,8 +173,8 @@ def machine_memory_kb() -> int:
 
 
 def summary(peaks: dict) -> list[str]:
-    """The local engine's failure point per step, extrapolated linearly from its largest
-    run, beside Spark's driver peaks at every size."""
+    """The local engine's failure point per step, extrapolated linearly from its two largest
+    runs (or its largest alone), beside Spark's driver peaks at every size."""
     total = machine_memory_kb()
     lines = []
     for step in STEPS:
@@ -181,9 +182,12 @@ def summary(peaks: dict) -> list[str]:
         spark = {n: m for (engine, s, n), m in peaks.items() if engine == "spark" and s == step}
         if not local:
             continue
-        largest = max(local)
-        per_million = local[largest]["driver"] / (largest / 1_000_000)
-        fails_at = total / per_million * 1_000_000 if per_million else float("inf")
+        sizes = sorted(local)[-2:]
+        largest, smallest = sizes[-1], sizes[0]
+        grown = local[largest]["driver"] - (local[smallest]["driver"] if len(sizes) > 1 else 0)
+        per_million = grown / ((largest - (smallest if len(sizes) > 1 else 0)) / 1_000_000)
+        left = total - local[largest]["driver"]
+        fails_at = largest + left / per_million * 1_000_000 if per_million > 0 else float("inf")
         shown = ", ".join(
             f"{n:,}: {m['driver'] / 1024 / 1024:.2f} GB + JVM {m['jvm'] / 1024 / 1024:.2f} GB"
             for n, m in sorted(spark.items())
