@@ -73,14 +73,25 @@ def masked(engine_or_url: Engine | URL | str) -> str:
     return mask_url(engine_or_url)
 
 
-def make_engine(url: str | URL, *, check: bool = True, state_schema: str | None = None) -> Engine:
+def make_engine(
+    url: str | URL,
+    *,
+    check: bool = True,
+    state_schema: str | None = None,
+    autocommit: bool = False,
+) -> Engine:
     """An engine for the URL; with `check`, connect once so bad settings fail here, clearly.
     With `state_schema`, unqualified names resolve to mlkit's state schema first: on
     PostgreSQL through the search path (then `public`), on MySQL by connecting to that
-    database on the same server."""
+    database on the same server. With `autocommit` (a server's reads), each statement
+    commits alone and a pooled connection is used as it is: no BEGIN, ROLLBACK or ping
+    round trip around a read; a connection the database dropped fails one statement
+    (`connection_invalidated`) and the pool reconnects."""
     parsed = parse_url(url) if isinstance(url, str) else url
     dialect = dialect_name(parsed)
-    kwargs: dict = {"pool_pre_ping": True}
+    kwargs: dict = {"pool_pre_ping": not autocommit}
+    if autocommit:
+        kwargs |= {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
     if dialect == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             _sqlite_parent(parsed.database)
@@ -131,10 +142,10 @@ def state_schema_of(engine: Engine) -> str | None:
     return engine.get_execution_options().get(STATE_SCHEMA_OPTION)
 
 
-def config_engine(config: Config, *, check: bool = True) -> Engine:
+def config_engine(config: Config, *, check: bool = True, autocommit: bool = False) -> Engine:
     """The engine on the config's database, its state schema first: every command's."""
     state = config.data["database"].get("state_schema") or None
-    return make_engine(config.database_url, check=check, state_schema=state)
+    return make_engine(config.database_url, check=check, state_schema=state, autocommit=autocommit)
 
 
 def sqlite_functions(dbapi_connection, _record) -> None:
