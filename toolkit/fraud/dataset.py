@@ -46,6 +46,58 @@ class DatasetResult:
         }
 
 
+@dataclass(frozen=True)
+class SnapshotWindow:
+    """The orders a training snapshot holds, shared by both engines: those before `end`, the
+    label cut-off less the label delay (younger orders' labels may not have arrived yet),
+    and not after `until`, from `since`."""
+
+    since: datetime | None
+    cutoff: datetime
+    end: datetime
+    label_delay_days: float
+
+    @classmethod
+    def of(
+        cls,
+        since: datetime | None,
+        until: datetime | None,
+        label_cutoff: datetime | None,
+        label_delay_days: float,
+    ) -> SnapshotWindow:
+        now = utcnow()
+        cutoff = label_cutoff or now
+        if cutoff > now:
+            raise MlkitError(
+                f"the label cut-off {cutoff} is later than now ({now})",
+                hint="labels not available yet must not count: pick a moment in the past",
+            )
+        end = cutoff - timedelta(days=label_delay_days)
+        return cls(since, cutoff, min(until, end) if until else end, label_delay_days)
+
+    def queries(self) -> tuple[sa.Select, sa.Select]:
+        """The window's orders (entities) and feature rows."""
+        o, f = schema.orders, schema.fraud_features
+        entities = sa.select(
+            o.c.order_id, o.c.buyer_wallet_id, o.c.event_id, o.c.created_at, o.c.price
+        ).where(o.c.created_at < self.end)
+        features = sa.select(
+            f.c.order_id, f.c.wallet_id, f.c.feature_ts, *[f.c[name] for name in FEATURES]
+        ).where(f.c.feature_ts < self.end)
+        if self.since is not None:
+            entities = entities.where(o.c.created_at >= self.since)
+            features = features.where(f.c.feature_ts >= self.since)
+        return entities, features
+
+    def no_orders(self) -> MlkitError:
+        return MlkitError(
+            f"no orders between {self.since or 'the beginning'} and {self.end} "
+            f"(orders younger than {self.label_delay_days:g} days before the label cut-off "
+            f"{self.cutoff} are left out)",
+            hint="widen --since/--until, or load orders first",
+        )
+
+
 def build_fraud_dataset(
     engine: Engine,
     datasets_dir: Path,
@@ -57,38 +109,15 @@ def build_fraud_dataset(
     set_current: bool = False,
 ) -> DatasetResult:
     started = time.perf_counter()
-    now = utcnow()
-    cutoff = label_cutoff or now
-    if cutoff > now:
-        raise MlkitError(
-            f"the label cut-off {cutoff} is later than now ({now})",
-            hint="labels not available yet must not count: pick a moment in the past",
-        )
-    mature_before = cutoff - timedelta(days=label_delay_days)
-    end = min(until, mature_before) if until else mature_before
-    o, f = schema.orders, schema.fraud_features
-    entity_query = (
-        sa.select(o.c.order_id, o.c.buyer_wallet_id, o.c.event_id, o.c.created_at, o.c.price)
-        .where(o.c.created_at < end)
-        .order_by(o.c.created_at, o.c.order_id)
-    )
-    feature_query = (
-        sa.select(f.c.order_id, f.c.wallet_id, f.c.feature_ts, *[f.c[name] for name in FEATURES])
-        .where(f.c.feature_ts < end)
-        .order_by(f.c.feature_ts, f.c.order_id)
-    )
-    if since is not None:
-        entity_query = entity_query.where(o.c.created_at >= since)
-        feature_query = feature_query.where(f.c.feature_ts >= since)
+    window = SnapshotWindow.of(since, until, label_cutoff, label_delay_days)
+    cutoff = window.cutoff
+    entity_query, feature_query = window.queries()
+    entity_query = entity_query.order_by("created_at", "order_id")
+    feature_query = feature_query.order_by("feature_ts", "order_id")
     with engine.connect() as conn:
         entities = read_frame(conn, entity_query)
         if entities.empty:
-            raise MlkitError(
-                f"no orders between {since or 'the beginning'} and {end} "
-                f"(orders younger than {label_delay_days:g} days before the label cut-off "
-                f"{cutoff} are left out)",
-                hint="widen --since/--until, or load orders first",
-            )
+            raise window.no_orders()
         feature_rows = read_frame(conn, feature_query)
         labels = read_frame(conn, label_query(available_at_or_before=cutoff))
     frame, own_rows = join_features(entities, feature_rows)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from .. import schema
 from ..clock import utcnow
 from ..datasets import new_run_id, private_mkdir, write_snapshot
 from ..errors import MlkitError
@@ -121,25 +120,9 @@ def build_fraud_dataset(
     from pyspark.sql import functions as F
 
     started = time.perf_counter()
-    now = utcnow()
-    cutoff = label_cutoff or now
-    if cutoff > now:
-        raise MlkitError(
-            f"the label cut-off {cutoff} is later than now ({now})",
-            hint="labels not available yet must not count: pick a moment in the past",
-        )
-    end = cutoff - timedelta(days=label_delay_days)
-    end = min(until, end) if until else end
-    o, f = schema.orders, schema.fraud_features
-    entity_query = sa.select(
-        o.c.order_id, o.c.buyer_wallet_id, o.c.event_id, o.c.created_at, o.c.price
-    ).where(o.c.created_at < end)
-    feature_query = sa.select(
-        f.c.order_id, f.c.wallet_id, f.c.feature_ts, *[f.c[name] for name in FEATURES]
-    ).where(f.c.feature_ts < end)
-    if since is not None:
-        entity_query = entity_query.where(o.c.created_at >= since)
-        feature_query = feature_query.where(f.c.feature_ts >= since)
+    window = local_dataset.SnapshotWindow.of(since, until, label_cutoff, label_delay_days)
+    cutoff = window.cutoff
+    entity_query, feature_query = window.queries()
 
     jdbc = config_jdbc_options(config)  # an SQLite database fails here, before Spark starts
     spark = spark_session(config)
@@ -151,12 +134,7 @@ def build_fraud_dataset(
     entities = read(entity_query).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         if entities.isEmpty():
-            raise MlkitError(
-                f"no orders between {since or 'the beginning'} and {end} "
-                f"(orders younger than {label_delay_days:g} days before the label cut-off "
-                f"{cutoff} are left out)",
-                hint="widen --since/--until, or load orders first",
-            )
+            raise window.no_orders()
         labels = read(label_query(available_at_or_before=cutoff), None)
         own_label = labels.groupBy("order_id").agg(
             F.min("label_available_at").alias("label_available_at")
@@ -183,7 +161,7 @@ def build_fraud_dataset(
         # Absolute: Spark takes a file URI, and its tasks may run in another directory.
         root = Path(datasets_dir).resolve() / local_dataset.NAME
         private_mkdir(root)
-        parts = root / f".spark-{new_run_id(now)}"
+        parts = root / f".spark-{new_run_id(utcnow())}"
         try:
             stats = _write_parts(frame, parts, partitions)
             return _snapshot(
