@@ -17,7 +17,6 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from .config import SUPPORTED_BACKENDS, mask_url
 from .errors import MlkitError
-from .schema import metadata
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -365,6 +364,8 @@ def ddl(dialect: str) -> str:
     """The full DDL for a dialect: what `mlkit db ddl` prints and `sql/<dialect>.sql` holds."""
     from sqlalchemy.schema import CreateIndex, CreateTable
 
+    from .schema import metadata
+
     if dialect not in DIALECTS:
         raise MlkitError(
             f"unknown dialect {dialect!r}", hint=f"choose one of {', '.join(DIALECTS)}"
@@ -398,6 +399,7 @@ def init_schema(engine: Engine, sources: Sources | None = None) -> list[str]:
     """Create every missing table, index and the KPI view; return the tables created. With
     `sources`, mlkit's own tables go in the state schema and each mapped input becomes a
     view there. A table of mlkit's name with other columns stops it, naming the fix."""
+    from .schema import metadata
     from .sources.apply import (
         apply_views,
         ensure_state_schema,
@@ -485,6 +487,7 @@ def table_counts(
     """Row count of every schema table (through its view where an input is mapped); None
     for a table that does not exist yet, or whose name a platform's table with other
     columns holds (those are put in `foreign` with the mlkit columns they lack)."""
+    from .schema import metadata
     from .sources.apply import foreign_tables
 
     try:
