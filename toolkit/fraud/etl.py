@@ -278,7 +278,7 @@ def run_etl(
     `allow_empty` a range without orders is a quiet no-op instead of an error."""
     report = progress or (lambda label, done, total: None)
     started = time.perf_counter()
-    _require_tables(engine)
+    require_tables(engine)
     try:
         with job_lock(engine, "etl", JOB), engine.begin() as conn:
             report("extract", 0, 3)
@@ -303,7 +303,7 @@ def run_etl(
                     watermark=_read_watermark(conn),
                 )
             frame, written = _store(conn, sources, target, since, until, report)
-            watermark = _move_watermark(conn)
+            watermark = move_watermark(conn)
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
     return _stored(since, until, frame, sources, started, watermark=watermark, written=written)
@@ -322,14 +322,14 @@ def catch_up(
     report = progress or (lambda label, done, total: None)
     started = time.perf_counter()
     until = until or utcnow()
-    _require_tables(engine)
+    require_tables(engine)
     try:
         with job_lock(engine, "etl", JOB), engine.begin() as conn:
             watermark = _read_watermark(conn)
             labels_since = watermark - lookback if watermark else None
-            pending = read_frame(conn, _unprocessed_query(conn, until, labels_since))
+            pending = read_frame(conn, unprocessed_query(conn, until, labels_since))
             if pending.empty:
-                relabelled = _sync_labels(conn, labels_since, until) if labels_since else 0
+                relabelled = sync_labels(conn, labels_since, until) if labels_since else 0
                 return EtlResult(
                     None,
                     until,
@@ -363,8 +363,8 @@ def catch_up(
                 target = target[recompute | new]
             frame, written = _store(conn, sources, target, since, until, report)
             if labels_since is not None:
-                written["relabelled"] = _sync_labels(conn, labels_since, until)
-            watermark = _move_watermark(conn)
+                written["relabelled"] = sync_labels(conn, labels_since, until)
+            watermark = move_watermark(conn)
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
     return _stored(
@@ -398,7 +398,7 @@ def catch_up_from_config(engine: Engine, config, progress: ProgressCallback | No
     return catch_up(engine, lookback=lookback_from_config(config), progress=progress)
 
 
-def _unprocessed_query(conn: sa.Connection, until: datetime, recent: datetime | None) -> sa.Select:
+def unprocessed_query(conn: sa.Connection, until: datetime, recent: datetime | None) -> sa.Select:
     """Orders before `until` without a feature row (an anti-join on the primary key), among
     those newer than the newest featured order id or placed since `recent` (the watermark
     less the lookback), so a night reads its new orders, not the whole history; without
@@ -423,7 +423,7 @@ def _ids_in_range(conn: sa.Connection, since: datetime, until: datetime) -> list
     return _ids(read_frame(conn, query)["order_id"])
 
 
-def _sync_labels(conn: sa.Connection, available_since: datetime, until: datetime) -> int:
+def sync_labels(conn: sa.Connection, available_since: datetime, until: datetime) -> int:
     """Label the stored rows whose first label became available in [available_since, until),
     after their features were computed, as a full rebuild would: one UPDATE from the labels
     of the orders with a fresh one. Labels come after their orders, so those available
@@ -517,7 +517,7 @@ def _read_watermark(conn: sa.Connection) -> datetime | None:
     return conn.execute(sa.select(table.c.watermark).where(table.c.job == JOB)).scalar()
 
 
-def _move_watermark(conn: sa.Connection) -> datetime | None:
+def move_watermark(conn: sa.Connection) -> datetime | None:
     """Record the newest feature_ts stored (an index lookup) as the watermark."""
     newest = conn.execute(sa.select(sa.func.max(schema.fraud_features.c.feature_ts))).scalar()
     if newest is None:
@@ -532,7 +532,7 @@ def _move_watermark(conn: sa.Connection) -> datetime | None:
     return newest
 
 
-def _require_tables(engine: Engine) -> None:
+def require_tables(engine: Engine) -> None:
     needed = {
         "orders",
         "wallets",

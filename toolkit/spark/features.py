@@ -527,8 +527,8 @@ def store_features(
                 sa.select(sa.func.count()).select_from(staging).where(staging.c.label.is_(True))
             ).scalar_one()
             if labels_since is not None:
-                counts["relabelled"] = etl._sync_labels(conn, labels_since, until)
-            counts["watermark"] = etl._move_watermark(conn)
+                counts["relabelled"] = etl.sync_labels(conn, labels_since, until)
+            counts["watermark"] = etl.move_watermark(conn)
     finally:
         with engine.begin() as conn:
             staging.drop(conn, checkfirst=True)
@@ -536,10 +536,10 @@ def store_features(
 
 
 def _pending(engine: Engine, until: datetime, labels_since: datetime | None):
-    """The local nightly run's new orders (etl._unprocessed_query) as a subquery, how many
+    """The local nightly run's new orders (etl.unprocessed_query) as a subquery, how many
     there are and the oldest one's time."""
     with engine.connect() as conn:
-        pending = etl._unprocessed_query(conn, until, labels_since).subquery("unfeatured")
+        pending = etl.unprocessed_query(conn, until, labels_since).subquery("unfeatured")
         count, oldest = conn.execute(
             sa.select(sa.func.count(), sa.func.min(pending.c.created_at))
         ).one()
@@ -636,7 +636,7 @@ def run_job(
 
     report = progress or (lambda label, done, total: None)
     started = time.perf_counter()
-    etl._require_tables(engine)
+    etl.require_tables(engine)
     incremental = since is not None and since.strip() == "last"
     try:
         with job_lock(engine, "etl", etl.JOB):
@@ -686,7 +686,7 @@ def _catch_up(
         relabelled = 0
         if labels_since is not None:
             with engine.begin() as conn:
-                relabelled = etl._sync_labels(conn, labels_since, until)
+                relabelled = etl.sync_labels(conn, labels_since, until)
         return etl.EtlResult(
             None,
             until,
