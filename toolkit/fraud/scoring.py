@@ -135,7 +135,10 @@ def score_orders(
         predictions = pd.DataFrame(
             {
                 "order_id": frame["order_id"].to_numpy(),
-                "fraud_score": np.round(scores, 6),
+                # Rounded as doubles, as the online path rounds: every dialect stores the
+                # same value (a rounded float32 reached PostgreSQL's COPY as its shortest
+                # text but the other drivers as its double, 0.00091 against 0.00091000000247).
+                "fraud_score": np.round(scores.astype(np.float64), 6),
                 "decision": decisions,
                 "model_version": label,
                 "created_at": utcnow(),

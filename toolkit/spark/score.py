@@ -127,20 +127,13 @@ def _score_into_staging(engine: Engine, config: Config, model, thresholds, since
         num_partitions=int(config.get("engine.spark.partitions")),
     )
 
-    # The value the local write stores for a score (float32, rounded like it): PostgreSQL's
-    # COPY receives its shortest text, the other dialects its double.
-    shortest_text = engine.dialect.name == "postgresql"
-
     def score(batches):
         for batch in batches:
             scores = model.predict_proba(batch)
-            rounded = np.round(scores, 6)
             yield pd.DataFrame(
                 {
                     "order_id": batch["order_id"].to_numpy(dtype=np.int64),
-                    "fraud_score": rounded.astype(str).astype(float)
-                    if shortest_text
-                    else rounded.astype(float),
+                    "fraud_score": np.round(scores.astype(np.float64), 6),  # as the local write
                     "decision": thresholds.decide(scores),
                 }
             )
