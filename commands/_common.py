@@ -105,12 +105,17 @@ def options(ctx: typer.Context) -> GlobalOptions:
     return root.obj
 
 
-def load_config(ctx: typer.Context) -> Config:
+def load_config(ctx: typer.Context, *, check_database: bool = True) -> Config:
     """The effective configuration, the global --config, --database and --redis applied."""
     from mlkit.toolkit.config import load_config as load
 
     opts = options(ctx)
-    return load(opts.config_path, database_url=opts.database_url, redis_url=opts.redis_url)
+    return load(
+        opts.config_path,
+        database_url=opts.database_url,
+        redis_url=opts.redis_url,
+        check_database=check_database,
+    )
 
 
 def open_engine(ctx: typer.Context, config: Config | None = None, *, check: bool = True) -> Engine:

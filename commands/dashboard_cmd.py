@@ -29,12 +29,13 @@ def dashboard(
     opts = options(ctx)
     opts.database_url = database or opts.database_url
     opts.redis_url = redis or opts.redis_url
-    config = load_config(ctx)
+    config = load_config(ctx, check_database=False)
     from mlkit.dashboard.app import Dashboard
 
-    # The engine is made by the first poll, after the first paint. Not checked: the
-    # dashboard starts while the database is down and says so in its panels.
+    # The URL is read and the engine made by the first poll, after the first paint. Not
+    # connected first: the dashboard starts while the database is down and says so.
     def connect():
+        config.check_database_url()
         return open_engine(ctx, config, check=False)
 
     app = Dashboard(connect, config.redis_url, refresh, config)

@@ -135,7 +135,8 @@ class Dashboard(App):
         _columns(self.query_one("#training", DataTable), render.TRAINING_COLUMNS)
         self._render_top()
         self.clock = self.set_interval(1.0, self._render_top)  # the header's "s ago"
-        self.poll()
+        # After the first frame: the first poll's imports would hold the GIL against it.
+        self.call_after_refresh(self.poll)
 
     # ------------------------------------------------------------ polling
 

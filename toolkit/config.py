@@ -293,6 +293,22 @@ class Config:
     data: dict[str, Any]
     source: Path | None = None  # the file read, if any
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+    database_origin: str = "defaults"  # where the database URL came from, for its errors
+
+    def check_database_url(self) -> None:
+        """The database URL read as every engine reads it (SQLAlchemy's parser, the
+        supported dialects), its error naming where the URL came from."""
+        from .db import dialect_name, parse_url  # the one reading of a database URL
+        from .sources.mapping import check_state_schema
+
+        try:
+            url = parse_url(self.database_url)
+        except MlkitError as exc:
+            raise MlkitError(f"{self.database_origin}: {exc.message}", hint=exc.hint) from None
+        try:
+            check_state_schema(self.data["database"]["state_schema"], dialect_name(url))
+        except MlkitError as exc:
+            raise MlkitError(f"{origin_of(self.source)}: {exc.message}", hint=exc.hint) from None
 
     def get(self, dotted: str) -> Any:
         node: Any = self.data
@@ -535,8 +551,11 @@ def load_config(
     database_url: str | None = None,
     redis_url: str | None = None,
     env: Mapping[str, str] | None = None,
+    check_database: bool = True,
 ) -> Config:
-    """Load the effective configuration; flags (database_url, redis_url) win over everything."""
+    """Load the effective configuration; flags (database_url, redis_url) win over everything.
+    `check_database=False` leaves the database URL's check (and SQLAlchemy's import) to the
+    caller's `config.check_database_url()`: the dashboard's first paint comes before it."""
     env = dict(os.environ if env is None else env)
     source = find_config_file(path, env)
     data = copy.deepcopy(DEFAULTS)
@@ -556,7 +575,9 @@ def load_config(
         data["redis"]["url"] = redis_url
         data["redis"]["enabled"] = True
         origin["redis"] = "--redis"
-    config = Config(data=data, source=source, env=env)
+    config = Config(data=data, source=source, env=env, database_origin=origin["database"])
+    if check_database:
+        config.check_database_url()
     _check_urls(config, origin)
     return config
 
@@ -690,12 +711,6 @@ def _alert_rules(value: Any, where: str, env: Mapping[str, str]) -> list[dict[st
 
 
 def _check_urls(config: Config, origin: dict[str, str]) -> None:
-    from .db import parse_url  # the one reading of a database URL, with its error texts
-
-    try:
-        parse_url(config.database_url)
-    except MlkitError as exc:
-        raise MlkitError(f"{origin['database']}: {exc.message}", hint=exc.hint) from None
     where = f"{origin['redis']}: "
     if config.redis_url:
         parts = urlsplit(config.redis_url)
@@ -711,17 +726,16 @@ def _check_urls(config: Config, origin: dict[str, str]) -> None:
 
 
 def _check_sources(config: Config) -> None:
-    """`sources:` and `database.state_schema` checked (aliases resolved) as the file loads."""
-    from .db import dialect_name, parse_url
-    from .sources.mapping import check_state_schema, parse_sources
+    """`sources:` checked (aliases resolved) as the file loads; `database.state_schema` with
+    the database URL (Config.check_database_url)."""
+    from .sources.mapping import parse_sources
 
     where = origin_of(config.source)
     try:
         config.data["sources"] = parse_sources(config.data["sources"])
-        from .outputs import parse_outputs
+        if config.data["outputs"]:  # (nothing to check costs no import of SQLAlchemy)
+            from .outputs import parse_outputs
 
-        parse_outputs(config.data["outputs"], config.data["sources"])
-        backend = dialect_name(parse_url(config.database_url))
-        check_state_schema(config.data["database"]["state_schema"], backend)
+            parse_outputs(config.data["outputs"], config.data["sources"])
     except MlkitError as exc:
         raise MlkitError(f"{where}: {exc.message}", hint=exc.hint) from None

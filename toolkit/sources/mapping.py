@@ -9,12 +9,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from .. import schema
 from ..errors import MlkitError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+# mlkit's schema (and SQLAlchemy) are imported where a mapping is read: a config without
+# `sources:` loads without them (the dashboard paints before SQLAlchemy is imported).
 
 # The inputs mlkit reads, by its own table names; anything unmapped stays mlkit's table.
 INPUTS = (
@@ -122,12 +125,16 @@ def is_identifier(text: str) -> bool:
 
 def is_id_column(column: sa.Column) -> bool:
     """An id mlkit joins on: integer, named id or *_id; text ids are hashed into one."""
+    import sqlalchemy as sa
+
     return isinstance(column.type, sa.Integer) and (
         column.name == "id" or column.name.endswith("_id")
     )
 
 
 def required_columns(name: str) -> list[str]:
+    from .. import schema
+
     return [c.name for c in schema.metadata.tables[name].columns if not c.nullable]
 
 
@@ -223,6 +230,8 @@ def _parse_input(name: str, value: Any, where: str) -> dict:
     columns = value.get("columns") or {}
     if not isinstance(columns, Mapping):
         raise MlkitError(f"{where}.columns: expected mlkit column: platform column", hint=HINT)
+    from .. import schema
+
     table_columns = schema.metadata.tables[name].columns
     for column, expr in columns.items():
         if column not in table_columns:
