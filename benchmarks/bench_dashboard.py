@@ -1,10 +1,10 @@
 """`mlkit dashboard` on 1,000,000 orders and their predictions in PostgreSQL that was never
 analysed (autovacuum off on the tables, no ANALYZE): time to first paint and to first data of
-the whole `mlkit dashboard` command in a fresh interpreter, and one full refresh (every panel's queries) with the time of
-each panel, beside the plain SQL of the same figures. As in operation, `kpi refresh` ran (cron:
-every 5 minutes) and orders came in and were scored since, and older ones re-scored: the
-dashboard reads the hours nothing changed in from kpi_hours, the others live. Targets: first
-paint < 0.5 s, first data < 1.5 s, refresh <= 100 ms.
+the whole command in a fresh interpreter, and one full refresh (every panel's queries) with
+the time of each panel, beside the plain SQL of the same figures. As in operation, `kpi
+refresh` ran (cron: every 5 minutes) and orders came in and were scored since, and older ones
+re-scored: the dashboard reads the hours nothing changed in from kpi_hours, the others live.
+Targets: first paint < 0.5 s, first data < 1.5 s, refresh <= 100 ms.
 
 Run: python benchmarks/bench_dashboard.py [--orders 1000000] [--days 90] [--server URL]
 """
