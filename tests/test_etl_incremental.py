@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
+from fraud_rows import add_label, stored_features
 
 from mlkit.toolkit import schema
 from mlkit.toolkit.errors import MlkitError
@@ -80,24 +80,8 @@ def add_orders(engine, *orders: tuple[int, int, int, datetime]) -> None:
         )
 
 
-def add_label(engine, order_id: int, wallet_id: int, available_at: datetime) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            schema.security_alerts.insert().values(
-                order_id=order_id,
-                wallet_id=wallet_id,
-                alert_type="chargeback",
-                severity="high",
-                confirmed_fraud=True,
-                label_available_at=available_at,
-            )
-        )
-
-
 def features(engine) -> pd.DataFrame:
-    f = schema.fraud_features
-    with engine.connect() as conn:
-        return pd.read_sql(sa.select(f).order_by(f.c.order_id), conn).set_index("order_id")
+    return stored_features(engine).set_index("order_id")
 
 
 def etl_run(cli, engine, now: datetime, *args: str) -> dict:

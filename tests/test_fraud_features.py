@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from fraud_rows import add_label, stored_features
 
 from mlkit.toolkit import schema
 from mlkit.toolkit.db import make_engine
@@ -19,13 +20,6 @@ from mlkit.toolkit.fraud.features import compute_features
 
 WORLD_END = datetime(2026, 1, 21)
 FAR = datetime(2027, 1, 1)
-
-
-def stored_features(engine) -> pd.DataFrame:
-    table = schema.fraud_features
-    with engine.connect() as conn:
-        frame = pd.read_sql(sa.select(table).order_by(table.c.order_id), conn)
-    return frame
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +59,7 @@ def test_leakage_proof_later_rows_and_labels_never_change_earlier_features(engin
     before = stored_features(engine)
     seed_demo(engine, days=4, append=True)
     first_order = int(before["order_id"].min())
-    with engine.begin() as conn:
-        conn.execute(
-            schema.security_alerts.insert().values(
-                order_id=first_order,
-                wallet_id=int(before["wallet_id"].iloc[0]),
-                alert_type="chargeback",
-                severity="high",
-                confirmed_fraud=True,
-                label_available_at=WORLD_END + timedelta(days=1),
-            )
-        )
+    add_label(engine, first_order, int(before["wallet_id"].iloc[0]), WORLD_END + timedelta(days=1))
     etl.run_etl(engine, None, FAR)
     after = stored_features(engine)
     assert len(after) > len(before)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 import yaml
 from conftest import drop_database, make_database, unavailable
+from fraud_rows import add_label, stored_features
 
 from mlkit.toolkit import schema
 from mlkit.toolkit.config import load_config
@@ -48,12 +48,6 @@ SPARK = {
 }
 KEYS = ("order_id", "wallet_id", "event_id", "feature_ts")
 EXACT = ("payment_method", "is_resale", "label", "label_available_at")
-
-
-def stored_features(engine) -> pd.DataFrame:
-    table = schema.fraud_features
-    with engine.connect() as conn:
-        return pd.read_sql(sa.select(table).order_by(table.c.order_id), conn)
 
 
 def assert_same_features(local: pd.DataFrame, spark: pd.DataFrame) -> None:
@@ -170,17 +164,7 @@ def test_leakage_proof_on_spark_later_rows_and_labels_never_change_earlier_featu
     before = stored_features(engine)
     seed_demo(engine, days=4, append=True)
     first_order = int(before["order_id"].min())
-    with engine.begin() as conn:
-        conn.execute(
-            schema.security_alerts.insert().values(
-                order_id=first_order,
-                wallet_id=int(before["wallet_id"].iloc[0]),
-                alert_type="chargeback",
-                severity="high",
-                confirmed_fraud=True,
-                label_available_at=WORLD_END + timedelta(days=10),
-            )
-        )
+    add_label(engine, first_order, int(before["wallet_id"].iloc[0]), WORLD_END + timedelta(days=10))
     # The nightly run features the new orders (no labels yet) as the local engine computes them.
     nightly = spark_features.run_job(engine, spark_config, "last", FAR.isoformat())
     added = stored_features(engine)

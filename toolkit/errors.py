@@ -44,3 +44,10 @@ def explain_unexpected(exc: Exception) -> MlkitError:
         f"unexpected {type(exc).__name__}: {exc}",
         "run with --verbose for the traceback and report it",
     )
+
+
+def message_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what an
+    `error:` line quotes of a library's failure."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import MlkitError
+from .errors import MlkitError, message_line
 from .formats import json_safe
 from .fraud.columns import DATASET_COLUMNS, DATASET_KEYS, LABEL_HISTORY_FEATURES
 
@@ -115,7 +115,7 @@ def read_dataset(data_file: Path, *, name: str = "fraud") -> tuple[pd.DataFrame,
     try:
         table = pq.read_table(data_file)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = message_line(exc)
         raise MlkitError(
             f"{data_file} is not a readable parquet file: {reason}",
             hint="pass a snapshot directory or its data.parquet",

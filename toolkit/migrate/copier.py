@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..db import explain_db_error, masked
-from ..errors import MlkitError
+from ..errors import MlkitError, message_line
 from ..formats import json_safe
 from ..schema import migration_progress
 from .bulk import FORMAT_ERRORS
@@ -282,7 +282,7 @@ class Copier:
         except self.batches.driver_error as exc:
             if isinstance(exc, self.source.dialect.dbapi.Error):
                 raise MlkitError(f"{tp.name}: copy failed: {exc}") from None
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = message_line(exc)
             raise MlkitError(f"{tp.name}: the target failed: {first}") from None
 
     def _copy_keyset(self, sconn, tconn, job: _TableJob, state, result: TableResult) -> None:

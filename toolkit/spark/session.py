@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MlkitError
+from ..errors import MlkitError, message_line
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -94,7 +94,7 @@ def spark_session(config: Config) -> SparkSession:
             warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
             session = builder.getOrCreate()
     except Exception as exc:  # the JVM did not start: no Java, a bad master or setting
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = message_line(exc)
         raise MlkitError(
             f"cannot start Spark on {settings['master'] or 'the default master'}: {first}",
             hint="Spark needs Java 17 (JAVA_HOME or java on PATH) and a reachable master; "

@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import MlkitError
+from ..errors import MlkitError, message_line
 from ..fraud.columns import DATASET_COLUMNS, FEATURES, NUMERIC_FEATURES
 from ..fraud.train import MIN_POSITIVES, MIN_ROWS, SPLIT, Split
 
@@ -146,7 +146,7 @@ def _read_snapshot(spark, path: Path) -> DataFrame:
     try:
         frame = spark.read.parquet(str(data))
     except Exception as exc:  # Spark's AnalysisException: not Parquet, unreadable
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = message_line(exc)
         raise MlkitError(
             f"cannot read the dataset {data}: {first}",
             hint="give a snapshot folder (or its data.parquet) from `mlkit dataset build fraud`",
