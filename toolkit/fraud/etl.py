@@ -63,6 +63,23 @@ class EtlResult:
     watermark: datetime | None = field(default=None)
     written: dict | None = None  # rows inserted, updated (changed only), skipped, deleted
 
+    @classmethod
+    def nothing_new(
+        cls, until: datetime, seconds: float, watermark: datetime | None, relabelled: int
+    ) -> EtlResult:
+        """A night without new orders: at most labels that arrived on earlier rows."""
+        return cls(
+            None,
+            until,
+            0,
+            0,
+            0,
+            seconds,
+            mode="incremental",
+            watermark=watermark,
+            written={"relabelled": relabelled} if relabelled else None,
+        )
+
     def as_dict(self) -> dict:
         return {
             "job": JOB,
@@ -330,16 +347,8 @@ def catch_up(
             pending = read_frame(conn, unprocessed_query(conn, until, labels_since))
             if pending.empty:
                 relabelled = sync_labels(conn, labels_since, until) if labels_since else 0
-                return EtlResult(
-                    None,
-                    until,
-                    0,
-                    0,
-                    0,
-                    time.perf_counter() - started,
-                    mode="incremental",
-                    watermark=watermark,
-                    written={"relabelled": relabelled} if relabelled else None,
+                return EtlResult.nothing_new(
+                    until, time.perf_counter() - started, watermark, relabelled
                 )
             oldest_new = pending["created_at"].min().to_pydatetime()
             f = schema.fraud_features

@@ -687,16 +687,8 @@ def _catch_up(
         if labels_since is not None:
             with engine.begin() as conn:
                 relabelled = etl.sync_labels(conn, labels_since, until)
-        return etl.EtlResult(
-            None,
-            until,
-            0,
-            0,
-            0,
-            time.perf_counter() - started,
-            mode="incremental",
-            watermark=watermark,
-            written={"relabelled": relabelled} if relabelled else None,
+        return etl.EtlResult.nothing_new(
+            until, time.perf_counter() - started, watermark, relabelled
         )
     f = schema.fraud_features
     with engine.connect() as conn:
