@@ -164,17 +164,17 @@ def pricing_sections(page: Page, config, mv, artifact: bytes) -> None:
 
 def _arm_intervals(states: list[Mapping]) -> tuple[list[float], list[float], list[float]]:
     """Means, and the distances below and above them to the posterior interval's ends."""
-    from scipy import stats
+    from ..pricing.posterior import posterior_interval
 
-    tail = (1 - BANDIT_LEVEL) / 2
+    pulls = [float(state["pulls"]) for state in states]
+    rewards = [float(state["reward_sum"]) for state in states]
+    intervals = posterior_interval(pulls, rewards, BANDIT_LEVEL)
     means, low, high = [], [], []
-    for state in states:
-        pulls, rewards = float(state["pulls"]), float(state["reward_sum"])
-        mean = rewards / pulls if pulls else 0.0
-        lo, hi = stats.beta.ppf([tail, 1 - tail], 1 + rewards, 1 + max(pulls - rewards, 0.0))
+    for n, r, (lo, hi) in zip(pulls, rewards, intervals, strict=True):
+        mean = r / n if n else 0.0
         means.append(mean)
-        low.append(max(mean - float(lo), 0.0))
-        high.append(max(float(hi) - mean, 0.0))
+        low.append(max(mean - lo, 0.0))
+        high.append(max(hi - mean, 0.0))
     return means, low, high
 
 
