@@ -5,8 +5,12 @@ columns and the rows touching the wallet. The rows of a chunk of wallets are rea
 query per table, rendered to JSON by pandas once per table (not once per wallet), and
 grouped by wallet as text. A run after the first writes only the wallets with activity at
 or after the previous run's high-water marks (new or completed orders, transfers, labels,
-new wallets), and keeps every other key alive with EXPIRE; a key found missing (expired,
-Redis flushed) is rebuilt. `full` rebuilds every key.
+new wallets), found by one query, and keeps every other key alive with EXPIRE; a key found
+missing (expired, Redis flushed) is rebuilt. `full` rebuilds every key.
+
+Redis is written through scripts whose commands are packed here (redis-py's packing costs
+microseconds per argument, more than Redis takes to run the command), in batches that keep
+each script call short, since Redis runs nothing else meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -24,13 +29,7 @@ from .. import schema
 from ..clock import utcnow
 from ..db import read_frame
 from .labels import label_query
-from .online import (
-    MATERIALIZE_CHUNK,
-    TIME_COLUMNS,
-    WALLET_KEY,
-    _orders_select,
-    wallet_histories,
-)
+from .online import TIME_COLUMNS, WALLET_KEY, _orders_select, wallet_histories
 
 JOB = "wallet_state"
 # Each table's columns naming the wallets a row belongs to.
@@ -40,6 +39,14 @@ OWNERS = {
     "transfers": ("from_wallet_id", "to_wallet_id"),
     "labels": ("wallet_id",),
 }
+# Wallets whose histories are read and rendered together: a row whose owners fall in two
+# chunks is rendered twice, so larger chunks do less work, at the cost of memory.
+READ_CHUNK = 25_000
+# Keys per script call: about 10 ms of Redis time each.
+WRITE_BATCH = 5_000
+RENEW_BATCH = 20_000
+# Lua's numbers are doubles: ids past 2**53 are passed one by one, as text.
+EXACT_IDS = 2**53
 
 
 @dataclass(frozen=True)
@@ -51,22 +58,16 @@ class Materialized:
     mode: str  # "full" or "incremental"
 
 
-def _activity() -> dict[str, tuple[sa.ColumnElement, sa.Select]]:
-    """Per source of activity: its time column and the (wallet_id, time) rows it has."""
+def _activity() -> dict[str, tuple[sa.ColumnElement, tuple[sa.ColumnElement, ...]]]:
+    """Per source of activity: its time column and the columns naming its wallets."""
     o, t, w = schema.orders, schema.ticket_transfers, schema.wallets
     labels = label_query().subquery()
-    sources = {
-        "buyer": (o.c.created_at, o.c.buyer_wallet_id),
-        "seller": (o.c.created_at, o.c.seller_wallet_id),
-        "completed_buyer": (o.c.completed_at, o.c.buyer_wallet_id),
-        "completed_seller": (o.c.completed_at, o.c.seller_wallet_id),
-        "from": (t.c.transferred_at, t.c.from_wallet_id),
-        "to": (t.c.transferred_at, t.c.to_wallet_id),
-        "wallets": (w.c.created_at, w.c.wallet_id),
-        "labels": (labels.c.label_available_at, labels.c.wallet_id),
-    }
     return {
-        name: (ts, sa.select(who.label("wallet_id"), ts)) for name, (ts, who) in sources.items()
+        "orders": (o.c.created_at, (o.c.buyer_wallet_id, o.c.seller_wallet_id)),
+        "completed": (o.c.completed_at, (o.c.buyer_wallet_id, o.c.seller_wallet_id)),
+        "transfers": (t.c.transferred_at, (t.c.from_wallet_id, t.c.to_wallet_id)),
+        "wallets": (w.c.created_at, (w.c.wallet_id,)),
+        "labels": (labels.c.label_available_at, (labels.c.wallet_id,)),
     }
 
 
@@ -79,81 +80,109 @@ def _marks(conn: sa.Connection) -> dict[str, datetime]:
     return {job.split(":", 1)[1]: mark for job, mark in rows}
 
 
+def _newest(conn: sa.Connection) -> dict[str, datetime | None]:
+    """Every source's latest time (a first or full run)."""
+    return {
+        name: conn.execute(sa.select(sa.func.max(moment))).scalar()
+        for name, (moment, _) in _activity().items()
+    }
+
+
 def _changed(conn: sa.Connection, marks: dict[str, datetime]) -> tuple[set[int], dict]:
-    """Wallets with activity at or after the marks (one UNION query; none on a first run),
-    and the new marks."""
-    parts, newest = [], {}
-    for name, (ts, rows) in _activity().items():
-        sub = rows.subquery()
-        newest[name] = conn.execute(sa.select(sa.func.max(sub.c[ts.name]))).scalar()
-        if marks:  # a source without a mark had no times last run: any time it has is new
-            moment = sub.c[ts.name]
-            since = moment >= marks[name] if name in marks else moment.is_not(None)
-            parts.append(sa.select(sub.c.wallet_id).where(since))
+    """Wallets with activity at or after the marks, and the new marks, from one UNION ALL
+    of each source's rows since its mark (a source without a mark had no times last run:
+    any time it has is new). A new mark is the latest time read, or the old one."""
+    parts = []
+    for name, (moment, owners) in _activity().items():
+        since = moment >= marks[name] if name in marks else moment.is_not(None)
+        second = owners[1] if len(owners) > 1 else sa.cast(sa.null(), sa.BigInteger)
+        parts.append(
+            sa.select(
+                sa.literal_column(f"'{name}'").label("source"),
+                sa.type_coerce(moment, sa.DateTime).label("moment"),
+                sa.type_coerce(owners[0], sa.BigInteger).label("first"),
+                sa.type_coerce(second, sa.BigInteger).label("second"),
+            ).where(since)
+        )
+    newest = {name: marks.get(name) for name in _activity()}
     ids = set()
-    if parts:
-        ids = {int(w) for w in conn.execute(sa.union(*parts)).scalars() if w is not None}
-    return ids, newest
+    for source, moment, first, second in conn.execute(sa.union_all(*parts)):
+        if newest[source] is None or moment > newest[source]:
+            newest[source] = moment
+        ids.update(w for w in (first, second) if w is not None)
+    return {int(w) for w in ids}, newest
 
 
 def _save_marks(conn: sa.Connection, newest: dict) -> None:
+    """The marks replace the previous run's (sources an older mlkit named go with them)."""
     table = schema.etl_watermarks
     now = utcnow()
-    for name, mark in newest.items():
-        if mark is None:
-            continue
-        job = f"{JOB}:{name}"
-        conn.execute(table.delete().where(table.c.job == job))
-        conn.execute(table.insert().values(job=job, watermark=mark, updated_at=now))
+    conn.execute(table.delete().where(table.c.job.like(f"{JOB}:%")))
+    rows = [
+        {"job": f"{JOB}:{name}", "watermark": mark, "updated_at": now}
+        for name, mark in newest.items()
+        if mark is not None
+    ]
+    if rows:
+        conn.execute(table.insert(), rows)
 
 
-def _row_texts(frame: pd.DataFrame) -> pd.Series:
-    """Each row as a JSON array text (times as epoch seconds), rendered by pandas at once."""
+def _row_texts(frame: pd.DataFrame) -> np.ndarray:
+    """Each row as a JSON array text without its brackets (times as epoch seconds),
+    rendered by pandas at once."""
     out = frame.copy()
     for column in TIME_COLUMNS.intersection(out.columns):
         seconds = out[column].astype("datetime64[s]").astype("int64")
         out[column] = seconds.where(out[column].notna()).astype("Int64")
     if out.empty:
-        return pd.Series([], dtype=object, index=out.index)
+        return np.array([], dtype=object)
     text = out.to_json(orient="values")
     rows = text[2:-2].split("],[")
     if len(rows) != len(out):  # a string value holding "],[": render row by row
         rows = [json.dumps(r)[1:-1] for r in json.loads(text)]
-    return pd.Series(rows, index=out.index, dtype=object)
+    return np.array(rows, dtype=object)
 
 
-def _by_wallet(frame: pd.DataFrame, owners: tuple[str, ...]) -> pd.Series:
-    """Each wallet's rows of `frame` as the text of a JSON list of arrays: the (wallet, row
-    text) pairs sorted once, each wallet's run joined."""
-    import numpy as np
-
-    texts = _row_texts(frame).to_numpy()
+def _by_wallet(frame: pd.DataFrame, owners: tuple[str, ...], ids: np.ndarray) -> np.ndarray:
+    """Each wallet of `ids` (sorted) its rows of `frame` as the text of a JSON list of
+    arrays ("[]" for none). The (wallet, row text) pairs are sorted once and joined in one
+    string, each wallet's run ending in a newline, which JSON text never holds raw."""
+    out = np.full(len(ids), "[]", dtype=object)
+    if frame.empty:
+        return out
+    texts = _row_texts(frame)
     wallets, rows = [], []
     for i, column in enumerate(owners):
         keep = frame[column].notna()
         for other in owners[:i]:  # a row owned twice by one wallet appears once
             keep &= frame[column] != frame[other]
-        keep = keep.to_numpy()
+        keep = keep.to_numpy(dtype=bool)
         wallets.append(frame[column].to_numpy()[keep].astype("int64"))
         rows.append(texts[keep])
     wallet, text = np.concatenate(wallets), np.concatenate(rows)
+    at = np.searchsorted(ids, wallet).clip(max=len(ids) - 1)
+    listed = ids[at] == wallet  # a range read brings rows of wallets not asked for
+    wallet, text, at = wallet[listed], text[listed], at[listed]
+    if not len(wallet):
+        return out
     order = np.argsort(wallet, kind="stable")
-    wallet, text = wallet[order], text[order]
-    starts = np.flatnonzero(np.r_[True, wallet[1:] != wallet[:-1]]) if len(wallet) else wallet
-    ends = np.r_[starts[1:], len(wallet)] if len(wallet) else starts
-    values = [
-        "[[" + "],[".join(text[a:b].tolist()) + "]]" for a, b in zip(starts, ends, strict=True)
-    ]
-    return pd.Series(values, index=pd.Index(wallet[starts], dtype="int64"), dtype=object)
+    wallet, text, at = wallet[order], text[order], at[order]
+    last = np.r_[wallet[1:] != wallet[:-1], True]
+    pieces = np.empty(2 * len(text), dtype=object)
+    pieces[0::2] = text
+    pieces[1::2] = np.where(last, "]]\n[[", "],[")
+    runs = ("[[" + "".join(pieces.tolist())[:-3]).split("\n")
+    out[at[last]] = runs
+    return out
 
 
-def _histories(conn: sa.Connection, ids: list[int]) -> dict[str, pd.DataFrame]:
+def _histories(conn: sa.Connection, ids: np.ndarray) -> dict[str, pd.DataFrame]:
     """The history rows of these wallets (sorted ids): for a dense run of ids, a range
     predicate per table (rows of ids in the range but not listed are dropped later), which
     reads as fast as a scan and sends no list of literals; else the ids themselves."""
-    lo, hi = ids[0], ids[-1]
+    lo, hi = int(ids[0]), int(ids[-1])
     if hi - lo + 1 > 2 * len(ids):
-        return wallet_histories(conn, ids)
+        return wallet_histories(conn, ids.tolist())
     o, w, t = schema.orders, schema.wallets, schema.ticket_transfers
     labels = label_query().subquery()
     return {
@@ -181,47 +210,98 @@ def _histories(conn: sa.Connection, ids: list[int]) -> dict[str, pd.DataFrame]:
     }
 
 
-def wallet_states(conn: sa.Connection, wallet_ids: list[int]) -> pd.Series:
-    """The Redis value of each wallet, by wallet id: four set-based reads for all of them."""
-    ids = pd.Index(sorted({int(w) for w in wallet_ids}), dtype="int64")
-    history = _histories(conn, ids.tolist())
-    state = pd.Series("{", index=ids, dtype=object)
-    for n, (name, frame) in enumerate(history.items()):
-        head = json.dumps({"columns": list(frame.columns)}, separators=(",", ":"))[:-1]
-        data = _by_wallet(frame, OWNERS[name]).reindex(ids).fillna("[]")
-        state = state + ("," if n else "") + f'"{name}":' + head + ',"data":' + data + "}"
-    return state + "}"
+def wallet_states(conn: sa.Connection, wallet_ids) -> tuple[np.ndarray, list[str]]:
+    """The Redis value of each wallet (sorted, distinct ids, returned with the values):
+    four set-based reads for all of them."""
+    ids = np.unique(np.asarray(wallet_ids, dtype="int64"))
+    history = _histories(conn, ids)
+    template, tables = [], []
+    for name, frame in history.items():
+        columns = json.dumps(list(frame.columns), separators=(",", ":")).replace("%", "%%")
+        template.append(f'"{name}":{{"columns":{columns},"data":%s}}')
+        tables.append(_by_wallet(frame, OWNERS[name], ids).tolist())
+    pattern = "{" + ",".join(template) + "}"
+    return ids, [pattern % parts for parts in zip(*tables, strict=True)]
 
 
-# One round trip per chunk of keys, not one command each (the client's per-command cost
-# is most of a pipeline's): SET with a TTL, and EXPIRE reporting the keys that are gone.
+# Set each key with the TTL (KEYS: the keys, ARGV: their values, then the TTL).
 _SET_ALL = """
 local ttl = ARGV[#KEYS + 1]
 for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'EX', ttl) end
 return #KEYS
 """
-_RENEW_ALL = """
-local missing = {}
-for i = 1, #KEYS do
-  if redis.call('EXPIRE', KEYS[i], ARGV[1]) == 0 then missing[#missing + 1] = i end
+# Renew the TTL of the keys of runs of consecutive ids, given as first and last id; returns
+# the ids whose key is gone. Keys are built here, so a call sends a few numbers, not 20,000
+# keys (ARGV: the key's prefix, the TTL, then the runs).
+_RENEW_RUNS = """
+local prefix, ttl, missing = ARGV[1], ARGV[2], {}
+for r = 3, #ARGV, 2 do
+  if ARGV[r] == ARGV[r + 1] then
+    if redis.call('EXPIRE', prefix .. ARGV[r], ttl) == 0 then missing[#missing + 1] = ARGV[r] end
+  else
+    for id = tonumber(ARGV[r]), tonumber(ARGV[r + 1]) do
+      local text = string.format('%d', id)
+      if redis.call('EXPIRE', prefix .. text, ttl) == 0 then missing[#missing + 1] = text end
+    end
+  end
 end
 return missing
 """
 
 
-def _set_all(client, states: pd.Series, ttl: int) -> None:
-    keys = [WALLET_KEY.format(w) for w in states.index]
-    client.eval(_SET_ALL, len(keys), *keys, *states.tolist(), ttl)
+def _packed(*args: str) -> bytes:
+    """One command in Redis' protocol. JSON from pandas is ASCII (non-ASCII escaped), so
+    the lengths of the text are the lengths of its bytes; otherwise each is encoded."""
+    text = f"*{len(args)}\r\n" + "".join([f"${len(a)}\r\n{a}\r\n" for a in args])
+    if text.isascii():
+        return text.encode("ascii")
+    encoded = [a.encode() for a in args]
+    return f"*{len(args)}\r\n".encode() + b"".join(
+        [b"$%d\r\n%s\r\n" % (len(a), a) for a in encoded]
+    )
 
 
-def _missing(client, wallet_ids: list[int], ttl: int) -> list[int]:
-    """Renew the TTL of these wallets' keys; the wallets whose key is gone."""
-    gone = []
-    for start in range(0, len(wallet_ids), MATERIALIZE_CHUNK):
-        chunk = wallet_ids[start : start + MATERIALIZE_CHUNK]
-        keys = [WALLET_KEY.format(w) for w in chunk]
-        gone += [chunk[i - 1] for i in client.eval(_RENEW_ALL, len(keys), *keys, ttl)]
-    return gone
+class _Scripts:
+    """The two scripts, loaded once per run, called with commands packed here."""
+
+    def __init__(self, client):
+        self.client = client
+        self.set_sha = client.script_load(_SET_ALL)
+        self.renew_sha = client.script_load(_RENEW_RUNS)
+
+    def call(self, command: bytes):
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command([command])
+            return connection.read_response()
+        finally:
+            pool.release(connection)
+
+    def set_all(self, wallet_ids: np.ndarray, values: list[str], ttl: int) -> None:
+        keys = [WALLET_KEY.format(w) for w in wallet_ids.tolist()]
+        for start in range(0, len(keys), WRITE_BATCH):
+            batch = slice(start, start + WRITE_BATCH)
+            names = keys[batch]
+            count = str(len(names))
+            self.call(_packed("EVALSHA", self.set_sha, count, *names, *values[batch], str(ttl)))
+
+    def missing(self, wallet_ids: np.ndarray, ttl: int) -> list[int]:
+        """Renew the TTL of these wallets' keys (sorted ids); the wallets whose key is
+        gone."""
+        prefix = WALLET_KEY.format("")
+        gone = []
+        for start in range(0, len(wallet_ids), RENEW_BATCH):
+            ids = wallet_ids[start : start + RENEW_BATCH]
+            inexact = ids >= EXACT_IDS
+            split = np.r_[True, np.diff(ids) != 1] | inexact
+            split[1:] |= inexact[:-1]
+            starts = np.flatnonzero(split)
+            ends = np.r_[starts[1:], len(ids)] - 1
+            runs = np.column_stack([ids[starts], ids[ends]]).ravel().astype(str).tolist()
+            found = self.call(_packed("EVALSHA", self.renew_sha, "0", prefix, str(ttl), *runs))
+            gone += [int(w) for w in found]
+        return gone
 
 
 def materialize_wallets(
@@ -231,25 +311,28 @@ def materialize_wallets(
     with `full`) to Redis with the TTL, renewing the TTL of the others."""
     report = progress or (lambda label, done, total: None)
     started = time.perf_counter()
+    scripts = _Scripts(client)
     w = schema.wallets
     with engine.begin() as conn:
         every = read_frame(conn, sa.select(w.c.wallet_id).order_by(w.c.wallet_id))
-        every = every["wallet_id"].astype("int64").tolist()
+        every = every["wallet_id"].to_numpy(dtype="int64")
         marks = {} if full else _marks(conn)
-        changed, newest = _changed(conn, marks)
-        changed.intersection_update(every)  # a seller id without a wallet row has no key
         kept = 0
         if marks:
-            rest = [wid for wid in every if wid not in changed]
-            gone = _missing(client, rest, ttl_seconds)
+            changed, newest = _changed(conn, marks)
+            is_changed = np.isin(every, np.fromiter(changed, dtype="int64", count=len(changed)))
+            rest = every[~is_changed]
+            gone = scripts.missing(rest, ttl_seconds)
             kept = len(rest) - len(gone)
-            todo = sorted(changed.union(gone))
+            # a seller id without a wallet row has no key
+            todo = np.union1d(every[is_changed], np.asarray(gone, dtype="int64"))
         else:
-            todo = list(every)
-        for start in range(0, len(todo), MATERIALIZE_CHUNK):
-            states = wallet_states(conn, todo[start : start + MATERIALIZE_CHUNK])
-            _set_all(client, states, ttl_seconds)
-            report("materialize", start + len(states), len(todo))
+            newest = _newest(conn)
+            todo = every
+        for start in range(0, len(todo), READ_CHUNK):
+            ids, values = wallet_states(conn, todo[start : start + READ_CHUNK])
+            scripts.set_all(ids, values, ttl_seconds)
+            report("materialize", start + len(ids), len(todo))
         _save_marks(conn, newest)
     mode = "incremental" if marks else "full"
     return Materialized(len(every), len(todo), kept, time.perf_counter() - started, mode)
