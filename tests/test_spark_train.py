@@ -119,6 +119,21 @@ def test_spark_model_is_the_local_format_and_as_good(cli, world):
     engine.dispose()
 
 
+def test_the_driver_scores_a_bounded_sample_of_a_large_test_split(cli, world, monkeypatch):
+    """Past DRIVER_ROWS a split reaches the driver as a seeded sample, so its memory stays
+    flat as orders grow; the split's description keeps the whole split's figures."""
+    from mlkit.toolkit.fraud.train import load_dataset
+    from mlkit.toolkit.spark import train as spark_train
+
+    monkeypatch.setattr(spark_train, "DRIVER_ROWS", 2_000)
+    trained = train(cli, world, "--engine", "spark")
+    test = trained["metrics"]["split"]["test"]
+    frame, _ = load_dataset(world["dataset"].path)
+    assert test["rows"] == int((frame["event_ts"] >= test["start"]).sum()) > 2_400
+    assert 1_600 <= test["scored"] <= 2_400, test
+    assert trained["metrics"]["auc_pr"] > trained["metrics"]["baselines"]["prior"]
+
+
 def test_the_spark_engine_refuses_logreg_with_a_hint(cli, world):
     run = cli(
         "--config",

@@ -74,7 +74,11 @@ def spark_session(config: Config) -> SparkSession:
     from pyspark.sql import SparkSession
 
     settings = spark_settings(config)
-    conf = {**DEFAULT_CONF, **{str(k): str(v) for k, v in settings["conf"].items()}, **FIXED_CONF}
+    # Spark's 200 shuffle partitions by default cost a task each per shuffle: the features
+    # shuffle the orders some 25 times, and on a few cores that overhead was a third of the
+    # run. mlkit's partitions (those of its JDBC reads) unless the config says otherwise.
+    defaults = {**DEFAULT_CONF, "spark.sql.shuffle.partitions": str(settings["partitions"])}
+    conf = {**defaults, **{str(k): str(v) for k, v in settings["conf"].items()}, **FIXED_CONF}
     # The JDBC drivers turn a naive timestamp into an instant in the JVM's zone: UTC, as stored.
     for side in ("driver", "executor"):
         key = f"spark.{side}.extraJavaOptions"
