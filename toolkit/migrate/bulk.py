@@ -14,13 +14,17 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymysql.converters import escape_string
 
+from . import digest
 from .plan import TablePlan
 from .reflect import ColumnSpec, quote
 from .values import column_shortcut, make_converter
+
+if TYPE_CHECKING:
+    from .batchsum import BatchChecksum
 
 # Escaped the way LOAD DATA reads them back: \N for NULL, backslash escapes for backslash,
 # tab, newline, carriage return and NUL; blobs go as hex through UNHEX().
@@ -134,14 +138,31 @@ class TextLoad:
         """The file for a batch. With `convert`, the source's values pass their columns'
         converters first (a RejectValue then means: convert row by row to find the row).
         Raises one of FORMAT_ERRORS for a value the formatters do not take."""
+        return self._build(rows, convert, None)[0]
+
+    def payload_summed(
+        self, rows: Sequence[Sequence[Any]], checksum: BatchChecksum
+    ) -> tuple[bytes, int]:
+        """The file for a batch of the source's values (as payload with `convert`), and the
+        batch's source checksum, mostly from the same texts."""
+        return self._build(rows, True, checksum)
+
+    def _build(self, rows, convert: bool, checksum: BatchChecksum | None) -> tuple[bytes, int]:
         if not rows:
-            return b""
+            return b"", 0
         columns = list(zip(*rows, strict=True)) if self.width > 1 else [[r[0] for r in rows]]
         if len(columns) != self.width:
             raise ValueError("rows of another width than the table")
-        texts = [c.texts(values, convert) for c, values in zip(self.columns, columns, strict=True)]
+        texts = []
+        canonical = []
+        for i, (c, values) in enumerate(zip(self.columns, columns, strict=True)):
+            escaped, plain = c.texts(values, convert)
+            texts.append(escaped)
+            if checksum is not None:
+                canonical.append(checksum.column(i, values, plain))
         body = "\n".join(map("\t".join, zip(*texts, strict=True)))
-        return (body + "\n").encode("utf-8")
+        summed = digest.sum_md5_rows(canonical) if checksum is not None else 0
+        return (body + "\n").encode("utf-8"), summed
 
     def check(self, cursor, rows: int) -> None:
         """Every row arrived and nothing was cut, rounded or refused on the way."""
@@ -172,20 +193,23 @@ class _Column:
         # Only raw source values have a shortcut: they are what the converter would take.
         self.shortcut = column_shortcut(spec, target_dialect) if self.convert is not None else None
 
-    def texts(self, values: Sequence[Any], convert: bool) -> list[str]:
+    def texts(self, values: Sequence[Any], convert: bool) -> tuple[list[str], Sequence[str]]:
+        """(the column's texts for the file, NULL as \\N; the texts of the values that are not
+        NULL before escaping)."""
         present = [v for v in values if v is not None] if None in values else values
         texts = None
         if convert and self.shortcut is not None:
             texts = self.shortcut(present)
+        plain = texts
         if texts is None:
             if convert and self.convert is not None:
                 present = list(map(self.convert, present))
-            texts = present if self.fmt is None else list(map(self.fmt, present))
+            texts = plain = present if self.fmt is None else list(map(self.fmt, present))
             # One scan of the whole column decides whether any value needs escaping;
             # joining also proves every value is a string.
             if _SPECIAL.search("".join(texts)):
                 texts = _escaped(texts)
         if len(present) == len(values):
-            return texts if isinstance(texts, list) else list(texts)
+            return (texts if isinstance(texts, list) else list(texts)), plain
         following = iter(texts).__next__
-        return [NULL if v is None else following() for v in values]
+        return [NULL if v is None else following() for v in values], plain

@@ -36,6 +36,7 @@ from .values import RejectValue, fewer_collections, raw_row_hasher, row_converte
 from .writer import Writer
 
 if TYPE_CHECKING:
+    from .batchsum import BatchChecksum
     from .run import TableResult
 
 # MySQL errors that are about a value, not the connection: bad datetime, failed CHECK
@@ -77,15 +78,20 @@ class _Batch:
     rejects: list[tuple[int, str]] = field(default_factory=list)
     file: Path | bytes | None = None  # the bulk text: LOAD DATA's file, or COPY's bytes
     file_rows: int = 0
+    checksum: int | None = None  # the source checksum of all its rows, made with the file
 
 
 class _TableJob:
     """One table's copy: its writer and converters, and a folder for LOAD DATA files."""
 
-    def __init__(self, copier: Copier, tconn, tp: TablePlan, folder: Path):
+    def __init__(
+        self, copier: Copier, tconn, tp: TablePlan, folder: Path, checksum: BatchChecksum | None
+    ):
         source_dialect = copier.source.dialect.name
         self.tp = tp
         self.writer = Writer(tconn, tp, copier.info, source_dialect)
+        # The source side of verification, summed as the batches go in (bulk loads only).
+        self.checksum = checksum if self.writer.bulk is not None else None
         self.convert = row_converter(tp.spec.columns, source_dialect, copier.info.dialect)
         self.raw_hash = raw_row_hasher(len(tp.spec.columns))
         self.folder = folder
@@ -105,6 +111,17 @@ class _TableJob:
             except RejectValue as exc:
                 batch.rejects.append((i, str(exc)))
 
+    def summed(self, batch: _Batch, written: int) -> None:
+        """Add a written batch to the table's source checksum: the one made with its file
+        when every row went in, else the rows that did, from their values."""
+        if self.checksum is None:
+            return
+        total = batch.checksum
+        if total is None or written != len(batch.rows):
+            left = {i for i, _reason in batch.rejects}
+            total = self.checksum.of_rows([r for i, r in enumerate(batch.rows) if i not in left])
+        self.checksum.add(len(batch.rows), total)
+
     def prepare(self, rows, keys, last) -> _Batch:
         """Convert a batch; for LOAD DATA and COPY also build its text (in a file for LOAD
         DATA). Column by column first; a
@@ -116,7 +133,10 @@ class _TableJob:
             self.convert_rows(batch)
             return batch
         try:
-            data = bulk.payload(rows, convert=True)
+            if self.checksum is not None:
+                data, batch.checksum = bulk.payload_summed(rows, self.checksum)
+            else:
+                data = bulk.payload(rows, convert=True)
             batch.file_rows = len(rows)
         except RejectValue:
             self.convert_rows(batch)
@@ -256,7 +276,15 @@ class Copier:
         self.progress = progress
         self.batches = BatchWriter(target, info, on_error, rejects)
 
-    def copy(self, tp: TablePlan, state: dict | None, result: TableResult) -> None:
+    def copy(
+        self,
+        tp: TablePlan,
+        state: dict | None,
+        result: TableResult,
+        checksum: BatchChecksum | None = None,
+    ) -> None:
+        """Copy one table; with `checksum`, the copy also sums the source side of its
+        verification (a table copied from its start: a resumed copy would miss batches)."""
         _sweep_load_folders()
         try:
             with (
@@ -267,7 +295,7 @@ class Copier:
             ):
                 restore = _load_session(tconn)
                 try:
-                    job = _TableJob(self, tconn, tp, Path(folder))
+                    job = _TableJob(self, tconn, tp, Path(folder), checksum)
                     result.writer = job.writer.method
                     if tp.strategy == "keyset":
                         self._copy_keyset(sconn, tconn, job, state, result)
@@ -306,6 +334,7 @@ class Copier:
                 written, rejected = self.batches.write(job, batch)
                 copied += written
                 self.points.save(tconn, tp, rows_copied=copied)
+            job.summed(batch, written)
             done += written + rejected
             result.copied = copied
             self.progress(spec.name, done, spec.rows)
@@ -327,7 +356,9 @@ class Copier:
                 f"SELECT {cols} FROM {quote(sconn, spec.name)}"
             )
             while rows := stream.fetchmany(tp.batch_rows):
-                written, rejected = self.batches.write(job, job.prepare(rows, None, None))
+                batch = job.prepare(rows, None, None)
+                written, rejected = self.batches.write(job, batch)
+                job.summed(batch, written)
                 copied += written
                 done += written + rejected
                 self.progress(spec.name, done, spec.rows)

@@ -241,7 +241,7 @@ def _json_source_text(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
-def _counted(texts: Sequence[str]) -> list[str]:
+def counted(texts: Sequence[str]) -> list[str]:
     """`<length>:<text>` for each text, by C-level maps."""
     return list(map(str.__add__, map(str, map(len, texts)), map(":".__add__, texts)))
 
@@ -262,12 +262,12 @@ def canonical_texts(values: Sequence[Any], c: ColumnSpec, dialect: str) -> list[
     present = [v for v in values if v is not None] if None in values else values
     kind = c.kind
     if kind == "text":
-        texts = _counted(
+        texts = counted(
             present if all(type(v) is str for v in present) else list(map(_norm_text, present))
         )
     elif kind == "json":
         render = jsonb_text if dialect == "postgresql" else _json_source_text
-        texts = _counted(list(map(render, present)))
+        texts = counted(list(map(render, present)))
     elif kind == "float":
         texts = (
             (_pg_doubles if dialect == "postgresql" else _mariadb_doubles)(present)

@@ -146,7 +146,7 @@ def reflect_tables(engine: Engine, names: list[str]) -> list[TableSpec]:
         specs[name] = TableSpec(name, columns, pk, indexes, fks)
     with engine.connect() as conn:
         for spec in specs.values():
-            _measure(conn, spec)
+            _measure(conn, spec, engine)
     return _parents_first(list(specs.values()))
 
 
@@ -224,7 +224,20 @@ _ALLOWED = {
 _CLASSES = ("integer", "real", "text", "blob")
 
 
-def _measure(conn: sa.Connection, spec: TableSpec) -> None:
+# A SQLite table with more rows than this is measured in rowid ranges, one thread and
+# connection each (SQLite runs a query without Python's lock), on as many cores as there are.
+SPLIT_MEASURE_ROWS = 100_000
+# How each measure of a range combines with the others'.
+_COMBINE = {
+    "max_chars": max,
+    "max_bytes": max,
+    "max_int": max,
+    "max_abs": max,
+    "min_int": min,
+}
+
+
+def _measure(conn: sa.Connection, spec: TableSpec, engine: Engine | None = None) -> None:
     """One scan per table: row count, and per column what the types are chosen from. On
     SQLite a column's kind decides what is counted, since the scan's time grows with the
     number of aggregates."""
@@ -273,7 +286,12 @@ def _measure(conn: sa.Connection, spec: TableSpec) -> None:
                 f"MAX(CASE WHEN typeof({col}) IN ('integer', 'real') THEN abs({col}) END)",
             )
     table = q(spec.name)
-    row = conn.exec_driver_sql(f"SELECT {', '.join(exprs)} FROM {table}").one()
+    sql = f"SELECT {', '.join(exprs)} FROM {table}"
+    rowid = _rowid_alias(conn, spec) if sqlite else None
+    if rowid is not None and engine is not None:
+        row = _scan_in_ranges(conn, engine, sql, table, rowid, [w for _c, w in slots])
+    else:
+        row = tuple(conn.exec_driver_sql(sql).one())
     spec.rows = int(row[0] or 0)
     measured: dict[str, dict[str, Any]] = {}
     for (column, what), value in zip(slots, row[1:], strict=True):
@@ -292,11 +310,46 @@ def _measure(conn: sa.Connection, spec: TableSpec) -> None:
         else:
             c.nulls = int(m.get("nulls") or 0)
     if sqlite:
-        spec.rowid = _rowid_alias(conn, spec)
+        spec.rowid = rowid
         spec.sqlite_sequence = _sqlite_sequence(conn, spec.name)
         if spec.primary_key and any(spec.column(k).nulls for k in spec.primary_key):
             # SQLite lets NULL into a non-integer primary key; page such a table by rowid.
             spec.primary_key = []
+
+
+def _scan_in_ranges(
+    conn: sa.Connection, engine: Engine, sql: str, table: str, rowid: str, measures: list[str]
+) -> tuple:
+    """The measuring query over the whole table, run in rowid ranges in parallel when the
+    table is big enough and there is more than one core, its parts combined."""
+    import os
+
+    low, high = conn.exec_driver_sql(f"SELECT MIN({rowid}), MAX({rowid}) FROM {table}").one()
+    parts = min(os.cpu_count() or 1, 4)
+    if low is None or parts < 2 or high - low < SPLIT_MEASURE_ROWS:
+        return tuple(conn.exec_driver_sql(sql).one())
+    from concurrent.futures import ThreadPoolExecutor
+
+    step = (high - low) // parts + 1
+    ranges = [(low + i * step, low + (i + 1) * step - 1) for i in range(parts)]
+
+    def part(bounds: tuple[int, int]) -> tuple:
+        with engine.connect() as own:
+            where = f" WHERE {rowid} BETWEEN {bounds[0]} AND {bounds[1]}"
+            return tuple(own.exec_driver_sql(sql + where).one())
+
+    with ThreadPoolExecutor(parts, thread_name_prefix="mlkit-measure") as threads:
+        rows = list(threads.map(part, ranges))
+    combined = []
+    for at, values in enumerate(zip(*rows, strict=True)):
+        present = [v for v in values if v is not None]
+        if not present:
+            combined.append(None)
+            continue
+        # COUNT(*) first, then one value per measure: counts add up, extremes compare.
+        combine = _COMBINE.get(measures[at - 1]) if at else None
+        combined.append(combine(present) if combine else sum(present))
+    return tuple(combined)
 
 
 def _settle_sqlite_kind(c: ColumnSpec, m: dict[str, Any]) -> None:

@@ -81,10 +81,11 @@ def table_method(spec: TableSpec, target: TargetInfo, read_back: bool) -> str:
 
 
 class Verification:
-    """Both sides' checksums. The source's are computed in a forked process that starts
-    before the copy and runs beside it (the source is only read); the target's come after
-    the copy, computed by the target itself in parallel over a connection per table, or
-    read back and hashed here where it cannot."""
+    """Both sides' checksums. The source's come from the copy itself where it summed them
+    as it wrote (`summed` in finish); for the other tables they are computed in a forked
+    process that starts before the copy and runs beside it (the source is only read). The
+    target's come after the copy, computed by the target itself in parallel over a
+    connection per table, or read back and hashed here where it cannot."""
 
     def __init__(
         self,
@@ -94,6 +95,7 @@ class Verification:
         plans: list[TablePlan],
         *,
         read_back: bool,
+        summed: set[str] | frozenset[str] = frozenset(),
     ):
         import multiprocessing
 
@@ -101,19 +103,22 @@ class Verification:
         self.plans = plans
         self.dialect = target.dialect
         self.methods = {p.name: table_method(p.spec, target, read_back) for p in plans}
+        self.early = {}
+        self.pool = None
+        reread = [p for p in plans if p.name not in summed]
+        if not reread:
+            return
         source.dispose()  # no pooled connection crosses the fork
         try:
             context = multiprocessing.get_context("fork")
         except ValueError:  # pragma: no cover - platforms without fork
-            self.pool = None
-            self.early = {}
             return
         self.pool = context.Pool(1)
         self.early = {
             p.name: self.pool.apply_async(
                 _source_side, (source_text, p.spec, self.dialect, self.methods[p.name], None)
             )
-            for p in plans
+            for p in reread
         }
 
     def close(self) -> None:
@@ -123,8 +128,17 @@ class Verification:
             self.pool.join()
             self.pool = None
 
-    def finish(self, target: Engine, rejected: dict[str, Counter]) -> list[TableCheck]:
+    def finish(
+        self,
+        target: Engine,
+        rejected: dict[str, Counter],
+        summed: dict[str, tuple[int, int, int]] | None = None,
+    ) -> list[TableCheck]:
+        """`summed`: the source side the copy computed, per table: (rows read, rows
+        rejected, checksum of the rows written)."""
         from concurrent.futures import ThreadPoolExecutor
+
+        summed = summed or {}
 
         try:
             workers = max(1, min(4, len(self.plans)))
@@ -133,7 +147,12 @@ class Verification:
                     threads.submit(_target_side, target, p, self.methods[p.name])
                     for p in self.plans
                 ]
-                sides = [self._source(p, rejected.get(p.name) or Counter()) for p in self.plans]
+                sides = [
+                    (*summed[p.name][:2], 0, summed[p.name][2])
+                    if p.name in summed
+                    else self._source(p, rejected.get(p.name) or Counter())
+                    for p in self.plans
+                ]
                 return [
                     _combine(p, self.methods[p.name], side, t.result())
                     for p, side, t in zip(self.plans, sides, targets, strict=True)
@@ -173,7 +192,7 @@ def _combine(plan: TablePlan, method: str, side: tuple, target: tuple) -> TableC
     )
 
 
-def _column_texts(c: ColumnSpec, source: str, target: str, method: str) -> Callable:
+def column_texts(c: ColumnSpec, source: str, target: str, method: str) -> Callable:
     """A column of source values to the texts the method hashes; raises RejectValue."""
     convert = make_converter(c, source, target)
     if method == digest.METHOD and c.kind in ("float", "text", "json", "bool"):
@@ -219,7 +238,7 @@ def _source_side(
     source = open_source(source_text)
     names = [c.name for c in spec.columns]
     dialect = source.dialect.name
-    column_texts = [_column_texts(c, dialect, target_dialect, method) for c in spec.columns]
+    texts_of = [column_texts(c, dialect, target_dialect, method) for c in spec.columns]
     convert = row_converter(spec.columns, dialect, target_dialect)
     sum_rows = digest.sum_md5_rows if method == digest.METHOD else sum_row_hashes
     raw_hash = raw_row_hasher(len(names))
@@ -234,7 +253,7 @@ def _source_side(
             # the batch through the row loop below, which counts it.
             try:
                 texts = [
-                    fn(col) for fn, col in zip(column_texts, zip(*chunk, strict=True), strict=True)
+                    fn(col) for fn, col in zip(texts_of, zip(*chunk, strict=True), strict=True)
                 ]
             except RejectValue:
                 pass
@@ -257,7 +276,7 @@ def _source_side(
                     continue
             good.append(row)
         if good:
-            texts = [fn(col) for fn, col in zip(column_texts, zip(*good, strict=True), strict=True)]
+            texts = [fn(col) for fn, col in zip(texts_of, zip(*good, strict=True), strict=True)]
             total = (total + sum_rows(texts)) & MASK64
     source.dispose()
     return rows, rejected, sum(failed.values()), total, failed
