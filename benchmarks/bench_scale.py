@@ -14,8 +14,18 @@ largest sizes; with one size, its peak over its orders, an upper bound) and the 
 at which it would outgrow this machine's memory (its failure point), beside Spark's driver
 peak at each size.
 
+Then Spark's projection to 500 million orders on a cluster: per step, the seconds per million
+orders between its two largest sizes (the marginal cost on this machine's 2 cores) spread over
+N executors of 4 cores, plus its fixed cost (the intercept), assuming the marginal work
+parallelises over cores as Spark's tasks do; the database's own ingest of the written rows
+(etl's fraud_features, score's fraud_predictions) does not grow with executors and is named.
+
+Each measurement is appended to a record (JSON lines) as it is taken, so a long run's
+figures survive it and the summary can be printed again: --from-record FILE [FILE ...].
+
 Run: python benchmarks/bench_scale.py [--orders 1000000 5000000 20000000] [--driver-memory 2g]
          [--database URL (one size: a seeded PostgreSQL database to reuse; its outputs are reset)]
+         [--record FILE] [--from-record FILE ...]
 """
 
 from __future__ import annotations
@@ -200,12 +210,58 @@ def summary(peaks: dict) -> list[str]:
     return lines
 
 
+def projection(peaks: dict, executors: tuple[int, ...] = (8, 32, 128), cores: int = 4) -> list:
+    """Spark's seconds per step at 500 million orders on N executors of `cores` cores, from
+    its two largest measured sizes on this machine's 2 cores (a straight line through them)."""
+    lines = []
+    for step in STEPS:
+        spark = {n: m["seconds"] for (e, s, n), m in peaks.items() if e == "spark" and s == step}
+        if len(spark) < 2:
+            continue
+        small, large = sorted(spark)[-2:]
+        per_million = (spark[large] - spark[small]) / ((large - small) / 1_000_000)
+        fixed = max(0.0, spark[small] - per_million * small / 1_000_000)
+        shown = ", ".join(
+            f"{n} executors {(fixed + per_million * 500 * 2 / (n * cores)) / 60:,.0f} min"
+            for n in executors
+        )
+        lines.append(
+            f"{step:<8} spark {per_million:,.1f} s per million orders on 2 cores + {fixed:,.0f} s "
+            f"fixed; 500 million orders: {shown}"
+        )
+    return lines
+
+
+def record_line(path: Path | None, document: dict) -> None:
+    if path is not None:
+        with path.open("a") as record:
+            record.write(json.dumps(document) + "\n")
+
+
+def read_records(paths: list[str]) -> dict:
+    peaks = {}
+    for path in paths:
+        for text in Path(path).read_text().splitlines():
+            row = json.loads(text)
+            measured = {k: row[k] for k in ("seconds", "driver", "jvm")}
+            print(line(row["orders"], row["engine"], row["step"], measured | row), flush=True)
+            if "failed" not in row:
+                peaks[row["engine"], row["step"], row["orders"]] = measured
+    return peaks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--driver-memory", default="2g")
     parser.add_argument("--database")
+    parser.add_argument("--record", type=Path, help="append each measurement here (JSON lines)")
+    parser.add_argument("--from-record", nargs="+", help="print the summary of earlier records")
     args = parser.parse_args()
+    if args.from_record:
+        peaks = read_records(args.from_record)
+        print("\n".join(summary(peaks) + projection(peaks)))
+        return
     peaks = {}
     for orders in [None] if args.database else args.orders:
         with nullcontext(args.database) if args.database else scratch_postgres() as url:
@@ -222,10 +278,14 @@ def main() -> None:
                 for step in STEPS:
                     measured = run_step(url, home, config, COMMANDS[step])
                     print(line(orders, engine, step, measured), flush=True)
+                    row = {k: v for k, v in measured.items() if k != "result"}
+                    record_line(
+                        args.record, {"orders": orders, "engine": engine, "step": step} | row
+                    )
                     if "failed" in measured:
                         break
                     peaks[engine, step, orders] = measured
-    print("\n".join(summary(peaks)))
+    print("\n".join(summary(peaks) + projection(peaks)))
 
 
 if __name__ == "__main__":
