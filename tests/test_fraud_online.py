@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from mlkit.toolkit import schema
 from mlkit.toolkit.demo.seed import seed_demo
+from mlkit.toolkit.errors import MlkitError
 from mlkit.toolkit.fraud import etl
 from mlkit.toolkit.fraud.columns import NUMERIC_FEATURES
 from mlkit.toolkit.fraud.online import ORDER_COLUMNS, WALLET_KEY, materialize, online_features
@@ -124,3 +125,108 @@ def test_one_statement_per_order_on_either_path(engine, world, redis_url):
                 assert len(statements) == 1, (source, statements)
     finally:
         sa.event.remove(engine, "before_cursor_execute", count)
+
+
+@pytest.fixture(scope="module")
+def scorer(engine, world):
+    """An XGBoost version of this world, served by a FraudScorer without Redis."""
+    from mlkit.toolkit.config import load_config
+    from mlkit.toolkit.fraud.pipeline import train_fraud_model
+    from mlkit.toolkit.serving import FraudScorer, RedisLink
+
+    config = load_config(database_url=engine.url.render_as_string(hide_password=False))
+    train_fraud_model(engine, config, kind="xgboost", alias="candidate", force=True)
+    return FraudScorer(engine, config, ref="fraud@candidate", redis=RedisLink(None))
+
+
+def batch_of(picks) -> list:
+    """The picked orders, and what a batch must also get right: the same wallet at other
+    moments (before its history, within its hour), a new order without an id, an unknown
+    event, a bad field and a non-object, each refused alone."""
+    orders = [as_request(order) for order in picks.itertuples()]
+    first = dict(orders[0])
+    orders += [
+        {**first, "order_id": None, "created_at": datetime(2026, 1, 1, 0, 5)},
+        {**first, "order_id": None, "created_at": first["created_at"] + pd.Timedelta("20min")},
+        {**first, "order_id": None, "created_at": datetime(2026, 2, 15)},
+        {**first, "order_id": None, "event_id": 999_999},
+        {**first, "price": -5},
+        "not an order",
+    ]
+    for order in orders:
+        if isinstance(order, dict) and hasattr(order["created_at"], "isoformat"):
+            order["created_at"] = order["created_at"].isoformat()
+    return orders
+
+
+def one_at_a_time(scorer, orders) -> list:
+    results = []
+    for order in orders:
+        try:
+            results.append(scorer.score(order))
+        except MlkitError as exc:
+            results.append(("error", exc.message))
+    return results
+
+
+def as_compared(results) -> list:
+    return [("error", r.message) if isinstance(r, MlkitError) else r for r in results]
+
+
+@pytest.mark.parametrize("cache", ["database", "redis", "both"])
+def test_a_batch_scores_each_order_as_it_alone_is_scored(engine, world, scorer, redis_url, cache):
+    """Micro-batching (`FraudScorer.score_batch`: one MGET, one statement, one model call)
+    gives every order exactly what scoring it alone gives: score, decision, features,
+    source and contributions; a refused order is refused alone, with the same error."""
+    import redis
+
+    from mlkit.toolkit.serving import RedisLink
+
+    picks, _ = world
+    client = redis.Redis.from_url(redis_url)
+    scorer.redis = RedisLink(None)
+    if cache != "database":
+        materialize(engine, client, ttl_seconds=300, full=True)
+        scorer.redis = RedisLink(redis_url)
+        if cache == "both":  # half the wallets from Redis, half from the database
+            for order in picks.iloc[::2].itertuples():
+                client.delete(WALLET_KEY.format(int(order.buyer_wallet_id)))
+    try:
+        orders = batch_of(picks)
+        alone = one_at_a_time(scorer, orders)
+        together = as_compared(scorer.score_batch(orders))
+    finally:
+        scorer.redis = RedisLink(None)
+    assert together == alone
+    sources = {r["feature_source"] for r in alone if isinstance(r, dict)}
+    assert (
+        sources
+        == {"database": {"database"}, "redis": {"redis"}, "both": {"redis", "database"}}[cache]
+    )
+    refused = [r for r in together[-3:]]
+    assert [r[0] for r in refused] == ["error"] * 3
+    assert "event 999999 does not exist" in refused[0][1]
+
+
+def test_a_batch_is_one_statement(engine, world, scorer):
+    """However many orders, wallets and events: one SQL statement for the batch (on
+    PostgreSQL an EXECUTE, after a PREPARE once per pooled connection)."""
+    picks, _ = world
+    orders = [as_request(order) for order in picks.itertuples()]
+    for order in orders:
+        order["created_at"] = order["created_at"].isoformat()
+    scorer.watched.get()  # the alias check, at most once a second, is not the batch's
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_):
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        scorer.watched.get()
+        statements.clear()
+        assert len(scorer.score_batch(orders)) == len(orders)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    executed = [s for s in statements if not s.startswith("PREPARE ")]
+    assert len(executed) == 1, statements

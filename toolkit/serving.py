@@ -9,6 +9,7 @@ retraining, for one web worker. They return exactly what `mlkit predict fraud`,
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -179,8 +180,80 @@ class FraudScorer:
         return result
 
     def score_many(self, orders: list[dict]) -> list[dict[str, Any]]:
-        """Each order scored as `score` does, in order; the first bad one raises."""
-        return [self.score(order) for order in orders]
+        """Each order scored as `score` does, in order, together (`score_batch`); the first
+        bad one raises."""
+        results = self.score_batch(orders)
+        for result in results:
+            if isinstance(result, MlkitError):
+                raise result
+        return results
+
+    def score_batch(self, orders: list) -> list[dict[str, Any] | MlkitError]:
+        """What `score` answers for each of `orders`, or the MlkitError that refuses it alone,
+        computed together: one Redis MGET and one SQL statement for all their wallets and
+        events (`online.online_features_many`), one call to the model for their scores and one
+        for their contributions (`online.batch_scores`). `mlkit serve` gathers the orders that
+        arrive while a batch is being scored into the next one."""
+        import numpy as np
+
+        from .clock import utcnow
+        from .drilldown import strongest
+        from .fraud.columns import FEATURES
+        from .fraud.online import batch_scores, online_features_many
+        from .fraud.scoring import model_version_label
+        from .inputs import PAYMENT_METHODS, validate_order
+
+        predictor = self.watched.get()
+        methods = (*PAYMENT_METHODS, *(predictor.mv.params or {}).get("categories", ()))
+        results: list[Any] = [None] * len(orders)
+        valid: list[tuple[int, dict]] = []
+        for i, order in enumerate(orders):
+            if not isinstance(order, dict):
+                results[i] = MlkitError(
+                    "an order is a JSON object", hint='e.g. {"buyer_wallet_id": 12, ...}'
+                )
+                continue
+            try:
+                valid.append((i, validate_order(order, now=utcnow(), payment_methods=methods)))
+            except MlkitError as exc:
+                results[i] = exc
+        requests = [request for _, request in valid]
+        client = self.redis.client()
+        try:
+            found = online_features_many(predictor.engine, requests, client)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            found = online_features_many(predictor.engine, requests, client)  # as `score`
+        scored = []
+        for (i, _), item in zip(valid, found, strict=True):
+            if isinstance(item, MlkitError):
+                results[i] = item
+            else:
+                scored.append((i, *item))
+        scores, names, contributions, unit = batch_scores(
+            predictor.model, [features for _, features, _ in scored]
+        )
+        label = model_version_label(predictor.mv)
+        decisions = predictor.thresholds.decide(np.asarray(scores, dtype=float))
+        for row, ((i, features, source), score) in enumerate(zip(scored, scores, strict=True)):
+            items, unit_of = strongest(names, contributions[row : row + 1], unit)
+            results[i] = {
+                "fraud_score": round(score, 6),
+                "decision": str(decisions[row]),
+                "model_version": label,
+                "features": {
+                    k: (None if isinstance(v, float) and math.isnan(v) else v)
+                    for k, v in features.items()
+                    if k in FEATURES
+                },
+                "feature_source": source,
+                "top_contributions": {
+                    "unit": unit_of,
+                    "items": [{**x, "contribution": round(x["contribution"], 6)} for x in items],
+                },
+            }
+        return results
 
 
 class Bandit:
@@ -221,6 +294,30 @@ class Bandit:
             warn=self._warn,
             store=self._store(self.reader),
         )
+
+    def recommend_batch(self, asks: list[tuple]) -> list[dict[str, Any] | MlkitError]:
+        """What `recommend` answers for each (event_id, policy) of `asks`, or the MlkitError
+        that refuses it alone, read together (`pricing.service.recommend_prices`): one
+        statement for their events, one stamp read and one MGET for the arms."""
+        from .pricing.service import recommend_prices
+
+        results: list[Any] = [None] * len(asks)
+        valid: list[tuple[int, tuple]] = []
+        for i, (event_id, policy) in enumerate(asks):
+            try:
+                valid.append((i, (id_value(event_id, "event_id"), policy)))
+            except MlkitError as exc:
+                results[i] = exc
+        picks = recommend_prices(
+            self.reader,
+            self.config,
+            [ask for _, ask in valid],
+            warn=self._warn,
+            store=self._store(self.reader),
+        )
+        for (i, _), pick in zip(valid, picks, strict=True):
+            results[i] = pick
+        return results
 
     def reward(self, event_id: int, arm: str, value: float) -> dict[str, Any]:
         from .pricing.service import record_reward

@@ -114,20 +114,29 @@ SLOTS = {
         "base_price": "price",
     },
     "event_labels": {"label_available_at": "created_at"},
+    # The batch statement (`_batch_statement`): each event row names its event.
+    "events": {"event_id": "event_id", "capacity": "buyer_wallet_id", "base_price": "price"},
+    "sales_before": {"event_id": "event_id", "sales": "seller_wallet_id"},
+    "sales": {"event_id": "event_id", "created_at": "created_at"},
+    "events_labels": {"event_id": "event_id", "label_available_at": "created_at"},
 }
+BATCH_EVENT_TABLES = ("events", "sales_before", "sales", "events_labels")
 
 
-def _branch(tag: str, values) -> sa.Select:
+def _branch(tag: str, values, *, typed: bool = False) -> sa.Select:
     """`tag`, then `values` (columns by name) in the slots SLOTS gives them, NULL elsewhere.
     Every slot has its orders column's type whichever branch comes first (SQLite's times are
     text until a DateTime result processor reads them); a numeric NULL is cast, as
-    PostgreSQL types a column of bare NULLs as text, which numeric results refuse."""
+    PostgreSQL types a column of bare NULLs as text, which numeric results refuse; `typed`
+    casts integer and time NULLs too (the batch statement's first branches are mostly
+    NULLs, which PostgreSQL would settle as text before a typed branch comes)."""
     slot_of = {slot: values[name] for name, slot in SLOTS[tag].items()}
     columns = []
     for name in ORDER_COLUMNS:
         kind = schema.orders.c[name].type
         value = slot_of.get(name, sa.null())
-        if isinstance(value, sa.Null) and isinstance(kind, sa.Numeric | sa.Float):
+        cast = (sa.Numeric, sa.Float, sa.Integer, sa.DateTime) if typed else (sa.Numeric, sa.Float)
+        if isinstance(value, sa.Null) and isinstance(kind, cast):
             value = sa.cast(value, kind)
         columns.append(sa.type_coerce(value, kind).label(name))
     return sa.select(sa.literal_column(f"'{tag}'").label("tag"), *columns)
@@ -201,12 +210,14 @@ def _read(conn: sa.Connection, *, wallet_id=None, event_id=None, moment=None) ->
     return found
 
 
-def _run(conn: sa.Connection, wallet: bool, event: bool, params: dict):
-    """The rows of `_statement(wallet, event)`. On PostgreSQL through a statement prepared
-    once per connection: planning the union costs about as much as running it, each time."""
+def _run(conn: sa.Connection, wallet: bool, event: bool, params: dict, *, batch: bool = False):
+    """The rows of `_statement(wallet, event)` (or, with `batch`, `_batch_statement(wallet)`).
+    On PostgreSQL through a statement prepared once per connection: planning the union costs
+    about as much as running it, each time."""
     if conn.dialect.name != "postgresql":
-        return conn.execute(_statement(wallet, event), params)
-    name, prepare, compiled, names = _prepared(conn.dialect, wallet, event)
+        statement = _batch_statement(wallet, False) if batch else _statement(wallet, event)
+        return conn.execute(statement, params)
+    name, prepare, compiled, names = _prepared(conn.dialect, wallet, event, batch)
     prepared = conn.connection.info.setdefault("mlkit_prepared", set())
     if name not in prepared:
         conn.exec_driver_sql(prepare)
@@ -217,11 +228,17 @@ def _run(conn: sa.Connection, wallet: bool, event: bool, params: dict):
 
 
 @functools.cache
-def _prepared(dialect, wallet: bool, event: bool) -> tuple[str, str, Any, list[str]]:
+def _prepared(
+    dialect, wallet: bool, event: bool, batch: bool = False
+) -> tuple[str, str, Any, list[str]]:
     """The name, PREPARE statement, compiled form and parameter names of a PostgreSQL
-    `_statement`, compiled once."""
-    name = f"mlkit_online_features_{int(wallet)}{int(event)}"
-    compiled = _statement(wallet, event).compile(dialect=dialect)
+    `_statement` (or `_batch_statement`, its id lists as arrays), compiled once."""
+    if batch:
+        name = f"mlkit_online_batch_{int(wallet)}"
+        compiled = _batch_statement(wallet, True).compile(dialect=dialect)
+    else:
+        name = f"mlkit_online_features_{int(wallet)}{int(event)}"
+        compiled = _statement(wallet, event).compile(dialect=dialect)
     names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", compiled.string)))
     position = {key: f"${i}" for i, key in enumerate(names, start=1)}
     text = re.sub(r"%\((\w+)\)s", lambda m: position[m.group(1)], compiled.string)
@@ -245,6 +262,257 @@ def _event_facts(found: dict, event_id: int) -> dict:
         "sales_before": int(facts["sales_before"]),
         "label_times": [row["label_available_at"] for row in found["event_labels"]],
     }
+
+
+def _among(column, name: str, arrays: bool):
+    """`column` is one of the ids of the list parameter `name`: a PostgreSQL array (a
+    statement that can be prepared once), else an expanding IN list."""
+    if arrays:
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(sa.BigInteger)))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
+def _id_list(name: str, arrays: bool):
+    """The ids of the list parameter `name` as what `in_` takes (`label_query`'s filters)."""
+    if arrays:
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        ids = sa.bindparam(name, type_=ARRAY(sa.BigInteger))
+        return sa.select(sa.func.unnest(ids))
+    return sa.bindparam(name, expanding=True)
+
+
+@functools.cache
+def _batch_statement(wallet: bool, arrays: bool) -> sa.CompoundSelect:
+    """What a batch of orders needs, set-based, in one statement: every history row of the
+    wallets :wallet_ids (`wallet`), and the facts of the events :event_ids over the batch's
+    moments [:first, :last]: each event's row, its completed primary sales before :first
+    counted and those in [:first, :last) listed, and the times its orders' labels became
+    available in [:since, :last). Each order's own figures are then cut from these in
+    Python (`_batch_event_facts`), with `_statement`'s bounds."""
+    o, w, t, e = schema.orders, schema.wallets, schema.ticket_transfers, schema.events
+    first = sa.bindparam("first", type_=sa.DateTime)
+    last = sa.bindparam("last", type_=sa.DateTime)
+    since = sa.bindparam("since", type_=sa.DateTime)
+    branches = []
+    if wallet:
+        labels = label_query(wallet_ids=_id_list("wallet_ids", arrays)).subquery()
+        branches += [
+            _branch("orders", o.c, typed=True).where(
+                sa.or_(
+                    _among(o.c.buyer_wallet_id, "wallet_ids", arrays),
+                    _among(o.c.seller_wallet_id, "wallet_ids", arrays),
+                )
+            ),
+            _branch("wallets", w.c, typed=True).where(_among(w.c.wallet_id, "wallet_ids", arrays)),
+            _branch("transfers", t.c, typed=True).where(
+                sa.or_(
+                    _among(t.c.from_wallet_id, "wallet_ids", arrays),
+                    _among(t.c.to_wallet_id, "wallet_ids", arrays),
+                )
+            ),
+            _branch("labels", labels.c, typed=True),
+        ]
+    primary_sales = (
+        _among(o.c.event_id, "event_ids", arrays),
+        o.c.status == "COMPLETED",
+        o.c.is_resale.is_(False),
+    )
+    event_labels = label_query(
+        available_before=last,
+        order_ids=sa.select(o.c.order_id).where(_among(o.c.event_id, "event_ids", arrays)),
+    ).subquery()
+    labelled = o.alias("labelled")
+    branches += [
+        _branch("events", e.c, typed=True).where(_among(e.c.event_id, "event_ids", arrays)),
+        _branch("sales_before", {"event_id": o.c.event_id, "sales": sa.func.count()}, typed=True)
+        .where(*primary_sales, o.c.created_at < first)
+        .group_by(o.c.event_id),
+        _branch("sales", o.c, typed=True).where(
+            *primary_sales, o.c.created_at >= first, o.c.created_at < last
+        ),
+        _branch(
+            "events_labels",
+            {
+                "event_id": labelled.c.event_id,
+                "label_available_at": event_labels.c.label_available_at,
+            },
+            typed=True,
+        )
+        .select_from(event_labels.join(labelled, labelled.c.order_id == event_labels.c.order_id))
+        .where(event_labels.c.label_available_at >= since),
+    ]
+    return sa.union_all(*branches)
+
+
+def _read_batch(conn: sa.Connection, wallet_ids: list[int], event_ids: list[int], moments) -> dict:
+    """The rows of `_batch_statement` by tag, as plain dicts of their own columns."""
+    window = timedelta(days=max(LABEL_HISTORY_WINDOWS_DAYS))
+    first, last = min(moments), max(moments)
+    params = {"event_ids": event_ids, "first": first, "last": last, "since": first - window}
+    tags = list(BATCH_EVENT_TABLES)
+    if wallet_ids:
+        params["wallet_ids"] = wallet_ids
+        tags += WALLET_TABLES
+    found: dict[str, list[dict]] = {tag: [] for tag in tags}
+    position = {name: i for i, name in enumerate(ORDER_COLUMNS, start=1)}
+    pick = {tag: [(name, position[slot]) for name, slot in SLOTS[tag].items()] for tag in tags}
+    for row in _run(conn, bool(wallet_ids), True, params, batch=True):
+        found[row[0]].append({name: row[i] for name, i in pick[row[0]]})
+    return found
+
+
+def _batch_wallets(found: dict, wallet_ids: list[int]) -> dict[int, dict[str, list[dict]]]:
+    """Each wallet's history, as `_wallet_rows` reads it alone, from the batch's rows: an
+    order is the history of its buyer and of its seller, a transfer of either side."""
+    wallets = {w: {name: [] for name in WALLET_TABLES} for w in wallet_ids}
+    sides = {
+        "orders": ("buyer_wallet_id", "seller_wallet_id"),
+        "wallets": ("wallet_id",),
+        "transfers": ("from_wallet_id", "to_wallet_id"),
+        "labels": ("wallet_id",),
+    }
+    for table, columns in sides.items():
+        for row in found.get(table, ()):
+            for owner in {row[c] for c in columns}:
+                if owner in wallets:
+                    wallets[owner][table].append(row)
+    return wallets
+
+
+def _batch_event_facts(found: dict, event_id: int, moment: datetime) -> dict:
+    """`_event_facts` of one order from the batch's event rows, with `_statement`'s bounds:
+    sales before `moment`, label times in [moment - the longest window, moment)."""
+    rows = [r for r in found["events"] if r["event_id"] == event_id]
+    if not rows:
+        raise MlkitError(f"event {event_id} does not exist", hint="check the order's event_id")
+    since = moment - timedelta(days=max(LABEL_HISTORY_WINDOWS_DAYS))
+    before = sum(int(r["sales"]) for r in found["sales_before"] if r["event_id"] == event_id)
+    later = sum(1 for r in found["sales"] if r["event_id"] == event_id and r["created_at"] < moment)
+    return {
+        "base_price": float(rows[0]["base_price"]),
+        "capacity": float(rows[0]["capacity"]),
+        "sales_before": before + later,
+        "label_times": [
+            r["label_available_at"]
+            for r in found["events_labels"]
+            if r["event_id"] == event_id and since <= r["label_available_at"] < moment
+        ],
+    }
+
+
+def online_features_many(
+    engine: Engine, orders: list[dict], client=None
+) -> list[tuple[dict, str] | MlkitError]:
+    """`online_features` of each of `orders` (validated requests), read set-based: one
+    Redis MGET for their wallets and one SQL statement for the wallets Redis lacks and every
+    event. Each order gets its features and source, or the MlkitError that refuses it alone
+    (an unknown event)."""
+    if not orders:
+        return []
+    moments = [_moment(order["created_at"]) for order in orders]
+    wallet_ids = list(dict.fromkeys(int(order["buyer_wallet_id"]) for order in orders))
+    cached: dict[int, Any] = {}
+    if client is not None:
+        try:
+            values = client.mget([WALLET_KEY.format(w) for w in wallet_ids])
+            cached = {w: v for w, v in zip(wallet_ids, values, strict=True) if v is not None}
+        except Exception:  # an unreachable cache only costs the database read
+            cached = {}
+    missing = [w for w in wallet_ids if w not in cached]
+    event_ids = sorted({int(order["event_id"]) for order in orders})
+    with engine.connect() as conn:
+        found = _read_batch(conn, missing, event_ids, moments)
+    histories = _batch_wallets(found, missing)
+    for wallet_id, value in cached.items():
+        histories[wallet_id] = _decode(value.decode() if isinstance(value, bytes) else value)
+    results: list[tuple[dict, str] | MlkitError] = []
+    for order, moment in zip(orders, moments, strict=True):
+        wallet_id = int(order["buyer_wallet_id"])
+        try:
+            event = _batch_event_facts(found, int(order["event_id"]), moment)
+        except MlkitError as exc:
+            results.append(exc)
+            continue
+        source = "redis" if wallet_id in cached else "database"
+        results.append((features_of_one_order(order, moment, histories[wallet_id], event), source))
+    return results
+
+
+def batch_scores(model, features: list[dict]):
+    """The scores of many orders' features and their per-feature contributions, one call to
+    the model for all of them, each row's figures what `predict_one` and `contributions_one`
+    give it alone: (scores as floats, names, contributions of shape (n, features), unit).
+
+    An XGBoost model is asked through its booster, once for the margins (calibrated as
+    `predict_one` does) and once for the contributions; any other model row by row through
+    its own methods."""
+    import numpy as np
+
+    booster = getattr(model, "booster_", None)
+    if booster is None or not features:
+        scores = [model.predict_one(f) for f in features]
+        explained = [model.contributions_one(f) for f in features]
+        if not explained:
+            return scores, [], np.empty((0, 0)), ""
+        names, _, unit = explained[0]
+        return scores, names, np.vstack([values for _, values, _ in explained]), unit
+    import xgboost as xgb
+
+    names, unit = _contribution_labels(model, features[0])
+    matrix = _matrix(names, features)
+    rounds = (0, model.best_iteration_ + 1)
+    margins = booster.inplace_predict(matrix, iteration_range=rounds, predict_type="margin")
+    a, b = model.calibration_
+    calibrated = a * np.asarray(margins, dtype=float) + b
+    scores = (1.0 / (1.0 + np.exp(-np.clip(calibrated, -50.0, 50.0)))).tolist()
+    values = booster.predict(
+        xgb.DMatrix(matrix),  # its columns are the model's feature names: no check
+        pred_contribs=True,
+        iteration_range=rounds,
+        validate_features=False,
+    )
+    return scores, names, np.asarray(values)[:, :-1], unit
+
+
+_LABELS: dict[int, tuple[Any, list[str], str]] = {}  # id(model): (weak ref, names, unit)
+
+
+def _contribution_labels(model, features: dict) -> tuple[list[str], str]:
+    """The model's own names and unit of its contributions (`contributions_one`), asked once
+    per loaded model."""
+    import weakref
+
+    known = _LABELS.get(id(model))
+    if known is None or known[0]() is not model:
+        names, _, unit = model.contributions_one(features)
+        for key in [k for k, (ref, _, _) in _LABELS.items() if ref() is None]:
+            del _LABELS[key]  # models no longer served
+        known = _LABELS[id(model)] = (weakref.ref(model), list(names), unit)
+    return known[1], known[2]
+
+
+def _matrix(names: list[str], features: list[dict]):
+    """The orders' rows in the model's columns (`names`), as its `_matrix` lays a frame out:
+    the numeric features (NaN when missing), is_resale, then one column per payment method."""
+    import numpy as np
+
+    method = "payment_method="
+    rows = []
+    for f in features:
+        row = []
+        for name in names:
+            if name == "is_resale":
+                row.append(float(bool(f.get("is_resale"))))
+            elif name.startswith(method):
+                row.append(float(f.get("payment_method") == name[len(method) :]))
+            else:
+                value = f.get(name)
+                row.append(np.nan if value is None else float(value))
+        rows.append(row)
+    return np.asarray(rows, dtype=np.float32)
 
 
 def materialize(

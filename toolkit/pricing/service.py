@@ -60,6 +60,24 @@ def event_demand(engine: Engine, event_id: int) -> dict:
     return {**event._asdict(), "sold": int(event.sold)}
 
 
+def event_demands(engine: Engine, event_ids: list[int]) -> dict[int, dict]:
+    """`event_demand` of each of `event_ids` that exists, in one statement (set-based)."""
+    e, o = schema.events, schema.orders
+    sold = (
+        sa.select(sa.func.count())
+        .select_from(o)
+        .where(o.c.event_id == e.c.event_id, o.c.status == "COMPLETED", o.c.is_resale == sa.false())
+        .scalar_subquery()
+        .label("sold")
+    )
+    query = sa.select(
+        e.c.event_id, e.c.name, e.c.event_type, e.c.base_price, e.c.capacity, sold
+    ).where(e.c.event_id.in_(sorted(set(event_ids))))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return {row.event_id: {**row._asdict(), "sold": int(row.sold)} for row in rows}
+
+
 def recommend(
     engine: Engine,
     store: BanditStore,
@@ -71,35 +89,80 @@ def recommend(
 ) -> dict:
     """A strategy and its price for one event, from the global arms or (pricing.context:
     event_type) the event type's arms shrunk towards the global ones."""
-    from .bandit import Bandit
+    (result,) = recommend_many(engine, store, config, [(event_id, policy)], rng=rng)
+    if isinstance(result, MlkitError):
+        raise result
+    return result
 
-    policy = check_policy(policy or config.get("pricing.policy"))
-    event = event_demand(engine, event_id)
-    bandit = Bandit(
-        policy, config.get("pricing.context"), epsilon=float(config.get("pricing.epsilon"))
-    )
-    states, source = store.read()
-    tables = [states]
-    if bandit.context == "event_type":
-        tables.append(store.read(event["event_type"])[0])
-        bandit.types = [event["event_type"]]
-    bandit.totals = np.array([_totals(t) for t in tables])
-    row = np.array([len(tables) - 1])
-    arm = ARMS[int(bandit.pick(row, rng or np.random.default_rng())[0])]
-    base = float(event["base_price"])
-    sell_through = event["sold"] / event["capacity"] if event["capacity"] else 0.0
-    return {
-        "event_id": event["event_id"],
-        "event": event["name"],
-        "strategy": arm,
-        "price": strategy_price(arm, base, sell_through, config),
-        "base_price": base,
-        "sell_through": round(sell_through, 4),
-        "policy": policy,
-        "context": event["event_type"] if bandit.context == "event_type" else None,
-        "trained": sum(s.pulls for s in states.values()) > 0,
-        "source": source,
-    }
+
+def recommend_many(
+    engine: Engine,
+    store: BanditStore,
+    config,
+    asks: list[tuple[int, str | None]],
+    *,
+    rng: np.random.Generator | None = None,
+) -> list[dict | MlkitError]:
+    """`recommend` for each (event_id, policy) of `asks`, read together: one statement for
+    their events, one stamp read and one Redis MGET for the arms they need; then each ask
+    draws its own pick. An ask that is refused alone (an unknown policy or event) gets its
+    MlkitError in its place."""
+    from .bandit import Bandit, check_context
+
+    try:
+        context, refusal = check_context(config.get("pricing.context")), None
+    except MlkitError as exc:  # after the policy's check, as the bandit checks them
+        context, refusal = "none", exc
+    epsilon = float(config.get("pricing.epsilon"))
+    results: list = [None] * len(asks)
+    valid: list[tuple[int, int, str]] = []
+    for i, (event_id, policy) in enumerate(asks):
+        try:
+            policy = check_policy(policy or config.get("pricing.policy"))
+            if refusal is not None:
+                raise refusal
+            valid.append((i, positive_id(event_id, "--event"), policy))  # a huge id: overflow
+        except MlkitError as exc:
+            results[i] = exc
+    events = event_demands(engine, [event_id for _, event_id, _ in valid]) if valid else {}
+    contexts: list[str | None] = [None]
+    if context == "event_type":
+        contexts += sorted({event["event_type"] for event in events.values()})
+    tables = store.read_many(contexts) if valid else {}
+    rng = rng or np.random.default_rng()
+    for i, event_id, policy in valid:
+        event = events.get(event_id)
+        if event is None:
+            results[i] = MlkitError(f"no event {event_id}", hint="check the id in the events table")
+            continue
+        bandit = Bandit(policy, context, epsilon=epsilon)
+        needed = [tables[None]]
+        if bandit.context == "event_type":
+            needed.append(tables[event["event_type"]])
+            bandit.types = [event["event_type"]]
+        refused = [t for t in needed if isinstance(t, MlkitError)]
+        if refused:
+            results[i] = refused[0]
+            continue
+        states, source = needed[0]
+        bandit.totals = np.array([_totals(t) for t, _ in needed])
+        row = np.array([len(needed) - 1])
+        arm = ARMS[int(bandit.pick(row, rng)[0])]
+        base = float(event["base_price"])
+        sell_through = event["sold"] / event["capacity"] if event["capacity"] else 0.0
+        results[i] = {
+            "event_id": event["event_id"],
+            "event": event["name"],
+            "strategy": arm,
+            "price": strategy_price(arm, base, sell_through, config),
+            "base_price": base,
+            "sell_through": round(sell_through, 4),
+            "policy": policy,
+            "context": event["event_type"] if bandit.context == "event_type" else None,
+            "trained": sum(s.pulls for s in states.values()) > 0,
+            "source": source,
+        }
+    return results
 
 
 def parse_rates(text: str) -> np.ndarray:
@@ -187,11 +250,27 @@ def recommend_price(
 ) -> dict:
     """`mlkit mab recommend`: `recommend` on `store` (default: the configured stores); `warn`
     is told when the bandit has never been trained."""
-    store = store or open_store(engine, config, warn)
-    result = recommend(engine, store, config, event_id, policy=policy)
-    if not result["trained"]:
-        warn("the bandit has no pulls yet (run: mlkit train mab); this pick is a guess")
+    (result,) = recommend_prices(engine, config, [(event_id, policy)], warn=warn, store=store)
+    if isinstance(result, MlkitError):
+        raise result
     return result
+
+
+def recommend_prices(
+    engine: Engine,
+    config,
+    asks: list[tuple[int, str | None]],
+    *,
+    warn: Warn,
+    store: BanditStore | None = None,
+) -> list[dict | MlkitError]:
+    """`recommend_price` of each (event_id, policy) of `asks`, together (`recommend_many`);
+    `warn` is told once when the bandit has never been trained."""
+    store = store or open_store(engine, config, warn)
+    results = recommend_many(engine, store, config, asks)
+    if any(isinstance(r, dict) and not r["trained"] for r in results):
+        warn("the bandit has no pulls yet (run: mlkit train mab); this pick is a guess")
+    return results
 
 
 def record_reward(

@@ -245,30 +245,51 @@ class BanditStore:
         ("redis" or "database"). Redis is served only when every arm's value carries the
         database's current stamp; otherwise (flushed, older generation, another database's)
         it is rewritten from the database."""
+        found = self.read_many([context])[context]
+        if isinstance(found, MlkitError):
+            raise found
+        return found
+
+    def read_many(
+        self, contexts: list[str | None], stamp: Stamp | None = None
+    ) -> dict[str | None, tuple[dict[str, ArmState], str] | MlkitError]:
+        """`read` of each of `contexts` (None: the global bandit) at once: one stamp read
+        (or `stamp`, read by the caller just before) and one MGET for all their arms. A
+        context whose Redis value is corrupt gets the MlkitError `read` would raise."""
+        contexts = list(dict.fromkeys(contexts))
         if self.redis is None:
-            return self.read_database(context), "database"
+            return {c: (self.read_database(c), "database") for c in contexts}
         import redis as redis_lib
 
         # The stamp before the arms: a reset in between labels what we write as the older
         # generation, which the next reader replaces; never new arms under an old stamp.
-        stamp = self.stamp()
-        prefix = key_prefix(context)
+        stamp = stamp or self.stamp()
+        keys = [key_prefix(c) + arm for c in contexts for arm in ARMS]
         try:
-            raw = self.redis.mget([prefix + arm for arm in ARMS])
+            raw = self.redis.mget(keys)
         except redis_lib.RedisError as exc:
             log.warning("Redis unavailable (%s): reading the bandit from the database", exc)
-            return self.read_database(context), "database"
-        cached = {}
-        for arm, value in zip(ARMS, raw, strict=True):
-            if value is not None:  # corrupt: stops, untouched
-                state, carried = ArmState.from_json(arm, value, prefix + arm)
-                if carried == stamp:
-                    cached[arm] = state
-        if len(cached) < len(ARMS):
-            states = self.read_database(context)
-            self._write_redis(states.values(), stamp, prefix)
-            return states, "database"
-        return cached, "redis"
+            return {c: (self.read_database(c), "database") for c in contexts}
+        found = {}
+        for n, context in enumerate(contexts):
+            prefix, cached = key_prefix(context), {}
+            values = raw[n * len(ARMS) : (n + 1) * len(ARMS)]
+            try:
+                for arm, value in zip(ARMS, values, strict=True):
+                    if value is not None:  # corrupt: stops, untouched
+                        state, carried = ArmState.from_json(arm, value, prefix + arm)
+                        if carried == stamp:
+                            cached[arm] = state
+            except MlkitError as exc:
+                found[context] = exc
+                continue
+            if len(cached) < len(ARMS):
+                states = self.read_database(context)
+                self._write_redis(states.values(), stamp, prefix)
+                found[context] = (states, "database")
+            else:
+                found[context] = (cached, "redis")
+        return found
 
     def record(self, arm: str, reward: float, context: str | None = None) -> ArmState:
         """One reward for one arm (of the global bandit and, when `context` names an event
