@@ -99,11 +99,14 @@ def test_serving_commands_import_only_what_they_use(home, tmp_path, args, also_u
 
 
 @pytest.mark.slow
-def test_predict_fraud_imports_only_its_models_library(home, tmp_path):
-    """The prod model's own library (xgboost or scikit-learn) is imported, not the other's
-    beyond what it pulls in itself, nor the TUI or catboost."""
-    kind = json.loads(_mlkit(home, "models", "show", "fraud@prod", "--json").stdout)["params"]
-    found = imported(home, tmp_path, "predict", "fraud", json.dumps(ORDER))
-    assert not found & {"textual", "catboost", "pyspark"}
-    if kind["model"] == "logreg":
-        assert "xgboost" not in found
+@pytest.mark.parametrize("version", [1, 2])
+def test_predict_fraud_imports_no_model_library(home, tmp_path, version):
+    """Both fraud models score one order without their libraries' Python packages: XGBoost
+    through libxgboost's C API, the logistic regression from its numbers with numpy."""
+    shown = _mlkit(home, "models", "show", f"fraud:{version}", "--json")
+    assert shown.returncode == 0, shown.stderr
+    kinds = {json.loads(shown.stdout)["params"]["model"]}
+    args = ("predict", "fraud", json.dumps(ORDER), "--model", f"fraud:{version}")
+    found = imported(home, tmp_path, *args)
+    assert not found & {"xgboost", "sklearn", "scipy", "textual", "catboost", "pyspark"}
+    assert kinds <= {"xgboost", "logreg"}

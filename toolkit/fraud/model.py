@@ -5,15 +5,21 @@ baseline, behind one small interface; they take frames, never the database.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..errors import MlkitError
 from .columns import NUMERIC_FEATURES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .booster import NativeBooster
 
 MODEL_KINDS = ("xgboost", "logreg")
 CATEGORICAL = "payment_method"
@@ -27,7 +33,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class XGBoostFraud:
     """Gradient-boosted trees on the numeric features, `is_resale` and one-hot payment
     methods, positives up-weighted by sqrt(negatives / positives) and Platt-scaled on
-    validation, so scores are probabilities the decision thresholds can use."""
+    validation, so scores are probabilities the decision thresholds can use.
+
+    Predictions run on libxgboost's C API (`booster.NativeBooster`), so scoring a loaded
+    model never imports the `xgboost` package (about a second of imports); `booster_`, the
+    package's Booster, is built from the artifact's bytes only where training, saving or
+    gain importances need it."""
 
     max_depth: int = 3
     min_child_weight: float = 10.0
@@ -37,12 +48,42 @@ class XGBoostFraud:
     seed: int = 0
     categories_: list[str] = field(default_factory=list)
     calibration_: tuple[float, float] = (1.0, 0.0)
-    booster_: object = None
     best_iteration_: int = 0
     scale_pos_weight_: float = 1.0
     validation_scores_: np.ndarray | None = None  # out-of-sample, for choosing a threshold
+    _booster: object = field(default=None, repr=False)  # xgboost.Booster, when made
+    _saved: bytes | None = field(default=None, repr=False)  # the artifact's model bytes
+    _native: NativeBooster | None = field(default=None, repr=False, compare=False)
 
     filename = "model.ubj"
+
+    @property
+    def booster_(self):
+        """The xgboost package's Booster (loaded from the artifact's bytes on first use)."""
+        if self._booster is None and self._saved is not None:
+            import xgboost as xgb
+
+            booster = xgb.Booster()
+            booster.load_model(bytearray(self._saved))
+            self._booster = booster
+        return self._booster
+
+    @booster_.setter
+    def booster_(self, booster) -> None:
+        self._booster, self._saved, self._native = booster, None, None
+
+    def _predictor(self) -> NativeBooster:
+        """The booster on the C API: from the artifact's bytes, or the trained booster's."""
+        if self._native is None:
+            from .booster import NativeBooster
+
+            saved = self._saved if self._saved is not None else self._booster.save_raw("ubj")
+            self._native = NativeBooster(saved)
+        return self._native
+
+    @property
+    def _rounds(self) -> int:
+        return self.best_iteration_ + 1
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
         numeric = frame[list(NUMERIC_FEATURES)].to_numpy(dtype=np.float32)
@@ -92,6 +133,8 @@ class XGBoostFraud:
         self.calibration_ = _platt(margin, y_valid)
         self.validation_scores_ = _sigmoid(self.calibration_[0] * margin + self.calibration_[1])
 
+        import pandas as pd
+
         both = pd.concat([train, valid], ignore_index=True)
         rounds = round((self.best_iteration_ + 1) * len(both) / len(train))
         self.booster_ = xgb.train(
@@ -106,9 +149,7 @@ class XGBoostFraud:
         return xgb.DMatrix(self._matrix(frame), label=labels, feature_names=self.feature_names)
 
     def _margin(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.booster_.predict(
-            self._dmatrix(frame), output_margin=True, iteration_range=(0, self.best_iteration_ + 1)
-        )
+        return self._predictor().predict(self._matrix(frame), rounds=self._rounds, kind="margin")
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         a, b = self.calibration_
@@ -122,27 +163,30 @@ class XGBoostFraud:
         row.extend(float(features.get(CATEGORICAL) == c) for c in self.categories_)
         return np.asarray([row], dtype=np.float32)
 
+    def margins(self, matrix: np.ndarray) -> np.ndarray:
+        """The margins (before calibration) of rows laid out as `_matrix` lays out a frame,
+        float32, in one call: what a server scoring a batch of orders asks."""
+        return self._predictor().inplace_predict(matrix, rounds=self._rounds, kind="margin")
+
+    def matrix_contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """`contributions` of rows laid out as `_matrix` lays out a frame (bias left out)."""
+        values = self._predictor().predict(matrix, rounds=self._rounds, kind="contributions")
+        return values[:, :-1]
+
     def predict_one(self, features: dict) -> float:
         """One order's score without frames: a numpy row straight into the booster."""
-        margin = self.booster_.inplace_predict(
-            self._row(features),
-            iteration_range=(0, self.best_iteration_ + 1),
-            predict_type="margin",
+        margin = self._predictor().inplace_predict(
+            self._row(features), rounds=self._rounds, kind="margin"
         )
         a, b = self.calibration_
         return float(_sigmoid(a * np.asarray(margin, dtype=float) + b)[0])
 
     def contributions_one(self, features: dict) -> tuple[list[str], np.ndarray, str]:
         """`contributions` of one order, from its numpy row rather than a frame."""
-        import xgboost as xgb
-
-        values = self.booster_.predict(
-            xgb.DMatrix(self._row(features)),  # its columns are feature_names: no check
-            pred_contribs=True,
-            iteration_range=(0, self.best_iteration_ + 1),
-            validate_features=False,
+        values = self._predictor().predict(
+            self._row(features), rounds=self._rounds, kind="contributions"
         )
-        return list(self.feature_names), np.asarray(values)[:, :-1], "log-odds, before calibration"
+        return list(self.feature_names), values[:, :-1], "log-odds, before calibration"
 
     def params(self) -> dict:
         return {
@@ -165,24 +209,21 @@ class XGBoostFraud:
     def contributions(self, frame: pd.DataFrame) -> tuple[list[str], np.ndarray, str]:
         """Per-order, per-feature contributions to the margin (XGBoost's exact tree SHAP
         values; the bias column left out)."""
-        values = self.booster_.predict(
-            self._dmatrix(frame),
-            pred_contribs=True,
-            iteration_range=(0, self.best_iteration_ + 1),
+        values = self._predictor().predict(
+            self._matrix(frame), rounds=self._rounds, kind="contributions"
         )
-        return list(self.feature_names), np.asarray(values)[:, :-1], "log-odds, before calibration"
+        return list(self.feature_names), values[:, :-1], "log-odds, before calibration"
 
     def save(self, path: Path) -> None:
         self.booster_.save_model(str(path))
 
     @classmethod
     def load(cls, data: bytes, params: dict) -> XGBoostFraud:
-        """The model of an artifact's verified bytes (XGBoost UBJ or JSON, never a pickle)."""
-        import xgboost as xgb
-
+        """The model of an artifact's verified bytes (XGBoost UBJ or JSON, never a pickle),
+        loaded by libxgboost now, so a damaged artifact fails here."""
         model = cls(max_depth=params["max_depth"], learning_rate=params["learning_rate"])
-        model.booster_ = xgb.Booster()
-        model.booster_.load_model(bytearray(data))
+        model._saved = bytes(data)
+        model._predictor()
         model.best_iteration_ = int(params["best_iteration"])
         model.categories_ = list(params["categories"])
         model.calibration_ = tuple(params["calibration"])
@@ -192,12 +233,36 @@ class XGBoostFraud:
 @dataclass
 class LogRegFraud:
     """The baseline: one scikit-learn Pipeline (numeric imputation + scaling, categorical
-    imputation + one-hot, logistic regression), so training and inference share every step."""
+    imputation + one-hot, logistic regression), so training and inference share every step.
+
+    One order (`predict_one`, `contributions_one`) is scored from the pipeline's fitted
+    numbers with numpy (`LinearScorer`), the same arithmetic in the same order, so a
+    loaded model scores an order without importing scikit-learn or pandas; `pipeline_`
+    is rebuilt from the artifact's numbers only where frames are scored."""
 
     C: float = 1.0
-    pipeline_: object = None
     validation_scores_: np.ndarray | None = None
+    _pipeline: object = field(default=None, repr=False)
+    _document: dict | None = field(default=None, repr=False)  # the artifact's numbers
+    _scorer: LinearScorer | None = field(default=None, repr=False, compare=False)
     filename = "logreg.json"  # numbers only: loading it cannot run code, unlike a pickle
+
+    @property
+    def pipeline_(self):
+        """The fitted scikit-learn Pipeline (rebuilt from the artifact on first use)."""
+        if self._pipeline is None and self._document is not None:
+            self._pipeline = _logreg_pipeline(self._document, C=self.C)
+        return self._pipeline
+
+    @pipeline_.setter
+    def pipeline_(self, pipeline) -> None:
+        self._pipeline, self._document, self._scorer = pipeline, None, None
+
+    def _one_order(self) -> LinearScorer:
+        if self._scorer is None:
+            document = self._document or _logreg_document(self._pipeline)
+            self._scorer = LinearScorer.of(document)
+        return self._scorer
 
     @staticmethod
     def _columns() -> list[str]:
@@ -247,18 +312,33 @@ class LogRegFraud:
         self.pipeline_ = self._new_pipeline()
         self.pipeline_.fit(self._inputs(train), train["label"].to_numpy())
         self.validation_scores_ = self.predict_proba(valid)
+        import pandas as pd
+
         both = pd.concat([train, valid], ignore_index=True)
         self.pipeline_.fit(self._inputs(both), both["label"].to_numpy())
+        self._scorer = None  # refitted in place: its numbers changed
         return self
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         return self.pipeline_.predict_proba(self._inputs(frame))[:, 1]
 
     def predict_one(self, features: dict) -> float:
-        return float(self.predict_proba(pd.DataFrame([features]))[0])
+        scorer = self._one_order()
+        row = scorer.row(features)
+        if row is None:  # a value the numpy path does not reproduce: the Pipeline decides
+            import pandas as pd
+
+            return float(self.predict_proba(pd.DataFrame([features]))[0])
+        return scorer.probability(row)
 
     def contributions_one(self, features: dict) -> tuple[list[str], np.ndarray, str]:
-        return self.contributions(pd.DataFrame([features]))
+        scorer = self._one_order()
+        row = scorer.row(features)
+        if row is None:
+            import pandas as pd
+
+            return self.contributions(pd.DataFrame([features]))
+        return list(scorer.names), row * scorer.coef[0], "log-odds"
 
     def params(self) -> dict:
         return {"model": "logreg", "C": self.C}
@@ -282,7 +362,8 @@ class LogRegFraud:
 
     def save(self, path: Path) -> None:
         """The fitted numbers of every step as JSON (see `LOGREG_FORMAT`)."""
-        Path(path).write_text(json.dumps(_logreg_document(self.pipeline_), indent=1))
+        document = self._document or _logreg_document(self.pipeline_)
+        Path(path).write_text(json.dumps(document, indent=1))
 
     @classmethod
     def load(cls, data: bytes, params: dict) -> LogRegFraud:
@@ -298,8 +379,110 @@ class LogRegFraud:
                 "no longer loaded: unpickling can run code)",
             ) from None
         model = cls(C=params.get("C", 1.0))
-        model.pipeline_ = _logreg_pipeline(document, C=model.C)
+        model._document = document
+        model._one_order()  # its numbers are checked now, so a bad artifact fails here
         return model
+
+
+@dataclass(frozen=True)
+class LinearScorer:
+    """One order through the logistic-regression Pipeline's fitted numbers, with numpy:
+    median imputation (columns never seen in training dropped) and missing indicators,
+    standard scaling, one-hot payment method (unknown: all zeros), then the linear model
+    and the logistic function. Each step is the arithmetic scikit-learn runs on a dense
+    row (`tests/test_fraud_booster.py` checks the figures bit for bit)."""
+
+    kept: np.ndarray  # the numeric columns with a training median
+    statistics: np.ndarray  # their medians
+    indicators: np.ndarray  # the numeric columns with a missing indicator
+    mean: np.ndarray
+    scale: np.ndarray
+    categories: tuple[str, ...]
+    coef: np.ndarray  # (1, columns), as LogisticRegression keeps it
+    intercept: np.ndarray
+    names: tuple[str, ...]  # the Pipeline's get_feature_names_out
+    dense: bool  # the Pipeline's ColumnTransformer stacks dense rows (see `of`)
+
+    @classmethod
+    def of(cls, document: dict) -> LinearScorer:
+        numeric = list(document["numeric_columns"])
+        if numeric != [*NUMERIC_FEATURES, "is_resale"]:
+            raise MlkitError(
+                f"the logistic-regression artifact was trained on other features: {numeric[:4]}...",
+                hint="retrain it: mlkit train fraud --model logreg",
+            )
+        statistics = _array(document["imputer_statistics"])
+        kept = np.flatnonzero(~np.isnan(statistics))
+        indicators = np.array(sorted(document["missing_indicator_columns"]), dtype=int)
+        categories = tuple(str(c) for c in document["categories"])
+        mean, scale = _array(document["scaler_mean"]), _array(document["scaler_scale"])
+        coef = _array(document["coef"]).reshape(1, -1)
+        width = len(kept) + len(indicators)
+        if len(statistics) != len(numeric) or not len(mean) == len(scale) == width:
+            raise MlkitError("the logistic-regression artifact does not describe a fraud baseline")
+        if coef.shape[1] != width + len(categories):
+            raise MlkitError("the logistic-regression artifact does not describe a fraud baseline")
+        names = (
+            *(f"numeric__{numeric[i]}" for i in kept),
+            *(f"numeric__missingindicator_{numeric[i]}" for i in indicators),
+            *(f"categorical__{CATEGORICAL}_{c}" for c in categories),
+        )
+        # ColumnTransformer keeps its output dense when the share of stored values (the
+        # numeric block whole, one one-hot value per row) is at least its sparse_threshold,
+        # 0.3; a sparse product sums in another order, so such a model keeps the Pipeline.
+        density = (width + 1) / (width + len(categories)) if categories else 1.0
+        return cls(
+            kept=kept,
+            statistics=statistics[kept],
+            indicators=indicators,
+            mean=mean,
+            scale=scale,
+            categories=categories,
+            coef=coef,
+            intercept=np.array([float(document["intercept"])]),
+            names=names,
+            dense=density >= 0.3 and list(document["classes"]) == [0, 1],
+        )
+
+    def row(self, features: dict) -> np.ndarray | None:
+        """The order's prepared row (1, columns), or None when a value is one only the
+        Pipeline's own conversions decide (a text number, a missing payment method)."""
+        if not self.dense or not isinstance(features.get(CATEGORICAL), str):
+            return None
+        values = []
+        for name in (*NUMERIC_FEATURES, "is_resale"):
+            if name not in features:
+                return None
+            value = features[name]
+            if value is None:
+                values.append(math.nan)
+            elif isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+                values.append(float(value))
+            else:
+                return None
+            if math.isinf(values[-1]):
+                return None  # the Pipeline refuses infinities: let it say so
+        x = np.array([values], dtype=np.float64)
+        missing = np.isnan(x)
+        numeric = x[:, self.kept]
+        absent = missing[:, self.kept]
+        numeric[absent] = np.broadcast_to(self.statistics, numeric.shape)[absent]
+        block = np.hstack([numeric, missing[:, self.indicators].astype(np.float64)])
+        block -= self.mean
+        block /= self.scale
+        method = features[CATEGORICAL]
+        onehot = np.array([[1.0 if method == c else 0.0 for c in self.categories]])
+        return np.hstack([block, onehot])
+
+    def probability(self, row: np.ndarray) -> float:
+        """LogisticRegression.predict_proba's positive class: the margin through the
+        logistic function as scipy.special.expit computes it (libm's exp, which math.exp
+        calls; numpy's own exp differs in the last bit)."""
+        margin = float((row @ self.coef.T + self.intercept).reshape(-1)[0])
+        try:
+            return 1.0 / (1.0 + math.exp(-margin))
+        except OverflowError:  # exp(-margin) beyond a double: the probability is 0
+            return 0.0
 
 
 LOGREG_FORMAT = "mlkit-logreg-v1"
@@ -358,6 +541,8 @@ def _logreg_pipeline(document: dict, *, C: float):
     synthetic[CATEGORICAL] = np.array(
         [categories[i % len(categories)] for i in range(rows)], dtype=object
     )
+    import pandas as pd
+
     frame = pd.DataFrame(synthetic)
     labels = np.array([document["classes"][i % 2] for i in range(rows)])
     builder = LogRegFraud(C=C)
