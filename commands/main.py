@@ -2,45 +2,111 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 import typer
 
 from mlkit.toolkit import __version__
 
-from . import (
-    alerts_cmd,
-    config_cmd,
-    cron_cmd,
-    dashboard_cmd,
-    dataset_cmd,
-    db_cmd,
-    demo_cmd,
-    drift_cmd,
-    etl_cmd,
-    features_cmd,
-    ingest_cmd,
-    inspect_cmd,
-    kpi_cmd,
-    mab_cmd,
-    migrate_cmd,
-    models_cmd,
-    quickstart_cmd,
-    recommend_cmd,
-    report_cmd,
-    retention_cmd,
-    score_cmd,
-    serve_cmd,
-    signal_cmd,
-    sources_cmd,
-    status_cmd,
-    train_cmd,
-    validate_cmd,
-)
 from ._common import DatabaseOption, GlobalOptions, MlkitGroup, RedisOption
 
+# Every command of `mlkit`, in the order `mlkit --help` lists them: (name, module, the
+# module's Typer sub-app or command function). A module is imported, and its commands built
+# into Click's objects, only when its command runs (or help lists it): building all of
+# them cost about 0.1 s, which each one-decision command (`mab recommend`, `predict
+# fraud`, ...) paid before doing anything.
+COMMANDS = (
+    ("status", "status_cmd", "status"),
+    ("quickstart", "quickstart_cmd", "quickstart"),
+    ("migrate", "migrate_cmd", "migrate"),
+    ("dashboard", "dashboard_cmd", "dashboard"),
+    ("serve", "serve_cmd", "serve"),
+)
+GROUPS = (
+    ("config", "config_cmd", "app"),
+    ("db", "db_cmd", "app"),
+    ("sources", "sources_cmd", "app"),
+    ("demo", "demo_cmd", "app"),
+    ("inspect", "inspect_cmd", "app"),
+    ("etl", "etl_cmd", "app"),
+    ("features", "features_cmd", "app"),
+    ("dataset", "dataset_cmd", "app"),
+    ("train", "train_cmd", "app"),
+    ("validate", "validate_cmd", "app"),
+    ("score", "score_cmd", "score_app"),
+    ("predict", "score_cmd", "predict_app"),
+    ("models", "models_cmd", "app"),
+    ("drift", "drift_cmd", "app"),
+    ("alerts", "alerts_cmd", "app"),
+    ("retention", "retention_cmd", "app"),
+    ("kpi", "kpi_cmd", "app"),
+    ("cron", "cron_cmd", "app"),
+    ("ingest", "ingest_cmd", "app"),
+    ("signal", "signal_cmd", "app"),
+    ("mab", "mab_cmd", "app"),
+    ("recommend", "recommend_cmd", "app"),
+    ("export", "recommend_cmd", "export_app"),
+    ("report", "report_cmd", "app"),
+)
+
+
+class LazyCommands(Mapping):
+    """The root's commands by name, each built on first use exactly as Typer builds a
+    registered sub-app (`app.add_typer(sub, name=...)`) or command (`app.command(name)`)."""
+
+    def __init__(self, root: typer.Typer):
+        self._root = root
+        self._where = {name: (module, attribute, False) for name, module, attribute in COMMANDS}
+        self._where |= {name: (module, attribute, True) for name, module, attribute in GROUPS}
+        self._built: dict = {}
+
+    def __getitem__(self, name: str):
+        if name not in self._built:
+            module, attribute, group = self._where[name]
+            self._built[name] = _build(self._root, name, module, attribute, group)
+        return self._built[name]
+
+    def __iter__(self):
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+def _build(root: typer.Typer, name: str, module: str, attribute: str, group: bool):
+    import importlib
+
+    import typer.main
+    from typer.models import TyperInfo
+
+    target = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+    if group:
+        return typer.main.get_group_from_info(
+            TyperInfo(target, name=name),
+            pretty_exceptions_short=root.pretty_exceptions_short,
+            rich_markup_mode=root.rich_markup_mode,
+            suggest_commands=root.suggest_commands,
+        )
+    holder = typer.Typer()
+    holder.command(name)(target)
+    return typer.main.get_command_from_info(
+        holder.registered_commands[0],
+        pretty_exceptions_short=root.pretty_exceptions_short,
+        rich_markup_mode=root.rich_markup_mode,
+    )
+
+
+class MlkitRoot(MlkitGroup):
+    """The `mlkit` group: its commands come from `LazyCommands`."""
+
+    def __init__(self, **attrs):
+        super().__init__(**attrs)
+        self.commands = LazyCommands(app)
+
+
 app = typer.Typer(
-    cls=MlkitGroup,
+    cls=MlkitRoot,
     name="mlkit",
     help="Train, validate and operate the ML models of a commerce platform from its database.",
     no_args_is_help=True,
@@ -48,35 +114,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
 )
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(db_cmd.app, name="db")
-app.add_typer(sources_cmd.app, name="sources")
-app.add_typer(demo_cmd.app, name="demo")
-app.add_typer(inspect_cmd.app, name="inspect")
-app.add_typer(etl_cmd.app, name="etl")
-app.add_typer(features_cmd.app, name="features")
-app.add_typer(dataset_cmd.app, name="dataset")
-app.add_typer(train_cmd.app, name="train")
-app.add_typer(validate_cmd.app, name="validate")
-app.add_typer(score_cmd.score_app, name="score")
-app.add_typer(score_cmd.predict_app, name="predict")
-app.add_typer(models_cmd.app, name="models")
-app.add_typer(drift_cmd.app, name="drift")
-app.add_typer(alerts_cmd.app, name="alerts")
-app.add_typer(retention_cmd.app, name="retention")
-app.add_typer(kpi_cmd.app, name="kpi")
-app.add_typer(cron_cmd.app, name="cron")
-app.add_typer(ingest_cmd.app, name="ingest")
-app.add_typer(signal_cmd.app, name="signal")
-app.add_typer(mab_cmd.app, name="mab")
-app.add_typer(recommend_cmd.app, name="recommend")
-app.add_typer(recommend_cmd.export_app, name="export")
-app.add_typer(report_cmd.app, name="report")
-app.command("status")(status_cmd.status)
-app.command("quickstart")(quickstart_cmd.quickstart)
-app.command("migrate")(migrate_cmd.migrate)
-app.command("dashboard")(dashboard_cmd.dashboard)
-app.command("serve")(serve_cmd.serve)
 
 
 def _show_version(value: bool) -> None:
