@@ -18,6 +18,7 @@ from ..config import Settings, config_key
 from ..db import analyze, bulk_insert, prepare_bulk_transaction, read_frame
 from ..errors import MlkitError
 from ..locks import job_lock
+from ..pgbinary import copy_binary
 from .columns import DECISIONS, FEATURES
 from .model import load_model
 
@@ -131,19 +132,17 @@ def score_orders(
         decisions = thresholds.decide(scores)
         # No copy of the feature vector per prediction: fraud_features holds it by order id
         # (the drill-down and an `outputs:` features column read it there), so the write is
-        # five narrow columns, built column-wise and sent by COPY.
-        predictions = pd.DataFrame(
-            {
-                "order_id": frame["order_id"].to_numpy(),
-                # Rounded as doubles, as the online path rounds: every dialect stores the
-                # same value (a rounded float32 reached PostgreSQL's COPY as its shortest
-                # text but the other drivers as its double, 0.00091 against 0.00091000000247).
-                "fraud_score": np.round(scores.astype(np.float64), 6),
-                "decision": decisions,
-                "model_version": label,
-                "created_at": utcnow(),
-            }
-        )
+        # five narrow columns, built column-wise.
+        predictions = {
+            "order_id": frame["order_id"].to_numpy(dtype=np.int64),
+            # Rounded as doubles, as the online path rounds: every dialect stores the
+            # same value (a rounded float32 reached PostgreSQL's COPY as its shortest
+            # text but the other drivers as its double, 0.00091 against 0.00091000000247).
+            "fraud_score": np.round(scores.astype(np.float64), 6),
+            "decision": decisions,
+            "model_version": label,
+            "created_at": utcnow(),
+        }
         p = schema.fraud_predictions
         scope = p.c.model_version == label
         if since is not None:
@@ -154,7 +153,11 @@ def score_orders(
         prepare_bulk_transaction(conn)
         conn.execute(p.delete().where(scope))
         phases.mark("delete")
-        bulk_insert(conn, p, predictions)
+        if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":
+            # Binary COPY: the server stores the doubles and times without parsing text.
+            copy_binary(conn, p, predictions)
+        else:
+            bulk_insert(conn, p, pd.DataFrame(predictions))
         phases.mark("copy")
         written = None
         if output is not None:
