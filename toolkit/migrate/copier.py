@@ -28,6 +28,7 @@ from ..db import explain_db_error, masked
 from ..errors import MlkitError, message_line
 from ..formats import json_safe
 from ..schema import migration_progress
+from . import producers
 from .bulk import FORMAT_ERRORS
 from .plan import TablePlan, TargetInfo
 from .reflect import quote
@@ -37,6 +38,7 @@ from .writer import Writer
 
 if TYPE_CHECKING:
     from .batchsum import BatchChecksum
+    from .digest import RangeChecksums
     from .run import TableResult
 
 # MySQL errors that are about a value, not the connection: bad datetime, failed CHECK
@@ -70,7 +72,7 @@ def target_error(exc: DBAPIError, engine: Engine, what: str) -> MlkitError:
 
 @dataclass
 class _Batch:
-    rows: Sequence[Sequence[Any]]  # as the source stored them
+    rows: Sequence[Sequence[Any]] | None  # as the source stored them (None: not read here)
     keys: list[list[Any]] | None  # each row's key, for the reject file
     last: list[Any] | None  # the resume point once this batch is committed
     good: list[tuple] | None = None  # converted rows, once converted row by row
@@ -79,6 +81,16 @@ class _Batch:
     file: Path | bytes | None = None  # the bulk text: LOAD DATA's file, or COPY's bytes
     file_rows: int = 0
     checksum: int | None = None  # the source checksum of all its rows, made with the file
+    # Reads the rows (and keys) of a batch formatted elsewhere, when they are needed here.
+    reload: Callable[[], tuple[list[tuple], list[list[Any]]]] | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.rows) if self.rows is not None else self.file_rows
+
+    def ensure_rows(self) -> None:
+        if self.rows is None and self.reload is not None:
+            self.rows, self.keys = self.reload()
 
 
 class _TableJob:
@@ -117,10 +129,11 @@ class _TableJob:
         if self.checksum is None:
             return
         total = batch.checksum
-        if total is None or written != len(batch.rows):
+        if total is None or written != batch.count:
+            batch.ensure_rows()
             left = {i for i, _reason in batch.rejects}
             total = self.checksum.of_rows([r for i, r in enumerate(batch.rows) if i not in left])
-        self.checksum.add(len(batch.rows), total)
+        self.checksum.add(batch.count, total)
 
     def prepare(self, rows, keys, last) -> _Batch:
         """Convert a batch; for LOAD DATA and COPY also build its text (in a file for LOAD
@@ -282,9 +295,11 @@ class Copier:
         state: dict | None,
         result: TableResult,
         checksum: BatchChecksum | None = None,
+        ranges: RangeChecksums | None = None,
     ) -> None:
         """Copy one table; with `checksum`, the copy also sums the source side of its
-        verification (a table copied from its start: a resumed copy would miss batches)."""
+        verification (a table copied from its start: a resumed copy would miss batches);
+        with `ranges`, the target sums its committed key ranges meanwhile."""
         _sweep_load_folders()
         try:
             with (
@@ -298,7 +313,7 @@ class Copier:
                     job = _TableJob(self, tconn, tp, Path(folder), checksum)
                     result.writer = job.writer.method
                     if tp.strategy == "keyset":
-                        self._copy_keyset(sconn, tconn, job, state, result)
+                        self._copy_keyset(sconn, tconn, job, state, result, ranges)
                     else:
                         self._copy_single(sconn, tconn, job, result)
                 finally:
@@ -313,7 +328,9 @@ class Copier:
             first = message_line(exc)
             raise MlkitError(f"{tp.name}: the target failed: {first}") from None
 
-    def _copy_keyset(self, sconn, tconn, job: _TableJob, state, result: TableResult) -> None:
+    def _copy_keyset(
+        self, sconn, tconn, job: _TableJob, state, result: TableResult, ranges
+    ) -> None:
         tp = job.tp
         spec = tp.spec
         start = None
@@ -328,18 +345,27 @@ class Copier:
             with tconn.begin():
                 self.points.save(tconn, tp, status="copying", last_key=None, rows_copied=0)
         done = copied + self.rejects.count(spec.name)
-        for batch in _prefetched(_keyset_batches(sconn, job, start)):
+        if producers.usable(job, self.source.dialect.name, start):
+            batches = producers.batches(sconn, self.source, job)
+        else:
+            batches = _prefetched(_keyset_batches(sconn, job, start))
+        for batch in batches:
             with tconn.begin():
-                self.points.save(tconn, tp, status="copying", last_key=_encode_key(batch.last))
                 written, rejected = self.batches.write(job, batch)
                 copied += written
-                self.points.save(tconn, tp, rows_copied=copied)
+                # One statement for the resume point, committed with the batch it follows.
+                last_key = _encode_key(batch.last)
+                self.points.save(tconn, tp, status="copying", last_key=last_key, rows_copied=copied)
             job.summed(batch, written)
+            if ranges is not None:
+                ranges.committed(tp.name, batch.last[0], written)
             done += written + rejected
             result.copied = copied
             self.progress(spec.name, done, spec.rows)
         with tconn.begin():
             self.points.save(tconn, tp, status="done", rows_copied=copied)
+        if ranges is not None:
+            ranges.copied(tp.name)
         result.copied = copied
 
     def _copy_single(self, sconn, tconn, job: _TableJob, result: TableResult) -> None:
@@ -435,6 +461,7 @@ class BatchWriter:
             if not self._is_value_error(batch_error):
                 raise
             cursor.execute("ROLLBACK TO SAVEPOINT mlkit_batch")
+            batch.ensure_rows()
             if batch.good is None:  # the file came from the raw rows
                 job.convert_rows(batch)
                 self._check_rejects(tp, batch)

@@ -301,3 +301,61 @@ def sum_md5_rows(columns: Sequence[Sequence[str]]) -> int:
         return 0
     heads = np.frombuffer(digests, dtype=">u8")[::2].astype(np.uint64)
     return int(heads.sum(dtype=np.uint64))
+
+
+class RangeChecksums:
+    """Targets' checksums computed while the copy goes on: a table keyed by one integer
+    column is summed a key range at a time, by a thread of its own, as soon as the batches
+    of the range are committed, so little is left to sum when the copy ends. The ranges run
+    from no lower bound to no upper bound: together they cover every row the table holds."""
+
+    EVERY_ROWS = 100_000
+
+    def __init__(self, engine: sa.Engine):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.engine = engine
+        self.threads = ThreadPoolExecutor(1, thread_name_prefix="mlkit-range-checksum")
+        self.parts: dict[str, list] = {}
+        self.open: dict[str, tuple[TableSpec, int | None, int]] = {}
+
+    @staticmethod
+    def covers(spec: TableSpec) -> bool:
+        key = spec.primary_key
+        return len(key) == 1 and spec.column(key[0]).kind == "int"
+
+    def start(self, spec: TableSpec) -> None:
+        self.parts[spec.name] = []
+        self.open[spec.name] = (spec, None, 0)
+
+    def committed(self, table: str, last_key: int, rows: int) -> None:
+        """Rows up to `last_key` are committed: sum their range once it holds enough."""
+        spec, low, pending = self.open[table]
+        pending += rows
+        if pending >= self.EVERY_ROWS:
+            self._submit(spec, low, int(last_key))
+            self.open[table] = (spec, int(last_key), 0)
+        else:
+            self.open[table] = (spec, low, pending)
+
+    def copied(self, table: str) -> None:
+        """The table's copy is done: sum what is left, up to no bound."""
+        spec, low, _pending = self.open.pop(table)
+        self._submit(spec, low, None)
+
+    def _submit(self, spec: TableSpec, low: int | None, high: int | None) -> None:
+        q = quote(self.engine, spec.primary_key[0])
+        bounds = [f"{q} > {low}"] if low is not None else []
+        bounds += [f"{q} <= {high}"] if high is not None else []
+        where = f" WHERE {' AND '.join(bounds)}" if bounds else ""
+        self.parts[spec.name].append(self.threads.submit(_checksum_part, self.engine, spec, where))
+
+    def has(self, table: str) -> bool:
+        return table in self.parts and table not in self.open
+
+    def result(self, table: str) -> tuple[int, int]:
+        parts = [f.result() for f in self.parts[table]]
+        return sum(p[0] for p in parts), sum(p[1] for p in parts) & MASK64
+
+    def close(self) -> None:
+        self.threads.shutdown(wait=True, cancel_futures=True)

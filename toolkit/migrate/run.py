@@ -264,6 +264,7 @@ def migrate(
     rejects = RejectLog(options.reject_file or Path(f"mlkit-migrate-{mid}-rejects.jsonl"))
     verification = None
     checksums: dict[str, BatchChecksum] = {}
+    ranges: digest.RangeChecksums | None = None
     if options.verify:
         # Tables copied from their start by a bulk load sum the source side of their server
         # checksum as they go; the others' source checksums start now, beside the copy.
@@ -274,6 +275,10 @@ def migrate(
                 checksums[tp.name] = BatchChecksum(
                     tp.spec.columns, plan.source_dialect, target.dialect
                 )
+                if tp.strategy == "keyset" and digest.RangeChecksums.covers(tp.spec):
+                    # The target sums what is committed while the copy goes on.
+                    ranges = ranges or digest.RangeChecksums(engine)
+                    ranges.start(tp.spec)
         verification = Verification(
             options.source,
             source,
@@ -295,7 +300,13 @@ def migrate(
             else:
                 say(f"{tp.name}: copying {tp.spec.rows:,} rows")
                 t0 = clock.perf_counter()
-                copier.copy(tp, state if options.resume else None, result, checksums.get(tp.name))
+                copier.copy(
+                    tp,
+                    state if options.resume else None,
+                    result,
+                    checksums.get(tp.name),
+                    ranges if ranges is not None and tp.name in ranges.parts else None,
+                )
                 result.seconds = clock.perf_counter() - t0
             result.rejected = rejects.count(tp.name)
             report.problems += _finish_table(engine, tp, existing.get(tp.name, set()))
@@ -310,7 +321,7 @@ def migrate(
                 for t in report.tables
                 if (c := checksums.get(name := t.table)) is not None
             }
-            checks = verification.finish(engine, rejected, summed)
+            checks = verification.finish(engine, rejected, summed, ranges)
             for check, result in zip(checks, report.tables, strict=True):
                 result.verify = check.document()
                 if not check.ok:
@@ -318,6 +329,8 @@ def migrate(
     finally:
         if verification is not None:
             verification.close()
+        if ranges is not None:
+            ranges.close()
     source.dispose()
     engine.dispose()
     report.seconds = clock.perf_counter() - started

@@ -133,9 +133,11 @@ class Verification:
         target: Engine,
         rejected: dict[str, Counter],
         summed: dict[str, tuple[int, int, int]] | None = None,
+        ranges: digest.RangeChecksums | None = None,
     ) -> list[TableCheck]:
         """`summed`: the source side the copy computed, per table: (rows read, rows
-        rejected, checksum of the rows written)."""
+        rejected, checksum of the rows written); `ranges`: target checksums the copy had
+        the target compute meanwhile."""
         from concurrent.futures import ThreadPoolExecutor
 
         summed = summed or {}
@@ -144,7 +146,9 @@ class Verification:
             workers = max(1, min(4, len(self.plans)))
             with ThreadPoolExecutor(workers, thread_name_prefix="mlkit-verify") as threads:
                 targets = [
-                    threads.submit(_target_side, target, p, self.methods[p.name])
+                    threads.submit(ranges.result, p.name)
+                    if ranges is not None and ranges.has(p.name)
+                    else threads.submit(_target_side, target, p, self.methods[p.name])
                     for p in self.plans
                 ]
                 sides = [
