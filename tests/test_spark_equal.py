@@ -197,8 +197,11 @@ def test_leakage_proof_on_spark_later_rows_and_labels_never_change_earlier_featu
     assert quiet.rows == 0 and quiet.watermark == after["feature_ts"].max()
 
 
-def test_every_feature_is_equal_on_mysql_too(spark_config, tmp_path):
-    """The same features through MariaDB's JDBC driver and staging table, on a smaller world."""
+def test_every_feature_and_the_snapshot_are_equal_on_mysql_too(spark_config, tmp_path):
+    """The same features through MariaDB's JDBC driver and staging table, and the same
+    training snapshot read back through it, on a smaller world."""
+    from mlkit.toolkit.spark.dataset import build_fraud_dataset as spark_dataset
+
     url = make_database("mysql", tmp_path)
     engine = make_engine(url)
     try:
@@ -209,6 +212,18 @@ def test_every_feature_is_equal_on_mysql_too(spark_config, tmp_path):
         local, result = features_of_both_engines(engine, config)
         assert result.written["inserted"] == len(local)
         assert_same_features(local, stored_features(engine))
+        window = {"since": None, "until": None, "label_cutoff": CUTOFF}
+        expected = build_fraud_dataset(engine, tmp_path / "local", **window)
+        built = spark_dataset(engine, config, tmp_path / "spark", **window)
+        assert built.manifest["rows"] == expected.manifest["rows"] > 0
+        assert built.manifest["label_counts"] == expected.manifest["label_counts"]
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(built.path / "data.parquet"),
+            pd.read_parquet(expected.path / "data.parquet"),
+            check_exact=False,
+            rtol=0,
+            atol=1e-9,
+        )
     finally:
         engine.dispose()
         drop_database(url)

@@ -154,17 +154,17 @@ def test_the_spark_engine_refuses_logreg_with_a_hint(cli, world):
     assert "Traceback" not in run.output
 
 
-@pytest.fixture(scope="module")
-def scored_world(tmp_path_factory):
-    """A small demo world in PostgreSQL (Spark reads it over JDBC) with its features and a
-    registered model to score with."""
+@pytest.fixture(scope="module", params=["postgresql", "mysql"])
+def scored_world(request, tmp_path_factory):
+    """A small demo world in PostgreSQL or MariaDB (Spark reads it over JDBC and writes the
+    predictions back through its staging table) with its features and a registered model."""
     from conftest import drop_database, make_database
 
     from mlkit.toolkit.fraud.pipeline import train_fraud_model
 
     require_spark()
     home = tmp_path_factory.mktemp("spark_score")
-    url = make_database("postgresql", home)
+    url = make_database(request.param, home)
     config_file = home / "config.yaml"
     settings = {"database": {"url": url}, "engine": {"spark": {**SPARK, "partitions": 2}}}
     config_file.write_text(yaml.safe_dump(settings))
