@@ -348,6 +348,78 @@ def same_content(source: Path, url: str, tables: list[str]) -> str:
     return "identical"
 
 
+# ---------------------------------------------------------------- the floor
+
+
+def load_alone(source: Path, url: str) -> float:
+    """Seconds the target takes for the file's rows by its bulk path alone (LOAD DATA
+    LOCAL INFILE, COPY), from text made ready beforehand, in the batches mlkit commits:
+    the server's share of a migration, which no client can go below."""
+    from sqlalchemy.schema import CreateTable
+
+    from mlkit.toolkit.migrate import build_plan, open_source, open_target
+    from mlkit.toolkit.migrate.bulk import TextLoad
+
+    engine = open_source(str(source))
+    target = open_target(url, create=False)
+    plan = build_plan(engine, target)
+    batches = []  # (table's bulk text maker, payload)
+    with target.engine.begin() as conn:
+        for tp in plan.tables:
+            conn.execute(CreateTable(tp.table, include_foreign_key_constraints=[]))
+            load = TextLoad(conn, tp, "sqlite")
+            cursor = engine.raw_connection().driver_connection.cursor()
+            cursor.execute(f"SELECT * FROM {tp.name}")
+            while rows := cursor.fetchmany(tp.batch_rows):
+                batches.append((load, load.payload(rows, convert=True)))
+    engine.dispose()
+    with tempfile.TemporaryDirectory() as folder:
+        files = []
+        for i, (load, data) in enumerate(batches):
+            path = Path(folder) / f"{i}.tsv"
+            path.write_bytes(data)
+            files.append((load, path))
+        raw = target.engine.raw_connection()
+        cursor = raw.driver_connection.cursor()
+        if target.dialect == "mysql":
+            cursor.execute("SET SESSION foreign_key_checks = 0")
+            cursor.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO'")
+            cursor.execute("SET SESSION time_zone = '+00:00'")
+        else:
+            cursor.execute("SET synchronous_commit = off")
+        raw.driver_connection.commit()
+        started = time.perf_counter()
+        for load, path in files:
+            if target.dialect == "mysql":
+                cursor.execute(load.statement(str(path)))
+            else:
+                with path.open("rb") as handle:
+                    cursor.copy_expert(load.copy, handle)
+            raw.driver_connection.commit()
+        seconds = time.perf_counter() - started
+        raw.close()
+    target.engine.dispose()
+    return seconds
+
+
+def floor(source: Path, url: str, one_row: Path, url_one: str) -> tuple[float, float]:
+    """(the whole command on a one-row file of the same tables: start-up, reflection, DDL,
+    verification, every fixed cost; the target's bulk load of every row alone)."""
+    fixed, _doc = run_mlkit(one_row, url_one)
+    return fixed, load_alone(source, url)
+
+
+def print_floor(label: str, fixed: float, load: float, peer: float | None, mine: float) -> None:
+    best = fixed + load
+    line = (
+        f"floor {label}: the command's fixed cost (a one-row file) {fixed:.1f}s + the server's "
+        f"bulk load of every row alone {load:.1f}s = {best:.1f}s (mlkit {mine:.1f}s)"
+    )
+    if peer is not None:
+        line += f"; the peer's time / this floor = {peer / best:.1f}x at most"
+    print(line)
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -369,9 +441,12 @@ def main() -> None:
     parser.add_argument("--peer-rows", type=int, default=100_000, help="payments rows for the peer")
     args = parser.parse_args()
     tag = os.getpid()
-    my = {n: f"mlkit_bench_mig_{tag}_{n}" for n in ("hostile", "payments", "peer_h", "peer_p")}
+    my_names = ("hostile", "payments", "peer_h", "peer_p")
+    my_names += ("one_hostile", "one_payments", "load_hostile", "load_payments")
+    my = {n: f"mlkit_bench_mig_{tag}_{n}" for n in my_names}
     pg_names = ("hostile", "payments", "pgl_hostile", "pgl_payments")
     pg_names += ("pgl_hostile_variant", "pgl_payments_variant")
+    pg_names += ("one_hostile", "one_payments", "load_hostile", "load_payments")
     pg = {n: f"mlkit_bench_mig_{tag}_{n}" for n in pg_names}
     with tempfile.TemporaryDirectory() as tmp:
         hostile, payments = Path(tmp) / "hostile.db", Path(tmp) / "payments.db"
@@ -382,6 +457,12 @@ def main() -> None:
         peer_rows = min(args.peer_rows, args.rows)
         epoch_as_int = PAYMENTS.replace("paid_at TIMESTAMP", "paid_at INTEGER")
         first_rows(payments, peer_payments, "payments", peer_rows, epoch_as_int)
+        one_row = {
+            "hostile": Path(tmp) / "one_hostile.db",
+            "payments": Path(tmp) / "one_payments.db",
+        }
+        copy_as(hostile, one_row["hostile"], {"hostile": HOSTILE, "log": LOG}, "LIMIT 1")
+        copy_as(payments, one_row["payments"], {"payments": PAYMENTS}, "LIMIT 1")
         print(
             f"sources: hostile {args.hostile_rows:,} rows ({hostile.stat().st_size / 1e6:.0f} MB), "
             f"payments {args.rows:,} rows ({payments.stat().st_size / 1e6:.0f} MB), "
@@ -423,6 +504,18 @@ def main() -> None:
                 )
             else:
                 print(f"sqlite3-to-mysql payments: failed: {why_p}")
+            peer_all = {
+                "hostile": peer_h if peer_h is not None and not why_h else None,
+                "payments": args.rows * peer_p / peer_rows if peer_p and not why_p else None,
+            }
+            for label, path, mine in (("hostile", hostile, h_sec), ("payments", payments, p_sec)):
+                fixed, load = floor(
+                    path,
+                    f"{MYSQL}/{my[f'load_{label}']}",
+                    one_row[label],
+                    f"{MYSQL}/{my[f'one_{label}']}",
+                )
+                print_floor(f"MariaDB {label}", fixed, load, peer_all[label], mine)
             print("-- PostgreSQL")
             ph_sec, ph_doc = run_mlkit(hostile, f"{POSTGRES}/{pg['hostile']}")
             describe("mlkit migrate hostile", ph_sec, args.hostile_rows, ph_doc)
@@ -450,6 +543,14 @@ def main() -> None:
                     f"pgloader {label}{note}: {rows:,} rows in {seconds:.1f}s; mlkit {mine:.1f}s = "
                     f"{seconds / mine:.2f}x pgloader's speed (target >= 1x: {verdict})"
                 )
+            for label, path, mine in (("hostile", hostile, ph_sec), ("payments", payments, pp_sec)):
+                fixed, load = floor(
+                    path,
+                    f"{POSTGRES}/{pg[f'load_{label}']}",
+                    one_row[label],
+                    f"{POSTGRES}/{pg[f'one_{label}']}",
+                )
+                print_floor(f"PostgreSQL {label}", fixed, load, None, mine)
             print("-- content of mlkit's targets, compared row by row with the source")
             for label, path, url, tables in (
                 ("MariaDB hostile", hostile, f"{MYSQL}/{my['hostile']}", ["hostile", "log"]),

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import struct
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -187,9 +189,9 @@ def _mariadb_doubles(values: Sequence[Any]) -> list[str]:
 
 
 def _pg_doubles(values: Sequence[Any]) -> list[str]:
-    import numpy as np
-
-    bits = (np.asarray(values, dtype=np.float64) + 0.0).astype(">f8").tobytes().hex()
+    # + 0.0 turns -0.0 into 0.0, as the server's `+ 0::float8` does.
+    floats = list(map((0.0).__add__, map(float, values)))
+    bits = struct.pack(f">{len(floats)}d", *floats).hex()
     return [bits[i : i + 16] for i in range(0, len(bits), 16)]
 
 
@@ -249,12 +251,10 @@ def counted(texts: Sequence[str]) -> list[str]:
 def plain_doubles(values: Sequence[Any], dialect: str) -> bool:
     """Whether a float column's values are numbers its converter would pass as they are
     (MySQL refuses infinity and NaN), so their canonical texts need no conversion first."""
-    import numpy as np
-
     present = [v for v in values if v is not None] if None in values else values
     if not set(map(type, present)) <= {float, int}:
         return False
-    return dialect != "mysql" or bool(np.isfinite(np.asarray(present, dtype=np.float64)).all())
+    return dialect != "mysql" or all(map(math.isfinite, present))
 
 
 def canonical_texts(values: Sequence[Any], c: ColumnSpec, dialect: str) -> list[str]:
@@ -288,8 +288,6 @@ def canonical_texts(values: Sequence[Any], c: ColumnSpec, dialect: str) -> list[
 
 def sum_md5_rows(columns: Sequence[Sequence[str]]) -> int:
     """The sum (mod 2**64) of the first 64 bits, big-endian, of each row's MD5."""
-    import numpy as np
-
     md5 = hashlib.md5
     digests = b"".join(
         [
@@ -299,8 +297,9 @@ def sum_md5_rows(columns: Sequence[Sequence[str]]) -> int:
     )
     if not digests:
         return 0
-    heads = np.frombuffer(digests, dtype=">u8")[::2].astype(np.uint64)
-    return int(heads.sum(dtype=np.uint64))
+    # The first 8 of each 16 bytes, as big-endian unsigned 64-bit numbers, summed.
+    heads = struct.unpack(f">{len(digests) // 8}Q", digests)[::2]
+    return sum(heads) & MASK64
 
 
 class RangeChecksums:

@@ -14,7 +14,7 @@ from urllib.parse import quote as url_quote
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
 from ..db import _sa_dialect, dialect_name, explain_db_error, make_engine, parse_url
@@ -120,7 +120,7 @@ def open_source(text: str) -> Engine:
     """An engine that only reads: a SQLite file opens read-only and is never created."""
     url = source_url(text)
     if dialect_name(url) != "sqlite":
-        return make_engine(url)
+        return server_engine(url)
     name = url.database
     if not name or name == ":memory:":
         raise MlkitError("the source names no SQLite file", hint="use sqlite:///path/to/file.db")
@@ -163,7 +163,7 @@ def open_target(text: str, *, create: bool) -> TargetInfo:
         if not exists and not create:
             return TargetInfo(url, dialect, None, False)
         return TargetInfo(url, dialect, make_engine(url), exists)
-    engine = _with_local_infile(make_engine(url, check=False))
+    engine = _with_local_infile(server_engine(url, check=False))
     try:
         with engine.connect() as conn:
             flavor = _flavor(conn)
@@ -177,18 +177,45 @@ def open_target(text: str, *, create: bool) -> TargetInfo:
     # The server answers but the database is missing.
     if create:
         create_database(url)
-        engine = _with_local_infile(make_engine(url))
+        engine = _with_local_infile(server_engine(url))
         with engine.connect() as conn:
             flavor = _flavor(conn)
             load_data = _load_data(conn)
         return TargetInfo(url, dialect, engine, False, flavor, load_data)
-    server = make_engine(url._replace(database="postgres" if dialect == "postgresql" else None))
+    server = server_engine(url._replace(database="postgres" if dialect == "postgresql" else None))
     server = _with_local_infile(server)
     with server.connect() as conn:
         flavor = _flavor(conn)
         load_data = _load_data(conn)
     server.dispose()
     return TargetInfo(url, dialect, None, False, flavor, load_data)
+
+
+def server_engine(url: URL, *, check: bool = True) -> Engine:
+    """An engine on a PostgreSQL or MySQL server for the migration: db.make_engine's
+    connection settings, without what a migration never needs and pays for at start-up:
+    numpy's scalars taught to the drivers (importing numpy), and a ping before every
+    checkout (the run's connections are minutes old at most)."""
+    if dialect_name(url) == "postgresql":
+        connect_args = {"connect_timeout": 5, "application_name": "mlkit"}
+    else:
+        connect_args = {"connect_timeout": 5, "charset": "utf8mb4"}
+    try:
+        engine = sa.create_engine(url, connect_args=connect_args)
+    except NoSuchModuleError:
+        raise MlkitError(
+            f"no driver for {url.drivername!r}",
+            hint="use postgresql+psycopg2:// or mysql+pymysql://",
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise MlkitError(f"database driver {exc.name!r} is not installed") from None
+    if check:
+        try:
+            with engine.connect():
+                pass
+        except DBAPIError as exc:
+            raise explain_db_error(exc, engine.url) from None
+    return engine
 
 
 def _with_local_infile(engine: Engine) -> Engine:

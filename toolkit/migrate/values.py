@@ -9,14 +9,13 @@ import hashlib
 import json
 import math
 import re
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import repeat
 from typing import Any
-
-import numpy as np
 
 from .reflect import ColumnSpec
 
@@ -427,8 +426,7 @@ def sum_row_hashes(columns: Sequence[Sequence[str]]) -> int:
             for line in map(SEPARATOR.join, zip(*columns, strict=True))
         ]
     )
-    # Unsigned 64-bit addition wraps around: the same sum as adding the ints mod 2**64.
-    return int(np.frombuffer(digests, dtype="<u8").sum(dtype=np.uint64))
+    return sum(struct.unpack(f"<{len(digests) // 8}Q", digests)) & MASK64
 
 
 def raw_row_hasher(width: int) -> Callable[[Sequence[Any]], int]:
