@@ -52,6 +52,13 @@ class Metrics:
         self.decisions = Counter(
             "mlkit_fraud_decisions", "Fraud decisions served", ["decision"], registry=self.registry
         )
+        self.batches = Histogram(
+            "mlkit_batch_requests",
+            "Requests answered together, per batch (micro-batching)",
+            ["route"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.models = Gauge(
             "mlkit_model_version",
             "The version each family serves (0: none)",
@@ -109,9 +116,12 @@ class Batcher:
     about two batches, and the per-call costs (a thread hop, a statement, a model call) are
     paid once per batch."""
 
-    def __init__(self, work: Callable[[list], list], max_items: int = 256):
+    def __init__(
+        self, work: Callable[[list], list], max_items: int = 256, sizes: Histogram | None = None
+    ):
         self.work = work
         self.max_items = max_items
+        self.sizes = sizes  # observes each batch's size
         self.waiting: list[tuple[Any, asyncio.Future]] = []
         self.running: asyncio.Task | None = None
 
@@ -127,6 +137,8 @@ class Batcher:
             while self.waiting:
                 batch = self.waiting[: self.max_items]
                 del self.waiting[: self.max_items]
+                if self.sizes is not None:
+                    self.sizes.observe(len(batch))
                 try:
                     results = await anyio.to_thread.run_sync(self.work, [i for i, _ in batch])
                 except Exception as exc:  # the whole batch failed: each call hears why
@@ -155,8 +167,12 @@ class HotRoutes:
     def __init__(self, service: Service, metrics: Metrics):
         self.service = service
         self.metrics = metrics
-        self.orders = Batcher(service.fraud.score_batch)
-        self.picks = Batcher(service.bandit.recommend_batch)
+        self.orders = Batcher(
+            service.fraud.score_batch, sizes=metrics.batches.labels("/api/fraud/score")
+        )
+        self.picks = Batcher(
+            service.bandit.recommend_batch, sizes=metrics.batches.labels("/api/pricing/recommend")
+        )
         self.routes = {
             ("POST", "/api/fraud/score"): self.fraud_score,
             ("GET", "/api/pricing/recommend"): self.pricing_recommend,

@@ -235,6 +235,61 @@ def test_pricing_recommend_and_reward_are_the_cli_s(world, cli):
     assert after["pulls"] == state["pulls"] + 1
 
 
+def concurrently(base: str, requests: list[tuple]) -> list:
+    """The answers of `requests` (method, path, body) sent all at once, in their order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(lambda r: call(base, *r), requests))
+
+
+def test_concurrent_requests_are_answered_as_each_alone(world, cli):
+    """Orders and pricing picks that arrive together are batched by the worker (one
+    statement, one model call): each answer is still what the CLI prints for it alone, a
+    refused one is refused alone. Pricing with the deterministic UCB1 policy, so even the
+    drawn strategy must agree."""
+    e = schema.events
+    with world.engine.connect() as conn:
+        events = [int(x) for x in conn.execute(sa.select(e.c.event_id).limit(4)).scalars()]
+    o = schema.orders
+    with world.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(o.c.buyer_wallet_id, o.c.event_id).order_by(o.c.order_id.desc()).limit(10)
+        ).all()
+    orders = [
+        {
+            "buyer_wallet_id": int(r.buyer_wallet_id),
+            "event_id": int(r.event_id),
+            "price": 50 + 7 * n,
+            "payment_method": ("paypal", "credit_card")[n % 2],
+            "created_at": f"2026-11-{20 + n % 9}T1{n % 10}:00:00",
+        }
+        for n, r in enumerate(rows)
+    ]
+    unknown = {**orders[0], "event_id": 999_999}
+    answers = concurrently(
+        world.base,
+        [("POST", "/api/fraud/score", order) for order in [*orders, unknown]]
+        + [("GET", f"/api/pricing/recommend?event_id={x}&policy=ucb1", None) for x in events]
+        + [("GET", "/api/pricing/recommend?event_id=999999&policy=ucb1", None)],
+    )
+    scored, picks = answers[: len(orders) + 1], answers[len(orders) + 1 :]
+    for order, (status, served) in zip(orders, scored, strict=False):
+        assert status == 200, served
+        assert served == cli_json(cli, world, "predict", "fraud", json.dumps(order))
+    assert scored[-1][0] == 400 and "event 999999 does not exist" in scored[-1][1]["error"]
+    for event_id, (status, served) in zip(events, picks, strict=False):
+        assert status == 200, served
+        printed = cli_json(
+            cli, world, "mab", "recommend", "--event", str(event_id), "--policy", "ucb1", "--json"
+        )
+        assert served == printed
+    assert picks[-1] == (
+        404,
+        {"error": "no event 999999", "hint": "check the id in the events table"},
+    )
+
+
 def test_recommendations_are_the_cli_s(world, cli):
     for path, args in (
         (

@@ -115,12 +115,16 @@ SLOTS = {
     },
     "event_labels": {"label_available_at": "created_at"},
     # The batch statement (`_batch_statement`): each event row names its event.
-    "events": {"event_id": "event_id", "capacity": "buyer_wallet_id", "base_price": "price"},
-    "sales_before": {"event_id": "event_id", "sales": "seller_wallet_id"},
+    "events": {
+        "event_id": "event_id",
+        "capacity": "buyer_wallet_id",
+        "sales_before": "seller_wallet_id",
+        "base_price": "price",
+    },
     "sales": {"event_id": "event_id", "created_at": "created_at"},
     "events_labels": {"event_id": "event_id", "label_available_at": "created_at"},
 }
-BATCH_EVENT_TABLES = ("events", "sales_before", "sales", "events_labels")
+BATCH_EVENT_TABLES = ("events", "sales", "events_labels")
 
 
 def _branch(tag: str, values, *, typed: bool = False) -> sa.Select:
@@ -210,14 +214,14 @@ def _read(conn: sa.Connection, *, wallet_id=None, event_id=None, moment=None) ->
     return found
 
 
-def _run(conn: sa.Connection, wallet: bool, event: bool, params: dict, *, batch: bool = False):
-    """The rows of `_statement(wallet, event)` (or, with `batch`, `_batch_statement(wallet)`).
-    On PostgreSQL through a statement prepared once per connection: planning the union costs
-    about as much as running it, each time."""
+def _run(conn: sa.Connection, wallet: bool, event: bool, params: dict, *, slots=None):
+    """The rows of `_statement(wallet, event)` (or, given `slots`, of
+    `_batch_statement(wallet, slots)`). On PostgreSQL through a statement prepared once per
+    connection: planning the union costs about as much as running it, each time."""
     if conn.dialect.name != "postgresql":
-        statement = _batch_statement(wallet, False) if batch else _statement(wallet, event)
+        statement = _batch_statement(wallet, None) if slots else _statement(wallet, event)
         return conn.execute(statement, params)
-    name, prepare, compiled, names = _prepared(conn.dialect, wallet, event, batch)
+    name, prepare, compiled, names = _prepared(conn.dialect, wallet, event, slots)
     prepared = conn.connection.info.setdefault("mlkit_prepared", set())
     if name not in prepared:
         conn.exec_driver_sql(prepare)
@@ -228,14 +232,12 @@ def _run(conn: sa.Connection, wallet: bool, event: bool, params: dict, *, batch:
 
 
 @functools.cache
-def _prepared(
-    dialect, wallet: bool, event: bool, batch: bool = False
-) -> tuple[str, str, Any, list[str]]:
+def _prepared(dialect, wallet: bool, event: bool, slots=None) -> tuple[str, str, Any, list[str]]:
     """The name, PREPARE statement, compiled form and parameter names of a PostgreSQL
-    `_statement` (or `_batch_statement`, its id lists as arrays), compiled once."""
-    if batch:
-        name = f"mlkit_online_batch_{int(wallet)}"
-        compiled = _batch_statement(wallet, True).compile(dialect=dialect)
+    `_statement` (or, given `slots`, `_batch_statement`), compiled once."""
+    if slots:
+        name = f"mlkit_online_batch_{int(wallet)}_{slots[0]}_{slots[1]}"
+        compiled = _batch_statement(wallet, slots).compile(dialect=dialect)
     else:
         name = f"mlkit_online_features_{int(wallet)}{int(event)}"
         compiled = _statement(wallet, event).compile(dialect=dialect)
@@ -264,28 +266,34 @@ def _event_facts(found: dict, event_id: int) -> dict:
     }
 
 
-def _among(column, name: str, arrays: bool):
-    """`column` is one of the ids of the list parameter `name`: a PostgreSQL array (a
-    statement that can be prepared once), else an expanding IN list."""
-    if arrays:
-        from sqlalchemy.dialects.postgresql import ARRAY
+def _id_list(name: str, slots: int | None):
+    """The ids of the list parameter `name`, as `in_` takes them: an expanding list, or on
+    PostgreSQL `slots` parameters `name_0`, `name_1`... (`slot_params`), so the statement
+    can be prepared once per size and its generic plan still sees equalities, which the
+    planner estimates from the column's statistics, as it does one order's statement."""
+    if slots is None:
+        return sa.bindparam(name, expanding=True)
+    return [sa.bindparam(f"{name}_{i}", type_=sa.BigInteger) for i in range(slots)]
 
-        return column == sa.any_(sa.bindparam(name, type_=ARRAY(sa.BigInteger)))
-    return column.in_(sa.bindparam(name, expanding=True))
+
+def _among(column, name: str, slots: int | None):
+    return column.in_(_id_list(name, slots))
 
 
-def _id_list(name: str, arrays: bool):
-    """The ids of the list parameter `name` as what `in_` takes (`label_query`'s filters)."""
-    if arrays:
-        from sqlalchemy.dialects.postgresql import ARRAY
+def slot_count(n: int) -> int:
+    """The parameter slots for n ids: the next power of two, so a connection prepares a
+    handful of sizes."""
+    return 1 << max(n - 1, 0).bit_length()
 
-        ids = sa.bindparam(name, type_=ARRAY(sa.BigInteger))
-        return sa.select(sa.func.unnest(ids))
-    return sa.bindparam(name, expanding=True)
+
+def slot_params(name: str, ids: list[int], slots: int) -> dict[str, int]:
+    """`ids` in `slots` parameters, the last id repeated into the spare ones."""
+    padded = [*ids, *[ids[-1]] * (slots - len(ids))]
+    return {f"{name}_{i}": value for i, value in enumerate(padded)}
 
 
 @functools.cache
-def _batch_statement(wallet: bool, arrays: bool) -> sa.CompoundSelect:
+def _batch_statement(wallet: bool, slots: tuple[int, int] | None) -> sa.CompoundSelect:
     """What a batch of orders needs, set-based, in one statement: every history row of the
     wallets :wallet_ids (`wallet`), and the facts of the events :event_ids over the batch's
     moments [:first, :last]: each event's row, its completed primary sales before :first
@@ -293,45 +301,63 @@ def _batch_statement(wallet: bool, arrays: bool) -> sa.CompoundSelect:
     available in [:since, :last). Each order's own figures are then cut from these in
     Python (`_batch_event_facts`), with `_statement`'s bounds."""
     o, w, t, e = schema.orders, schema.wallets, schema.ticket_transfers, schema.events
+    wallet_slots, event_slots = slots or (None, None)
     first = sa.bindparam("first", type_=sa.DateTime)
     last = sa.bindparam("last", type_=sa.DateTime)
     since = sa.bindparam("since", type_=sa.DateTime)
     branches = []
     if wallet:
-        labels = label_query(wallet_ids=_id_list("wallet_ids", arrays)).subquery()
+        labels = label_query(wallet_ids=_id_list("wallet_ids", wallet_slots)).subquery()
         branches += [
             _branch("orders", o.c, typed=True).where(
                 sa.or_(
-                    _among(o.c.buyer_wallet_id, "wallet_ids", arrays),
-                    _among(o.c.seller_wallet_id, "wallet_ids", arrays),
+                    _among(o.c.buyer_wallet_id, "wallet_ids", wallet_slots),
+                    _among(o.c.seller_wallet_id, "wallet_ids", wallet_slots),
                 )
             ),
-            _branch("wallets", w.c, typed=True).where(_among(w.c.wallet_id, "wallet_ids", arrays)),
+            _branch("wallets", w.c, typed=True).where(
+                _among(w.c.wallet_id, "wallet_ids", wallet_slots)
+            ),
             _branch("transfers", t.c, typed=True).where(
                 sa.or_(
-                    _among(t.c.from_wallet_id, "wallet_ids", arrays),
-                    _among(t.c.to_wallet_id, "wallet_ids", arrays),
+                    _among(t.c.from_wallet_id, "wallet_ids", wallet_slots),
+                    _among(t.c.to_wallet_id, "wallet_ids", wallet_slots),
                 )
             ),
             _branch("labels", labels.c, typed=True),
         ]
-    primary_sales = (
-        _among(o.c.event_id, "event_ids", arrays),
-        o.c.status == "COMPLETED",
-        o.c.is_resale.is_(False),
+    # Each event's sales are read through its own rows (an equality on the event, the
+    # index on (event_id, created_at)), whatever plan a prepared statement settles on.
+    sold = o.alias("sold")
+    primary_sales = (sold.c.status == "COMPLETED", sold.c.is_resale.is_(False))
+    sales_before = (
+        sa.select(sa.func.count())
+        .where(sold.c.event_id == e.c.event_id, *primary_sales, sold.c.created_at < first)
+        .scalar_subquery()
     )
     event_labels = label_query(
         available_before=last,
-        order_ids=sa.select(o.c.order_id).where(_among(o.c.event_id, "event_ids", arrays)),
+        order_ids=sa.select(o.c.order_id).where(_among(o.c.event_id, "event_ids", event_slots)),
     ).subquery()
     labelled = o.alias("labelled")
     branches += [
-        _branch("events", e.c, typed=True).where(_among(e.c.event_id, "event_ids", arrays)),
-        _branch("sales_before", {"event_id": o.c.event_id, "sales": sa.func.count()}, typed=True)
-        .where(*primary_sales, o.c.created_at < first)
-        .group_by(o.c.event_id),
-        _branch("sales", o.c, typed=True).where(
-            *primary_sales, o.c.created_at >= first, o.c.created_at < last
+        _branch(
+            "events",
+            {
+                "event_id": e.c.event_id,
+                "capacity": e.c.capacity,
+                "base_price": e.c.base_price,
+                "sales_before": sales_before,
+            },
+            typed=True,
+        ).where(_among(e.c.event_id, "event_ids", event_slots)),
+        _branch("sales", {"event_id": e.c.event_id, "created_at": sold.c.created_at}, typed=True)
+        .select_from(e.join(sold, sold.c.event_id == e.c.event_id))
+        .where(
+            _among(e.c.event_id, "event_ids", event_slots),
+            *primary_sales,
+            sold.c.created_at >= first,
+            sold.c.created_at < last,
         ),
         _branch(
             "events_labels",
@@ -351,15 +377,25 @@ def _read_batch(conn: sa.Connection, wallet_ids: list[int], event_ids: list[int]
     """The rows of `_batch_statement` by tag, as plain dicts of their own columns."""
     window = timedelta(days=max(LABEL_HISTORY_WINDOWS_DAYS))
     first, last = min(moments), max(moments)
-    params = {"event_ids": event_ids, "first": first, "last": last, "since": first - window}
+    params: dict[str, Any] = {"first": first, "last": last, "since": first - window}
     tags = list(BATCH_EVENT_TABLES)
+    slots = None
+    if conn.dialect.name == "postgresql":
+        slots = (slot_count(len(wallet_ids)) if wallet_ids else 0, slot_count(len(event_ids)))
+        params |= slot_params("event_ids", event_ids, slots[1])
+        if wallet_ids:
+            params |= slot_params("wallet_ids", wallet_ids, slots[0])
+    else:
+        slots = (0, 0)  # expanding lists
+        params["event_ids"] = event_ids
+        if wallet_ids:
+            params["wallet_ids"] = wallet_ids
     if wallet_ids:
-        params["wallet_ids"] = wallet_ids
         tags += WALLET_TABLES
     found: dict[str, list[dict]] = {tag: [] for tag in tags}
     position = {name: i for i, name in enumerate(ORDER_COLUMNS, start=1)}
     pick = {tag: [(name, position[slot]) for name, slot in SLOTS[tag].items()] for tag in tags}
-    for row in _run(conn, bool(wallet_ids), True, params, batch=True):
+    for row in _run(conn, bool(wallet_ids), True, params, slots=slots):
         found[row[0]].append({name: row[i] for name, i in pick[row[0]]})
     return found
 
@@ -389,7 +425,7 @@ def _batch_event_facts(found: dict, event_id: int, moment: datetime) -> dict:
     if not rows:
         raise MlkitError(f"event {event_id} does not exist", hint="check the order's event_id")
     since = moment - timedelta(days=max(LABEL_HISTORY_WINDOWS_DAYS))
-    before = sum(int(r["sales"]) for r in found["sales_before"] if r["event_id"] == event_id)
+    before = int(rows[0]["sales_before"])
     later = sum(1 for r in found["sales"] if r["event_id"] == event_id and r["created_at"] < moment)
     return {
         "base_price": float(rows[0]["base_price"]),
@@ -446,35 +482,40 @@ def batch_scores(model, features: list[dict]):
     the model for all of them, each row's figures what `predict_one` and `contributions_one`
     give it alone: (scores as floats, names, contributions of shape (n, features), unit).
 
-    An XGBoost model is asked through its booster, once for the margins (calibrated as
-    `predict_one` does) and once for the contributions; any other model row by row through
-    its own methods."""
+    An XGBoost model is asked once for the margins (calibrated as `predict_one` does) and
+    once for the contributions, through its batch methods (`margins`,
+    `matrix_contributions`) or else its booster; any other model row by row through its own
+    methods."""
     import numpy as np
 
-    booster = getattr(model, "booster_", None)
-    if booster is None or not features:
+    batched = hasattr(model, "margins") and hasattr(model, "matrix_contributions")
+    booster = None if batched else getattr(model, "booster_", None)
+    if not features or not (batched or booster is not None):
         scores = [model.predict_one(f) for f in features]
         explained = [model.contributions_one(f) for f in features]
         if not explained:
             return scores, [], np.empty((0, 0)), ""
         names, _, unit = explained[0]
         return scores, names, np.vstack([values for _, values, _ in explained]), unit
-    import xgboost as xgb
-
     names, unit = _contribution_labels(model, features[0])
     matrix = _matrix(names, features)
-    rounds = (0, model.best_iteration_ + 1)
-    margins = booster.inplace_predict(matrix, iteration_range=rounds, predict_type="margin")
+    if batched:  # the model's own calls for a batch of rows
+        margins, values = model.margins(matrix), model.matrix_contributions(matrix)
+    else:
+        import xgboost as xgb
+
+        rounds = (0, model.best_iteration_ + 1)
+        margins = booster.inplace_predict(matrix, iteration_range=rounds, predict_type="margin")
+        values = booster.predict(
+            xgb.DMatrix(matrix),  # its columns are the model's feature names: no check
+            pred_contribs=True,
+            iteration_range=rounds,
+            validate_features=False,
+        )[:, :-1]
     a, b = model.calibration_
     calibrated = a * np.asarray(margins, dtype=float) + b
     scores = (1.0 / (1.0 + np.exp(-np.clip(calibrated, -50.0, 50.0)))).tolist()
-    values = booster.predict(
-        xgb.DMatrix(matrix),  # its columns are the model's feature names: no check
-        pred_contribs=True,
-        iteration_range=rounds,
-        validate_features=False,
-    )
-    return scores, names, np.asarray(values)[:, :-1], unit
+    return scores, names, np.asarray(values), unit
 
 
 _LABELS: dict[int, tuple[Any, list[str], str]] = {}  # id(model): (weak ref, names, unit)

@@ -3,6 +3,7 @@ simulate policies. Importable by a backend as is."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -60,8 +61,9 @@ def event_demand(engine: Engine, event_id: int) -> dict:
     return {**event._asdict(), "sold": int(event.sold)}
 
 
-def event_demands(engine: Engine, event_ids: list[int]) -> dict[int, dict]:
-    """`event_demand` of each of `event_ids` that exists, in one statement (set-based)."""
+@functools.cache
+def _demands_statement() -> sa.Select:
+    """`event_demand`'s read for a list of events (:event_ids), built once."""
     e, o = schema.events, schema.orders
     sold = (
         sa.select(sa.func.count())
@@ -70,11 +72,15 @@ def event_demands(engine: Engine, event_ids: list[int]) -> dict[int, dict]:
         .scalar_subquery()
         .label("sold")
     )
-    query = sa.select(
+    return sa.select(
         e.c.event_id, e.c.name, e.c.event_type, e.c.base_price, e.c.capacity, sold
-    ).where(e.c.event_id.in_(sorted(set(event_ids))))
+    ).where(e.c.event_id.in_(sa.bindparam("event_ids", expanding=True)))
+
+
+def event_demands(engine: Engine, event_ids: list[int]) -> dict[int, dict]:
+    """`event_demand` of each of `event_ids` that exists, in one statement (set-based)."""
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
+        rows = conn.execute(_demands_statement(), {"event_ids": sorted(set(event_ids))}).all()
     return {row.event_id: {**row._asdict(), "sold": int(row.sold)} for row in rows}
 
 
@@ -104,9 +110,9 @@ def recommend_many(
     rng: np.random.Generator | None = None,
 ) -> list[dict | MlkitError]:
     """`recommend` for each (event_id, policy) of `asks`, read together: one statement for
-    their events, one stamp read and one Redis MGET for the arms they need; then each ask
-    draws its own pick. An ask that is refused alone (an unknown policy or event) gets its
-    MlkitError in its place."""
+    their events, one stamp read and one Redis MGET for the arms they need; then the picks,
+    drawn for every ask independently in one call per policy. An ask that is refused alone
+    (an unknown policy or event) gets its MlkitError in its place."""
     from .bandit import Bandit, check_context
 
     try:
@@ -130,24 +136,40 @@ def recommend_many(
         contexts += sorted({event["event_type"] for event in events.values()})
     tables = store.read_many(contexts) if valid else {}
     rng = rng or np.random.default_rng()
+    chosen: list[tuple] = []  # (ask, event, policy, its bandit, its row, the arms' source)
+    bandits: dict[str, Bandit] = {}
     for i, event_id, policy in valid:
         event = events.get(event_id)
         if event is None:
             results[i] = MlkitError(f"no event {event_id}", hint="check the id in the events table")
             continue
-        bandit = Bandit(policy, context, epsilon=epsilon)
-        needed = [tables[None]]
-        if bandit.context == "event_type":
-            needed.append(tables[event["event_type"]])
-            bandit.types = [event["event_type"]]
-        refused = [t for t in needed if isinstance(t, MlkitError)]
+        needed = [None, event["event_type"]] if context == "event_type" else [None]
+        refused = [tables[c] for c in needed if isinstance(tables[c], MlkitError)]
         if refused:
             results[i] = refused[0]
             continue
-        states, source = needed[0]
-        bandit.totals = np.array([_totals(t) for t, _ in needed])
-        row = np.array([len(needed) - 1])
-        arm = ARMS[int(bandit.pick(row, rng)[0])]
+        if policy not in bandits:  # one bandit per policy: row 0 global, 1 + k the types
+            bandits[policy] = Bandit(policy, context, epsilon=epsilon)
+            bandits[policy].types = [c for c in contexts if c is not None]
+            bandits[policy].totals = np.array(
+                [
+                    np.zeros((3, len(ARMS)))
+                    if isinstance(tables[c], MlkitError)
+                    else _totals(tables[c][0])
+                    for c in contexts  # a refused table's rows are never drawn
+                ]
+            )
+        row = contexts.index(event["event_type"]) if context == "event_type" else 0
+        chosen.append((i, event, policy, bandits[policy], row, tables[None][1]))
+    # Each policy draws every pick of the batch in one call; rows are drawn independently,
+    # as one call per pick would.
+    arms: dict[int, str] = {}
+    for policy, bandit in bandits.items():
+        mine = [c for c in chosen if c[2] == policy]
+        picked = bandit.pick(np.array([c[4] for c in mine]), rng)
+        arms |= {c[0]: ARMS[int(a)] for c, a in zip(mine, picked, strict=True)}
+    for i, event, policy, _, _, source in chosen:
+        arm = arms[i]
         base = float(event["base_price"])
         sell_through = event["sold"] / event["capacity"] if event["capacity"] else 0.0
         results[i] = {
@@ -158,8 +180,8 @@ def recommend_many(
             "base_price": base,
             "sell_through": round(sell_through, 4),
             "policy": policy,
-            "context": event["event_type"] if bandit.context == "event_type" else None,
-            "trained": sum(s.pulls for s in states.values()) > 0,
+            "context": event["event_type"] if context == "event_type" else None,
+            "trained": sum(s.pulls for s in tables[None][0].values()) > 0,
             "source": source,
         }
     return results

@@ -11,6 +11,7 @@ database, with a warning.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -450,11 +451,15 @@ class _DatabaseErrors:
         return False
 
 
-def _read_stamp(conn: sa.Connection) -> Stamp | None:
+@functools.cache
+def _stamp_query() -> sa.Select:
+    """Built once: every recommendation reads the stamp."""
     g = schema.bandit_generations
-    row = conn.execute(
-        sa.select(g.c.generation, g.c.database_id).where(g.c.bandit == BANDIT)
-    ).first()
+    return sa.select(g.c.generation, g.c.database_id).where(g.c.bandit == BANDIT)
+
+
+def _read_stamp(conn: sa.Connection) -> Stamp | None:
+    row = conn.execute(_stamp_query()).first()
     return Stamp(int(row.generation), row.database_id) if row is not None else None
 
 
