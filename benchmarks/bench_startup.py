@@ -1,5 +1,7 @@
 """Whole-process wall time of the commands that serve one decision, beside `python -c pass`,
-`mlkit --help` and the import floor every database command pays, measured in the same run.
+`mlkit --help` and the import floor every database command pays (in layers: what each
+adds), measured in the same run. `predict fraud` is timed with the prod model and with each
+kind of fraud model registered (`--model`).
 
 Each line gives the median wall time and the least CPU time (user + system, which a loaded
 machine inflates far less than wall time) over the runs. Target: each command under 0.5 s.
@@ -15,6 +17,7 @@ database must be set up already (quickstart), with MLKIT_HOME pointing at its ho
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -39,9 +42,25 @@ COMMANDS = [
     ("status", ["status"]),
     ("status --json", ["status", "--json"]),
 ]
-# What any command on the database imports before doing anything: the CLI framework, the
-# database layer with every table, and the numpy adapters make_engine registers.
-FLOOR = "import typer, typer._adapters, mlkit.toolkit.db, numpy"
+# What any command on the database pays before doing its own work, in layers, each line
+# adding to the one before: the CLI framework with the pydantic validators Typer converts
+# options with; SQLAlchemy with every table (schema.py, which loads the PostgreSQL and MySQL
+# dialects for their column types); an engine (make_engine registers numpy's scalars with
+# every driver, importing numpy, psycopg2 and pymysql); the Redis client.
+FLOORS = (
+    ("floor: typer, pydantic", "import typer, typer._adapters"),
+    ("  + sqlalchemy, schema", "import typer, typer._adapters, mlkit.toolkit.schema"),
+    (
+        "  + an engine",
+        "import typer, typer._adapters, mlkit.toolkit.schema\n"
+        "from mlkit.toolkit.db import make_engine\nmake_engine('sqlite://')",
+    ),
+    (
+        "  + redis",
+        "import typer, typer._adapters, mlkit.toolkit.schema, redis\n"
+        "from mlkit.toolkit.db import make_engine\nmake_engine('sqlite://')",
+    ),
+)
 
 
 def timed(command: list[str], env: dict) -> tuple[float, float]:
@@ -73,6 +92,25 @@ def setup(env: dict) -> None:
     timed([*mlkit, "quickstart", "--orders", "20000", "--yes"], env)
 
 
+def fraud_versions(env: dict) -> list[tuple[str, str]]:
+    """(kind, ref) of each kind of fraud model registered (quickstart trains XGBoost and
+    the logistic-regression baseline; either may serve), so both kinds are timed."""
+    mlkit = [sys.executable, "-m", "mlkit.commands.main"]
+    done = subprocess.run(
+        [*mlkit, "models", "list", "--json"],
+        env=env,
+        cwd=env.get("MLKIT_HOME"),
+        capture_output=True,
+        text=True,
+    )
+    kinds: dict[str, str] = {}
+    for version in json.loads(done.stdout) if done.returncode == 0 else []:
+        kind = (version.get("params") or {}).get("model")
+        if version.get("name") == "fraud" and kind:
+            kinds.setdefault(kind, version["ref"])
+    return sorted(kinds.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
@@ -93,11 +131,15 @@ def main() -> None:
         trees["before: "] = env | {"PYTHONPATH": os.pathsep.join(filter(None, (args.before, old)))}
     python = [sys.executable]
     mlkit = [sys.executable, "-m", "mlkit.commands.main"]
+    kinds = [
+        (f"predict fraud ({kind})", ["predict", "fraud", ORDER, "--model", ref])
+        for kind, ref in fraud_versions(env)
+    ]
     rows = [
         ("python -c pass", [*python, "-c", "pass"], False, False),
-        ("import floor", [*python, "-c", FLOOR], False, False),
+        *((label, [*python, "-c", code], False, False) for label, code in FLOORS),
         ("mlkit --help", [*mlkit, "--help"], False, True),
-        *((label, [*mlkit, *command], True, True) for label, command in COMMANDS),
+        *((label, [*mlkit, *command], True, True) for label, command in [*COMMANDS, *kinds]),
     ]
     print(f"{len(rows)} commands x {args.runs} runs on {env['MLKIT_DATABASE_URL'].split(':')[0]}")
     print(f"(wall: median; cpu: least; target: each command under {TARGET_S} s wall)")

@@ -75,6 +75,22 @@ def test_help_imports_neither_the_database_layer_nor_numpy(tmp_path):
     assert not found & {*NEVER, "numpy", "scipy", "sqlalchemy", "redis"}
 
 
+def test_a_command_builds_only_its_own_module(tmp_path):
+    """`mlkit mab ...` imports the mab commands' module and no other command's."""
+    env = {**os.environ, "MLKIT_HOME": str(tmp_path)}
+    modules = tmp_path / "modules.json"
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "mab", "--help"],
+        env={**env, "MLKIT_MODULES_FILE": str(modules)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    commands = {m for m in json.loads(modules.read_text()) if m.endswith("_cmd")}
+    assert commands == {"mlkit.commands.mab_cmd"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "also_unused"),
