@@ -6,7 +6,8 @@ prints predictions/s of the whole scoring call and of its write (delete + COPY +
 target >= 200,000/s) with each phase's seconds, then the whole `mlkit score fraud` command
 as a fresh process (imports, features caught up, model, write), beside the reference:
 psycopg2's `copy_expert` of the same rows, as CSV, into a table shaped like
-fraud_predictions (its indexes too).
+fraud_predictions (its indexes too), and the write's ratio to it. On PostgreSQL the
+features are read and the predictions written by binary COPY (toolkit/pgbinary.py).
 
 Run: python benchmarks/bench_score.py [--orders 500000] [--seed 7]
 """
@@ -87,9 +88,12 @@ def main() -> None:
         seed_demo(engine, orders=args.orders, seed=args.seed, families=("fraud",))
         etl.run_etl(engine, *etl.resolve_range(engine, None, None))
         train_fraud_model(engine, config, kind="xgboost", alias="prod")
+        print(f"load average before: {os.getloadavg()[0]:.1f} (2 cores)")
+        rates = []
         for run in ("first", "re-score"):
             result = score_configured(engine, config, "fraud@prod", catch_up=False)
             rate = result.rows / result.write_seconds
+            rates.append(rate)
             verdict = "ok" if rate >= 200_000 else "SLOW"
             print(
                 f"score fraud ({run}): {result.rows:,} predictions in {result.seconds:.2f} s = "
@@ -119,6 +123,13 @@ def main() -> None:
                 f"reference: plain psycopg2 COPY of the same {rows:,} rows into a table with "
                 f"{what}: {seconds:.2f} s = {rows / seconds:,.0f} rows/s"
             )
+            if indexes is None:
+                reference = rows / seconds
+        print(
+            "score fraud's write / the plain COPY into the same indexes: "
+            + ", ".join(f"{rate / reference:.2f}x" for rate in rates)
+            + f" (first, re-score); load average after: {os.getloadavg()[0]:.1f}"
+        )
         engine.dispose()
 
 

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from mlkit.toolkit.db import bulk_insert
+from mlkit.toolkit.db import bulk_insert, read_frame
 from mlkit.toolkit.pgbinary import CHUNK_ROWS, copy_binary
+from mlkit.toolkit.pgbinary import read_frame as read_binary
 
 
 @pytest.fixture(scope="module", params=["postgresql"])
@@ -121,3 +122,44 @@ def test_binary_copy_refuses_what_it_cannot_write(engine):
         copy_binary(conn, table, {"big": np.array([1.0, math.nan])})
     with engine.begin() as conn, pytest.raises(ValueError, match="different lengths"):
         copy_binary(conn, table, {"big": np.arange(3), "small": np.arange(4)})
+
+
+def test_binary_read_gives_the_frame_read_frame_gives(engine):
+    table = _table(engine)
+    with engine.begin() as conn:
+        copy_binary(conn, table, COLUMNS | {"moment": COLUMNS["moment"][0]})
+        copy_binary(conn, table, {"big": np.arange(4), "number": np.arange(4), "flag": True})
+    selects = [
+        sa.select(table.c.id, table.c.big, table.c.small, table.c.score, table.c.ratio),
+        sa.select(table.c.number, table.c.flag, table.c.label, table.c.note),
+        sa.select(table.c.big, table.c.label).where(table.c.flag.is_(True)),
+        sa.select(table.c.label).where(table.c.id < 0),  # no rows
+    ]
+    with engine.connect() as conn:
+        for query in selects:
+            expected = read_frame(conn, query.order_by(table.c.id))
+            got = read_binary(conn, query.order_by(table.c.id))
+            pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    with engine.connect() as conn, pytest.raises(ValueError, match="fixed-width"):
+        read_binary(conn, sa.select(table.c.moment))
+
+
+def test_binary_read_of_a_text_value_it_did_not_know_reads_again(engine, monkeypatch):
+    from mlkit.toolkit import pgbinary
+
+    table = _table(engine)
+    with engine.begin() as conn:
+        copy_binary(conn, table, {"big": np.arange(3), "label": np.array(["a", "b", None])})
+    seen = []
+    real = pgbinary._read_columns
+
+    def late(column, categories):  # the first read misses "b", as if committed meanwhile
+        seen.append(list(categories or []))
+        return real(column, [c for c in categories if c != "b"] if len(seen) == 2 else categories)
+
+    monkeypatch.setattr(pgbinary, "_read_columns", late)
+    query = sa.select(table.c.big, table.c.label).order_by(table.c.id)
+    with engine.connect() as conn:
+        got = read_binary(conn, query)
+        pd.testing.assert_frame_equal(got, read_frame(conn, query), check_exact=True)
+    assert len(seen) == 4  # two columns, read twice
