@@ -13,6 +13,7 @@ Run: python benchmarks/bench_materialize.py [--orders 300000] [--seed 7] [--redi
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import timedelta
 
@@ -80,6 +81,7 @@ def main() -> None:
         with scratch_postgres() as url:
             _, engine = fresh_home(url)
             seed_demo(engine, orders=args.orders, seed=args.seed, families=("fraud",))
+            print(f"load average before: {os.getloadavg()[0]:.1f} (2 cores)")
             line("full, first run", materialize_wallets(engine, client, 300, full=True))
             line("incremental, nothing new", materialize_wallets(engine, client, 300))
             add_orders(engine, 200)
@@ -89,6 +91,7 @@ def main() -> None:
                 f"reference: plain SQL json_agg of every wallet's orders + Redis SET pipeline: "
                 f"{wallets:,} wallets in {seconds:.2f} s = {wallets / seconds:,.0f} wallets/s"
             )
+            print(f"load average after: {os.getloadavg()[0]:.1f}")
             engine.dispose()
     finally:
         client.flushdb()

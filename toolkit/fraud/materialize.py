@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,7 +42,7 @@ OWNERS = {
 }
 # Wallets whose histories are read and rendered together: a row whose owners fall in two
 # chunks is rendered twice, so larger chunks do less work, at the cost of memory.
-READ_CHUNK = 25_000
+READ_CHUNK = 10_000
 # Keys per script call: about 10 ms of Redis time each.
 WRITE_BATCH = 5_000
 RENEW_BATCH = 20_000
@@ -130,10 +131,11 @@ def _save_marks(conn: sa.Connection, newest: dict) -> None:
 def _row_texts(frame: pd.DataFrame) -> np.ndarray:
     """Each row as a JSON array text without its brackets (times as epoch seconds),
     rendered by pandas at once."""
-    out = frame.copy()
-    for column in TIME_COLUMNS.intersection(out.columns):
-        seconds = out[column].astype("datetime64[s]").astype("int64")
-        out[column] = seconds.where(out[column].notna()).astype("Int64")
+    times = {
+        column: frame[column].astype("datetime64[s]").astype("int64").where(frame[column].notna())
+        for column in TIME_COLUMNS.intersection(frame.columns)
+    }
+    out = frame.assign(**{column: seconds.astype("Int64") for column, seconds in times.items()})
     if out.empty:
         return np.array([], dtype=object)
     text = out.to_json(orient="values")
@@ -329,10 +331,19 @@ def materialize_wallets(
         else:
             newest = _newest(conn)
             todo = every
-        for start in range(0, len(todo), READ_CHUNK):
-            ids, values = wallet_states(conn, todo[start : start + READ_CHUNK])
-            scripts.set_all(ids, values, ttl_seconds)
-            report("materialize", start + len(ids), len(todo))
+        # Redis is written by a second thread, so a chunk is sent while the next is read and
+        # rendered (the socket waits release the GIL); one chunk in flight at a time.
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            sending = None
+            for start in range(0, len(todo), READ_CHUNK):
+                ids, values = wallet_states(conn, todo[start : start + READ_CHUNK])
+                if sending is not None:
+                    sending.result()
+                    report("materialize", start, len(todo))
+                sending = writer.submit(scripts.set_all, ids, values, ttl_seconds)
+            if sending is not None:
+                sending.result()
+                report("materialize", len(todo), len(todo))
         _save_marks(conn, newest)
     mode = "incremental" if marks else "full"
     return Materialized(len(every), len(todo), kept, time.perf_counter() - started, mode)
