@@ -176,7 +176,10 @@ def _statement(wallet: bool, event: bool) -> sa.CompoundSelect:
                 o.c.event_id == event_id,
                 o.c.status == "COMPLETED",
                 o.c.is_resale.is_(False),
-                o.c.created_at < moment,
+                # Through the event's rows, never a walk of the created_at index over every
+                # earlier order (a prepared statement's generic plan chose it): coalesce()
+                # hides created_at from that index.
+                sa.func.coalesce(o.c.created_at, o.c.created_at) < moment,
             )
             .scalar_subquery()
         )
@@ -326,13 +329,16 @@ def _batch_statement(wallet: bool, slots: tuple[int, int] | None) -> sa.Compound
             ),
             _branch("labels", labels.c, typed=True),
         ]
-    # Each event's sales are read through its own rows (an equality on the event, the
-    # index on (event_id, created_at)), whatever plan a prepared statement settles on.
+    # Each event's sales are counted through its own rows (the equality on the event), not
+    # by walking every order before :first on the created_at index, which a prepared
+    # statement's generic plan can settle on (it did here): coalesce() hides created_at
+    # from that index and leaves the equality.
     sold = o.alias("sold")
     primary_sales = (sold.c.status == "COMPLETED", sold.c.is_resale.is_(False))
+    before_first = sa.func.coalesce(sold.c.created_at, sold.c.created_at) < first
     sales_before = (
         sa.select(sa.func.count())
-        .where(sold.c.event_id == e.c.event_id, *primary_sales, sold.c.created_at < first)
+        .where(sold.c.event_id == e.c.event_id, *primary_sales, before_first)
         .scalar_subquery()
     )
     event_labels = label_query(
