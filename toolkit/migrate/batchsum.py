@@ -27,10 +27,6 @@ def _same(texts: Sequence[str]) -> list[str]:
     return texts if isinstance(texts, list) else list(texts)
 
 
-def _pg_blob(texts: Sequence[str]) -> list[str]:
-    return [t[2:] for t in texts]  # bytea's `\x` prefix off: the rest is the hex
-
-
 def _dates(texts: Sequence[str]) -> list[str] | None:
     return _same(texts) if set(map(len, texts)) <= {10} else None
 
@@ -49,10 +45,8 @@ def _decimals(texts: Sequence[str]) -> list[str] | None:
 
 def _derivation(c: ColumnSpec, target: str) -> Derive | None:
     kind = c.kind
-    if kind in ("int", "bool"):
-        return _same  # digits; '1' and '0'
-    if kind == "blob":
-        return _same if target == "mysql" else _pg_blob
+    if kind in ("int", "bool", "blob"):
+        return _same  # digits; '1' and '0'; lowercase hex
     if kind == "text" or (kind == "json" and target == "mysql"):
         return digest.counted
     if kind == "date":

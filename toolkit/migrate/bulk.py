@@ -77,9 +77,8 @@ def _time(v: Any) -> str:
     return v if type(v) is str else time.isoformat(v)
 
 
-def _pg_bytea(v: Any) -> str:
-    return "\\x" + bytes.hex(v)  # bytea's hex form; the escaping doubles the backslash
-
+# Kinds whose formatters write only digits, signs, points, letters or hex: nothing to escape.
+_UNESCAPED_KINDS = {"int", "float", "decimal", "bool", "blob"}
 
 # What a converted value becomes in the file, per kind; each raises on a value of another
 # type rather than guess. None for text: the values are the strings themselves.
@@ -187,8 +186,10 @@ class _Column:
 
     def __init__(self, spec: ColumnSpec, source_dialect: str, target_dialect: str):
         self.fmt = _FORMAT.get(spec.kind, _text)
-        if spec.kind == "blob" and target_dialect == "postgresql":
-            self.fmt = _pg_bytea
+        # bytea's hex form on PostgreSQL, its backslash written escaped (blobs are hex
+        # everywhere, under UNHEX() on MySQL).
+        self.prefix = "\\\\x" if spec.kind == "blob" and target_dialect == "postgresql" else ""
+        self.escape = spec.kind not in _UNESCAPED_KINDS
         self.convert = make_converter(spec, source_dialect, target_dialect)
         # Only raw source values have a shortcut: they are what the converter would take.
         self.shortcut = column_shortcut(spec, target_dialect) if self.convert is not None else None
@@ -207,8 +208,10 @@ class _Column:
             texts = plain = present if self.fmt is None else list(map(self.fmt, present))
             # One scan of the whole column decides whether any value needs escaping;
             # joining also proves every value is a string.
-            if _SPECIAL.search("".join(texts)):
+            if self.escape and _SPECIAL.search("".join(texts)):
                 texts = _escaped(texts)
+            if self.prefix:
+                texts = [self.prefix + t for t in texts]
         if len(present) == len(values):
             return (texts if isinstance(texts, list) else list(texts)), plain
         following = iter(texts).__next__
