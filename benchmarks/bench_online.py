@@ -163,7 +163,7 @@ def main() -> None:
         sys.exit("needs redis-server (apt install redis-server)")
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # as `mlkit serve` runs the model
     with contextlib.ExitStack() as stack:
-        redis_url = stack.enter_context(own_redis())
+        redis_url, _ = stack.enter_context(own_redis())
         if args.database:
             url = args.database
         else:
