@@ -15,6 +15,7 @@ each script call short, since Redis runs nothing else meanwhile.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -264,35 +265,60 @@ def _packed(*args: str) -> bytes:
 
 
 class _Scripts:
-    """The two scripts, loaded once per run, called with commands packed here."""
+    """The two scripts, called by their SHA1 with commands packed here, every batch of a
+    call pipelined in one round trip."""
 
     def __init__(self, client):
         self.client = client
-        self.set_sha = client.script_load(_SET_ALL)
-        self.renew_sha = client.script_load(_RENEW_RUNS)
 
-    def call(self, command: bytes):
+    def run(self, script: str, batches: list[list[str]]) -> list:
+        """EVALSHA of `script` once per batch of arguments; a script Redis does not hold
+        (restarted, flushed) is loaded and the batches are sent again: each is
+        idempotent."""
+        from redis.exceptions import NoScriptError
+
+        sha = hashlib.sha1(script.encode()).hexdigest()
+        commands = b"".join(_packed("EVALSHA", sha, *args) for args in batches)
+        try:
+            return self._send(commands, len(batches))
+        except NoScriptError:
+            self.client.script_load(script)
+            return self._send(commands, len(batches))
+
+    def _send(self, commands: bytes, count: int) -> list:
+        from redis.exceptions import ResponseError
+
         pool = self.client.connection_pool
         connection = pool.get_connection()
         try:
-            connection.send_packed_command([command])
-            return connection.read_response()
+            connection.send_packed_command([commands])
+            replies, error = [], None
+            for _ in range(count):  # every reply is read, so the connection stays in step
+                try:
+                    replies.append(connection.read_response())
+                except ResponseError as exc:
+                    error = error or exc
+            if error is not None:
+                raise error
+            return replies
         finally:
             pool.release(connection)
 
     def set_all(self, wallet_ids: np.ndarray, values: list[str], ttl: int) -> None:
         keys = [WALLET_KEY.format(w) for w in wallet_ids.tolist()]
+        batches = []
         for start in range(0, len(keys), WRITE_BATCH):
-            batch = slice(start, start + WRITE_BATCH)
-            names = keys[batch]
-            count = str(len(names))
-            self.call(_packed("EVALSHA", self.set_sha, count, *names, *values[batch], str(ttl)))
+            names = keys[start : start + WRITE_BATCH]
+            batches.append([str(len(names)), *names, *values[start : start + WRITE_BATCH]])
+            batches[-1].append(str(ttl))
+        if batches:
+            self.run(_SET_ALL, batches)
 
     def missing(self, wallet_ids: np.ndarray, ttl: int) -> list[int]:
         """Renew the TTL of these wallets' keys (sorted ids); the wallets whose key is
         gone."""
         prefix = WALLET_KEY.format("")
-        gone = []
+        batches = []
         for start in range(0, len(wallet_ids), RENEW_BATCH):
             ids = wallet_ids[start : start + RENEW_BATCH]
             inexact = ids >= EXACT_IDS
@@ -301,9 +327,9 @@ class _Scripts:
             starts = np.flatnonzero(split)
             ends = np.r_[starts[1:], len(ids)] - 1
             runs = np.column_stack([ids[starts], ids[ends]]).ravel().astype(str).tolist()
-            found = self.call(_packed("EVALSHA", self.renew_sha, "0", prefix, str(ttl), *runs))
-            gone += [int(w) for w in found]
-        return gone
+            batches.append(["0", prefix, str(ttl), *runs])
+        found = self.run(_RENEW_RUNS, batches) if batches else []
+        return [int(w) for reply in found for w in reply]
 
 
 def materialize_wallets(
