@@ -24,6 +24,7 @@ Each measurement is appended to a record (JSON lines) as it is taken, so a long 
 figures survive it and the summary can be printed again: --from-record FILE [FILE ...].
 
 Run: python benchmarks/bench_scale.py [--orders 1000000 5000000 20000000] [--driver-memory 2g]
+         [--engines local spark (which, in this order)]
          [--database URL (one size: a seeded PostgreSQL database to reuse; its outputs are reset)]
          [--record FILE] [--from-record FILE ...]
 """
@@ -255,6 +256,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--driver-memory", default="2g")
     parser.add_argument("--database")
+    parser.add_argument(
+        "--engines", nargs="+", choices=("local", "spark"), default=["local", "spark"]
+    )
     parser.add_argument("--record", type=Path, help="append each measurement here (JSON lines)")
     parser.add_argument("--from-record", nargs="+", help="print the summary of earlier records")
     args = parser.parse_args()
@@ -272,7 +276,7 @@ def main() -> None:
             else:
                 seeded = seed(url, home, orders)
                 print(f"{orders:>11,} orders  seeded by demo seed in {seeded:.1f} s", flush=True)
-            for engine in ("local", "spark"):
+            for engine in args.engines:
                 config = write_config(home, engine, args.driver_memory)
                 reset_outputs(url)
                 for step in STEPS:
