@@ -226,7 +226,7 @@ _CLASSES = ("integer", "real", "text", "blob")
 
 # A SQLite table with more rows than this is measured in rowid ranges, one thread and
 # connection each (SQLite runs a query without Python's lock), on as many cores as there are.
-SPLIT_MEASURE_ROWS = 100_000
+SPLIT_MEASURE_ROWS = 50_000
 # How each measure of a range combines with the others'.
 _COMBINE = {
     "max_chars": max,
@@ -279,7 +279,6 @@ def _measure(conn: sa.Connection, spec: TableSpec, engine: Engine | None = None)
             add(c, "min_int", f"MIN(CASE WHEN typeof({col}) = 'integer' THEN {col} END)")
             add(c, "max_int", f"MAX(CASE WHEN typeof({col}) = 'integer' THEN {col} END)")
         if c.kind in ("date", "datetime"):
-            add(c, "numbers", f"SUM(CASE WHEN typeof({col}) IN ('integer', 'real') THEN 1 END)")
             add(
                 c,
                 "max_abs",
@@ -376,7 +375,7 @@ def _settle_sqlite_kind(c: ColumnSpec, m: dict[str, Any]) -> None:
         c.nonconforming = int(m.get("nonconforming") or 0)
     if c.kind == "bool" and c.min_int is not None and (c.min_int < 0 or c.max_int > 1):
         c.nonconforming += 1  # some integer other than 0/1: the converter finds which
-    if c.kind in ("date", "datetime") and m.get("numbers"):
+    if c.kind in ("date", "datetime") and m.get("max_abs") is not None:  # numbers stored
         c.epoch_unit = "ms" if float(m.get("max_abs") or 0) >= EPOCH_MS_FROM else "s"
 
 
