@@ -115,6 +115,19 @@ def test_serving_commands_import_only_what_they_use(home, tmp_path, args, also_u
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [("mab", "recommend", "--event", "1", "--json"), ("status", "--json")],
+    ids=" ".join,
+)
+def test_without_redis_the_redis_client_is_not_imported(home, tmp_path, args):
+    config = tmp_path / "no-redis.yaml"
+    config.write_text("redis:\n  enabled: false\n")
+    found = imported(home, tmp_path, "--config", str(config), *args)
+    assert "redis" not in found
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("version", [1, 2])
 def test_predict_fraud_imports_no_model_library(home, tmp_path, version):
     """Both fraud models score one order without their libraries' Python packages: XGBoost
