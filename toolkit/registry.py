@@ -639,11 +639,17 @@ class AliasMove:
 
 
 def alias_target(engine: Engine, name: str, alias: str) -> int | None:
-    """The version `name@alias` points at, or None when it is unset (or the model unknown)."""
-    try:
-        return resolve(engine, f"{name}@{alias}").version
-    except MlkitError:
-        return None
+    """The version `name@alias` points at, or None when it is unset (or the model unknown):
+    one query (`resolve` reads the whole version and, for its error, what exists)."""
+    a, v = model_aliases, model_versions
+    query = (
+        sa.select(v.c.version)
+        .select_from(a.join(v, (v.c.name == a.c.name) & (v.c.version == a.c.version)))
+        .where(a.c.name == name, a.c.alias == alias)
+    )
+    with engine.connect() as conn:
+        version = conn.execute(query).scalar()
+    return None if version is None else int(version)
 
 
 def rollback_alias(
