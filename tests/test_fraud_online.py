@@ -139,16 +139,21 @@ def scorer(engine, world):
     return FraudScorer(engine, config, ref="fraud@candidate", redis=RedisLink(None))
 
 
+EMPTY_EVENT = 900_001  # an event of no capacity: its popularity divides by zero
+
+
 def batch_of(picks) -> list:
     """The picked orders, and what a batch must also get right: the same wallet at other
     moments (before its history, within its hour), a new order without an id, an unknown
-    event, a bad field and a non-object, each refused alone."""
+    event, an order whose features fail (a bug's 500), a bad field and a non-object, each
+    refused alone."""
     orders = [as_request(order) for order in picks.itertuples()]
     first = dict(orders[0])
     orders += [
         {**first, "order_id": None, "created_at": datetime(2026, 1, 1, 0, 5)},
         {**first, "order_id": None, "created_at": first["created_at"] + pd.Timedelta("20min")},
         {**first, "order_id": None, "created_at": datetime(2026, 2, 15)},
+        {**first, "order_id": None, "event_id": EMPTY_EVENT},
         {**first, "order_id": None, "event_id": 999_999},
         {**first, "price": -5},
         "not an order",
@@ -159,22 +164,41 @@ def batch_of(picks) -> list:
     return orders
 
 
+def refused(exc: Exception) -> tuple[str, str]:
+    return ("error", exc.message if isinstance(exc, MlkitError) else repr(exc))
+
+
 def one_at_a_time(scorer, orders) -> list:
     results = []
     for order in orders:
         try:
             results.append(scorer.score(order))
-        except MlkitError as exc:
-            results.append(("error", exc.message))
+        except Exception as exc:
+            results.append(refused(exc))
     return results
 
 
 def as_compared(results) -> list:
-    return [("error", r.message) if isinstance(r, MlkitError) else r for r in results]
+    return [refused(r) if isinstance(r, Exception) else r for r in results]
+
+
+@pytest.fixture
+def empty_event(engine):
+    e = schema.events
+    when = datetime(2026, 1, 1)
+    row = {"event_id": EMPTY_EVENT, "name": "no seats", "event_type": "theatre"}
+    times = {"sale_start": when, "event_date": when, "created_at": when}
+    with engine.begin() as conn:
+        conn.execute(e.insert().values(**row, **times, base_price=10, capacity=0))
+    yield EMPTY_EVENT
+    with engine.begin() as conn:
+        conn.execute(e.delete().where(e.c.event_id == EMPTY_EVENT))
 
 
 @pytest.mark.parametrize("cache", ["database", "redis", "both"])
-def test_a_batch_scores_each_order_as_it_alone_is_scored(engine, world, scorer, redis_url, cache):
+def test_a_batch_scores_each_order_as_it_alone_is_scored(
+    engine, world, scorer, redis_url, cache, empty_event
+):
     """Micro-batching (`FraudScorer.score_batch`: one MGET, one statement, one model call)
     gives every order exactly what scoring it alone gives: score, decision, features,
     source and contributions; a refused order is refused alone, with the same error."""
@@ -203,9 +227,10 @@ def test_a_batch_scores_each_order_as_it_alone_is_scored(engine, world, scorer, 
         sources
         == {"database": {"database"}, "redis": {"redis"}, "both": {"redis", "database"}}[cache]
     )
-    refused = [r for r in together[-3:]]
-    assert [r[0] for r in refused] == ["error"] * 3
-    assert "event 999999 does not exist" in refused[0][1]
+    failed = together[-4:]
+    assert [r[0] for r in failed] == ["error"] * 4
+    assert "ZeroDivisionError" in failed[0][1]
+    assert "event 999999 does not exist" in failed[1][1]
 
 
 def test_a_batch_is_one_statement(engine, world, scorer):

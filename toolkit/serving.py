@@ -184,12 +184,12 @@ class FraudScorer:
         bad one raises."""
         results = self.score_batch(orders)
         for result in results:
-            if isinstance(result, MlkitError):
+            if isinstance(result, Exception):
                 raise result
         return results
 
-    def score_batch(self, orders: list) -> list[dict[str, Any] | MlkitError]:
-        """What `score` answers for each of `orders`, or the MlkitError that refuses it alone,
+    def score_batch(self, orders: list) -> list[dict[str, Any] | Exception]:
+        """What `score` answers for each of `orders`, or the exception that refuses it alone,
         computed together: one Redis MGET and one SQL statement for all their wallets and
         events (`online.online_features_many`), one call to the model for their scores and one
         for their contributions (`online.batch_scores`). `mlkit serve` gathers the orders that
@@ -215,7 +215,7 @@ class FraudScorer:
                 continue
             try:
                 valid.append((i, validate_order(order, now=utcnow(), payment_methods=methods)))
-            except MlkitError as exc:
+            except Exception as exc:  # its alone: one order never fails the others
                 results[i] = exc
         requests = [request for _, request in valid]
         client = self.redis.client()
@@ -227,7 +227,7 @@ class FraudScorer:
             found = online_features_many(predictor.engine, requests, client)  # as `score`
         scored = []
         for (i, _), item in zip(valid, found, strict=True):
-            if isinstance(item, MlkitError):
+            if isinstance(item, Exception):
                 results[i] = item
             else:
                 scored.append((i, *item))

@@ -447,11 +447,11 @@ def _batch_event_facts(found: dict, event_id: int, moment: datetime) -> dict:
 
 def online_features_many(
     engine: Engine, orders: list[dict], client=None
-) -> list[tuple[dict, str] | MlkitError]:
+) -> list[tuple[dict, str] | Exception]:
     """`online_features` of each of `orders` (validated requests), read set-based: one
     Redis MGET for their wallets and one SQL statement for the wallets Redis lacks and every
-    event. Each order gets its features and source, or the MlkitError that refuses it alone
-    (an unknown event)."""
+    event. Each order gets its features and source, or the exception that refuses it alone
+    (an unknown event), as scoring it alone would raise."""
     if not orders:
         return []
     moments = [_moment(order["created_at"]) for order in orders]
@@ -470,16 +470,17 @@ def online_features_many(
     histories = _batch_wallets(found, missing)
     for wallet_id, value in cached.items():
         histories[wallet_id] = _decode(value.decode() if isinstance(value, bytes) else value)
-    results: list[tuple[dict, str] | MlkitError] = []
+    results: list[tuple[dict, str] | Exception] = []
     for order, moment in zip(orders, moments, strict=True):
         wallet_id = int(order["buyer_wallet_id"])
+        source = "redis" if wallet_id in cached else "database"
         try:
             event = _batch_event_facts(found, int(order["event_id"]), moment)
-        except MlkitError as exc:
+            features = features_of_one_order(order, moment, histories[wallet_id], event)
+        except Exception as exc:  # this order's alone (an event of no capacity: a bug's 500)
             results.append(exc)
             continue
-        source = "redis" if wallet_id in cached else "database"
-        results.append((features_of_one_order(order, moment, histories[wallet_id], event), source))
+        results.append((features, source))
     return results
 
 
