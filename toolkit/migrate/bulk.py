@@ -16,8 +16,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pymysql.converters import escape_string
-
 from . import digest
 from .plan import TablePlan
 from .reflect import ColumnSpec, quote
@@ -122,6 +120,8 @@ class TextLoad:
         )
 
     def statement(self, path: str) -> str:
+        from pymysql.converters import escape_string  # MySQL targets only: imported here
+
         return f"LOAD DATA LOCAL INFILE '{escape_string(path)}'" + self.tail
 
     def load(self, cursor, batch: Path | bytes, rows: int) -> None:

@@ -12,7 +12,6 @@ read again here and goes the sequential copy's way, which names the row.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ def usable(job: _TableJob, source_dialect: str, start: list[Any] | None) -> bool
     """Whether this table's copy can go by key ranges in worker processes."""
     spec = job.tp.spec
     key = spec.primary_key
-    return (
+    if not (
         start is None
         and source_dialect == "sqlite"
         and job.writer.bulk is not None
@@ -49,8 +48,11 @@ def usable(job: _TableJob, source_dialect: str, start: list[Any] | None) -> bool
         and spec.key == key
         and spec.column(key[0]).kind == "int"
         and (os.cpu_count() or 1) > 1
-        and "fork" in multiprocessing.get_all_start_methods()
-    )
+    ):
+        return False
+    import multiprocessing  # only for a table that may use it
+
+    return "fork" in multiprocessing.get_all_start_methods()
 
 
 def key_ranges(sconn, table: str, key: str, rows: int, batch_rows: int) -> list[tuple[int, int]]:
@@ -153,6 +155,8 @@ def batches(sconn, source_engine, job: _TableJob) -> Iterator[_Batch]:
     key_at = [c.name for c in spec.columns].index(key)
     workers = max(2, min(MAX_WORKERS, os.cpu_count() or 2, len(ranges)))
     _shared.update(job=job, source=source_engine, sql=sql, key_at=key_at, parent=os.getpid())
+    import multiprocessing
+
     context = multiprocessing.get_context("fork")
     pool = context.Pool(workers, initializer=_worker_start)
     try:

@@ -97,8 +97,6 @@ class Verification:
         read_back: bool,
         summed: set[str] | frozenset[str] = frozenset(),
     ):
-        import multiprocessing
-
         self.source_text = source_text
         self.plans = plans
         self.dialect = target.dialect
@@ -108,6 +106,8 @@ class Verification:
         reread = [p for p in plans if p.name not in summed]
         if not reread:
             return
+        import multiprocessing
+
         source.dispose()  # no pooled connection crosses the fork
         try:
             context = multiprocessing.get_context("fork")

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pymysql.converters import escape_string
 
 from .bulk import TextLoad
 from .plan import TablePlan, TargetInfo
@@ -109,7 +108,14 @@ class Writer:
 def _mysql_text(v: Any) -> str:
     if not isinstance(v, str):
         v = json.dumps(v) if isinstance(v, dict | list) else str(v)
-    return "'" + escape_string(v) + "'"
+    return "'" + _escape_string()(v) + "'"
+
+
+def _escape_string() -> Callable[[str], str]:
+    """PyMySQL's escaping, imported on a MySQL target's first INSERT, not at start-up."""
+    from pymysql.converters import escape_string
+
+    return escape_string
 
 
 def _mysql_quoted(v: Any) -> str:
