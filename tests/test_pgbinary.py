@@ -129,6 +129,11 @@ def test_binary_read_gives_the_frame_read_frame_gives(engine):
     with engine.begin() as conn:
         copy_binary(conn, table, COLUMNS | {"moment": COLUMNS["moment"][0]})
         copy_binary(conn, table, {"big": np.arange(4), "number": np.arange(4), "flag": True})
+    with engine.connect() as conn:  # one value for every row: a scalar, stored as given
+        moments = set(conn.execute(sa.select(table.c.moment).distinct()).scalars())
+        flags = conn.execute(sa.select(table.c.flag).where(table.c.id > 8)).scalars().all()
+    assert moments == {datetime(2026, 12, 7, 9, 44, 17, 123456), None}
+    assert flags == [True] * 4
     selects = [
         sa.select(table.c.id, table.c.big, table.c.small, table.c.score, table.c.ratio),
         sa.select(table.c.number, table.c.flag, table.c.label, table.c.note),

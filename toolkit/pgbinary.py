@@ -52,9 +52,10 @@ def column_types(conn: sa.Connection, table: sa.Table) -> dict[str, str]:
     return dict(rows.all())
 
 
-def _slot(kind: str, values, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """One field of every row: an (rows, width) byte block (length word, value, padding),
-    and each row's used bytes (None: every row uses the whole width)."""
+def _slot(kind: str, values, rows: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """One field of every row: a byte block of (length word, value, padding) per row, or
+    one row for every row, or a table of distinct values with each row's code (None: not a
+    table); and each row's used bytes (None: every row uses the whole width)."""
     _check(kind, values)
     return _fixed(kind, values, rows) if kind in FIXED else _text(values, rows)
 
@@ -70,7 +71,7 @@ def _check(kind: str, values) -> None:
         )
 
 
-def _fixed(kind: str, values, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _fixed(kind: str, values, rows: int):
     array = np.asarray(values)
     if kind == "timestamp without time zone":
         if isinstance(values, datetime):
@@ -84,25 +85,23 @@ def _fixed(kind: str, values, rows: int) -> tuple[np.ndarray, np.ndarray | None]
     else:
         missing = np.zeros(array.shape, dtype=bool)
     dtype = np.dtype(FIXED[kind])
-    block = np.empty((rows, 4 + dtype.itemsize), dtype="u1")
-    size = np.array(dtype.itemsize, dtype=">i4")
-    block[:, :4] = size.reshape(1).view("u1")
-    value = np.empty(rows, dtype=dtype)
-    value[:] = array.astype(dtype)  # one value for every row, or each row's
-    block[:, 4:] = value.view("u1").reshape(rows, -1)
+    count = 1 if array.ndim == 0 else rows
+    block = np.empty((count, 4 + dtype.itemsize), dtype="u1")
+    block[:, :4] = np.array(dtype.itemsize, dtype=">i4").reshape(1).view("u1")
+    # (arithmetic on a 0-d array gives a native-order scalar: made an array again first)
+    block[:, 4:] = np.asarray(array).astype(dtype).reshape(count).view("u1").reshape(count, -1)
     if not missing.any():
-        return block, None
-    missing = np.broadcast_to(missing, (rows,))
-    block[missing, :4] = np.array(-1, dtype=">i4").reshape(1).view("u1")
-    return block, np.where(missing, 4, 4 + dtype.itemsize)
+        return block, None, None
+    block[missing.reshape(count), :4] = np.array(-1, dtype=">i4").reshape(1).view("u1")
+    return block, None, np.where(np.broadcast_to(missing, (rows,)), 4, 4 + dtype.itemsize)
 
 
-def _text(values, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _text(values, rows: int):
     """Each distinct value encoded once; a pandas Categorical's codes are used as they are."""
     import pandas as pd
 
     if values is None or isinstance(values, str):
-        codes, uniques = np.zeros(rows, dtype="int64"), [values]
+        codes, uniques = None, [values]
     else:
         if isinstance(values, pd.Categorical):
             codes, found = values.codes, values.categories
@@ -122,8 +121,8 @@ def _text(values, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
             table[i, 4 : 4 + len(value)] = np.frombuffer(value, dtype="u1")
         used[i] = 4 + max(size, 0)
     if (used == width).all():
-        return table[codes], None
-    return table[codes], used[codes]
+        return table, codes, None
+    return table, codes, np.broadcast_to(used, (rows,)) if codes is None else used[codes]
 
 
 def encode_rows(types: list[str], columns: list, rows: int) -> bytes:
@@ -131,16 +130,17 @@ def encode_rows(types: list[str], columns: list, rows: int) -> bytes:
     value for every row) of server type types[i]. The fields are written side by side into
     one byte matrix; a mask drops what rows leave unused, in row order."""
     slots = [_slot(kind, values, rows) for kind, values in zip(types, columns, strict=True)]
-    width = 2 + sum(block.shape[1] for block, _ in slots)
+    width = 2 + sum(block.shape[1] for block, _, _ in slots)
     matrix = np.empty((rows, width), dtype="u1")
     matrix[:, :2] = np.array(len(columns), dtype=">i2").reshape(1).view("u1")
     keep, at = None, 2
-    for block, used in slots:
-        matrix[:, at : at + block.shape[1]] = block
+    for block, codes, used in slots:
+        end = at + block.shape[1]
+        matrix[:, at:end] = block if codes is None else block[codes]
         if used is not None:
             keep = np.ones((rows, width), dtype=bool) if keep is None else keep
-            keep[:, at : at + block.shape[1]] = np.arange(block.shape[1]) < used[:, None]
-        at += block.shape[1]
+            keep[:, at:end] = np.arange(block.shape[1]) < used[:, None]
+        at = end
     return (matrix if keep is None else matrix[keep]).tobytes()
 
 
