@@ -229,7 +229,7 @@ _CLASSES = ("integer", "real", "text", "blob")
 SPLIT_MEASURE_ROWS = 50_000
 # How each measure of a range combines with the others'.
 _COMBINE = {
-    "max_chars": max,
+    "max_len": max,
     "max_bytes": max,
     "max_int": max,
     "max_abs": max,
@@ -273,8 +273,11 @@ def _measure(conn: sa.Connection, spec: TableSpec, engine: Engine | None = None)
             others = ", ".join(f"'{k}'" for k in _CLASSES if k not in allowed)
             # CASE, not a bare boolean SUM: SQLite evaluates it faster.
             add(c, "nonconforming", f"SUM(CASE WHEN typeof({col}) IN ({others}) THEN 1 END)")
-        if c.kind in ("text", "json", "blob", "untyped?"):
-            add(c, "max_chars", f"MAX(CASE WHEN typeof({col}) = 'text' THEN length({col}) END)")
+        if c.kind in ("text", "json", "untyped?"):
+            # The longest value in characters: exact when every value is text, which the
+            # counts tell (else _longest_text measures the text values alone); a blob
+            # column holds text only when it holds values of another type.
+            add(c, "max_len", f"MAX(length({col}))")
         if c.kind == "bool":
             add(c, "min_int", f"MIN(CASE WHEN typeof({col}) = 'integer' THEN {col} END)")
             add(c, "max_int", f"MAX(CASE WHEN typeof({col}) = 'integer' THEN {col} END)")
@@ -302,6 +305,8 @@ def _measure(conn: sa.Connection, spec: TableSpec, engine: Engine | None = None)
         if sqlite and "max_bytes" not in m:
             c.max_bytes = NUMBER_TEXT_BYTES
         if sqlite:
+            longest = _longest_text(c, m)
+            c.max_chars = longest if longest is not None else _text_chars(conn, spec, c)
             c.nulls = spec.rows - int(m.get("present") or 0)
             c.stored_as = {s: int(m[s] or 0) for s in _CLASSES if s in m}
             c.min_int, c.max_int = m.get("min_int"), m.get("max_int")
@@ -349,6 +354,28 @@ def _scan_in_ranges(
         combine = _COMBINE.get(measures[at - 1]) if at else None
         combined.append(combine(present) if combine else sum(present))
     return tuple(combined)
+
+
+def _longest_text(c: ColumnSpec, m: dict[str, Any]) -> int | None:
+    """The longest text value's characters from the measuring scan when it tells them
+    exactly (every value stored as text, or none), else None."""
+    if c.kind in ("text", "json"):
+        return None if m.get("nonconforming") else int(m.get("max_len") or 0)
+    if c.kind == "blob":
+        return None if m.get("nonconforming") else 0
+    if c.kind == "untyped?":
+        text = int(m.get("text") or 0)
+        if not text:
+            return 0
+        return int(m.get("max_len") or 0) if text == int(m.get("present") or 0) else None
+    return 0
+
+
+def _text_chars(conn: sa.Connection, spec: TableSpec, c: ColumnSpec) -> int:
+    """The longest text value's characters, over the text values alone."""
+    col, table = quote(conn, c.name), quote(conn, spec.name)
+    sql = f"SELECT MAX(length({col})) FROM {table} WHERE typeof({col}) = 'text'"
+    return int(conn.exec_driver_sql(sql).scalar() or 0)
 
 
 def _settle_sqlite_kind(c: ColumnSpec, m: dict[str, Any]) -> None:
