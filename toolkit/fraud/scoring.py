@@ -183,11 +183,11 @@ def score_orders(
     if output is not None:
         _analyze_output(engine, output)
         phases.mark("analyze")
-    counts = pd.Series(decisions).value_counts()
+    counts = np.bincount(levels, minlength=len(DECISIONS))
     return ScoringResult(
         model=label,
         rows=len(frame),
-        decisions={d: int(counts.get(d, 0)) for d in DECISIONS},
+        decisions={d: int(n) for d, n in zip(DECISIONS, counts, strict=True)},
         predict_seconds=predict_seconds,
         seconds=time.perf_counter() - started,
         since=since,
