@@ -200,3 +200,26 @@ def test_materialize_is_incremental_and_equals_the_database_path(engine, world, 
     with engine.connect() as conn:
         for wallet in [*sorted(owners), 2, 3]:
             assert _state(client, wallet) == _rows(_wallet_rows(conn, wallet)), wallet
+
+
+def test_materialize_after_an_older_mlkits_marks_rebuilds_every_key_once(engine, world, redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    marks = schema.etl_watermarks
+    with engine.begin() as conn:  # the sources an older mlkit named, and no current one
+        conn.execute(marks.delete().where(marks.c.job.like("wallet_state:%")))
+        conn.execute(
+            marks.insert(),
+            [
+                {"job": f"wallet_state:{name}", "watermark": UNTIL, "updated_at": UNTIL}
+                for name in ("buyer", "seller", "completed_buyer", "completed_seller")
+            ],
+        )
+    first = materialize_wallets(engine, client, 300)
+    assert first.mode == "full" and first.written == first.wallets
+    second = materialize_wallets(engine, client, 300)
+    assert second.mode == "incremental" and second.written < first.wallets // 20
+    with engine.connect() as conn:
+        jobs = conn.execute(sa.select(marks.c.job).where(marks.c.job.like("wallet_state:%")))
+        assert "wallet_state:buyer" not in set(jobs.scalars())

@@ -345,6 +345,8 @@ def materialize_wallets(
         every = read_frame(conn, sa.select(w.c.wallet_id).order_by(w.c.wallet_id))
         every = every["wallet_id"].to_numpy(dtype="int64")
         marks = {} if full else _marks(conn)
+        if not marks.keys() & _activity().keys():  # an older mlkit's sources: a full run
+            marks = {}
         kept = 0
         if marks:
             changed, newest = _changed(conn, marks)
