@@ -1,8 +1,10 @@
 """`mlkit serve` under wrk: fraud score and pricing recommend at 1, 16 and 64 connections,
-p50/p99 and requests/s, beside a bare FastAPI endpoint on the same uvicorn returning a
-constant (the framework's own ceiling), measured in the same run.
+p50/p99 and requests/s, beside bare endpoints on the same uvicorn returning a constant,
+measured in the same run: one through FastAPI (the framework's own ceiling) and one answered
+in plain ASGI ahead of it, as mlkit's two hot routes are (their own ceiling, the higher).
 
-Targets: p99 under 20 ms at 16 connections, and at least 40 % of the bare ceiling.
+Targets: p99 under 20 ms at 16 connections, and at least 40 % of the bare ceiling, taken as
+the plain ASGI one the hot routes run on (the FastAPI share is printed too).
 World: a demo world on a scratch PostgreSQL database with an XGBoost fraud model and a
 trained bandit, and a Redis of its own on a free port (empty: wallets come from the
 database). Requests rotate over ORDERS distinct orders (distinct buyer wallets, their
@@ -50,12 +52,22 @@ ORDER = {
 }
 BARE_APP = """from fastapi import FastAPI
 
-app = FastAPI()
+framework = FastAPI()
+BODY = b'{"status":"ok"}'
+HEADERS = [(b"content-length", b"%d" % len(BODY)), (b"content-type", b"application/json")]
 
 
-@app.get("/bare")
+@framework.get("/bare")
 async def bare():
     return {"status": "ok"}
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "http" and scope["path"] == "/bare-asgi":
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": BODY})
+        return
+    await framework(scope, receive, send)
 """
 
 
@@ -303,6 +315,11 @@ def measure(args, env: dict, url: str, scratch: Path, redis_pid: int) -> dict[st
     base = f"http://127.0.0.1:{port}"
     targets = {
         "bare": (f"http://127.0.0.1:{bare_port}/bare", None, {"server": lambda: tree(bare.pid)}),
+        "bare ASGI": (
+            f"http://127.0.0.1:{bare_port}/bare-asgi",
+            None,
+            {"server": lambda: tree(bare.pid)},
+        ),
         "fraud score": (
             base + "/api/fraud/score",
             post,
@@ -366,11 +383,13 @@ def report(results: dict[str, list[dict]], workers: int) -> None:
         )
     for name in ("fraud score", "pricing recommend"):
         at16 = results[name][1]
-        share = at16["rps"] / results["bare"][1]["rps"]
+        share = at16["rps"] / results["bare ASGI"][1]["rps"]
+        framework = at16["rps"] / results["bare"][1]["rps"]
         verdict = "ok" if at16["p99"] <= TARGET_P99_MS and share >= TARGET_SHARE else "MISSED"
         print(
             f"{name} at 16 connections: p99 {at16['p99']:.1f} ms (target <= {TARGET_P99_MS:g}),"
-            f" {share:.1%} of bare (target >= {TARGET_SHARE:.0%}) {verdict}"
+            f" {share:.1%} of bare ASGI (target >= {TARGET_SHARE:.0%}; {framework:.1%} of bare"
+            f" FastAPI) {verdict}"
         )
 
 
