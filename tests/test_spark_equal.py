@@ -113,10 +113,18 @@ def test_every_feature_of_every_order_is_equal_on_both_engines(world):
     assert etl.read_watermark(engine) == local["feature_ts"].max() == result.watermark
 
 
-def test_training_sets_have_the_same_rows_and_labels(world, spark_config, cli, tmp_path):
+def test_training_sets_have_the_same_rows_and_labels(
+    world, spark_config, cli, tmp_path, monkeypatch
+):
     """The local build and `dataset build fraud --engine auto` (Spark above auto_rows) on the
     same feature rows: equal frames, the same manifest counts, and a snapshot the local
-    readers take (pointer, sha256)."""
+    readers take (pointer, sha256). Row groups of a few KB: the driver streams many of them
+    into the snapshot, as it does a large world's."""
+    import pyarrow.parquet as pq
+
+    from mlkit.toolkit.spark import dataset as spark_dataset
+
+    monkeypatch.setattr(spark_dataset, "ROW_GROUP_BYTES", 16 * 1024)
     engine, _, _ = world
     local = build_fraud_dataset(
         engine, tmp_path / "local", since=None, until=None, label_cutoff=CUTOFF
@@ -145,6 +153,7 @@ def test_training_sets_have_the_same_rows_and_labels(world, spark_config, cli, t
     assert document["label_counts"] == local.manifest["label_counts"]
     assert document["time_range"] == local.manifest["time_range"]
     spark_path = document["path"]
+    assert pq.ParquetFile(f"{spark_path}/data.parquet").num_row_groups > 8  # more than the parts
     expected = pd.read_parquet(local.path / "data.parquet")
     built = pd.read_parquet(f"{spark_path}/data.parquet")
     assert list(built.columns) == list(DATASET_COLUMNS)

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from ..config import Config
 
 TIMESTAMPS = ("event_ts", "feature_ts", "label_available_at")
+# The parts' row groups, which the driver streams into data.parquet one at a time: Spark's
+# 128 MB default made the driver's peak grow with the orders until a part reached it (0.30 GB
+# at 1M orders, 0.59 GB at 5M); at 8 MB it stays flat.
+ROW_GROUP_BYTES = 8 * 1024 * 1024
 
 
 def asof_join(entities: DataFrame, feature_rows: DataFrame) -> DataFrame:
@@ -195,6 +199,7 @@ def _write_parts(frame: DataFrame, parts: Path, partitions: int):
         frame.repartitionByRange(max(partitions, 1), "event_ts", "order_id")
         .sortWithinPartitions("event_ts", "order_id")
         .write.option("compression", "snappy")
+        .option("parquet.block.size", str(ROW_GROUP_BYTES))
         .parquet(parts.as_uri())
     )
     written = frame.sparkSession.read.parquet(parts.as_uri())
