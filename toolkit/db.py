@@ -78,8 +78,13 @@ def make_engine(
     check: bool = True,
     state_schema: str | None = None,
     autocommit: bool = False,
+    ping: bool | None = None,
+    numpy_scalars: bool = True,
 ) -> Engine:
     """An engine for the URL; with `check`, connect once so bad settings fail here, clearly.
+    `ping` (default: unless autocommit) checks a pooled connection before each checkout;
+    `numpy_scalars` teaches the drivers numpy's scalars, which imports numpy (a migration,
+    whose connections are minutes old at most and which binds no numpy value, needs neither).
     With `state_schema`, unqualified names resolve to mlkit's state schema first: on
     PostgreSQL through the search path (then `public`), on MySQL by connecting to that
     database on the same server. With `autocommit` (a server's reads), each statement
@@ -88,7 +93,7 @@ def make_engine(
     (`connection_invalidated`) and the pool reconnects."""
     parsed = parse_url(url) if isinstance(url, str) else url
     dialect = dialect_name(parsed)
-    kwargs: dict = {"pool_pre_ping": not autocommit}
+    kwargs: dict = {"pool_pre_ping": not autocommit if ping is None else ping}
     if autocommit:
         kwargs |= {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
     if dialect == "sqlite":
@@ -118,7 +123,8 @@ def make_engine(
     if dialect == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "connect", sqlite_functions)
-    register_numpy_scalars()
+    if numpy_scalars:
+        register_numpy_scalars()
     if check:
         try:
             with engine.connect():

@@ -14,7 +14,7 @@ from urllib.parse import quote as url_quote
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
 from ..db import _sa_dialect, dialect_name, explain_db_error, make_engine, parse_url
@@ -192,30 +192,10 @@ def open_target(text: str, *, create: bool) -> TargetInfo:
 
 
 def server_engine(url: URL, *, check: bool = True) -> Engine:
-    """An engine on a PostgreSQL or MySQL server for the migration: db.make_engine's
-    connection settings, without what a migration never needs and pays for at start-up:
-    numpy's scalars taught to the drivers (importing numpy), and a ping before every
-    checkout (the run's connections are minutes old at most)."""
-    if dialect_name(url) == "postgresql":
-        connect_args = {"connect_timeout": 5, "application_name": "mlkit"}
-    else:
-        connect_args = {"connect_timeout": 5, "charset": "utf8mb4"}
-    try:
-        engine = sa.create_engine(url, connect_args=connect_args)
-    except NoSuchModuleError:
-        raise MlkitError(
-            f"no driver for {url.drivername!r}",
-            hint="use postgresql+psycopg2:// or mysql+pymysql://",
-        ) from None
-    except ModuleNotFoundError as exc:
-        raise MlkitError(f"database driver {exc.name!r} is not installed") from None
-    if check:
-        try:
-            with engine.connect():
-                pass
-        except DBAPIError as exc:
-            raise explain_db_error(exc, engine.url) from None
-    return engine
+    """An engine on a PostgreSQL or MySQL server for the migration: db.make_engine's, without
+    what a migration never needs and pays for at start-up: numpy's scalars taught to the
+    drivers (importing numpy), and a ping before every checkout."""
+    return make_engine(url, check=check, ping=False, numpy_scalars=False)
 
 
 def _with_local_infile(engine: Engine) -> Engine:
