@@ -80,6 +80,11 @@ def insert_real_rows(engine, first_id: int = 1) -> None:
                 for i in ids
             ],
         )
+        # The platform's own blacklist, which the fence finds through the demo's wallets.
+        conn.execute(
+            schema.blacklisted_wallets.insert(),
+            [{"wallet_address": f"0x{first_id:040x}", "reason": "chargeback", "created_at": at}],
+        )
         db.sync_sequences(conn, [schema.wallets, schema.events, schema.orders, schema.products])
 
 
@@ -143,6 +148,8 @@ def test_replace_deletes_only_the_demo_worlds_rows(url, cli):
         assert count(engine, table, table.c[key] < 1_000_000) == 0, table.name
     with engine.connect() as conn:
         kept = conn.execute(sa.select(schema.fraud_predictions.c.order_id)).scalars().all()
+        blacklist = conn.execute(sa.select(schema.blacklisted_wallets.c.wallet_address))
+        assert blacklist.scalars().all() == [f"0x{1_000_000:040x}"]  # the demo's are gone
     assert kept == [1_000_000]
     for table in (
         schema.demo_worlds,
