@@ -130,12 +130,13 @@ def test_without_redis_the_redis_client_is_not_imported(home, tmp_path, args):
 @pytest.mark.slow
 @pytest.mark.parametrize("version", [1, 2])
 def test_predict_fraud_imports_no_model_library(home, tmp_path, version):
-    """Both fraud models score one order without their libraries' Python packages: XGBoost
-    through libxgboost's C API, the logistic regression from its numbers with numpy."""
+    """Both fraud models score one order without their libraries' Python packages (XGBoost
+    through libxgboost's C API, the logistic regression from its numbers with numpy) and
+    without pandas, which only the batch paths use."""
     shown = _mlkit(home, "models", "show", f"fraud:{version}", "--json")
     assert shown.returncode == 0, shown.stderr
     kinds = {json.loads(shown.stdout)["params"]["model"]}
     args = ("predict", "fraud", json.dumps(ORDER), "--model", f"fraud:{version}")
     found = imported(home, tmp_path, *args)
-    assert not found & {"xgboost", "sklearn", "scipy", "textual", "catboost", "pyspark"}
+    assert not found & {"xgboost", "sklearn", "scipy", "pandas", "textual", "catboost", "pyspark"}
     assert kinds <= {"xgboost", "logreg"}

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -158,6 +157,8 @@ def score_orders(
             scope = sa.and_(
                 scope, p.c.order_id.in_(sa.select(f.c.order_id).where(f.c.feature_ts >= since))
             )
+        import pandas as pd  # the batch's frames; one order (predict fraud) never needs it
+
         phases = _Phases()
         prepare_bulk_transaction(conn)
         conn.execute(p.delete().where(scope))
