@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlkit.toolkit.gate import Verdict, judge, resample_indices, stored_verdict
+from mlkit.toolkit.gate import Verdict, iter_resamples, judge, resample_indices, stored_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,3 +164,14 @@ def test_validation_imports_no_family_module():
     ]
     assert offenders == []
     assert ".families" in imported
+
+
+def test_resamples_come_one_at_a_time_and_again_the_same():
+    """The gate iterates the resamples one array at a time (the matrix of 400 rounds of a
+    large holdout was a gigabyte) and draws the same ones on every pass."""
+    drawn = iter_resamples(1_000, block=24, rounds=5, seed=7)
+    first = next(drawn)
+    assert first.shape == (1_000,)
+    assert np.array_equal(first, resample_indices(1_000, block=24, rounds=5, seed=7)[0])
+    again = list(iter_resamples(1_000, block=24, rounds=5, seed=7))
+    assert np.array_equal(np.stack(again), resample_indices(1_000, block=24, rounds=5, seed=7))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -117,12 +117,16 @@ def judge(
     candidate = np.asarray(candidate)
     model = _safe(score, truth, candidate)
     values = {name: _safe(score, truth, np.asarray(p)) for name, p in baselines.items()}
-    indices = resample_indices(len(truth), block=block, rounds=rounds, seed=seed)
+
+    def resamples(n: int) -> Iterator[np.ndarray]:
+        return iter_resamples(n, block=block, rounds=rounds, seed=seed)
+
     verdict = Verdict(metric, model, values, None, unit=unit, block=block, rounds=rounds)
     if values:
         # NaN (a figure the holdout cannot give) never wins the strongest-baseline spot.
         name = max(values, key=lambda n: (not math.isnan(values[n]), values[n]))
-        verdict.best = _compare(name, score, truth, candidate, np.asarray(baselines[name]), indices)
+        reference = np.asarray(baselines[name])
+        verdict.best = _compare(name, score, truth, candidate, reference, resamples(len(truth)))
         if not verdict.best.significantly_better:
             low, high = verdict.best.interval
             verdict.reasons.append(
@@ -133,14 +137,13 @@ def judge(
         verdict.reasons.append("no baseline could be computed on this holdout")
     if prod is not None:
         ref, predictions = prod
-        rows, where, prod_indices = slice(None), "the same holdout", indices
+        rows, where, n = slice(None), "the same holdout", len(truth)
         if prod_rows is not None:
             rows = np.asarray(prod_rows, dtype=bool)
             n = int(rows.sum())
             where = f"the {n} holdout {unit}s it never trained on"
-            prod_indices = resample_indices(n, block=block, rounds=rounds, seed=seed)
         verdict.prod = _compare(
-            ref, score, truth[rows], candidate[rows], np.asarray(predictions), prod_indices
+            ref, score, truth[rows], candidate[rows], np.asarray(predictions), resamples(n)
         )
         if verdict.prod.significantly_worse:
             margin = verdict.prod.margin
@@ -148,18 +151,29 @@ def judge(
     return verdict
 
 
-def resample_indices(n: int, *, block: int = 1, rounds: int = ROUNDS, seed: int = 0):
-    """`rounds` arrays of `n` row indices drawn with replacement; with `block` > 1, runs of
-    `block` consecutive rows (circular), so serial correlation survives the resampling."""
+def iter_resamples(
+    n: int, *, block: int = 1, rounds: int = ROUNDS, seed: int = 0
+) -> Iterator[np.ndarray]:
+    """`rounds` arrays of `n` row indices drawn with replacement, one at a time; with
+    `block` > 1, runs of `block` consecutive rows (circular), so serial correlation survives
+    the resampling. One at a time: 400 rounds of a 300,000-order holdout held at once were
+    1 GB of the training's peak memory."""
     rng = np.random.default_rng(seed)
-    if n == 0:
-        return np.zeros((rounds, 0), dtype=np.int64)
     block = max(1, min(int(block), n))
-    if block == 1:
-        return rng.integers(0, n, size=(rounds, n))
-    starts = rng.integers(0, n, size=(rounds, -(-n // block)))
-    runs = (starts[:, :, None] + np.arange(block)[None, None, :]) % n
-    return runs.reshape(rounds, -1)[:, :n]
+    for _ in range(rounds):
+        if n == 0:
+            yield np.zeros(0, dtype=np.int64)
+        elif block == 1:
+            yield rng.integers(0, n, size=n)
+        else:
+            starts = rng.integers(0, n, size=-(-n // block))
+            yield ((starts[:, None] + np.arange(block)[None, :]) % n).reshape(-1)[:n]
+
+
+def resample_indices(n: int, *, block: int = 1, rounds: int = ROUNDS, seed: int = 0):
+    """iter_resamples' arrays as one (rounds, n) matrix."""
+    drawn = list(iter_resamples(n, block=block, rounds=rounds, seed=seed))
+    return np.stack(drawn) if drawn else np.zeros((0, n), dtype=np.int64)
 
 
 def _safe(score: Score, truth: np.ndarray, predictions: np.ndarray) -> float:
