@@ -221,6 +221,12 @@ def projection(peaks: dict, executors: tuple[int, ...] = (8, 32, 128), cores: in
             continue
         small, large = sorted(spark)[-2:]
         per_million = (spark[large] - spark[small]) / ((large - small) / 1_000_000)
+        if per_million <= 0:  # the larger size ran faster: load, not a cost that shrinks
+            lines.append(
+                f"{step:<8} spark {spark[small]:,.0f} s at {small:,} orders, {spark[large]:,.0f}"
+                f" s at {large:,}: no growth measured, no projection"
+            )
+            continue
         fixed = max(0.0, spark[small] - per_million * small / 1_000_000)
         shown = ", ".join(
             f"{n} executors {(fixed + per_million * 500 * 2 / (n * cores)) / 60:,.0f} min"
