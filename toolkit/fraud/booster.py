@@ -135,31 +135,16 @@ class NativeBooster:
         if kind not in ("value", "margin"):
             raise ValueError(f"inplace prediction gives values or margins, not {kind!r}")
         matrix = _dense(matrix)
-        config = _config(
-            type=PREDICTION_TYPES[kind],
-            training=False,
-            iteration_begin=0,
-            iteration_end=int(rounds),
-            missing=_MISSING,
-            strict_shape=False,
-            cache_id=0,
+        config = _prediction_config(kind, rounds, missing=_MISSING, cache_id=0)
+        return self._predicted(
+            lambda *out: self._lib.XGBoosterPredictFromDense(
+                self._handle,
+                _array_interface(matrix),
+                config,
+                None,  # no proxy DMatrix: no base margin
+                *out,
+            )
         )
-        shape, dims, result = (
-            ctypes.POINTER(_bst_ulong)(),
-            _bst_ulong(),
-            ctypes.POINTER(ctypes.c_float)(),
-        )
-        status = self._lib.XGBoosterPredictFromDense(
-            self._handle,
-            _array_interface(matrix),
-            config,
-            None,  # no proxy DMatrix: no base margin
-            ctypes.byref(shape),
-            ctypes.byref(dims),
-            ctypes.byref(result),
-        )
-        _check(self._lib, status)
-        return _output(shape, dims, result)
 
     def predict(self, matrix, *, rounds: int, kind: str = "value") -> np.ndarray:
         """Values, margins or contributions (exact tree SHAP, the bias last) of the rows of
@@ -176,27 +161,31 @@ class NativeBooster:
             ),
         )
         try:
-            config = _config(
-                type=PREDICTION_TYPES[kind],
-                training=False,
-                iteration_begin=0,
-                iteration_end=int(rounds),
-                strict_shape=False,
+            config = _prediction_config(kind, rounds)
+            return self._predicted(
+                lambda *out: self._lib.XGBoosterPredictFromDMatrix(self._handle, data, config, *out)
             )
-            shape, dims = ctypes.POINTER(_bst_ulong)(), _bst_ulong()
-            result = ctypes.POINTER(ctypes.c_float)()
-            status = self._lib.XGBoosterPredictFromDMatrix(
-                self._handle,
-                data,
-                config,
-                ctypes.byref(shape),
-                ctypes.byref(dims),
-                ctypes.byref(result),
-            )
-            _check(self._lib, status)
-            return _output(shape, dims, result)
         finally:
             self._lib.XGDMatrixFree(data)
+
+    def _predicted(self, call) -> np.ndarray:
+        """`call(shape, dims, result)` of a C prediction function, checked, as an array."""
+        shape, dims = ctypes.POINTER(_bst_ulong)(), _bst_ulong()
+        result = ctypes.POINTER(ctypes.c_float)()
+        _check(self._lib, call(ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(result)))
+        return _output(shape, dims, result)
+
+
+def _prediction_config(kind: str, rounds: int, **extra) -> bytes:
+    """A prediction's JSON configuration: its type and the first `rounds` trees."""
+    return _config(
+        type=PREDICTION_TYPES[kind],
+        training=False,
+        iteration_begin=0,
+        iteration_end=int(rounds),
+        strict_shape=False,
+        **extra,
+    )
 
 
 def _output(shape, dims, result) -> np.ndarray:
