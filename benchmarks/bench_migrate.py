@@ -409,6 +409,18 @@ def floor(source: Path, url: str, one_row: Path, url_one: str) -> tuple[float, f
     return fixed, load_alone(source, url)
 
 
+def print_floors(server: str, base: str, databases: dict, files: dict, mine: dict, peers: dict):
+    """The floor of each file (hostile, payments) into one server, beside mlkit's time."""
+    for label, (path, one_row) in files.items():
+        fixed, load = floor(
+            path,
+            f"{base}/{databases[f'load_{label}']}",
+            one_row,
+            f"{base}/{databases[f'one_{label}']}",
+        )
+        print_floor(f"{server} {label}", fixed, load, peers.get(label), mine[label])
+
+
 def print_floor(label: str, fixed: float, load: float, peer: float | None, mine: float) -> None:
     best = fixed + load
     line = (
@@ -508,14 +520,13 @@ def main() -> None:
                 "hostile": peer_h if peer_h is not None and not why_h else None,
                 "payments": args.rows * peer_p / peer_rows if peer_p and not why_p else None,
             }
-            for label, path, mine in (("hostile", hostile, h_sec), ("payments", payments, p_sec)):
-                fixed, load = floor(
-                    path,
-                    f"{MYSQL}/{my[f'load_{label}']}",
-                    one_row[label],
-                    f"{MYSQL}/{my[f'one_{label}']}",
-                )
-                print_floor(f"MariaDB {label}", fixed, load, peer_all[label], mine)
+            files = {
+                "hostile": (hostile, one_row["hostile"]),
+                "payments": (payments, one_row["payments"]),
+            }
+            print_floors(
+                "MariaDB", MYSQL, my, files, {"hostile": h_sec, "payments": p_sec}, peer_all
+            )
             print("-- PostgreSQL")
             ph_sec, ph_doc = run_mlkit(hostile, f"{POSTGRES}/{pg['hostile']}")
             describe("mlkit migrate hostile", ph_sec, args.hostile_rows, ph_doc)
@@ -543,14 +554,8 @@ def main() -> None:
                     f"pgloader {label}{note}: {rows:,} rows in {seconds:.1f}s; mlkit {mine:.1f}s = "
                     f"{seconds / mine:.2f}x pgloader's speed (target >= 1x: {verdict})"
                 )
-            for label, path, mine in (("hostile", hostile, ph_sec), ("payments", payments, pp_sec)):
-                fixed, load = floor(
-                    path,
-                    f"{POSTGRES}/{pg[f'load_{label}']}",
-                    one_row[label],
-                    f"{POSTGRES}/{pg[f'one_{label}']}",
-                )
-                print_floor(f"PostgreSQL {label}", fixed, load, None, mine)
+            mine = {"hostile": ph_sec, "payments": pp_sec}
+            print_floors("PostgreSQL", POSTGRES, pg, files, mine, {})
             print("-- content of mlkit's targets, compared row by row with the source")
             for label, path, url, tables in (
                 ("MariaDB hostile", hostile, f"{MYSQL}/{my['hostile']}", ["hostile", "log"]),
