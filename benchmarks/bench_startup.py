@@ -43,23 +43,23 @@ COMMANDS = [
     ("status --json", ["status", "--json"]),
 ]
 # What any command on the database pays before doing its own work, in layers, each line
-# adding to the one before: the CLI framework with the pydantic validators Typer converts
-# options with; SQLAlchemy with every table (schema.py, which loads the PostgreSQL and MySQL
-# dialects for their column types); an engine (make_engine registers numpy's scalars with
-# every driver, importing numpy, psycopg2 and pymysql); the Redis client.
+# adding to the one before: the CLI framework parsing one integer option (whatever Typer
+# converts options with: its own types, or pydantic from 0.29 on); SQLAlchemy with every
+# table (schema.py); an engine (make_engine, which imports the driver and teaches it numpy's
+# scalars once numpy is imported); the Redis client.
+CLI = (
+    "import typer\n"
+    "app = typer.Typer()\n"
+    "@app.command()\n"
+    "def main(event: int = 0): pass\n"
+    "app(['--event', '1'], standalone_mode=False)\n"
+)
+ENGINE = "from mlkit.toolkit.db import make_engine\nmake_engine('sqlite://')\n"
 FLOORS = (
-    ("floor: typer, pydantic", "import typer, typer._adapters"),
-    ("  + sqlalchemy, schema", "import typer, typer._adapters, mlkit.toolkit.schema"),
-    (
-        "  + an engine",
-        "import typer, typer._adapters, mlkit.toolkit.schema\n"
-        "from mlkit.toolkit.db import make_engine\nmake_engine('sqlite://')",
-    ),
-    (
-        "  + redis",
-        "import typer, typer._adapters, mlkit.toolkit.schema, redis\n"
-        "from mlkit.toolkit.db import make_engine\nmake_engine('sqlite://')",
-    ),
+    ("floor: typer", CLI),
+    ("  + sqlalchemy, schema", CLI + "import mlkit.toolkit.schema\n"),
+    ("  + an engine", CLI + "import mlkit.toolkit.schema\n" + ENGINE),
+    ("  + redis", CLI + "import mlkit.toolkit.schema, redis\n" + ENGINE),
 )
 
 

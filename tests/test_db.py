@@ -172,3 +172,50 @@ def test_init_adds_indexes_missing_from_older_tables(engine):
     with engine.connect() as conn:
         names = {ix["name"] for ix in sa.inspect(conn).get_indexes("orders")}
     assert "ix_orders_seller" in names
+
+
+NUMPY_AFTER_THE_ENGINE = """
+import sys
+import sqlalchemy as sa
+from mlkit.toolkit.db import make_engine
+
+engine = make_engine(sys.argv[1])
+assert "numpy" not in sys.modules, "opening an engine imported numpy"
+import numpy as np
+
+with engine.begin() as conn:
+    conn.execute(sa.text("CREATE TABLE numpy_late (x FLOAT, n BIGINT, b BOOLEAN)"))
+    rows = [
+        {"x": np.float32(1.5), "n": np.int64(2**40), "b": np.bool_(True)},
+        {"x": np.float64("nan"), "n": np.uint8(7), "b": np.bool_(False)},
+    ]
+    conn.execute(sa.text("INSERT INTO numpy_late VALUES (:x, :n, :b)"), rows)
+    # A raw driver cursor, as the bulk paths use: no SQLAlchemy event stands in the way.
+    raw = conn.connection.driver_connection.cursor()
+    marker = "?" if engine.dialect.name == "sqlite" else "%s"
+    raw.execute(f"INSERT INTO numpy_late VALUES ({marker}, {marker}, {marker})",
+                (np.float64(-2.25), np.int32(-3), np.bool_(True)))
+    got = conn.execute(sa.text("SELECT x, n, b FROM numpy_late ORDER BY n")).all()
+print([(x, int(n), bool(b)) for x, n, b in got])
+"""
+
+
+def test_numpy_scalars_are_taught_to_the_driver_when_numpy_arrives_after_the_engine(
+    database_url,
+):
+    """An engine does not import numpy (0.1 s of a command's start), yet numpy's scalars,
+    once something imports numpy, are written as the plain values they hold (NaN as NULL),
+    through SQLAlchemy and through the raw driver cursor alike."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", NUMPY_AFTER_THE_ENGINE, database_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout.strip() == "[(-2.25, -3, True), (None, 7, False), (1.5, 1099511627776, True)]"
+    )
