@@ -26,6 +26,7 @@ figures survive it and the summary can be printed again: --from-record FILE [FIL
 Run: python benchmarks/bench_scale.py [--orders 1000000 5000000 20000000] [--driver-memory 2g]
          [--engines local spark (which, in this order)]
          [--database URL (one size: a seeded PostgreSQL database to reuse; its outputs are reset)]
+         [--steps etl dataset train score (which; without etl a given database keeps its outputs)]
          [--record FILE] [--from-record FILE ...]
 """
 
@@ -49,7 +50,8 @@ STEPS = ("etl", "dataset", "train", "score")
 COMMANDS = {
     "etl": ("etl", "run", "--json"),
     "dataset": ("dataset", "build", "fraud", "--json"),
-    "train": ("train", "fraud", "--dataset", "latest", "--alias", "candidate", "--json"),
+    # --force: one engine's failed training must not hold the other's in its retry cooldown.
+    "train": ("train", "fraud", "--dataset", "latest", "--alias", "candidate", "--force", "--json"),
     "score": ("score", "fraud", "--no-etl", "--model", "fraud", "--json"),
 }
 
@@ -106,9 +108,18 @@ def run_step(url: str, home: Path, config: Path, args: tuple[str, ...]) -> dict:
     seconds = time.perf_counter() - started
     watcher.join()
     if process.returncode != 0:
-        last = (error.strip().splitlines() or ["(no output)"])[-1]
-        return {"seconds": seconds, "failed": f"exit {process.returncode}: {last}", **peaks}
+        return {"seconds": seconds, "failed": f"exit {process.returncode}: {why(error)}", **peaks}
     return {"seconds": seconds, "result": json.loads(out), **peaks}
+
+
+def why(stderr: str) -> str:
+    """mlkit's own `error:` line (and its hint) when it wrote one, else stderr's last line:
+    Spark's JVM gateway logs its shutdown after mlkit's message."""
+    lines = [line.strip() for line in stderr.strip().splitlines()]
+    ours = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    if ours:
+        return " ".join(lines[ours[-1] : ours[-1] + 2])
+    return lines[-1] if lines else "(no output)"
 
 
 def write_config(home: Path, engine: str, driver_memory: str) -> Path:
@@ -265,6 +276,14 @@ def main() -> None:
     parser.add_argument(
         "--engines", nargs="+", choices=("local", "spark"), default=["local", "spark"]
     )
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        choices=STEPS,
+        default=list(STEPS),
+        help="which steps (a given "
+        "database keeps the outputs of earlier ones unless etl runs: resume a long run)",
+    )
     parser.add_argument("--record", type=Path, help="append each measurement here (JSON lines)")
     parser.add_argument("--from-record", nargs="+", help="print the summary of earlier records")
     args = parser.parse_args()
@@ -284,8 +303,9 @@ def main() -> None:
                 print(f"{orders:>11,} orders  seeded by demo seed in {seeded:.1f} s", flush=True)
             for engine in args.engines:
                 config = write_config(home, engine, args.driver_memory)
-                reset_outputs(url)
-                for step in STEPS:
+                if "etl" in args.steps:
+                    reset_outputs(url)
+                for step in [s for s in STEPS if s in args.steps]:
                     measured = run_step(url, home, config, COMMANDS[step])
                     print(line(orders, engine, step, measured), flush=True)
                     row = {k: v for k, v in measured.items() if k != "result"}
