@@ -108,7 +108,11 @@ def run_step(url: str, home: Path, config: Path, args: tuple[str, ...]) -> dict:
     seconds = time.perf_counter() - started
     watcher.join()
     if process.returncode != 0:
-        return {"seconds": seconds, "failed": f"exit {process.returncode}: {why(error)}", **peaks}
+        # The whole of it beside the home: a failed Spark task's traceback is pages up.
+        log = home / f"{args[0]}-{config.stem}.stderr"
+        log.write_text(error)
+        failed = f"exit {process.returncode}: {why(error)} (stderr: {log})"
+        return {"seconds": seconds, "failed": failed, **peaks}
     return {"seconds": seconds, "result": json.loads(out), **peaks}
 
 

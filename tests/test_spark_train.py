@@ -212,3 +212,21 @@ def test_spark_scoring_writes_the_local_rows(cli, scored_world):
     since = score("--engine", "spark", "--since", "2026-01-30")
     assert 0 < since["rows"] < spark["rows"]
     assert predictions(world["engine"]) == local_rows
+
+
+def test_a_snapshot_without_a_window_builds_on_spark_as_locally(scored_world):
+    """What `train fraud --engine spark --dataset latest` does when no snapshot exists yet:
+    the whole history's snapshot, with no window given, on Spark as on the local engine."""
+    from mlkit.toolkit.fraud.train import load_dataset
+    from mlkit.toolkit.spark.dataset import build_configured
+
+    world = scored_world
+    config = load_config(world["config"], env=world["env"])
+    spark, reason = build_configured(world["engine"], config, requested="spark")
+    local, _ = build_configured(world["engine"], config, requested="local")
+    assert reason == "engine spark (--engine)"
+    spark_rows, _ = load_dataset(spark.path)
+    local_rows, _ = load_dataset(local.path)
+    assert len(spark_rows) == len(local_rows) > 0
+    assert spark_rows["label"].sum() == local_rows["label"].sum()
+    assert list(spark_rows["order_id"]) == list(local_rows["order_id"])
