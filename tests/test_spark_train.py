@@ -230,3 +230,47 @@ def test_a_snapshot_without_a_window_builds_on_spark_as_locally(scored_world):
     assert len(spark_rows) == len(local_rows) > 0
     assert spark_rows["label"].sum() == local_rows["label"].sum()
     assert list(spark_rows["order_id"]) == list(local_rows["order_id"])
+
+
+PYTHON_TASK = """
+import json, sys
+from mlkit.toolkit.config import load_config
+from mlkit.toolkit.spark.session import spark_session
+
+session = spark_session(load_config(sys.argv[1], env={}))
+
+def where(batches):
+    import sys as worker
+    import pandas as pd
+    for batch in batches:
+        yield pd.DataFrame({"python": [worker.executable] * len(batch)})
+
+found = session.range(4).mapInPandas(where, schema="python string").distinct().collect()
+print(json.dumps([row.python for row in found]))
+session.stop()
+"""
+
+
+def test_local_executors_run_this_python_whatever_path_says(tmp_path):
+    """A Python task (training, scoring) runs on the interpreter that runs mlkit, not on
+    `python3` from PATH: under cron, or with a virtualenv's mlkit run by its path, that is
+    another Python without PySpark, and such tasks failed."""
+    import os
+    import subprocess
+    import sys
+
+    require_spark()
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"engine": {"spark": SPARK}}))
+    # PATH without this virtualenv: its `python3` is the system's.
+    bare = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if sys.prefix not in p)
+    env = {k: v for k, v in os.environ.items() if k != "PYSPARK_PYTHON"} | {"PATH": bare}
+    done = subprocess.run(
+        [sys.executable, "-c", PYTHON_TASK, str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [sys.executable]

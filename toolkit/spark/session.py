@@ -8,6 +8,7 @@ Passwords travel in the JDBC properties, never in a URL Spark could print.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,6 +84,12 @@ def spark_session(config: Config) -> SparkSession:
     for side in ("driver", "executor"):
         key = f"spark.{side}.extraJavaOptions"
         conf[key] = f"{conf.get(key, '')} -Duser.timezone=UTC".strip()
+    if str(settings["master"]).startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
+        # Local executors run this interpreter. PySpark starts `python3` from PATH otherwise
+        # (it reads PYSPARK_PYTHON, not the conf, outside spark-submit), which under cron,
+        # or with a virtualenv's mlkit run by its path, is another Python without PySpark:
+        # every Python task (training, scoring) failed.
+        os.environ["PYSPARK_PYTHON"] = sys.executable
     jars = driver_jars(config)
     if jars:
         conf["spark.jars"] = ",".join([*jars, *_listed(conf.get("spark.jars", ""))])
