@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
 from ..errors import MlkitError
 from ..inputs import positive_id
-from .history import ARMS
-from .policies import check_policy, simulate
 from .posterior import stats_report
-from .state import ArmState, BanditStore, check_arm, check_reward
+from .state import ARMS, ArmState, BanditStore, check_arm, check_reward
+
+if TYPE_CHECKING:  # numpy where a pick is drawn: `mab reward` and `mab stats` go without it
+    import numpy as np
 
 
 def strategy_price(arm: str, base_price: float, sell_through: float, config) -> float:
@@ -113,7 +114,10 @@ def recommend_many(
     their events, one stamp read and one Redis MGET for the arms they need; then the picks,
     drawn for every ask independently in one call per policy. An ask that is refused alone
     (an unknown policy or event) gets its MlkitError in its place."""
+    import numpy as np
+
     from .bandit import Bandit, check_context
+    from .policies import check_policy
 
     try:
         context, refusal = check_context(config.get("pricing.context")), None
@@ -188,6 +192,8 @@ def recommend_many(
 
 
 def parse_rates(text: str) -> np.ndarray:
+    import numpy as np
+
     try:
         rates = np.array([float(x) for x in text.split(",") if x.strip()])
     except ValueError:
@@ -219,6 +225,8 @@ def run_simulation(
     epsilon: float,
     scale: np.ndarray | None = None,
 ) -> dict:
+    from .policies import check_policy, simulate
+
     check_policy(policy)
     if horizon < 1:
         raise MlkitError("--horizon must be at least 1")
@@ -238,6 +246,8 @@ def run_simulation(
 
 def _totals(states: dict[str, ArmState]) -> np.ndarray:
     """Pulls, reward sums and squared sums per arm: shape (3, arms)."""
+    import numpy as np
+
     return np.array(
         [[getattr(states[a], k) for a in ARMS] for k in ("pulls", "reward_sum", "reward_sq_sum")],
         dtype=float,
