@@ -27,6 +27,7 @@ Run: python benchmarks/bench_scale.py [--orders 1000000 5000000 20000000] [--dri
          [--engines local spark (which, in this order)]
          [--database URL (one size: a seeded PostgreSQL database to reuse; its outputs are reset)]
          [--steps etl dataset train score (which; without etl a given database keeps its outputs)]
+         [--home DIR (with --database: a home whose snapshots `train --dataset latest` reuses)]
          [--record FILE] [--from-record FILE ...]
 """
 
@@ -281,6 +282,11 @@ def main() -> None:
         "--engines", nargs="+", choices=("local", "spark"), default=["local", "spark"]
     )
     parser.add_argument(
+        "--home",
+        type=Path,
+        help="with --database: an MLKIT_HOME to reuse (its snapshots: train on one built before)",
+    )
+    parser.add_argument(
         "--steps",
         nargs="+",
         choices=STEPS,
@@ -298,7 +304,7 @@ def main() -> None:
     peaks = {}
     for orders in [None] if args.database else args.orders:
         with nullcontext(args.database) if args.database else scratch_postgres() as url:
-            home = Path(tempfile.mkdtemp(prefix="mlkit-scale-"))
+            home = args.home or Path(tempfile.mkdtemp(prefix="mlkit-scale-"))
             if orders is None:
                 orders = order_count(url)
                 print(f"{orders:>11,} orders  in the given database", flush=True)
