@@ -80,12 +80,11 @@ def make_engine(
     state_schema: str | None = None,
     autocommit: bool = False,
     ping: bool | None = None,
-    numpy_scalars: bool = True,
 ) -> Engine:
     """An engine for the URL; with `check`, connect once so bad settings fail here, clearly.
-    `ping` (default: unless autocommit) checks a pooled connection before each checkout;
-    `numpy_scalars` teaches the drivers numpy's scalars once numpy is imported (a migration,
-    whose connections are minutes old at most and which binds no numpy value, needs neither).
+    `ping` (default: unless autocommit) checks a pooled connection before each checkout (a
+    migration, whose connections are minutes old at most, needs none). The drivers learn
+    numpy's scalars once anything imports numpy (`register_numpy_scalars`).
     With `state_schema`, unqualified names resolve to mlkit's state schema first: on
     PostgreSQL through the search path (then `public`), on MySQL by connecting to that
     database on the same server. With `autocommit` (a server's reads), each statement
@@ -126,8 +125,7 @@ def make_engine(
         sa.event.listen(engine, "connect", sqlite_functions)
     elif dialect == "mysql":
         sa.event.listen(engine, "connect", _pymysql_live_encoders)
-    if numpy_scalars:
-        register_numpy_scalars()
+    register_numpy_scalars()
     if check:
         try:
             with engine.connect():

@@ -28,15 +28,14 @@ def fraud_probabilities(engine: Engine, order_ids) -> pd.DataFrame | None:
 
     t = schema.demo_truth_orders
     ids = sorted({int(i) for i in order_ids})
-    parts = []
+    rows = []
     with engine.connect() as conn:
         if not sa.inspect(conn).has_table(t.name):
             return None
         for at in range(0, len(ids), TRUTH_IDS_PER_READ):
             batch = ids[at : at + TRUTH_IDS_PER_READ]
             query = sa.select(t.c.order_id, t.c.fraud_probability).where(t.c.order_id.in_(batch))
-            parts.append(conn.execute(query).all())
-    rows = [row for part in parts for row in part]
+            rows += conn.execute(query).all()
     if not rows:
         return None
     frame = pd.DataFrame(rows, columns=["order_id", "fraud_probability"])

@@ -193,9 +193,8 @@ def open_target(text: str, *, create: bool) -> TargetInfo:
 
 def server_engine(url: URL, *, check: bool = True) -> Engine:
     """An engine on a PostgreSQL or MySQL server for the migration: db.make_engine's, without
-    what a migration never needs and pays for at start-up: numpy's scalars taught to the
-    drivers (importing numpy), and a ping before every checkout."""
-    return make_engine(url, check=check, ping=False, numpy_scalars=False)
+    a ping before every checkout (the run's connections are minutes old at most)."""
+    return make_engine(url, check=check, ping=False)
 
 
 def _with_local_infile(engine: Engine) -> Engine:
