@@ -30,7 +30,7 @@ def dashboard(
     opts.database_url = database or opts.database_url
     opts.redis_url = redis or opts.redis_url
     config = load_config(ctx, check_database=False)
-    from mlkit.dashboard.app import Dashboard
+    from mlkit.dashboard.app import Dashboard, leave_now
 
     # The URL is read and the engine made by the first poll, after the first paint. Not
     # connected first: the dashboard starts while the database is down and says so.
@@ -42,3 +42,4 @@ def dashboard(
     app.run()
     if app.connect_error is not None:
         raise app.connect_error
+    leave_now(app.return_code or 0)

@@ -318,8 +318,12 @@ def test_the_command_opens_the_configured_database_and_quits_on_q(
         "run",
         lambda app: run(app, headless=True, size=(180, 50), auto_pilot=look_and_quit),
     )
+    # In-process, the command must not end the process the way it ends `mlkit dashboard`.
+    left = []
+    monkeypatch.setattr("mlkit.dashboard.app.leave_now", left.append)
     result = cli("--redis", redis_url, "dashboard", "--database", url, "--refresh", str(REFRESH))
     assert result.exit_code == 0, result.output
+    assert left == [0]
     assert url.rsplit("/", 1)[-1] in shown["top"] and "Redis ok" in shown["top"]
     assert "windows end at the newest order" in shown["fraud"]
 

@@ -1,6 +1,8 @@
 """The dashboard never hangs: a PostgreSQL that stops answering (a proxy that accepts and then
 stops forwarding) is shown within one refresh interval plus the timeout, with its host and the
-cause; `q` and ctrl+c exit within 1 s, in the pilot and as a real process."""
+cause; `q` and ctrl+c exit within 1 s while a read hangs (as a real process, whose read would
+hang for 30 s: the pilot's reads end at its 1 s timeout, so a bound there would time the
+watchdog, not the quit)."""
 
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ async def wait_until(pilot, condition, timeout: float) -> float:
 
 
 @pytest.mark.parametrize("key", ["q", "ctrl+c"])
-async def test_a_database_that_stops_answering_is_shown_and_quitting_is_immediate(proxied, key):
+async def test_a_database_that_stops_answering_is_shown_and_quitting_still_works(proxied, key):
     from mlkit.dashboard.app import Dashboard
 
     proxy, url = proxied
@@ -76,13 +78,12 @@ async def test_a_database_that_stops_answering_is_shown_and_quitting_is_immediat
         assert "down" in top(app)
         fraud = str(app.query_one("#fraud").content)
         assert "not answering" in fraud and str(proxy.port) in fraud
-        # A poll is stuck on the proxy now or soon: quitting does not wait for it.
+        # A poll is stuck on the proxy now or soon: the key still ends the app (how fast is
+        # measured on a real process below, where the stuck read would outlive the bound).
         await wait_until(pilot, lambda: app.polling_since is not None, 5)
         await pilot.pause(0.3)
-        pressed = time.monotonic()
         await pilot.press(key)
-        await wait_until(pilot, lambda: not app.is_running, 1.0)
-    assert time.monotonic() - pressed < 1.0
+        await wait_until(pilot, lambda: not app.is_running, 5)
     proxy.resume()
 
 
@@ -107,7 +108,7 @@ PROCESS = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from stalling_proxy import StallingProxy
     from sqlalchemy.engine import make_url
-    from mlkit.dashboard.app import Dashboard
+    from mlkit.dashboard.app import Dashboard, leave_now
     from mlkit.toolkit.db import make_engine
 
     target = make_url({url!r})
@@ -128,6 +129,7 @@ PROCESS = textwrap.dedent(
 
     app.run(headless=True, size=(100, 30), auto_pilot=stall_then_quit)
     print("returned", time.monotonic(), flush=True)
+    leave_now(app.return_code or 0)  # as `mlkit dashboard` ends
     """
 )
 
@@ -144,13 +146,15 @@ def test_the_process_exits_within_a_second_while_a_read_hangs(postgres, key):
         stderr=subprocess.PIPE,
         text=True,
     )
-    pressed = None
+    said = {}
     for line in process.stdout:
-        if line.startswith("pressed"):
-            pressed = float(line.split()[1])
+        word, _, at = line.partition(" ")
+        said[word] = float(at)
+        if word == "returned":
             break
-    assert pressed is not None, process.stderr.read()
+    assert "pressed" in said, process.stderr.read()
     process.wait(timeout=10)
-    exited = time.monotonic()
+    exited = time.monotonic() - said["pressed"]
     assert process.returncode == 0, process.stderr.read()
-    assert exited - pressed < 1.0, f"exited {exited - pressed:.2f} s after {key}"
+    app_ended = said.get("returned", float("nan")) - said["pressed"]
+    assert exited < 1.0, f"exited {exited:.2f} s after {key} (app ended at {app_ended:.2f} s)"
