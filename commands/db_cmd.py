@@ -38,6 +38,8 @@ def init(
         err(f"created database {result.name}")
     created = result.tables_created
     what = f"created {len(created)} tables" if created else "schema already up to date"
+    if result.indexes_added:
+        what += f"; indexes added: {', '.join(result.indexes_added)}"
     if result.views:
         what += f"; views of the mapped sources: {', '.join(result.views)}"
     stdout_console().print(f"{document['database']} ({document['dialect']}): {what}")

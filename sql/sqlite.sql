@@ -344,6 +344,8 @@ CREATE INDEX ix_orders_event_created ON orders (event_id, created_at);
 
 CREATE INDEX ix_orders_seller ON orders (seller_wallet_id);
 
+CREATE INDEX ix_orders_ticket ON orders (ticket_id, created_at);
+
 CREATE INDEX ix_orders_wallet_created ON orders (buyer_wallet_id, created_at);
 
 CREATE TABLE orders_archive (

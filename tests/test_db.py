@@ -168,10 +168,15 @@ def test_init_adds_indexes_missing_from_older_tables(engine):
                 + (" ON orders" if engine.dialect.name == "mysql" else "")
             )
         )
-    db.init_schema(engine)
+    added: list[str] = []
+    db.init_schema(engine, indexes_added=added)
     with engine.connect() as conn:
         names = {ix["name"] for ix in sa.inspect(conn).get_indexes("orders")}
     assert "ix_orders_seller" in names
+    assert added == ["ix_orders_seller"]  # what `db init` reports
+    again: list[str] = []
+    db.init_schema(engine, indexes_added=again)
+    assert again == []
 
 
 NUMPY_AFTER_THE_ENGINE = """

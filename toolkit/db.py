@@ -446,8 +446,11 @@ def _sa_dialect(dialect: str):
     return pysqlite.dialect()
 
 
-def init_schema(engine: Engine, sources: Sources | None = None) -> list[str]:
-    """Create every missing table, index and the KPI view; return the tables created. With
+def init_schema(
+    engine: Engine, sources: Sources | None = None, indexes_added: list[str] | None = None
+) -> list[str]:
+    """Create every missing table, index and the KPI view; return the tables created, and
+    append to `indexes_added` the indexes added to tables that were there already. With
     `sources`, mlkit's own tables go in the state schema and each mapped input becomes a
     view there. A table of mlkit's name with other columns stops it, naming the fix."""
     from .schema import metadata
@@ -477,7 +480,9 @@ def init_schema(engine: Engine, sources: Sources | None = None) -> list[str]:
             # Tables made by an older mlkit get the indexes added since, lose those retired.
             for table in own:
                 if table.name in existing:
-                    _create_missing_indexes(conn, table, where)
+                    added = _create_missing_indexes(conn, table, where)
+                    if indexes_added is not None:
+                        indexes_added.extend(added)
                     _drop_retired_indexes(conn, table, where)
             if sources is not None and sources.active:
                 apply_views(conn, sources)
@@ -489,15 +494,13 @@ def init_schema(engine: Engine, sources: Sources | None = None) -> list[str]:
     return [t.name for t in own if t.name not in existing]
 
 
-def _create_missing_indexes(conn: sa.Connection, table: sa.Table, where: str | None) -> None:
-    if where is None:
-        for index in table.indexes:
-            index.create(conn, checkfirst=True)
-        return
+def _create_missing_indexes(conn: sa.Connection, table: sa.Table, where: str | None) -> list[str]:
+    """The indexes an older mlkit did not make, created; their names."""
     have = {i["name"] for i in sa.inspect(conn).get_indexes(table.name, schema=where)}
-    for index in table.indexes:
-        if index.name not in have:
-            index.create(conn)
+    missing = sorted((i for i in table.indexes if i.name not in have), key=lambda i: i.name)
+    for index in missing:
+        index.create(conn)
+    return [index.name for index in missing]
 
 
 def _drop_retired_indexes(conn: sa.Connection, table: sa.Table, where: str | None) -> None:
@@ -578,6 +581,7 @@ class SchemaInit:
     database_created: bool
     tables_created: list[str]
     views: list[str] = field(default_factory=list)  # the views of mapped (and derived) inputs
+    indexes_added: list[str] = field(default_factory=list)  # to tables an older mlkit made
 
     def as_dict(self) -> dict:
         document = {
@@ -585,6 +589,7 @@ class SchemaInit:
             "database": self.database,
             "database_created": self.database_created,
             "tables_created": self.tables_created,
+            "indexes_added": self.indexes_added,
         }
         if self.views:
             document["views"] = self.views
@@ -605,10 +610,17 @@ def init_database(
     if sources.state_schema:
         _create_state_schema(url, sources.state_schema)
     engine = connect()
-    tables = init_schema(engine, sources)
+    indexes: list[str] = []
+    tables = init_schema(engine, sources, indexes)
     views = sources.views if sources.active else []
     return SchemaInit(
-        dialect_name(engine), masked(engine), engine.url.database, database_created, tables, views
+        dialect_name(engine),
+        masked(engine),
+        engine.url.database,
+        database_created,
+        tables,
+        views,
+        indexes,
     )
 
 

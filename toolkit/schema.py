@@ -92,6 +92,8 @@ orders = sa.Table(
     sa.Index("ix_orders_event_created", "event_id", "created_at"),
     # A wallet's resales as seller: online features read a wallet's history by both ends.
     sa.Index("ix_orders_seller", "seller_wallet_id"),
+    # A resold ticket's earlier sales: what a resale's hold time needs, one probe a ticket.
+    sa.Index("ix_orders_ticket", "ticket_id", "created_at"),
 )
 
 ticket_transfers = sa.Table(

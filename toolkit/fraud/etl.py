@@ -162,50 +162,68 @@ def resolve_range(
 
 def extract(conn: sa.Connection, until: datetime, target_ids: list[int] | None = None):
     """The sources of the orders before `until` that features need: every order's, or,
-    with `target_ids`, only what those orders' features read (`_scoped_sources`), so a
+    with `target_ids`, only what those orders' features read (`history_scope`), so a
     night's read grows with the night, not with the history."""
     from .features import FraudSources
 
-    o, w, e = schema.orders, schema.wallets, schema.events
-    t = schema.ticket_transfers
-    order_query = sa.select(*[o.c[name] for name in ORDER_COLUMNS]).where(o.c.created_at < until)
-    wallet_query = sa.select(w.c.wallet_id, w.c.created_at)
-    event_query = sa.select(e.c.event_id, e.c.base_price, e.c.capacity)
-    transfer_query = sa.select(t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at).where(
-        t.c.transferred_at < until
-    )
     if target_ids is None:
+        queries = source_queries(until)
         sources = FraudSources(
-            read_frame(conn, order_query),
-            read_frame(conn, wallet_query),
-            read_frame(conn, event_query),
-            read_frame(conn, transfer_query),
-            read_frame(conn, label_query(until)),
+            *(read_frame(conn, queries[name]) for name in SOURCES),
         )
     else:
-        queries = (order_query, wallet_query, event_query, transfer_query)
-        sources = _scoped_sources(conn, until, target_ids, queries)
+        scoped = scoped_queries(history_scope(conn, until, target_ids), until)
+        sources = FraudSources(
+            *(
+                _dedupe(name, _concat([read_frame(conn, q) for q in scoped[name]]))
+                for name in SOURCES
+            )
+        )
     _check_nulls(sources)
     return sources
 
 
+# The sources in FraudSources' order.
+SOURCES = ("orders", "wallets", "events", "transfers", "labels")
 # Ids per IN list: each chunk is one indexed read, and SQLite's bound-parameter limit
 # (32766) stays far away.
 ID_CHUNK = 5_000
 
 
-def _scoped_sources(conn: sa.Connection, until: datetime, target_ids: list[int], queries):
-    """The sources of the target orders' features only: the full history of their buyer
-    wallets (as buyer, as seller, their transfers) and of their events; the sales of the
-    tickets those wallets resold since one of them bought it (a resale's hold time needs
-    the ticket's previous sale, whoever bought it); labels available from the earliest
-    target's widest label window on, and the targets' own older ones. Every part is read
-    by indexed IN lists of ids."""
-    from .features import FraudSources
-
+def source_queries(until: datetime) -> dict[str, sa.Select]:
+    """Per source, the select of every row before `until` that features read."""
     o, w, e = schema.orders, schema.wallets, schema.events
     t = schema.ticket_transfers
-    order_query, wallet_query, event_query, transfer_query = queries
+    return {
+        "orders": sa.select(*[o.c[name] for name in ORDER_COLUMNS]).where(o.c.created_at < until),
+        "wallets": sa.select(w.c.wallet_id, w.c.created_at),
+        "events": sa.select(e.c.event_id, e.c.base_price, e.c.capacity),
+        "transfers": sa.select(t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at).where(
+            t.c.transferred_at < until
+        ),
+        "labels": label_query(until),
+    }
+
+
+@dataclass
+class HistoryScope:
+    """What the features of the target orders read: the whole history of their buyer
+    wallets (as buyer, as seller, their transfers) and of their events, every sale of the
+    tickets those wallets resold (a resale's hold time needs the ticket's previous sale,
+    whoever bought it), and the labels available from `labels_since` (the earliest target's
+    widest label window) on, besides the targets' own older ones."""
+
+    targets: list[int]
+    wallets: list[int]
+    events: list[int]
+    resold: list[int]
+    labels_since: datetime
+
+
+def history_scope(conn: sa.Connection, until: datetime, target_ids: list[int]) -> HistoryScope:
+    """The scope of the target orders' features, from two indexed reads: the targets' own
+    rows and the tickets their wallets resold."""
+    o = schema.orders
     found = _read_in(
         conn,
         lambda ids: sa.select(o.c.buyer_wallet_id, o.c.event_id, o.c.created_at).where(
@@ -213,55 +231,80 @@ def _scoped_sources(conn: sa.Connection, until: datetime, target_ids: list[int],
         ),
         target_ids,
     )
-    wallet_ids, event_ids = _ids(found["buyer_wallet_id"]), _ids(found["event_id"])
-    bought = _read_in(conn, lambda ids: order_query.where(o.c.buyer_wallet_id.in_(ids)), wallet_ids)
-    sold = _read_in(conn, lambda ids: order_query.where(o.c.seller_wallet_id.in_(ids)), wallet_ids)
-    resold = _ids(sold.loc[sold["is_resale"].astype(bool), "ticket_id"])
-    acquired = bought.loc[bought["ticket_id"].isin(resold), "created_at"]
-    # Sales of a resold ticket before its seller bought it cannot be its previous sale.
-    since_bought = acquired.min().to_pydatetime() if len(acquired) else None
-    ticket_sales = order_query.where(o.c.created_at >= since_bought) if since_bought else None
-    orders = _concat(
-        [
-            bought,
-            sold,
-            _read_in(conn, lambda ids: order_query.where(o.c.event_id.in_(ids)), event_ids),
-            _read_in(conn, lambda ids: ticket_sales.where(o.c.ticket_id.in_(ids)), resold)
-            if ticket_sales is not None
-            else bought[:0],
-        ]
-    ).drop_duplicates("order_id", ignore_index=True)
-    transfer_query = transfer_query.add_columns(t.c.transfer_id)
-    transfers = _concat(
-        [
-            _read_in(conn, lambda ids, end=end: transfer_query.where(end.in_(ids)), wallet_ids)
-            for end in (t.c.from_wallet_id, t.c.to_wallet_id)
-        ]
-    ).drop_duplicates("transfer_id", ignore_index=True)
-    # Label windows reach back from each target's own time; the two reads are disjoint.
+    wallets = _ids(found["buyer_wallet_id"])
+    resold = _read_in(
+        conn,
+        lambda ids: (
+            sa.select(o.c.ticket_id)
+            .distinct()
+            .where(o.c.seller_wallet_id.in_(ids), o.c.is_resale.is_(True), o.c.created_at < until)
+        ),
+        wallets,
+    )
     window = timedelta(days=max(LABEL_HISTORY_WINDOWS_DAYS))
     earliest = found["created_at"].min().to_pydatetime() - window if len(found) else until
-    recent = label_query(until)
-    recent = recent.where(recent.selected_columns.label_available_at >= earliest)
-    own_older = _read_in(conn, lambda ids: label_query(earliest, order_ids=ids), target_ids)
-    return FraudSources(
-        orders,
-        _read_in(conn, lambda ids: wallet_query.where(w.c.wallet_id.in_(ids)), wallet_ids),
-        _read_in(conn, lambda ids: event_query.where(e.c.event_id.in_(ids)), event_ids),
-        transfers.drop(columns="transfer_id"),
-        _concat([read_frame(conn, recent), own_older]),
+    return HistoryScope(
+        list(target_ids), wallets, _ids(found["event_id"]), _ids(resold["ticket_id"]), earliest
     )
+
+
+def scoped_queries(scope: HistoryScope, until: datetime) -> dict[str, list[sa.Select]]:
+    """Per source, the selects of the scope's rows before `until`: each one indexed read of
+    a chunk of ids, never one per id. Reads of orders and of transfers overlap (an order
+    bought by one scoped wallet and sold by another): their rows are told apart by id."""
+    o, w, e = schema.orders, schema.wallets, schema.events
+    t = schema.ticket_transfers
+    every = source_queries(until)
+
+    orders, transfers = every["orders"], every["transfers"].add_columns(t.c.transfer_id)
+    recent = every["labels"]
+    recent = recent.where(recent.selected_columns.label_available_at >= scope.labels_since)
+    return {
+        "orders": [
+            *_chunked(lambda ids: orders.where(o.c.buyer_wallet_id.in_(ids)), scope.wallets),
+            *_chunked(lambda ids: orders.where(o.c.seller_wallet_id.in_(ids)), scope.wallets),
+            *_chunked(lambda ids: orders.where(o.c.event_id.in_(ids)), scope.events),
+            *_chunked(lambda ids: orders.where(o.c.ticket_id.in_(ids)), scope.resold),
+        ],
+        "wallets": _chunked(
+            lambda ids: every["wallets"].where(w.c.wallet_id.in_(ids)), scope.wallets
+        ),
+        "events": _chunked(lambda ids: every["events"].where(e.c.event_id.in_(ids)), scope.events),
+        "transfers": [
+            *_chunked(lambda ids: transfers.where(t.c.from_wallet_id.in_(ids)), scope.wallets),
+            *_chunked(lambda ids: transfers.where(t.c.to_wallet_id.in_(ids)), scope.wallets),
+        ],
+        # Label windows reach back from each target's own time; the two reads are disjoint.
+        "labels": [
+            recent,
+            *_chunked(lambda ids: label_query(scope.labels_since, order_ids=ids), scope.targets),
+        ],
+    }
+
+
+def _dedupe(name: str, frame):
+    """One row per source row where the scope's reads overlap (orders, transfers)."""
+    if name == "transfers":
+        return frame.drop_duplicates("transfer_id", ignore_index=True).drop(columns="transfer_id")
+    if name == "orders":
+        return frame.drop_duplicates("order_id", ignore_index=True)
+    return frame
 
 
 def _ids(values) -> list[int]:
     return sorted(int(v) for v in values.dropna().unique())
 
 
-def _read_in(conn: sa.Connection, query_for: Callable[[list[int]], sa.Select], ids: list[int]):
-    """The rows of `query_for(chunk)` over chunks of `ids` (an empty frame with the query's
-    columns when there are none): one indexed read per chunk, never one per id."""
+def _chunked(query_for: Callable[[list[int]], sa.Select], ids: list[int]) -> list[sa.Select]:
+    """`query_for` of each chunk of `ids` (of an empty list when there are none, so a read
+    still returns the query's columns)."""
     chunks = [ids[start : start + ID_CHUNK] for start in range(0, len(ids), ID_CHUNK)]
-    return _concat([read_frame(conn, query_for(chunk)) for chunk in chunks or [[]]])
+    return [query_for(chunk) for chunk in chunks or [[]]]
+
+
+def _read_in(conn: sa.Connection, query_for: Callable[[list[int]], sa.Select], ids: list[int]):
+    """The rows of `query_for(chunk)` over chunks of `ids`: one indexed read per chunk."""
+    return _concat([read_frame(conn, query) for query in _chunked(query_for, ids)])
 
 
 def _concat(frames):
@@ -326,6 +369,39 @@ def run_etl(
     return _stored(since, until, frame, sources, started, watermark=watermark, written=written)
 
 
+@dataclass
+class NightPlan:
+    """What an incremental run does: since when it recomputes (None: a whole-table build,
+    the first run) and which orders (None: every one), with the watermark it starts from
+    and the moment labels are synced from."""
+
+    watermark: datetime | None
+    labels_since: datetime | None
+    new_orders: int
+    since: datetime | None = None
+    targets: list[int] | None = None
+
+
+def plan_catch_up(conn: sa.Connection, until: datetime, lookback: timedelta) -> NightPlan:
+    """The incremental run's choice, the same on every engine: every order before `until`
+    without a feature row and, when there are any, the featured ones from the oldest new
+    order on, no further back than `lookback` before the watermark."""
+    watermark = _read_watermark(conn)
+    labels_since = watermark - lookback if watermark else None
+    pending = read_frame(conn, unprocessed_query(conn, until, labels_since))
+    plan = NightPlan(watermark, labels_since, len(pending))
+    if pending.empty:
+        return plan
+    f = schema.fraud_features
+    if conn.execute(sa.select(f.c.order_id).limit(1)).first() is None:
+        return plan  # the first run: a whole-table build
+    oldest_new = pending["created_at"].min().to_pydatetime()
+    plan.since = oldest_new if watermark is None else max(oldest_new, labels_since)
+    recomputed = _ids_in_range(conn, plan.since, until)
+    plan.targets = sorted({*recomputed, *pending["order_id"].astype(int).tolist()})
+    return plan
+
+
 def catch_up(
     engine: Engine,
     *,
@@ -333,57 +409,36 @@ def catch_up(
     until: datetime | None = None,
     progress: ProgressCallback | None = None,
 ) -> EtlResult:
-    """The incremental run: features for every order before `until` without a feature row and, when
-    there are any, fresh ones for the featured orders from the oldest new order on, no further back
-    than `lookback` before the watermark."""
+    """The incremental run (`plan_catch_up`), labels that arrived since stored either way."""
     report = progress or (lambda label, done, total: None)
     started = time.perf_counter()
     until = until or utcnow()
     require_tables(engine)
     try:
         with job_lock(engine, "etl", JOB), engine.begin() as conn:
-            watermark = _read_watermark(conn)
-            labels_since = watermark - lookback if watermark else None
-            pending = read_frame(conn, unprocessed_query(conn, until, labels_since))
-            if pending.empty:
-                relabelled = sync_labels(conn, labels_since, until) if labels_since else 0
+            plan = plan_catch_up(conn, until, lookback)
+            if not plan.new_orders:
+                relabelled = sync_labels(conn, plan.labels_since, until) if plan.labels_since else 0
                 return EtlResult.nothing_new(
-                    until, time.perf_counter() - started, watermark, relabelled
+                    until, time.perf_counter() - started, plan.watermark, relabelled
                 )
-            oldest_new = pending["created_at"].min().to_pydatetime()
-            f = schema.fraud_features
-            featured = conn.execute(sa.select(f.c.order_id).limit(1)).first() is not None
-            if not featured:
-                since = None  # the first run: a whole-table build
-            elif watermark is None:
-                since = oldest_new
-            else:
-                since = max(oldest_new, watermark - lookback)
             report("extract", 0, 3)
-            targets = None
-            if since is not None:
-                recomputed = _ids_in_range(conn, since, until)
-                targets = sorted({*recomputed, *pending["order_id"].astype(int).tolist()})
-            sources = extract(conn, until, targets)
-            target = sources.orders["order_id"].to_numpy()
-            if since is not None:
-                recompute = (sources.orders["created_at"] >= since).to_numpy()
-                new = sources.orders["order_id"].isin(pending["order_id"]).to_numpy()
-                target = target[recompute | new]
-            frame, written = _store(conn, sources, target, since, until, report)
-            if labels_since is not None:
-                written["relabelled"] = sync_labels(conn, labels_since, until)
+            sources = extract(conn, until, plan.targets)
+            target = sources.orders["order_id"].to_numpy() if plan.targets is None else plan.targets
+            frame, written = _store(conn, sources, target, plan.since, until, report)
+            if plan.labels_since is not None:
+                written["relabelled"] = sync_labels(conn, plan.labels_since, until)
             watermark = move_watermark(conn)
     except sa.exc.DBAPIError as exc:
         raise explain_db_error(exc, engine.url) from None
     return _stored(
-        since,
+        plan.since,
         until,
         frame,
         sources,
         started,
         mode="incremental",
-        new_orders=len(pending),
+        new_orders=plan.new_orders,
         watermark=watermark,
         written=written,
     )

@@ -23,8 +23,6 @@ from ..errors import MlkitError
 from ..fraud import etl
 from ..fraud.columns import LABEL_HISTORY_WINDOWS_DAYS, NUMERIC_FEATURES
 from ..fraud.features import DAY, HOUR
-from ..fraud.labels import label_query
-from ..fraud.online import ORDER_COLUMNS
 from ..geo import EARTH_RADIUS_KM, JET_SPEED_KMH
 from ..imports.upsert import upsert_staged
 from ..locks import job_lock
@@ -56,52 +54,32 @@ def read_sources(
     jdbc: dict,
     until: datetime,
     partitions: int,
-    targets: sa.Select | None = None,
+    scope: etl.HistoryScope | None = None,
 ) -> dict[str, DataFrame]:
-    """The sources of the orders before `until` that features need, read over JDBC (orders
-    by ranges of order_id in parallel): every order's, or with `targets` (a select of order
-    ids) the history of the target orders' wallets, events and the tickets those wallets
-    resold only, selected by subqueries in the database, as the local extract scopes it."""
-    o, w, e, t = schema.orders, schema.wallets, schema.events, schema.ticket_transfers
-    queries = {
-        "orders": sa.select(*[o.c[name] for name in ORDER_COLUMNS]).where(o.c.created_at < until),
-        "wallets": sa.select(w.c.wallet_id, w.c.created_at),
-        "events": sa.select(e.c.event_id, e.c.base_price, e.c.capacity),
-        "transfers": sa.select(t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at).where(
-            t.c.transferred_at < until
-        ),
-        "labels": label_query(until),
-    }
-    if targets is not None:
-        target, resale = schema.orders.alias("target"), schema.orders.alias("resale")
-        wallets = sa.select(target.c.buyer_wallet_id).where(target.c.order_id.in_(targets))
-        events = sa.select(target.c.event_id).where(target.c.order_id.in_(targets))
-        tickets = sa.select(resale.c.ticket_id).where(
-            resale.c.is_resale.is_(True), resale.c.seller_wallet_id.in_(wallets)
-        )
-        queries["orders"] = queries["orders"].where(
-            sa.or_(
-                o.c.buyer_wallet_id.in_(wallets),
-                o.c.seller_wallet_id.in_(wallets),
-                o.c.event_id.in_(events),
-                o.c.ticket_id.in_(tickets),
+    """The sources of the orders before `until` that features need, read over JDBC: every
+    order's (orders and wallets by ranges of their ids in parallel), or only the history
+    `scope` names, as the local extract reads it: one read per chunk of ids, each an
+    indexed lookup in the database, their overlaps dropped here."""
+    if scope is None:
+        split = {"orders": "order_id", "wallets": "wallet_id"}
+        return {
+            name: read_table(
+                spark, jdbc, literal_sql(engine, query), split.get(name), num_partitions=partitions
             )
-        )
-        queries["wallets"] = queries["wallets"].where(w.c.wallet_id.in_(wallets))
-        queries["transfers"] = queries["transfers"].where(
-            sa.or_(t.c.from_wallet_id.in_(wallets), t.c.to_wallet_id.in_(wallets))
-        )
-    split = {"orders": "order_id", "wallets": "wallet_id"}
-    return {
-        name: read_table(
-            spark,
-            jdbc,
-            literal_sql(engine, query),
-            split.get(name),
-            num_partitions=partitions,
-        )
-        for name, query in queries.items()
-    }
+            for name, query in etl.source_queries(until).items()
+        }
+    sources = {}
+    for name, queries in etl.scoped_queries(scope, until).items():
+        reads = [read_table(spark, jdbc, literal_sql(engine, query)) for query in queries]
+        frame = reads[0]
+        for read in reads[1:]:
+            frame = frame.unionByName(read)
+        if name == "transfers":
+            frame = frame.dropDuplicates(["transfer_id"]).drop("transfer_id")
+        elif name == "orders":
+            frame = frame.dropDuplicates(["order_id"])
+        sources[name] = frame
+    return sources
 
 
 def check_nulls(sources: dict[str, DataFrame]) -> None:
@@ -535,27 +513,6 @@ def store_features(
     return counts
 
 
-def _pending(engine: Engine, until: datetime, labels_since: datetime | None):
-    """The local nightly run's new orders (etl.unprocessed_query) as a subquery, how many
-    there are and the oldest one's time."""
-    with engine.connect() as conn:
-        pending = etl.unprocessed_query(conn, until, labels_since).subquery("unfeatured")
-        count, oldest = conn.execute(
-            sa.select(sa.func.count(), sa.func.min(pending.c.created_at))
-        ).one()
-    return pending, int(count), oldest
-
-
-def _targets(pending: sa.Subquery, since: datetime, until: datetime) -> sa.Select:
-    """Ids of the orders an incremental run computes: the new ones and every order in
-    [since, until); an alias, so the select nests in queries on orders."""
-    o = schema.orders.alias("recomputed")
-    return sa.select(o.c.order_id).where(
-        o.c.created_at < until,
-        sa.or_(o.c.created_at >= since, o.c.order_id.in_(sa.select(pending.c.order_id))),
-    )
-
-
 def _history_rows(engine: Engine, until: datetime) -> int:
     o = schema.orders
     with engine.connect() as conn:
@@ -569,12 +526,12 @@ def _run(
     config: Config,
     since: datetime | None,
     until: datetime,
-    targets: sa.Select | None,
+    scope: etl.HistoryScope | None,
     progress: etl.ProgressCallback,
     labels_since: datetime | None = None,
 ) -> dict:
-    """Compute on Spark the features of the orders before `until` that `targets` selects
-    (every order from `since` on when None) and store them."""
+    """Compute on Spark the features of the target orders of `scope` (every order before
+    `until` from `since` on when None) and store them."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -582,7 +539,7 @@ def _run(
     spark = spark_session(config)
     partitions = int(config.get("engine.spark.partitions"))
     progress("extract", 0, 3)
-    sources = read_sources(spark, engine, jdbc, until, partitions, targets)
+    sources = read_sources(spark, engine, jdbc, until, partitions, scope)
     # Every feature reads the orders and labels again: one JDBC read each, kept by the
     # executors (spilling to disk) for the run.
     for name in ("orders", "labels"):
@@ -590,8 +547,8 @@ def _run(
     check_nulls(sources)
     progress("extract", 1, 3)
     features = compute_features(sources)
-    if targets is not None:
-        wanted = read_table(spark, jdbc, literal_sql(engine, targets)).select("order_id")
+    if scope is not None:
+        wanted = spark.createDataFrame([(i,) for i in scope.targets], "order_id long")
         features = features.join(wanted, "order_id", "left_semi")
     elif since is not None:
         features = features.where(F.col("feature_ts") >= F.lit(since).cast("timestamp"))
@@ -676,32 +633,23 @@ def run_job(
 def _catch_up(
     engine: Engine, config: Config, until: datetime, started: float, report
 ) -> etl.EtlResult:
-    """The incremental run's choice of orders, as etl.catch_up makes it: the new ones and,
-    when there are any, the featured ones from the oldest new order on, no further back than
-    etl.lookback before the watermark; labels that arrived since are stored either way."""
-    watermark = etl.read_watermark(engine)
-    labels_since = watermark - etl.lookback_from_config(config) if watermark else None
-    pending, waiting, oldest_new = _pending(engine, until, labels_since)
-    if not waiting:
-        relabelled = 0
-        if labels_since is not None:
-            with engine.begin() as conn:
-                relabelled = etl.sync_labels(conn, labels_since, until)
-        return etl.EtlResult.nothing_new(
-            until, time.perf_counter() - started, watermark, relabelled
-        )
-    f = schema.fraud_features
+    """The local engine's incremental run (etl.plan_catch_up) with the features computed on
+    Spark; labels that arrived since are stored either way."""
     with engine.connect() as conn:
-        featured = conn.execute(sa.select(f.c.order_id).limit(1)).first() is not None
-    if not featured:
-        since = None
-    elif watermark is None:
-        since = oldest_new
-    else:
-        since = max(oldest_new, labels_since)
-    targets = _targets(pending, since, until) if since is not None else None
-    counts = _run(engine, config, since, until, targets, report, labels_since)
-    return _result(started, since, until, counts, mode="incremental", new_orders=waiting)
+        plan = etl.plan_catch_up(conn, until, etl.lookback_from_config(config))
+        scope = None if plan.targets is None else etl.history_scope(conn, until, plan.targets)
+    if not plan.new_orders:
+        relabelled = 0
+        if plan.labels_since is not None:
+            with engine.begin() as conn:
+                relabelled = etl.sync_labels(conn, plan.labels_since, until)
+        return etl.EtlResult.nothing_new(
+            until, time.perf_counter() - started, plan.watermark, relabelled
+        )
+    counts = _run(engine, config, plan.since, until, scope, report, plan.labels_since)
+    return _result(
+        started, plan.since, until, counts, mode="incremental", new_orders=plan.new_orders
+    )
 
 
 def order_count(engine: Engine) -> int:
