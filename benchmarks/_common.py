@@ -15,11 +15,15 @@ import numpy as np
 
 
 def options(doc: str, *, database_help: str | None = None, **defaults: int) -> argparse.Namespace:
-    """`--name N` for each default (underscores become dashes), and `--database URL` when
-    `database_help` says what it is for."""
+    """`--name N` for each default (underscores become dashes; a default of False makes a
+    flag), and `--database URL` when `database_help` says what it is for."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     for name, default in defaults.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
+        flag = f"--{name.replace('_', '-')}"
+        if default is False:
+            parser.add_argument(flag, action="store_true")
+        else:
+            parser.add_argument(flag, type=int, default=default)
     if database_help:
         parser.add_argument("--database", help=database_help)
     return parser.parse_args()
