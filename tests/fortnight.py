@@ -196,6 +196,11 @@ class Fortnight:
             f"  home: {self.workdir / 'home'}\n"
             "retention:\n"
             "  older_than: 45d\n"
+            # A signal model its gate keeps from prod is retrained a week later, not the
+            # next day: on a world this small the gate keeps each symbol's CatBoost model a
+            # candidate, and daily retraining was half of every simulated day's job time.
+            "signal:\n"
+            "  retrain_after_rejection: 7d\n"
         )
 
     def mlkit_cmd(self, *args: str, now: datetime, check: bool = True) -> dict | str:

@@ -183,8 +183,9 @@ def extract(conn: sa.Connection, until: datetime, target_ids: list[int] | None =
     return sources
 
 
-# The sources in FraudSources' order.
+# The sources in FraudSources' order, and the ids of those whose scoped reads overlap.
 SOURCES = ("orders", "wallets", "events", "transfers", "labels")
+ROW_IDS = {"orders": "order_id", "transfers": "transfer_id"}
 # Ids per IN list: each chunk is one indexed read, and SQLite's bound-parameter limit
 # (32766) stays far away.
 ID_CHUNK = 5_000
@@ -198,9 +199,9 @@ def source_queries(until: datetime) -> dict[str, sa.Select]:
         "orders": sa.select(*[o.c[name] for name in ORDER_COLUMNS]).where(o.c.created_at < until),
         "wallets": sa.select(w.c.wallet_id, w.c.created_at),
         "events": sa.select(e.c.event_id, e.c.base_price, e.c.capacity),
-        "transfers": sa.select(t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at).where(
-            t.c.transferred_at < until
-        ),
+        "transfers": sa.select(
+            t.c.transfer_id, t.c.from_wallet_id, t.c.to_wallet_id, t.c.transferred_at
+        ).where(t.c.transferred_at < until),
         "labels": label_query(until),
     }
 
@@ -251,12 +252,12 @@ def history_scope(conn: sa.Connection, until: datetime, target_ids: list[int]) -
 def scoped_queries(scope: HistoryScope, until: datetime) -> dict[str, list[sa.Select]]:
     """Per source, the selects of the scope's rows before `until`: each one indexed read of
     a chunk of ids, never one per id. Reads of orders and of transfers overlap (an order
-    bought by one scoped wallet and sold by another): their rows are told apart by id."""
+    bought by one scoped wallet and sold by another): `ROW_IDS` tells their rows apart."""
     o, w, e = schema.orders, schema.wallets, schema.events
     t = schema.ticket_transfers
     every = source_queries(until)
 
-    orders, transfers = every["orders"], every["transfers"].add_columns(t.c.transfer_id)
+    orders, transfers = every["orders"], every["transfers"]
     recent = every["labels"]
     recent = recent.where(recent.selected_columns.label_available_at >= scope.labels_since)
     return {
@@ -283,12 +284,10 @@ def scoped_queries(scope: HistoryScope, until: datetime) -> dict[str, list[sa.Se
 
 
 def _dedupe(name: str, frame):
-    """One row per source row where the scope's reads overlap (orders, transfers)."""
-    if name == "transfers":
-        return frame.drop_duplicates("transfer_id", ignore_index=True).drop(columns="transfer_id")
-    if name == "orders":
-        return frame.drop_duplicates("order_id", ignore_index=True)
-    return frame
+    """One row per source row where the scope's reads overlap."""
+    if name not in ROW_IDS:
+        return frame
+    return frame.drop_duplicates(ROW_IDS[name], ignore_index=True)
 
 
 def _ids(values) -> list[int]:

@@ -30,7 +30,7 @@ class FraudSources:
     orders: pd.DataFrame
     wallets: pd.DataFrame  # wallet_id, created_at
     events: pd.DataFrame  # event_id, base_price, capacity
-    transfers: pd.DataFrame  # from_wallet_id, to_wallet_id, transferred_at
+    transfers: pd.DataFrame  # transfer_id, from_wallet_id, to_wallet_id, transferred_at
     # order_id, wallet_id, label_available_at (confirmed fraud labels only)
     labels: pd.DataFrame
 

@@ -74,11 +74,7 @@ def read_sources(
         frame = reads[0]
         for read in reads[1:]:
             frame = frame.unionByName(read)
-        if name == "transfers":
-            frame = frame.dropDuplicates(["transfer_id"]).drop("transfer_id")
-        elif name == "orders":
-            frame = frame.dropDuplicates(["order_id"])
-        sources[name] = frame
+        sources[name] = frame.dropDuplicates([etl.ROW_IDS[name]]) if name in etl.ROW_IDS else frame
     return sources
 
 
