@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from fraud_rows import add_label, stored_features
 
 from mlkit.toolkit import schema
@@ -223,3 +224,100 @@ def test_incremental_rows_equal_a_full_rebuild(engine):
         etl.run_etl(engine, None, until)  # the rebuild's rows become the next night's start
         full = features(engine)
         pd.testing.assert_frame_equal(incremental[columns], full[columns])
+
+
+def test_a_scope_read_in_many_chunks_gives_the_features_of_a_whole_read(engine, monkeypatch):
+    """The night's history comes in chunks of ids whose reads overlap (an order bought by
+    one scoped wallet and sold by another, a transfer between two): read in chunks of 7
+    ids, its rows are each source row once and its features equal those computed from
+    every order."""
+    from mlkit.toolkit.demo.seed import seed_demo
+    from mlkit.toolkit.fraud.features import compute_features
+
+    with engine.begin() as conn:
+        for table in reversed(schema.metadata.sorted_tables):
+            conn.execute(table.delete())
+    world = seed_demo(
+        engine,
+        orders=1500,
+        days=15,
+        seed=5,
+        families=("fraud",),
+        start=datetime(2026, 1, 1),
+        replace=True,
+    )
+    wallet = add_a_resale_of_a_ticket_bought_meanwhile_by_another(engine, world.end)
+    with engine.connect() as conn:
+        targets = etl._ids_in_range(conn, world.end - timedelta(days=2), world.end)
+        whole = etl.extract(conn, world.end)
+        monkeypatch.setattr(etl, "ID_CHUNK", 7)
+        scoped = etl.extract(conn, world.end, targets)
+    assert 0 < len(scoped.orders) < len(whole.orders)
+    assert scoped.orders["order_id"].is_unique
+    assert scoped.transfers["transfer_id"].is_unique
+    assert scoped.orders["is_resale"].astype(bool).any()
+    expected = compute_features(whole, targets).set_index("order_id").sort_index()
+    got = compute_features(scoped, targets).set_index("order_id").sort_index()
+    assert len(got) == len(targets)
+    pd.testing.assert_frame_equal(got, expected)
+    # The resale's ticket was last sold to another wallet: no hold time for the wallet.
+    assert got.loc[got["wallet_id"] == wallet, "avg_ticket_hold_time"].isna().all()
+
+
+def add_a_resale_of_a_ticket_bought_meanwhile_by_another(engine, end: datetime) -> int:
+    """A wallet buys a ticket of an event no recent order touches; another wallet buys the
+    ticket later; then the first resells it and, within the last day, buys again. Only
+    the ticket's own sales tell that the resale's previous sale was not to its seller.
+    Returns the wallet."""
+    with engine.connect() as conn:
+        order_id = conn.execute(sa.select(sa.func.max(schema.orders.c.order_id))).scalar()
+        wallet_id = conn.execute(sa.select(sa.func.max(schema.wallets.c.wallet_id))).scalar()
+        event_id = conn.execute(sa.select(sa.func.max(schema.events.c.event_id))).scalar()
+    seller, other, dealer, buyer = (wallet_id + n for n in (1, 2, 3, 4))
+    old_event, ticket = event_id + 1, 10**9
+    with engine.begin() as conn:
+        conn.execute(
+            schema.wallets.insert(),
+            [
+                {"wallet_id": w, "address": f"0x{w:040x}", "created_at": end - timedelta(days=60)}
+                for w in (seller, other, dealer, buyer)
+            ],
+        )
+        conn.execute(
+            schema.events.insert().values(
+                event_id=old_event,
+                name="an older event",
+                event_type="concert",
+                base_price=50,
+                capacity=100,
+                sale_start=end - timedelta(days=90),
+                event_date=end - timedelta(days=5),
+                created_at=end - timedelta(days=90),
+            )
+        )
+        recent_event = conn.execute(sa.select(sa.func.min(schema.events.c.event_id))).scalar()
+        sales = (  # buyer, seller, event, ticket, resale, days before the end
+            (seller, None, old_event, ticket, False, 20),
+            (other, dealer, old_event, ticket, True, 15),
+            (buyer, seller, old_event, ticket, True, 10),
+            (seller, None, recent_event, None, False, 0.5),
+        )
+        conn.execute(
+            schema.orders.insert(),
+            [
+                {
+                    "order_id": order_id + n,
+                    "buyer_wallet_id": b,
+                    "seller_wallet_id": s,
+                    "event_id": e,
+                    "ticket_id": t,
+                    "price": 60,
+                    "payment_method": "card",
+                    "is_resale": resale,
+                    "status": "COMPLETED",
+                    "created_at": end - timedelta(days=days),
+                }
+                for n, (b, s, e, t, resale, days) in enumerate(sales, start=1)
+            ],
+        )
+    return seller
