@@ -187,6 +187,17 @@ def test_windows_count_back_from_the_clock(cli, db):
     assert quiet["rows"] == 0
 
 
+def demo_world(engine, **size):
+    """A fraud demo world from 2026-01-01 in the emptied database (the earlier tests'
+    hand-written rows are no demo world's)."""
+    from mlkit.toolkit.demo.seed import seed_demo
+
+    with engine.begin() as conn:
+        for table in reversed(schema.metadata.sorted_tables):
+            conn.execute(table.delete())
+    return seed_demo(engine, **size, families=("fraud",), start=datetime(2026, 1, 1), replace=True)
+
+
 def test_incremental_rows_equal_a_full_rebuild(engine):
     """Nightly catch-ups read only the history of the new orders' wallets, events and resold
     tickets; their rows, labels that became available after a row was computed included,
@@ -194,18 +205,7 @@ def test_incremental_rows_equal_a_full_rebuild(engine):
     from mlkit.toolkit.demo.seed import seed_demo
     from mlkit.toolkit.fraud.columns import NUMERIC_FEATURES
 
-    with engine.begin() as conn:  # the earlier tests' hand-written rows are no demo world's
-        for table in reversed(schema.metadata.sorted_tables):
-            conn.execute(table.delete())
-    first = seed_demo(
-        engine,
-        orders=3000,
-        days=20,
-        seed=3,
-        families=("fraud",),
-        start=datetime(2026, 1, 1),
-        replace=True,
-    )
+    first = demo_world(engine, orders=3000, days=20, seed=3)
     etl.catch_up(engine, lookback=timedelta(days=2), until=first.end)
     second = seed_demo(engine, days=3, append=True)
     nights = (
@@ -231,21 +231,9 @@ def test_a_scope_read_in_many_chunks_gives_the_features_of_a_whole_read(engine, 
     one scoped wallet and sold by another, a transfer between two): read in chunks of 7
     ids, its rows are each source row once and its features equal those computed from
     every order."""
-    from mlkit.toolkit.demo.seed import seed_demo
     from mlkit.toolkit.fraud.features import compute_features
 
-    with engine.begin() as conn:
-        for table in reversed(schema.metadata.sorted_tables):
-            conn.execute(table.delete())
-    world = seed_demo(
-        engine,
-        orders=1500,
-        days=15,
-        seed=5,
-        families=("fraud",),
-        start=datetime(2026, 1, 1),
-        replace=True,
-    )
+    world = demo_world(engine, orders=1500, days=15, seed=5)
     wallet = add_a_resale_of_a_ticket_bought_meanwhile_by_another(engine, world.end)
     with engine.connect() as conn:
         targets = etl._ids_in_range(conn, world.end - timedelta(days=2), world.end)
