@@ -36,10 +36,10 @@ def init(
         return
     if result.database_created:
         err(f"created database {result.name}")
-    created = result.tables_created
-    what = f"created {len(created)} tables" if created else "schema already up to date"
+    done = [f"created {len(result.tables_created)} tables"] if result.tables_created else []
     if result.indexes_added:
-        what += f"; indexes added: {', '.join(result.indexes_added)}"
+        done.append(f"added indexes {', '.join(result.indexes_added)}")
+    what = "; ".join(done) or "schema already up to date"
     if result.views:
         what += f"; views of the mapped sources: {', '.join(result.views)}"
     stdout_console().print(f"{document['database']} ({document['dialect']}): {what}")

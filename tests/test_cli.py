@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -206,7 +207,14 @@ def test_db_init_and_status_on_the_default_sqlite_file(cli, tmp_path):
     status = json.loads(cli("db", "status", "--json").stdout)
     assert status["tables"]["orders"] == 0
     again = json.loads(cli("db", "init", "--json").stdout)
-    assert again["tables_created"] == []
+    assert again["tables_created"] == again["indexes_added"] == []
+    # An index an older mlkit did not make is added, and named, by the next init.
+    with sqlite3.connect(tmp_path / "home" / "mlkit.db") as conn:
+        conn.execute("DROP INDEX ix_orders_ticket")
+    upgraded = cli("db", "init")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert upgraded.stdout.strip().endswith("(sqlite): added indexes ix_orders_ticket")
+    assert cli("db", "init").stdout.strip().endswith("(sqlite): schema already up to date")
 
 
 def test_ddl_rejects_an_unknown_dialect(cli):
