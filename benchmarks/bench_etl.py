@@ -74,12 +74,12 @@ def one_night(url: str, engines: list[str]) -> list[tuple[str, dict, float]]:
     """Append one day to the world and time `etl run --since last` on it on each engine,
     with the clock at the end of that day; between engines the day's feature rows and the
     watermark are put back as they were, so each engine meets the same night."""
+    from mlkit.toolkit.fraud import etl
+
     engine = sa.create_engine(url)
+    watermark = etl.read_watermark(engine)
     with engine.connect() as conn:
         newest_order = conn.execute(sa.text("SELECT MAX(order_id) FROM orders")).scalar()
-        watermark = conn.execute(
-            sa.text("SELECT watermark FROM etl_watermarks WHERE job = 'fraud_features'")
-        ).scalar()
     seeded = json.loads(run_mlkit(url, "demo", "seed", "--append", "--days", "1", "--json"))
     os.environ["MLKIT_NOW"] = seeded["end"]
     nights = []

@@ -63,23 +63,6 @@ class EtlResult:
     watermark: datetime | None = field(default=None)
     written: dict | None = None  # rows inserted, updated (changed only), skipped, deleted
 
-    @classmethod
-    def nothing_new(
-        cls, until: datetime, seconds: float, watermark: datetime | None, relabelled: int
-    ) -> EtlResult:
-        """A night without new orders: at most labels that arrived on earlier rows."""
-        return cls(
-            None,
-            until,
-            0,
-            0,
-            0,
-            seconds,
-            mode="incremental",
-            watermark=watermark,
-            written={"relabelled": relabelled} if relabelled else None,
-        )
-
     def as_dict(self) -> dict:
         return {
             "job": JOB,
@@ -173,12 +156,7 @@ def extract(conn: sa.Connection, until: datetime, target_ids: list[int] | None =
         )
     else:
         scoped = scoped_queries(history_scope(conn, until, target_ids), until)
-        sources = FraudSources(
-            *(
-                _dedupe(name, _concat([read_frame(conn, q) for q in scoped[name]]))
-                for name in SOURCES
-            )
-        )
+        sources = FraudSources(*(_dedupe(name, _read_all(conn, scoped[name])) for name in SOURCES))
     _check_nulls(sources)
     return sources
 
@@ -303,7 +281,12 @@ def _chunked(query_for: Callable[[list[int]], sa.Select], ids: list[int]) -> lis
 
 def _read_in(conn: sa.Connection, query_for: Callable[[list[int]], sa.Select], ids: list[int]):
     """The rows of `query_for(chunk)` over chunks of `ids`: one indexed read per chunk."""
-    return _concat([read_frame(conn, query) for query in _chunked(query_for, ids)])
+    return _read_all(conn, _chunked(query_for, ids))
+
+
+def _read_all(conn: sa.Connection, queries: list[sa.Select]):
+    """The rows of every select, in one frame."""
+    return _concat([read_frame(conn, query) for query in queries])
 
 
 def _concat(frames):
@@ -401,6 +384,23 @@ def plan_catch_up(conn: sa.Connection, until: datetime, lookback: timedelta) -> 
     return plan
 
 
+def quiet_night(conn: sa.Connection, plan: NightPlan, until: datetime, started: float) -> EtlResult:
+    """A night without new orders, on any engine: only the labels that arrived on earlier
+    rows are stored."""
+    relabelled = sync_labels(conn, plan.labels_since, until) if plan.labels_since else 0
+    return EtlResult(
+        None,
+        until,
+        0,
+        0,
+        0,
+        time.perf_counter() - started,
+        mode="incremental",
+        watermark=plan.watermark,
+        written={"relabelled": relabelled} if relabelled else None,
+    )
+
+
 def catch_up(
     engine: Engine,
     *,
@@ -417,10 +417,7 @@ def catch_up(
         with job_lock(engine, "etl", JOB), engine.begin() as conn:
             plan = plan_catch_up(conn, until, lookback)
             if not plan.new_orders:
-                relabelled = sync_labels(conn, plan.labels_since, until) if plan.labels_since else 0
-                return EtlResult.nothing_new(
-                    until, time.perf_counter() - started, plan.watermark, relabelled
-                )
+                return quiet_night(conn, plan, until, started)
             report("extract", 0, 3)
             sources = extract(conn, until, plan.targets)
             target = sources.orders["order_id"].to_numpy() if plan.targets is None else plan.targets

@@ -635,13 +635,8 @@ def _catch_up(
         plan = etl.plan_catch_up(conn, until, etl.lookback_from_config(config))
         scope = None if plan.targets is None else etl.history_scope(conn, until, plan.targets)
     if not plan.new_orders:
-        relabelled = 0
-        if plan.labels_since is not None:
-            with engine.begin() as conn:
-                relabelled = etl.sync_labels(conn, plan.labels_since, until)
-        return etl.EtlResult.nothing_new(
-            until, time.perf_counter() - started, plan.watermark, relabelled
-        )
+        with engine.begin() as conn:
+            return etl.quiet_night(conn, plan, until, started)
     counts = _run(engine, config, plan.since, until, scope, report, plan.labels_since)
     return _result(
         started, plan.since, until, counts, mode="incremental", new_orders=plan.new_orders
